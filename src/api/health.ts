@@ -1,0 +1,26 @@
+import type { FastifyInstance } from 'fastify';
+import type { DecisionBuffer } from '../buffer/types.js';
+import type { OutputWorker } from '../delivery/output-worker.js';
+
+/** `/health`: the process answers. `/ready`: the buffer takes writes, and how each output is doing. */
+export async function healthRoutes(app: FastifyInstance, opts: { buffer: DecisionBuffer; workers: OutputWorker[]; closing: () => boolean }): Promise<void> {
+  const { buffer, workers } = opts;
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_request, reply) => {
+    const stats = buffer.stats();
+    const writable = buffer.writable() && !opts.closing();
+    const outputs = workers.map((w) => w.status());
+    reply.code(writable ? 200 : 503);
+    return {
+      status: writable ? (outputs.every((o) => o.state === 'ok') ? 'ok' : 'degraded') : 'unavailable',
+      buffer: {
+        writable,
+        bytes: stats.bytes,
+        max_bytes: stats.maxBytes,
+        chunks: stats.chunks,
+        oldest_age_seconds: stats.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - stats.oldestReceivedAt) / 1000),
+      },
+      outputs,
+    };
+  });
+}

@@ -1,0 +1,42 @@
+/** The durable buffer's tables. See src/buffer/types.ts for what they mean. */
+export const SCHEMA = `
+-- The durable buffer of decisions and the positions of each output. See src/buffer/types.ts.
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- NDJSON chunks of decisions; pos is the position of the chunk's first decision.
+CREATE TABLE IF NOT EXISTS chunks (
+  pos         INTEGER PRIMARY KEY,
+  last_pos    INTEGER NOT NULL,
+  partition   TEXT    NOT NULL,
+  hour        TEXT    NOT NULL,
+  count       INTEGER NOT NULL,
+  bytes       INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  payload     BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_stream ON chunks (partition, hour, last_pos);
+
+-- Every position <= cursors.pos has been delivered by that output.
+CREATE TABLE IF NOT EXISTS cursors (
+  output TEXT PRIMARY KEY,
+  pos    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Batches fixed before their upload (done = 0) and delivered ones the cursor has not yet passed (done = 1).
+-- After a crash the pending ones are uploaded again with the same key and bytes, and the done ones tell
+-- which decisions beyond the cursor were already delivered.
+CREATE TABLE IF NOT EXISTS batches (
+  output    TEXT    NOT NULL,
+  first_pos INTEGER NOT NULL,
+  last_pos  INTEGER NOT NULL,
+  partition TEXT    NOT NULL,
+  hour      TEXT    NOT NULL,
+  count     INTEGER NOT NULL,
+  bytes     INTEGER NOT NULL,
+  done      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (output, first_pos)
+) WITHOUT ROWID;
+`;

@@ -1,0 +1,81 @@
+/**
+ * The durable buffer: every acknowledged decision lives here until every output has delivered it.
+ *
+ * Decisions are stored in chunks: NDJSON lines of one request that share a partition and a UTC hour
+ * (a "stream"). Each decision has a position, a sequence number that never repeats in this buffer;
+ * a chunk at position `pos` holds the decisions `pos .. pos + count - 1`.
+ */
+export interface NewChunk {
+  partition: string;
+  /** UTC hour of the decisions' own timestamps, `YYYY-MM-DDTHH`. */
+  hour: string;
+  count: number;
+  /** NDJSON: `count` lines, each ending in `\n`. */
+  payload: Buffer;
+}
+
+export interface ChunkMeta {
+  pos: number;
+  partition: string;
+  hour: string;
+  count: number;
+  bytes: number;
+  receivedAt: number;
+}
+
+export interface Chunk extends ChunkMeta {
+  payload: Buffer;
+}
+
+/** A batch an output has fixed before uploading it: the decisions of one stream in [first, last]. */
+export interface SealedBatch {
+  output: string;
+  partition: string;
+  hour: string;
+  first: number;
+  last: number;
+  count: number;
+  bytes: number;
+}
+
+export interface BufferStats {
+  bytes: number;
+  chunks: number;
+  maxBytes: number;
+  oldestReceivedAt: number | null;
+}
+
+export interface DecisionBuffer {
+  /** A stable id of this buffer, part of every batch name, so a wiped data_dir never overwrites old objects. */
+  readonly id: string;
+  /** Resolves once the chunks are durable on disk; many concurrent appends share one fsync. */
+  append(chunks: NewChunk[]): Promise<void>;
+  /** Whether `bytes` more fit under the bound (counting appends not yet committed). */
+  hasRoom(bytes: number): boolean;
+  readChunkMetas(afterPos: number, limit: number): ChunkMeta[];
+  /** The chunks of one stream that hold any decision in [first, last], in position order. */
+  streamChunks(partition: string, hour: string, first: number, last: number): ChunkMeta[];
+  readChunk(pos: number): Chunk | undefined;
+  /** Called when new chunks are durable. */
+  onAppend(listener: () => void): void;
+
+  // output positions
+  cursor(output: string): number;
+  /** Batches fixed but not yet delivered, to upload again after a restart. */
+  sealedBatches(output: string): SealedBatch[];
+  /** Delivered batches beyond the output's cursor: their decisions must not be batched again. */
+  deliveredBatches(output: string): SealedBatch[];
+  /** Records batches durably before they are uploaded. */
+  seal(batches: SealedBatch[]): void;
+  /** Marks a batch delivered and moves the output's cursor (every position <= cursor is delivered). */
+  complete(batch: SealedBatch, cursor: number): void;
+  setCursor(output: string, cursor: number): void;
+  /** Forgets outputs that are no longer configured, so they do not hold data forever. */
+  retainOutputs(outputs: string[]): string[];
+  /** Removes chunks every output has delivered. Returns the number of chunks removed. */
+  trim(): number;
+
+  stats(): BufferStats;
+  writable(): boolean;
+  close(): void;
+}

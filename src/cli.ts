@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig } from './config/load.js';
+import { createLogger } from './observability/logger.js';
+import { startServer } from './server.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('sluice')
+  .description('Durable decision log service for Open Policy Agent: decisions in, batched objects out to S3.')
+  .version(version);
+
+program.command('serve')
+  .description('Run the service. Without --config it runs on embedded defaults: 127.0.0.1:8181, buffer in ./data, objects in ./data/objects.')
+  .option('-c, --config <file>', 'YAML configuration file')
+  .addHelpText('after', '\nExamples:\n  sluice serve\n  sluice serve --config sluice.yaml\n  AWS_ACCESS_KEY_ID=... sluice serve -c s3.yaml')
+  .action(async (opts: { config?: string }) => {
+    const config = readConfigOrExit(opts.config);
+    const log = createLogger(config.log.level);
+    let server;
+    try {
+      server = await startServer(config, log);
+    } catch (err) {
+      log.fatal({ err }, 'cannot start');
+      process.exit(1);
+    }
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal, timeout_ms: config.shutdown_timeout }, 'stopping: no new requests, flushing open batches');
+      const { flushed } = await server.shutdown();
+      log.info({ flushed }, flushed ? 'stopped; everything delivered' : 'stopped; undelivered decisions stay buffered for the next start');
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+  });
+
+program.command('check')
+  .description('Validate a configuration file: prints each problem with the path of its field; exits 1 when invalid.')
+  .requiredOption('-c, --config <file>', 'YAML configuration file')
+  .addHelpText('after', '\nExamples:\n  sluice check --config sluice.yaml')
+  .action((opts: { config: string }) => {
+    const config = readConfigOrExit(opts.config);
+    console.log(`${opts.config}: ok`);
+    console.log(`  listen ${config.listen}, data_dir ${config.data_dir}`);
+    for (const o of config.outputs) {
+      console.log(`  output ${o.name}: ${o.type === 's3' ? `s3://${o.bucket}` : `file://${o.path}`}, key ${o.key}`);
+    }
+  });
+
+function readConfigOrExit(file: string | undefined) {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,34 @@
+/**
+ * `${VAR}` and `${VAR:-default}` in configuration strings, resolved against the environment.
+ * Interpolation runs on the parsed YAML's string values (not the raw text), so a value can never break
+ * the YAML structure and an unset variable is reported with the path of the field that uses it.
+ * `$$` stands for a literal `$`.
+ */
+export interface InterpolationProblem { path: string; message: string }
+
+const PATTERN = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+export function interpolate(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  problems: InterpolationProblem[],
+  path: string[] = [],
+): unknown {
+  if (typeof value === 'string') {
+    return value.replace(PATTERN, (whole, name: string | undefined, fallback: string | undefined) => {
+      if (whole === '$$') return '$';
+      const found = env[name!];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      problems.push({ path: path.join('.') || '(root)', message: `environment variable ${name} is not set (write \${${name}:-} to allow it to be empty)` });
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, problems, [...path, String(i)]));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, problems, [...path, k]);
+    return out;
+  }
+  return value;
+}

@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { configSchema, type Config, type OutputConfig } from './schema.js';
+import { interpolate, type InterpolationProblem } from './interpolate.js';
+
+export interface ConfigProblem { path: string; message: string }
+
+export class ConfigError extends Error {
+  constructor(readonly problems: ConfigProblem[], readonly source: string) {
+    super(`${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n` +
+      problems.map((p) => `  ${p.path}: ${p.message}`).join('\n'));
+  }
+}
+
+/** Validates a parsed configuration document (already YAML-decoded), applying the embedded defaults. */
+export function buildConfig(document: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: InterpolationProblem[] = [];
+  const resolved = interpolate(document ?? {}, env, problems);
+  const result = configSchema.safeParse(resolved);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      problems.push({ path: issue.path.join('.') || '(root)', message: issue.message });
+    }
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems, source);
+  const raw = result.data;
+  const dataDir = path.resolve(raw.data_dir);
+  const outputs: OutputConfig[] = raw.outputs ?? [defaultFileOutput(dataDir)];
+  return {
+    ...raw,
+    data_dir: dataDir,
+    outputs: outputs.map((o) => (o.type === 'file' ? { ...o, path: path.resolve(o.path) } : o)),
+  };
+}
+
+/** With no outputs configured, objects go to `<data_dir>/objects` in the same layout S3 would get. */
+function defaultFileOutput(dataDir: string): OutputConfig {
+  const parsed = configSchema.parse({ outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects') }] });
+  return parsed.outputs![0]!;
+}
+
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+  if (file === undefined) return buildConfig({}, 'embedded defaults', env);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '(file)', message: `cannot read: ${(err as Error).message}` }], file);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError([{ path: '(file)', message: `not valid YAML: ${(err as Error).message}` }], file);
+  }
+  if (document !== null && document !== undefined && (typeof document !== 'object' || Array.isArray(document))) {
+    throw new ConfigError([{ path: '(root)', message: 'the configuration must be a mapping of fields' }], file);
+  }
+  return buildConfig(document, file, env);
+}

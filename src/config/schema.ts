@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
+
+/** A size in bytes written as `64MiB`, `1GiB`, `512KB` or a number of bytes. */
+const size = (fallback: string) =>
+  z.union([z.number(), z.string()]).default(fallback).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (write e.g. 512KiB, 64MiB, 1GiB)` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+/** A duration in milliseconds written as `500ms`, `10s`, `5m`, `1h` or a number of milliseconds. */
+const duration = (fallback: string) =>
+  z.union([z.number(), z.string()]).default(fallback).transform((value, ctx) => {
+    const millis = parseDuration(value);
+    if (millis === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (write e.g. 500ms, 10s, 5m, 1h)` });
+      return z.NEVER;
+    }
+    return millis;
+  });
+
+/** An optional string where an empty value (e.g. `${VAR:-}`) means "not set". */
+const optionalText = z.string().optional().transform((v) => (v === undefined || v === '' ? undefined : v));
+
+const listen = z.string().default('127.0.0.1:8181').refine(
+  (v) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v),
+  'must be host:port, e.g. 127.0.0.1:8181 or [::1]:8181',
+);
+
+const batch = z.strictObject({
+  max_events: z.number().int().positive().default(1_000_000),
+  max_bytes: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
+  max_age: duration('10s').refine((v) => v > 0, 'must be greater than 0'),
+}).prefault({});
+
+const retry = z.strictObject({
+  initial_backoff: duration('1s').refine((v) => v > 0, 'must be greater than 0'),
+  max_backoff: duration('30s').refine((v) => v > 0, 'must be greater than 0'),
+}).prefault({});
+
+const outputName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, "_" or "-"');
+
+const batchedOutput = {
+  name: outputName,
+  batch,
+  format: z.enum(['ndjson', 'json_array']).default('ndjson'),
+  compression: z.enum(['gzip', 'none']).default('gzip'),
+  key: z.string().default(DEFAULT_KEY_TEMPLATE).superRefine((template, ctx) => {
+    const problem = checkKeyTemplate(template);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+  retry,
+  upload_concurrency: z.number().int().min(1).max(64).default(4),
+};
+
+export const STORAGE_CLASSES = [
+  'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER',
+  'DEEP_ARCHIVE', 'GLACIER_IR', 'EXPRESS_ONEZONE',
+] as const;
+
+const s3Output = z.strictObject({
+  ...batchedOutput,
+  type: z.literal('s3'),
+  bucket: z.string().min(3, 'must be a bucket name'),
+  region: z.string().min(1).default('us-east-1'),
+  endpoint: optionalText.pipe(z.url({ message: 'must be a URL such as http://127.0.0.1:9000' }).optional()),
+  force_path_style: z.boolean().default(false),
+  access_key_id: optionalText,
+  secret_access_key: optionalText,
+  session_token: optionalText,
+  storage_class: z.enum(STORAGE_CLASSES).default('STANDARD'),
+  request_timeout: duration('60s'),
+}).superRefine((o, ctx) => {
+  if (Boolean(o.access_key_id) !== Boolean(o.secret_access_key)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [o.access_key_id ? 'secret_access_key' : 'access_key_id'],
+      message: 'access_key_id and secret_access_key go together: set both, or neither to use the default credential chain',
+    });
+  }
+});
+
+const fileOutput = z.strictObject({
+  ...batchedOutput,
+  type: z.literal('file'),
+  path: z.string().min(1),
+});
+
+const output = z.discriminatedUnion('type', [s3Output, fileOutput], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'type must be one of: s3, file' : undefined),
+});
+
+export const configSchema = z.strictObject({
+  listen,
+  data_dir: z.string().min(1).default('./data'),
+  buffer: z.strictObject({
+    max_bytes: size('1GiB').refine((v) => v > 0, 'must be greater than 0'),
+  }).prefault({}),
+  ingest: z.strictObject({
+    tokens: z.array(z.string().min(1, 'a token must not be empty')).default([]),
+    max_body_bytes: size('8MiB').refine((v) => v > 0, 'must be greater than 0'),
+    max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
+  }).prefault({}),
+  outputs: z.array(output).optional(),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+  shutdown_timeout: duration('30s'),
+}).superRefine((c, ctx) => {
+  const seen = new Set<string>();
+  (c.outputs ?? []).forEach((o, i) => {
+    if (seen.has(o.name)) ctx.addIssue({ code: 'custom', path: ['outputs', i, 'name'], message: `output name "${o.name}" is used twice` });
+    seen.add(o.name);
+  });
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type OutputConfig = z.output<typeof output>;
+export type S3OutputConfig = z.output<typeof s3Output>;
+export type FileOutputConfig = z.output<typeof fileOutput>;
+export type Config = Omit<RawConfig, 'outputs'> & { outputs: OutputConfig[] };

@@ -1,0 +1,99 @@
+import { createGzip } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import type { DecisionBuffer, SealedBatch } from '../buffer/types.js';
+import type { StoredObject } from '../sinks/types.js';
+
+export type Format = 'ndjson' | 'json_array';
+export type Compression = 'gzip' | 'none';
+
+export interface Encoding { format: Format; compression: Compression }
+
+export function extension({ format, compression }: Encoding): string {
+  return (format === 'ndjson' ? 'ndjson' : 'json') + (compression === 'gzip' ? '.gz' : '');
+}
+
+export function contentType(format: Format): string {
+  return format === 'ndjson' ? 'application/x-ndjson' : 'application/json';
+}
+
+/**
+ * The object body of a sealed batch, read chunk by chunk from the buffer. With gzip only the compressed
+ * bytes are held in memory. The same batch always encodes to the same bytes, so a re-upload is identical.
+ */
+export async function encodeBatch(buffer: DecisionBuffer, batch: SealedBatch, encoding: Encoding, key: string): Promise<StoredObject> {
+  const pieces = batchPieces(buffer, batch, encoding.format);
+  let body: Buffer;
+  if (encoding.compression === 'gzip') {
+    const gzip = createGzip({ level: 6 });
+    const out: Buffer[] = [];
+    gzip.on('data', (b: Buffer) => out.push(b));
+    const ended = once(gzip, 'end');
+    for (const piece of pieces) {
+      if (!gzip.write(piece)) await once(gzip, 'drain');
+    }
+    gzip.end();
+    await ended;
+    body = Buffer.concat(out);
+  } else {
+    body = Buffer.concat([...pieces]);
+  }
+  return {
+    key,
+    body,
+    contentType: contentType(encoding.format),
+    contentEncoding: encoding.compression === 'gzip' ? 'gzip' : undefined,
+    contentMD5: createHash('md5').update(body).digest('base64'),
+  };
+}
+
+/** The batch's decisions as byte pieces in the output format, one buffer chunk at a time. */
+function* batchPieces(buffer: DecisionBuffer, batch: SealedBatch, format: Format): Generator<Buffer> {
+  if (format === 'json_array') yield Buffer.from('[');
+  let first = true;
+  for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.first, batch.last)) {
+    const chunk = buffer.readChunk(meta.pos);
+    if (!chunk) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
+    const lines = linesInRange(chunk.payload, chunk.pos, batch.first, batch.last);
+    if (lines.length === 0) continue;
+    if (format === 'ndjson') {
+      yield lines;
+    } else {
+      // NDJSON lines hold no raw newline, so every newline is a separator: it becomes a comma.
+      const piece = Buffer.from(lines.subarray(0, lines.length - 1));
+      for (let i = piece.indexOf(0x0a); i !== -1; i = piece.indexOf(0x0a, i + 1)) piece[i] = 0x2c;
+      if (!first) yield Buffer.from(',');
+      yield piece;
+    }
+    first = false;
+  }
+  if (format === 'json_array') yield Buffer.from(']');
+}
+
+/** The NDJSON lines of a chunk (first decision at `pos`) whose positions are in [first, last]. */
+export function linesInRange(payload: Buffer, pos: number, first: number, last: number): Buffer {
+  let start = 0;
+  let position = pos;
+  while (position < first) {
+    start = payload.indexOf(0x0a, start) + 1;
+    position++;
+  }
+  let end = start;
+  while (position <= last && end < payload.length) {
+    end = payload.indexOf(0x0a, end) + 1;
+    position++;
+  }
+  return payload.subarray(start, end);
+}
+
+/** Byte length (with newline) of each NDJSON line of a payload. */
+export function lineLengths(payload: Buffer): number[] {
+  const lengths: number[] = [];
+  let start = 0;
+  while (start < payload.length) {
+    const end = payload.indexOf(0x0a, start) + 1;
+    lengths.push(end - start);
+    start = end;
+  }
+  return lengths;
+}

@@ -1,0 +1,324 @@
+import type { Logger } from 'pino';
+import type { ChunkMeta, DecisionBuffer, SealedBatch } from '../buffer/types.js';
+import type { OutputConfig } from '../config/schema.js';
+import { SinkError, type Sink } from '../sinks/types.js';
+import { backoffDelay, pause } from './backoff.js';
+import { encodeBatch, extension, lineLengths } from './encode.js';
+import { keyValues, renderKey } from './object-keys.js';
+
+export type OutputState = 'ok' | 'retrying' | 'failing';
+
+export interface OutputStatus {
+  name: string;
+  type: string;
+  target: string;
+  state: OutputState;
+  last_error: { message: string; code?: string; at: string } | null;
+  delivered: { events: number; objects: number; bytes: number };
+  retries: number;
+  pending_batches: number;
+  cursor: number;
+}
+
+/** Decisions of one partition and UTC hour that are waiting for their batch to close. */
+interface OpenBatch {
+  partition: string;
+  hour: string;
+  first: number;
+  last: number;
+  count: number;
+  bytes: number;
+  openedAt: number;
+}
+
+/** How far past the cursor an output reads before its uploads catch up: keeps memory flat under a backlog. */
+const READ_AHEAD_BATCHES_PER_UPLOAD = 2;
+
+/**
+ * Delivers one output from its own position in the buffer.
+ *
+ * Reads chunk metadata in position order, groups decisions per stream (partition + hour) into open batches,
+ * and seals a batch when it reaches max_events or max_bytes, or is max_age old. A sealed batch is recorded in
+ * the buffer BEFORE its upload: its key derives from its first and last positions, so a retry, or the upload
+ * after a crash, writes the same key with the same bytes. The cursor (all positions <= it delivered) is the
+ * lowest position still open or in flight, minus one; the buffer drops what every cursor has passed.
+ */
+export class OutputWorker {
+  readonly name: string;
+  private readonly stream = (partition: string, hour: string) => `${partition}\u0000${hour}`;
+  private readPos: number;
+  private cursor: number;
+  private readonly open = new Map<string, OpenBatch>();
+  /** Per stream, the last position already in a sealed or delivered batch (known from before a restart). */
+  private readonly sealedUpto = new Map<string, number>();
+  private readonly queue: SealedBatch[] = [];
+  private readonly inflight = new Set<SealedBatch>();
+  private readonly abort = new AbortController();
+  private pumping = false;
+  private pumpAgain = false;
+  private draining = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private state: OutputState = 'ok';
+  private lastError: OutputStatus['last_error'] = null;
+  private readonly delivered = { events: 0, objects: 0, bytes: 0 };
+  private retries = 0;
+
+  constructor(
+    private readonly config: OutputConfig,
+    private readonly buffer: DecisionBuffer,
+    private readonly sink: Sink,
+    private readonly log: Logger,
+  ) {
+    this.name = config.name;
+    this.cursor = buffer.cursor(config.name);
+    this.readPos = this.cursor;
+    for (const b of buffer.deliveredBatches(config.name)) this.noteSealed(b);
+    for (const b of buffer.sealedBatches(config.name)) {
+      this.noteSealed(b);
+      this.queue.push(b);
+    }
+    if (this.queue.length > 0) this.log.info({ output: this.name, batches: this.queue.length }, 'uploading batches sealed before the restart');
+  }
+
+  start(): void {
+    this.buffer.onAppend(() => this.pump());
+    const tick = Math.max(50, Math.min(1000, this.config.batch.max_age / 4));
+    this.timer = setInterval(() => this.pump(), tick);
+    this.timer.unref();
+    this.pump();
+  }
+
+  status(): OutputStatus {
+    return {
+      name: this.name,
+      type: this.config.type,
+      target: this.sink.target,
+      state: this.state,
+      last_error: this.lastError,
+      delivered: { ...this.delivered },
+      retries: this.retries,
+      pending_batches: this.queue.length + this.inflight.size,
+      cursor: this.cursor,
+    };
+  }
+
+  /**
+   * Seals every open batch and uploads what is sealed, until done or the deadline passes. What is not
+   * delivered by then stays in the buffer for the next start.
+   */
+  async drain(deadline: number): Promise<boolean> {
+    this.draining = true;
+    this.pump();
+    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now()), 'timeout').unref());
+    const result = await Promise.race([idle, timeout]);
+    return result !== 'timeout';
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.abort.abort();
+    this.sink.close();
+  }
+
+  /** One pass: read what is new, seal what is due, start uploads. Re-entrant calls collapse into one more pass. */
+  pump(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pass();
+      } while (this.pumpAgain && !this.stopped);
+    } catch (err) {
+      this.fail(err as Error);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pass(): void {
+    const sealed: SealedBatch[] = [];
+    const maxQueued = this.config.upload_concurrency * READ_AHEAD_BATCHES_PER_UPLOAD;
+    while (this.queue.length + sealed.length + this.inflight.size < maxQueued) {
+      const metas = this.buffer.readChunkMetas(this.readPos, 256);
+      if (metas.length === 0) break;
+      for (const meta of metas) {
+        this.assign(meta, sealed);
+        if (this.queue.length + sealed.length + this.inflight.size >= maxQueued) break;
+      }
+    }
+    const now = Date.now();
+    for (const [key, batch] of this.open) {
+      if (this.draining || now - batch.openedAt >= this.config.batch.max_age) {
+        this.open.delete(key);
+        sealed.push(this.toSealed(batch));
+      }
+    }
+    if (sealed.length > 0) {
+      this.buffer.seal(sealed);
+      this.queue.push(...sealed);
+    }
+    while (this.inflight.size < this.config.upload_concurrency && this.queue.length > 0) {
+      const batch = this.queue.shift()!;
+      this.inflight.add(batch);
+      void this.deliver(batch);
+    }
+    this.moveCursor();
+    if (this.queue.length === 0 && this.inflight.size === 0 && this.open.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** Adds the decisions of a chunk beyond readPos to its stream's open batch, sealing batches that fill up. */
+  private assign(meta: ChunkMeta, sealed: SealedBatch[]): void {
+    const last = meta.pos + meta.count - 1;
+    const key = this.stream(meta.partition, meta.hour);
+    let from = Math.max(this.readPos + 1, meta.pos, (this.sealedUpto.get(key) ?? 0) + 1);
+    const { max_events: maxEvents, max_bytes: maxBytes } = this.config.batch;
+    let lengths: number[] | undefined;
+    while (from <= last) {
+      let batch = this.open.get(key);
+      if (!batch) {
+        batch = { partition: meta.partition, hour: meta.hour, first: from, last: from - 1, count: 0, bytes: 0, openedAt: meta.receivedAt };
+        this.open.set(key, batch);
+      }
+      const whole = from === meta.pos;
+      if (whole && batch.count + meta.count <= maxEvents && batch.bytes + meta.bytes <= maxBytes) {
+        batch.count += meta.count;
+        batch.bytes += meta.bytes;
+        batch.last = last;
+        from = last + 1;
+      } else {
+        // The chunk does not fit whole: add decision by decision, which needs each line's length.
+        lengths ??= lineLengths(this.buffer.readChunk(meta.pos)!.payload);
+        while (from <= last) {
+          const size = lengths[from - meta.pos]!;
+          if (batch.count > 0 && (batch.count + 1 > maxEvents || batch.bytes + size > maxBytes)) break;
+          batch.count++;
+          batch.bytes += size;
+          batch.last = from;
+          from++;
+        }
+      }
+      if (batch.count >= maxEvents || batch.bytes >= maxBytes || from <= last) {
+        this.open.delete(key);
+        sealed.push(this.toSealed(batch));
+      }
+    }
+    this.readPos = Math.max(this.readPos, last);
+  }
+
+  private toSealed(batch: OpenBatch): SealedBatch {
+    const sealed: SealedBatch = {
+      output: this.name, partition: batch.partition, hour: batch.hour, first: batch.first, last: batch.last, count: batch.count, bytes: batch.bytes,
+    };
+    this.noteSealed(sealed);
+    return sealed;
+  }
+
+  private noteSealed(batch: SealedBatch): void {
+    const key = this.stream(batch.partition, batch.hour);
+    this.sealedUpto.set(key, Math.max(this.sealedUpto.get(key) ?? 0, batch.last));
+  }
+
+  keyOf(batch: SealedBatch): string {
+    return renderKey(this.config.key, keyValues({
+      output: this.name,
+      bufferId: this.buffer.id,
+      partition: batch.partition,
+      hour: batch.hour,
+      first: batch.first,
+      last: batch.last,
+      ext: extension(this.config),
+    }));
+  }
+
+  /** Uploads one sealed batch, retrying with backoff until it lands or the worker stops. */
+  private async deliver(batch: SealedBatch): Promise<void> {
+    const key = this.keyOf(batch);
+    let attempt = 0;
+    try {
+      const object = await encodeBatch(this.buffer, batch, this.config, key);
+      while (!this.stopped) {
+        attempt++;
+        try {
+          await this.sink.put(object, this.abort.signal);
+          this.delivered.events += batch.count;
+          this.delivered.objects++;
+          this.delivered.bytes += object.body.length;
+          if (this.inflight.size <= 1 || this.state !== 'failing') this.recover();
+          this.log.debug({ output: this.name, key, events: batch.count, bytes: object.body.length, attempt }, 'batch delivered');
+          break;
+        } catch (err) {
+          if (this.stopped) return;
+          this.retries++;
+          this.noteError(err as Error, key);
+          await pause(backoffDelay({ initial: this.config.retry.initial_backoff, max: this.config.retry.max_backoff }, attempt), this.abort.signal);
+        }
+      }
+      if (this.stopped) return;
+      this.inflight.delete(batch);
+      this.buffer.complete(batch, this.lowWatermark());
+      this.cursor = this.lowWatermark();
+      this.buffer.trim();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+    this.pump();
+  }
+
+  private recover(): void {
+    if (this.state !== 'ok') this.log.info({ output: this.name, target: this.sink.target }, 'output delivers again');
+    this.state = 'ok';
+  }
+
+  private noteError(err: Error, key: string): void {
+    const permanent = err instanceof SinkError && err.permanent;
+    const code = err instanceof SinkError ? err.code : undefined;
+    const wasState = this.state;
+    this.state = permanent ? 'failing' : 'retrying';
+    this.lastError = { message: err.message, code, at: new Date().toISOString() };
+    const fields = { output: this.name, target: this.sink.target, key, code, err: err.message };
+    if (permanent) {
+      // Retrying cannot fix this one; say it loudly, keep the data, and keep trying in case it gets fixed.
+      this.log.error(fields, 'output cannot deliver: fix the bucket, credentials or permissions; decisions stay buffered');
+    } else if (wasState === 'ok') {
+      this.log.warn(fields, 'upload failed; retrying with backoff');
+    }
+  }
+
+  /** An error of Sluice itself (not of the sink): the output stops until restarted, loudly. */
+  private fail(err: Error): void {
+    this.state = 'failing';
+    this.lastError = { message: err.message, at: new Date().toISOString() };
+    this.log.error({ output: this.name, err }, 'output stopped by an internal error; decisions stay buffered');
+  }
+
+  private lowWatermark(): number {
+    let lowest = Infinity;
+    for (const b of this.open.values()) lowest = Math.min(lowest, b.first);
+    for (const b of this.queue) lowest = Math.min(lowest, b.first);
+    for (const b of this.inflight) lowest = Math.min(lowest, b.first);
+    return lowest === Infinity ? this.readPos : lowest - 1;
+  }
+
+  private moveCursor(): void {
+    const next = this.lowWatermark();
+    // Persisted here only when nothing is in flight (e.g. decisions skipped after a restart); uploads persist it.
+    if (next > this.cursor && this.inflight.size === 0) {
+      this.buffer.setCursor(this.name, next);
+      this.cursor = next;
+      this.buffer.trim();
+    }
+  }
+}

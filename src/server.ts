@@ -1,0 +1,77 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { SqliteBuffer } from './buffer/sqlite.js';
+import { OutputWorker } from './delivery/output-worker.js';
+import { createSink } from './sinks/create-sink.js';
+import { opaRoutes } from './sources/opa.js';
+import { healthRoutes } from './api/health.js';
+import { HttpError } from './sources/http-error.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  /** Stops accepting, flushes open batches within config.shutdown_timeout, closes the buffer. */
+  shutdown(): Promise<{ flushed: boolean }>;
+}
+
+/** Builds the service from a validated config and wires its parts; nothing else. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const buffer = new SqliteBuffer(config.data_dir, config.buffer.max_bytes);
+  const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
+  if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
+  const workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log));
+  let closing = false;
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // A line per request is noise at thousands of OPA uploads a second; rejections and failures are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.ingest.max_body_bytes,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+    const status = error.statusCode ?? 500;
+    const message = status === 413 && !(error instanceof HttpError)
+      ? `request body is larger than ingest.max_body_bytes (${config.ingest.max_body_bytes} bytes): send smaller chunks`
+      : error.message;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    else request.log.debug({ status, message }, 'request rejected');
+    if (error instanceof HttpError) reply.headers(error.headers);
+    reply.code(status).send({ status, message, data: error instanceof HttpError ? error.data : { code: (error as FastifyError).code } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ status: 404, message: `no route ${request.method} ${request.url}`, data: {} });
+  });
+  await app.register(opaRoutes, { config, buffer });
+  await app.register(healthRoutes, { buffer, workers, closing: () => closing });
+
+  for (const w of workers) w.start();
+  const { host, port } = parseListen(config.listen);
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  log.info({ url, data_dir: config.data_dir, outputs: workers.map((w) => w.status().target) }, `sluice listening on ${url}`);
+
+  return {
+    app,
+    url,
+    async shutdown() {
+      closing = true;
+      await app.close();
+      const deadline = Date.now() + config.shutdown_timeout;
+      const results = await Promise.all(workers.map((w) => w.drain(deadline)));
+      for (const w of workers) w.stop();
+      buffer.close();
+      return { flushed: results.every(Boolean) };
+    },
+  };
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(listen.slice(i + 1)) };
+}

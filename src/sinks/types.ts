@@ -1,0 +1,30 @@
+/** One object to write, fully encoded: a sink only transports it. */
+export interface StoredObject {
+  key: string;
+  body: Buffer;
+  contentType: string;
+  contentEncoding?: string;
+  /** Base64 MD5 of the body, sent so the store verifies what it received. */
+  contentMD5: string;
+}
+
+/**
+ * Where an output's objects go. Batching, encoding and retries live in delivery: a sink writes one object
+ * and says whether a failure is worth retrying soon.
+ */
+export interface Sink {
+  /** A short description for logs and /ready, never with credentials: `s3://bucket` or `file:///path`. */
+  readonly target: string;
+  put(object: StoredObject, signal: AbortSignal): Promise<void>;
+  close(): void;
+}
+
+/**
+ * A failed write. `permanent` means retrying cannot fix it without a change outside Sluice (a missing bucket,
+ * denied access, wrong credentials): delivery keeps the data and keeps trying, slowly, and says so loudly.
+ */
+export class SinkError extends Error {
+  constructor(message: string, readonly permanent: boolean, readonly code?: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,121 @@
+import { gunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { isUtf8 } from 'node:buffer';
+import { HttpError } from './http-error.js';
+import { splitJsonArray } from './json-array-split.js';
+import type { NewChunk } from '../buffer/types.js';
+
+const gunzipAsync = promisify(gunzip);
+
+/** Decisions of one stream are cut into chunks of at most this many bytes, to keep reads small. */
+const CHUNK_TARGET_BYTES = 1024 * 1024;
+
+export interface DecodeLimits { maxDecodedBytes: number }
+
+export interface DecodedRequest {
+  chunks: NewChunk[];
+  decisions: number;
+  bytes: number;
+}
+
+/** Body bytes as sent -> JSON text, enforcing the decoded size limit (gzip-bomb safe). */
+export async function decodeBody(body: Buffer, contentEncoding: string | undefined, limits: DecodeLimits): Promise<Buffer> {
+  const encoding = (contentEncoding ?? '').trim().toLowerCase();
+  if (encoding === '' || encoding === 'identity') {
+    if (body.length > limits.maxDecodedBytes) throw tooLarge(limits.maxDecodedBytes);
+    return body;
+  }
+  if (encoding !== 'gzip' && encoding !== 'x-gzip') {
+    throw new HttpError(415, `unsupported Content-Encoding "${contentEncoding}": send gzip or no encoding`, { content_encoding: contentEncoding });
+  }
+  try {
+    // maxOutputLength stops inflating as soon as the limit is passed, so a gzip bomb costs at most the limit.
+    return await gunzipAsync(body, { maxOutputLength: limits.maxDecodedBytes });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) throw tooLarge(limits.maxDecodedBytes);
+    throw new HttpError(400, `body is not valid gzip: ${e.message}`, { reason: 'invalid_gzip' });
+  }
+}
+
+function tooLarge(limit: number): HttpError {
+  return new HttpError(413, `decoded body is larger than ingest.max_decoded_bytes (${limit} bytes): send smaller chunks`, { reason: 'decoded_too_large', limit });
+}
+
+/**
+ * Validates an OPA upload (a JSON array of decision objects) and cuts it into chunks per UTC hour of each
+ * decision's own timestamp. Nothing is returned unless the whole request is valid.
+ */
+export function decisionsToChunks(json: Buffer, partition: string, receivedAt: number): DecodedRequest {
+  if (!isUtf8(json)) throw new HttpError(400, 'body is not valid UTF-8 JSON', { reason: 'invalid_utf8' });
+  const text = json.toString('utf8');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' });
+  }
+  if (!Array.isArray(parsed)) {
+    throw new HttpError(400, 'body must be a JSON array of decision objects, as OPA sends it', { reason: 'not_an_array' });
+  }
+  for (let i = 0; i < parsed.length; i++) {
+    const item: unknown = parsed[i];
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+      throw new HttpError(400, `element ${i} of the array is not a decision object`, { reason: 'not_an_object', index: i });
+    }
+  }
+  const spans = splitJsonArray(text);
+  const fallbackHour = new Date(receivedAt).toISOString().slice(0, 13);
+  const byHour = new Map<string, { lines: string[]; bytes: number }>();
+  const chunks: NewChunk[] = [];
+  let bytes = 0;
+  for (let i = 0; i < parsed.length; i++) {
+    const decision = parsed[i] as Record<string, unknown>;
+    const [start, end] = spans[i]!;
+    let line = text.slice(start, end);
+    // NDJSON needs one line per decision: pretty-printed input is re-serialized (OPA never sends it).
+    if (line.includes('\n') || line.includes('\r')) line = JSON.stringify(decision);
+    const hour = hourOf(decision.timestamp) ?? fallbackHour;
+    let group = byHour.get(hour);
+    if (!group) byHour.set(hour, (group = { lines: [], bytes: 0 }));
+    group.lines.push(line);
+    group.bytes += Buffer.byteLength(line) + 1;
+    if (group.bytes >= CHUNK_TARGET_BYTES) {
+      chunks.push(toChunk(partition, hour, group.lines));
+      bytes += group.bytes;
+      byHour.delete(hour);
+    }
+  }
+  for (const [hour, group] of byHour) {
+    chunks.push(toChunk(partition, hour, group.lines));
+    bytes += group.bytes;
+  }
+  return { chunks, decisions: parsed.length, bytes };
+}
+
+function toChunk(partition: string, hour: string, lines: string[]): NewChunk {
+  return { partition, hour, count: lines.length, payload: Buffer.from(lines.join('\n') + '\n') };
+}
+
+const UTC_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):\d{2}:\d{2}(\.\d+)?Z$/;
+
+/**
+ * `YYYY-MM-DDTHH` in UTC of an RFC 3339 timestamp, or undefined when there is none.
+ * OPA writes UTC (`...Z`), which is read without building a Date; offsets are converted.
+ */
+export function hourOf(timestamp: unknown): string | undefined {
+  if (typeof timestamp !== 'string') return undefined;
+  const m = UTC_TIMESTAMP.exec(timestamp);
+  if (m) {
+    const month = Number(m[2]);
+    const day = Number(m[3]);
+    const hour = Number(m[4]);
+    if (month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23) return timestamp.slice(0, 13);
+    return undefined;
+  }
+  const millis = Date.parse(timestamp);
+  if (Number.isNaN(millis)) return undefined;
+  const iso = new Date(millis).toISOString();
+  // years outside 0000-9999 come out as +0123456 and would not make a valid key
+  return iso.length === 24 ? iso.slice(0, 13) : undefined;
+}

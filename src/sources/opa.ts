@@ -1,0 +1,82 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { DecisionBuffer } from '../buffer/types.js';
+import type { Config } from '../config/schema.js';
+import { HttpError } from './http-error.js';
+import { decisionsToChunks, decodeBody } from './opa-decode.js';
+
+/** The partition of `POST /logs`, and the name every other partition must look like. */
+export const DEFAULT_PARTITION = 'default';
+const PARTITION = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Seconds a client is asked to wait when the buffer is full; OPA retries with its own backoff anyway. */
+const RETRY_AFTER_SECONDS = 2;
+
+/**
+ * OPA's Decision Log Service API: `POST /logs[/{partition}]` with a (gzip) JSON array of decisions.
+ * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
+ */
+export async function opaRoutes(app: FastifyInstance, opts: { config: Config; buffer: DecisionBuffer }): Promise<void> {
+  const { config, buffer } = opts;
+  const tokenDigests = config.ingest.tokens.map(digest);
+
+  // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.ingest.max_body_bytes }, (_req, body, done) => done(null, body));
+
+  // Rejected before the body is read: a wrong token or partition costs no decoding.
+  app.addHook('onRequest', async (request) => {
+    if (tokenDigests.length > 0) checkToken(request, tokenDigests);
+    const partition = partitionOf(request);
+    if (!PARTITION.test(partition) || partition === '.' || partition === '..') {
+      throw new HttpError(400, 'partition name must be 1 to 128 of A-Z a-z 0-9 . _ - (and not "." or "..")', { partition });
+    }
+  });
+
+  const handler = async (request: FastifyRequest) => {
+    const body = request.body;
+    if (!Buffer.isBuffer(body)) throw new HttpError(400, 'send a JSON array of decisions as the request body', { reason: 'empty_body' });
+    const json = await decodeBody(body, request.headers['content-encoding'], { maxDecodedBytes: config.ingest.max_decoded_bytes });
+    if (!buffer.hasRoom(json.length)) throw full();
+    const decoded = decisionsToChunks(json, partitionOf(request), Date.now());
+    if (!buffer.hasRoom(decoded.bytes)) throw full();
+    if (decoded.chunks.length > 0) {
+      try {
+        await buffer.append(decoded.chunks);
+      } catch (err) {
+        request.log.error({ err }, 'buffer append failed');
+        throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+      }
+    }
+    return { accepted: decoded.decisions };
+  };
+
+  app.post('/logs', handler);
+  app.post('/logs/:partition', handler);
+}
+
+function full(): HttpError {
+  return new HttpError(429, 'the buffer is full (buffer.max_bytes): retry later; nothing of this request was stored',
+    { reason: 'buffer_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+}
+
+function partitionOf(request: FastifyRequest): string {
+  return (request.params as { partition?: string }).partition ?? DEFAULT_PARTITION;
+}
+
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/** Compares digests in constant time, against every configured token, so timing reveals nothing. */
+function checkToken(request: FastifyRequest, tokenDigests: Buffer[]): void {
+  const header = request.headers.authorization ?? '';
+  const match = /^Bearer\s+(.+)$/i.exec(header);
+  const presented = digest(match ? match[1]!.trim() : '');
+  let ok = false;
+  for (const expected of tokenDigests) ok = timingSafeEqual(presented, expected) || ok;
+  if (!match || !ok) {
+    throw new HttpError(401, match ? 'the bearer token is not accepted' : 'send Authorization: Bearer <token> (ingest.tokens is configured)',
+      { reason: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
+  }
+}
