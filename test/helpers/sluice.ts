@@ -1,0 +1,98 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stringify } from 'yaml';
+
+const CLI = path.resolve(import.meta.dirname, '../../dist/cli.js');
+
+export function tempDir(prefix = 'sluice-test-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+/** Runs the sluice CLI to completion and returns its exit code and output. */
+export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
+/**
+ * The real `sluice serve` in its own process. `config` is written as YAML (or omitted for the embedded
+ * defaults, with `cwd` as the working directory); it listens on a free loopback port.
+ */
+export class SluiceProcess {
+  url = '';
+  output = '';
+  exitCode: number | null | undefined;
+  private child: ChildProcess | undefined;
+  private exited: Promise<number | null> | undefined;
+
+  constructor(readonly opts: { config?: Record<string, unknown>; cwd?: string; env?: NodeJS.ProcessEnv; args?: string[] } = {}) {}
+
+  async start(): Promise<this> {
+    const cwd = this.opts.cwd ?? tempDir();
+    const args = [CLI, 'serve', ...(this.opts.args ?? [])];
+    if (this.opts.config) {
+      const file = path.join(cwd, 'sluice.yaml');
+      writeFileSync(file, stringify({ listen: '127.0.0.1:0', log: { level: 'info' }, ...this.opts.config }));
+      args.push('--config', file);
+    }
+    this.output = '';
+    this.exitCode = undefined;
+    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout!.on('data', (d) => (this.output += d));
+    child.stderr!.on('data', (d) => (this.output += d));
+    this.exited = new Promise((resolve) => child.on('exit', (code) => { this.exitCode = code; resolve(code); }));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const match = /sluice listening on (http:\/\/[^"\s]+)/.exec(this.output);
+      if (match) {
+        this.url = match[1]!;
+        return this;
+      }
+      if (this.exitCode !== undefined) throw new Error(`sluice exited with ${this.exitCode}:\n${this.output}`);
+      await sleep(20);
+    }
+    throw new Error(`sluice did not start within 15 s:\n${this.output}`);
+  }
+
+  /** Sends a signal and waits for the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<number | null> {
+    if (!this.child || this.exitCode !== undefined) return this.exitCode ?? null;
+    this.child.kill(signal);
+    const timer = sleep(timeoutMs).then(() => { this.child?.kill('SIGKILL'); return null; });
+    return Promise.race([this.exited!, timer]);
+  }
+
+  kill9(): Promise<number | null> {
+    return this.stop('SIGKILL');
+  }
+
+  async ready(): Promise<ReadyStatus> {
+    const res = await fetch(`${this.url}/ready`);
+    return (await res.json()) as ReadyStatus;
+  }
+
+  /** Polls until `check` holds, or throws after `timeoutMs` with the process output. */
+  async until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let i = 0; Date.now() < deadline && i < 10_000; i++) {
+      if (await check()) return;
+      await sleep(50);
+    }
+    throw new Error(`timed out waiting for ${what}\n--- sluice output ---\n${this.output.slice(-4000)}`);
+  }
+}
+
+export interface ReadyStatus {
+  status: string;
+  buffer: { writable: boolean; bytes: number; max_bytes: number; chunks: number };
+  outputs: Array<{ name: string; state: string; last_error: { message: string; code?: string } | null; delivered: { events: number; objects: number }; pending_batches: number }>;
+}
