@@ -20,7 +20,12 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
   const result = configSchema.safeParse(resolved);
   if (!result.success) {
     for (const issue of result.error.issues) {
-      problems.push({ path: issue.path.join('.') || '(root)', message: issue.message });
+      if (issue.code === 'unrecognized_keys') {
+        // one line per unknown field, at its own path, so a typo is found where it is
+        for (const key of issue.keys) problems.push({ path: [...issue.path, key].join('.'), message: 'unknown field' });
+      } else {
+        problems.push({ path: issue.path.join('.') || '(root)', message: issue.message });
+      }
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems, source);
