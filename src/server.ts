@@ -29,7 +29,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.ingest.max_body_bytes,
     return503OnClosing: true,
-    routerOptions: { ignoreTrailingSlash: true },
+    // partitions may be 128 characters; the router's own limit (100) would answer 414 before our check
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   });
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     const status = error.statusCode ?? 500;

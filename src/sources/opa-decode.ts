@@ -73,8 +73,9 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     const decision = parsed[i] as Record<string, unknown>;
     const [start, end] = spans[i]!;
     let line = text.slice(start, end);
-    // NDJSON needs one line per decision: pretty-printed input is re-serialized (OPA never sends it).
-    if (line.includes('\n') || line.includes('\r')) line = JSON.stringify(decision);
+    // NDJSON needs one line per decision. JSON strings cannot hold a raw CR or LF, so in pretty-printed
+    // input (OPA never sends it) every one is whitespace: a space keeps the decision's text otherwise exact.
+    if (line.includes('\n') || line.includes('\r')) line = line.replace(/[\r\n]/g, ' ');
     const hour = hourOf(decision.timestamp) ?? fallbackHour;
     let group = byHour.get(hour);
     if (!group) byHour.set(hour, (group = { lines: [], bytes: 0 }));

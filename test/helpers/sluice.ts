@@ -67,8 +67,14 @@ export class SluiceProcess {
   async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<number | null> {
     if (!this.child || this.exitCode !== undefined) return this.exitCode ?? null;
     this.child.kill(signal);
-    const timer = sleep(timeoutMs).then(() => { this.child?.kill('SIGKILL'); return null; });
-    return Promise.race([this.exited!, timer]);
+    // The fallback timer is cancelled once the process exits, so it does not hold the test process open.
+    const ac = new AbortController();
+    const timer = sleep(timeoutMs, undefined, { signal: ac.signal }).then(() => { this.child?.kill('SIGKILL'); return null; }, () => null);
+    try {
+      return await Promise.race([this.exited!, timer]);
+    } finally {
+      ac.abort();
+    }
   }
 
   kill9(): Promise<number | null> {
