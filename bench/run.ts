@@ -4,7 +4,7 @@
  * reading the objects back, and writes bench/results/latest.{json,md,svg}.
  *
  *   npm run bench -- [--scenario steady,latency,count,burst,backlog,partitions,large] [--duration 60]
- *                    [--count 2000000] [--backlog 5000000] [--connections 32] [--chunk-bytes 32768]
+ *                    [--count 2000000] [--backlog 5000000] [--connections 32] [--chunk-bytes 32768] [--profile]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '32' },
     'chunk-bytes': { type: 'string', default: '32768' },
     target: { type: 'string', default: '150000' },
+    profile: { type: 'boolean', default: false },
   },
 });
 const DURATION_MS = Number(args.duration) * 1000;
@@ -105,7 +106,9 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
   };
   const file = path.join(dir, 'sluice.yaml');
   writeFileSync(file, stringify(config));
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // --profile: a V8 CPU profile of the server per scenario, for `node --cpu-prof` style analysis
+  const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(RESULTS, 'profiles')] : [];
+  const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 300; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return child;

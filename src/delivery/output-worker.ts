@@ -110,10 +110,14 @@ export class OutputWorker {
    */
   async drain(deadline: number): Promise<boolean> {
     this.draining = true;
-    this.pump();
+    // The waiter goes first: this very pump may already find the output idle.
     const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-    const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now()), 'timeout').unref());
+    this.pump();
+    // Not unref'd: the process must stay up until the drain ends or the deadline passes.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), 'timeout'); });
     const result = await Promise.race([idle, timeout]);
+    clearTimeout(timer);
     return result !== 'timeout';
   }
 
@@ -256,7 +260,7 @@ export class OutputWorker {
           this.delivered.events += batch.count;
           this.delivered.objects++;
           this.delivered.bytes += object.body.length;
-          if (this.inflight.size <= 1 || this.state !== 'failing') this.recover();
+          this.recover();
           this.log.debug({ output: this.name, key, events: batch.count, bytes: object.body.length, attempt }, 'batch delivered');
           break;
         } catch (err) {
