@@ -33,6 +33,7 @@ const { values: args } = parseArgs({
     'chunk-bytes': { type: 'string', default: '32768' },
     target: { type: 'string', default: '150000' },
     profile: { type: 'boolean', default: false },
+    'compression-level': { type: 'string', default: '6' },
   },
 });
 const DURATION_MS = Number(args.duration) * 1000;
@@ -72,6 +73,8 @@ export interface ScenarioResult {
   peakRssMiB: number; putsPerMillion: number; objects: number;
   e2eMs: { p50: number; p99: number };
   rejected: Record<string, number>;
+  /** CPU cores each process used while the load ran (of this machine's cores). */
+  cores: { sluice: number; loadgen: number; s3rver: number };
   drainPerSec?: number;
   ceilingRatio: number;
   timeline: number[]; latencyTimeline: number[]; rssTimeline: number[];
@@ -101,7 +104,7 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
     buffer: scenario.bufferMaxBytes ? { max_bytes: scenario.bufferMaxBytes } : undefined,
     outputs: [{
       name: 'archive', type: 's3', bucket: 'logs', endpoint: `http://127.0.0.1:${s3Port}`, force_path_style: true,
-      access_key_id: 'S3RVER', secret_access_key: 'S3RVER', retry: { initial_backoff: '200ms', max_backoff: '2s' },
+      access_key_id: 'S3RVER', secret_access_key: 'S3RVER', compression_level: Number(args['compression-level']), retry: { initial_backoff: '200ms', max_backoff: '2s' },
     }],
   };
   const file = path.join(dir, 'sluice.yaml');
@@ -116,6 +119,16 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
     await sleep(50);
   }
   throw new Error('sluice did not start');
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
+  } catch {
+    return 0;
+  }
 }
 
 function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
@@ -184,8 +197,15 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
     }
   })();
 
+  const cpuBefore = { sluice: cpuSeconds(sluice.pid), loadgen: cpuSeconds(loadgen.pid), s3: cpuSeconds(s3Process?.pid) };
   loadgen.send({ type: 'go', url: `http://127.0.0.1:${port}`, connections: Number(args.connections), durationMs: scenario.durationMs, rate: scenario.rate, burstOnMs: scenario.burst?.onMs ?? 0, burstOffMs: scenario.burst?.offMs ?? 0 });
   const { result } = (await message('done')) as { result: LoadResult };
+  const loadSeconds = (result.endedAt - result.startedAt) / 1000;
+  const cores = {
+    sluice: (cpuSeconds(sluice.pid) - cpuBefore.sluice) / loadSeconds,
+    loadgen: (cpuSeconds(loadgen.pid) - cpuBefore.loadgen) / loadSeconds,
+    s3rver: (cpuSeconds(s3Process?.pid) - cpuBefore.s3) / loadSeconds,
+  };
 
   let drainStart = Date.now();
   if (scenario.s3Late) {
@@ -257,6 +277,7 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
     putsPerMillion: ((objects + retries) / Math.max(1, landed)) * 1e6,
     e2eMs: scenario.s3Late ? { p50: 0, p99: 0 } : { p50: percentile(e2e, 0.5), p99: percentile(e2e, 0.99) },
     rejected: result.rejected,
+    cores,
     drainPerSec: scenario.s3Late ? landed / ((drainedAt - drainStart) / 1000) : undefined,
     ceilingRatio: 0,
     timeline: result.timeline,
@@ -286,7 +307,7 @@ function table(results: ScenarioResult[], ceiling: number): string {
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    ...results.map((r) => `- ${r.scenario}: ${r.description}${r.drainPerSec ? `; drain ${n(r.drainPerSec)} decisions/s` : ''}`),
+    ...results.map((r) => `- ${r.scenario}: ${r.description}${r.drainPerSec ? `; drain ${n(r.drainPerSec)} decisions/s` : ''}; CPU cores while loaded: sluice ${r.cores.sluice.toFixed(2)}, load generator ${r.cores.loadgen.toFixed(2)}, s3rver ${r.cores.s3rver.toFixed(2)}`),
   ].join('\n');
 }
 

@@ -5,6 +5,7 @@ import { SqliteBuffer } from './buffer/sqlite.js';
 import { OutputWorker } from './delivery/output-worker.js';
 import { createSink } from './sinks/create-sink.js';
 import { opaRoutes } from './sources/opa.js';
+import { DecoderPool } from './sources/decoder-pool.js';
 import { healthRoutes } from './api/health.js';
 import { HttpError } from './sources/http-error.js';
 
@@ -21,6 +22,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
   const workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log));
+  const decoder = new DecoderPool(config.ingest.decode_threads);
   let closing = false;
 
   const app = Fastify({
@@ -29,6 +31,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.ingest.max_body_bytes,
     return503OnClosing: true,
+    // errors the framework answers before any route (e.g. a malformed %-escape) get our JSON shape too
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.statusCode ?? 400;
+      reply.code(status).send({ status, message: error.message, data: { code: error.code } });
+    },
     // partitions may be 128 characters; the router's own limit (100) would answer 414 before our check
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   });
@@ -45,7 +52,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ status: 404, message: `no route ${request.method} ${request.url}`, data: {} });
   });
-  await app.register(opaRoutes, { config, buffer });
+  await app.register(opaRoutes, { config, buffer, decoder });
   await app.register(healthRoutes, { buffer, workers, closing: () => closing });
 
   for (const w of workers) w.start();
@@ -65,6 +72,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const deadline = Date.now() + config.shutdown_timeout;
       const results = await Promise.all(workers.map((w) => w.drain(deadline)));
       for (const w of workers) w.stop();
+      await decoder.close();
       buffer.close();
       return { flushed: results.every(Boolean) };
     },

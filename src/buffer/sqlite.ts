@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { fsync, fsyncSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { BufferStats, Chunk, ChunkMeta, DecisionBuffer, NewChunk, SealedBatch } from './types.js';
@@ -22,9 +22,14 @@ interface BatchRow {
 }
 
 /**
- * The buffer in an embedded SQLite database (WAL, synchronous=FULL: a commit is fsync'd).
- * Appends arriving in the same turn of the event loop are written in one transaction: one fsync
- * acknowledges all of them (group commit).
+ * The buffer in an embedded SQLite database (WAL).
+ *
+ * Group commit: appends arriving in the same turn of the event loop are written in one transaction, and
+ * are acknowledged once an fsync of the WAL file that started after their commit has completed. The fsync
+ * runs off the event loop (libuv's thread pool), so requests keep being read, validated and committed while
+ * the disk syncs, and the next fsync covers all of them. (With synchronous=FULL, SQLite would fsync inside
+ * each commit, blocking the event loop: each fsync would then cover only the few requests read before it.)
+ * Batch seals, which must be durable before an upload starts, are committed with synchronous=FULL.
  */
 export class SqliteBuffer implements DecisionBuffer {
   readonly id: string;
@@ -36,6 +41,10 @@ export class SqliteBuffer implements DecisionBuffer {
   private storedBytes: number;
   private storedChunks: number;
   private pendingBytes = 0;
+  /** Committed appends waiting for an fsync of the WAL. */
+  private awaitingSync: PendingAppend[] = [];
+  private syncing = false;
+  private readonly walFd: number;
   private failed: Error | undefined;
   private closed = false;
   private readonly stmt;
@@ -44,8 +53,10 @@ export class SqliteBuffer implements DecisionBuffer {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(path.join(dataDir, 'buffer.sqlite'));
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
+    // fsync on any descriptor of the WAL file makes every frame written to it durable.
+    this.walFd = openSync(path.join(dataDir, 'buffer.sqlite-wal'), 'r');
     this.stmt = {
       insertChunk: this.db.prepare(
         'INSERT INTO chunks (pos, last_pos, partition, hour, count, bytes, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
@@ -132,15 +143,32 @@ export class SqliteBuffer implements DecisionBuffer {
       }
       return;
     }
-    this.failed = undefined;
     this.nextPos = pos;
     this.storedBytes += bytes;
     this.storedChunks += count;
-    for (const pending of batch) {
-      this.pendingBytes -= pending.bytes;
-      pending.resolve();
-    }
-    for (const listener of this.listeners) listener();
+    for (const pending of batch) this.pendingBytes -= pending.bytes;
+    this.awaitingSync.push(...batch);
+    this.syncWal();
+  }
+
+  /** One fsync at a time; appends committed meanwhile wait for the next one, which starts when it ends. */
+  private syncWal(): void {
+    if (this.syncing || this.awaitingSync.length === 0) return;
+    this.syncing = true;
+    const acks = this.awaitingSync;
+    this.awaitingSync = [];
+    fsync(this.walFd, (err) => {
+      this.syncing = false;
+      if (err) {
+        this.failed = err;
+        for (const pending of acks) pending.reject(err);
+      } else {
+        this.failed = undefined;
+        for (const pending of acks) pending.resolve();
+        for (const listener of this.listeners) listener();
+      }
+      this.syncWal();
+    });
   }
 
   hasRoom(bytes: number): boolean {
@@ -192,9 +220,15 @@ export class SqliteBuffer implements DecisionBuffer {
 
   seal(batches: SealedBatch[]): void {
     if (batches.length === 0) return;
-    this.db.transaction(() => {
-      for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.count, b.bytes);
-    })();
+    // A seal must be on disk before its upload starts: this commit fsyncs (and so covers earlier appends).
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.db.transaction(() => {
+        for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.count, b.bytes);
+      })();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
   }
 
   complete(batch: SealedBatch, cursor: number): void {
@@ -253,6 +287,9 @@ export class SqliteBuffer implements DecisionBuffer {
     if (this.closed) return;
     this.closed = true;
     if (this.queue.length > 0) this.flush();
+    fsyncSync(this.walFd);
+    for (const pending of this.awaitingSync.splice(0)) pending.resolve();
+    closeSync(this.walFd);
     this.db.close();
   }
 }

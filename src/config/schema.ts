@@ -50,6 +50,8 @@ const batchedOutput = {
   batch,
   format: z.enum(['ndjson', 'json_array']).default('ndjson'),
   compression: z.enum(['gzip', 'none']).default('gzip'),
+  /** zlib level 1 (fastest) .. 9 (smallest). */
+  compression_level: z.number().int().min(1).max(9).default(6),
   key: z.string().default(DEFAULT_KEY_TEMPLATE).superRefine((template, ctx) => {
     const problem = checkKeyTemplate(template);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
@@ -105,6 +107,8 @@ export const configSchema = z.strictObject({
     tokens: z.array(z.string().min(1, 'a token must not be empty')).default([]),
     max_body_bytes: size('8MiB').refine((v) => v > 0, 'must be greater than 0'),
     max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
+    /** Worker threads that decode requests; default: one per CPU. */
+    decode_threads: z.number().int().min(1).max(64).optional(),
   }).prefault({}),
   outputs: z.array(output).optional(),
   log: z.strictObject({

@@ -7,7 +7,7 @@ import type { StoredObject } from '../sinks/types.js';
 export type Format = 'ndjson' | 'json_array';
 export type Compression = 'gzip' | 'none';
 
-export interface Encoding { format: Format; compression: Compression }
+export interface Encoding { format: Format; compression: Compression; compression_level?: number }
 
 export function extension({ format, compression }: Encoding): string {
   return (format === 'ndjson' ? 'ndjson' : 'json') + (compression === 'gzip' ? '.gz' : '');
@@ -25,7 +25,7 @@ export async function encodeBatch(buffer: DecisionBuffer, batch: SealedBatch, en
   const pieces = batchPieces(buffer, batch, encoding.format);
   let body: Buffer;
   if (encoding.compression === 'gzip') {
-    const gzip = createGzip({ level: 6 });
+    const gzip = createGzip({ level: encoding.compression_level ?? 6 });
     const out: Buffer[] = [];
     gzip.on('data', (b: Buffer) => out.push(b));
     const ended = once(gzip, 'end');

@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { DecisionBuffer } from '../buffer/types.js';
 import type { Config } from '../config/schema.js';
 import { HttpError } from './http-error.js';
-import { decisionsToChunks, decodeBody } from './opa-decode.js';
+import type { DecoderPool } from './decoder-pool.js';
 
 /** The partition of `POST /logs`, and the name every other partition must look like. */
 export const DEFAULT_PARTITION = 'default';
@@ -16,8 +16,8 @@ const RETRY_AFTER_SECONDS = 2;
  * OPA's Decision Log Service API: `POST /logs[/{partition}]` with a (gzip) JSON array of decisions.
  * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
  */
-export async function opaRoutes(app: FastifyInstance, opts: { config: Config; buffer: DecisionBuffer }): Promise<void> {
-  const { config, buffer } = opts;
+export async function opaRoutes(app: FastifyInstance, opts: { config: Config; buffer: DecisionBuffer; decoder: DecoderPool }): Promise<void> {
+  const { config, buffer, decoder } = opts;
   const tokenDigests = config.ingest.tokens.map(digest);
 
   // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
@@ -36,9 +36,15 @@ export async function opaRoutes(app: FastifyInstance, opts: { config: Config; bu
   const handler = async (request: FastifyRequest) => {
     const body = request.body;
     if (!Buffer.isBuffer(body)) throw new HttpError(400, 'send a JSON array of decisions as the request body', { reason: 'empty_body' });
-    const json = await decodeBody(body, request.headers['content-encoding'], { maxDecodedBytes: config.ingest.max_decoded_bytes });
-    if (!buffer.hasRoom(json.length)) throw full();
-    const decoded = decisionsToChunks(json, partitionOf(request), Date.now());
+    // compressed size first: a full buffer rejects without spending any decoding
+    if (!buffer.hasRoom(body.length)) throw full();
+    const decoded = await decoder.decode({
+      body,
+      contentEncoding: request.headers['content-encoding'],
+      partition: partitionOf(request),
+      receivedAt: Date.now(),
+      maxDecodedBytes: config.ingest.max_decoded_bytes,
+    });
     if (!buffer.hasRoom(decoded.bytes)) throw full();
     if (decoded.chunks.length > 0) {
       try {

@@ -1,0 +1,31 @@
+/**
+ * Runs in a worker thread: gunzip, UTF-8 and JSON validation, and the split into chunks per hour, off the
+ * event loop. Errors travel back as plain data (class instances do not cross threads).
+ */
+import { decisionsToChunks, decodeBody } from './opa-decode.js';
+import { HttpError } from './http-error.js';
+import type { NewChunk } from '../buffer/types.js';
+
+export interface DecodeTask {
+  body: Uint8Array;
+  contentEncoding: string | undefined;
+  partition: string;
+  receivedAt: number;
+  maxDecodedBytes: number;
+}
+
+export type DecodeOutcome =
+  | { ok: true; chunks: NewChunk[]; decisions: number; bytes: number }
+  | { ok: false; statusCode: number; message: string; data: Record<string, unknown> };
+
+export default async function decode(task: DecodeTask): Promise<DecodeOutcome> {
+  try {
+    const body = Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength);
+    const json = await decodeBody(body, task.contentEncoding, { maxDecodedBytes: task.maxDecodedBytes });
+    const { chunks, decisions, bytes } = decisionsToChunks(json, task.partition, task.receivedAt);
+    return { ok: true, chunks, decisions, bytes };
+  } catch (err) {
+    if (err instanceof HttpError) return { ok: false, statusCode: err.statusCode, message: err.message, data: err.data };
+    return { ok: false, statusCode: 400, message: `cannot decode the body: ${(err as Error).message}`, data: { reason: 'undecodable' } };
+  }
+}

@@ -1,0 +1,37 @@
+import { Piscina } from 'piscina';
+import { availableParallelism } from 'node:os';
+import type { DecodeOutcome, DecodeTask } from './decode-worker.js';
+import { HttpError } from './http-error.js';
+import type { DecodedRequest } from './opa-decode.js';
+
+/**
+ * Decoding (gunzip, JSON.parse, the split per hour) is most of ingest's CPU: it runs in worker threads so
+ * it uses every core, while the event loop only moves bytes and commits to the buffer.
+ */
+export class DecoderPool {
+  private readonly pool: Piscina<DecodeTask, DecodeOutcome>;
+
+  constructor(threads: number = availableParallelism()) {
+    this.pool = new Piscina({
+      filename: new URL('./decode-worker.js', import.meta.url).href,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 60_000,
+    });
+  }
+
+  async decode(task: DecodeTask): Promise<DecodedRequest> {
+    const outcome = await this.pool.run(task);
+    if (!outcome.ok) throw new HttpError(outcome.statusCode, outcome.message, outcome.data);
+    // payloads arrive as plain Uint8Arrays (structured clone): view them as Buffers without copying
+    for (const chunk of outcome.chunks) {
+      const p = chunk.payload as Uint8Array;
+      chunk.payload = Buffer.from(p.buffer, p.byteOffset, p.byteLength);
+    }
+    return { chunks: outcome.chunks, decisions: outcome.decisions, bytes: outcome.bytes };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
