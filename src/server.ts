@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { SqliteBuffer } from './buffer/sqlite.js';
@@ -34,7 +34,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // errors the framework answers before any route (e.g. a malformed %-escape) get our JSON shape too
     frameworkErrors: (error, _request, reply) => {
       const status = error.statusCode ?? 400;
-      reply.code(status).send({ status, message: error.message, data: { code: error.code } });
+      (reply as FastifyReply).code(status).send({ status, message: error.message, data: { code: error.code } });
     },
     // partitions may be 128 characters; the router's own limit (100) would answer 414 before our check
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
