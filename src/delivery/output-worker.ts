@@ -21,13 +21,8 @@ export interface OutputStatus {
 }
 
 /** Decisions of one partition and UTC hour that are waiting for their batch to close. */
-interface OpenBatch {
-  partition: string;
-  hour: string;
-  first: number;
-  last: number;
-  count: number;
-  bytes: number;
+interface OpenBatch extends Omit<SealedBatch, 'output'> {
+  /** Arrival time of its first decision: max_age counts from here. */
   openedAt: number;
 }
 
