@@ -8,6 +8,16 @@ import { opaRoutes } from './sources/opa.js';
 import { DecoderPool } from './sources/decoder-pool.js';
 import { healthRoutes } from './api/health.js';
 import { HttpError } from './sources/http-error.js';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { schemaValidationError } from './api/validation.js';
+import { controlPlaneRoutes } from './api/control-plane.js';
+import { ApiAuth } from './api/auth.js';
+import { SqliteStore } from './store/sqlite-store.js';
+import { CredentialsCipher } from './store/credentials-cipher.js';
+import { resolveSecret } from './store/local-secret.js';
+import { EventPublisher } from './sources/publish.js';
+import { DecisionEvents } from './sources/decision-events.js';
+import { EventDispatcher } from './delivery/event-dispatcher.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -23,6 +33,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
   const workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log));
   const decoder = new DecoderPool(config.ingest.decode_threads);
+
+  // the control plane: tenants, destinations, published events and their delivery
+  const encryptionKey = resolveSecret('encryption_key', config.api.encryption_key, 'SLUICE_ENCRYPTION_KEY', config.data_dir);
+  const jwtSecret = resolveSecret('jwt_secret', config.api.jwt_secret, 'SLUICE_JWT_SECRET', config.data_dir);
+  const store = new SqliteStore(config.data_dir, new CredentialsCipher(encryptionKey.value));
+  const auth = new ApiAuth(config.api.admin_key ?? process.env.SLUICE_ADMIN_KEY, jwtSecret.value);
+  const publisher = new EventPublisher(store, config.api);
+  const dispatcher = new EventDispatcher(store, config.api, log);
+  if (auth.open) {
+    log.warn('api.admin_key is not set: the /api/v1 API is OPEN, anyone who reaches this port can manage tenants and destinations and publish. Set api.admin_key (or SLUICE_ADMIN_KEY).');
+  }
+  if (encryptionKey.generated) {
+    log.warn({ file: `${config.data_dir}/secrets/encryption_key` }, 'api.encryption_key is not set: destination credentials are encrypted with a key generated in data_dir; set api.encryption_key (or SLUICE_ENCRYPTION_KEY) to keep it elsewhere');
+  }
   let closing = false;
 
   const app = Fastify({
@@ -39,7 +63,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // partitions may be 128 characters; the router's own limit (100) would answer 414 before our check
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   });
-  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+  app.setErrorHandler((raw: FastifyError | HttpError, request, reply) => {
+    const error = hasZodFastifySchemaValidationErrors(raw) ? schemaValidationError(raw) : raw;
     const status = error.statusCode ?? 500;
     const message = status === 413 && !(error instanceof HttpError)
       ? `request body is larger than ingest.max_body_bytes (${config.ingest.max_body_bytes} bytes): send smaller chunks`
@@ -52,10 +77,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ status: 404, message: `no route ${request.method} ${request.url}`, data: {} });
   });
-  await app.register(opaRoutes, { config, buffer, decoder });
+  await app.register(opaRoutes, { config, buffer, decoder, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
+  await app.register(controlPlaneRoutes, { config, store, auth, publisher, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, workers, closing: () => closing });
 
   for (const w of workers) w.start();
+  dispatcher.start();
   const { host, port } = parseListen(config.listen);
   await app.listen({ host, port });
   const address = app.server.address();
@@ -72,8 +99,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const deadline = Date.now() + config.shutdown_timeout;
       const results = await Promise.all(workers.map((w) => w.drain(deadline)));
       for (const w of workers) w.stop();
+      dispatcher.stop();
       await decoder.close();
       buffer.close();
+      store.close();
       return { flushed: results.every(Boolean) };
     },
   };

@@ -1,17 +1,11 @@
 import Database from 'better-sqlite3';
-import { fsync, fsyncSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { BufferStats, Chunk, ChunkMeta, DecisionBuffer, NewChunk, SealedBatch } from './types.js';
 
 import { SCHEMA } from './sqlite-schema.js';
-
-interface PendingAppend {
-  chunks: NewChunk[];
-  bytes: number;
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
+import { WalGroupCommit } from './wal-group-commit.js';
 
 interface ChunkRow {
   pos: number; last_pos: number; partition: string; hour: string; count: number; bytes: number; received_at: number; payload?: Buffer;
@@ -24,28 +18,19 @@ interface BatchRow {
 /**
  * The buffer in an embedded SQLite database (WAL).
  *
- * Group commit: appends arriving in the same turn of the event loop are written in one transaction, and
- * are acknowledged once an fsync of the WAL file that started after their commit has completed. The fsync
- * runs off the event loop (libuv's thread pool), so requests keep being read, validated and committed while
- * the disk syncs, and the next fsync covers all of them. (With synchronous=FULL, SQLite would fsync inside
- * each commit, blocking the event loop: each fsync would then cover only the few requests read before it.)
- * Batch seals, which must be durable before an upload starts, are committed with synchronous=FULL.
+ * Appends are group-committed (see WalGroupCommit): acknowledged once an fsync of the WAL that started after
+ * their commit has completed, many requests per fsync, without blocking the event loop. Batch seals, which
+ * must be durable before an upload starts, are committed with synchronous=FULL.
  */
 export class SqliteBuffer implements DecisionBuffer {
   readonly id: string;
   private readonly db: Database.Database;
-  private readonly listeners: Array<() => void> = [];
-  private queue: PendingAppend[] = [];
-  private flushScheduled = false;
+  private readonly commits: WalGroupCommit;
   private nextPos: number;
   private storedBytes: number;
   private storedChunks: number;
+  /** Bytes of appends not yet durable: they count against the bound already. */
   private pendingBytes = 0;
-  /** Committed appends waiting for an fsync of the WAL. */
-  private awaitingSync: PendingAppend[] = [];
-  private syncing = false;
-  private readonly walFd: number;
-  private failed: Error | undefined;
   private closed = false;
   private readonly stmt;
 
@@ -55,8 +40,7 @@ export class SqliteBuffer implements DecisionBuffer {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
-    // fsync on any descriptor of the WAL file makes every frame written to it durable.
-    this.walFd = openSync(path.join(dataDir, 'buffer.sqlite-wal'), 'r');
+    this.commits = new WalGroupCommit(this.db, path.join(dataDir, 'buffer.sqlite-wal'));
     this.stmt = {
       insertChunk: this.db.prepare(
         'INSERT INTO chunks (pos, last_pos, partition, hour, count, bytes, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
@@ -106,68 +90,21 @@ export class SqliteBuffer implements DecisionBuffer {
     if (this.closed) return Promise.reject(new Error('the buffer is closed'));
     const bytes = chunks.reduce((sum, c) => sum + c.payload.length, 0);
     this.pendingBytes += bytes;
-    return new Promise((resolve, reject) => {
-      this.queue.push({ chunks, bytes, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
+    const written = this.commits.run(() => {
+      const receivedAt = Date.now();
+      for (const c of chunks) {
+        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.count, c.payload.length, receivedAt, c.payload);
+        // A position of a rolled-back write is simply never used: positions must be unique, not dense.
+        this.nextPos += c.count;
       }
     });
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.queue;
-    this.queue = [];
-    if (batch.length === 0) return;
-    const receivedAt = Date.now();
-    let pos = this.nextPos;
-    let bytes = 0;
-    let count = 0;
-    try {
-      this.db.transaction(() => {
-        for (const pending of batch) {
-          for (const c of pending.chunks) {
-            this.stmt.insertChunk.run(pos, pos + c.count - 1, c.partition, c.hour, c.count, c.payload.length, receivedAt, c.payload);
-            pos += c.count;
-            bytes += c.payload.length;
-            count++;
-          }
-        }
-      })();
-    } catch (err) {
-      this.failed = err as Error;
-      for (const pending of batch) {
-        this.pendingBytes -= pending.bytes;
-        pending.reject(err as Error);
-      }
-      return;
-    }
-    this.nextPos = pos;
-    this.storedBytes += bytes;
-    this.storedChunks += count;
-    for (const pending of batch) this.pendingBytes -= pending.bytes;
-    this.awaitingSync.push(...batch);
-    this.syncWal();
-  }
-
-  /** One fsync at a time; appends committed meanwhile wait for the next one, which starts when it ends. */
-  private syncWal(): void {
-    if (this.syncing || this.awaitingSync.length === 0) return;
-    this.syncing = true;
-    const acks = this.awaitingSync;
-    this.awaitingSync = [];
-    fsync(this.walFd, (err) => {
-      this.syncing = false;
-      if (err) {
-        this.failed = err;
-        for (const pending of acks) pending.reject(err);
-      } else {
-        this.failed = undefined;
-        for (const pending of acks) pending.resolve();
-        for (const listener of this.listeners) listener();
-      }
-      this.syncWal();
+    return written.then(() => {
+      this.pendingBytes -= bytes;
+      this.storedBytes += bytes;
+      this.storedChunks += chunks.length;
+    }, (err: Error) => {
+      this.pendingBytes -= bytes;
+      throw err;
     });
   }
 
@@ -197,7 +134,7 @@ export class SqliteBuffer implements DecisionBuffer {
   }
 
   onAppend(listener: () => void): void {
-    this.listeners.push(listener);
+    this.commits.onDurable(listener);
   }
 
   cursor(output: string): number {
@@ -280,16 +217,13 @@ export class SqliteBuffer implements DecisionBuffer {
   }
 
   writable(): boolean {
-    return !this.closed && this.failed === undefined;
+    return !this.closed && this.commits.failed === undefined;
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.queue.length > 0) this.flush();
-    fsyncSync(this.walFd);
-    for (const pending of this.awaitingSync.splice(0)) pending.resolve();
-    closeSync(this.walFd);
+    this.commits.close();
     this.db.close();
   }
 }

@@ -2,30 +2,33 @@ import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
 
+function toBytes(value: string | number, ctx: z.RefinementCtx): number {
+  const bytes = parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (write e.g. 512KiB, 64MiB, 1GiB)` });
+    return z.NEVER;
+  }
+  return bytes;
+}
+
+function toMillis(value: string | number, ctx: z.RefinementCtx): number {
+  const millis = parseDuration(value);
+  if (millis === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (write e.g. 500ms, 10s, 5m, 1h)` });
+    return z.NEVER;
+  }
+  return millis;
+}
+
 /** A size in bytes written as `64MiB`, `1GiB`, `512KB` or a number of bytes. */
-const size = (fallback: string) =>
-  z.union([z.number(), z.string()]).default(fallback).transform((value, ctx) => {
-    const bytes = parseSize(value);
-    if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (write e.g. 512KiB, 64MiB, 1GiB)` });
-      return z.NEVER;
-    }
-    return bytes;
-  });
+export const size = (fallback: string) => z.union([z.number(), z.string()]).default(fallback).transform(toBytes);
 
 /** A duration in milliseconds written as `500ms`, `10s`, `5m`, `1h` or a number of milliseconds. */
-const duration = (fallback: string) =>
-  z.union([z.number(), z.string()]).default(fallback).transform((value, ctx) => {
-    const millis = parseDuration(value);
-    if (millis === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (write e.g. 500ms, 10s, 5m, 1h)` });
-      return z.NEVER;
-    }
-    return millis;
-  });
+export const duration = (fallback: string) => z.union([z.number(), z.string()]).default(fallback).transform(toMillis);
+const durationItem = z.union([z.number(), z.string()]).transform(toMillis);
 
 /** An optional string where an empty value (e.g. `${VAR:-}`) means "not set". */
-const optionalText = z.string().optional().transform((v) => (v === undefined || v === '' ? undefined : v));
+export const optionalText = z.string().optional().transform((v) => (v === undefined || v === '' ? undefined : v));
 
 const listen = z.string().default('127.0.0.1:8181').refine(
   (v) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v),
@@ -97,6 +100,35 @@ const output = z.discriminatedUnion('type', [s3Output, fileOutput], {
   error: (issue) => (issue.code === 'invalid_union' ? 'type must be one of: s3, file' : undefined),
 });
 
+/** Tenant ids: what fits in a URL path segment without escaping. */
+export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+const decisionTenant = z.strictObject({
+  tenant: z.string().regex(TENANT_ID, 'must be 1 to 128 of A-Z a-z 0-9 . _ : @ -'),
+  token: optionalText,
+  partition: optionalText,
+}).refine((m) => Boolean(m.token) !== Boolean(m.partition), 'set exactly one of token or partition');
+
+const api = z.strictObject({
+  admin_key: optionalText,
+  jwt_secret: optionalText,
+  encryption_key: optionalText,
+  topics: z.array(z.string().min(1)).default([]),
+  idempotency_window: duration('1h'),
+  max_pending_deliveries: z.number().int().positive().default(1_000_000),
+  delivery_concurrency: z.number().int().min(1).max(256).default(8),
+  retry: z.strictObject({
+    max_retries: z.number().int().min(0).max(1000).default(10),
+    initial_backoff: duration('30s').refine((v) => v > 0, 'must be greater than 0'),
+    max_backoff: duration('1h').refine((v) => v > 0, 'must be greater than 0'),
+    schedule: z.array(durationItem).min(1, 'list at least one wait, or leave schedule out').optional(),
+  }).prefault({}),
+  log_retention: z.strictObject({
+    max_age: duration('7d').refine((v) => v > 0, 'must be greater than 0'),
+    max_count: z.number().int().positive().default(100_000),
+  }).prefault({}),
+}).prefault({});
+
 export const configSchema = z.strictObject({
   listen,
   data_dir: z.string().min(1).default('./data'),
@@ -109,7 +141,10 @@ export const configSchema = z.strictObject({
     max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
     /** Worker threads that decode requests; default: one per CPU. */
     decode_threads: z.number().int().min(1).max(64).optional(),
+    /** Decisions that also become events of topic `decisions` for a tenant's destinations. */
+    tenants: z.array(decisionTenant).default([]),
   }).prefault({}),
+  api,
   outputs: z.array(output).optional(),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -121,10 +156,16 @@ export const configSchema = z.strictObject({
     if (seen.has(o.name)) ctx.addIssue({ code: 'custom', path: ['outputs', i, 'name'], message: `output name "${o.name}" is used twice` });
     seen.add(o.name);
   });
+  c.ingest.tenants.forEach((m, i) => {
+    if (m.token && c.ingest.tokens.length > 0 && !c.ingest.tokens.includes(m.token)) {
+      ctx.addIssue({ code: 'custom', path: ['ingest', 'tenants', i, 'token'], message: 'is not one of ingest.tokens: OPA could not send with it' });
+    }
+  });
 });
 
 export type RawConfig = z.output<typeof configSchema>;
 export type OutputConfig = z.output<typeof output>;
 export type S3OutputConfig = z.output<typeof s3Output>;
+export type ApiConfig = z.output<typeof api>;
 export type FileOutputConfig = z.output<typeof fileOutput>;
 export type Config = Omit<RawConfig, 'outputs'> & { outputs: OutputConfig[] };

@@ -21,8 +21,13 @@ export function contentType(format: Format): string {
  * The object body of a sealed batch, read chunk by chunk from the buffer. With gzip only the compressed
  * bytes are held in memory. The same batch always encodes to the same bytes, so a re-upload is identical.
  */
-export async function encodeBatch(buffer: DecisionBuffer, batch: SealedBatch, encoding: Encoding, key: string): Promise<StoredObject> {
-  const pieces = batchPieces(buffer, batch, encoding.format);
+export function encodeBatch(buffer: DecisionBuffer, batch: SealedBatch, encoding: Encoding, key: string): Promise<StoredObject> {
+  return encodeLines(bufferLines(buffer, batch), encoding, key);
+}
+
+/** An object of NDJSON line groups (each a buffer of whole lines ending in a newline) in the given encoding. */
+export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, key: string): Promise<StoredObject> {
+  const pieces = formatPieces(lines, encoding.format);
   let body: Buffer;
   if (encoding.compression === 'gzip') {
     const gzip = createGzip({ level: encoding.compression_level ?? 6 });
@@ -43,19 +48,29 @@ export async function encodeBatch(buffer: DecisionBuffer, batch: SealedBatch, en
     body,
     contentType: contentType(encoding.format),
     contentEncoding: encoding.compression === 'gzip' ? 'gzip' : undefined,
-    contentMD5: createHash('md5').update(body).digest('base64'),
+    contentMD5: md5(body),
   };
 }
 
-/** The batch's decisions as byte pieces in the output format, one buffer chunk at a time. */
-function* batchPieces(buffer: DecisionBuffer, batch: SealedBatch, format: Format): Generator<Buffer> {
-  if (format === 'json_array') yield Buffer.from('[');
-  let first = true;
+export function md5(body: Buffer): string {
+  return createHash('md5').update(body).digest('base64');
+}
+
+/** The batch's decisions as NDJSON, one buffer chunk at a time. */
+function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch): Generator<Buffer> {
   for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.first, batch.last)) {
     const chunk = buffer.readChunk(meta.pos);
     if (!chunk) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
     const lines = linesInRange(chunk.payload, chunk.pos, batch.first, batch.last);
-    if (lines.length === 0) continue;
+    if (lines.length > 0) yield lines;
+  }
+}
+
+/** NDJSON line groups as byte pieces in the output format. */
+function* formatPieces(groups: Iterable<Buffer>, format: Format): Generator<Buffer> {
+  if (format === 'json_array') yield Buffer.from('[');
+  let first = true;
+  for (const lines of groups) {
     if (format === 'ndjson') {
       yield lines;
     } else {

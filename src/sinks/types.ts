@@ -6,6 +6,8 @@ export interface StoredObject {
   contentEncoding?: string;
   /** Base64 MD5 of the body, sent so the store verifies what it received. */
   contentMD5: string;
+  /** User metadata (S3 `x-amz-meta-*`); sinks without metadata ignore it. */
+  metadata?: Record<string, string>;
 }
 
 /**

@@ -16,7 +16,7 @@ export interface DecodeTask {
 
 export type DecodeOutcome =
   | { ok: true; chunks: NewChunk[]; decisions: number; bytes: number }
-  | { ok: false; statusCode: number; message: string; data: Record<string, unknown> };
+  | { ok: false; statusCode: number; message: string; data: HttpError['data'] };
 
 export default async function decode(task: DecodeTask): Promise<DecodeOutcome> {
   try {

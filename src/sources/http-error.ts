@@ -3,7 +3,7 @@ export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
-    readonly data: Record<string, unknown> = {},
+    readonly data: Record<string, unknown> | string[] = {},
     readonly headers: Record<string, string> = {},
   ) {
     super(message);

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { DecisionBuffer } from '../buffer/types.js';
 import type { Config } from '../config/schema.js';
 import { HttpError } from './http-error.js';
+import { bearerToken, sameDigest, tokenDigest } from './bearer-token.js';
 import type { DecoderPool } from './decoder-pool.js';
+import type { DecisionEvents } from './decision-events.js';
 
 /** The partition of `POST /logs`, and the name every other partition must look like. */
 export const DEFAULT_PARTITION = 'default';
@@ -16,9 +17,11 @@ const RETRY_AFTER_SECONDS = 2;
  * OPA's Decision Log Service API: `POST /logs[/{partition}]` with a (gzip) JSON array of decisions.
  * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
  */
-export async function opaRoutes(app: FastifyInstance, opts: { config: Config; buffer: DecisionBuffer; decoder: DecoderPool }): Promise<void> {
-  const { config, buffer, decoder } = opts;
-  const tokenDigests = config.ingest.tokens.map(digest);
+export async function opaRoutes(app: FastifyInstance, opts: {
+  config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents;
+}): Promise<void> {
+  const { config, buffer, decoder, decisionEvents } = opts;
+  const tokenDigests = config.ingest.tokens.map(tokenDigest);
 
   // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
   app.removeAllContentTypeParsers();
@@ -47,12 +50,14 @@ export async function opaRoutes(app: FastifyInstance, opts: { config: Config; bu
     });
     if (!buffer.hasRoom(decoded.bytes)) throw full();
     if (decoded.chunks.length > 0) {
-      try {
-        await buffer.append(decoded.chunks);
-      } catch (err) {
+      const partition = partitionOf(request);
+      const tenant = decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
+      const appended = buffer.append(decoded.chunks).catch((err: Error) => {
         request.log.error({ err }, 'buffer append failed');
         throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
-      }
+      });
+      // A tenant's decisions are durable in the buffer (for the outputs) and in the store (for its destinations).
+      await Promise.all([appended, tenant === undefined ? undefined : decisionEvents.publish(tenant, partition, decoded.chunks)]);
     }
     return { accepted: decoded.decisions };
   };
@@ -70,19 +75,14 @@ function partitionOf(request: FastifyRequest): string {
   return (request.params as { partition?: string }).partition ?? DEFAULT_PARTITION;
 }
 
-function digest(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
-}
-
 /** Compares digests in constant time, against every configured token, so timing reveals nothing. */
 function checkToken(request: FastifyRequest, tokenDigests: Buffer[]): void {
-  const header = request.headers.authorization ?? '';
-  const match = /^Bearer\s+(.+)$/i.exec(header);
-  const presented = digest(match ? match[1]!.trim() : '');
+  const token = bearerToken(request);
+  const presented = tokenDigest(token ?? '');
   let ok = false;
-  for (const expected of tokenDigests) ok = timingSafeEqual(presented, expected) || ok;
-  if (!match || !ok) {
-    throw new HttpError(401, match ? 'the bearer token is not accepted' : 'send Authorization: Bearer <token> (ingest.tokens is configured)',
+  for (const expected of tokenDigests) ok = sameDigest(presented, expected) || ok;
+  if (token === undefined || !ok) {
+    throw new HttpError(401, token !== undefined ? 'the bearer token is not accepted' : 'send Authorization: Bearer <token> (ingest.tokens is configured)',
       { reason: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
   }
 }

@@ -3,41 +3,65 @@ import type { S3OutputConfig } from '../../config/schema.js';
 import { SinkError, type Sink, type StoredObject } from '../types.js';
 import { isPermanentS3Error } from './errors.js';
 
+/** Where and how to write: the part of an output's or a destination's config the S3 client needs. */
+export interface S3Connection {
+  bucket: string;
+  region: string;
+  endpoint?: string;
+  forcePathStyle: boolean;
+  /** Static keys; without them the SDK's default chain (env, web identity, ECS, profile, IMDS). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  storageClass: string;
+  requestTimeout: number;
+}
+
+export function s3ConnectionOf(config: S3OutputConfig): S3Connection {
+  return {
+    bucket: config.bucket,
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.force_path_style,
+    credentials: config.access_key_id && config.secret_access_key
+      ? { accessKeyId: config.access_key_id, secretAccessKey: config.secret_access_key, sessionToken: config.session_token }
+      : undefined,
+    storageClass: config.storage_class,
+    requestTimeout: config.request_timeout,
+  };
+}
+
 /** PutObject to any S3-compatible store: AWS S3, MinIO, Ceph, R2, GCS (interoperability mode). */
 export class S3Sink implements Sink {
   readonly target: string;
   private readonly client: S3Client;
 
-  constructor(private readonly config: S3OutputConfig) {
-    this.target = `s3://${config.bucket}`;
+  constructor(private readonly connection: S3Connection) {
+    this.target = `s3://${connection.bucket}`;
     this.client = new S3Client({
-      region: config.region,
-      endpoint: config.endpoint,
-      forcePathStyle: config.force_path_style,
-      // Static keys when configured; otherwise the SDK's default chain (env, web identity, ECS, profile, IMDS).
-      credentials: config.access_key_id && config.secret_access_key
-        ? { accessKeyId: config.access_key_id, secretAccessKey: config.secret_access_key, sessionToken: config.session_token }
-        : undefined,
+      region: connection.region,
+      endpoint: connection.endpoint,
+      forcePathStyle: connection.forcePathStyle,
+      credentials: connection.credentials,
       // Delivery owns retries (backoff without end, visible in /ready); one SDK attempt per try.
       maxAttempts: 1,
       // We send Content-MD5 ourselves; flexible checksums would add trailers some S3-compatible stores reject.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: 5_000, requestTimeout: config.request_timeout },
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: connection.requestTimeout },
     });
   }
 
   async put(object: StoredObject, signal: AbortSignal): Promise<void> {
     try {
       await this.client.send(new PutObjectCommand({
-        Bucket: this.config.bucket,
+        Bucket: this.connection.bucket,
         Key: object.key,
         Body: object.body,
         ContentLength: object.body.length,
         ContentType: object.contentType,
         ContentEncoding: object.contentEncoding,
         ContentMD5: object.contentMD5,
-        StorageClass: this.config.storage_class as StorageClass,
+        Metadata: object.metadata,
+        StorageClass: this.connection.storageClass as StorageClass,
       }), { abortSignal: signal });
     } catch (err) {
       const code = err instanceof S3ServiceException ? err.name : (err as NodeJS.ErrnoException).code ?? (err as Error).name;

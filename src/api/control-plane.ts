@@ -1,0 +1,52 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { validatorCompiler } from 'fastify-type-provider-zod';
+import type { Config } from '../config/schema.js';
+import { publishRoutes, type EventPublisher } from '../sources/publish.js';
+import { HttpError } from '../sources/http-error.js';
+import type { Store } from '../store/types.js';
+import type { ApiAuth } from './auth.js';
+import { deliveryLogRoutes } from './delivery-log.js';
+import { destinationRoutes, destinationTypeRoutes } from './destinations.js';
+import { tenantRoutes } from './tenants.js';
+
+/** What the control plane's routes share. */
+export interface ControlPlane {
+  config: Config;
+  store: Store;
+  auth: ApiAuth;
+  publisher: EventPublisher;
+}
+
+export type ControlPlaneRoutes = FastifyPluginAsync<ControlPlane>;
+
+/** The Outpost-compatible API, registered under `/api/v1`: auth first, then JSON bodies checked by the routes' zod schemas. */
+export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
+  app.setValidatorCompiler(validatorCompiler);
+  // set by the onRequest hook below before any route runs
+  app.decorateRequest('principal', null as never);
+
+  // Outpost's clients send PUT /tenants/{id} with no body at all: an empty body is no body.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if ((body as string).trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(body as string));
+    } catch (err) {
+      done(new HttpError(400, `the body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' }), undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (request) => {
+    request.principal = await opts.auth.authenticate(request);
+  });
+
+  // only the shared parts: opts also holds this plugin's own prefix
+  const shared: ControlPlane = { config: opts.config, store: opts.store, auth: opts.auth, publisher: opts.publisher };
+  await app.register(tenantRoutes, shared);
+  await app.register(destinationRoutes, { ...shared, prefix: '/tenants/:tenant_id' });
+  // the older path shape of the same routes: /api/v1/{tenant_id}/destinations
+  await app.register(destinationRoutes, { ...shared, prefix: '/:tenant_id' });
+  await app.register(destinationTypeRoutes, shared);
+  await app.register(publishRoutes, shared);
+  await app.register(deliveryLogRoutes, shared);
+};

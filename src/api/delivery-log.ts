@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { parseEventTime } from '../sources/event-time.js';
+import { HttpError } from '../sources/http-error.js';
+import { tenantScope } from './auth.js';
+import type { ControlPlaneRoutes } from './control-plane.js';
+import { paged, pageQuery } from './paging.js';
+import { required } from './validation.js';
+import { eventView } from './views.js';
+
+const time = z.string().transform((t, ctx) => {
+  const parsed = parseEventTime(t);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: 'failed pattern validation (RFC 3339, e.g. 2026-05-01T12:00:00Z)' });
+    return z.NEVER;
+  }
+  return parsed.ms;
+});
+
+const eventFilter = {
+  ...pageQuery,
+  tenant_id: z.string().optional(),
+  topic: z.string().optional(),
+  destination_id: z.string().optional(),
+  id: z.string().optional(),
+  'time[gte]': time.optional(),
+  'time[lte]': time.optional(),
+};
+
+export const attemptFilter = {
+  ...pageQuery,
+  event_id: z.string().optional(),
+  status: z.enum(['success', 'failed'], { error: 'failed enum validation' }).optional(),
+};
+
+/** The delivery log: events, attempts, and `POST /retry`. A tenant token sees only its own tenant. */
+export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>();
+
+  app.get('/events', { schema: { querystring: z.object(eventFilter) } }, async (request) => {
+    const q = request.query;
+    const filter = {
+      tenant_id: tenantScope(request, q.tenant_id), topic: q.topic, destination_id: q.destination_id, id: q.id,
+      time_gte: q['time[gte]'], time_lte: q['time[lte]'],
+    };
+    return paged((page) => store.listEvents(filter, page), q, (e) => eventView(store, e));
+  });
+
+  app.get('/events/:event_id', { schema: { params: z.object({ event_id: z.string() }) } }, async (request) => {
+    const event = store.getEvent(tenantScope(request, undefined), request.params.event_id);
+    if (!event) throw new HttpError(404, `event ${request.params.event_id} not found`, { reason: 'not_found' });
+    return eventView(store, event, true);
+  });
+
+  app.get('/attempts', {
+    schema: { querystring: z.object({ ...attemptFilter, tenant_id: z.string().optional(), destination_id: z.string().optional() }) },
+  }, async (request) => {
+    const { limit, next, prev, ...filter } = request.query;
+    return paged((page) => store.listAttempts({ ...filter, tenant_id: tenantScope(request, filter.tenant_id) }, page), { limit, next, prev }, (a) => a);
+  });
+
+  app.get('/attempts/:attempt_id', { schema: { params: z.object({ attempt_id: z.string() }) } }, async (request) => {
+    const attempt = store.getAttempt(tenantScope(request, undefined), request.params.attempt_id);
+    if (!attempt) throw new HttpError(404, `attempt ${request.params.attempt_id} not found`, { reason: 'not_found' });
+    return attempt;
+  });
+
+  app.post('/retry', {
+    schema: { body: z.object({ event_id: z.string({ error: required }).min(1, 'is required'), destination_id: z.string({ error: required }).min(1, 'is required') }) },
+  }, async (request, reply) => {
+    const { event_id: eventId, destination_id: destinationId } = request.body;
+    const destination = store.destinationById(destinationId);
+    const scope = tenantScope(request, undefined);
+    if (!destination || (scope !== undefined && destination.tenant_id !== scope)) {
+      throw new HttpError(404, `destination ${destinationId} not found`, { reason: 'not_found' });
+    }
+    if (destination.disabled_at) throw new HttpError(400, `destination ${destinationId} is disabled: enable it first`, { reason: 'destination_disabled' });
+    const event = store.getEvent(destination.tenant_id, eventId);
+    if (!event || !(await store.retry(event.seq, destinationId))) {
+      throw new HttpError(404, `event ${eventId} has no attempt on destination ${destinationId}`, { reason: 'not_found' });
+    }
+    reply.code(202);
+    return { success: true };
+  });
+};

@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { DESTINATION_TYPES, describeType } from '../sinks/destination-types.js';
+import { HttpError } from '../sources/http-error.js';
+import type { Destination, StringMap } from '../store/types.js';
+import { requireTenant } from './auth.js';
+import type { ControlPlane, ControlPlaneRoutes } from './control-plane.js';
+import { attemptFilter } from './delivery-log.js';
+import { paged, pageQuery } from './paging.js';
+import { tenantParams } from './tenants.js';
+import { issueMessages, required, validationError } from './validation.js';
+import { destinationView, maskCredential } from './views.js';
+
+const DESTINATION_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const stringMap = z.record(z.string(), z.string({ error: 'failed type validation' }));
+const topicsField = z.array(z.string().min(1, 'failed min validation'), { error: required }).min(1, 'is required');
+
+const createBody = z.object({
+  id: z.string().regex(DESTINATION_ID, 'failed pattern validation').optional(),
+  type: z.string({ error: required }).min(1, 'is required'),
+  topics: topicsField,
+  config: z.record(z.string(), z.unknown()).default({}),
+  credentials: z.record(z.string(), z.unknown()).default({}),
+  delivery_metadata: stringMap.default({}),
+  metadata: stringMap.default({}),
+});
+
+const patchBody = z.object({
+  type: z.string().optional(),
+  topics: topicsField.optional(),
+  // null removes a field
+  config: z.record(z.string(), z.unknown()).optional(),
+  credentials: z.record(z.string(), z.unknown()).optional(),
+  delivery_metadata: stringMap.optional(),
+  metadata: stringMap.optional(),
+});
+
+const destinationParams = tenantParams.extend({ destination_id: z.string().min(1) });
+
+/**
+ * A tenant's destinations. Registered twice: under `/tenants/{tenant_id}` and under the older
+ * `/{tenant_id}` path shape that Outpost's first clients use.
+ */
+export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, config }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>();
+
+  const tenantOf = (tenantId: string) => {
+    if (!store.getTenant(tenantId)) throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
+  };
+  const find = (tenantId: string, id: string): Destination => {
+    tenantOf(tenantId);
+    const destination = store.getDestination(tenantId, id);
+    if (!destination) throw new HttpError(404, `destination ${id} not found for tenant ${tenantId}`, { reason: 'not_found' });
+    return destination;
+  };
+
+  app.get('/destinations', { schema: { params: tenantParams } }, async (request) => {
+    requireTenant(request, request.params.tenant_id);
+    tenantOf(request.params.tenant_id);
+    return store.listDestinations(request.params.tenant_id).map(destinationView);
+  });
+
+  app.post('/destinations', { schema: { params: tenantParams, body: createBody } }, async (request, reply) => {
+    const tenantId = request.params.tenant_id;
+    requireTenant(request, tenantId);
+    tenantOf(tenantId);
+    const body = request.body;
+    const id = body.id ?? `des_${randomBytes(9).toString('base64url')}`;
+    if (store.destinationById(id)) throw new HttpError(409, `destination ${id} already exists`, { reason: 'conflict' });
+    const now = new Date().toISOString();
+    const checked = checkDestination({ type: body.type, topics: body.topics, config: body.config, credentials: body.credentials }, config);
+    const destination: Destination = {
+      id, tenant_id: tenantId, ...checked, delivery_metadata: body.delivery_metadata, metadata: body.metadata,
+      disabled_at: null, created_at: now, updated_at: now,
+    };
+    await store.createDestination(destination);
+    reply.code(201);
+    return destinationView(destination);
+  });
+
+  app.get('/destinations/:destination_id', { schema: { params: destinationParams } }, async (request) => {
+    requireTenant(request, request.params.tenant_id);
+    return destinationView(find(request.params.tenant_id, request.params.destination_id));
+  });
+
+  app.patch('/destinations/:destination_id', { schema: { params: destinationParams, body: patchBody } }, async (request) => {
+    requireTenant(request, request.params.tenant_id);
+    const old = find(request.params.tenant_id, request.params.destination_id);
+    const patch = request.body;
+    if (patch.type !== undefined && patch.type !== old.type) throw validationError(['type cannot be changed: create a new destination']);
+    const checked = checkDestination({
+      type: old.type,
+      topics: patch.topics ?? old.topics,
+      config: merge(old.config, patch.config),
+      credentials: mergeCredentials(old.credentials, patch.credentials),
+    }, config);
+    const destination: Destination = {
+      ...old,
+      ...checked,
+      delivery_metadata: patch.delivery_metadata ?? old.delivery_metadata,
+      metadata: patch.metadata ?? old.metadata,
+      updated_at: new Date().toISOString(),
+    };
+    await store.updateDestination(destination);
+    return destinationView(destination);
+  });
+
+  app.delete('/destinations/:destination_id', { schema: { params: destinationParams } }, async (request) => {
+    requireTenant(request, request.params.tenant_id);
+    find(request.params.tenant_id, request.params.destination_id);
+    await store.deleteDestination(request.params.tenant_id, request.params.destination_id);
+    return { success: true };
+  });
+
+  for (const [action, disabled] of [['enable', false], ['disable', true]] as const) {
+    app.put(`/destinations/:destination_id/${action}`, { schema: { params: destinationParams } }, async (request) => {
+      requireTenant(request, request.params.tenant_id);
+      const old = find(request.params.tenant_id, request.params.destination_id);
+      const now = new Date().toISOString();
+      // Disabling keeps what is pending: it is delivered once the destination is enabled again.
+      const destination = { ...old, disabled_at: disabled ? old.disabled_at ?? now : null, updated_at: now };
+      await store.updateDestination(destination);
+      return destinationView(destination);
+    });
+  }
+
+  app.get('/destinations/:destination_id/attempts', { schema: { params: destinationParams, querystring: z.object(attemptFilter) } }, async (request) => {
+    requireTenant(request, request.params.tenant_id);
+    const destination = find(request.params.tenant_id, request.params.destination_id);
+    const { limit, next, prev, event_id, status } = request.query;
+    return paged((q) => store.listAttempts({ destination_id: destination.id, event_id, status }, q), { limit, next, prev }, (a) => a);
+  });
+};
+
+/** `GET /destination-types[/{type}]` and `GET /topics`. */
+export const destinationTypeRoutes: ControlPlaneRoutes = async (plain, { config }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>();
+  app.get('/destination-types', async () => [...DESTINATION_TYPES.values()].map(describeType));
+  app.get('/destination-types/:type', { schema: { params: z.object({ type: z.string() }) } }, async (request) => {
+    const type = DESTINATION_TYPES.get(request.params.type);
+    if (!type) throw new HttpError(404, `destination type ${request.params.type} not found; supported: ${[...DESTINATION_TYPES.keys()].join(', ')}`, { reason: 'not_found' });
+    return describeType(type);
+  });
+  app.get('/topics', async () => config.api.topics);
+};
+
+/** Validates type, topics, config and credentials together, so one 422 names every problem. */
+function checkDestination(input: { type: string; topics: string[]; config: Record<string, unknown>; credentials: Record<string, unknown> }, config: ControlPlane['config']) {
+  const type = DESTINATION_TYPES.get(input.type);
+  if (!type) throw validationError([`type failed enum validation (supported: ${[...DESTINATION_TYPES.keys()].join(', ')})`]);
+  const messages: string[] = [];
+  const allowed = new Set(config.api.topics);
+  if (allowed.size > 0 && input.topics.some((t) => t !== '*' && !allowed.has(t))) {
+    messages.push(`topics failed enum validation (configured topics: ${[...allowed].join(', ')}, or *)`);
+  }
+  const parsedConfig = type.config.safeParse(input.config);
+  if (!parsedConfig.success) messages.push(...issueMessages(parsedConfig.error.issues, ['config']));
+  const parsedCredentials = type.credentials.safeParse(input.credentials);
+  if (!parsedCredentials.success) messages.push(...issueMessages(parsedCredentials.error.issues, ['credentials']));
+  if (messages.length > 0 || !parsedConfig.success || !parsedCredentials.success) throw validationError(messages);
+  return { type: input.type, topics: input.topics, config: parsedConfig.data, credentials: parsedCredentials.data };
+}
+
+/** A PATCH's fields replace the old ones; null removes one. */
+function merge(old: Record<string, unknown>, patch: Record<string, unknown> | undefined): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...old, ...patch };
+  for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
+  return merged;
+}
+
+/** As merge, and a masked value sent back (as read from a GET) keeps the stored secret. */
+function mergeCredentials(old: StringMap, patch: Record<string, unknown> | undefined): Record<string, unknown> {
+  const kept = Object.fromEntries(Object.entries(patch ?? {}).filter(([k, v]) => !(k in old && v === maskCredential(k, old[k]!))));
+  return merge(old, kept);
+}

@@ -1,0 +1,44 @@
+import type { z } from 'zod';
+import { HttpError } from '../sources/http-error.js';
+
+/** Outpost's field messages are "<field> is required" or "<field> failed <rule> validation". */
+export const required = (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : 'failed type validation');
+
+/**
+ * Zod issues as the messages Outpost's clients show: the field's dotted path, then what is wrong, e.g.
+ * `config.bucket is required`, `config.storage_class failed enum validation`.
+ */
+export function issueMessages(issues: readonly z.core.$ZodIssue[], prefix: string[] = []): string[] {
+  const messages: string[] = [];
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path.map(String)];
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) messages.push(`${[...path, key].join('.')} is not a known field`);
+      continue;
+    }
+    messages.push(fieldMessage(path, issue.message));
+  }
+  return messages;
+}
+
+/** 422 "validation error" with every problem named in `data`. */
+export function validationError(messages: string[]): HttpError {
+  return new HttpError(422, 'validation error', messages);
+}
+
+/** Parses with the schema or throws the 422 naming every problem. */
+export function parseOr422<S extends z.ZodType>(schema: S, value: unknown, prefix: string[] = []): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationError(issueMessages(result.error.issues, prefix));
+  return result.data;
+}
+
+/** A route schema's validation failure (fastify-type-provider-zod) as the 422 naming every field. */
+export function schemaValidationError(error: { validation: Array<{ instancePath: string; message?: string }> }): HttpError {
+  return validationError(error.validation.map((v) => fieldMessage(v.instancePath.split('/').filter(Boolean), v.message ?? 'is not valid')));
+}
+
+function fieldMessage(path: string[], message: string): string {
+  const field = path.join('.') || 'body';
+  return /^(is |failed )/.test(message) ? `${field} ${message}` : `${field}: ${message}`;
+}

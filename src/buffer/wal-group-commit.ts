@@ -1,0 +1,113 @@
+import type Database from 'better-sqlite3';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
+
+interface Pending {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  result?: unknown;
+  error?: Error;
+}
+
+/**
+ * Group commit for an SQLite database in WAL mode with synchronous=NORMAL.
+ *
+ * Writes queued in the same turn of the event loop run in one transaction, and each is acknowledged once an
+ * fsync of the WAL file that started after its commit has completed. The fsync runs off the event loop
+ * (libuv's thread pool), so requests keep being read and committed while the disk syncs, and the next fsync
+ * covers all of them. (With synchronous=FULL SQLite would fsync inside each commit, blocking the event loop:
+ * each fsync would then cover only the few writes made before it.)
+ *
+ * Each write runs in its own savepoint: one that throws is rolled back and rejected alone.
+ */
+export class WalGroupCommit {
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  /** Committed writes waiting for an fsync of the WAL. */
+  private awaitingSync: Pending[] = [];
+  private syncing = false;
+  private readonly walFd: number;
+  private readonly listeners: Array<() => void> = [];
+  private closed = false;
+  /** The last commit or fsync error, cleared by the next success: the store is not writable meanwhile. */
+  failed: Error | undefined;
+
+  constructor(private readonly db: Database.Database, walPath: string) {
+    // fsync on any descriptor of the WAL file makes every frame written to it durable.
+    this.walFd = openSync(walPath, 'r');
+  }
+
+  /** Runs `work` in a transaction; resolves with its result once it is durable on disk. */
+  run<T>(work: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the database is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Called after every fsync that made writes durable. */
+  onDurable(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    try {
+      this.db.transaction(() => {
+        for (const pending of batch) {
+          try {
+            pending.result = this.db.transaction(pending.work)();
+          } catch (err) {
+            pending.error = err as Error;
+          }
+        }
+      })();
+    } catch (err) {
+      this.failed = err as Error;
+      for (const pending of batch) pending.reject(err as Error);
+      return;
+    }
+    for (const pending of batch) {
+      if (pending.error) pending.reject(pending.error);
+      else this.awaitingSync.push(pending);
+    }
+    this.syncWal();
+  }
+
+  /** One fsync at a time; writes committed meanwhile wait for the next one, which starts when it ends. */
+  private syncWal(): void {
+    if (this.syncing || this.awaitingSync.length === 0) return;
+    this.syncing = true;
+    const acks = this.awaitingSync;
+    this.awaitingSync = [];
+    fsync(this.walFd, (err) => {
+      this.syncing = false;
+      if (err) {
+        this.failed = err;
+        for (const pending of acks) pending.reject(err);
+      } else {
+        this.failed = undefined;
+        for (const pending of acks) pending.resolve(pending.result);
+        for (const listener of this.listeners) listener();
+      }
+      this.syncWal();
+    });
+  }
+
+  /** Commits what is queued, makes it durable, and releases the WAL descriptor. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.queue.length > 0) this.flush();
+    fsyncSync(this.walFd);
+    for (const pending of this.awaitingSync.splice(0)) pending.resolve(pending.result);
+    closeSync(this.walFd);
+  }
+}

@@ -1,0 +1,121 @@
+import type { Logger } from 'pino';
+import { awsS3ConfigOf, type BatchingConfig } from '../sinks/s3/aws-s3-destination.js';
+import { SinkError } from '../sinks/types.js';
+import type { Destination, EventBatch, Store } from '../store/types.js';
+import { encodeLines, extension } from './encode.js';
+import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
+import type { EventDispatcher } from './event-dispatcher.js';
+
+/** Pending deliveries a destination's batching looks at per pass: bounds the work and memory of one pass. */
+const READ_LIMIT = 20_000;
+const TICK_MS = 250;
+
+/** Deliveries of one topic and UTC hour waiting for their batch to close. */
+interface OpenGroup {
+  topic: string;
+  hour: string;
+  seqs: number[];
+  bytes: number;
+  oldest: number;
+}
+
+/**
+ * Batched destinations (`config.batching`): few large objects in the core outputs' layout instead of one
+ * per event. Pending deliveries are grouped per topic and UTC hour; a group is sealed (recorded, fsync'd,
+ * with its key) when it reaches max_events or max_bytes or is max_age old, then uploaded; a retry rewrites
+ * the same key with the same events. One attempt is logged per batch.
+ */
+export class EventBatcher {
+  private readonly inflight = new Set<string>();
+  private active = false;
+
+  constructor(private readonly store: Store, private readonly dispatcher: EventDispatcher, private readonly log: Logger) {}
+
+  /** Milliseconds until the batcher wants to look again. */
+  nextTickIn(_now: number): number {
+    return this.active ? TICK_MS : Infinity;
+  }
+
+  pump(now: number): void {
+    const destinations = this.store.batchedDestinations();
+    this.active = destinations.length > 0;
+    if (!this.active) return;
+    for (const destination of destinations) this.seal(destination, awsS3ConfigOf(destination).batching!, now);
+    const byId = new Map(destinations.map((d) => [d.id, d]));
+    for (const batch of this.store.dueBatches(now)) {
+      const destination = byId.get(batch.destination_id);
+      if (!destination || this.inflight.has(batch.key)) continue;
+      this.inflight.add(batch.key);
+      void this.upload(destination, batch).finally(() => {
+        this.inflight.delete(batch.key);
+      });
+    }
+  }
+
+  private seal(destination: Destination, batching: BatchingConfig, now: number): void {
+    const open = new Map<string, OpenGroup>();
+    const close = (group: OpenGroup) => {
+      const first = group.seqs[0]!;
+      const last = group.seqs[group.seqs.length - 1]!;
+      const key = renderKey(DEFAULT_KEY_TEMPLATE, keyValues({
+        output: destination.id, bufferId: this.store.id, partition: group.topic, hour: group.hour, first, last, ext: extension(batching),
+      }));
+      this.store.sealBatch({ key, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs);
+    };
+    for (const { delivery, event } of this.store.unbatched(destination.id, READ_LIMIT)) {
+      const hour = new Date(event.time_ms).toISOString().slice(0, 13);
+      const topic = safeTopic(event.topic);
+      const streamKey = `${topic}\u0000${hour}`;
+      let group = open.get(streamKey);
+      if (!group) {
+        group = { topic, hour, seqs: [], bytes: 0, oldest: Date.parse(event.received_at) };
+        open.set(streamKey, group);
+      }
+      group.seqs.push(delivery.seq);
+      group.bytes += Buffer.byteLength(event.data) + 1;
+      if (group.seqs.length >= batching.max_events || group.bytes >= batching.max_bytes) {
+        close(group);
+        open.delete(streamKey);
+      }
+    }
+    for (const group of open.values()) {
+      if (now - group.oldest >= batching.max_age) close(group);
+    }
+  }
+
+  private async upload(destination: Destination, batch: EventBatch): Promise<void> {
+    const batching = awsS3ConfigOf(destination).batching!;
+    const events = this.store.batchEvents(batch);
+    const attemptNumber = batch.attempts + 1;
+    const started = Date.now();
+    const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
+    const base = { tenant_id: destination.tenant_id, event_id: null, destination_id: destination.id, attempt_number: attemptNumber, manual: false };
+    try {
+      const object = await encodeLines(events.map((e) => Buffer.from(`${e.data}\n`)), batching, batch.key);
+      await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
+    } catch (err) {
+      if (this.dispatcher.signal.aborted) return;
+      const wait = this.dispatcher.retryWait(attemptNumber);
+      const code = err instanceof SinkError ? err.code ?? null : 'error';
+      this.store.recordBatchAttempt(
+        { ...base, status: 'failed', code, response_data: response, error: (err as Error).message, duration_ms: Date.now() - started },
+        { key: batch.key, attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
+        wait === undefined ? 'failed' : 'pending',
+      );
+      const fields = { destination_id: destination.id, key: batch.key, attempt: attemptNumber, code, err: (err as Error).message };
+      if (wait === undefined) this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
+      else this.log.debug(fields, 'batch delivery failed; retrying');
+      return;
+    }
+    this.store.recordBatchAttempt(
+      { ...base, status: 'success', code: '200', response_data: response, error: null, duration_ms: Date.now() - started },
+      { key: batch.key, attempts: attemptNumber, next_attempt_at: 0 },
+      'success',
+    );
+  }
+}
+
+/** A topic as one segment of an object key. */
+function safeTopic(topic: string): string {
+  return topic.replace(/[^A-Za-z0-9._=-]/g, '_') || '_';
+}

@@ -1,0 +1,163 @@
+import type { Logger } from 'pino';
+import type { ApiConfig } from '../config/schema.js';
+import { S3Sink } from '../sinks/s3/s3-sink.js';
+import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/s3/aws-s3-destination.js';
+import { eventObject, eventObjectKey, KeyTemplateError, objectMetadata } from '../sinks/s3/event-object.js';
+import { SinkError, type Sink } from '../sinks/types.js';
+import type { Destination, DueDelivery, NewAttempt, Store } from '../store/types.js';
+import { backoffDelay } from './backoff.js';
+import { EventBatcher } from './event-batcher.js';
+
+/** Uploads in flight over all destinations. */
+const MAX_INFLIGHT = 256;
+/** Longest sleep between looks at the store when nothing is due sooner. */
+const MAX_IDLE_MS = 1000;
+const PRUNE_EVERY_MS = 60_000;
+const S3_REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * Delivers published events to tenant destinations from the store.
+ *
+ * Per-event destinations: every pending delivery that is due is attempted, at most `delivery_concurrency`
+ * at a time per destination, so a slow or failing destination holds back no other. The object key is
+ * computed and stored before the first attempt, so a retry writes the same object. Batched destinations are
+ * handed to the EventBatcher. Failures are retried with full-jitter backoff (or the configured schedule)
+ * while the event is eligible_for_retry and retries remain; then the delivery is failed until POST /retry.
+ */
+export class EventDispatcher {
+  private readonly inflight = new Map<number, string>();
+  private readonly perDestination = new Map<string, number>();
+  private readonly sinks = new Map<string, { version: string; sink: Sink }>();
+  private readonly abort = new AbortController();
+  private readonly batcher: EventBatcher;
+  private timer: NodeJS.Timeout | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
+    this.batcher = new EventBatcher(store, this, log);
+  }
+
+  start(): void {
+    this.store.onPublish(() => this.pump());
+    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer.unref();
+    this.prune();
+    this.pump();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.pruneTimer);
+    this.abort.abort();
+    for (const { sink } of this.sinks.values()) sink.close();
+    this.sinks.clear();
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  /** Starts what is due, then sleeps until the next delivery is due (or a publish wakes it). */
+  pump(): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    const now = Date.now();
+    try {
+      const limit = this.config.delivery_concurrency;
+      const free = MAX_INFLIGHT - this.inflight.size;
+      if (free > 0) {
+        const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
+        // In-flight deliveries are still pending in the store: read past them.
+        for (const due of this.store.dueDeliveries(now, free + this.inflight.size, busy)) {
+          if (this.inflight.has(due.delivery.seq)) continue;
+          const id = due.delivery.destination_id;
+          if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
+          this.inflight.set(due.delivery.seq, id);
+          this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
+          void this.attempt(due).finally(() => {
+            this.inflight.delete(due.delivery.seq);
+            const left = (this.perDestination.get(id) ?? 1) - 1;
+            if (left > 0) this.perDestination.set(id, left);
+            else this.perDestination.delete(id);
+            this.pump();
+          });
+        }
+      }
+      this.batcher.pump(now);
+    } catch (err) {
+      this.log.error({ err }, 'event delivery failed to read the store; trying again shortly');
+    }
+    const next = this.store.nextDueAt();
+    const wait = next === undefined ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(10, next - now));
+    this.timer = setTimeout(() => this.pump(), Math.min(wait, this.batcher.nextTickIn(now)));
+    this.timer.unref();
+  }
+
+  /** The sink of a destination, made anew when the destination changes. */
+  sinkOf(destination: Destination): Sink {
+    const cached = this.sinks.get(destination.id);
+    if (cached && cached.version === destination.updated_at) return cached.sink;
+    cached?.sink.close();
+    const sink = new S3Sink(s3ConnectionOfDestination(destination, S3_REQUEST_TIMEOUT_MS));
+    this.sinks.set(destination.id, { version: destination.updated_at, sink });
+    return sink;
+  }
+
+  /**
+   * The wait before the next attempt after `attempts` have failed, or undefined when none is left:
+   * the configured schedule, else exponential backoff with full jitter.
+   */
+  retryWait(attempts: number): number | undefined {
+    const { schedule, max_retries: maxRetries, initial_backoff: initial, max_backoff: max } = this.config.retry;
+    if (schedule) return schedule[attempts - 1];
+    if (attempts > maxRetries) return undefined;
+    return backoffDelay({ initial, max }, attempts);
+  }
+
+  private async attempt({ delivery, event }: DueDelivery): Promise<void> {
+    const destination = this.store.destinationById(delivery.destination_id);
+    if (!destination || destination.disabled_at) return;
+    const metadata = objectMetadata(event, destination);
+    const attemptNumber = delivery.attempts + 1;
+    const started = Date.now();
+    const base: Omit<NewAttempt, 'status' | 'code' | 'response_data' | 'error' | 'duration_ms'> = {
+      tenant_id: event.tenant_id, event_id: event.id, destination_id: destination.id, attempt_number: attemptNumber, manual: delivery.manual,
+    };
+    const bucket = String(destination.config.bucket);
+    let key = delivery.object_key;
+    try {
+      if (key === null) {
+        key = eventObjectKey(event, metadata, awsS3ConfigOf(destination).key_template);
+        this.store.setObjectKey(delivery.seq, key);
+      }
+      await this.sinkOf(destination).put(eventObject(event, metadata, key), this.abort.signal);
+    } catch (err) {
+      if (this.stopped) return;
+      const templateFailed = err instanceof KeyTemplateError;
+      const wait = !templateFailed && event.eligible_for_retry && !delivery.manual ? this.retryWait(attemptNumber) : undefined;
+      const code = templateFailed ? 'key_template' : err instanceof SinkError ? err.code ?? null : 'error';
+      this.store.recordAttempt(
+        { ...base, status: 'failed', code, response_data: key ? { bucket, key } : null, error: (err as Error).message, duration_ms: Date.now() - started },
+        { seq: delivery.seq, status: wait === undefined ? 'failed' : 'pending', attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
+      );
+      const fields = { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id, attempt: attemptNumber, code, err: (err as Error).message };
+      if (wait === undefined) this.log.warn(fields, 'event delivery failed; no retry left (POST /api/v1/retry attempts it again)');
+      else this.log.debug({ ...fields, retry_in_ms: Math.round(wait) }, 'event delivery failed; retrying');
+      return;
+    }
+    this.store.recordAttempt(
+      { ...base, status: 'success', code: '200', response_data: { bucket, key }, error: null, duration_ms: Date.now() - started },
+      { seq: delivery.seq, status: 'success', attempts: attemptNumber, next_attempt_at: 0 },
+    );
+  }
+
+  private prune(): void {
+    try {
+      this.store.prune(this.config.log_retention.max_age, this.config.log_retention.max_count);
+    } catch (err) {
+      this.log.warn({ err }, 'pruning the delivery log failed');
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import { compile } from '@jmespath-community/jmespath';
+import { z } from 'zod';
+import { duration, optionalText, size } from '../../config/schema.js';
+import { required } from '../../api/validation.js';
+import type { Destination } from '../../store/types.js';
+import type { DestinationType } from '../destination-types.js';
+import type { S3Connection } from './s3-sink.js';
+
+/** The storage classes Outpost's aws_s3 destination accepts. */
+const STORAGE_CLASSES = [
+  'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR',
+] as const;
+
+/** AWS regions (`us-east-1`) and what S3-compatible stores use (`auto` for R2, `garage`, ...). */
+const REGION = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+
+function compiles(template: string): boolean {
+  try {
+    compile(template);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Optional config values: Outpost clients send "" for a field left empty. */
+const optional = <T extends z.ZodType<unknown, string>>(schema: T) => optionalText.pipe(schema.optional());
+
+const batching = z.strictObject({
+  max_events: z.number({ error: 'failed type validation' }).int().positive().default(10_000),
+  max_bytes: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
+  max_age: duration('10s').refine((v) => v > 0, 'must be greater than 0'),
+  format: z.enum(['ndjson', 'json_array'], { error: 'failed enum validation' }).default('ndjson'),
+  compression: z.enum(['gzip', 'none'], { error: 'failed enum validation' }).default('gzip'),
+});
+
+export type BatchingConfig = z.output<typeof batching>;
+
+const config = z.strictObject({
+  bucket: z.string({ error: required }).min(1, 'is required'),
+  region: z.string({ error: required }).min(1, 'is required').regex(REGION, 'failed pattern validation'),
+  key_template: optional(z.string().refine(compiles, 'failed pattern validation')),
+  storage_class: optional(z.string().transform((v) => v.toUpperCase()).pipe(z.enum(STORAGE_CLASSES, { error: 'failed enum validation' }))),
+  endpoint: optional(z.url({ error: 'failed pattern validation' })),
+  batching: batching.optional(),
+});
+
+const credentials = z.strictObject({
+  key: z.string({ error: required }).min(1, 'is required'),
+  secret: z.string({ error: required }).min(1, 'is required'),
+  session: optional(z.string()),
+});
+
+export type AwsS3Config = z.output<typeof config>;
+
+/** Outpost's `aws_s3`: one object per event (or batches, with `config.batching`), keys from JMESPath. */
+export const awsS3: DestinationType = {
+  type: 'aws_s3',
+  label: 'AWS S3',
+  description: 'Store events in an Amazon S3 bucket or any S3-compatible store: one object per event, or batched objects.',
+  config: config as unknown as z.ZodType<Record<string, unknown>>,
+  credentials: credentials as unknown as z.ZodType<Record<string, string>>,
+  configFields: [
+    { key: 'bucket', type: 'text', label: 'Bucket', description: 'The S3 bucket name', required: true },
+    { key: 'region', type: 'text', label: 'Region', description: 'AWS region (e.g., us-east-1)', required: true },
+    { key: 'key_template', type: 'text', label: 'Key template', description: 'JMESPath expression for the S3 object key', required: false },
+    { key: 'storage_class', type: 'text', label: 'Storage class', description: `S3 storage class: ${STORAGE_CLASSES.join(', ')}`, required: false, default: 'STANDARD' },
+    { key: 'endpoint', type: 'text', label: 'Endpoint', description: 'Custom endpoint URL (MinIO, Ceph, R2, LocalStack); implies path-style', required: false },
+    { key: 'batching', type: 'object', label: 'Batching', description: 'max_events, max_bytes, max_age, format (ndjson|json_array), compression (gzip|none): batched objects instead of one per event', required: false },
+  ],
+  credentialFields: [
+    { key: 'key', type: 'text', label: 'Access key ID', description: 'AWS Access Key ID', required: true, sensitive: true },
+    { key: 'secret', type: 'text', label: 'Secret access key', description: 'AWS Secret Access Key', required: true, sensitive: true },
+    { key: 'session', type: 'text', label: 'Session token', description: 'AWS Session Token (for temporary credentials)', required: false, sensitive: true },
+  ],
+  target: (d) => `s3://${String(d.config.bucket)}`,
+};
+
+/** A destination's S3 connection: a custom endpoint implies path-style requests. */
+export function s3ConnectionOfDestination(destination: Destination, requestTimeout: number): S3Connection {
+  const c = config.parse(destination.config);
+  const k = destination.credentials;
+  return {
+    bucket: c.bucket,
+    region: c.region,
+    endpoint: c.endpoint,
+    forcePathStyle: c.endpoint !== undefined,
+    credentials: { accessKeyId: k.key ?? '', secretAccessKey: k.secret ?? '', sessionToken: k.session || undefined },
+    storageClass: c.storage_class ?? 'STANDARD',
+    requestTimeout,
+  };
+}
+
+export function awsS3ConfigOf(destination: Destination): AwsS3Config {
+  return config.parse(destination.config);
+}

@@ -1,0 +1,67 @@
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import type { NewChunk } from '../buffer/types.js';
+import type { Config } from '../config/schema.js';
+import { HttpError } from './http-error.js';
+import type { EventPublisher } from './publish.js';
+import { parseEventTime } from './event-time.js';
+import { bearerToken, sameDigest, tokenDigest } from './bearer-token.js';
+
+/** The topic of decisions delivered to tenant destinations. */
+export const DECISIONS_TOPIC = 'decisions';
+
+/**
+ * Decisions from `/logs` that also go to a tenant's destinations (`ingest.tenants`): chosen by the
+ * partition they were posted to, or the ingest token they were sent with. Each decision becomes an event of
+ * topic `decisions`: id = decision_id, time = timestamp, data = the decision as sent.
+ */
+export class DecisionEvents {
+  private readonly byPartition = new Map<string, string>();
+  private readonly byToken: Array<{ digest: Buffer; tenant: string }> = [];
+  private readonly warned = new Set<string>();
+
+  constructor(config: Config, private readonly publisher: EventPublisher, private readonly log: FastifyBaseLogger) {
+    for (const m of config.ingest.tenants) {
+      if (m.partition) this.byPartition.set(m.partition, m.tenant);
+      if (m.token) this.byToken.push({ digest: tokenDigest(m.token), tenant: m.tenant });
+    }
+  }
+
+  get enabled(): boolean {
+    return this.byPartition.size > 0 || this.byToken.length > 0;
+  }
+
+  tenantOf(request: FastifyRequest, partition: string): string | undefined {
+    const byPartition = this.byPartition.get(partition);
+    if (byPartition) return byPartition;
+    const token = bearerToken(request);
+    if (token === undefined) return undefined;
+    const presented = tokenDigest(token);
+    let tenant: string | undefined;
+    for (const t of this.byToken) if (sameDigest(presented, t.digest)) tenant ??= t.tenant;
+    return tenant;
+  }
+
+  /** Publishes the decisions of the chunks as events of the tenant; resolves once they are durable. */
+  async publish(tenant: string, partition: string, chunks: NewChunk[]): Promise<void> {
+    const published: Array<Promise<unknown>> = [];
+    for (const chunk of chunks) {
+      for (const line of chunk.payload.toString('utf8').split('\n')) {
+        if (line === '') continue;
+        const decision = JSON.parse(line) as { decision_id?: unknown; timestamp?: unknown };
+        const id = typeof decision.decision_id === 'string' && decision.decision_id !== '' ? decision.decision_id : undefined;
+        const time = typeof decision.timestamp === 'string' && parseEventTime(decision.timestamp) ? decision.timestamp : undefined;
+        published.push(this.publisher.publish({ tenant_id: tenant, id, topic: DECISIONS_TOPIC, time, metadata: { partition }, data: line }));
+      }
+    }
+    try {
+      await Promise.all(published);
+    } catch (err) {
+      if (!(err instanceof HttpError && err.statusCode === 404)) throw err;
+      // The decisions are in the buffer for the outputs; the tenant is a configuration mistake to report once.
+      if (!this.warned.has(tenant)) {
+        this.warned.add(tenant);
+        this.log.warn({ tenant, partition }, 'ingest.tenants names a tenant that does not exist: its decisions go to the outputs only');
+      }
+    }
+  }
+}

@@ -1,0 +1,479 @@
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { WalGroupCommit } from '../buffer/wal-group-commit.js';
+import type { CredentialsCipher } from './credentials-cipher.js';
+import { readPage, type Filtered } from './sqlite-pages.js';
+import { STORE_SCHEMA } from './sqlite-store-schema.js';
+import type {
+  Attempt, AttemptFilter, Delivery, Destination, DueDelivery, EventBatch, EventFilter, NewAttempt, NewEvent, Page,
+  PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant,
+} from './types.js';
+
+interface TenantRow { seq: number; id: string; metadata: string; created_at: string; updated_at: string }
+interface DestinationRow {
+  id: string; tenant_id: string; type: string; topics: string; config: string; credentials: string; delivery_metadata: string;
+  metadata: string; batched: number; disabled_at: string | null; created_at: string; updated_at: string;
+}
+interface EventRow {
+  seq: number; tenant_id: string; id: string; topic: string; time: string; time_ms: number; eligible_for_retry: number;
+  metadata: string; data: string; received_at: number;
+}
+interface DeliveryRow {
+  seq: number; event_seq: number; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
+  object_key: string | null; manual: number;
+}
+interface AttemptRow {
+  seq: number; id: string; tenant_id: string; event_id: string | null; destination_id: string; status: Attempt['status'];
+  code: string | null; response_data: string | null; error: string | null; attempt_number: number; manual: number; time: number; duration_ms: number;
+}
+
+/**
+ * The control plane in an embedded SQLite database (`<data_dir>/store.sqlite`, WAL). Writes a client waits
+ * for (tenants, destinations, publishes, retries) are group-committed and durable before they resolve;
+ * delivery bookkeeping is committed at once and made durable by the next fsync (a crash repeats an attempt
+ * at worst, to the same object key).
+ */
+export class SqliteStore implements Store {
+  readonly id: string;
+  private readonly db: Database.Database;
+  private readonly commits: WalGroupCommit;
+  private pending: number;
+  private closed = false;
+  private readonly q;
+
+  constructor(dataDir: string, private readonly cipher: CredentialsCipher) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(path.join(dataDir, 'store.sqlite'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = OFF');
+    this.db.exec(STORE_SCHEMA);
+    this.commits = new WalGroupCommit(this.db, path.join(dataDir, 'store.sqlite-wal'));
+    const db = this.db;
+    this.q = {
+      tenant: db.prepare('SELECT * FROM tenants WHERE id = ?'),
+      insertTenant: db.prepare('INSERT INTO tenants (id, metadata, created_at, updated_at) VALUES (?, ?, ?, ?)'),
+      updateTenant: db.prepare('UPDATE tenants SET metadata = ?, updated_at = ? WHERE id = ?'),
+      deleteTenant: db.prepare('DELETE FROM tenants WHERE id = ?'),
+      destination: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? AND id = ?'),
+      destinationById: db.prepare('SELECT * FROM destinations WHERE id = ?'),
+      destinations: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? ORDER BY created_at, id'),
+      batchedDestinations: db.prepare('SELECT * FROM destinations WHERE batched = 1 AND disabled_at IS NULL'),
+      insertDestination: db.prepare(`INSERT INTO destinations (id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, disabled_at, created_at, updated_at)
+        VALUES (@id, @tenant_id, @type, @topics, @config, @credentials, @delivery_metadata, @metadata, @batched, @disabled_at, @created_at, @updated_at)`),
+      updateDestination: db.prepare(`UPDATE destinations SET topics = @topics, config = @config, credentials = @credentials,
+        delivery_metadata = @delivery_metadata, metadata = @metadata, batched = @batched, disabled_at = @disabled_at, updated_at = @updated_at
+        WHERE id = @id AND tenant_id = @tenant_id`),
+      deleteDestination: db.prepare('DELETE FROM destinations WHERE tenant_id = ? AND id = ?'),
+      deleteDestinationsOf: db.prepare('DELETE FROM destinations WHERE tenant_id = ?'),
+      dropDeliveriesOf: db.prepare("DELETE FROM deliveries WHERE destination_id = ? AND status = 'pending'"),
+      dropBatchesOf: db.prepare("DELETE FROM event_batches WHERE destination_id = ?"),
+      eventByKey: db.prepare('SELECT * FROM events WHERE tenant_id = ? AND id = ?'),
+      eventById: db.prepare('SELECT * FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1'),
+      eventBySeq: db.prepare('SELECT * FROM events WHERE seq = ?'),
+      insertEvent: db.prepare(`INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      replaceEvent: db.prepare(`UPDATE events SET topic = ?, time = ?, time_ms = ?, eligible_for_retry = ?, metadata = ?, data = ?, received_at = ?
+        WHERE seq = ?`),
+      deliveryDestinations: db.prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq').pluck(),
+      pendingFor: db.prepare("SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'"),
+      insertDelivery: db.prepare("INSERT INTO deliveries (event_seq, destination_id, status, next_attempt_at) VALUES (?, ?, 'pending', ?)"),
+      eventDeliveries: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
+      countPending: db.prepare("SELECT count(*) FROM deliveries WHERE status = 'pending'").pluck(),
+      due: db.prepare(`SELECT d.* FROM deliveries d JOIN destinations t ON t.id = d.destination_id
+        WHERE d.status = 'pending' AND d.batch IS NULL AND d.next_attempt_at <= ? AND t.disabled_at IS NULL AND t.batched = 0
+        ORDER BY d.next_attempt_at LIMIT ?`),
+      nextDue: db.prepare(`SELECT min(d.next_attempt_at) FROM deliveries d JOIN destinations t ON t.id = d.destination_id
+        WHERE d.status = 'pending' AND d.batch IS NULL AND t.disabled_at IS NULL AND t.batched = 0`).pluck(),
+      setKey: db.prepare('UPDATE deliveries SET object_key = ? WHERE seq = ?'),
+      setDelivery: db.prepare('UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, manual = 0 WHERE seq = ?'),
+      latestDelivery: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? AND destination_id = ? ORDER BY seq DESC LIMIT 1'),
+      attemptedAt: db.prepare('SELECT 1 FROM attempts WHERE event_id = ? AND destination_id = ? LIMIT 1'),
+      requeue: db.prepare("UPDATE deliveries SET status = 'pending', next_attempt_at = ?, manual = 1, batch = NULL WHERE seq = ?"),
+      insertAttempt: db.prepare(`INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number, manual, time, duration_ms)
+        VALUES (@id, @tenant_id, @event_id, @destination_id, @status, @code, @response_data, @error, @attempt_number, @manual, @time, @duration_ms)`),
+      attempt: db.prepare('SELECT * FROM attempts WHERE id = ?'),
+      unbatched: db.prepare(`SELECT * FROM deliveries WHERE destination_id = ? AND status = 'pending' AND batch IS NULL ORDER BY seq LIMIT ?`),
+      insertBatch: db.prepare(`INSERT INTO event_batches (key, destination_id, first_seq, last_seq, count, status, next_attempt_at)
+        VALUES (?, ?, ?, ?, ?, 'pending', ?)`),
+      assignBatch: db.prepare('UPDATE deliveries SET batch = ? WHERE seq = ?'),
+      dueBatches: db.prepare(`SELECT b.* FROM event_batches b JOIN destinations t ON t.id = b.destination_id
+        WHERE b.status = 'pending' AND b.next_attempt_at <= ? AND t.disabled_at IS NULL ORDER BY b.next_attempt_at`),
+      batchEvents: db.prepare('SELECT e.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.batch = ? ORDER BY d.seq'),
+      setBatch: db.prepare('UPDATE event_batches SET status = ?, attempts = ?, next_attempt_at = ? WHERE key = ?'),
+      settleBatch: db.prepare('UPDATE deliveries SET status = ?, attempts = ? WHERE batch = ?'),
+      pruneAttemptsByAge: db.prepare('DELETE FROM attempts WHERE time < ?'),
+      pruneAttemptsByCount: db.prepare('DELETE FROM attempts WHERE seq <= (SELECT max(seq) FROM attempts) - ?'),
+      pruneBatches: db.prepare(`DELETE FROM event_batches WHERE status != 'pending'
+        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.batch = event_batches.key)`),
+      pruneDeliveries: db.prepare(`DELETE FROM deliveries WHERE status != 'pending'
+        AND event_seq IN (SELECT seq FROM events WHERE received_at < ?)`),
+      pruneEvents: db.prepare(`DELETE FROM events WHERE received_at < ?
+        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)`),
+    };
+    this.pending = this.q.countPending.get() as number;
+    const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
+    let id = getMeta.get('store_id') as string | undefined;
+    if (!id) {
+      id = randomBytes(4).toString('hex');
+      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('store_id', id);
+    }
+    this.id = id;
+  }
+
+  // ---- tenants
+
+  upsertTenant(id: string, metadata: StringMap): Promise<{ tenant: Tenant; created: boolean }> {
+    return this.commits.run(() => {
+      const now = new Date().toISOString();
+      const existing = this.q.tenant.get(id) as TenantRow | undefined;
+      if (existing) this.q.updateTenant.run(JSON.stringify(metadata), now, id);
+      else this.q.insertTenant.run(id, JSON.stringify(metadata), now, now);
+      return { tenant: toTenant(this.q.tenant.get(id) as TenantRow), created: !existing };
+    });
+  }
+
+  getTenant(id: string): Tenant | undefined {
+    const row = this.q.tenant.get(id) as TenantRow | undefined;
+    return row && toTenant(row);
+  }
+
+  deleteTenant(id: string): Promise<boolean> {
+    return this.commits.run(() => {
+      for (const d of this.q.destinations.all(id) as DestinationRow[]) this.dropDestination(d.id);
+      this.q.deleteDestinationsOf.run(id);
+      return this.q.deleteTenant.run(id).changes > 0;
+    });
+  }
+
+  listTenants(query: PageQuery): Page<Tenant> {
+    return readPage(this.db, 'tenants', { where: [], params: [] }, query, 'asc', toTenant);
+  }
+
+  // ---- destinations
+
+  createDestination(destination: Destination): Promise<void> {
+    return this.commits.run(() => {
+      this.q.insertDestination.run(this.destinationParams(destination));
+    });
+  }
+
+  updateDestination(destination: Destination): Promise<void> {
+    return this.commits.run(() => {
+      this.q.updateDestination.run(this.destinationParams(destination));
+    });
+  }
+
+  getDestination(tenantId: string, id: string): Destination | undefined {
+    const row = this.q.destination.get(tenantId, id) as DestinationRow | undefined;
+    return row && this.toDestination(row);
+  }
+
+  destinationById(id: string): Destination | undefined {
+    const row = this.q.destinationById.get(id) as DestinationRow | undefined;
+    return row && this.toDestination(row);
+  }
+
+  listDestinations(tenantId: string): Destination[] {
+    return (this.q.destinations.all(tenantId) as DestinationRow[]).map((r) => this.toDestination(r));
+  }
+
+  batchedDestinations(): Destination[] {
+    return (this.q.batchedDestinations.all() as DestinationRow[]).map((r) => this.toDestination(r));
+  }
+
+  deleteDestination(tenantId: string, id: string): Promise<boolean> {
+    return this.commits.run(() => {
+      const deleted = this.q.deleteDestination.run(tenantId, id).changes > 0;
+      if (deleted) this.dropDestination(id);
+      return deleted;
+    });
+  }
+
+  /** What a deleted destination had pending goes with it; its attempts stay in the log until pruned. */
+  private dropDestination(id: string): void {
+    this.pending -= this.q.dropDeliveriesOf.run(id).changes;
+    this.q.dropBatchesOf.run(id);
+  }
+
+  // ---- events
+
+  publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult> {
+    return this.commits.run(() => {
+      const now = Date.now();
+      const existing = this.q.eventByKey.get(event.tenant_id, event.id) as EventRow | undefined;
+      if (existing && existing.received_at >= now - windowMs) {
+        return { duplicate: true, destination_ids: this.q.deliveryDestinations.all(existing.seq) as string[] };
+      }
+      const values = [event.topic, event.time, event.time_ms, event.eligible_for_retry ? 1 : 0, JSON.stringify(event.metadata), event.data, now] as const;
+      let seq: number;
+      if (existing) {
+        // Outside the idempotency window the same id is a new publish of that event.
+        this.q.replaceEvent.run(...values, existing.seq);
+        seq = existing.seq;
+      } else {
+        seq = Number(this.q.insertEvent.run(event.tenant_id, event.id, ...values).lastInsertRowid);
+      }
+      for (const destinationId of destinationIds) {
+        if (existing && this.q.pendingFor.get(seq, destinationId)) continue;
+        this.q.insertDelivery.run(seq, destinationId, now);
+        this.pending++;
+      }
+      return { duplicate: false, destination_ids: destinationIds };
+    });
+  }
+
+  pendingDeliveries(): number {
+    return this.pending;
+  }
+
+  getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined {
+    const row = (tenantId === undefined ? this.q.eventById.get(id) : this.q.eventByKey.get(tenantId, id)) as EventRow | undefined;
+    return row && toEvent(row);
+  }
+
+  eventDeliveries(eventSeq: number): Delivery[] {
+    return (this.q.eventDeliveries.all(eventSeq) as DeliveryRow[]).map(toDelivery);
+  }
+
+  listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent> {
+    const f: Filtered = { where: [], params: [] };
+    const add = (sql: string, value: unknown) => {
+      if (value === undefined) return;
+      f.where.push(sql);
+      f.params.push(value);
+    };
+    add('tenant_id = ?', filter.tenant_id);
+    add('topic = ?', filter.topic);
+    add('id = ?', filter.id);
+    add('time_ms >= ?', filter.time_gte);
+    add('time_ms <= ?', filter.time_lte);
+    add('seq IN (SELECT event_seq FROM deliveries WHERE destination_id = ?)', filter.destination_id);
+    return readPage(this.db, 'events', f, query, 'desc', toEvent);
+  }
+
+  // ---- per-event delivery
+
+  dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[] {
+    const skip = new Set(skipDestinations);
+    const due: DueDelivery[] = [];
+    // Over-read a little: rows of skipped (busy) destinations are passed over, not waited for.
+    for (const row of this.q.due.all(now, limit + skip.size * 8) as DeliveryRow[]) {
+      if (skip.has(row.destination_id)) continue;
+      const event = this.q.eventBySeq.get(row.event_seq) as EventRow | undefined;
+      if (event) due.push({ delivery: toDelivery(row), event: toEvent(event) });
+      if (due.length >= limit) break;
+    }
+    return due;
+  }
+
+  nextDueAt(): number | undefined {
+    return (this.q.nextDue.get() as number | null) ?? undefined;
+  }
+
+  setObjectKey(deliverySeq: number, key: string): void {
+    this.q.setKey.run(key, deliverySeq);
+  }
+
+  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt {
+    return this.db.transaction(() => {
+      const stored = this.insertAttempt(attempt);
+      this.q.setDelivery.run(delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.seq);
+      if (delivery.status !== 'pending') this.pending--;
+      return stored;
+    })();
+  }
+
+  retry(eventSeq: number, destinationId: string): Promise<boolean> {
+    return this.commits.run(() => {
+      const event = this.q.eventBySeq.get(eventSeq) as EventRow | undefined;
+      const delivery = this.q.latestDelivery.get(eventSeq, destinationId) as DeliveryRow | undefined;
+      // batch attempts are logged per batch: a delivery's own count says it was attempted
+      if (!event || !delivery || (delivery.attempts === 0 && !this.q.attemptedAt.get(event.id, destinationId))) return false;
+      if (delivery.status !== 'pending') this.pending++;
+      this.q.requeue.run(Date.now(), delivery.seq);
+      return true;
+    });
+  }
+
+  // ---- batched delivery
+
+  unbatched(destinationId: string, limit: number): DueDelivery[] {
+    return (this.q.unbatched.all(destinationId, limit) as DeliveryRow[]).flatMap((row) => {
+      const event = this.q.eventBySeq.get(row.event_seq) as EventRow | undefined;
+      return event ? [{ delivery: toDelivery(row), event: toEvent(event) }] : [];
+    });
+  }
+
+  sealBatch(batch: EventBatch, deliverySeqs: number[]): void {
+    // The batch must be on disk before its upload starts: this commit fsyncs.
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.db.transaction(() => {
+        this.q.insertBatch.run(batch.key, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
+        for (const seq of deliverySeqs) this.q.assignBatch.run(batch.key, seq);
+      })();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  dueBatches(now: number): EventBatch[] {
+    return this.q.dueBatches.all(now) as EventBatch[];
+  }
+
+  batchEvents(batch: EventBatch): StoredEvent[] {
+    return (this.q.batchEvents.all(batch.key) as EventRow[]).map(toEvent);
+  }
+
+  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt {
+    return this.db.transaction(() => {
+      const stored = this.insertAttempt(attempt);
+      this.q.setBatch.run(status, batch.attempts, batch.next_attempt_at, batch.key);
+      if (status !== 'pending') this.pending -= this.q.settleBatch.run(status, batch.attempts, batch.key).changes;
+      return stored;
+    })();
+  }
+
+  // ---- attempts
+
+  private insertAttempt(attempt: NewAttempt): Attempt {
+    const time = Date.now();
+    const id = `atm_${randomBytes(10).toString('hex')}`;
+    this.q.insertAttempt.run({
+      ...attempt,
+      id,
+      response_data: attempt.response_data ? JSON.stringify(attempt.response_data) : null,
+      manual: attempt.manual ? 1 : 0,
+      time,
+    });
+    return { ...attempt, id, time: new Date(time).toISOString() };
+  }
+
+  getAttempt(tenantId: string | undefined, id: string): Attempt | undefined {
+    const row = this.q.attempt.get(id) as AttemptRow | undefined;
+    if (!row || (tenantId !== undefined && row.tenant_id !== tenantId)) return undefined;
+    return toAttempt(row);
+  }
+
+  listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt> {
+    const f: Filtered = { where: [], params: [] };
+    for (const [column, value] of Object.entries(filter)) {
+      if (value === undefined) continue;
+      f.where.push(`${column} = ?`);
+      f.params.push(value);
+    }
+    return readPage(this.db, 'attempts', f, query, 'desc', toAttempt);
+  }
+
+  prune(maxAgeMs: number, maxCount: number): void {
+    const before = Date.now() - maxAgeMs;
+    this.db.transaction(() => {
+      this.q.pruneAttemptsByAge.run(before);
+      this.q.pruneAttemptsByCount.run(maxCount);
+      this.q.pruneDeliveries.run(before);
+      this.q.pruneEvents.run(before);
+      this.q.pruneBatches.run();
+    })();
+    this.pending = this.q.countPending.get() as number;
+  }
+
+  onPublish(listener: () => void): void {
+    this.commits.onDurable(listener);
+  }
+
+  writable(): boolean {
+    return !this.closed && this.commits.failed === undefined;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.commits.close();
+    this.db.close();
+  }
+
+  private destinationParams(d: Destination) {
+    return {
+      id: d.id,
+      tenant_id: d.tenant_id,
+      type: d.type,
+      topics: JSON.stringify(d.topics),
+      config: JSON.stringify(d.config),
+      credentials: this.cipher.encrypt(d.credentials),
+      delivery_metadata: JSON.stringify(d.delivery_metadata),
+      metadata: JSON.stringify(d.metadata),
+      batched: d.config.batching ? 1 : 0,
+      disabled_at: d.disabled_at,
+      created_at: d.created_at,
+      updated_at: d.updated_at,
+    };
+  }
+
+  private toDestination(row: DestinationRow): Destination {
+    return {
+      id: row.id,
+      tenant_id: row.tenant_id,
+      type: row.type,
+      topics: JSON.parse(row.topics) as string[],
+      config: JSON.parse(row.config) as Record<string, unknown>,
+      credentials: this.cipher.decrypt(row.credentials),
+      delivery_metadata: JSON.parse(row.delivery_metadata) as StringMap,
+      metadata: JSON.parse(row.metadata) as StringMap,
+      disabled_at: row.disabled_at,
+      created_at: row.created_at,
+      updated_at: row.updated_at,
+    };
+  }
+}
+
+function toTenant(row: TenantRow): Tenant {
+  return { id: row.id, metadata: JSON.parse(row.metadata) as StringMap, created_at: row.created_at, updated_at: row.updated_at };
+}
+
+function toEvent(row: EventRow): StoredEvent {
+  return {
+    seq: row.seq,
+    tenant_id: row.tenant_id,
+    id: row.id,
+    topic: row.topic,
+    time: row.time,
+    time_ms: row.time_ms,
+    eligible_for_retry: row.eligible_for_retry === 1,
+    metadata: JSON.parse(row.metadata) as StringMap,
+    data: row.data,
+    received_at: new Date(row.received_at).toISOString(),
+  };
+}
+
+function toDelivery(row: DeliveryRow): Delivery {
+  return {
+    seq: row.seq,
+    event_seq: row.event_seq,
+    destination_id: row.destination_id,
+    status: row.status,
+    attempts: row.attempts,
+    next_attempt_at: row.next_attempt_at,
+    object_key: row.object_key,
+    manual: row.manual === 1,
+  };
+}
+
+function toAttempt(row: AttemptRow): Attempt {
+  return {
+    id: row.id,
+    tenant_id: row.tenant_id,
+    event_id: row.event_id,
+    destination_id: row.destination_id,
+    status: row.status,
+    code: row.code,
+    response_data: row.response_data ? JSON.parse(row.response_data) as Record<string, unknown> : null,
+    error: row.error,
+    attempt_number: row.attempt_number,
+    manual: row.manual === 1,
+    time: new Date(row.time).toISOString(),
+    duration_ms: row.duration_ms,
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * The control plane's persistence: tenants, destinations, published events, their deliveries and the
+ * attempt log. SQLite now (sqlite-store.ts); PostgreSQL later, for several nodes sharing one backlog.
+ *
+ * A published event is written together with one delivery per destination it goes to, in one durable
+ * transaction; a delivery is the unit the dispatcher works on (pending -> success | failed), and every
+ * try at it is an attempt in the log.
+ */
+export type StringMap = Record<string, string>;
+
+export interface Tenant {
+  id: string;
+  metadata: StringMap;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Destination {
+  id: string;
+  tenant_id: string;
+  type: string;
+  topics: string[];
+  config: Record<string, unknown>;
+  /** Decrypted, in memory only: never put it in a response or a log line. */
+  credentials: StringMap;
+  delivery_metadata: StringMap;
+  metadata: StringMap;
+  disabled_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface NewEvent {
+  tenant_id: string;
+  id: string;
+  topic: string;
+  /** UTC RFC 3339 with up to nine fraction digits, as Go prints it. */
+  time: string;
+  time_ms: number;
+  eligible_for_retry: boolean;
+  metadata: StringMap;
+  /** The event's data as JSON text: the object body of a per-event delivery. */
+  data: string;
+}
+
+export interface StoredEvent extends NewEvent {
+  seq: number;
+  received_at: string;
+}
+
+export type DeliveryStatus = 'pending' | 'success' | 'failed';
+
+export interface Delivery {
+  seq: number;
+  event_seq: number;
+  destination_id: string;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: number;
+  /** Fixed before the first attempt, so a retry overwrites the same object. */
+  object_key: string | null;
+  /** A manual retry: one attempt, not retried on failure. */
+  manual: boolean;
+}
+
+/** A batch of a batched destination: its deliveries' events in one object, fixed before its upload. */
+export interface EventBatch {
+  key: string;
+  destination_id: string;
+  first_seq: number;
+  last_seq: number;
+  count: number;
+  attempts: number;
+  next_attempt_at: number;
+}
+
+export interface Attempt {
+  id: string;
+  tenant_id: string;
+  /** null for a batch attempt, which covers many events. */
+  event_id: string | null;
+  destination_id: string;
+  status: 'success' | 'failed';
+  code: string | null;
+  response_data: Record<string, unknown> | null;
+  error: string | null;
+  attempt_number: number;
+  manual: boolean;
+  time: string;
+  duration_ms: number;
+}
+
+export type NewAttempt = Omit<Attempt, 'id' | 'time'>;
+
+export interface PageQuery {
+  limit: number;
+  next?: string;
+  prev?: string;
+}
+
+export interface Page<T> {
+  models: T[];
+  next: string | null;
+  prev: string | null;
+}
+
+export interface EventFilter {
+  tenant_id?: string;
+  topic?: string;
+  destination_id?: string;
+  id?: string;
+  time_gte?: number;
+  time_lte?: number;
+}
+
+export interface AttemptFilter {
+  tenant_id?: string;
+  event_id?: string;
+  destination_id?: string;
+  status?: 'success' | 'failed';
+}
+
+export interface PublishResult {
+  duplicate: boolean;
+  destination_ids: string[];
+}
+
+/** A pending delivery that is due, with what is needed to attempt it. */
+export interface DueDelivery {
+  delivery: Delivery;
+  event: StoredEvent;
+}
+
+export interface Store {
+  /** A stable id of this store, part of every batch name, so a wiped data_dir never overwrites old objects. */
+  readonly id: string;
+
+  upsertTenant(id: string, metadata: StringMap): Promise<{ tenant: Tenant; created: boolean }>;
+  getTenant(id: string): Tenant | undefined;
+  /** Removes the tenant, its destinations and their pending deliveries. */
+  deleteTenant(id: string): Promise<boolean>;
+  listTenants(query: PageQuery): Page<Tenant>;
+
+  createDestination(destination: Destination): Promise<void>;
+  updateDestination(destination: Destination): Promise<void>;
+  getDestination(tenantId: string, id: string): Destination | undefined;
+  destinationById(id: string): Destination | undefined;
+  listDestinations(tenantId: string): Destination[];
+  /** Enabled destinations with config.batching. */
+  batchedDestinations(): Destination[];
+  deleteDestination(tenantId: string, id: string): Promise<boolean>;
+
+  /**
+   * Stores the event and a pending delivery to each destination, durably. The same (tenant, id) within
+   * `windowMs` is a duplicate: nothing is stored and the first publish's destinations are returned.
+   */
+  publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult>;
+  /** Deliveries waiting (pending), for the bound that answers 429. */
+  pendingDeliveries(): number;
+  getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined;
+  eventDeliveries(eventSeq: number): Delivery[];
+  listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent>;
+
+  /** Due per-event deliveries of enabled destinations, soonest first, skipping the given destinations. */
+  dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[];
+  /** When the next pending delivery of an enabled per-event destination is due, if any. */
+  nextDueAt(): number | undefined;
+  setObjectKey(deliverySeq: number, key: string): void;
+  /** Records an attempt and the delivery's new state in one transaction. */
+  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt;
+  /** Makes an event's delivery to a destination pending again, as a manual retry; false if it never had an attempt. */
+  retry(eventSeq: number, destinationId: string): Promise<boolean>;
+
+  /** Pending deliveries of a batched destination not yet in a batch, in order. */
+  unbatched(destinationId: string, limit: number): DueDelivery[];
+  /** Records a batch and assigns its deliveries, durably, before its upload. */
+  sealBatch(batch: EventBatch, deliverySeqs: number[]): void;
+  /** Batches of enabled destinations waiting for their upload that are due. */
+  dueBatches(now: number): EventBatch[];
+  batchEvents(batch: EventBatch): StoredEvent[];
+  /** Records a batch attempt; on success or final failure its deliveries take the same status. */
+  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt;
+
+  getAttempt(tenantId: string | undefined, id: string): Attempt | undefined;
+  listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt>;
+  /** Forgets attempts and finished events older than maxAgeMs, and attempts beyond the newest maxCount. */
+  prune(maxAgeMs: number, maxCount: number): void;
+
+  /** Called when new deliveries are durable. */
+  onPublish(listener: () => void): void;
+  writable(): boolean;
+  close(): void;
+}
