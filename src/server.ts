@@ -79,7 +79,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   await app.register(opaRoutes, { config, buffer, decoder, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, prefix: '/api/v1' });
-  await app.register(healthRoutes, { buffer, workers, closing: () => closing });
+  await app.register(healthRoutes, { buffer, store, workers, closing: () => closing });
 
   for (const w of workers) w.start();
   dispatcher.start();

@@ -1,14 +1,20 @@
 import type { FastifyInstance } from 'fastify';
 import type { DecisionBuffer } from '../buffer/types.js';
 import type { OutputWorker } from '../delivery/output-worker.js';
+import type { Store } from '../store/types.js';
 
-/** `/health`: the process answers. `/ready`: the buffer takes writes, and how each output is doing. */
-export async function healthRoutes(app: FastifyInstance, opts: { buffer: DecisionBuffer; workers: OutputWorker[]; closing: () => boolean }): Promise<void> {
-  const { buffer, workers } = opts;
+/**
+ * `/health`: the process answers. `/ready`: the buffer and the store take writes, how each output is doing,
+ * and how many event deliveries are pending.
+ */
+export async function healthRoutes(app: FastifyInstance, opts: {
+  buffer: DecisionBuffer; store: Store; workers: OutputWorker[]; closing: () => boolean;
+}): Promise<void> {
+  const { buffer, store, workers } = opts;
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_request, reply) => {
     const stats = buffer.stats();
-    const writable = buffer.writable() && !opts.closing();
+    const writable = buffer.writable() && store.writable() && !opts.closing();
     const outputs = workers.map((w) => w.status());
     reply.code(writable ? 200 : 503);
     return {
@@ -21,6 +27,7 @@ export async function healthRoutes(app: FastifyInstance, opts: { buffer: Decisio
         oldest_age_seconds: stats.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - stats.oldestReceivedAt) / 1000),
       },
       outputs,
+      events: { writable: store.writable(), pending_deliveries: store.pendingDeliveries() },
     };
   });
 }
