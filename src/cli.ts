@@ -49,6 +49,12 @@ program.command('check')
     for (const o of config.outputs) {
       console.log(`  output ${o.name}: ${o.type === 's3' ? `s3://${o.bucket}` : `file://${o.path}`}, key ${o.key}`);
     }
+    const api = config.api;
+    const adminKey = api.admin_key ?? process.env.SLUICE_ADMIN_KEY;
+    console.log(`  api /api/v1: ${adminKey ? 'admin key set' : 'OPEN (no admin key)'}, topics ${api.topics.length > 0 ? api.topics.join(', ') : 'any'}`);
+    for (const m of config.ingest.tenants) {
+      console.log(`  decisions ${m.partition ? `posted to /logs/${m.partition}` : 'sent with a mapped token'} -> tenant ${m.tenant} (topic decisions)`);
+    }
   });
 
 function readConfigOrExit(file: string | undefined) {
