@@ -7,8 +7,7 @@
  *                    [--count 2000000] [--backlog 5000000] [--connections 32] [--chunk-bytes 32768] [--profile]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,8 +18,9 @@ import { stringify } from 'yaml';
 import { chunkBody, decisionsPerChunk } from './payloads.js';
 import { percentile, type LoadResult } from './loadgen.js';
 import { renderChart } from './chart.js';
+import { cpuSeconds, freePort, rssMiB, startS3, waitHealthy } from './processes.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
+import { ROOT } from './processes.js';
 const RESULTS = path.join(ROOT, 'bench', 'results');
 
 const { values: args } = parseArgs({
@@ -80,22 +80,6 @@ export interface ScenarioResult {
   timeline: number[]; latencyTimeline: number[]; rssTimeline: number[];
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-function startS3(dir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 's3-server.ts'), dir, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve(child));
-    child.once('exit', (code) => reject(new Error(`s3rver exited with ${code}`)));
-  });
-}
-
 async function startSluice(dir: string, port: number, s3Port: number, scenario: Scenario): Promise<ChildProcess> {
   const config = {
     listen: `127.0.0.1:${port}`,
@@ -112,33 +96,8 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
   // --profile: a V8 CPU profile of the server per scenario, for `node --cpu-prof` style analysis
   const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(RESULTS, 'profiles')] : [];
   const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return child;
-    } catch { /* not up yet */ }
-    await sleep(50);
-  }
-  throw new Error('sluice did not start');
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
-  } catch {
-    return 0;
-  }
-}
-
-function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-    return kb / 1024;
-  } catch {
-    return 0;
-  }
+  await waitHealthy(port);
+  return child;
 }
 
 interface ReadyBody { buffer: { chunks: number }; outputs: Array<{ delivered: { objects: number; events: number }; retries: number; pending_batches: number }> }

@@ -1,0 +1,178 @@
+/**
+ * `npm run bench:publish`: events published to aws_s3 destinations through the Outpost-compatible API, one
+ * object per event and batched, against s3rver on 127.0.0.1. Verifies that every acknowledged event landed
+ * exactly once, and writes bench/results/publish.{json,md}.
+ *
+ *   npm run bench:publish -- [--each 20000] [--batched 200000] [--connections 64]
+ */
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
+import { stringify } from 'yaml';
+import { percentile } from './loadgen.js';
+import { cpuSeconds, freePort, ROOT, rssMiB, startS3, waitHealthy } from './processes.js';
+
+const { values: args } = parseArgs({
+  options: {
+    each: { type: 'string', default: '20000' },
+    batched: { type: 'string', default: '200000' },
+    connections: { type: 'string', default: '64' },
+  },
+});
+const ADMIN = 'bench-admin-key';
+const DRAIN_TIMEOUT_MS = 600_000;
+
+interface PhaseResult {
+  phase: string;
+  events: number;
+  ackedPerSec: number;
+  latencyMs: { p50: number; p99: number };
+  landedPerSec: number;
+  objects: number;
+  missing: number;
+  duplicates: number;
+  sluiceCores: number;
+  peakRssMiB: number;
+}
+
+async function api(base: string, method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${base}/api/v1${route}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+async function publishAll(base: string, topic: string, count: number, connections: number): Promise<{ seconds: number; latencies: number[] }> {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (next < count) {
+      const n = next++;
+      const t0 = performance.now();
+      const { status } = await api(base, 'POST', '/publish', {
+        id: `${topic}-${n}`, tenant_id: 'bench', topic,
+        data: { n, topic, customer_id: `c-${n % 100}`, decision: { allow: n % 3 !== 0, path: 'authz/allow' }, padding: 'x'.repeat(400) },
+      });
+      if (status !== 202) throw new Error(`publish answered ${status}`);
+      latencies.push(performance.now() - t0);
+    }
+  }));
+  return { seconds: (performance.now() - started) / 1000, latencies };
+}
+
+async function waitDrained(base: string): Promise<void> {
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const ready = await (await fetch(`${base}/ready`)).json() as { events: { pending_deliveries: number } };
+    if (ready.events.pending_deliveries === 0) return;
+    await sleep(200);
+  }
+  throw new Error('deliveries did not drain in time');
+}
+
+/** Every `n` found in the objects under the prefix: one per object, or one per NDJSON line of gzip batches. */
+async function landed(s3: S3Client, prefix: string, batched: boolean): Promise<{ objects: number; ns: number[] }> {
+  const ns: number[] = [];
+  let objects = 0;
+  // ListObjects (v1) with a marker: s3rver's v2 continuation tokens use a cipher OpenSSL 3 refuses (HTTP 500)
+  let after: string | undefined;
+  let more = true;
+  while (more) {
+    const page = await s3.send(new ListObjectsCommand({ Bucket: 'logs', Prefix: prefix, Marker: after }));
+    for (const o of page.Contents ?? []) {
+      objects++;
+      let body: Buffer;
+      try {
+        body = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'logs', Key: o.Key }))).Body!.transformToByteArray());
+      } catch (err) {
+        throw new Error(`reading back ${o.Key} failed: ${(err as Error).message}`);
+      }
+      const text = batched ? gunzipSync(body).toString('utf8') : body.toString('utf8');
+      for (const line of text.split('\n')) if (line) ns.push((JSON.parse(line) as { n: number }).n);
+      after = o.Key;
+    }
+    more = page.IsTruncated === true;
+  }
+  return { objects, ns };
+}
+
+async function phase(name: string, base: string, sluice: ChildProcess, s3: S3Client, topic: string, prefix: string, batched: boolean, count: number): Promise<PhaseResult> {
+  process.stdout.write(`  ${name}: publishing ${count.toLocaleString('en')} events... `);
+  const cpu0 = cpuSeconds(sluice.pid);
+  const started = performance.now();
+  const { seconds, latencies } = await publishAll(base, topic, count, Number(args.connections));
+  await waitDrained(base);
+  const total = (performance.now() - started) / 1000;
+  const cpu = cpuSeconds(sluice.pid) - cpu0;
+  const { objects, ns } = await landed(s3, prefix, batched);
+  const unique = new Set(ns);
+  const result: PhaseResult = {
+    phase: name,
+    events: count,
+    ackedPerSec: count / seconds,
+    latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) },
+    landedPerSec: count / total,
+    objects,
+    missing: count - unique.size,
+    duplicates: ns.length - unique.size,
+    sluiceCores: cpu / total,
+    peakRssMiB: rssMiB(sluice.pid!, 'VmHWM'),
+  };
+  console.log(`done (${result.missing} missing, ${result.duplicates} duplicates)`);
+  return result;
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), 'sluice-bench-publish-'));
+const s3Port = await freePort();
+const port = await freePort();
+const s3Process = await startS3(path.join(dir, 's3'), s3Port);
+const file = path.join(dir, 'sluice.yaml');
+writeFileSync(file, stringify({
+  listen: `127.0.0.1:${port}`, data_dir: path.join(dir, 'data'), log: { level: 'warn' },
+  api: { admin_key: ADMIN, retry: { initial_backoff: '200ms', max_backoff: '2s' } },
+}));
+const sluice = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+const base = `http://127.0.0.1:${port}`;
+const s3 = new S3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+const results: PhaseResult[] = [];
+try {
+  await waitHealthy(port);
+  const connection = { bucket: 'logs', region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}` };
+  const credentials = { key: 'S3RVER', secret: 'S3RVER' };
+  await api(base, 'PUT', '/tenants/bench');
+  await api(base, 'POST', '/tenants/bench/destinations', {
+    type: 'aws_s3', topics: ['each'], config: { ...connection, key_template: "join('/', ['each', data.customer_id, join('', [metadata.\"event-id\", '.json'])])" }, credentials,
+  });
+  await api(base, 'POST', '/tenants/bench/destinations', {
+    type: 'aws_s3', topics: ['batch'], config: { ...connection, batching: { max_events: 10000, max_age: '1s' } }, credentials,
+  });
+  results.push(await phase('one object per event', base, sluice, s3, 'each', 'each/', false, Number(args.each)));
+  results.push(await phase('batched (10,000 events, 1 s)', base, sluice, s3, 'batch', 'batch/', true, Number(args.batched)));
+} finally {
+  sluice.kill('SIGTERM');
+  s3Process.kill('SIGTERM');
+}
+
+const n = (v: number) => Math.round(v).toLocaleString('en');
+const markdown = [
+  `Publish to aws_s3 destinations, ${args.connections} concurrent publishers, ~600 B events`,
+  '',
+  '| destination | events | acked/s | publish ms p50 / p99 | landed/s (publish to last object) | objects | missing / dup | sluice cores | peak RSS MiB |',
+  '|---|---|---|---|---|---|---|---|---|',
+  ...results.map((r) => `| ${r.phase} | ${n(r.events)} | ${n(r.ackedPerSec)} | ${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} | ${n(r.landedPerSec)} | ${n(r.objects)} | ${r.missing} / ${r.duplicates} | ${r.sluiceCores.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`),
+].join('\n');
+mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
+writeFileSync(path.join(ROOT, 'bench', 'results', 'publish.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, args, results }, null, 2));
+writeFileSync(path.join(ROOT, 'bench', 'results', 'publish.md'), `# Publish benchmark ${new Date().toISOString()}\n\n${markdown}\n`);
+console.log(`\n${markdown}\n\nwritten: bench/results/publish.json, publish.md`);
+rmSync(dir, { recursive: true, force: true });
+process.exit(results.every((r) => r.missing === 0 && r.duplicates === 0) ? 0 : 1);
