@@ -3,7 +3,7 @@
  * object per event and batched, against s3rver on 127.0.0.1. Verifies that every acknowledged event landed
  * exactly once, and writes bench/results/publish.{json,md}.
  *
- *   npm run bench:publish -- [--each 20000] [--batched 200000] [--connections 64]
+ *   npm run bench:publish -- [--each 20000] [--batched 200000] [--connections 64] [--profile]
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
@@ -23,6 +23,7 @@ const { values: args } = parseArgs({
     each: { type: 'string', default: '20000' },
     batched: { type: 'string', default: '200000' },
     connections: { type: 'string', default: '64' },
+    profile: { type: 'boolean', default: false },
   },
 });
 const ADMIN = 'bench-admin-key';
@@ -140,7 +141,9 @@ writeFileSync(file, stringify({
   listen: `127.0.0.1:${port}`, data_dir: path.join(dir, 'data'), log: { level: 'warn' },
   api: { admin_key: ADMIN, retry: { initial_backoff: '200ms', max_backoff: '2s' } },
 }));
-const sluice = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+// --profile: a V8 CPU profile of the server in bench/results/profiles
+const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(ROOT, 'bench', 'results', 'profiles')] : [];
+const sluice = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
 const base = `http://127.0.0.1:${port}`;
 const s3 = new S3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
 const results: PhaseResult[] = [];
@@ -160,6 +163,7 @@ try {
 } finally {
   sluice.kill('SIGTERM');
   s3Process.kill('SIGTERM');
+  await new Promise((resolve) => sluice.once('exit', resolve));
 }
 
 const n = (v: number) => Math.round(v).toLocaleString('en');

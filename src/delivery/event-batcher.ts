@@ -6,9 +6,12 @@ import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';
 
-/** Pending deliveries a destination's batching looks at per pass: bounds the work and memory of one pass. */
+/** Pending deliveries a destination's batching reads per pass: bounds the work of one pass. */
 const READ_LIMIT = 20_000;
+/** How often batches are looked at: publishes arrive far more often, and a batch needs none of them at once. */
 const TICK_MS = 250;
+/** How often everything unbatched is read again, for deliveries made pending again by POST /retry. */
+const RESCAN_MS = 10_000;
 
 /** Deliveries of one topic and UTC hour waiting for their batch to close. */
 interface OpenGroup {
@@ -19,6 +22,14 @@ interface OpenGroup {
   oldest: number;
 }
 
+/** A destination's open groups and how far its deliveries have been read. */
+interface BatchingState {
+  readAfter: number;
+  open: Map<string, OpenGroup>;
+  inOpen: Set<number>;
+  rescannedAt: number;
+}
+
 /**
  * Batched destinations (`config.batching`): few large objects in the core outputs' layout instead of one
  * per event. Pending deliveries are grouped per topic and UTC hour; a group is sealed (recorded, fsync'd,
@@ -27,7 +38,9 @@ interface OpenGroup {
  */
 export class EventBatcher {
   private readonly inflight = new Set<string>();
+  private readonly states = new Map<string, BatchingState>();
   private active = false;
+  private lastPass = 0;
 
   constructor(private readonly store: Store, private readonly dispatcher: EventDispatcher, private readonly log: Logger) {}
 
@@ -37,8 +50,11 @@ export class EventBatcher {
   }
 
   pump(now: number): void {
+    if (now - this.lastPass < TICK_MS) return;
+    this.lastPass = now;
     const destinations = this.store.batchedDestinations();
     this.active = destinations.length > 0;
+    for (const id of this.states.keys()) if (!destinations.some((d) => d.id === id)) this.states.delete(id);
     if (!this.active) return;
     for (const destination of destinations) this.seal(destination, awsS3ConfigOf(destination).batching!, now);
     const byId = new Map(destinations.map((d) => [d.id, d]));
@@ -52,34 +68,43 @@ export class EventBatcher {
     }
   }
 
+  /** Reads new deliveries into open groups and seals the groups that are full or old enough. */
   private seal(destination: Destination, batching: BatchingConfig, now: number): void {
-    const open = new Map<string, OpenGroup>();
-    const close = (group: OpenGroup) => {
+    let state = this.states.get(destination.id);
+    if (!state) {
+      state = { readAfter: 0, open: new Map(), inOpen: new Set(), rescannedAt: now };
+      this.states.set(destination.id, state);
+    }
+    const close = (streamKey: string, group: OpenGroup) => {
       const first = group.seqs[0]!;
       const last = group.seqs[group.seqs.length - 1]!;
       const key = renderKey(DEFAULT_KEY_TEMPLATE, keyValues({
         output: destination.id, bufferId: this.store.id, partition: group.topic, hour: group.hour, first, last, ext: extension(batching),
       }));
       this.store.sealBatch({ key, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs);
+      state.open.delete(streamKey);
+      for (const seq of group.seqs) state.inOpen.delete(seq);
     };
-    for (const { delivery, event } of this.store.unbatched(destination.id, READ_LIMIT)) {
-      const hour = new Date(event.time_ms).toISOString().slice(0, 13);
-      const topic = safeTopic(event.topic);
+    const rescan = now - state.rescannedAt >= RESCAN_MS;
+    if (rescan) state.rescannedAt = now;
+    for (const row of this.store.unbatched(destination.id, rescan ? 0 : state.readAfter, READ_LIMIT)) {
+      state.readAfter = Math.max(state.readAfter, row.seq);
+      if (state.inOpen.has(row.seq)) continue;
+      const hour = new Date(row.time_ms).toISOString().slice(0, 13);
+      const topic = safeTopic(row.topic);
       const streamKey = `${topic}\u0000${hour}`;
-      let group = open.get(streamKey);
+      let group = state.open.get(streamKey);
       if (!group) {
-        group = { topic, hour, seqs: [], bytes: 0, oldest: Date.parse(event.received_at) };
-        open.set(streamKey, group);
+        group = { topic, hour, seqs: [], bytes: 0, oldest: row.received_at_ms };
+        state.open.set(streamKey, group);
       }
-      group.seqs.push(delivery.seq);
-      group.bytes += Buffer.byteLength(event.data) + 1;
-      if (group.seqs.length >= batching.max_events || group.bytes >= batching.max_bytes) {
-        close(group);
-        open.delete(streamKey);
-      }
+      group.seqs.push(row.seq);
+      state.inOpen.add(row.seq);
+      group.bytes += row.bytes + 1;
+      if (group.seqs.length >= batching.max_events || group.bytes >= batching.max_bytes) close(streamKey, group);
     }
-    for (const group of open.values()) {
-      if (now - group.oldest >= batching.max_age) close(group);
+    for (const [streamKey, group] of state.open) {
+      if (now - group.oldest >= batching.max_age) close(streamKey, group);
     }
   }
 

@@ -12,6 +12,8 @@ import { EventBatcher } from './event-batcher.js';
 const MAX_INFLIGHT = 256;
 /** Longest sleep between looks at the store when nothing is due sooner. */
 const MAX_IDLE_MS = 1000;
+/** Shortest time between two passes over all destinations. */
+const MIN_PASS_MS = 50;
 const PRUNE_EVERY_MS = 60_000;
 const S3_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -33,6 +35,7 @@ export class EventDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private lastPass = 0;
 
   constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
     this.batcher = new EventBatcher(store, this, log);
@@ -59,40 +62,69 @@ export class EventDispatcher {
     return this.abort.signal;
   }
 
-  /** Starts what is due, then sleeps until the next delivery is due (or a publish wakes it). */
+  /**
+   * Starts what is due over all destinations, then sleeps until the next delivery is due. Publishes wake it,
+   * at most every MIN_PASS_MS: a pass costs a look over the due deliveries, a publish only adds a few.
+   */
   pump(): void {
     if (this.stopped) return;
-    clearTimeout(this.timer);
     const now = Date.now();
+    if (now - this.lastPass < MIN_PASS_MS) {
+      this.sleepUntil(this.lastPass + MIN_PASS_MS);
+      return;
+    }
+    this.lastPass = now;
     try {
       const limit = this.config.delivery_concurrency;
       const free = MAX_INFLIGHT - this.inflight.size;
       if (free > 0) {
         const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
         // In-flight deliveries are still pending in the store: read past them.
-        for (const due of this.store.dueDeliveries(now, free + this.inflight.size, busy)) {
-          if (this.inflight.has(due.delivery.seq)) continue;
-          const id = due.delivery.destination_id;
-          if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
-          this.inflight.set(due.delivery.seq, id);
-          this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
-          void this.attempt(due).finally(() => {
-            this.inflight.delete(due.delivery.seq);
-            const left = (this.perDestination.get(id) ?? 1) - 1;
-            if (left > 0) this.perDestination.set(id, left);
-            else this.perDestination.delete(id);
-            this.pump();
-          });
-        }
+        this.startAll(this.store.dueDeliveries(now, free + this.inflight.size, busy));
       }
       this.batcher.pump(now);
     } catch (err) {
       this.log.error({ err }, 'event delivery failed to read the store; trying again shortly');
     }
     const next = this.store.nextDueAt();
-    const wait = next === undefined ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(10, next - now));
-    this.timer = setTimeout(() => this.pump(), Math.min(wait, this.batcher.nextTickIn(now)));
+    const wake = next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
+    this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn(now)));
+  }
+
+  private sleepUntil(at: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.pump(), Math.max(0, at - Date.now()));
     this.timer.unref();
+  }
+
+  /** After an attempt: the destination's freed slot takes its next due delivery at once (an indexed read). */
+  private refill(destinationId: string): void {
+    if (this.stopped) return;
+    const slots = this.config.delivery_concurrency - (this.perDestination.get(destinationId) ?? 0);
+    if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT) return;
+    try {
+      this.startAll(this.store.dueDeliveriesOf(destinationId, Date.now(), slots + (this.perDestination.get(destinationId) ?? 0)));
+    } catch (err) {
+      this.log.error({ err }, 'event delivery failed to read the store; trying again shortly');
+    }
+  }
+
+  private startAll(due: DueDelivery[]): void {
+    const limit = this.config.delivery_concurrency;
+    for (const item of due) {
+      const id = item.delivery.destination_id;
+      if (this.inflight.has(item.delivery.seq)) continue;
+      if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
+      this.inflight.set(item.delivery.seq, id);
+      this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
+      void this.attempt(item).finally(() => {
+        this.inflight.delete(item.delivery.seq);
+        const left = (this.perDestination.get(id) ?? 1) - 1;
+        if (left > 0) this.perDestination.set(id, left);
+        else this.perDestination.delete(id);
+        this.refill(id);
+      });
+    }
   }
 
   /** The sink of a destination, made anew when the destination changes. */

@@ -56,9 +56,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
   next_attempt_at INTEGER NOT NULL,
   object_key      TEXT,
   batch           TEXT,
-  manual          INTEGER NOT NULL DEFAULT 0
+  manual          INTEGER NOT NULL DEFAULT 0,
+  -- 1 while the per-event dispatcher may pick it: its destination is enabled and not batched. Kept in the
+  -- row so that finding due deliveries never walks past those of disabled or batched destinations.
+  ready           INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending' AND batch IS NULL;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending' AND ready = 1;
+CREATE INDEX IF NOT EXISTS deliveries_due_by_destination ON deliveries (destination_id, next_attempt_at) WHERE status = 'pending' AND ready = 1;
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_seq, destination_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_destination ON deliveries (destination_id, status, seq);
 CREATE INDEX IF NOT EXISTS deliveries_by_batch ON deliveries (batch) WHERE batch IS NOT NULL;

@@ -8,8 +8,18 @@ import { readPage, type Filtered } from './sqlite-pages.js';
 import { STORE_SCHEMA } from './sqlite-store-schema.js';
 import type {
   Attempt, AttemptFilter, Delivery, Destination, DueDelivery, EventBatch, EventFilter, NewAttempt, NewEvent, Page,
-  PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant,
+  PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant, UnbatchedDelivery,
 } from './types.js';
+
+/** Due deliveries with their events, in one read. */
+const DUE_SELECT = `SELECT d.seq AS delivery_seq, d.destination_id, d.status, d.attempts, d.next_attempt_at, d.object_key, d.manual, e.*
+  FROM deliveries d JOIN events e ON e.seq = d.event_seq
+  WHERE d.status = 'pending' AND d.ready = 1 AND d.next_attempt_at <= ?`;
+
+interface DueRow extends EventRow {
+  delivery_seq: number; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
+  object_key: string | null; manual: number;
+}
 
 interface TenantRow { seq: number; id: string; metadata: string; created_at: string; updated_at: string }
 interface DestinationRow {
@@ -41,6 +51,14 @@ export class SqliteStore implements Store {
   private readonly commits: WalGroupCommit;
   private pending: number;
   private closed = false;
+  /**
+   * Tenants and their destinations, read on every publish: cached, and dropped by every write that changes
+   * them (this process is the only writer of this database).
+   */
+  private readonly tenantCache = new Map<string, Tenant>();
+  private readonly destinationCache = new Map<string, Destination[]>();
+  /** Statements of dueDeliveries by the number of destinations they leave out. */
+  private readonly dueStatements = new Map<number, Database.Statement>();
   private readonly q;
 
   constructor(dataDir: string, private readonly cipher: CredentialsCipher) {
@@ -79,23 +97,26 @@ export class SqliteStore implements Store {
         WHERE seq = ?`),
       deliveryDestinations: db.prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq').pluck(),
       pendingFor: db.prepare("SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'"),
-      insertDelivery: db.prepare("INSERT INTO deliveries (event_seq, destination_id, status, next_attempt_at) VALUES (?, ?, 'pending', ?)"),
+      insertDelivery: db.prepare(`INSERT INTO deliveries (event_seq, destination_id, status, next_attempt_at, ready)
+        SELECT ?, id, 'pending', ?, (disabled_at IS NULL AND batched = 0) FROM destinations WHERE id = ?`),
+      setReady: db.prepare(`UPDATE deliveries SET ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations WHERE id = ?)
+        WHERE destination_id = ? AND status = 'pending'`),
       eventDeliveries: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
       countPending: db.prepare("SELECT count(*) FROM deliveries WHERE status = 'pending'").pluck(),
-      due: db.prepare(`SELECT d.* FROM deliveries d JOIN destinations t ON t.id = d.destination_id
-        WHERE d.status = 'pending' AND d.batch IS NULL AND d.next_attempt_at <= ? AND t.disabled_at IS NULL AND t.batched = 0
-        ORDER BY d.next_attempt_at LIMIT ?`),
-      nextDue: db.prepare(`SELECT min(d.next_attempt_at) FROM deliveries d JOIN destinations t ON t.id = d.destination_id
-        WHERE d.status = 'pending' AND d.batch IS NULL AND t.disabled_at IS NULL AND t.batched = 0`).pluck(),
+      dueFor: db.prepare(`${DUE_SELECT} AND d.destination_id = ? ORDER BY d.next_attempt_at LIMIT ?`),
+      nextDue: db.prepare("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND ready = 1").pluck(),
       setKey: db.prepare('UPDATE deliveries SET object_key = ? WHERE seq = ?'),
       setDelivery: db.prepare('UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, manual = 0 WHERE seq = ?'),
       latestDelivery: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? AND destination_id = ? ORDER BY seq DESC LIMIT 1'),
       attemptedAt: db.prepare('SELECT 1 FROM attempts WHERE event_id = ? AND destination_id = ? LIMIT 1'),
-      requeue: db.prepare("UPDATE deliveries SET status = 'pending', next_attempt_at = ?, manual = 1, batch = NULL WHERE seq = ?"),
+      requeue: db.prepare(`UPDATE deliveries SET status = 'pending', next_attempt_at = ?, manual = 1, batch = NULL,
+        ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations WHERE id = deliveries.destination_id) WHERE seq = ?`),
       insertAttempt: db.prepare(`INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number, manual, time, duration_ms)
         VALUES (@id, @tenant_id, @event_id, @destination_id, @status, @code, @response_data, @error, @attempt_number, @manual, @time, @duration_ms)`),
       attempt: db.prepare('SELECT * FROM attempts WHERE id = ?'),
-      unbatched: db.prepare(`SELECT * FROM deliveries WHERE destination_id = ? AND status = 'pending' AND batch IS NULL ORDER BY seq LIMIT ?`),
+      unbatched: db.prepare(`SELECT d.seq, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
+        FROM deliveries d JOIN events e ON e.seq = d.event_seq
+        WHERE d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND d.seq > ? ORDER BY d.seq LIMIT ?`),
       insertBatch: db.prepare(`INSERT INTO event_batches (key, destination_id, first_seq, last_seq, count, status, next_attempt_at)
         VALUES (?, ?, ?, ?, ?, 'pending', ?)`),
       assignBatch: db.prepare('UPDATE deliveries SET batch = ? WHERE seq = ?'),
@@ -129,6 +150,7 @@ export class SqliteStore implements Store {
     return this.commits.run(() => {
       const now = new Date().toISOString();
       const existing = this.q.tenant.get(id) as TenantRow | undefined;
+      this.tenantCache.delete(id);
       if (existing) this.q.updateTenant.run(JSON.stringify(metadata), now, id);
       else this.q.insertTenant.run(id, JSON.stringify(metadata), now, now);
       return { tenant: toTenant(this.q.tenant.get(id) as TenantRow), created: !existing };
@@ -136,12 +158,19 @@ export class SqliteStore implements Store {
   }
 
   getTenant(id: string): Tenant | undefined {
+    const cached = this.tenantCache.get(id);
+    if (cached) return cached;
     const row = this.q.tenant.get(id) as TenantRow | undefined;
-    return row && toTenant(row);
+    if (!row) return undefined;
+    const tenant = toTenant(row);
+    this.tenantCache.set(id, tenant);
+    return tenant;
   }
 
   deleteTenant(id: string): Promise<boolean> {
     return this.commits.run(() => {
+      this.tenantCache.delete(id);
+      this.destinationCache.delete(id);
       for (const d of this.q.destinations.all(id) as DestinationRow[]) this.dropDestination(d.id);
       this.q.deleteDestinationsOf.run(id);
       return this.q.deleteTenant.run(id).changes > 0;
@@ -156,13 +185,17 @@ export class SqliteStore implements Store {
 
   createDestination(destination: Destination): Promise<void> {
     return this.commits.run(() => {
+      this.destinationCache.delete(destination.tenant_id);
       this.q.insertDestination.run(this.destinationParams(destination));
     });
   }
 
   updateDestination(destination: Destination): Promise<void> {
     return this.commits.run(() => {
+      this.destinationCache.delete(destination.tenant_id);
       this.q.updateDestination.run(this.destinationParams(destination));
+      // enabled, disabled, batched or not: its pending deliveries follow
+      this.q.setReady.run(destination.id, destination.id);
     });
   }
 
@@ -177,7 +210,12 @@ export class SqliteStore implements Store {
   }
 
   listDestinations(tenantId: string): Destination[] {
-    return (this.q.destinations.all(tenantId) as DestinationRow[]).map((r) => this.toDestination(r));
+    let destinations = this.destinationCache.get(tenantId);
+    if (!destinations) {
+      destinations = (this.q.destinations.all(tenantId) as DestinationRow[]).map((r) => this.toDestination(r));
+      this.destinationCache.set(tenantId, destinations);
+    }
+    return destinations;
   }
 
   batchedDestinations(): Destination[] {
@@ -186,6 +224,7 @@ export class SqliteStore implements Store {
 
   deleteDestination(tenantId: string, id: string): Promise<boolean> {
     return this.commits.run(() => {
+      this.destinationCache.delete(tenantId);
       const deleted = this.q.deleteDestination.run(tenantId, id).changes > 0;
       if (deleted) this.dropDestination(id);
       return deleted;
@@ -218,8 +257,7 @@ export class SqliteStore implements Store {
       }
       for (const destinationId of destinationIds) {
         if (existing && this.q.pendingFor.get(seq, destinationId)) continue;
-        this.q.insertDelivery.run(seq, destinationId, now);
-        this.pending++;
+        this.pending += this.q.insertDelivery.run(seq, now, destinationId).changes;
       }
       return { duplicate: false, destination_ids: destinationIds };
     });
@@ -257,16 +295,18 @@ export class SqliteStore implements Store {
   // ---- per-event delivery
 
   dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[] {
-    const skip = new Set(skipDestinations);
-    const due: DueDelivery[] = [];
-    // Over-read a little: rows of skipped (busy) destinations are passed over, not waited for.
-    for (const row of this.q.due.all(now, limit + skip.size * 8) as DeliveryRow[]) {
-      if (skip.has(row.destination_id)) continue;
-      const event = this.q.eventBySeq.get(row.event_seq) as EventRow | undefined;
-      if (event) due.push({ delivery: toDelivery(row), event: toEvent(event) });
-      if (due.length >= limit) break;
+    // Busy destinations are left out in SQL: a long backlog of one must not hide the due deliveries of others.
+    const skip = skipDestinations.length > 0 ? ` AND d.destination_id NOT IN (${skipDestinations.map(() => '?').join(', ')})` : '';
+    let statement = this.dueStatements.get(skipDestinations.length);
+    if (!statement) {
+      statement = this.db.prepare(`${DUE_SELECT}${skip} ORDER BY d.next_attempt_at LIMIT ?`);
+      this.dueStatements.set(skipDestinations.length, statement);
     }
-    return due;
+    return (statement.all(now, ...skipDestinations, limit) as DueRow[]).map(toDue);
+  }
+
+  dueDeliveriesOf(destinationId: string, now: number, limit: number): DueDelivery[] {
+    return (this.q.dueFor.all(now, destinationId, limit) as DueRow[]).map(toDue);
   }
 
   nextDueAt(): number | undefined {
@@ -300,11 +340,8 @@ export class SqliteStore implements Store {
 
   // ---- batched delivery
 
-  unbatched(destinationId: string, limit: number): DueDelivery[] {
-    return (this.q.unbatched.all(destinationId, limit) as DeliveryRow[]).flatMap((row) => {
-      const event = this.q.eventBySeq.get(row.event_seq) as EventRow | undefined;
-      return event ? [{ delivery: toDelivery(row), event: toEvent(event) }] : [];
-    });
+  unbatched(destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[] {
+    return this.q.unbatched.all(destinationId, afterSeq, limit) as UnbatchedDelivery[];
   }
 
   sealBatch(batch: EventBatch, deliverySeqs: number[]): void {
@@ -445,6 +482,16 @@ function toEvent(row: EventRow): StoredEvent {
     metadata: JSON.parse(row.metadata) as StringMap,
     data: row.data,
     received_at: new Date(row.received_at).toISOString(),
+  };
+}
+
+function toDue(row: DueRow): DueDelivery {
+  return {
+    delivery: {
+      seq: row.delivery_seq, event_seq: row.seq, destination_id: row.destination_id, status: row.status, attempts: row.attempts,
+      next_attempt_at: row.next_attempt_at, object_key: row.object_key, manual: row.manual === 1,
+    },
+    event: toEvent(row),
   };
 }
 

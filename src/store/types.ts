@@ -131,6 +131,16 @@ export interface DueDelivery {
   event: StoredEvent;
 }
 
+/** What batching needs of a delivery: not the event's data, only its size. */
+export interface UnbatchedDelivery {
+  seq: number;
+  topic: string;
+  time_ms: number;
+  received_at_ms: number;
+  /** Bytes of the event's data. */
+  bytes: number;
+}
+
 export interface Store {
   /** A stable id of this store, part of every batch name, so a wiped data_dir never overwrites old objects. */
   readonly id: string;
@@ -161,8 +171,10 @@ export interface Store {
   eventDeliveries(eventSeq: number): Delivery[];
   listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent>;
 
-  /** Due per-event deliveries of enabled destinations, soonest first, skipping the given destinations. */
+  /** Due per-event deliveries of enabled destinations, soonest first, leaving out the given (busy) destinations. */
   dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[];
+  /** Due deliveries of one destination, soonest first. */
+  dueDeliveriesOf(destinationId: string, now: number, limit: number): DueDelivery[];
   /** When the next pending delivery of an enabled per-event destination is due, if any. */
   nextDueAt(): number | undefined;
   setObjectKey(deliverySeq: number, key: string): void;
@@ -171,8 +183,8 @@ export interface Store {
   /** Makes an event's delivery to a destination pending again, as a manual retry; false if it never had an attempt. */
   retry(eventSeq: number, destinationId: string): Promise<boolean>;
 
-  /** Pending deliveries of a batched destination not yet in a batch, in order. */
-  unbatched(destinationId: string, limit: number): DueDelivery[];
+  /** Pending deliveries of a batched destination not yet in a batch, after `afterSeq`, in order. */
+  unbatched(destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[];
   /** Records a batch and assigns its deliveries, durably, before its upload. */
   sealBatch(batch: EventBatch, deliverySeqs: number[]): void;
   /** Batches of enabled destinations waiting for their upload that are due. */
