@@ -481,6 +481,25 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     await s3.stop();
   });
 
+  test('the attempt log is pruned to log_retention.max_count (at start and every minute); pending deliveries stay', async () => {
+    await s3.stop();
+    const dir = dataDir();
+    const config = sluiceConfig(dir, { retry: { ...FAST_RETRY, max_retries: 0 }, log_retention: { max_age: '7d', max_count: 3 } });
+    const first = await startSluice(config);
+    await tenant(first.api, 'pruned');
+    const destination = await first.api.createDestination('pruned', s3Destination(s3, 'retry'));
+    for (let n = 0; n < 6; n++) await first.api.publish({ tenant_id: 'pruned', topic: 'orders', data: { n } });
+    await waitForAttempts(first.sluice, first.api, { destination_id: destination.id }, (a) => failed(a).length >= 6, 'six failed attempts');
+    await first.sluice.stop();
+
+    const second = await startSluice(config);
+    const kept = await second.api.attempts({ destination_id: destination.id });
+    assert.equal(kept.length, 3, `the newest 3 attempts are kept: ${JSON.stringify(kept.map((a) => a.attempt_number))}`);
+    const events = await second.api.call('GET', '/events?tenant_id=pruned');
+    assert.equal(events.body.models.length, 6, 'events younger than max_age stay in the log');
+    await second.sluice.stop();
+  });
+
   test('S3 down: failed attempts are logged and retried; once it is back the object lands once, with a success attempt', async () => {
     await s3.stop();
     const { sluice, api } = await startSluice(sluiceConfig(dataDir()));

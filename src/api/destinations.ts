@@ -7,7 +7,7 @@ import type { Destination, StringMap } from '../store/types.js';
 import { requireTenant } from './auth.js';
 import type { ControlPlane, ControlPlaneRoutes } from './control-plane.js';
 import { attemptFilter } from './delivery-log.js';
-import { paged, pageQuery } from './paging.js';
+import { paged } from './paging.js';
 import { tenantParams } from './tenants.js';
 import { issueMessages, required, validationError } from './validation.js';
 import { destinationView, maskCredential } from './views.js';

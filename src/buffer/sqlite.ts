@@ -1,11 +1,9 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import type { BufferStats, Chunk, ChunkMeta, DecisionBuffer, NewChunk, SealedBatch } from './types.js';
 
 import { SCHEMA } from './sqlite-schema.js';
-import { WalGroupCommit } from './wal-group-commit.js';
+import { WalDatabase, type WalGroupCommit } from './wal-group-commit.js';
 
 interface ChunkRow {
   pos: number; last_pos: number; partition: string; hour: string; count: number; bytes: number; received_at: number; payload?: Buffer;
@@ -24,6 +22,7 @@ interface BatchRow {
  */
 export class SqliteBuffer implements DecisionBuffer {
   readonly id: string;
+  private readonly wal: WalDatabase;
   private readonly db: Database.Database;
   private readonly commits: WalGroupCommit;
   private nextPos: number;
@@ -35,12 +34,9 @@ export class SqliteBuffer implements DecisionBuffer {
   private readonly stmt;
 
   constructor(dataDir: string, private readonly maxBytes: number) {
-    mkdirSync(dataDir, { recursive: true });
-    this.db = new Database(path.join(dataDir, 'buffer.sqlite'));
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
-    this.commits = new WalGroupCommit(this.db, path.join(dataDir, 'buffer.sqlite-wal'));
+    this.wal = new WalDatabase(dataDir, 'buffer.sqlite', SCHEMA);
+    this.db = this.wal.db;
+    this.commits = this.wal.commits;
     this.stmt = {
       insertChunk: this.db.prepare(
         'INSERT INTO chunks (pos, last_pos, partition, hour, count, bytes, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
@@ -158,14 +154,9 @@ export class SqliteBuffer implements DecisionBuffer {
   seal(batches: SealedBatch[]): void {
     if (batches.length === 0) return;
     // A seal must be on disk before its upload starts: this commit fsyncs (and so covers earlier appends).
-    this.db.pragma('synchronous = FULL');
-    try {
-      this.db.transaction(() => {
-        for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.count, b.bytes);
-      })();
-    } finally {
-      this.db.pragma('synchronous = NORMAL');
-    }
+    this.wal.commitNow(() => {
+      for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.count, b.bytes);
+    });
   }
 
   complete(batch: SealedBatch, cursor: number): void {
@@ -217,14 +208,12 @@ export class SqliteBuffer implements DecisionBuffer {
   }
 
   writable(): boolean {
-    return !this.closed && this.commits.failed === undefined;
+    return this.wal.writable();
   }
 
   close(): void {
-    if (this.closed) return;
     this.closed = true;
-    this.commits.close();
-    this.db.close();
+    this.wal.close();
   }
 }
 

@@ -1,5 +1,6 @@
-import type Database from 'better-sqlite3';
-import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import path from 'node:path';
 
 interface Pending {
   work: () => unknown;
@@ -109,5 +110,42 @@ export class WalGroupCommit {
     fsyncSync(this.walFd);
     for (const pending of this.awaitingSync.splice(0)) pending.resolve(pending.result);
     closeSync(this.walFd);
+  }
+}
+
+/** An SQLite database in `dataDir` in WAL mode (synchronous=NORMAL) with its schema and its group commit. */
+export class WalDatabase {
+  readonly db: Database.Database;
+  readonly commits: WalGroupCommit;
+  private closed = false;
+
+  constructor(dataDir: string, file: string, schema: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(path.join(dataDir, file));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(schema);
+    this.commits = new WalGroupCommit(this.db, path.join(dataDir, `${file}-wal`));
+  }
+
+  /** Commits durably before returning (synchronous=FULL for this one transaction): for what must be on disk before the caller goes on. */
+  commitNow<T>(work: () => T): T {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction(work)();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  writable(): boolean {
+    return !this.closed && this.commits.failed === undefined;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.commits.close();
+    this.db.close();
   }
 }

@@ -1,8 +1,6 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { WalGroupCommit } from '../buffer/wal-group-commit.js';
+import { WalDatabase, type WalGroupCommit } from '../buffer/wal-group-commit.js';
 import type { CredentialsCipher } from './credentials-cipher.js';
 import { readPage, type Filtered } from './sqlite-pages.js';
 import { STORE_SCHEMA } from './sqlite-store-schema.js';
@@ -47,10 +45,10 @@ interface AttemptRow {
  */
 export class SqliteStore implements Store {
   readonly id: string;
+  private readonly wal: WalDatabase;
   private readonly db: Database.Database;
   private readonly commits: WalGroupCommit;
   private pending: number;
-  private closed = false;
   /**
    * Tenants and their destinations, read on every publish: cached, and dropped by every write that changes
    * them (this process is the only writer of this database).
@@ -62,13 +60,9 @@ export class SqliteStore implements Store {
   private readonly q;
 
   constructor(dataDir: string, private readonly cipher: CredentialsCipher) {
-    mkdirSync(dataDir, { recursive: true });
-    this.db = new Database(path.join(dataDir, 'store.sqlite'));
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = OFF');
-    this.db.exec(STORE_SCHEMA);
-    this.commits = new WalGroupCommit(this.db, path.join(dataDir, 'store.sqlite-wal'));
+    this.wal = new WalDatabase(dataDir, 'store.sqlite', STORE_SCHEMA);
+    this.db = this.wal.db;
+    this.commits = this.wal.commits;
     const db = this.db;
     this.q = {
       tenant: db.prepare('SELECT * FROM tenants WHERE id = ?'),
@@ -346,15 +340,10 @@ export class SqliteStore implements Store {
 
   sealBatch(batch: EventBatch, deliverySeqs: number[]): void {
     // The batch must be on disk before its upload starts: this commit fsyncs.
-    this.db.pragma('synchronous = FULL');
-    try {
-      this.db.transaction(() => {
-        this.q.insertBatch.run(batch.key, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
-        for (const seq of deliverySeqs) this.q.assignBatch.run(batch.key, seq);
-      })();
-    } finally {
-      this.db.pragma('synchronous = NORMAL');
-    }
+    this.wal.commitNow(() => {
+      this.q.insertBatch.run(batch.key, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
+      for (const seq of deliverySeqs) this.q.assignBatch.run(batch.key, seq);
+    });
   }
 
   dueBatches(now: number): EventBatch[] {
@@ -422,14 +411,11 @@ export class SqliteStore implements Store {
   }
 
   writable(): boolean {
-    return !this.closed && this.commits.failed === undefined;
+    return this.wal.writable();
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.commits.close();
-    this.db.close();
+    this.wal.close();
   }
 
   private destinationParams(d: Destination) {
@@ -486,13 +472,7 @@ function toEvent(row: EventRow): StoredEvent {
 }
 
 function toDue(row: DueRow): DueDelivery {
-  return {
-    delivery: {
-      seq: row.delivery_seq, event_seq: row.seq, destination_id: row.destination_id, status: row.status, attempts: row.attempts,
-      next_attempt_at: row.next_attempt_at, object_key: row.object_key, manual: row.manual === 1,
-    },
-    event: toEvent(row),
-  };
+  return { delivery: toDelivery({ ...row, seq: row.delivery_seq, event_seq: row.seq }), event: toEvent(row) };
 }
 
 function toDelivery(row: DeliveryRow): Delivery {
