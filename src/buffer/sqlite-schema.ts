@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS chunks (
   count       INTEGER NOT NULL,
   bytes       INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
-  payload     BLOB    NOT NULL
+  payload     BLOB    NOT NULL,
+  -- labels.id of the OPA that sent the decisions ('' when none): outputs that batch per OPA instance group by it
+  instance    TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_by_stream ON chunks (partition, hour, last_pos);
 
@@ -37,6 +39,14 @@ CREATE TABLE IF NOT EXISTS batches (
   count     INTEGER NOT NULL,
   bytes     INTEGER NOT NULL,
   done      INTEGER NOT NULL DEFAULT 0,
+  -- the OPA instance of a per-instance batch; NULL: decisions of every instance
+  instance  TEXT,
   PRIMARY KEY (output, first_pos)
 ) WITHOUT ROWID;
 `;
+
+/** Columns added since the first release, for buffers created before them: [table, column, definition]. */
+export const ADDED_COLUMNS: Array<[string, string, string]> = [
+  ['chunks', 'instance', "TEXT NOT NULL DEFAULT ''"],
+  ['batches', 'instance', 'TEXT'],
+];

@@ -2,15 +2,15 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import type { BufferStats, Chunk, ChunkMeta, DecisionBuffer, NewChunk, SealedBatch } from './types.js';
 
-import { SCHEMA } from './sqlite-schema.js';
+import { ADDED_COLUMNS, SCHEMA } from './sqlite-schema.js';
 import { WalDatabase, type WalGroupCommit } from './wal-group-commit.js';
 
 interface ChunkRow {
-  pos: number; last_pos: number; partition: string; hour: string; count: number; bytes: number; received_at: number; payload?: Buffer;
+  pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number; received_at: number; payload?: Buffer;
 }
 
 interface BatchRow {
-  output: string; first_pos: number; last_pos: number; partition: string; hour: string; count: number; bytes: number;
+  output: string; first_pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number;
 }
 
 /**
@@ -34,25 +34,25 @@ export class SqliteBuffer implements DecisionBuffer {
   private readonly stmt;
 
   constructor(dataDir: string, private readonly maxBytes: number) {
-    this.wal = new WalDatabase(dataDir, 'buffer.sqlite', SCHEMA);
+    this.wal = new WalDatabase(dataDir, 'buffer.sqlite', SCHEMA, ADDED_COLUMNS);
     this.db = this.wal.db;
     this.commits = this.wal.commits;
     this.stmt = {
       insertChunk: this.db.prepare(
-        'INSERT INTO chunks (pos, last_pos, partition, hour, count, bytes, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       metas: this.db.prepare(
-        'SELECT pos, last_pos, partition, hour, count, bytes, received_at FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?'),
+        'SELECT pos, last_pos, partition, hour, instance, count, bytes, received_at FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?'),
       chunkAtOrBefore: this.db.prepare('SELECT pos FROM chunks WHERE pos <= ? ORDER BY pos DESC LIMIT 1').pluck(),
       chunk: this.db.prepare('SELECT * FROM chunks WHERE pos = ?'),
       stream: this.db.prepare(
-        'SELECT pos, last_pos, partition, hour, count, bytes, received_at FROM chunks WHERE partition = ? AND hour = ? AND last_pos >= ? ORDER BY last_pos'),
+        'SELECT pos, last_pos, partition, hour, instance, count, bytes, received_at FROM chunks WHERE partition = ? AND hour = ? AND last_pos >= ? ORDER BY last_pos'),
       cursor: this.db.prepare('SELECT pos FROM cursors WHERE output = ?').pluck(),
       setCursor: this.db.prepare(
         'INSERT INTO cursors (output, pos) VALUES (?, ?) ON CONFLICT (output) DO UPDATE SET pos = max(pos, excluded.pos)'),
       batches: this.db.prepare('SELECT * FROM batches WHERE output = ? AND done = 0 ORDER BY first_pos'),
       doneBatches: this.db.prepare('SELECT * FROM batches WHERE output = ? AND done = 1 ORDER BY first_pos'),
       seal: this.db.prepare(
-        'INSERT OR IGNORE INTO batches (output, first_pos, last_pos, partition, hour, count, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+        'INSERT OR IGNORE INTO batches (output, first_pos, last_pos, partition, hour, instance, count, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       markDone: this.db.prepare('UPDATE batches SET done = 1 WHERE output = ? AND first_pos = ?'),
       forgetDone: this.db.prepare('DELETE FROM batches WHERE output = ? AND done = 1 AND last_pos <= ?'),
       outputs: this.db.prepare('SELECT output FROM cursors UNION SELECT output FROM batches').pluck(),
@@ -89,7 +89,7 @@ export class SqliteBuffer implements DecisionBuffer {
     const written = this.commits.run(() => {
       const receivedAt = Date.now();
       for (const c of chunks) {
-        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.count, c.payload.length, receivedAt, c.payload);
+        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.instance, c.count, c.payload.length, receivedAt, c.payload);
         // A position of a rolled-back write is simply never used: positions must be unique, not dense.
         this.nextPos += c.count;
       }
@@ -114,11 +114,12 @@ export class SqliteBuffer implements DecisionBuffer {
     return rows.filter((r) => r.last_pos > afterPos).map(toMeta);
   }
 
-  streamChunks(partition: string, hour: string, first: number, last: number): ChunkMeta[] {
+  streamChunks(partition: string, hour: string, instance: string | null, first: number, last: number): ChunkMeta[] {
     // Collected before returning: an open iterator would keep the connection busy and block appends.
     const metas: ChunkMeta[] = [];
     for (const row of this.stmt.stream.iterate(partition, hour, first) as IterableIterator<ChunkRow>) {
       if (row.pos > last) break;
+      if (instance !== null && row.instance !== instance) continue;
       metas.push(toMeta(row));
     }
     return metas;
@@ -155,7 +156,7 @@ export class SqliteBuffer implements DecisionBuffer {
     if (batches.length === 0) return;
     // A seal must be on disk before its upload starts: this commit fsyncs (and so covers earlier appends).
     this.wal.commitNow(() => {
-      for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.count, b.bytes);
+      for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.instance, b.count, b.bytes);
     });
   }
 
@@ -218,9 +219,12 @@ export class SqliteBuffer implements DecisionBuffer {
 }
 
 function toMeta(row: ChunkRow): ChunkMeta {
-  return { pos: row.pos, partition: row.partition, hour: row.hour, count: row.count, bytes: row.bytes, receivedAt: row.received_at };
+  return { pos: row.pos, partition: row.partition, hour: row.hour, instance: row.instance, count: row.count, bytes: row.bytes, receivedAt: row.received_at };
 }
 
 function toBatch(row: BatchRow): SealedBatch {
-  return { output: row.output, first: row.first_pos, last: row.last_pos, partition: row.partition, hour: row.hour, count: row.count, bytes: row.bytes };
+  return {
+    output: row.output, first: row.first_pos, last: row.last_pos, partition: row.partition, hour: row.hour, instance: row.instance,
+    count: row.count, bytes: row.bytes,
+  };
 }

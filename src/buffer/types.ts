@@ -9,6 +9,8 @@ export interface NewChunk {
   partition: string;
   /** UTC hour of the decisions' own timestamps, `YYYY-MM-DDTHH`. */
   hour: string;
+  /** labels.id of the OPA that made the decisions ('' when it has none). */
+  instance: string;
   count: number;
   /** NDJSON: `count` lines, each ending in `\n`. */
   payload: Buffer;
@@ -18,6 +20,7 @@ export interface ChunkMeta {
   pos: number;
   partition: string;
   hour: string;
+  instance: string;
   count: number;
   bytes: number;
   receivedAt: number;
@@ -32,6 +35,8 @@ export interface SealedBatch {
   output: string;
   partition: string;
   hour: string;
+  /** For outputs that batch per OPA instance: its labels.id; null: every instance. */
+  instance: string | null;
   first: number;
   last: number;
   count: number;
@@ -53,8 +58,8 @@ export interface DecisionBuffer {
   /** Whether `bytes` more fit under the bound (counting appends not yet committed). */
   hasRoom(bytes: number): boolean;
   readChunkMetas(afterPos: number, limit: number): ChunkMeta[];
-  /** The chunks of one stream that hold any decision in [first, last], in position order. */
-  streamChunks(partition: string, hour: string, first: number, last: number): ChunkMeta[];
+  /** The chunks of one stream (an instance of null: all) that hold any decision in [first, last], in position order. */
+  streamChunks(partition: string, hour: string, instance: string | null, first: number, last: number): ChunkMeta[];
   readChunk(pos: number): Chunk | undefined;
   /** Called when new chunks are durable. */
   onAppend(listener: () => void): void;

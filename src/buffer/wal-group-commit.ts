@@ -119,11 +119,16 @@ export class WalDatabase {
   readonly commits: WalGroupCommit;
   private closed = false;
 
-  constructor(dataDir: string, file: string, schema: string) {
+  constructor(dataDir: string, file: string, schema: string, addedColumns: Array<[string, string, string]> = []) {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(path.join(dataDir, file));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
+    // Columns added in later versions, before the schema's indexes may use them: old databases keep working.
+    for (const [table, column, definition] of addedColumns) {
+      const columns = this.db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
+      if (columns.length > 0 && !columns.includes(column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
+    }
     this.db.exec(schema);
     this.commits = new WalGroupCommit(this.db, path.join(dataDir, `${file}-wal`));
   }

@@ -17,17 +17,23 @@ export function contentType(format: Format): string {
   return format === 'ndjson' ? 'application/x-ndjson' : 'application/json';
 }
 
-/**
- * The object body of a sealed batch, read chunk by chunk from the buffer. With gzip only the compressed
- * bytes are held in memory. The same batch always encodes to the same bytes, so a re-upload is identical.
- */
-export function encodeBatch(buffer: DecisionBuffer, batch: SealedBatch, encoding: Encoding, key: string): Promise<StoredObject> {
-  return encodeLines(bufferLines(buffer, batch), encoding, key);
-}
+/** Drops (undefined) or rewrites one decision: an output's drop and mask rules. */
+export type LineTransform = (decision: Record<string, unknown>) => Record<string, unknown> | undefined;
 
-/** An object of NDJSON line groups (each a buffer of whole lines ending in a newline) in the given encoding. */
-export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, key: string): Promise<StoredObject> {
-  const pieces = formatPieces(lines, encoding.format);
+/**
+ * An object of NDJSON line groups (each a buffer of whole lines ending in a newline) in the given encoding,
+ * with the number of lines it holds. Read group by group: with gzip only the compressed bytes are held in
+ * memory. The same lines always encode to the same bytes, so a re-upload is identical.
+ */
+export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, key: string): Promise<StoredObject & { count: number }> {
+  let count = 0;
+  const counted = function* () {
+    for (const group of lines) {
+      for (let i = group.indexOf(0x0a); i !== -1; i = group.indexOf(0x0a, i + 1)) count++;
+      yield group;
+    }
+  };
+  const pieces = formatPieces(counted(), encoding.format);
   let body: Buffer;
   if (encoding.compression === 'gzip') {
     const gzip = createGzip({ level: encoding.compression_level ?? 6 });
@@ -49,6 +55,7 @@ export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, k
     contentType: contentType(encoding.format),
     contentEncoding: encoding.compression === 'gzip' ? 'gzip' : undefined,
     contentMD5: md5(body),
+    count,
   };
 }
 
@@ -56,13 +63,36 @@ export function md5(body: Buffer): string {
   return createHash('md5').update(body).digest('base64');
 }
 
-/** The batch's decisions as NDJSON, one buffer chunk at a time. */
-function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch): Generator<Buffer> {
-  for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.first, batch.last)) {
+/** The batch's decisions as NDJSON, one buffer chunk at a time, as they were received. */
+export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch): Generator<Buffer> {
+  for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)) {
     const chunk = buffer.readChunk(meta.pos);
     if (!chunk) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
     const lines = linesInRange(chunk.payload, chunk.pos, batch.first, batch.last);
     if (lines.length > 0) yield lines;
+  }
+}
+
+/** NDJSON line groups with each decision dropped or rewritten by the transform. */
+export function* transformLines(groups: Iterable<Buffer>, transform: LineTransform): Generator<Buffer> {
+  for (const group of groups) {
+    const out: string[] = [];
+    for (const line of group.toString('utf8').split('\n')) {
+      if (line === '') continue;
+      const decision = JSON.parse(line) as Record<string, unknown>;
+      const result = transform(decision);
+      if (result === undefined) continue;
+      // an untouched decision keeps its exact text (key order, big numbers)
+      out.push(result === decision ? line : JSON.stringify(result));
+    }
+    if (out.length > 0) yield Buffer.from(`${out.join('\n')}\n`);
+  }
+}
+
+/** Each decision of NDJSON line groups, parsed. */
+export function* parsedDecisions(groups: Iterable<Buffer>): Generator<Record<string, unknown>> {
+  for (const group of groups) {
+    for (const line of group.toString('utf8').split('\n')) if (line !== '') yield JSON.parse(line) as Record<string, unknown>;
   }
 }
 

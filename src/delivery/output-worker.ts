@@ -3,8 +3,10 @@ import type { ChunkMeta, DecisionBuffer, SealedBatch } from '../buffer/types.js'
 import type { OutputConfig } from '../config/schema.js';
 import { SinkError, type Sink } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
-import { encodeBatch, extension, lineLengths } from './encode.js';
-import { keyValues, renderKey } from './object-keys.js';
+import { bufferLines, encodeLines, lineLengths, parsedDecisions, transformLines, type LineTransform } from './encode.js';
+import { keyLayout, type KeyLayout } from './key-layouts.js';
+import { md5 } from './encode.js';
+import type { StoredObject } from '../sinks/types.js';
 
 export type OutputState = 'ok' | 'retrying' | 'failing';
 
@@ -15,6 +17,7 @@ export interface OutputStatus {
   state: OutputState;
   last_error: { message: string; code?: string; at: string } | null;
   delivered: { events: number; objects: number; bytes: number };
+  dropped: number;
   retries: number;
   pending_batches: number;
   cursor: number;
@@ -40,7 +43,9 @@ const READ_AHEAD_BATCHES_PER_UPLOAD = 2;
  */
 export class OutputWorker {
   readonly name: string;
-  private readonly stream = (partition: string, hour: string) => `${partition}\u0000${hour}`;
+  private readonly layout: KeyLayout;
+  /** A batch's decisions at most: 1 for layouts of one object per decision. */
+  private readonly maxEvents: number;
   private readPos: number;
   private cursor: number;
   private readonly open = new Map<string, OpenBatch>();
@@ -59,14 +64,19 @@ export class OutputWorker {
   private lastError: OutputStatus['last_error'] = null;
   private readonly delivered = { events: 0, objects: 0, bytes: 0 };
   private retries = 0;
+  /** Decisions the output's drop rules kept out of its objects. */
+  private dropped = 0;
 
   constructor(
     private readonly config: OutputConfig,
     private readonly buffer: DecisionBuffer,
     private readonly sink: Sink,
     private readonly log: Logger,
+    private readonly transform?: LineTransform,
   ) {
     this.name = config.name;
+    this.layout = keyLayout(config.key);
+    this.maxEvents = this.layout.perDecision ? 1 : config.batch.max_events;
     this.cursor = buffer.cursor(config.name);
     this.readPos = this.cursor;
     for (const b of buffer.deliveredBatches(config.name)) this.noteSealed(b);
@@ -93,6 +103,7 @@ export class OutputWorker {
       state: this.state,
       last_error: this.lastError,
       delivered: { ...this.delivered },
+      dropped: this.dropped,
       retries: this.retries,
       pending_batches: this.queue.length + this.inflight.size,
       cursor: this.cursor,
@@ -181,14 +192,16 @@ export class OutputWorker {
   /** Adds the decisions of a chunk beyond readPos to its stream's open batch, sealing batches that fill up. */
   private assign(meta: ChunkMeta, sealed: SealedBatch[]): void {
     const last = meta.pos + meta.count - 1;
-    const key = this.stream(meta.partition, meta.hour);
+    const instance = this.layout.byInstance ? meta.instance : null;
+    const key = this.stream(meta.partition, meta.hour, instance);
     let from = Math.max(this.readPos + 1, meta.pos, (this.sealedUpto.get(key) ?? 0) + 1);
-    const { max_events: maxEvents, max_bytes: maxBytes } = this.config.batch;
+    const { maxEvents } = this;
+    const { max_bytes: maxBytes } = this.config.batch;
     let lengths: number[] | undefined;
     while (from <= last) {
       let batch = this.open.get(key);
       if (!batch) {
-        batch = { partition: meta.partition, hour: meta.hour, first: from, last: from - 1, count: 0, bytes: 0, openedAt: meta.receivedAt };
+        batch = { partition: meta.partition, hour: meta.hour, instance, first: from, last: from - 1, count: 0, bytes: 0, openedAt: meta.receivedAt };
         this.open.set(key, batch);
       }
       const whole = from === meta.pos;
@@ -219,44 +232,62 @@ export class OutputWorker {
 
   private toSealed(batch: OpenBatch): SealedBatch {
     const sealed: SealedBatch = {
-      output: this.name, partition: batch.partition, hour: batch.hour, first: batch.first, last: batch.last, count: batch.count, bytes: batch.bytes,
+      output: this.name, partition: batch.partition, hour: batch.hour, instance: batch.instance, first: batch.first, last: batch.last,
+      count: batch.count, bytes: batch.bytes,
     };
     this.noteSealed(sealed);
     return sealed;
   }
 
   private noteSealed(batch: SealedBatch): void {
-    const key = this.stream(batch.partition, batch.hour);
+    const key = this.stream(batch.partition, batch.hour, batch.instance);
     this.sealedUpto.set(key, Math.max(this.sealedUpto.get(key) ?? 0, batch.last));
   }
 
-  keyOf(batch: SealedBatch): string {
-    return renderKey(this.config.key, keyValues({
-      output: this.name,
-      bufferId: this.buffer.id,
-      partition: batch.partition,
-      hour: batch.hour,
-      first: batch.first,
-      last: batch.last,
-      ext: extension(this.config),
-    }));
+  /** A stream: the decisions one batch may hold (per partition and hour, and per OPA instance for some layouts). */
+  private stream(partition: string, hour: string, instance: string | null): string {
+    return `${partition}\u0000${hour}\u0000${instance ?? '*'}`;
+  }
+
+  /**
+   * The object of a sealed batch, with the output's rules applied; undefined when they dropped every decision.
+   * Everything it derives from is fixed with the batch, so it is the same object on every try.
+   */
+  async objectOf(batch: SealedBatch): Promise<StoredObject | undefined> {
+    const lines = () => (this.transform ? transformLines(bufferLines(this.buffer, batch), this.transform) : bufferLines(this.buffer, batch));
+    const receivedAt = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)[0]?.receivedAt ?? Date.now();
+    // Keys use fields the rules never change (labels, timestamp, decision_id), so they are read before the rules.
+    const decisions = this.layout.needsDecisions ? [...parsedDecisions(bufferLines(this.buffer, batch))] : [];
+    const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions });
+    if (this.layout.perDecision) {
+      const line = [...lines()].map((b) => b.toString('utf8')).join('').trimEnd();
+      if (line === '') return undefined;
+      // one decision, as its own JSON document (Enterprise OPA's per-decision objects)
+      const body = Buffer.from(line);
+      return { key, body, contentType: 'application/json', contentMD5: md5(body) };
+    }
+    const object = await encodeLines(lines(), this.config, key);
+    return object.count > 0 ? object : undefined;
   }
 
   /** Uploads one sealed batch, retrying with backoff until it lands or the worker stops. */
   private async deliver(batch: SealedBatch): Promise<void> {
-    const key = this.keyOf(batch);
     let attempt = 0;
     try {
-      const object = await encodeBatch(this.buffer, batch, this.config, key);
-      while (!this.stopped) {
+      const object = await this.objectOf(batch);
+      const key = object?.key ?? '(dropped)';
+      // every decision dropped by the rules: nothing to upload, the batch is done
+      while (object && !this.stopped) {
         attempt++;
         try {
           await this.sink.put(object, this.abort.signal);
-          this.delivered.events += batch.count;
+          const written = 'count' in object ? (object.count as number) : 1;
+          this.delivered.events += written;
+          this.dropped += batch.count - written;
           this.delivered.objects++;
           this.delivered.bytes += object.body.length;
           this.recover();
-          this.log.debug({ output: this.name, key, events: batch.count, bytes: object.body.length, attempt }, 'batch delivered');
+          this.log.debug({ output: this.name, key, events: written, bytes: object.body.length, attempt }, 'batch delivered');
           break;
         } catch (err) {
           if (this.stopped) return;
@@ -266,6 +297,7 @@ export class OutputWorker {
         }
       }
       if (this.stopped) return;
+      if (!object) this.dropped += batch.count;
       this.inflight.delete(batch);
       this.buffer.complete(batch, this.lowWatermark());
       this.cursor = this.lowWatermark();

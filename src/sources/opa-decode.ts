@@ -66,7 +66,8 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
   }
   const spans = splitJsonArray(text);
   const fallbackHour = new Date(receivedAt).toISOString().slice(0, 13);
-  const byHour = new Map<string, { lines: string[]; bytes: number }>();
+  // one chunk per hour and OPA instance (labels.id): outputs may batch per instance, as Enterprise OPA did
+  const groups = new Map<string, { hour: string; instance: string; lines: string[]; bytes: number }>();
   const chunks: NewChunk[] = [];
   let bytes = 0;
   for (let i = 0; i < parsed.length; i++) {
@@ -77,25 +78,33 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     // input (OPA never sends it) every one is whitespace: a space keeps the decision's text otherwise exact.
     if (line.includes('\n') || line.includes('\r')) line = line.replace(/[\r\n]/g, ' ');
     const hour = hourOf(decision.timestamp) ?? fallbackHour;
-    let group = byHour.get(hour);
-    if (!group) byHour.set(hour, (group = { lines: [], bytes: 0 }));
+    const instance = instanceOf(decision);
+    const key = `${hour}\u0000${instance}`;
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { hour, instance, lines: [], bytes: 0 }));
     group.lines.push(line);
     group.bytes += Buffer.byteLength(line) + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
-      chunks.push(toChunk(partition, hour, group.lines));
+      chunks.push(toChunk(partition, group));
       bytes += group.bytes;
-      byHour.delete(hour);
+      groups.delete(key);
     }
   }
-  for (const [hour, group] of byHour) {
-    chunks.push(toChunk(partition, hour, group.lines));
+  for (const group of groups.values()) {
+    chunks.push(toChunk(partition, group));
     bytes += group.bytes;
   }
   return { chunks, decisions: parsed.length, bytes };
 }
 
-function toChunk(partition: string, hour: string, lines: string[]): NewChunk {
-  return { partition, hour, count: lines.length, payload: Buffer.from(lines.join('\n') + '\n') };
+function toChunk(partition: string, group: { hour: string; instance: string; lines: string[] }): NewChunk {
+  return { partition, hour: group.hour, instance: group.instance, count: group.lines.length, payload: Buffer.from(group.lines.join('\n') + '\n') };
+}
+
+/** The OPA instance id (`labels.id`) of a decision, or '' when it has none. */
+export function instanceOf(decision: Record<string, unknown>): string {
+  const labels = decision.labels as Record<string, unknown> | undefined;
+  return labels && typeof labels.id === 'string' ? labels.id : '';
 }
 
 const UTC_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):\d{2}:\d{2}(\.\d+)?Z$/;
