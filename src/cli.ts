@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
+import { targetOf } from './sinks/create-sink.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -47,7 +48,7 @@ program.command('check')
     console.log(`${opts.config}: ok`);
     console.log(`  listen ${config.listen}, data_dir ${config.data_dir}`);
     for (const o of config.outputs) {
-      console.log(`  output ${o.name}: ${o.type === 's3' ? `s3://${o.bucket}` : `file://${o.path}`}, key ${o.key}`);
+      console.log(`  output ${o.name}: ${targetOf(o)}, key ${o.key}`);
     }
     const api = config.api;
     const adminKey = api.admin_key ?? process.env.SLUICE_ADMIN_KEY;

@@ -88,6 +88,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  for (const note of config.notes) log.info(note);
   log.info({ url, data_dir: config.data_dir, outputs: workers.map((w) => w.status().target) }, `sluice listening on ${url}`);
 
   return {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, type Config, type OutputConfig } from './schema.js';
 import { interpolate, type InterpolationProblem } from './interpolate.js';
+import { findEopaBlock, translateEopa } from './eopa.js';
 
 export interface ConfigProblem { path: string; message: string }
 
@@ -16,24 +17,35 @@ export class ConfigError extends Error {
 /** Validates a parsed configuration document (already YAML-decoded), applying the embedded defaults. */
 export function buildConfig(document: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
   const problems: InterpolationProblem[] = [];
-  const resolved = interpolate(document ?? {}, env, problems);
+  // An Enterprise OPA config (or its eopa_dl block) becomes Sluice's own first; errors then name its fields.
+  const eopa = findEopaBlock(document);
+  const translation = eopa ? translateEopa(document as Record<string, unknown>, eopa, problems) : undefined;
+  const origin = (path: string) => {
+    for (const [sluicePath, eopaPath] of translation?.paths ?? []) {
+      if (path === sluicePath || path.startsWith(`${sluicePath}.`)) return eopaPath + path.slice(sluicePath.length);
+    }
+    return path;
+  };
+  const resolved = interpolate(translation?.document ?? document ?? {}, env, problems);
   const result = configSchema.safeParse(resolved);
   if (!result.success) {
     for (const issue of result.error.issues) {
       if (issue.code === 'unrecognized_keys') {
         // one line per unknown field, at its own path, so a typo is found where it is
-        for (const key of issue.keys) problems.push({ path: [...issue.path, key].join('.'), message: 'unknown field' });
+        for (const key of issue.keys) problems.push({ path: origin([...issue.path, key].join('.')), message: 'unknown field' });
       } else {
-        problems.push({ path: issue.path.join('.') || '(root)', message: issue.message });
+        problems.push({ path: origin(issue.path.join('.')) || '(root)', message: issue.message });
       }
     }
   }
+  for (const p of problems) p.path = origin(p.path);
   if (problems.length > 0 || !result.success) throw new ConfigError(problems, source);
   const raw = result.data;
   const dataDir = path.resolve(raw.data_dir);
   const outputs: OutputConfig[] = raw.outputs ?? [defaultFileOutput(dataDir)];
   return {
     ...raw,
+    notes: translation?.notes ?? [],
     data_dir: dataDir,
     outputs: outputs.map((o) => (o.type === 'file' ? { ...o, path: path.resolve(o.path) } : o)),
   };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
+import { isKeyPreset, KEY_PRESETS } from '../delivery/key-layouts.js';
 
 function toBytes(value: string | number, ctx: z.RefinementCtx): number {
   const bytes = parseSize(value);
@@ -55,9 +56,11 @@ const batchedOutput = {
   compression: z.enum(['gzip', 'none']).default('gzip'),
   /** zlib level 1 (fastest) .. 9 (smallest). */
   compression_level: z.number().int().min(1).max(9).default(6),
+  /** A preset (hive, eopa, eopa-per-decision, hourly-per-decision, outpost) or a template of {placeholders}. */
   key: z.string().default(DEFAULT_KEY_TEMPLATE).superRefine((template, ctx) => {
+    if (isKeyPreset(template)) return;
     const problem = checkKeyTemplate(template);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem} (or name a preset: ${KEY_PRESETS.join(', ')})` });
   }),
   retry,
   upload_concurrency: z.number().int().min(1).max(64).default(4),
@@ -96,8 +99,41 @@ const fileOutput = z.strictObject({
   path: z.string().min(1),
 });
 
-const output = z.discriminatedUnion('type', [s3Output, fileOutput], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'type must be one of: s3, file' : undefined),
+/** NDJSON on standard output, one decision a line (uncompressed unless asked). */
+const consoleOutput = z.strictObject({
+  ...batchedOutput,
+  type: z.literal('console'),
+  compression: z.enum(['gzip', 'none']).default('none'),
+});
+
+const headers = z.record(z.string(), z.string()).default({});
+
+/** POSTs each batch to a URL; 2xx is delivered, 408/429/5xx and network errors are retried, other 4xx fail loudly. */
+const httpOutput = z.strictObject({
+  ...batchedOutput,
+  type: z.literal('http'),
+  url: z.url({ message: 'must be a URL such as http://127.0.0.1:9000/ingest' }),
+  headers,
+  timeout: duration('30s'),
+});
+
+/** Forwards to another OPA decision log service as OPA does: a gzip JSON array POSTed to <url><resource>. */
+const serviceOutput = z.strictObject({
+  ...batchedOutput,
+  type: z.literal('service'),
+  url: z.url({ message: 'must be the service URL, e.g. http://127.0.0.1:8181' }),
+  resource: z.string().default('/logs'),
+  token: optionalText,
+  headers,
+  timeout: duration('30s'),
+  format: z.literal('json_array').default('json_array'),
+  compression: z.literal('gzip').default('gzip'),
+});
+
+export const OUTPUT_TYPES = ['s3', 'file', 'console', 'http', 'service'] as const;
+
+const output = z.discriminatedUnion('type', [s3Output, fileOutput, consoleOutput, httpOutput, serviceOutput], {
+  error: (issue) => (issue.code === 'invalid_union' ? `type must be one of: ${OUTPUT_TYPES.join(', ')}` : undefined),
 });
 
 /** Tenant ids: what fits in a URL path segment without escaping. */
@@ -168,4 +204,10 @@ export type OutputConfig = z.output<typeof output>;
 export type S3OutputConfig = z.output<typeof s3Output>;
 export type ApiConfig = z.output<typeof api>;
 export type FileOutputConfig = z.output<typeof fileOutput>;
-export type Config = Omit<RawConfig, 'outputs'> & { outputs: OutputConfig[] };
+export type HttpOutputConfig = z.output<typeof httpOutput>;
+export type ServiceOutputConfig = z.output<typeof serviceOutput>;
+export type Config = Omit<RawConfig, 'outputs'> & {
+  outputs: OutputConfig[];
+  /** What to tell at start-up about how the configuration was read (e.g. an Enterprise OPA config). */
+  notes: string[];
+};

@@ -1,11 +1,36 @@
-import type { OutputConfig } from '../config/schema.js';
+import type { OutputConfig, ServiceOutputConfig } from '../config/schema.js';
 import type { Sink } from './types.js';
 import { FileSink } from './file/file-sink.js';
 import { S3Sink, s3ConnectionOf } from './s3/s3-sink.js';
+import { ConsoleSink } from './console/console-sink.js';
+import { HttpSink } from './http/http-sink.js';
 
 export function createSink(output: OutputConfig): Sink {
   switch (output.type) {
     case 's3': return new S3Sink(s3ConnectionOf(output));
     case 'file': return new FileSink(output.path);
+    case 'console': return new ConsoleSink();
+    case 'http': return new HttpSink(output);
+    case 'service': return new HttpSink({
+      url: serviceUrl(output),
+      headers: { ...(output.token ? { authorization: `Bearer ${output.token}` } : {}), ...output.headers },
+      timeout: output.timeout,
+    });
   }
+}
+
+/** Where an output writes, for `sluice check` and logs, without making its client. */
+export function targetOf(output: OutputConfig): string {
+  switch (output.type) {
+    case 's3': return `s3://${output.bucket}`;
+    case 'file': return `file://${output.path}`;
+    case 'console': return 'console://stdout';
+    case 'http': return output.url;
+    case 'service': return serviceUrl(output);
+  }
+}
+
+/** OPA's `<service url>/<resource>`. */
+function serviceUrl(output: ServiceOutputConfig): string {
+  return `${output.url.replace(/\/+$/, '')}/${output.resource.replace(/^\/+/, '')}`;
 }

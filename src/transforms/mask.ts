@@ -23,7 +23,7 @@
  */
 import { arrayIndex, parsePointer } from './json-path.js';
 import { compileCondition, type Predicate } from './conditions.js';
-import type { JsonValue, MaskEntry } from './rules-schema.js';
+import { MASK_ROOTS, type JsonValue, type MaskEntry } from './rules-schema.js';
 
 export interface CompiledMask {
   op: 'remove' | 'upsert';
@@ -52,7 +52,7 @@ export function compileMask(entry: MaskEntry): CompiledMask {
   const rule = typeof entry === 'string' ? { op: 'remove' as const, path: entry, value: undefined, when: undefined } : entry;
   const segments = parsePointer(rule.path);
   // rulesSchema has rejected malformed paths; this guards direct callers
-  if (typeof segments === 'string' || !['input', 'result', 'nd_builtin_cache'].includes(segments[0] ?? '')) {
+  if (typeof segments === 'string' || !(MASK_ROOTS as readonly string[]).includes(segments[0] ?? '')) {
     throw new Error(`a mask path must start with /input, /result or /nd_builtin_cache, not "${rule.path}"`);
   }
   return {
