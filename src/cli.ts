@@ -5,6 +5,8 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
 import { targetOf } from './sinks/create-sink.js';
+import { keyLayout } from './delivery/key-layouts.js';
+import type { OutputConfig } from './config/schema.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -49,6 +51,7 @@ program.command('check')
     console.log(`  listen ${config.listen}, data_dir ${config.data_dir}`);
     for (const o of config.outputs) {
       console.log(`  output ${o.name}: ${targetOf(o)}, key ${o.key}`);
+      console.log(`    an example decision's object: ${exampleKey(o)}`);
     }
     const api = config.api;
     const adminKey = api.admin_key ?? process.env.SLUICE_ADMIN_KEY;
@@ -57,6 +60,15 @@ program.command('check')
       console.log(`  decisions ${m.partition ? `posted to /logs/${m.partition}` : 'sent with a mapped token'} -> tenant ${m.tenant} (topic decisions)`);
     }
   });
+
+/** The key a made-up decision would get from an output, so a layout can be checked before it writes. */
+function exampleKey(output: OutputConfig): string {
+  const timestamp = '2026-05-01T12:34:56.789012345Z';
+  const layout = keyLayout(output.key);
+  const decision = { decision_id: '4ca636c1-55e4-417a-b1d8-4aceb67960d1', labels: { id: 'opa-1', version: '1.4.0' }, path: 'authz/allow', timestamp };
+  const batch = { output: output.name, partition: 'default', hour: '2026-05-01T12', instance: layout.byInstance ? 'opa-1' : null, first: 1, last: layout.perDecision ? 1 : 1000, count: 1000, bytes: 0 };
+  return layout.key({ output: output.name, bufferId: '0a1b2c3d', batch, encoding: output, receivedAt: Date.parse(timestamp), decisions: [decision] });
+}
 
 function readConfigOrExit(file: string | undefined) {
   try {

@@ -4,6 +4,7 @@ import type { Config } from './config/schema.js';
 import { SqliteBuffer } from './buffer/sqlite.js';
 import { OutputWorker } from './delivery/output-worker.js';
 import { createSink } from './sinks/create-sink.js';
+import { buildTransform } from './transforms/decision-transform.js';
 import { opaRoutes } from './sources/opa.js';
 import { DecoderPool } from './sources/decoder-pool.js';
 import { healthRoutes } from './api/health.js';
@@ -17,6 +18,7 @@ import { CredentialsCipher } from './store/credentials-cipher.js';
 import { resolveSecret } from './store/local-secret.js';
 import { EventPublisher } from './sources/publish.js';
 import { DecisionEvents } from './sources/decision-events.js';
+import { RecentlyAccepted } from './sources/recently-accepted.js';
 import { EventDispatcher } from './delivery/event-dispatcher.js';
 
 export interface RunningServer {
@@ -31,7 +33,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const buffer = new SqliteBuffer(config.data_dir, config.buffer.max_bytes);
   const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
-  const workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log));
+  const workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, buildTransform(config.rules, o.rules)));
   const decoder = new DecoderPool(config.ingest.decode_threads);
 
   // the control plane: tenants, destinations, published events and their delivery
@@ -77,7 +79,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ status: 404, message: `no route ${request.method} ${request.url}`, data: {} });
   });
-  await app.register(opaRoutes, { config, buffer, decoder, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
+  const recent = new RecentlyAccepted(buffer, config.ingest.dedupe.window, config.ingest.dedupe.max_entries);
+  const forgetTimer = setInterval(() => recent.forgetOld(), 60_000);
+  forgetTimer.unref();
+  await app.register(opaRoutes, { config, buffer, decoder, recent, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, store, workers, closing: () => closing });
 
@@ -96,6 +101,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     url,
     async shutdown() {
       closing = true;
+      clearInterval(forgetTimer);
       await app.close();
       const deadline = Date.now() + config.shutdown_timeout;
       const results = await Promise.all(workers.map((w) => w.drain(deadline)));

@@ -21,6 +21,14 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_stream ON chunks (partition, hour, last_pos);
 
+-- What was accepted recently (request digests, decision ids), one row per request, written with its chunks:
+-- a re-sent request or decision within the window is acknowledged and not stored again, also after a restart.
+CREATE TABLE IF NOT EXISTS accepted (
+  at   INTEGER NOT NULL,
+  keys TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accepted_by_time ON accepted (at);
+
 -- Every position <= cursors.pos has been delivered by that output.
 CREATE TABLE IF NOT EXISTS cursors (
   output TEXT PRIMARY KEY,

@@ -66,6 +66,9 @@ export class SqliteBuffer implements DecisionBuffer {
       oldest: this.db.prepare('SELECT received_at FROM chunks ORDER BY pos LIMIT 1').pluck(),
       oldestPos: this.db.prepare('SELECT pos FROM chunks ORDER BY pos LIMIT 1').pluck(),
       getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+      insertAccepted: this.db.prepare('INSERT INTO accepted (at, keys) VALUES (?, ?)'),
+      acceptedSince: this.db.prepare('SELECT at, keys FROM accepted WHERE at >= ? ORDER BY at'),
+      forgetAccepted: this.db.prepare('DELETE FROM accepted WHERE at < ?'),
       setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
     };
 
@@ -82,7 +85,7 @@ export class SqliteBuffer implements DecisionBuffer {
     this.storedChunks = totals.n;
   }
 
-  append(chunks: NewChunk[]): Promise<void> {
+  append(chunks: NewChunk[], accepted: string[] = []): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the buffer is closed'));
     const bytes = chunks.reduce((sum, c) => sum + c.payload.length, 0);
     this.pendingBytes += bytes;
@@ -93,6 +96,7 @@ export class SqliteBuffer implements DecisionBuffer {
         // A position of a rolled-back write is simply never used: positions must be unique, not dense.
         this.nextPos += c.count;
       }
+      if (accepted.length > 0) this.stmt.insertAccepted.run(receivedAt, accepted.join('\n'));
     });
     return written.then(() => {
       this.pendingBytes -= bytes;
@@ -102,6 +106,14 @@ export class SqliteBuffer implements DecisionBuffer {
       this.pendingBytes -= bytes;
       throw err;
     });
+  }
+
+  acceptedSince(since: number): Array<{ at: number; keys: string[] }> {
+    return (this.stmt.acceptedSince.all(since) as Array<{ at: number; keys: string }>).map((r) => ({ at: r.at, keys: r.keys.split('\n') }));
+  }
+
+  forgetAccepted(before: number): void {
+    this.stmt.forgetAccepted.run(before);
   }
 
   hasRoom(bytes: number): boolean {

@@ -14,6 +14,8 @@ export interface NewChunk {
   count: number;
   /** NDJSON: `count` lines, each ending in `\n`. */
   payload: Buffer;
+  /** The decision_id of each line ('' when it has none); not stored with the chunk. */
+  decisionIds?: string[];
 }
 
 export interface ChunkMeta {
@@ -53,8 +55,15 @@ export interface BufferStats {
 export interface DecisionBuffer {
   /** A stable id of this buffer, part of every batch name, so a wiped data_dir never overwrites old objects. */
   readonly id: string;
-  /** Resolves once the chunks are durable on disk; many concurrent appends share one fsync. */
-  append(chunks: NewChunk[]): Promise<void>;
+  /**
+   * Resolves once the chunks are durable on disk; many concurrent appends share one fsync. `accepted` are keys
+   * of what was accepted (request digests, decision ids), stored in the same transaction: see RecentlyAccepted.
+   */
+  append(chunks: NewChunk[], accepted?: string[]): Promise<void>;
+  /** Accepted keys stored since `since` (ms), oldest first. */
+  acceptedSince(since: number): Array<{ at: number; keys: string[] }>;
+  /** Forgets accepted keys stored before `before` (ms). */
+  forgetAccepted(before: number): void;
   /** Whether `bytes` more fit under the bound (counting appends not yet committed). */
   hasRoom(bytes: number): boolean;
   readChunkMetas(afterPos: number, limit: number): ChunkMeta[];

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
 import { isKeyPreset, KEY_PRESETS } from '../delivery/key-layouts.js';
+import { rulesSchema } from '../transforms/rules-schema.js';
 
 function toBytes(value: string | number, ctx: z.RefinementCtx): number {
   const bytes = parseSize(value);
@@ -64,6 +65,8 @@ const batchedOutput = {
   }),
   retry,
   upload_concurrency: z.number().int().min(1).max(64).default(4),
+  /** This output's drop and mask rules, applied after the global ones. */
+  rules: rulesSchema.optional(),
 };
 
 export const STORAGE_CLASSES = [
@@ -177,11 +180,18 @@ export const configSchema = z.strictObject({
     max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
     /** Worker threads that decode requests; default: one per CPU. */
     decode_threads: z.number().int().min(1).max(64).optional(),
+    /** OPA's re-sends (the same request body, or a decision_id again) within the window are not stored twice; 0 turns it off. */
+    dedupe: z.strictObject({
+      window: duration('10m'),
+      max_entries: z.number().int().min(0).default(500_000),
+    }).prefault({}),
     /** Decisions that also become events of topic `decisions` for a tenant's destinations. */
     tenants: z.array(decisionTenant).default([]),
   }).prefault({}),
   api,
   outputs: z.array(output).optional(),
+  /** Drop and mask rules for every output, applied before each output's own. */
+  rules: rulesSchema.optional(),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),

@@ -256,8 +256,9 @@ export class OutputWorker {
   async objectOf(batch: SealedBatch): Promise<StoredObject | undefined> {
     const lines = () => (this.transform ? transformLines(bufferLines(this.buffer, batch), this.transform) : bufferLines(this.buffer, batch));
     const receivedAt = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)[0]?.receivedAt ?? Date.now();
-    // Keys use fields the rules never change (labels, timestamp, decision_id), so they are read before the rules.
-    const decisions = this.layout.needsDecisions ? [...parsedDecisions(bufferLines(this.buffer, batch))] : [];
+    // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
+    const decisions = this.layout.needsDecisions ? [...parsedDecisions(lines())] : [];
+    if (this.layout.needsDecisions && decisions.length === 0) return undefined;
     const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions });
     if (this.layout.perDecision) {
       const line = [...lines()].map((b) => b.toString('utf8')).join('').trimEnd();

@@ -67,7 +67,7 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
   const spans = splitJsonArray(text);
   const fallbackHour = new Date(receivedAt).toISOString().slice(0, 13);
   // one chunk per hour and OPA instance (labels.id): outputs may batch per instance, as Enterprise OPA did
-  const groups = new Map<string, { hour: string; instance: string; lines: string[]; bytes: number }>();
+  const groups = new Map<string, { hour: string; instance: string; lines: string[]; ids: string[]; bytes: number }>();
   const chunks: NewChunk[] = [];
   let bytes = 0;
   for (let i = 0; i < parsed.length; i++) {
@@ -81,8 +81,9 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     const instance = instanceOf(decision);
     const key = `${hour}\u0000${instance}`;
     let group = groups.get(key);
-    if (!group) groups.set(key, (group = { hour, instance, lines: [], bytes: 0 }));
+    if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], bytes: 0 }));
     group.lines.push(line);
+    group.ids.push(typeof decision.decision_id === 'string' ? decision.decision_id : '');
     group.bytes += Buffer.byteLength(line) + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
       chunks.push(toChunk(partition, group));
@@ -97,8 +98,11 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
   return { chunks, decisions: parsed.length, bytes };
 }
 
-function toChunk(partition: string, group: { hour: string; instance: string; lines: string[] }): NewChunk {
-  return { partition, hour: group.hour, instance: group.instance, count: group.lines.length, payload: Buffer.from(group.lines.join('\n') + '\n') };
+function toChunk(partition: string, group: { hour: string; instance: string; lines: string[]; ids: string[] }): NewChunk {
+  return {
+    partition, hour: group.hour, instance: group.instance, count: group.lines.length,
+    payload: Buffer.from(group.lines.join('\n') + '\n'), decisionIds: group.ids,
+  };
 }
 
 /** The OPA instance id (`labels.id`) of a decision, or '' when it has none. */

@@ -5,6 +5,7 @@ import { HttpError } from './http-error.js';
 import { bearerToken, sameDigest, tokenDigest } from './bearer-token.js';
 import type { DecoderPool } from './decoder-pool.js';
 import type { DecisionEvents } from './decision-events.js';
+import { RecentlyAccepted } from './recently-accepted.js';
 
 /** The partition of `POST /logs`, and the name every other partition must look like. */
 export const DEFAULT_PARTITION = 'default';
@@ -18,9 +19,9 @@ const RETRY_AFTER_SECONDS = 2;
  * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
  */
 export async function opaRoutes(app: FastifyInstance, opts: {
-  config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents;
+  config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents; recent: RecentlyAccepted;
 }): Promise<void> {
-  const { config, buffer, decoder, decisionEvents } = opts;
+  const { config, buffer, decoder, decisionEvents, recent } = opts;
   const tokenDigests = config.ingest.tokens.map(tokenDigest);
 
   // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
@@ -39,27 +40,28 @@ export async function opaRoutes(app: FastifyInstance, opts: {
   const handler = async (request: FastifyRequest) => {
     const body = request.body;
     if (!Buffer.isBuffer(body)) throw new HttpError(400, 'send a JSON array of decisions as the request body', { reason: 'empty_body' });
+    const partition = partitionOf(request);
+    const contentEncoding = request.headers['content-encoding'];
+    // OPA re-sends a chunk whose answer it lost, byte for byte: acknowledged, not stored again
+    const requestKey = recent.enabled ? RecentlyAccepted.requestKey(partition, contentEncoding, body) : undefined;
+    if (requestKey && recent.has(requestKey)) return { accepted: 0, duplicate_request: true };
     // compressed size first: a full buffer rejects without spending any decoding
     if (!buffer.hasRoom(body.length)) throw full();
-    const decoded = await decoder.decode({
-      body,
-      contentEncoding: request.headers['content-encoding'],
-      partition: partitionOf(request),
-      receivedAt: Date.now(),
-      maxDecodedBytes: config.ingest.max_decoded_bytes,
-    });
+    const decoded = await decoder.decode({ body, contentEncoding, partition, receivedAt: Date.now(), maxDecodedBytes: config.ingest.max_decoded_bytes });
     if (!buffer.hasRoom(decoded.bytes)) throw full();
-    if (decoded.chunks.length > 0) {
-      const partition = partitionOf(request);
-      const tenant = decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
-      const appended = buffer.append(decoded.chunks).catch((err: Error) => {
+    const { chunks, keys, duplicates } = requestKey ? recent.filter(decoded.chunks) : { chunks: decoded.chunks, keys: [], duplicates: 0 };
+    const accepted = requestKey ? [requestKey, ...keys] : [];
+    if (chunks.length > 0 || accepted.length > 0) {
+      const tenant = chunks.length > 0 && decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
+      const appended = buffer.append(chunks, accepted).catch((err: Error) => {
         request.log.error({ err }, 'buffer append failed');
         throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
       });
       // A tenant's decisions are durable in the buffer (for the outputs) and in the store (for its destinations).
-      await Promise.all([appended, tenant === undefined ? undefined : decisionEvents.publish(tenant, partition, decoded.chunks)]);
+      await Promise.all([appended, tenant === undefined ? undefined : decisionEvents.publish(tenant, partition, chunks)]);
+      recent.add(accepted);
     }
-    return { accepted: decoded.decisions };
+    return duplicates > 0 ? { accepted: decoded.decisions - duplicates, duplicates } : { accepted: decoded.decisions };
   };
 
   app.post('/logs', handler);

@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
+
+/**
+ * What ingest accepted recently, so that OPA's re-sends are acknowledged without being stored twice.
+ *
+ * OPA re-sends a chunk whose response it did not get, usually byte for byte; a decision may also come again
+ * inside a different chunk. Both are remembered: a digest of each accepted request body and each accepted
+ * decision_id, for `window` ms and at most `maxEntries` of them (oldest forgotten first), so memory is
+ * bounded. Keys are 16-character digests (~70 bytes of memory each). They are stored in the buffer in the
+ * same transaction as the decisions, and read back at start, so the memory survives a restart.
+ */
+export class RecentlyAccepted {
+  /** key -> when it was accepted; a Map iterates in insertion order, which is time order here. */
+  private readonly keys = new Map<string, number>();
+
+  constructor(private readonly buffer: DecisionBuffer, private readonly window: number, private readonly maxEntries: number) {
+    if (!this.enabled) return;
+    for (const row of buffer.acceptedSince(Date.now() - window)) for (const key of row.keys) this.remember(key, row.at);
+  }
+
+  get enabled(): boolean {
+    return this.window > 0 && this.maxEntries > 0;
+  }
+
+  static requestKey(partition: string, contentEncoding: string | undefined, body: Buffer): string {
+    return `r${digest(`${partition}\u0000${contentEncoding ?? ''}\u0000`, body)}`;
+  }
+
+  static decisionKey(decisionId: string): string {
+    return `d${digest(decisionId)}`;
+  }
+
+  has(key: string, now = Date.now()): boolean {
+    const at = this.keys.get(key);
+    return at !== undefined && at >= now - this.window;
+  }
+
+  /** Called once the keys are durable with their decisions. */
+  add(keys: string[], at = Date.now()): void {
+    for (const key of keys) this.remember(key, at);
+    this.evict(at);
+  }
+
+  /**
+   * The chunks without decisions accepted before (or twice in this request), and the keys of what is new.
+   * Chunks are rebuilt only when a line goes.
+   */
+  filter(chunks: NewChunk[], now = Date.now()): { chunks: NewChunk[]; keys: string[]; duplicates: number } {
+    const keys: string[] = [];
+    const seen = new Set<string>();
+    let duplicates = 0;
+    const kept: NewChunk[] = [];
+    for (const chunk of chunks) {
+      const ids = chunk.decisionIds ?? [];
+      const keep: boolean[] = [];
+      let dropped = 0;
+      for (const id of ids) {
+        if (id === '') {
+          keep.push(true);
+          continue;
+        }
+        const key = RecentlyAccepted.decisionKey(id);
+        const duplicate = seen.has(key) || this.has(key, now);
+        keep.push(!duplicate);
+        if (duplicate) dropped++;
+        else {
+          seen.add(key);
+          keys.push(key);
+        }
+      }
+      duplicates += dropped;
+      if (dropped === 0) kept.push(chunk);
+      else if (dropped < chunk.count) kept.push(withoutLines(chunk, keep));
+    }
+    return { chunks: kept, keys, duplicates };
+  }
+
+  /** Drops what is older than the window from the buffer too (called from time to time). */
+  forgetOld(now = Date.now()): void {
+    this.evict(now);
+    this.buffer.forgetAccepted(now - this.window);
+  }
+
+  private remember(key: string, at: number): void {
+    this.keys.delete(key);
+    this.keys.set(key, at);
+  }
+
+  private evict(now: number): void {
+    for (const [key, at] of this.keys) {
+      if (this.keys.size <= this.maxEntries && at >= now - this.window) break;
+      this.keys.delete(key);
+    }
+  }
+}
+
+function digest(...parts: Array<string | Buffer>): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest('base64url').slice(0, 16);
+}
+
+function withoutLines(chunk: NewChunk, keep: boolean[]): NewChunk {
+  const lines = chunk.payload.toString('utf8').split('\n');
+  const kept = lines.filter((line, i) => i < keep.length && keep[i]);
+  const ids = (chunk.decisionIds ?? []).filter((_, i) => keep[i]);
+  return { ...chunk, count: kept.length, payload: Buffer.from(`${kept.join('\n')}\n`), decisionIds: ids };
+}
