@@ -67,7 +67,7 @@ export class SqliteBuffer implements DecisionBuffer {
       oldestPos: this.db.prepare('SELECT pos FROM chunks ORDER BY pos LIMIT 1').pluck(),
       getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       insertAccepted: this.db.prepare('INSERT INTO accepted (at, keys) VALUES (?, ?)'),
-      acceptedSince: this.db.prepare('SELECT at, keys FROM accepted WHERE at >= ? ORDER BY at'),
+      acceptedSince: this.db.prepare('SELECT at, keys FROM accepted WHERE at >= ? ORDER BY at DESC'),
       forgetAccepted: this.db.prepare('DELETE FROM accepted WHERE at < ?'),
       setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
     };
@@ -108,8 +108,17 @@ export class SqliteBuffer implements DecisionBuffer {
     });
   }
 
-  acceptedSince(since: number): Array<{ at: number; keys: string[] }> {
-    return (this.stmt.acceptedSince.all(since) as Array<{ at: number; keys: string }>).map((r) => ({ at: r.at, keys: r.keys.split('\n') }));
+  acceptedSince(since: number, maxKeys: number): Array<{ at: number; keys: string[] }> {
+    const rows: Array<{ at: number; keys: string[] }> = [];
+    let count = 0;
+    // newest first, and only as many as will be remembered: the table may hold far more within the window
+    for (const row of this.stmt.acceptedSince.iterate(since) as IterableIterator<{ at: number; keys: string }>) {
+      const keys = row.keys.split('\n');
+      rows.push({ at: row.at, keys });
+      count += keys.length;
+      if (count >= maxKeys) break;
+    }
+    return rows.reverse();
   }
 
   forgetAccepted(before: number): void {

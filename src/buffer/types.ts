@@ -60,8 +60,8 @@ export interface DecisionBuffer {
    * of what was accepted (request digests, decision ids), stored in the same transaction: see RecentlyAccepted.
    */
   append(chunks: NewChunk[], accepted?: string[]): Promise<void>;
-  /** Accepted keys stored since `since` (ms), oldest first. */
-  acceptedSince(since: number): Array<{ at: number; keys: string[] }>;
+  /** The newest accepted keys stored since `since` (ms), about `maxKeys` of them, oldest first. */
+  acceptedSince(since: number, maxKeys: number): Array<{ at: number; keys: string[] }>;
   /** Forgets accepted keys stored before `before` (ms). */
   forgetAccepted(before: number): void;
   /** Whether `bytes` more fit under the bound (counting appends not yet committed). */

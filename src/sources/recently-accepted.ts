@@ -16,7 +16,8 @@ export class RecentlyAccepted {
 
   constructor(private readonly buffer: DecisionBuffer, private readonly window: number, private readonly maxEntries: number) {
     if (!this.enabled) return;
-    for (const row of buffer.acceptedSince(Date.now() - window)) for (const key of row.keys) this.remember(key, row.at);
+    for (const row of buffer.acceptedSince(Date.now() - window, maxEntries)) for (const key of row.keys) this.remember(key, row.at);
+    this.evict(Date.now());
   }
 
   get enabled(): boolean {
@@ -76,10 +77,14 @@ export class RecentlyAccepted {
     return { chunks: kept, keys, duplicates };
   }
 
-  /** Drops what is older than the window from the buffer too (called from time to time). */
+  /**
+   * Forgets what is older than the window, and in the buffer also what memory has already let go of
+   * (beyond max_entries): the table stays as small as what is remembered. Called from time to time.
+   */
   forgetOld(now = Date.now()): void {
     this.evict(now);
-    this.buffer.forgetAccepted(now - this.window);
+    const oldestRemembered = this.keys.values().next().value ?? now;
+    this.buffer.forgetAccepted(Math.max(now - this.window, oldestRemembered));
   }
 
   private remember(key: string, at: number): void {
