@@ -19,8 +19,8 @@ const KNOWN_UNSUPPORTED = ['kafka', 'splunk', 'gcs', 'experimental'];
 export interface EopaTranslation {
   /** A Sluice configuration document (not yet validated). */
   document: Record<string, unknown>;
-  /** Sluice paths (`outputs.0`) to the eopa paths they came from, to name fields in errors. */
-  paths: Array<[string, string]>;
+  /** Sluice paths (`outputs.0`) to the eopa paths they came from, and renamed fields, to name fields in errors. */
+  paths: Array<{ sluice: string; eopa: string; renamed: Record<string, string> }>;
   /** What a user of Enterprise OPA should know at start-up. */
   notes: string[];
 }
@@ -46,7 +46,7 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
   const where = (path: string) => (at ? `${at}.${path}` : path);
   const notes: string[] = [];
   const sluice: Doc = {};
-  // Sluice's own settings beside the OPA ones (not when the whole document is the eopa block)
+  // Sluice's own settings may stand beside the OPA ones (also beside a lone eopa_dl block)
   for (const key of SLUICE_TOP_LEVEL) if (key in document && key !== 'buffer') sluice[key] = document[key];
 
   const buffer = isObject(block.buffer) ? block.buffer : {};
@@ -63,7 +63,7 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
   const list = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
   if (list.length === 0) problems.push({ path: where('output'), message: 'an output is required (type s3, console, http or service)' });
   const outputs: Doc[] = [];
-  const paths: Array<[string, string]> = [];
+  const paths: EopaTranslation['paths'] = [];
   const counts = new Map<string, number>();
   list.forEach((item, i) => {
     const path = where(Array.isArray(raw) ? `output.${i}` : 'output');
@@ -79,9 +79,10 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
     }
     counts.set(type, (counts.get(type) ?? 0) + 1);
     const name = `${type}${list.length > 1 ? `-${i}` : ''}`;
-    const output = translateOutput(item, type, name, flush, path, document, problems);
+    const renamed: Record<string, string> = {};
+    const output = translateOutput(item, type, name, flush, path, document, problems, renamed);
     if (output) {
-      paths.push([`outputs.${outputs.length}`, path]);
+      paths.push({ sluice: `outputs.${outputs.length}`, eopa: path, renamed });
       outputs.push(output);
     }
   });
@@ -91,12 +92,13 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
 
 function translateOutput(
   item: Doc, type: string, name: string, flush: { at_count?: unknown; at_bytes?: unknown; at_period?: unknown },
-  path: string, document: Doc, problems: ConfigProblem[],
+  path: string, document: Doc, problems: ConfigProblem[], renamed: Record<string, string>,
 ): Doc | undefined {
   const out: Doc = { name, type };
   const used = new Set(['type', 'batching', 'drop_decision', 'mask_decision']);
   const take = (from: string, to: string = from) => {
     used.add(from);
+    if (from !== to) renamed[to] = from;
     if (item[from] !== undefined) out[to] = envShorthand(item[from]);
   };
 

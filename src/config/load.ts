@@ -21,8 +21,11 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
   const eopa = findEopaBlock(document);
   const translation = eopa ? translateEopa(document as Record<string, unknown>, eopa, problems) : undefined;
   const origin = (path: string) => {
-    for (const [sluicePath, eopaPath] of translation?.paths ?? []) {
-      if (path === sluicePath || path.startsWith(`${sluicePath}.`)) return eopaPath + path.slice(sluicePath.length);
+    for (const { sluice, eopa: eopaPath, renamed } of translation?.paths ?? []) {
+      if (path !== sluice && !path.startsWith(`${sluice}.`)) continue;
+      const [field, ...rest] = path.slice(sluice.length + 1).split('.');
+      if (!field) return eopaPath;
+      return [eopaPath, renamed[field] ?? field, ...rest].join('.');
     }
     return path;
   };

@@ -108,8 +108,11 @@ const OUTPOST: KeyLayout = {
   },
 };
 
+/** labels.id as one key segment: characters that could add levels or climb out (/, ..) become `_`. */
 function instanceName(instance: string | null): string {
-  return instance ? instance : 'unknown';
+  if (!instance) return 'unknown';
+  const safe = instance.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 128);
+  return /^\.+$/.test(safe) ? safe.replace(/\./g, '_') : safe;
 }
 
 function unixSeconds(decision: Record<string, unknown>, fallbackMs: number): number {

@@ -44,22 +44,37 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     const contentEncoding = request.headers['content-encoding'];
     // OPA re-sends a chunk whose answer it lost, byte for byte: acknowledged, not stored again
     const requestKey = recent.enabled ? RecentlyAccepted.requestKey(partition, contentEncoding, body) : undefined;
-    if (requestKey && recent.has(requestKey)) return { accepted: 0, duplicate_request: true };
+    if (requestKey) {
+      for (let wait = recent.inFlightAmong([requestKey]); wait; wait = recent.inFlightAmong([requestKey])) await wait;
+      if (recent.has(requestKey)) return { accepted: 0, duplicate_request: true };
+    }
     // compressed size first: a full buffer rejects without spending any decoding
     if (!buffer.hasRoom(body.length)) throw full();
     const decoded = await decoder.decode({ body, contentEncoding, partition, receivedAt: Date.now(), maxDecodedBytes: config.ingest.max_decoded_bytes });
     if (!buffer.hasRoom(decoded.bytes)) throw full();
+    if (requestKey) {
+      // wait while another request stores any of these decisions; the loop ends in the turn that found none
+      const keys = [requestKey, ...RecentlyAccepted.decisionKeys(decoded.chunks)];
+      for (let wait = recent.inFlightAmong(keys); wait; wait = recent.inFlightAmong(keys)) await wait;
+    }
+    // from here to `begin`, no await: no other request can take the same decisions meanwhile
     const { chunks, keys, duplicates } = requestKey ? recent.filter(decoded.chunks) : { chunks: decoded.chunks, keys: [], duplicates: 0 };
     const accepted = requestKey ? [requestKey, ...keys] : [];
     if (chunks.length > 0 || accepted.length > 0) {
+      const storing = recent.begin(accepted);
       const tenant = chunks.length > 0 && decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
       const appended = buffer.append(chunks, accepted).catch((err: Error) => {
         request.log.error({ err }, 'buffer append failed');
         throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
       });
       // A tenant's decisions are durable in the buffer (for the outputs) and in the store (for its destinations).
-      await Promise.all([appended, tenant === undefined ? undefined : decisionEvents.publish(tenant, partition, chunks)]);
-      recent.add(accepted);
+      const [stored, published] = await Promise.allSettled([
+        appended, tenant === undefined ? undefined : decisionEvents.publish(tenant, partition, chunks),
+      ]);
+      // remembered exactly when the buffer has them (the keys went into the same transaction)
+      storing.done(stored.status === 'fulfilled');
+      if (stored.status === 'rejected') throw stored.reason;
+      if (published.status === 'rejected') throw published.reason;
     }
     return duplicates > 0 ? { accepted: decoded.decisions - duplicates, duplicates } : { accepted: decoded.decisions };
   };

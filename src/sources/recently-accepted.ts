@@ -13,6 +13,8 @@ import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
 export class RecentlyAccepted {
   /** key -> when it was accepted; a Map iterates in insertion order, which is time order here. */
   private readonly keys = new Map<string, number>();
+  /** Keys of requests being stored right now, and when that ends. */
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(private readonly buffer: DecisionBuffer, private readonly window: number, private readonly maxEntries: number) {
     if (!this.enabled) return;
@@ -41,6 +43,43 @@ export class RecentlyAccepted {
   add(keys: string[], at = Date.now()): void {
     for (const key of keys) this.remember(key, at);
     this.evict(at);
+  }
+
+  /**
+   * A promise that ends when the requests being stored that carry any of these keys end, or undefined when
+   * none does. OPA may re-send a chunk while the first request is still being stored: the re-send must wait
+   * for it, then see it as a duplicate (or, if the first failed, store the decisions itself). The caller
+   * loops until undefined and then, in the same turn, calls `filter` and `begin`.
+   */
+  inFlightAmong(keys: string[]): Promise<unknown> | undefined {
+    const pending = new Set<Promise<void>>();
+    for (const key of keys) {
+      const p = this.inFlight.get(key);
+      if (p) pending.add(p);
+    }
+    return pending.size === 0 ? undefined : Promise.all(pending);
+  }
+
+  /**
+   * Marks keys as being stored; call it in the same turn as `filter` (no await between), so two requests
+   * cannot both take the same decision. `done(true)` remembers them, `done(false)` lets them go.
+   */
+  begin(keys: string[]): { done(stored: boolean): void } {
+    let end!: () => void;
+    const promise = new Promise<void>((resolve) => { end = resolve; });
+    for (const key of keys) this.inFlight.set(key, promise);
+    return {
+      done: (stored: boolean) => {
+        if (stored) this.add(keys);
+        for (const key of keys) if (this.inFlight.get(key) === promise) this.inFlight.delete(key);
+        end();
+      },
+    };
+  }
+
+  /** The key of each decision of the chunks that has a decision_id. */
+  static decisionKeys(chunks: NewChunk[]): string[] {
+    return chunks.flatMap((c) => (c.decisionIds ?? []).filter((id) => id !== '').map((id) => RecentlyAccepted.decisionKey(id)));
   }
 
   /**
