@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
+import { S3_KEY, S3_SECRET, s3For, TestS3 } from './helpers/s3.js';
 import { SluiceProcess, tempDir, type ReadyStatus } from './helpers/sluice.js';
 import { decisions, postDecisions } from './helpers/opa.js';
 
@@ -17,17 +17,6 @@ const RETRY = { initial_backoff: '50ms', max_backoff: '500ms' };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small glue over the helpers: lifetimes tied to the test, configs, and exactly-once bookkeeping.
-
-/** A started s3rver, stopped when the test ends (even when it fails). */
-async function s3For(t: TestContext, buckets: string[] = ['logs']): Promise<TestS3> {
-  const s3 = new TestS3(buckets);
-  await s3.start();
-  t.after(async () => {
-    await s3.stop().catch(() => {});
-    rmSync(s3.directory, { recursive: true, force: true });
-  });
-  return s3;
-}
 
 /** A data_dir that outlives restarts within the test and is removed after it. */
 function dataDirFor(t: TestContext): string {

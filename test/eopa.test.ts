@@ -15,7 +15,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
+import { S3_KEY, S3_SECRET, s3For, TestS3 } from './helpers/s3.js';
 import { runCli, SluiceProcess, tempDir, type ReadyStatus } from './helpers/sluice.js';
 import { decisions, postDecisions } from './helpers/opa.js';
 
@@ -35,16 +35,6 @@ function dirFor(t: TestContext, prefix = 'sluice-eopa-'): string {
   const dir = tempDir(prefix);
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function s3For(t: TestContext, buckets: string[] = ['logs']): Promise<TestS3> {
-  const s3 = new TestS3(buckets);
-  await s3.start();
-  t.after(async () => {
-    await s3.stop().catch(() => {});
-    rmSync(s3.directory, { recursive: true, force: true });
-  });
-  return s3;
 }
 
 /** A started SluiceProcess, killed when the test ends whatever state it is in. */
@@ -377,9 +367,8 @@ plugins:
   }
 });
 
-test('eopa: sluice check of the seed config (the block alone) and of each batching format prints the object keys', async (t) => {
-  const dir = dirFor(t);
-  const file = writeFile(dir, 'seed.yaml', `
+/** The seed tutorial's eopa_dl block, as it is written there (the block alone). */
+const SEED_BLOCK = `
 plugin: eopa_dl
 output:
   - type: s3
@@ -387,7 +376,11 @@ output:
     access_secret: $AWS_ACCESS_SECRET
     region: "us-east-1"
     bucket: logs
-`);
+`;
+
+test('eopa: sluice check of the seed config (the block alone) and of each batching format prints the object keys', async (t) => {
+  const dir = dirFor(t);
+  const file = writeFile(dir, 'seed.yaml', SEED_BLOCK);
   const ok = await runCli(['check', '--config', file], { env: EOPA_ENV });
   assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
   assert.match(ok.stdout, /output s3: s3:\/\/logs/);
@@ -412,15 +405,7 @@ output:
 
 test('eopa: a missing credential variable is reported at the field the eopa config has (access_secret)', async (t) => {
   const dir = dirFor(t);
-  const file = writeFile(dir, 'seed.yaml', `
-plugin: eopa_dl
-output:
-  - type: s3
-    access_key_id: $AWS_ACCESS_KEY_ID
-    access_secret: $AWS_ACCESS_SECRET
-    region: "us-east-1"
-    bucket: logs
-`);
+  const file = writeFile(dir, 'seed.yaml', SEED_BLOCK);
   const missing = await runCli(['check', '--config', file], { env: { AWS_ACCESS_KEY_ID: '', AWS_ACCESS_SECRET: '' } });
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /AWS_ACCESS_SECRET is not set/);

@@ -1,5 +1,6 @@
 import S3rver from 's3rver';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { TestContext } from 'node:test';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -85,4 +86,15 @@ export function decodeObject(key: string, body: Buffer): Array<Record<string, un
   if (name.endsWith('.ndjson')) return text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l));
   const parsed = JSON.parse(text);
   return Array.isArray(parsed) ? parsed : [parsed];
+}
+
+/** A started s3rver, stopped and removed when the test ends (even when it fails). */
+export async function s3For(t: TestContext, buckets: string[] = ['logs']): Promise<TestS3> {
+  const s3 = new TestS3(buckets);
+  await s3.start();
+  t.after(async () => {
+    await s3.stop().catch(() => {});
+    rmSync(s3.directory, { recursive: true, force: true });
+  });
+  return s3;
 }
