@@ -5,6 +5,7 @@
  *
  *   npm run bench -- [--scenario steady,latency,count,burst,backlog,partitions,large] [--duration 60]
  *                    [--count 2000000] [--backlog 5000000] [--connections 32] [--chunk-bytes 32768] [--profile]
+ *                    [--dedupe-window 10m|0]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,8 @@ const { values: args } = parseArgs({
     target: { type: 'string', default: '150000' },
     profile: { type: 'boolean', default: false },
     'compression-level': { type: 'string', default: '6' },
+    /** ingest.dedupe.window: 0 turns re-send detection off, to measure what it costs */
+    'dedupe-window': { type: 'string', default: '10m' },
   },
 });
 const DURATION_MS = Number(args.duration) * 1000;
@@ -86,6 +89,7 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
     data_dir: path.join(dir, 'data'),
     log: { level: 'warn' },
     buffer: scenario.bufferMaxBytes ? { max_bytes: scenario.bufferMaxBytes } : undefined,
+    ingest: { dedupe: { window: args['dedupe-window'] } },
     outputs: [{
       name: 'archive', type: 's3', bucket: 'logs', endpoint: `http://127.0.0.1:${s3Port}`, force_path_style: true,
       access_key_id: 'S3RVER', secret_access_key: 'S3RVER', compression_level: Number(args['compression-level']), retry: { initial_backoff: '200ms', max_backoff: '2s' },

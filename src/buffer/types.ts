@@ -14,8 +14,8 @@ export interface NewChunk {
   count: number;
   /** NDJSON: `count` lines, each ending in `\n`. */
   payload: Buffer;
-  /** The decision_id of each line ('' when it has none); not stored with the chunk. */
-  decisionIds?: string[];
+  /** A digest of the decision_id of each line ('' when it has none), to recognise re-sends; not stored with the chunk. */
+  decisionKeys?: string[];
 }
 
 export interface ChunkMeta {

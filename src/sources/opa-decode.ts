@@ -4,6 +4,7 @@ import { isUtf8 } from 'node:buffer';
 import { HttpError } from './http-error.js';
 import { splitJsonArray } from './json-array-split.js';
 import type { NewChunk } from '../buffer/types.js';
+import { decisionKey } from './recently-accepted.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -83,7 +84,8 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     let group = groups.get(key);
     if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], bytes: 0 }));
     group.lines.push(line);
-    group.ids.push(typeof decision.decision_id === 'string' ? decision.decision_id : '');
+    // digested here, in the decode threads, not on the event loop
+    group.ids.push(typeof decision.decision_id === 'string' && decision.decision_id !== '' ? decisionKey(decision.decision_id) : '');
     group.bytes += Buffer.byteLength(line) + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
       chunks.push(toChunk(partition, group));
@@ -101,7 +103,7 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
 function toChunk(partition: string, group: { hour: string; instance: string; lines: string[]; ids: string[] }): NewChunk {
   return {
     partition, hour: group.hour, instance: group.instance, count: group.lines.length,
-    payload: Buffer.from(group.lines.join('\n') + '\n'), decisionIds: group.ids,
+    payload: Buffer.from(group.lines.join('\n') + '\n'), decisionKeys: group.ids,
   };
 }
 

@@ -7,18 +7,23 @@ import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
  * OPA re-sends a chunk whose response it did not get, usually byte for byte; a decision may also come again
  * inside a different chunk. Both are remembered: a digest of each accepted request body and each accepted
  * decision_id, for `window` ms and at most `maxEntries` of them (oldest forgotten first), so memory is
- * bounded. Keys are 16-character digests (~70 bytes of memory each). They are stored in the buffer in the
+ * bounded. Keys are short digests. They are stored in the buffer in the
  * same transaction as the decisions, and read back at start, so the memory survives a restart.
  */
 export class RecentlyAccepted {
-  /** key -> when it was accepted; a Map iterates in insertion order, which is time order here. */
+  /**
+   * key -> when it was accepted, in seconds since `base`: small integers are stored inline by V8, where
+   * milliseconds since 1970 would take a heap number per key. A Map iterates in insertion order: time order.
+   */
   private readonly keys = new Map<string, number>();
+  private readonly base: number;
   /** Keys of requests being stored right now, and when that ends. */
   private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(private readonly buffer: DecisionBuffer, private readonly window: number, private readonly maxEntries: number) {
+    this.base = Date.now() - window;
     if (!this.enabled) return;
-    for (const row of buffer.acceptedSince(Date.now() - window, maxEntries)) for (const key of row.keys) this.remember(key, row.at);
+    for (const row of buffer.acceptedSince(this.base, maxEntries)) for (const key of row.keys) this.remember(key, row.at);
     this.evict(Date.now());
   }
 
@@ -30,13 +35,9 @@ export class RecentlyAccepted {
     return `r${digest(`${partition}\u0000${contentEncoding ?? ''}\u0000`, body)}`;
   }
 
-  static decisionKey(decisionId: string): string {
-    return `d${digest(decisionId)}`;
-  }
-
   has(key: string, now = Date.now()): boolean {
     const at = this.keys.get(key);
-    return at !== undefined && at >= now - this.window;
+    return at !== undefined && at >= this.seconds(now - this.window);
   }
 
   /** Called once the keys are durable with their decisions. */
@@ -79,7 +80,7 @@ export class RecentlyAccepted {
 
   /** The key of each decision of the chunks that has a decision_id. */
   static decisionKeys(chunks: NewChunk[]): string[] {
-    return chunks.flatMap((c) => (c.decisionIds ?? []).filter((id) => id !== '').map((id) => RecentlyAccepted.decisionKey(id)));
+    return chunks.flatMap((c) => (c.decisionKeys ?? []).filter((key) => key !== ''));
   }
 
   /**
@@ -92,15 +93,13 @@ export class RecentlyAccepted {
     let duplicates = 0;
     const kept: NewChunk[] = [];
     for (const chunk of chunks) {
-      const ids = chunk.decisionIds ?? [];
       const keep: boolean[] = [];
       let dropped = 0;
-      for (const id of ids) {
-        if (id === '') {
+      for (const key of chunk.decisionKeys ?? []) {
+        if (key === '') {
           keep.push(true);
           continue;
         }
-        const key = RecentlyAccepted.decisionKey(id);
         const duplicate = seen.has(key) || this.has(key, now);
         keep.push(!duplicate);
         if (duplicate) dropped++;
@@ -122,32 +121,42 @@ export class RecentlyAccepted {
    */
   forgetOld(now = Date.now()): void {
     this.evict(now);
-    const oldestRemembered = this.keys.values().next().value ?? now;
-    this.buffer.forgetAccepted(Math.max(now - this.window, oldestRemembered));
+    const oldest = this.keys.values().next().value;
+    this.buffer.forgetAccepted(Math.max(now - this.window, oldest === undefined ? now : this.base + oldest * 1000));
   }
 
   private remember(key: string, at: number): void {
     this.keys.delete(key);
-    this.keys.set(key, at);
+    this.keys.set(key, this.seconds(at));
+  }
+
+  private seconds(ms: number): number {
+    return Math.floor((ms - this.base) / 1000);
   }
 
   private evict(now: number): void {
     for (const [key, at] of this.keys) {
-      if (this.keys.size <= this.maxEntries && at >= now - this.window) break;
+      if (this.keys.size <= this.maxEntries && at >= this.seconds(now - this.window)) break;
       this.keys.delete(key);
     }
   }
 }
 
+/** The key of a decision_id. */
+export function decisionKey(decisionId: string): string {
+  return `d${digest(decisionId)}`;
+}
+
+/** 64 bits of SHA-256 in 11 characters: short keys keep memory small, and collisions stay negligible (~1e-8 for 500,000 keys). */
 function digest(...parts: Array<string | Buffer>): string {
   const hash = createHash('sha256');
   for (const part of parts) hash.update(part);
-  return hash.digest('base64url').slice(0, 16);
+  return hash.digest('base64url').slice(0, 11);
 }
 
 function withoutLines(chunk: NewChunk, keep: boolean[]): NewChunk {
   const lines = chunk.payload.toString('utf8').split('\n');
   const kept = lines.filter((line, i) => i < keep.length && keep[i]);
-  const ids = (chunk.decisionIds ?? []).filter((_, i) => keep[i]);
-  return { ...chunk, count: kept.length, payload: Buffer.from(`${kept.join('\n')}\n`), decisionIds: ids };
+  const keys = (chunk.decisionKeys ?? []).filter((_, i) => keep[i]);
+  return { ...chunk, count: kept.length, payload: Buffer.from(`${kept.join('\n')}\n`), decisionKeys: keys };
 }
