@@ -293,6 +293,7 @@ data_dir: ${path.join(dir, 'data')}
     assert.ok(!batchIds.has(batchId!), `batch_id ${batchId} is used once`);
     batchIds.add(batchId!);
     assert.equal(o.contentEncoding, 'gzip', `${o.key} is sent with Content-Encoding gzip`);
+    assert.equal(o.contentType, 'application/json', `${o.key} has Enterprise OPA's Content-Type`);
     assert.ok(o.decisions.length >= 1 && o.decisions.length <= 5, `${o.key} holds 1 to 5 decisions (at_count 5): ${o.decisions.length}`);
     for (const d of o.decisions) assert.equal((d.labels as Decision).id, instance, `${o.key} holds only decisions of OPA ${instance}`);
     const seconds = o.decisions.map((d) => unixSeconds(d.timestamp as string));

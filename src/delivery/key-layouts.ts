@@ -26,6 +26,8 @@ export interface KeyLayout {
   byInstance: boolean;
   /** The key needs the batch's decisions (parsed); otherwise only its positions. */
   needsDecisions: boolean;
+  /** The Content-Type its objects had where the layout comes from, when not the format's own. */
+  contentType?: string;
   key(ctx: KeyContext): string;
 }
 
@@ -74,7 +76,8 @@ function eopaExtension({ format, compression }: Encoding): string {
 }
 
 const EOPA: KeyLayout = {
-  name: 'eopa', perDecision: false, byInstance: true, needsDecisions: true,
+  // Enterprise OPA wrote application/json for lines and arrays alike
+  name: 'eopa', perDecision: false, byInstance: true, needsDecisions: true, contentType: 'application/json',
   key: ({ output, bufferId, batch, encoding, receivedAt, decisions }) => {
     const seconds = decisions.map((d) => unixSeconds(d, receivedAt));
     const batchId = `${output}-${bufferId}-${padPosition(batch.first)}-${padPosition(batch.last)}`;

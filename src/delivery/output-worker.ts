@@ -268,6 +268,7 @@ export class OutputWorker {
       return { key, body, contentType: 'application/json', contentMD5: md5(body) };
     }
     const object = await encodeLines(lines(), this.config, key);
+    if (this.layout.contentType) object.contentType = this.layout.contentType;
     return object.count > 0 ? object : undefined;
   }
 
