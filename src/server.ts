@@ -20,6 +20,7 @@ import { EventPublisher } from './sources/publish.js';
 import { DecisionEvents } from './sources/decision-events.js';
 import { RecentlyAccepted } from './sources/recently-accepted.js';
 import { EventDispatcher } from './delivery/event-dispatcher.js';
+import { Metrics } from './observability/metrics.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -33,13 +34,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const buffer = new SqliteBuffer(config.data_dir, config.buffer.max_bytes);
   const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
-  const workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, buildTransform(config.rules, o.rules)));
-  const decoder = new DecoderPool(config.ingest.decode_threads);
-
   // the control plane: tenants, destinations, published events and their delivery
   const encryptionKey = resolveSecret('encryption_key', config.api.encryption_key, 'SLUICE_ENCRYPTION_KEY', config.data_dir);
   const jwtSecret = resolveSecret('jwt_secret', config.api.jwt_secret, 'SLUICE_JWT_SECRET', config.data_dir);
   const store = new SqliteStore(config.data_dir, new CredentialsCipher(encryptionKey.value));
+  let workers: OutputWorker[] = [];
+  const metrics = new Metrics(buffer, store, () => workers.map((w) => w.status()));
+  workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, buildTransform(config.rules, o.rules), metrics));
+  const decoder = new DecoderPool(config.ingest.decode_threads);
+
   const auth = new ApiAuth(config.api.admin_key ?? process.env.SLUICE_ADMIN_KEY, jwtSecret.value);
   const publisher = new EventPublisher(store, config.api);
   const dispatcher = new EventDispatcher(store, config.api, log);
@@ -82,7 +85,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const recent = new RecentlyAccepted(buffer, config.ingest.dedupe.window, config.ingest.dedupe.max_entries);
   const forgetTimer = setInterval(() => recent.forgetOld(), 60_000);
   forgetTimer.unref();
-  await app.register(opaRoutes, { config, buffer, decoder, recent, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
+  await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, store, workers, closing: () => closing });
 

@@ -220,6 +220,10 @@ export class SqliteBuffer implements DecisionBuffer {
     return n;
   }
 
+  lastPosition(): number {
+    return this.nextPos - 1;
+  }
+
   stats(): BufferStats {
     return {
       bytes: this.storedBytes,

@@ -89,6 +89,8 @@ export interface DecisionBuffer {
   /** Removes chunks every output has delivered. Returns the number of chunks removed. */
   trim(): number;
 
+  /** The position of the newest decision (0 when none was ever stored). */
+  lastPosition(): number;
   stats(): BufferStats;
   writable(): boolean;
   close(): void;

@@ -7,6 +7,7 @@ import { bufferLines, encodeLines, lineLengths, parsedDecisions, transformLines,
 import { keyLayout, type KeyLayout } from './key-layouts.js';
 import { md5 } from './encode.js';
 import type { StoredObject } from '../sinks/types.js';
+import type { OutputMetrics } from '../observability/metrics.js';
 
 export type OutputState = 'ok' | 'retrying' | 'failing';
 
@@ -73,6 +74,7 @@ export class OutputWorker {
     private readonly sink: Sink,
     private readonly log: Logger,
     private readonly transform?: LineTransform,
+    private readonly metrics?: OutputMetrics,
   ) {
     this.name = config.name;
     this.layout = keyLayout(config.key);
@@ -281,11 +283,15 @@ export class OutputWorker {
       // every decision dropped by the rules: nothing to upload, the batch is done
       while (object && !this.stopped) {
         attempt++;
+        const started = performance.now();
         try {
           await this.sink.put(object, this.abort.signal);
           const written = 'count' in object ? (object.count as number) : 1;
           this.delivered.events += written;
           this.dropped += batch.count - written;
+          this.metrics?.uploadSeconds(this.name, (performance.now() - started) / 1000);
+          this.metrics?.delivered(this.name, written, object.body.length);
+          this.metrics?.dropped(this.name, batch.count - written);
           this.delivered.objects++;
           this.delivered.bytes += object.body.length;
           this.recover();
@@ -294,12 +300,16 @@ export class OutputWorker {
         } catch (err) {
           if (this.stopped) return;
           this.retries++;
+          this.metrics?.failed(this.name, err instanceof SinkError && err.permanent);
           this.noteError(err as Error, key);
           await pause(backoffDelay({ initial: this.config.retry.initial_backoff, max: this.config.retry.max_backoff }, attempt), this.abort.signal);
         }
       }
       if (this.stopped) return;
-      if (!object) this.dropped += batch.count;
+      if (!object) {
+        this.dropped += batch.count;
+        this.metrics?.dropped(this.name, batch.count);
+      }
       this.inflight.delete(batch);
       this.buffer.complete(batch, this.lowWatermark());
       this.cursor = this.lowWatermark();

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import type { DecisionBuffer } from '../buffer/types.js';
 import type { Config } from '../config/schema.js';
 import { HttpError } from './http-error.js';
@@ -6,6 +6,7 @@ import { bearerToken, sameDigest, tokenDigest } from './bearer-token.js';
 import type { DecoderPool } from './decoder-pool.js';
 import type { DecisionEvents } from './decision-events.js';
 import { RecentlyAccepted } from './recently-accepted.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** The partition of `POST /logs`, and the name every other partition must look like. */
 export const DEFAULT_PARTITION = 'default';
@@ -19,9 +20,9 @@ const RETRY_AFTER_SECONDS = 2;
  * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
  */
 export async function opaRoutes(app: FastifyInstance, opts: {
-  config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents; recent: RecentlyAccepted;
+  config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents; recent: RecentlyAccepted; metrics: Metrics;
 }): Promise<void> {
-  const { config, buffer, decoder, decisionEvents, recent } = opts;
+  const { config, buffer, decoder, decisionEvents, recent, metrics } = opts;
   const tokenDigests = config.ingest.tokens.map(tokenDigest);
 
   // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
@@ -37,6 +38,15 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     }
   });
 
+  app.addHook('onResponse', async (request, reply) => {
+    const partition = partitionOf(request);
+    metrics.request('opa', PARTITION.test(partition) ? partition : '_invalid', reply.statusCode);
+  });
+  app.addHook('onError', async (_request, _reply, error) => {
+    const reason = error instanceof HttpError ? String((error.data as { reason?: unknown }).reason ?? 'error') : (error as FastifyError).code ?? 'error';
+    metrics.rejection('opa', reason, (error as FastifyError).statusCode ?? 500);
+  });
+
   const handler = async (request: FastifyRequest) => {
     const body = request.body;
     if (!Buffer.isBuffer(body)) throw new HttpError(400, 'send a JSON array of decisions as the request body', { reason: 'empty_body' });
@@ -46,7 +56,10 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     const requestKey = recent.enabled ? RecentlyAccepted.requestKey(partition, contentEncoding, body) : undefined;
     if (requestKey) {
       for (let wait = recent.inFlightAmong([requestKey]); wait; wait = recent.inFlightAmong([requestKey])) await wait;
-      if (recent.has(requestKey)) return { accepted: 0, duplicate_request: true };
+      if (recent.has(requestKey)) {
+        metrics.duplicate('request');
+        return { accepted: 0, duplicate_request: true };
+      }
     }
     // compressed size first: a full buffer rejects without spending any decoding
     if (!buffer.hasRoom(body.length)) throw full();
@@ -76,6 +89,8 @@ export async function opaRoutes(app: FastifyInstance, opts: {
       if (stored.status === 'rejected') throw stored.reason;
       if (published.status === 'rejected') throw published.reason;
     }
+    metrics.accepted('opa', partition, decoded.decisions - duplicates, body.length);
+    metrics.duplicate('decision', duplicates);
     return duplicates > 0 ? { accepted: decoded.decisions - duplicates, duplicates } : { accepted: decoded.decisions };
   };
 

@@ -1,0 +1,155 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DecisionBuffer } from '../buffer/types.js';
+import type { Store } from '../store/types.js';
+
+/** Label values a client chooses (partitions) are capped: past this many distinct ones they count as `_other`. */
+const MAX_PARTITION_LABELS = 100;
+
+/** What an output reports as it works. */
+export interface OutputMetrics {
+  delivered(output: string, events: number, bytes: number): void;
+  dropped(output: string, events: number): void;
+  failed(output: string, permanent: boolean): void;
+  uploadSeconds(output: string, seconds: number): void;
+}
+
+/** What /metrics reads of each output at scrape time. */
+export interface OutputGauges {
+  name: string;
+  type: string;
+  state: string;
+  cursor: number;
+}
+
+/**
+ * Prometheus metrics (prom-client). Names follow Prometheus conventions: `sluice_` prefix, `_total` for
+ * counters, base units (bytes, seconds). Label values are bounded: partitions beyond the first 100 are
+ * `_other`; outputs and sources come from the config.
+ */
+export class Metrics implements OutputMetrics {
+  readonly registry = new Registry();
+  private readonly partitions = new Set<string>();
+  private readonly requests: Counter<'source' | 'partition' | 'code'>;
+  private readonly events: Counter<'source' | 'partition'>;
+  private readonly bytes: Counter<'source' | 'partition'>;
+  private readonly rejected: Counter<'source' | 'reason' | 'code'>;
+  private readonly duplicates: Counter<'kind'>;
+  private readonly outputEvents: Counter<'output'>;
+  private readonly outputObjects: Counter<'output'>;
+  private readonly outputBytes: Counter<'output'>;
+  private readonly outputDropped: Counter<'output'>;
+  private readonly outputFailures: Counter<'output' | 'kind'>;
+  private readonly upload: Histogram<'output'>;
+
+  constructor(buffer: DecisionBuffer, store: Store, outputs: () => OutputGauges[]) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({ name: 'sluice_ingest_requests_total', help: 'Ingest requests answered, by source, partition and HTTP status code.', labelNames: ['source', 'partition', 'code'], registers });
+    this.events = new Counter({ name: 'sluice_ingest_events_total', help: 'Decisions and events accepted (durable), by source and partition.', labelNames: ['source', 'partition'], registers });
+    this.bytes = new Counter({ name: 'sluice_ingest_bytes_total', help: 'Request body bytes accepted, as received (compressed), by source and partition.', labelNames: ['source', 'partition'], registers });
+    this.rejected = new Counter({ name: 'sluice_ingest_rejected_requests_total', help: 'Requests refused, by source, reason and HTTP status code (400, 401, 413, 415, 429, ...).', labelNames: ['source', 'reason', 'code'], registers });
+    this.duplicates = new Counter({ name: 'sluice_ingest_duplicates_total', help: "OPA re-sends acknowledged and not stored again: kind request (a whole body) or decision.", labelNames: ['kind'], registers });
+    this.outputEvents = new Counter({ name: 'sluice_output_delivered_events_total', help: 'Decisions written by each output.', labelNames: ['output'], registers });
+    this.outputObjects = new Counter({ name: 'sluice_output_delivered_objects_total', help: 'Objects (or requests) written by each output.', labelNames: ['output'], registers });
+    this.outputBytes = new Counter({ name: 'sluice_output_delivered_bytes_total', help: 'Bytes written by each output, as sent (compressed).', labelNames: ['output'], registers });
+    this.outputDropped = new Counter({ name: 'sluice_output_dropped_events_total', help: "Decisions an output's drop rules kept out.", labelNames: ['output'], registers });
+    this.outputFailures = new Counter({ name: 'sluice_output_failures_total', help: 'Failed upload attempts (each is retried), by output and kind: transient or permanent.', labelNames: ['output', 'kind'], registers });
+    this.upload = new Histogram({
+      name: 'sluice_output_upload_duration_seconds', help: 'Duration of successful uploads.', labelNames: ['output'], registers,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    });
+
+    new Gauge({
+      name: 'sluice_buffer_bytes', help: 'Bytes of undelivered decisions in the buffer.', registers,
+      collect() { this.set(buffer.stats().bytes); },
+    });
+    new Gauge({
+      name: 'sluice_buffer_max_bytes', help: 'The buffer bound (buffer.max_bytes): beyond it ingest answers 429.', registers,
+      collect() { this.set(buffer.stats().maxBytes); },
+    });
+    new Gauge({
+      name: 'sluice_buffer_chunks', help: 'Chunks (groups of decisions of one request) in the buffer.', registers,
+      collect() { this.set(buffer.stats().chunks); },
+    });
+    new Gauge({
+      name: 'sluice_buffer_oldest_age_seconds', help: 'Age of the oldest decision not yet delivered by every output.', registers,
+      collect() {
+        const oldest = buffer.stats().oldestReceivedAt;
+        this.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      },
+    });
+    new Gauge({
+      name: 'sluice_output_lag_events', help: 'Decisions received that the output has not delivered yet.', labelNames: ['output'], registers,
+      collect() {
+        this.reset();
+        const last = buffer.lastPosition();
+        for (const o of outputs()) this.set({ output: o.name }, Math.max(0, last - o.cursor));
+      },
+    });
+    new Gauge({
+      name: 'sluice_output_lag_seconds', help: 'Age of the oldest decision the output has not delivered yet (0 when caught up).', labelNames: ['output'], registers,
+      collect() {
+        this.reset();
+        for (const o of outputs()) {
+          const next = buffer.readChunkMetas(o.cursor, 1)[0];
+          this.set({ output: o.name }, next ? Math.max(0, (Date.now() - next.receivedAt) / 1000) : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'sluice_output_up', help: '1 while the output delivers (state ok), 0 while it retries or fails.', labelNames: ['output', 'type'], registers,
+      collect() {
+        this.reset();
+        for (const o of outputs()) this.set({ output: o.name, type: o.type }, o.state === 'ok' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sluice_events_pending_deliveries', help: 'Deliveries of published events to destinations waiting (pending).', registers,
+      collect() { this.set(store.pendingDeliveries()); },
+    });
+  }
+
+  /** A partition as a label value: the first 100 distinct ones, then `_other`. */
+  private partition(partition: string): string {
+    if (this.partitions.has(partition)) return partition;
+    if (this.partitions.size >= MAX_PARTITION_LABELS) return '_other';
+    this.partitions.add(partition);
+    return partition;
+  }
+
+  request(source: string, partition: string, code: number): void {
+    this.requests.inc({ source, partition: this.partition(partition), code: String(code) });
+  }
+
+  accepted(source: string, partition: string, events: number, bytes: number): void {
+    const labels = { source, partition: this.partition(partition) };
+    this.events.inc(labels, events);
+    this.bytes.inc(labels, bytes);
+  }
+
+  rejection(source: string, reason: string, code: number): void {
+    this.rejected.inc({ source, reason, code: String(code) });
+  }
+
+  duplicate(kind: 'request' | 'decision', count = 1): void {
+    if (count > 0) this.duplicates.inc({ kind }, count);
+  }
+
+  delivered(output: string, events: number, bytes: number): void {
+    this.outputEvents.inc({ output }, events);
+    this.outputObjects.inc({ output });
+    this.outputBytes.inc({ output }, bytes);
+  }
+
+  dropped(output: string, events: number): void {
+    if (events > 0) this.outputDropped.inc({ output }, events);
+  }
+
+  failed(output: string, permanent: boolean): void {
+    this.outputFailures.inc({ output, kind: permanent ? 'permanent' : 'transient' });
+  }
+
+  uploadSeconds(output: string, seconds: number): void {
+    this.upload.observe({ output }, seconds);
+  }
+}
