@@ -1,18 +1,17 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
+import { VERSION } from './version.js';
 import { targetOf } from './sinks/create-sink.js';
 import { keyLayout } from './delivery/key-layouts.js';
 import type { OutputConfig } from './config/schema.js';
 
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('sluice')
   .description('Durable decision log service for Open Policy Agent: decisions in, batched objects out to S3.')
-  .version(version);
+  .version(VERSION);
 
 program.command('serve')
   .description('Run the service. Without --config it runs on embedded defaults: 127.0.0.1:8181, buffer in ./data, objects in ./data/objects.')

@@ -9,7 +9,9 @@ import { opaRoutes } from './sources/opa.js';
 import { DecoderPool } from './sources/decoder-pool.js';
 import { healthRoutes } from './api/health.js';
 import { HttpError } from './sources/http-error.js';
-import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform } from 'fastify-type-provider-zod';
+import fastifySwagger from '@fastify/swagger';
+import { VERSION } from './version.js';
 import { schemaValidationError } from './api/validation.js';
 import { controlPlaneRoutes } from './api/control-plane.js';
 import { ApiAuth } from './api/auth.js';
@@ -79,6 +81,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (error instanceof HttpError) reply.headers(error.headers);
     reply.code(status).send({ status, message, data: error instanceof HttpError ? error.data : { code: (error as FastifyError).code } });
   });
+  // Every route's own schema becomes its OpenAPI description (GET /openapi.json): registered before the routes.
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Sluice', version: VERSION, description: 'Decision log service for Open Policy Agent, and an Outpost-compatible event API.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ status: 404, message: `no route ${request.method} ${request.url}`, data: {} });
   });
@@ -86,7 +98,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const forgetTimer = setInterval(() => recent.forgetOld(), 60_000);
   forgetTimer.unref();
   await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] } }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });

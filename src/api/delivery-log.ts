@@ -37,7 +37,7 @@ export const attemptFilter = {
 export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
 
-  app.get('/events', { schema: { querystring: z.object(eventFilter) } }, async (request) => {
+  app.get('/events', { schema: { summary: 'List events, newest first', tags: ['events'], querystring: z.object(eventFilter) } }, async (request) => {
     const q = request.query;
     const filter = {
       tenant_id: tenantScope(request, q.tenant_id), topic: q.topic, destination_id: q.destination_id, id: q.id,
@@ -46,27 +46,29 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) =>
     return paged((page) => store.listEvents(filter, page), q, (e) => eventView(store, e));
   });
 
-  app.get('/events/:event_id', { schema: { params: z.object({ event_id: z.string() }) } }, async (request) => {
+  app.get('/events/:event_id', { schema: { summary: 'An event with its deliveries', tags: ['events'], params: z.object({ event_id: z.string() }) } }, async (request) => {
     const event = store.getEvent(tenantScope(request, undefined), request.params.event_id);
     if (!event) throw new HttpError(404, `event ${request.params.event_id} not found`, { reason: 'not_found' });
     return eventView(store, event, true);
   });
 
   app.get('/attempts', {
-    schema: { querystring: z.object({ ...attemptFilter, tenant_id: z.string().optional(), destination_id: z.string().optional() }) },
+    schema: {
+      summary: 'List delivery attempts, newest first', tags: ['events'], querystring: z.object({ ...attemptFilter, tenant_id: z.string().optional(), destination_id: z.string().optional() }) },
   }, async (request) => {
     const { limit, next, prev, ...filter } = request.query;
     return paged((page) => store.listAttempts({ ...filter, tenant_id: tenantScope(request, filter.tenant_id) }, page), { limit, next, prev }, (a) => a);
   });
 
-  app.get('/attempts/:attempt_id', { schema: { params: z.object({ attempt_id: z.string() }) } }, async (request) => {
+  app.get('/attempts/:attempt_id', { schema: { summary: 'One delivery attempt', tags: ['events'], params: z.object({ attempt_id: z.string() }) } }, async (request) => {
     const attempt = store.getAttempt(tenantScope(request, undefined), request.params.attempt_id);
     if (!attempt) throw new HttpError(404, `attempt ${request.params.attempt_id} not found`, { reason: 'not_found' });
     return attempt;
   });
 
   app.post('/retry', {
-    schema: { body: z.object({ event_id: z.string({ error: required }).min(1, 'is required'), destination_id: z.string({ error: required }).min(1, 'is required') }) },
+    schema: {
+      summary: 'Attempt an event again on a destination', tags: ['events'], body: z.object({ event_id: z.string({ error: required }).min(1, 'is required'), destination_id: z.string({ error: required }).min(1, 'is required') }) },
   }, async (request, reply) => {
     const { event_id: eventId, destination_id: destinationId } = request.body;
     const destination = store.destinationById(destinationId);

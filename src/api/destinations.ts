@@ -55,13 +55,13 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     return destination;
   };
 
-  app.get('/destinations', { schema: { params: tenantParams } }, async (request) => {
+  app.get('/destinations', { schema: { summary: "A tenant's destinations", tags: ['destinations'], params: tenantParams } }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     tenantOf(request.params.tenant_id);
     return store.listDestinations(request.params.tenant_id).map(destinationView);
   });
 
-  app.post('/destinations', { schema: { params: tenantParams, body: createBody } }, async (request, reply) => {
+  app.post('/destinations', { schema: { summary: 'Create a destination', tags: ['destinations'], params: tenantParams, body: createBody } }, async (request, reply) => {
     const tenantId = request.params.tenant_id;
     requireTenant(request, tenantId);
     tenantOf(tenantId);
@@ -79,12 +79,12 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     return destinationView(destination);
   });
 
-  app.get('/destinations/:destination_id', { schema: { params: destinationParams } }, async (request) => {
+  app.get('/destinations/:destination_id', { schema: { summary: 'A destination', tags: ['destinations'], params: destinationParams } }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     return destinationView(find(request.params.tenant_id, request.params.destination_id));
   });
 
-  app.patch('/destinations/:destination_id', { schema: { params: destinationParams, body: patchBody } }, async (request) => {
+  app.patch('/destinations/:destination_id', { schema: { summary: 'Change a destination', tags: ['destinations'], params: destinationParams, body: patchBody } }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     const old = find(request.params.tenant_id, request.params.destination_id);
     const patch = request.body;
@@ -106,7 +106,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     return destinationView(destination);
   });
 
-  app.delete('/destinations/:destination_id', { schema: { params: destinationParams } }, async (request) => {
+  app.delete('/destinations/:destination_id', { schema: { summary: 'Delete a destination', tags: ['destinations'], params: destinationParams } }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     find(request.params.tenant_id, request.params.destination_id);
     await store.deleteDestination(request.params.tenant_id, request.params.destination_id);
@@ -114,7 +114,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   });
 
   for (const [action, disabled] of [['enable', false], ['disable', true]] as const) {
-    app.put(`/destinations/:destination_id/${action}`, { schema: { params: destinationParams } }, async (request) => {
+    app.put(`/destinations/:destination_id/${action}`, { schema: { summary: `${action === 'enable' ? 'Enable' : 'Disable'} a destination`, tags: ['destinations'], params: destinationParams } }, async (request) => {
       requireTenant(request, request.params.tenant_id);
       const old = find(request.params.tenant_id, request.params.destination_id);
       const now = new Date().toISOString();
@@ -125,7 +125,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     });
   }
 
-  app.get('/destinations/:destination_id/attempts', { schema: { params: destinationParams, querystring: z.object(attemptFilter) } }, async (request) => {
+  app.get('/destinations/:destination_id/attempts', { schema: { summary: "A destination's attempts", tags: ['destinations'], params: destinationParams, querystring: z.object(attemptFilter) } }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     const destination = find(request.params.tenant_id, request.params.destination_id);
     const { limit, next, prev, event_id, status } = request.query;
@@ -136,13 +136,13 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
 /** `GET /destination-types[/{type}]` and `GET /topics`. */
 export const destinationTypeRoutes: ControlPlaneRoutes = async (plain, { config }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
-  app.get('/destination-types', async () => [...DESTINATION_TYPES.values()].map(describeType));
-  app.get('/destination-types/:type', { schema: { params: z.object({ type: z.string() }) } }, async (request) => {
+  app.get('/destination-types', { schema: { summary: 'The destination types and their fields', tags: ['destinations'] } }, async () => [...DESTINATION_TYPES.values()].map(describeType));
+  app.get('/destination-types/:type', { schema: { summary: 'One destination type', tags: ['destinations'], params: z.object({ type: z.string() }) } }, async (request) => {
     const type = DESTINATION_TYPES.get(request.params.type);
     if (!type) throw new HttpError(404, `destination type ${request.params.type} not found; supported: ${[...DESTINATION_TYPES.keys()].join(', ')}`, { reason: 'not_found' });
     return describeType(type);
   });
-  app.get('/topics', async () => config.api.topics);
+  app.get('/topics', { schema: { summary: 'The configured topics ([] = any)', tags: ['destinations'] } }, async () => config.api.topics);
 };
 
 /** Validates type, topics, config and credentials together, so one 422 names every problem. */

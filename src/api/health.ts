@@ -11,8 +11,8 @@ export async function healthRoutes(app: FastifyInstance, opts: {
   buffer: DecisionBuffer; store: Store; workers: OutputWorker[]; closing: () => boolean;
 }): Promise<void> {
   const { buffer, store, workers } = opts;
-  app.get('/health', async () => ({ status: 'ok' }));
-  app.get('/ready', async (_request, reply) => {
+  app.get('/health', { schema: { summary: 'The process answers', tags: ['operations'], security: [] } }, async () => ({ status: 'ok' }));
+  app.get('/ready', { schema: { summary: 'Buffer, store and outputs: 200 while writable, 503 otherwise', tags: ['operations'], security: [] } }, async (_request, reply) => {
     const stats = buffer.stats();
     const writable = buffer.writable() && store.writable() && !opts.closing();
     const outputs = workers.map((w) => w.status());

@@ -25,7 +25,8 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth }) =
   };
 
   app.put('/tenants/:tenant_id', {
-    schema: { params: tenantParams, body: z.object({ metadata: stringMap.optional() }).nullish() },
+    schema: {
+      summary: 'Create (201) or update (200) a tenant', tags: ['tenants'], params: tenantParams, body: z.object({ metadata: stringMap.optional() }).nullish() },
   }, async (request, reply) => {
     requireAdmin(request);
     const { tenant, created } = await store.upsertTenant(request.params.tenant_id, request.body?.metadata ?? {});
@@ -33,23 +34,23 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth }) =
     return tenantView(tenant, store.listDestinations(tenant.id));
   });
 
-  app.get('/tenants/:tenant_id', { schema: { params: tenantParams } }, async (request) => {
+  app.get('/tenants/:tenant_id', { schema: { summary: 'A tenant', tags: ['tenants'], params: tenantParams } }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     return view(request.params.tenant_id);
   });
 
-  app.delete('/tenants/:tenant_id', { schema: { params: tenantParams } }, async (request) => {
+  app.delete('/tenants/:tenant_id', { schema: { summary: 'Delete a tenant and its destinations', tags: ['tenants'], params: tenantParams } }, async (request) => {
     requireAdmin(request);
     if (!(await store.deleteTenant(request.params.tenant_id))) throw new HttpError(404, `tenant ${request.params.tenant_id} not found`, { reason: 'not_found' });
     return { success: true };
   });
 
-  app.get('/tenants', { schema: { querystring: z.object(pageQuery) } }, async (request) => {
+  app.get('/tenants', { schema: { summary: 'List tenants', tags: ['tenants'], querystring: z.object(pageQuery) } }, async (request) => {
     requireAdmin(request);
     return paged((q) => store.listTenants(q), request.query, (t) => tenantView(t, store.listDestinations(t.id)));
   });
 
-  app.get('/tenants/:tenant_id/token', { schema: { params: tenantParams } }, async (request) => {
+  app.get('/tenants/:tenant_id/token', { schema: { summary: 'A JWT for the tenant (24 h)', tags: ['tenants'], params: tenantParams } }, async (request) => {
     requireAdmin(request);
     view(request.params.tenant_id);
     return { token: await auth.issueToken(request.params.tenant_id), tenant_id: request.params.tenant_id };

@@ -94,8 +94,14 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     return duplicates > 0 ? { accepted: decoded.decisions - duplicates, duplicates } : { accepted: decoded.decisions };
   };
 
-  app.post('/logs', handler);
-  app.post('/logs/:partition', handler);
+  // OPA's Decision Log Service API, for the OpenAPI document: the body is read as bytes (gzip JSON array)
+  const schema = {
+    summary: "OPA's Decision Log Service API: a (gzip) JSON array of decisions; 200 once durable",
+    tags: ['ingest'],
+    consumes: ['application/json'],
+  };
+  app.post('/logs', { schema }, handler);
+  app.post('/logs/:partition', { schema }, handler);
 }
 
 function full(): HttpError {

@@ -78,7 +78,7 @@ export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publish
   const app = plain.withTypeProvider<ZodTypeProvider>();
   const topics = new Set(config.api.topics);
 
-  app.post('/publish', { schema: { body: publishBody } }, async (request, reply) => {
+  app.post('/publish', { schema: { summary: 'Publish an event (202 once durable)', tags: ['events'], body: publishBody } }, async (request, reply) => {
     requireAdmin(request);
     const body = request.body;
     if (topics.size > 0) {

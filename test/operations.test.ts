@@ -1,5 +1,6 @@
 /**
- * GET /metrics: what an operator scrapes. The real process, s3rver-free (a file output), on 127.0.0.1.
+ * What an operator reads: GET /metrics (Prometheus) and GET /openapi.json. The real process, with a file
+ * output (no S3 needed), on 127.0.0.1.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,4 +82,30 @@ test('/metrics keeps partition labels bounded: past 100 distinct partitions they
   const partitions = new Set([...values.keys()].filter((k) => k.startsWith('sluice_ingest_requests_total{')).map((k) => /partition="([^"]*)"/.exec(k)![1]));
   assert.equal(partitions.size, 101, 'the first 100 partitions and _other');
   assert.equal(values.get('sluice_ingest_requests_total{source="opa",partition="_other",code="200"}'), 5);
+});
+
+test('/openapi.json describes every route from the routes\' own schemas', async (t) => {
+  const dir = tempDir('sluice-openapi-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sluice = await new SluiceProcess({ config: { data_dir: path.join(dir, 'data'), api: { admin_key: 'k' } } }).start();
+  t.after(() => sluice.kill9());
+  const res = await fetch(`${sluice.url}/openapi.json`);
+  assert.equal(res.status, 200);
+  const doc = await res.json() as { openapi: string; paths: Record<string, Record<string, { summary?: string; requestBody?: { content: Record<string, { schema: { required?: string[]; properties?: Record<string, unknown> } }> } }>> };
+  assert.match(doc.openapi, /^3\./);
+  const routes = Object.entries(doc.paths).flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${p}`));
+  for (const route of [
+    'POST /logs', 'POST /logs/{partition}', 'GET /health', 'GET /ready', 'GET /metrics',
+    'PUT /api/v1/tenants/{tenant_id}', 'GET /api/v1/tenants', 'GET /api/v1/tenants/{tenant_id}/token',
+    'POST /api/v1/tenants/{tenant_id}/destinations', 'PATCH /api/v1/tenants/{tenant_id}/destinations/{destination_id}',
+    'POST /api/v1/{tenant_id}/destinations', 'PUT /api/v1/tenants/{tenant_id}/destinations/{destination_id}/disable',
+    'GET /api/v1/destination-types', 'GET /api/v1/topics', 'POST /api/v1/publish', 'GET /api/v1/events', 'GET /api/v1/events/{event_id}',
+    'GET /api/v1/attempts', 'GET /api/v1/attempts/{attempt_id}', 'POST /api/v1/retry',
+  ]) assert.ok(routes.includes(route), `${route} is documented: ${routes.join(', ')}`);
+  for (const [p, methods] of Object.entries(doc.paths)) {
+    for (const [m, op] of Object.entries(methods)) assert.ok(op.summary, `${m} ${p} has a summary`);
+  }
+  const publish = doc.paths['/api/v1/publish']!.post!.requestBody!.content['application/json']!.schema;
+  assert.deepEqual([...(publish.required ?? [])].sort(), ['data', 'tenant_id'], 'the publish body schema comes from the route');
+  assert.ok(publish.properties && 'eligible_for_retry' in publish.properties);
 });
