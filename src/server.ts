@@ -62,6 +62,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.ingest.max_body_bytes,
     return503OnClosing: true,
+    // a caller's X-Request-Id (or a generated one) is on every log line of the request and in the answer
+    requestIdHeader: 'x-request-id',
+    requestIdLogLabel: 'request_id',
     // errors the framework answers before any route (e.g. a malformed %-escape) get our JSON shape too
     frameworkErrors: (error, _request, reply) => {
       const status = error.statusCode ?? 400;
@@ -69,6 +72,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     },
     // partitions may be 128 characters; the router's own limit (100) would answer 414 before our check
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
   });
   app.setErrorHandler((raw: FastifyError | HttpError, request, reply) => {
     const error = hasZodFastifySchemaValidationErrors(raw) ? schemaValidationError(raw) : raw;
