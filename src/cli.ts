@@ -4,6 +4,10 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
 import { VERSION } from './version.js';
+import { status } from './commands/status.js';
+import { send } from './commands/send.js';
+import { parseWhen, parseWhere, query, tail } from './commands/query.js';
+import { parseDuration } from './config/units.js';
 import { targetOf } from './sinks/create-sink.js';
 import { keyLayout } from './delivery/key-layouts.js';
 import type { OutputConfig } from './config/schema.js';
@@ -67,6 +71,115 @@ function exampleKey(output: OutputConfig): string {
   const decision = { decision_id: '4ca636c1-55e4-417a-b1d8-4aceb67960d1', labels: { id: 'opa-1', version: '1.4.0' }, path: 'authz/allow', timestamp };
   const batch = { output: output.name, partition: 'default', hour: '2026-05-01T12', instance: layout.byInstance ? 'opa-1' : null, first: 1, last: layout.perDecision ? 1 : 1000, count: 1000, bytes: 0 };
   return layout.key({ output: output.name, bufferId: '0a1b2c3d', batch, encoding: output, receivedAt: Date.parse(timestamp), decisions: [decision] });
+}
+
+program.command('status')
+  .description("Show a running Sluice's buffer and each output's state (from /ready) as a table. Exit 0 ok, 1 degraded or unavailable, 2 unreachable.")
+  .option('-u, --url <url>', 'where Sluice listens', 'http://127.0.0.1:8181')
+  .option('--json', 'print /ready as JSON instead of a table', false)
+  .addHelpText('after', '\nExamples:\n  sluice status\n  sluice status --url http://10.0.0.5:8181 --json')
+  .action(async (opts: { url: string; json: boolean }) => {
+    process.exitCode = await status(opts.url, opts);
+  });
+
+program.command('send')
+  .description('Send decisions from a file (NDJSON or a JSON array, plain or gzip; - for stdin) to Sluice or any OPA decision log service, '
+    + "in OPA's chunks, with OPA's retries. Exit 0 all sent, 1 refused, 2 unreadable input.")
+  .argument('<file>', 'the decisions, or - for standard input')
+  .option('-u, --url <url>', 'the decision log service (POST <url>/logs)', 'http://127.0.0.1:8181')
+  .option('-p, --partition <name>', 'POST to /logs/<name>')
+  .option('-t, --token <token>', 'bearer token (or SLUICE_TOKEN)')
+  .option('--chunk-bytes <n>', "compressed bytes per request (OPA's upload_size_limit_bytes)", '32768')
+  .option('--concurrency <n>', 'requests in flight', '4')
+  .option('--retries <n>', 'retries of a request on 429, 5xx and network errors', '10')
+  .addHelpText('after', '\nExamples:\n  sluice send decisions.ndjson\n  zcat logs.json.gz | sluice send - --url https://logs.example.com --token $TOKEN\n  sluice send export.json --partition replay --chunk-bytes 1048576')
+  .action(async (file: string, opts: { url: string; partition?: string; token?: string; chunkBytes: string; concurrency: string; retries: string }) => {
+    process.exitCode = await send(file, {
+      url: opts.url, partition: opts.partition, token: opts.token ?? process.env.SLUICE_TOKEN,
+      chunkBytes: positiveInt(opts.chunkBytes, '--chunk-bytes'), concurrency: positiveInt(opts.concurrency, '--concurrency'),
+      retries: positiveInt(opts.retries, '--retries', 0), progress: process.stdout.isTTY === true,
+    });
+  });
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+program.command('query')
+  .description("Read decisions back from where an output wrote them (S3 or file), listing only the keys of the time range the output's key layout allows. "
+    + 'Exit 0 found, 1 none, 2 bad arguments or unreadable output.')
+  .requiredOption('-c, --config <file>', 'the configuration that names the output')
+  .requiredOption('-o, --output <name>', 'the output to read')
+  .option('--from <time>', 'RFC 3339, or a duration ago (15m, 2h, 7d)', '1h')
+  .option('--to <time>', 'RFC 3339, a duration ago, or now', 'now')
+  .option('--decision-id <id>', 'only this decision')
+  .option('--path <path>', 'only decisions of this policy path (e.g. authz/allow)')
+  .option('--where <field=value>', 'only decisions whose field (dotted path) has this value; repeatable', collect, [])
+  .option('--format <format>', 'ndjson or table', 'ndjson')
+  .addHelpText('after', '\nExamples:\n  sluice query -c sluice.yaml -o archive --from 2h\n  sluice query -c sluice.yaml -o archive --from 2026-05-01T00:00:00Z --to 2026-05-02T00:00:00Z --path authz/allow --where result=false --format table\n  sluice query -c sluice.yaml -o archive --from 7d --decision-id 4ca636c1-55e4-417a-b1d8-4aceb67960d1')
+  .action(async (opts: { config: string; output: string; from: string; to: string; decisionId?: string; path?: string; where: string[]; format: string }) => {
+    const output = outputOrExit(opts.config, opts.output);
+    const from = parseWhen(opts.from);
+    const to = parseWhen(opts.to);
+    if (from === undefined || to === undefined) usage(`--from and --to take RFC 3339 times or durations ago (15m, 2h), not "${from === undefined ? opts.from : opts.to}"`);
+    if (opts.format !== 'ndjson' && opts.format !== 'table') usage('--format is ndjson or table');
+    const filter = { from: from!, to: to!, decisionId: opts.decisionId, path: opts.path, where: whereOrExit(opts.where) };
+    process.exitCode = await query(output, filter, { format: opts.format as 'ndjson' | 'table', progress: process.stderr.isTTY === true }).catch(readFailure);
+  });
+
+program.command('tail')
+  .description('Follow an output (S3 or file): print the decisions of each new object as NDJSON as it lands, until interrupted.')
+  .requiredOption('-c, --config <file>', 'the configuration that names the output')
+  .requiredOption('-o, --output <name>', 'the output to follow')
+  .option('--decision-id <id>', 'only this decision')
+  .option('--path <path>', 'only decisions of this policy path')
+  .option('--where <field=value>', 'only decisions whose field (dotted path) has this value; repeatable', collect, [])
+  .option('--interval <duration>', 'how often to look for new objects', '2s')
+  .option('--max <n>', 'stop after printing this many decisions')
+  .addHelpText('after', '\nExamples:\n  sluice tail -c sluice.yaml -o archive\n  sluice tail -c sluice.yaml -o archive --where result=false')
+  .action(async (opts: { config: string; output: string; decisionId?: string; path?: string; where: string[]; interval: string; max?: string }) => {
+    const output = outputOrExit(opts.config, opts.output);
+    const intervalMs = parseDuration(opts.interval);
+    if (intervalMs === undefined || intervalMs <= 0) usage(`--interval takes a duration (500ms, 2s), not "${opts.interval}"`);
+    const abort = new AbortController();
+    process.once('SIGINT', () => abort.abort());
+    process.once('SIGTERM', () => abort.abort());
+    const filter = { decisionId: opts.decisionId, path: opts.path, where: whereOrExit(opts.where) };
+    process.exitCode = await tail(output, filter, { intervalMs: intervalMs!, max: opts.max === undefined ? undefined : positiveInt(opts.max, '--max'), signal: abort.signal }).catch(readFailure);
+  });
+
+function outputOrExit(file: string, name: string): OutputConfig {
+  const config = readConfigOrExit(file);
+  const output = config.outputs.find((o) => o.name === name);
+  if (!output) usage(`no output named "${name}" in ${file}; outputs: ${config.outputs.map((o) => o.name).join(', ')}`);
+  if (output!.type !== 's3' && output!.type !== 'file') usage(`output ${name} is of type ${output!.type}: only s3 and file outputs can be read back`);
+  return output!;
+}
+
+function whereOrExit(items: string[]): Array<[string, string]> {
+  try {
+    return parseWhere(items);
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+}
+
+function usage(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+function readFailure(err: Error): number {
+  console.error(`cannot read the output: ${err.message}`);
+  return 2;
+}
+
+/** A numeric option, or exit 2 naming it. */
+function positiveInt(value: string, name: string, min = 1): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`${name} must be an integer >= ${min}, not "${value}"`);
+    process.exit(2);
+  }
+  return n;
 }
 
 function readConfigOrExit(file: string | undefined) {

@@ -1,0 +1,158 @@
+import cliProgress from 'cli-progress';
+import Table from 'cli-table3';
+import type { OutputConfig } from '../config/schema.js';
+import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from '../delivery/object-keys.js';
+import { parseEventTime } from '../sources/event-time.js';
+import { parseDuration } from '../config/units.js';
+import { decisionsOf, outputObjects, type OutputObjects } from './output-objects.js';
+
+export interface DecisionFilter {
+  from: number;
+  to: number;
+  decisionId?: string;
+  path?: string;
+  /** `field=value` pairs over dotted paths of the decision, compared as text. */
+  where: Array<[string, string]>;
+}
+
+/** Exit codes of `sluice query` and `sluice tail`. */
+export const QUERY_EXIT = { found: 0, none: 1, unusable: 2 } as const;
+
+/** `--from` / `--to`: RFC 3339, or a duration ago (`15m`, `2h`, `7d`), or `now`. */
+export function parseWhen(text: string, now = Date.now()): number | undefined {
+  if (text === 'now') return now;
+  const ago = parseDuration(text);
+  if (ago !== undefined && /[a-z]$/i.test(text)) return now - ago;
+  return parseEventTime(text)?.ms;
+}
+
+/** `field=value` options. */
+export function parseWhere(items: string[]): Array<[string, string]> {
+  return items.map((item) => {
+    const i = item.indexOf('=');
+    if (i <= 0) throw new Error(`--where takes field=value, not "${item}"`);
+    return [item.slice(0, i), item.slice(i + 1)];
+  });
+}
+
+/**
+ * The keys that may hold decisions of [from, to], listing only what the output's key layout allows: one
+ * prefix per hour for hive-style templates and the hourly and outpost presets; every key of each OPA
+ * instance, filtered by the times in the key, for the eopa presets; everything for other templates.
+ */
+export async function candidateKeys(output: OutputConfig, objects: OutputObjects, from: number, to: number): Promise<string[]> {
+  const hours = hoursBetween(from, to);
+  const key = output.key;
+  if (key === 'hourly-per-decision') {
+    return (await Promise.all(hours.map((h) => objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`)))).flat();
+  }
+  if (key === 'outpost') return (await Promise.all(hours.map((h) => objects.list(h)))).flat();
+  if (key === 'eopa' || key === 'eopa-per-decision') {
+    const keys: string[] = [];
+    for (const prefix of await objects.children('')) if (prefix.startsWith('eopa=')) keys.push(...await objects.list(prefix));
+    return keys.filter((k) => eopaKeyOverlaps(k, from, to));
+  }
+  const template = key === 'hive' ? DEFAULT_KEY_TEMPLATE : key;
+  const head = template.slice(0, template.indexOf('{batch}'));
+  const placeholders = [...head.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
+  const byHour = placeholders.includes('hour') && placeholders.every((p) => ['partition', 'date', 'year', 'month', 'day', 'hour', 'output'].includes(p));
+  // a template whose keys do not start with the time cannot be narrowed: every key is a candidate
+  if (!byHour || (placeholders.includes('partition') && !template.startsWith('{partition}/'))) return objects.list('');
+  // partitions are the first level when the template starts with {partition}/
+  const partitions = template.startsWith('{partition}/') ? (await objects.children('')).map((p) => p.slice(0, -1)) : ['default'];
+  const keys: string[] = [];
+  for (const partition of partitions) {
+    for (const hour of hours) {
+      const values = keyValues({ output: output.name, bufferId: '', partition, hour, first: 0, last: 0, ext: '' });
+      keys.push(...await objects.list(renderKey(head, values)));
+    }
+  }
+  return keys;
+}
+
+/** Reads the candidate objects and yields the decisions that pass the filter. */
+export async function* matchingDecisions(objects: OutputObjects, keys: string[], filter: DecisionFilter, onObject?: () => void): AsyncGenerator<Record<string, unknown>> {
+  for (const key of keys) {
+    const decisions = decisionsOf(key, await objects.read(key));
+    onObject?.();
+    for (const d of decisions) if (matches(d, filter)) yield d;
+  }
+}
+
+export function matches(d: Record<string, unknown>, f: DecisionFilter): boolean {
+  const time = typeof d.timestamp === 'string' ? parseEventTime(d.timestamp)?.ms : undefined;
+  if (time !== undefined && (time < f.from || time > f.to)) return false;
+  if (f.decisionId !== undefined && d.decision_id !== f.decisionId) return false;
+  if (f.path !== undefined && String(d.path ?? '').replace(/^\//, '') !== f.path.replace(/^\//, '')) return false;
+  for (const [field, value] of f.where) {
+    const found = field.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), d);
+    if (found === undefined || (typeof found === 'object' ? JSON.stringify(found) : String(found)) !== value) return false;
+  }
+  return true;
+}
+
+/** `sluice query`: prints the matching decisions as NDJSON or a table. */
+export async function query(output: OutputConfig, filter: DecisionFilter, opts: { format: 'ndjson' | 'table'; progress: boolean }): Promise<number> {
+  const objects = outputObjects(output);
+  try {
+    const keys = await candidateKeys(output, objects, filter.from, filter.to);
+    const bar = opts.progress && keys.length > 10
+      ? new cliProgress.SingleBar({ format: 'reading [{bar}] {value}/{total} objects', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
+      : undefined;
+    bar?.start(keys.length, 0);
+    const table = opts.format === 'table'
+      ? new Table({ head: ['timestamp', 'decision_id', 'path', 'result'], style: process.stdout.isTTY ? undefined : { head: [], border: [] } })
+      : undefined;
+    let found = 0;
+    for await (const d of matchingDecisions(objects, keys, filter, () => bar?.increment())) {
+      found++;
+      if (table) table.push([String(d.timestamp ?? ''), String(d.decision_id ?? ''), String(d.path ?? ''), JSON.stringify(d.result ?? null).slice(0, 60)]);
+      else process.stdout.write(`${JSON.stringify(d)}\n`);
+    }
+    bar?.stop();
+    if (table) console.log(table.toString());
+    console.error(`${found} decision${found === 1 ? '' : 's'} in ${keys.length} object${keys.length === 1 ? '' : 's'} of output ${output.name}`);
+    return found > 0 ? QUERY_EXIT.found : QUERY_EXIT.none;
+  } finally {
+    objects.close();
+  }
+}
+
+/** `sluice tail`: prints decisions of new objects as they land, until interrupted (or `max` decisions). */
+export async function tail(output: OutputConfig, filter: Omit<DecisionFilter, 'from' | 'to'>, opts: { intervalMs: number; max?: number; signal: AbortSignal }): Promise<number> {
+  const objects = outputObjects(output);
+  const since = Date.now() - 3_600_000;
+  const seen = new Set(await candidateKeys(output, objects, since, Date.now()));
+  let printed = 0;
+  try {
+    while (!opts.signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, opts.intervalMs));
+      const keys = (await candidateKeys(output, objects, Date.now() - 3_600_000, Date.now() + 3_600_000)).filter((k) => !seen.has(k));
+      for (const key of keys) seen.add(key);
+      for await (const d of matchingDecisions(objects, keys, { ...filter, from: -Infinity, to: Infinity })) {
+        process.stdout.write(`${JSON.stringify(d)}\n`);
+        if (opts.max !== undefined && ++printed >= opts.max) return QUERY_EXIT.found;
+      }
+    }
+    return printed > 0 ? QUERY_EXIT.found : QUERY_EXIT.none;
+  } finally {
+    objects.close();
+  }
+}
+
+/** `YYYY-MM-DDTHH` of every UTC hour that [from, to] touches (at most 31 days of them). */
+function hoursBetween(from: number, to: number): string[] {
+  const hours: string[] = [];
+  const start = Math.floor(from / 3_600_000) * 3_600_000;
+  for (let t = start; t <= to && hours.length < 24 * 31; t += 3_600_000) hours.push(new Date(t).toISOString().slice(0, 13));
+  return hours;
+}
+
+/** Whether an eopa key's ts (or first_ts..last_ts) meets [from, to]; keys without times are kept. */
+function eopaKeyOverlaps(key: string, from: number, to: number): boolean {
+  const ts = /\/ts=(\d+)\//.exec(key);
+  if (ts) return Number(ts[1]) * 1000 >= from - 999 && Number(ts[1]) * 1000 <= to;
+  const range = /first_ts=(\d+)\/last_ts=(\d+)\//.exec(key);
+  if (range) return Number(range[2]) * 1000 >= from - 999 && Number(range[1]) * 1000 <= to;
+  return true;
+}
