@@ -7,7 +7,9 @@ import { createSink } from './sinks/create-sink.js';
 import { buildTransform } from './transforms/decision-transform.js';
 import { opaRoutes } from './sources/opa.js';
 import { DecoderPool } from './sources/decoder-pool.js';
-import { healthRoutes } from './api/health.js';
+import { healthRoutes, readiness } from './api/health.js';
+import { consoleRoutes } from './api/console.js';
+import { History } from './observability/history.js';
 import { HttpError } from './sources/http-error.js';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform } from 'fastify-type-provider-zod';
 import fastifySwagger from '@fastify/swagger';
@@ -110,6 +112,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, store, workers, closing: () => closing });
+  const history = new History(() => ({
+    ingested: metrics.totals.ingested, delivered: metrics.totals.delivered, bufferBytes: buffer.stats().bytes, pendingDeliveries: store.pendingDeliveries(),
+  }));
+  history.start();
+  await app.register(consoleRoutes, {
+    config, store, auth, history, ready: async () => readiness(buffer, store, workers, closing).body,
+  });
 
   for (const w of workers) w.start();
   dispatcher.start();
@@ -127,6 +136,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     async shutdown() {
       closing = true;
       clearInterval(forgetTimer);
+      history.stop();
       await app.close();
       const deadline = Date.now() + config.shutdown_timeout;
       const results = await Promise.all(workers.map((w) => w.drain(deadline)));

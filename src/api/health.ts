@@ -3,21 +3,14 @@ import type { DecisionBuffer } from '../buffer/types.js';
 import type { OutputWorker } from '../delivery/output-worker.js';
 import type { Store } from '../store/types.js';
 
-/**
- * `/health`: the process answers. `/ready`: the buffer and the store take writes, how each output is doing,
- * and how many event deliveries are pending.
- */
-export async function healthRoutes(app: FastifyInstance, opts: {
-  buffer: DecisionBuffer; store: Store; workers: OutputWorker[]; closing: () => boolean;
-}): Promise<void> {
-  const { buffer, store, workers } = opts;
-  app.get('/health', { schema: { summary: 'The process answers', tags: ['operations'], security: [] } }, async () => ({ status: 'ok' }));
-  app.get('/ready', { schema: { summary: 'Buffer, store and outputs: 200 while writable, 503 otherwise', tags: ['operations'], security: [] } }, async (_request, reply) => {
-    const stats = buffer.stats();
-    const writable = buffer.writable() && store.writable() && !opts.closing();
-    const outputs = workers.map((w) => w.status());
-    reply.code(writable ? 200 : 503);
-    return {
+/** The body of `/ready`, and whether Sluice takes writes. */
+export function readiness(buffer: DecisionBuffer, store: Store, workers: OutputWorker[], closing: boolean) {
+  const stats = buffer.stats();
+  const writable = buffer.writable() && store.writable() && !closing;
+  const outputs = workers.map((w) => w.status());
+  return {
+    writable,
+    body: {
       status: writable ? (outputs.every((o) => o.state === 'ok') ? 'ok' : 'degraded') : 'unavailable',
       buffer: {
         writable,
@@ -28,6 +21,22 @@ export async function healthRoutes(app: FastifyInstance, opts: {
       },
       outputs,
       events: { writable: store.writable(), pending_deliveries: store.pendingDeliveries() },
-    };
+    },
+  };
+}
+
+/**
+ * `/health`: the process answers. `/ready`: the buffer and the store take writes, how each output is doing,
+ * and how many event deliveries are pending.
+ */
+export async function healthRoutes(app: FastifyInstance, opts: {
+  buffer: DecisionBuffer; store: Store; workers: OutputWorker[]; closing: () => boolean;
+}): Promise<void> {
+  const { buffer, store, workers } = opts;
+  app.get('/health', { schema: { summary: 'The process answers', tags: ['operations'], security: [] } }, async () => ({ status: 'ok' }));
+  app.get('/ready', { schema: { summary: 'Buffer, store and outputs: 200 while writable, 503 otherwise', tags: ['operations'], security: [] } }, async (_request, reply) => {
+    const { writable, body } = readiness(buffer, store, workers, opts.closing());
+    reply.code(writable ? 200 : 503);
+    return body;
   });
 }

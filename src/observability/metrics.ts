@@ -28,6 +28,8 @@ export interface OutputGauges {
  */
 export class Metrics implements OutputMetrics {
   readonly registry = new Registry();
+  /** Running totals for the console's charts (the counters above keep them per label). */
+  readonly totals = { ingested: 0, delivered: 0 };
   private readonly partitions = new Set<string>();
   private readonly requests: Counter<'source' | 'partition' | 'code'>;
   private readonly events: Counter<'source' | 'partition'>;
@@ -123,6 +125,7 @@ export class Metrics implements OutputMetrics {
 
   accepted(source: string, partition: string, events: number, bytes: number): void {
     const labels = { source, partition: this.partition(partition) };
+    this.totals.ingested += events;
     this.events.inc(labels, events);
     this.bytes.inc(labels, bytes);
   }
@@ -136,6 +139,7 @@ export class Metrics implements OutputMetrics {
   }
 
   delivered(output: string, events: number, bytes: number): void {
+    this.totals.delivered += events;
     this.outputEvents.inc({ output }, events);
     this.outputObjects.inc({ output });
     this.outputBytes.inc({ output }, bytes);

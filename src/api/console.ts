@@ -1,0 +1,97 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Config } from '../config/schema.js';
+import { candidateKeys, matchingDecisions, parseWhen } from '../commands/query.js';
+import { outputObjects } from '../commands/output-objects.js';
+import type { History } from '../observability/history.js';
+import type { Store } from '../store/types.js';
+import { HttpError } from '../sources/http-error.js';
+import type { ApiAuth } from './auth.js';
+import { destinationView } from './views.js';
+
+/** The console's files: a page, its script and style, and uPlot for the charts; all served by Sluice itself. */
+const UI = new URL('../../ui/', import.meta.url);
+const require = createRequire(import.meta.url);
+const ASSETS: Record<string, { file: string; type: string }> = {
+  'console.js': { file: new URL('console.js', UI).pathname, type: 'text/javascript; charset=utf-8' },
+  'console.css': { file: new URL('console.css', UI).pathname, type: 'text/css; charset=utf-8' },
+  'uplot.js': { file: require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
+  'uplot.css': { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+const LOOKUP_LIMIT = 100;
+
+/**
+ * The operator console at /ui: one page (no build step, no CDN) that reads /ui/api/overview every few seconds.
+ * The page itself holds no data; its API needs the admin key when one is configured (the page asks for it
+ * and keeps it in the browser's session storage).
+ */
+export async function consoleRoutes(app: FastifyInstance, opts: {
+  config: Config; store: Store; auth: ApiAuth; history: History; ready: () => Promise<unknown>;
+}): Promise<void> {
+  const { config, store, auth, history } = opts;
+  const page = readFileSync(new URL('index.html', UI), 'utf8');
+
+  app.get('/ui', { schema: { summary: 'The operator console (HTML)', tags: ['operations'], security: [] } }, async (_request, reply) => {
+    reply.type('text/html; charset=utf-8');
+    return page;
+  });
+  app.get('/ui/assets/:name', { schema: { hide: true } }, async (request, reply) => {
+    const asset = ASSETS[(request.params as { name: string }).name];
+    if (!asset) throw new HttpError(404, 'no such asset', { reason: 'not_found' });
+    reply.type(asset.type).header('cache-control', 'max-age=300');
+    return readFileSync(asset.file);
+  });
+
+  const admin = async (request: FastifyRequest) => {
+    const principal = await auth.authenticate(request);
+    if (!principal.admin) throw new HttpError(403, 'the console needs the admin key', { reason: 'forbidden' });
+  };
+
+  app.get('/ui/api/overview', { schema: { summary: "The console's data: rates, outputs, destinations, failed attempts, tenants", tags: ['operations'] } }, async (request) => {
+    await admin(request);
+    const tenants = store.listTenants({ limit: 100 }).models;
+    const destinations = tenants.flatMap((t) => store.listDestinations(t.id)).map((d) => {
+      const lastFailure = store.listAttempts({ destination_id: d.id, status: 'failed' }, { limit: 1 }).models[0] ?? null;
+      return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: lastFailure };
+    });
+    return {
+      history: history.read(),
+      ready: await opts.ready(),
+      destinations,
+      failed_attempts: store.listAttempts({ status: 'failed' }, { limit: 20 }).models,
+      tenants: tenants.map((t) => ({ id: t.id, destinations: store.listDestinations(t.id).length, created_at: t.created_at })),
+      outputs: config.outputs.filter((o) => o.type === 's3' || o.type === 'file').map((o) => o.name),
+    };
+  });
+
+  const lookup = z.object({
+    output: z.string().min(1),
+    decision_id: z.string().min(1).optional(),
+    from: z.string().default('1h'),
+    to: z.string().default('now'),
+  });
+  app.get('/ui/api/decisions', { schema: { summary: 'Find decisions by id or time range over an output', tags: ['operations'] } }, async (request) => {
+    await admin(request);
+    const query = lookup.safeParse(request.query);
+    if (!query.success) throw new HttpError(400, 'give output, and decision_id or from/to', { reason: 'bad_query' });
+    const output = config.outputs.find((o) => o.name === query.data.output);
+    if (!output || (output.type !== 's3' && output.type !== 'file')) throw new HttpError(404, `no s3 or file output named ${query.data.output}`, { reason: 'not_found' });
+    const from = parseWhen(query.data.from);
+    const to = parseWhen(query.data.to);
+    if (from === undefined || to === undefined) throw new HttpError(400, 'from and to take RFC 3339 times or durations ago (15m, 2h)', { reason: 'bad_query' });
+    const objects = outputObjects(output);
+    try {
+      const keys = await candidateKeys(output, objects, from, to);
+      const found: Array<Record<string, unknown>> = [];
+      for await (const d of matchingDecisions(objects, keys, { from, to, decisionId: query.data.decision_id, where: [] })) {
+        found.push(d);
+        if (found.length >= LOOKUP_LIMIT) break;
+      }
+      return { decisions: found, objects: keys.length, truncated: found.length >= LOOKUP_LIMIT };
+    } finally {
+      objects.close();
+    }
+  });
+}
