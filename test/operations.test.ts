@@ -62,6 +62,7 @@ test('/metrics counts ingest by source, partition and status, rejections by reas
   assert.equal(values.get('sluice_output_up{output="local",type="file"}'), 1);
   assert.equal(values.get('sluice_output_lag_events{output="local"}'), 0);
   assert.equal(values.get('sluice_output_upload_duration_seconds_count{output="local"}'), 1);
+  assert.equal(values.get('sluice_buffer_events'), 0, 'everything delivered: nothing left in the buffer');
   for (const name of ['sluice_buffer_bytes', 'sluice_buffer_max_bytes', 'sluice_buffer_oldest_age_seconds', 'sluice_events_pending_deliveries', 'process_cpu_seconds_total', 'process_resident_memory_bytes']) {
     assert.ok(values.has(name), `${name} is exported`);
   }

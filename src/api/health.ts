@@ -17,6 +17,7 @@ export function readiness(buffer: DecisionBuffer, store: Store, workers: OutputW
         bytes: stats.bytes,
         max_bytes: stats.maxBytes,
         chunks: stats.chunks,
+        events: stats.events,
         oldest_age_seconds: stats.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - stats.oldestReceivedAt) / 1000),
       },
       outputs,

@@ -28,6 +28,7 @@ export class SqliteBuffer implements DecisionBuffer {
   private nextPos: number;
   private storedBytes: number;
   private storedChunks: number;
+  private storedEvents: number;
   /** Bytes of appends not yet durable: they count against the bound already. */
   private pendingBytes = 0;
   private closed = false;
@@ -61,7 +62,7 @@ export class SqliteBuffer implements DecisionBuffer {
         this.db.prepare('DELETE FROM batches WHERE output = ?'),
       ],
       minCursor: this.db.prepare('SELECT min(pos) FROM cursors').pluck(),
-      trimmable: this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM chunks WHERE pos <= ? AND last_pos <= ?'),
+      trimmable: this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, coalesce(sum(count), 0) AS e FROM chunks WHERE pos <= ? AND last_pos <= ?'),
       trim: this.db.prepare('DELETE FROM chunks WHERE pos <= ? AND last_pos <= ?'),
       oldest: this.db.prepare('SELECT received_at FROM chunks ORDER BY pos LIMIT 1').pluck(),
       oldestPos: this.db.prepare('SELECT pos FROM chunks ORDER BY pos LIMIT 1').pluck(),
@@ -78,11 +79,13 @@ export class SqliteBuffer implements DecisionBuffer {
       this.stmt.setMeta.run('buffer_id', id);
     }
     this.id = id;
-    const totals = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, coalesce(max(last_pos), 0) AS last FROM chunks').get() as { n: number; b: number; last: number };
+    const totals = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, coalesce(sum(count), 0) AS e, coalesce(max(last_pos), 0) AS last FROM chunks')
+      .get() as { n: number; b: number; e: number; last: number };
     const savedNext = Number(this.stmt.getMeta.get('next_pos') ?? 1);
     this.nextPos = Math.max(savedNext, totals.last + 1);
     this.storedBytes = totals.b;
     this.storedChunks = totals.n;
+    this.storedEvents = totals.e;
   }
 
   append(chunks: NewChunk[], accepted: string[] = []): Promise<void> {
@@ -102,6 +105,7 @@ export class SqliteBuffer implements DecisionBuffer {
       this.pendingBytes -= bytes;
       this.storedBytes += bytes;
       this.storedChunks += chunks.length;
+      this.storedEvents += chunks.reduce((sum, c) => sum + c.count, 0);
     }, (err: Error) => {
       this.pendingBytes -= bytes;
       throw err;
@@ -208,7 +212,7 @@ export class SqliteBuffer implements DecisionBuffer {
   trim(): number {
     const upTo = this.stmt.minCursor.get() as number | null;
     if (upTo === null || upTo === undefined) return 0;
-    const { n, b } = this.stmt.trimmable.get(upTo, upTo) as { n: number; b: number };
+    const { n, b, e } = this.stmt.trimmable.get(upTo, upTo) as { n: number; b: number; e: number };
     if (n === 0) return 0;
     this.db.transaction(() => {
       // Positions must never repeat, even once every chunk is gone: remember where they continue.
@@ -217,6 +221,7 @@ export class SqliteBuffer implements DecisionBuffer {
     })();
     this.storedBytes -= b;
     this.storedChunks -= n;
+    this.storedEvents -= e;
     return n;
   }
 
@@ -228,6 +233,7 @@ export class SqliteBuffer implements DecisionBuffer {
     return {
       bytes: this.storedBytes,
       chunks: this.storedChunks,
+      events: this.storedEvents,
       maxBytes: this.maxBytes,
       oldestReceivedAt: (this.stmt.oldest.get() as number | undefined) ?? null,
     };

@@ -48,6 +48,8 @@ export interface SealedBatch {
 export interface BufferStats {
   bytes: number;
   chunks: number;
+  /** Decisions in the buffer (not yet delivered by every output). */
+  events: number;
   maxBytes: number;
   oldestReceivedAt: number | null;
 }

@@ -70,6 +70,10 @@ export class Metrics implements OutputMetrics {
       collect() { this.set(buffer.stats().maxBytes); },
     });
     new Gauge({
+      name: 'sluice_buffer_events', help: 'Decisions in the buffer that some output has not delivered yet.', registers,
+      collect() { this.set(buffer.stats().events); },
+    });
+    new Gauge({
       name: 'sluice_buffer_chunks', help: 'Chunks (groups of decisions of one request) in the buffer.', registers,
       collect() { this.set(buffer.stats().chunks); },
     });
