@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { DecisionBuffer } from '../buffer/types.js';
+import type { BufferStats, DecisionBuffer } from '../buffer/types.js';
 import type { Store } from '../store/types.js';
 
 /** Label values a client chooses (partitions) are capped: past this many distinct ones they count as `_other`. */
@@ -61,29 +61,18 @@ export class Metrics implements OutputMetrics {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     });
 
-    new Gauge({
-      name: 'sluice_buffer_bytes', help: 'Bytes of undelivered decisions in the buffer.', registers,
-      collect() { this.set(buffer.stats().bytes); },
-    });
-    new Gauge({
-      name: 'sluice_buffer_max_bytes', help: 'The buffer bound (buffer.max_bytes): beyond it ingest answers 429.', registers,
-      collect() { this.set(buffer.stats().maxBytes); },
-    });
-    new Gauge({
-      name: 'sluice_buffer_events', help: 'Decisions in the buffer that some output has not delivered yet.', registers,
-      collect() { this.set(buffer.stats().events); },
-    });
-    new Gauge({
-      name: 'sluice_buffer_chunks', help: 'Chunks (groups of decisions of one request) in the buffer.', registers,
-      collect() { this.set(buffer.stats().chunks); },
-    });
-    new Gauge({
-      name: 'sluice_buffer_oldest_age_seconds', help: 'Age of the oldest decision not yet delivered by every output.', registers,
-      collect() {
-        const oldest = buffer.stats().oldestReceivedAt;
-        this.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
-      },
-    });
+    // levels read from the buffer at scrape time
+    const bufferGauges: Array<[string, string, (stats: BufferStats) => number]> = [
+      ['sluice_buffer_bytes', 'Bytes of undelivered decisions in the buffer.', (b) => b.bytes],
+      ['sluice_buffer_max_bytes', 'The buffer bound (buffer.max_bytes): beyond it ingest answers 429.', (b) => b.maxBytes],
+      ['sluice_buffer_events', 'Decisions in the buffer that some output has not delivered yet.', (b) => b.events],
+      ['sluice_buffer_chunks', 'Chunks (groups of decisions of one request) in the buffer.', (b) => b.chunks],
+      ['sluice_buffer_oldest_age_seconds', 'Age of the oldest decision not yet delivered by every output.',
+        (b) => (b.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - b.oldestReceivedAt) / 1000))],
+    ];
+    for (const [name, help, read] of bufferGauges) {
+      new Gauge({ name, help, registers, collect() { this.set(read(buffer.stats())); } });
+    }
     new Gauge({
       name: 'sluice_output_lag_events', help: 'Decisions received that the output has not delivered yet.', labelNames: ['output'], registers,
       collect() {
