@@ -110,7 +110,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
-  await app.register(controlPlaneRoutes, { config, store, auth, publisher, prefix: '/api/v1' });
+  await app.register(controlPlaneRoutes, { config, store, auth, publisher, metrics, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, store, workers, closing: () => closing });
   const history = new History(() => ({
     ingested: metrics.totals.ingested, delivered: metrics.totals.delivered, bufferBytes: buffer.stats().bytes, pendingDeliveries: store.pendingDeliveries(),

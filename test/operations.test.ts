@@ -110,3 +110,24 @@ test('/openapi.json describes every route from the routes\' own schemas', async 
   assert.deepEqual([...(publish.required ?? [])].sort(), ['data', 'tenant_id'], 'the publish body schema comes from the route');
   assert.ok(publish.properties && 'eligible_for_retry' in publish.properties);
 });
+
+test('/metrics counts published events as source publish, and their rejections', async (t) => {
+  const dir = tempDir('sluice-metrics-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sluice = await new SluiceProcess({ config: { data_dir: path.join(dir, 'data'), api: { admin_key: 'k' } } }).start();
+  t.after(() => sluice.kill9());
+  const call = (method: string, route: string, body?: unknown) => fetch(`${sluice.url}/api/v1${route}`, {
+    method, headers: { authorization: 'Bearer k', 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.equal((await call('PUT', '/tenants/acme')).status, 201);
+  assert.equal((await call('POST', '/publish', { id: 'e1', tenant_id: 'acme', topic: 'orders', data: { n: 1 } })).status, 202);
+  assert.equal((await call('POST', '/publish', { id: 'e1', tenant_id: 'acme', topic: 'orders', data: { n: 1 } })).status, 202);
+  assert.equal((await call('POST', '/publish', { topic: 'orders' })).status, 422);
+  assert.equal((await call('POST', '/publish', { tenant_id: 'nobody', data: {} })).status, 404);
+  const { values } = await scrape(sluice.url);
+  assert.equal(values.get('sluice_ingest_events_total{source="publish",partition="none"}'), 1);
+  assert.equal(values.get('sluice_ingest_duplicates_total{kind="request"}'), 1);
+  assert.equal(values.get('sluice_ingest_requests_total{source="publish",partition="none",code="202"}'), 2);
+  assert.equal(values.get('sluice_ingest_rejected_requests_total{source="publish",reason="validation",code="422"}'), 1);
+  assert.equal(values.get('sluice_ingest_rejected_requests_total{source="publish",reason="not_found",code="404"}'), 1);
+});

@@ -5,6 +5,7 @@ import { publishRoutes, type EventPublisher } from '../sources/publish.js';
 import { HttpError } from '../sources/http-error.js';
 import type { Store } from '../store/types.js';
 import type { ApiAuth } from './auth.js';
+import type { Metrics } from '../observability/metrics.js';
 import { deliveryLogRoutes } from './delivery-log.js';
 import { destinationRoutes, destinationTypeRoutes } from './destinations.js';
 import { tenantRoutes } from './tenants.js';
@@ -15,6 +16,7 @@ export interface ControlPlane {
   store: Store;
   auth: ApiAuth;
   publisher: EventPublisher;
+  metrics: Metrics;
 }
 
 export type ControlPlaneRoutes = FastifyPluginAsync<ControlPlane>;
@@ -41,7 +43,7 @@ export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
   });
 
   // only the shared parts: opts also holds this plugin's own prefix
-  const shared: ControlPlane = { config: opts.config, store: opts.store, auth: opts.auth, publisher: opts.publisher };
+  const shared: ControlPlane = { config: opts.config, store: opts.store, auth: opts.auth, publisher: opts.publisher, metrics: opts.metrics };
   await app.register(tenantRoutes, shared);
   await app.register(destinationRoutes, { ...shared, prefix: '/tenants/:tenant_id' });
   // the older path shape of the same routes: /api/v1/{tenant_id}/destinations

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ApiConfig } from '../config/schema.js';
 import { requireAdmin } from '../api/auth.js';
 import type { ControlPlaneRoutes } from '../api/control-plane.js';
@@ -74,9 +74,19 @@ const publishBody = z.object({
 });
 
 /** `POST /publish` (admin): 202 `{id, duplicate, destination_ids}` once the event is durable. */
-export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publisher }) => {
+export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publisher, metrics }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
   const topics = new Set(config.api.topics);
+  // published events have no partition: the label says so
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.routeOptions.url?.endsWith('/publish')) metrics.request('publish', 'none', reply.statusCode);
+  });
+  app.addHook('onError', async (request, _reply, error) => {
+    if (!request.routeOptions.url?.endsWith('/publish')) return;
+    if (hasZodFastifySchemaValidationErrors(error)) return metrics.rejection('publish', 'validation', 422);
+    const reason = error instanceof HttpError && !Array.isArray(error.data) ? String(error.data.reason ?? 'error') : error.statusCode === 422 ? 'validation' : 'error';
+    metrics.rejection('publish', reason, error.statusCode ?? 500);
+  });
 
   app.post('/publish', { schema: { summary: 'Publish an event (202 once durable)', tags: ['events'], body: publishBody } }, async (request, reply) => {
     requireAdmin(request);
@@ -85,7 +95,10 @@ export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publish
       if (!body.topic) throw validationError(['topic is required']);
       if (!topics.has(body.topic)) throw validationError([`topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
     }
-    const result = await publisher.publish({ ...body, data: JSON.stringify(body.data) });
+    const data = JSON.stringify(body.data);
+    const result = await publisher.publish({ ...body, data });
+    if (result.duplicate) metrics.duplicate('request');
+    else metrics.accepted('publish', 'none', 1, Buffer.byteLength(data));
     reply.code(202);
     return { id: result.id, duplicate: result.duplicate, destination_ids: result.destination_ids };
   });
