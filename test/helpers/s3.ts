@@ -43,9 +43,17 @@ export class TestS3 {
     this.clientEndpoint.url = this.endpoint;
   }
 
+  /**
+   * Stops listening and drops open connections: a client that keeps retrying on keep-alive connections (a
+   * sluice whose uploads fail) would otherwise hold close() open for ever.
+   */
   async stop(): Promise<void> {
-    await this.server?.close();
+    const server = this.server;
     this.server = undefined;
+    if (!server) return;
+    const closed = server.close();
+    (server as unknown as { httpServer?: { closeAllConnections?: () => void } }).httpServer?.closeAllConnections?.();
+    await closed;
   }
 
   /** Every object key in a bucket, sorted. */
