@@ -57,8 +57,7 @@ program.command('check')
       console.log(`    an example decision's object: ${exampleKey(o)}`);
     }
     const api = config.api;
-    const adminKey = api.admin_key ?? process.env.SLUICE_ADMIN_KEY;
-    console.log(`  api /api/v1: ${adminKey ? 'admin key set' : 'OPEN (no admin key)'}, topics ${api.topics.length > 0 ? api.topics.join(', ') : 'any'}`);
+    console.log(`  api /api/v1: ${api.admin_key ? 'admin key set' : 'OPEN (no admin key)'}, topics ${api.topics.length > 0 ? api.topics.join(', ') : 'any'}`);
     for (const m of config.ingest.tenants) {
       console.log(`  decisions ${m.partition ? `posted to /logs/${m.partition}` : 'sent with a mapped token'} -> tenant ${m.tenant} (topic decisions)`);
     }

@@ -39,15 +39,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
   // the control plane: tenants, destinations, published events and their delivery
-  const encryptionKey = resolveSecret('encryption_key', config.api.encryption_key, 'SLUICE_ENCRYPTION_KEY', config.data_dir);
-  const jwtSecret = resolveSecret('jwt_secret', config.api.jwt_secret, 'SLUICE_JWT_SECRET', config.data_dir);
+  const encryptionKey = resolveSecret('encryption_key', config.api.encryption_key, config.data_dir);
+  const jwtSecret = resolveSecret('jwt_secret', config.api.jwt_secret, config.data_dir);
   const store = new SqliteStore(config.data_dir, new CredentialsCipher(encryptionKey.value));
-  let workers: OutputWorker[] = [];
+  // metrics read the workers' state at scrape time; the workers report to the metrics as they deliver
+  const workers: OutputWorker[] = [];
   const metrics = new Metrics(buffer, store, () => workers.map((w) => w.status()));
-  workers = config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, buildTransform(config.rules, o.rules), metrics));
+  workers.push(...config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, buildTransform(config.rules, o.rules), metrics)));
   const decoder = new DecoderPool(config.ingest.decode_threads);
 
-  const auth = new ApiAuth(config.api.admin_key ?? process.env.SLUICE_ADMIN_KEY, jwtSecret.value);
+  const auth = new ApiAuth(config.api.admin_key, jwtSecret.value);
   const publisher = new EventPublisher(store, config.api);
   const dispatcher = new EventDispatcher(store, config.api, log);
   if (auth.open) {

@@ -51,8 +51,8 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
 
   app.get('/ui/api/overview', { schema: { summary: "The console's data: rates, outputs, destinations, failed attempts, tenants", tags: ['operations'] } }, async (request) => {
     await admin(request);
-    const tenants = store.listTenants({ limit: 100 }).models;
-    const destinations = tenants.flatMap((t) => store.listDestinations(t.id)).map((d) => {
+    const tenants = store.listTenants({ limit: 100 }).models.map((t) => ({ tenant: t, destinations: store.listDestinations(t.id) }));
+    const destinations = tenants.flatMap((t) => t.destinations).map((d) => {
       const lastFailure = store.listAttempts({ destination_id: d.id, status: 'failed' }, { limit: 1 }).models[0] ?? null;
       return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: lastFailure };
     });
@@ -61,7 +61,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
       ready: await opts.ready(),
       destinations,
       failed_attempts: store.listAttempts({ status: 'failed' }, { limit: 20 }).models,
-      tenants: tenants.map((t) => ({ id: t.id, destinations: store.listDestinations(t.id).length, created_at: t.created_at })),
+      tenants: tenants.map(({ tenant, destinations: list }) => ({ id: tenant.id, destinations: list.length, created_at: tenant.created_at })),
       outputs: config.outputs.filter((o) => o.type === 's3' || o.type === 'file').map((o) => o.name),
     };
   });

@@ -3,6 +3,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { splitJsonArray } from '../sources/json-array-split.js';
+import { isRetryableStatus } from '../sinks/types.js';
 
 export interface SendOptions {
   url: string;
@@ -148,7 +149,7 @@ async function post(target: string, body: Buffer, opts: SendOptions, totals: { r
         return { ok: true, accepted, duplicates: answer?.duplicates ?? 0, duplicateRequest: answer?.duplicate_request === true };
       }
       lastProblem = `${target} answered ${res.status}: ${text.slice(0, 300)}`;
-      if (!(res.status === 408 || res.status === 429 || res.status >= 500)) return { ok: false, message: lastProblem };
+      if (!isRetryableStatus(res.status)) return { ok: false, message: lastProblem };
     } catch (err) {
       lastProblem = `${target}: ${(err as Error).message}`;
     }

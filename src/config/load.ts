@@ -48,6 +48,13 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
   const outputs: OutputConfig[] = raw.outputs ?? [defaultFileOutput(dataDir)];
   return {
     ...raw,
+    // the API's secrets may come from the environment when the config leaves them out
+    api: {
+      ...raw.api,
+      admin_key: raw.api.admin_key ?? (env.SLUICE_ADMIN_KEY || undefined),
+      jwt_secret: raw.api.jwt_secret ?? (env.SLUICE_JWT_SECRET || undefined),
+      encryption_key: raw.api.encryption_key ?? (env.SLUICE_ENCRYPTION_KEY || undefined),
+    },
     notes: translation?.notes ?? [],
     data_dir: dataDir,
     outputs: outputs.map((o) => (o.type === 'file' ? { ...o, path: path.resolve(o.path) } : o)),

@@ -45,7 +45,7 @@ export class EventBatcher {
   constructor(private readonly store: Store, private readonly dispatcher: EventDispatcher, private readonly log: Logger) {}
 
   /** Milliseconds until the batcher wants to look again. */
-  nextTickIn(_now: number): number {
+  nextTickIn(): number {
     return this.active ? TICK_MS : Infinity;
   }
 

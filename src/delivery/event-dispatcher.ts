@@ -88,7 +88,7 @@ export class EventDispatcher {
     }
     const next = this.store.nextDueAt();
     const wake = next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
-    this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn(now)));
+    this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn()));
   }
 
   private sleepUntil(at: number): void {
@@ -149,7 +149,7 @@ export class EventDispatcher {
   }
 
   private async attempt({ delivery, event }: DueDelivery): Promise<void> {
-    const destination = this.store.destinationById(delivery.destination_id);
+    const destination = this.store.getDestination(event.tenant_id, delivery.destination_id);
     if (!destination || destination.disabled_at) return;
     const metadata = objectMetadata(event, destination);
     const attemptNumber = delivery.attempts + 1;

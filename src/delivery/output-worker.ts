@@ -1,12 +1,10 @@
 import type { Logger } from 'pino';
 import type { ChunkMeta, DecisionBuffer, SealedBatch } from '../buffer/types.js';
 import type { OutputConfig } from '../config/schema.js';
-import { SinkError, type Sink } from '../sinks/types.js';
+import { SinkError, type Sink, type StoredObject } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
-import { bufferLines, encodeLines, lineLengths, parsedDecisions, transformLines, type LineTransform } from './encode.js';
+import { bufferLines, encodeLines, lineLengths, md5, parsedDecisions, transformLines, type LineTransform } from './encode.js';
 import { keyLayout, type KeyLayout } from './key-layouts.js';
-import { md5 } from './encode.js';
-import type { StoredObject } from '../sinks/types.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 
 export type OutputState = 'ok' | 'retrying' | 'failing';
@@ -256,17 +254,19 @@ export class OutputWorker {
    * Everything it derives from is fixed with the batch, so it is the same object on every try.
    */
   async objectOf(batch: SealedBatch): Promise<StoredObject | undefined> {
-    const lines = () => (this.transform ? transformLines(bufferLines(this.buffer, batch), this.transform) : bufferLines(this.buffer, batch));
+    const read = () => (this.transform ? transformLines(bufferLines(this.buffer, batch), this.transform) : bufferLines(this.buffer, batch));
+    // A layout that names objects by their decisions reads (and transforms) the batch once, for the key and the
+    // body alike; the others stream it into the encoder.
+    const groups = this.layout.needsDecisions ? [...read()] : undefined;
+    const lines = () => groups ?? read();
     const receivedAt = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)[0]?.receivedAt ?? Date.now();
     // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
-    const decisions = this.layout.needsDecisions ? [...parsedDecisions(lines())] : [];
-    if (this.layout.needsDecisions && decisions.length === 0) return undefined;
+    const decisions = groups ? [...parsedDecisions(groups)] : [];
+    if (groups && decisions.length === 0) return undefined;
     const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions });
     if (this.layout.perDecision) {
-      const line = [...lines()].map((b) => b.toString('utf8')).join('').trimEnd();
-      if (line === '') return undefined;
       // one decision, as its own JSON document (Enterprise OPA's per-decision objects)
-      const body = Buffer.from(line);
+      const body = Buffer.from([...lines()].map((b) => b.toString('utf8')).join('').trimEnd());
       return { key, body, contentType: 'application/json', contentMD5: md5(body) };
     }
     const object = await encodeLines(lines(), this.config, key);

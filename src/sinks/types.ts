@@ -30,3 +30,8 @@ export class SinkError extends Error {
     super(message, options);
   }
 }
+
+/** An HTTP answer that a later try may not get: a timeout, throttling, or a server error. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}

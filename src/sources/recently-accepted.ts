@@ -156,7 +156,7 @@ function digest(...parts: Array<string | Buffer>): string {
 
 function withoutLines(chunk: NewChunk, keep: boolean[]): NewChunk {
   const lines = chunk.payload.toString('utf8').split('\n');
-  const kept = lines.filter((line, i) => i < keep.length && keep[i]);
+  const kept = lines.filter((_, i) => keep[i]);
   const keys = (chunk.decisionKeys ?? []).filter((_, i) => keep[i]);
   return { ...chunk, count: kept.length, payload: Buffer.from(`${kept.join('\n')}\n`), decisionKeys: keys };
 }

@@ -3,14 +3,12 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
 /**
- * A secret from the config, else from the environment, else generated once and kept in
+ * A secret from the config (which reads it from the environment too), else generated once and kept in
  * `<data_dir>/secrets/<name>` (mode 0600), so that `sluice serve` works on its embedded defaults and
  * restarts keep reading what they stored. `generated` tells the caller to say so at start-up.
  */
-export function resolveSecret(name: string, configured: string | undefined, envVar: string, dataDir: string): { value: string; generated: boolean } {
+export function resolveSecret(name: string, configured: string | undefined, dataDir: string): { value: string; generated: boolean } {
   if (configured) return { value: configured, generated: false };
-  const fromEnv = process.env[envVar];
-  if (fromEnv) return { value: fromEnv, generated: false };
   const dir = path.join(dataDir, 'secrets');
   const file = path.join(dir, name);
   if (existsSync(file)) return { value: readFileSync(file, 'utf8').trim(), generated: true };

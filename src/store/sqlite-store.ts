@@ -69,7 +69,6 @@ export class SqliteStore implements Store {
       insertTenant: db.prepare('INSERT INTO tenants (id, metadata, created_at, updated_at) VALUES (?, ?, ?, ?)'),
       updateTenant: db.prepare('UPDATE tenants SET metadata = ?, updated_at = ? WHERE id = ?'),
       deleteTenant: db.prepare('DELETE FROM tenants WHERE id = ?'),
-      destination: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? AND id = ?'),
       destinationById: db.prepare('SELECT * FROM destinations WHERE id = ?'),
       destinations: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? ORDER BY created_at, id'),
       batchedDestinations: db.prepare('SELECT * FROM destinations WHERE batched = 1 AND disabled_at IS NULL'),
@@ -194,8 +193,8 @@ export class SqliteStore implements Store {
   }
 
   getDestination(tenantId: string, id: string): Destination | undefined {
-    const row = this.q.destination.get(tenantId, id) as DestinationRow | undefined;
-    return row && this.toDestination(row);
+    // from the tenant's cached list: the dispatcher asks for every attempt
+    return this.listDestinations(tenantId).find((d) => d.id === id);
   }
 
   destinationById(id: string): Destination | undefined {

@@ -1,4 +1,4 @@
-import { SinkError, type Sink, type StoredObject } from '../types.js';
+import { isRetryableStatus, SinkError, type Sink, type StoredObject } from '../types.js';
 
 export interface HttpTarget {
   url: string;
@@ -45,8 +45,7 @@ export class HttpSink implements Sink {
     // the body is read so the connection can be reused; a short excerpt helps the operator
     const text = (await response.text().catch(() => '')).slice(0, 200);
     if (response.ok) return;
-    const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
-    throw new SinkError(`POST ${this.target} answered ${response.status}${text ? `: ${text}` : ''}`, !retryable, `HTTP ${response.status}`);
+    throw new SinkError(`POST ${this.target} answered ${response.status}${text ? `: ${text}` : ''}`, !isRetryableStatus(response.status), `HTTP ${response.status}`);
   }
 
   close(): void {}

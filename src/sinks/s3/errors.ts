@@ -1,3 +1,5 @@
+import { isRetryableStatus } from '../types.js';
+
 /** Error codes that retrying cannot fix: the bucket, the credentials or the permissions must change. */
 const PERMANENT_CODES = new Set([
   'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AllAccessDisabled',
@@ -9,6 +11,6 @@ const PERMANENT_CODES = new Set([
 export function isPermanentS3Error(code: string | undefined, status: number | undefined): boolean {
   if (code && PERMANENT_CODES.has(code)) return true;
   if (status === undefined) return false;
-  if (status === 408 || status === 429 || status >= 500) return false;
+  if (isRetryableStatus(status)) return false;
   return status >= 400;
 }
