@@ -62,12 +62,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     // A line per request is noise at thousands of OPA uploads a second; rejections and failures are logged.
-    logController: new LogController({ disableRequestLogging: true }),
+    // a caller's X-Request-Id (or a generated one) is on every log line of the request and in the answer
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: config.ingest.max_body_bytes,
     return503OnClosing: true,
-    // a caller's X-Request-Id (or a generated one) is on every log line of the request and in the answer
     requestIdHeader: 'x-request-id',
-    requestIdLogLabel: 'request_id',
     // errors the framework answers before any route (e.g. a malformed %-escape) get our JSON shape too
     frameworkErrors: (error, _request, reply) => {
       const status = error.statusCode ?? 400;
