@@ -25,6 +25,10 @@ import { DecisionEvents } from './sources/decision-events.js';
 import { RecentlyAccepted } from './sources/recently-accepted.js';
 import { EventDispatcher } from './delivery/event-dispatcher.js';
 import { Metrics } from './observability/metrics.js';
+import { DecodedBudget } from './sources/decoded-budget.js';
+import { DeadLetter } from './delivery/dead-letter.js';
+import path from 'node:path';
+import { createServer as createHttpServer } from 'node:http';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -44,8 +48,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const store = new SqliteStore(config.data_dir, new CredentialsCipher(encryptionKey.value));
   // metrics read the workers' state at scrape time; the workers report to the metrics as they deliver
   const workers: OutputWorker[] = [];
-  const metrics = new Metrics(buffer, store, () => workers.map((w) => w.status()));
-  workers.push(...config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, buildTransform(config.rules, o.rules), metrics)));
+  const deadLetter = new DeadLetter(path.join(config.data_dir, 'dead-letter'));
+  const budget = new DecodedBudget(config.ingest.max_decoded_in_flight, config.ingest.max_wait);
+  const metrics = new Metrics(buffer, store, () => workers.map((w) => w.status()), () => budget.inUse);
+  workers.push(...config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, deadLetter, buildTransform(config.rules, o.rules), metrics)));
   const decoder = new DecoderPool(config.ingest.decode_threads);
 
   const auth = new ApiAuth(config.api.admin_key, jwtSecret.value);
@@ -65,6 +71,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // a caller's X-Request-Id (or a generated one) is on every log line of the request and in the answer
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: config.ingest.max_body_bytes,
+    // slow or idle clients cannot hold connections forever (Node's defaults would wait indefinitely for a body)
+    requestTimeout: config.http.request_timeout,
+    keepAliveTimeout: config.http.keep_alive_timeout,
+    serverFactory: (handler) => {
+      const server = createHttpServer({
+        requestTimeout: config.http.request_timeout,
+        headersTimeout: config.http.headers_timeout,
+        keepAliveTimeout: config.http.keep_alive_timeout,
+        // how often Node checks requests against those timeouts (its default, 30 s, would make them that coarse)
+        connectionsCheckingInterval: Math.min(1000, config.http.headers_timeout),
+      }, handler);
+      server.maxConnections = config.http.max_connections;
+      return server;
+    },
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
     // errors the framework answers before any route (e.g. a malformed %-escape) get our JSON shape too
@@ -77,6 +97,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Node then closes the connection after this answer, and the client knows not to send on it again.
+    if (closing) reply.header('connection', 'close');
   });
   app.setErrorHandler((raw: FastifyError | HttpError, request, reply) => {
     const error = hasZodFastifySchemaValidationErrors(raw) ? schemaValidationError(raw) : raw;
@@ -105,7 +127,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const recent = new RecentlyAccepted(buffer, config.ingest.dedupe.window, config.ingest.dedupe.max_entries);
   const forgetTimer = setInterval(() => recent.forgetOld(), 60_000);
   forgetTimer.unref();
-  await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
+  await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, budget, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] } }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -134,11 +156,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     app,
     url,
     async shutdown() {
+      // shutdown_timeout bounds the whole shutdown: the HTTP side first, then the drain in what is left of it
+      const deadline = Date.now() + config.shutdown_timeout;
       closing = true;
       clearInterval(forgetTimer);
       history.stop();
-      await app.close();
-      const deadline = Date.now() + config.shutdown_timeout;
+      await closeHttp(app, deadline);
       const results = await Promise.all(workers.map((w) => w.drain(deadline)));
       for (const w of workers) w.stop();
       dispatcher.stop();
@@ -148,6 +171,24 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       return { flushed: results.every(Boolean) };
     },
   };
+}
+
+/**
+ * Stops accepting and waits for the requests in flight, but never past the deadline. Fastify closes idle
+ * connections once, when the close starts; a keep-alive connection whose request is answered after that
+ * would stay open until its keep-alive timeout (72 s), and OPA leaves every upload's connection idle. So idle
+ * connections are closed as they become idle, and whatever is still open at the deadline (an upload that
+ * stalls mid-body) is cut: its client got no answer and retries, so nothing acknowledged is lost.
+ */
+async function closeHttp(app: FastifyInstance, deadline: number): Promise<void> {
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+  const cut = setTimeout(() => app.server.closeAllConnections(), Math.max(0, deadline - Date.now()));
+  try {
+    await app.close();
+  } finally {
+    clearInterval(sweep);
+    clearTimeout(cut);
+  }
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS chunks (
   received_at INTEGER NOT NULL,
   payload     BLOB    NOT NULL,
   -- labels.id of the OPA that sent the decisions ('' when none): outputs that batch per OPA instance group by it
-  instance    TEXT    NOT NULL DEFAULT ''
+  instance    TEXT    NOT NULL DEFAULT '',
+  -- CRC32 of payload, computed at append and checked at every read; NULL in rows from before the column (unchecked)
+  crc         INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_by_stream ON chunks (partition, hour, last_pos);
 
@@ -57,4 +59,5 @@ CREATE TABLE IF NOT EXISTS batches (
 export const ADDED_COLUMNS: Array<[string, string, string]> = [
   ['chunks', 'instance', "TEXT NOT NULL DEFAULT ''"],
   ['batches', 'instance', 'TEXT'],
+  ['chunks', 'crc', 'INTEGER'],
 ];

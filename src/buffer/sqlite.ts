@@ -1,12 +1,14 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import type { BufferStats, Chunk, ChunkMeta, DecisionBuffer, NewChunk, SealedBatch } from './types.js';
+import { crc32 } from 'node:zlib';
+import { CorruptChunkError, type BufferStats, type Chunk, type ChunkMeta, type DecisionBuffer, type NewChunk, type SealedBatch } from './types.js';
 
 import { ADDED_COLUMNS, SCHEMA } from './sqlite-schema.js';
 import { WalDatabase, type WalGroupCommit } from './wal-group-commit.js';
 
 interface ChunkRow {
-  pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number; received_at: number; payload?: Buffer;
+  pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number; received_at: number;
+  payload?: Buffer; crc?: number | null;
 }
 
 interface BatchRow {
@@ -32,6 +34,10 @@ export class SqliteBuffer implements DecisionBuffer {
   /** Bytes of appends not yet durable: they count against the bound already. */
   private pendingBytes = 0;
   private closed = false;
+  /** Positions of chunks found corrupt since the start: each is counted once however often it is read. */
+  private readonly corrupt = new Set<number>();
+  /** Set by openBuffer when this buffer replaced a lost one (--accept-buffer-loss). */
+  resets = 0;
   private readonly stmt;
 
   constructor(dataDir: string, private readonly maxBytes: number) {
@@ -40,7 +46,7 @@ export class SqliteBuffer implements DecisionBuffer {
     this.commits = this.wal.commits;
     this.stmt = {
       insertChunk: this.db.prepare(
-        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       metas: this.db.prepare(
         'SELECT pos, last_pos, partition, hour, instance, count, bytes, received_at FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?'),
       chunkAtOrBefore: this.db.prepare('SELECT pos FROM chunks WHERE pos <= ? ORDER BY pos DESC LIMIT 1').pluck(),
@@ -95,7 +101,9 @@ export class SqliteBuffer implements DecisionBuffer {
     const written = this.commits.run(() => {
       const receivedAt = Date.now();
       for (const c of chunks) {
-        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.instance, c.count, c.payload.length, receivedAt, c.payload);
+        // SQLite keeps no checksum of its own: a flipped bit on disk would otherwise be uploaded as data.
+        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.instance, c.count, c.payload.length, receivedAt, c.payload,
+          crc32(c.payload));
         // A position of a rolled-back write is simply never used: positions must be unique, not dense.
         this.nextPos += c.count;
       }
@@ -152,7 +160,13 @@ export class SqliteBuffer implements DecisionBuffer {
 
   readChunk(pos: number): Chunk | undefined {
     const row = this.stmt.chunk.get(pos) as ChunkRow | undefined;
-    return row && { ...toMeta(row), payload: row.payload! };
+    if (!row) return undefined;
+    // NULL: a row stored before checksums existed, read unchecked
+    if (row.crc !== null && row.crc !== undefined && crc32(row.payload!) !== row.crc) {
+      this.corrupt.add(row.pos);
+      throw new CorruptChunkError(row.pos, row.last_pos, row.payload!);
+    }
+    return { ...toMeta(row), payload: row.payload! };
   }
 
   onAppend(listener: () => void): void {
@@ -236,6 +250,8 @@ export class SqliteBuffer implements DecisionBuffer {
       events: this.storedEvents,
       maxBytes: this.maxBytes,
       oldestReceivedAt: (this.stmt.oldest.get() as number | undefined) ?? null,
+      corruptChunks: this.corrupt.size,
+      resets: this.resets,
     };
   }
 

@@ -16,7 +16,11 @@ export interface NewChunk {
   payload: Buffer;
   /** A digest of the decision_id of each line ('' when it has none), to recognise re-sends; not stored with the chunk. */
   decisionKeys?: string[];
+  /** Per line, what a decision that becomes a tenant's event needs; only when asked for. Not stored with the chunk. */
+  events?: DecisionEventFields[];
 }
+
+export interface DecisionEventFields { id: string | undefined; timestamp: string | undefined }
 
 export interface ChunkMeta {
   pos: number;
@@ -52,6 +56,10 @@ export interface BufferStats {
   events: number;
   maxBytes: number;
   oldestReceivedAt: number | null;
+  /** Chunks found corrupt (payload and stored checksum differ) since this process started, each counted once. */
+  corruptChunks: number;
+  /** 1 when this process started a new, empty buffer because the old one was lost (--accept-buffer-loss), else 0. */
+  resets: number;
 }
 
 export interface DecisionBuffer {
@@ -71,6 +79,7 @@ export interface DecisionBuffer {
   readChunkMetas(afterPos: number, limit: number): ChunkMeta[];
   /** The chunks of one stream (an instance of null: all) that hold any decision in [first, last], in position order. */
   streamChunks(partition: string, hour: string, instance: string | null, first: number, last: number): ChunkMeta[];
+  /** The chunk at `pos`; throws CorruptChunkError when its payload does not match the checksum stored at append. */
   readChunk(pos: number): Chunk | undefined;
   /** Called when new chunks are durable. */
   onAppend(listener: () => void): void;
@@ -96,4 +105,17 @@ export interface DecisionBuffer {
   stats(): BufferStats;
   writable(): boolean;
   close(): void;
+}
+
+/**
+ * A chunk whose payload does not match the checksum stored with it: its bytes are not what was acknowledged.
+ * Thrown by readChunk; the delivery code sets such a chunk aside (never uploads it) and moves on.
+ */
+export class CorruptChunkError extends Error {
+  constructor(readonly pos: number, readonly lastPos: number, readonly payload: Buffer) {
+    super(`buffer chunk of positions ${pos}-${lastPos} is corrupt: its checksum does not match its bytes`);
+    this.name = 'CorruptChunkError';
+    // Up to 1 MiB of bytes that are not data: kept for whoever sets them aside, but out of `{ err }` in a log line.
+    Object.defineProperty(this, 'payload', { enumerable: false });
+  }
 }

@@ -1,6 +1,13 @@
 import Database from 'better-sqlite3';
 import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
+import { storageErrorCode } from './storage-errors.js';
+
+/**
+ * How often a database that failed tries a tiny write of its own: it is writable again (and /ready 200) within
+ * about this long after the disk is, not only once the next client write happens to succeed.
+ */
+const PROBE_EVERY_MS = 1000;
 
 interface Pending {
   work: () => unknown;
@@ -30,10 +37,13 @@ export class WalGroupCommit {
   private readonly walFd: number;
   private readonly listeners: Array<() => void> = [];
   private closed = false;
-  /** The last commit or fsync error, cleared by the next success: the store is not writable meanwhile. */
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+  /** The last commit or fsync error (or a write's disk error), cleared by the next success: not writable meanwhile. */
   failed: Error | undefined;
 
-  constructor(private readonly db: Database.Database, walPath: string) {
+  /** `probe`: a tiny write, run through the group commit every PROBE_EVERY_MS while failed, to find out when it is over. */
+  constructor(private readonly db: Database.Database, walPath: string, private readonly probe?: () => void) {
     // fsync on any descriptor of the WAL file makes every frame written to it durable.
     this.walFd = openSync(walPath, 'r');
   }
@@ -71,13 +81,18 @@ export class WalGroupCommit {
         }
       })();
     } catch (err) {
-      this.failed = err as Error;
+      this.fail(err as Error);
       for (const pending of batch) pending.reject(err as Error);
       return;
     }
     for (const pending of batch) {
-      if (pending.error) pending.reject(pending.error);
-      else this.awaitingSync.push(pending);
+      if (pending.error) {
+        // a write that failed for the disk's sake (not its own) says the database cannot take writes
+        if (storageErrorCode(pending.error)) this.fail(pending.error);
+        pending.reject(pending.error);
+      } else {
+        this.awaitingSync.push(pending);
+      }
     }
     this.syncWal();
   }
@@ -91,10 +106,10 @@ export class WalGroupCommit {
     fsync(this.walFd, (err) => {
       this.syncing = false;
       if (err) {
-        this.failed = err;
+        this.fail(err);
         for (const pending of acks) pending.reject(err);
       } else {
-        this.failed = undefined;
+        this.recovered();
         for (const pending of acks) pending.resolve(pending.result);
         for (const listener of this.listeners) listener();
       }
@@ -102,10 +117,34 @@ export class WalGroupCommit {
     });
   }
 
+  /** Not writable until a commit (a client's or the probe's) is durable again. */
+  fail(err: Error): void {
+    this.failed = err;
+    if (this.probe && !this.probeTimer && !this.closed) {
+      this.probeTimer = setInterval(() => this.runProbe(), PROBE_EVERY_MS);
+      // the probe must not keep a stopping process alive
+      this.probeTimer.unref();
+    }
+  }
+
+  private recovered(): void {
+    this.failed = undefined;
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+
+  private runProbe(): void {
+    if (this.probing || this.closed || this.failed === undefined) return;
+    this.probing = true;
+    // its failure is the expected answer while the disk is full: it only keeps `failed` set
+    this.run(this.probe!).catch(() => {}).finally(() => { this.probing = false; });
+  }
+
   /** Commits what is queued, makes it durable, and releases the WAL descriptor. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.probeTimer) clearInterval(this.probeTimer);
     if (this.queue.length > 0) this.flush();
     fsyncSync(this.walFd);
     for (const pending of this.awaitingSync.splice(0)) pending.resolve(pending.result);
@@ -130,7 +169,9 @@ export class WalDatabase {
       if (columns.length > 0 && !columns.includes(column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
     }
     this.db.exec(schema);
-    this.commits = new WalGroupCommit(this.db, path.join(dataDir, `${file}-wal`));
+    // the probe writes one row of the schema's meta (key, value) table, which both the buffer and the store have
+    const probe = this.db.prepare("INSERT INTO meta (key, value) VALUES ('probed_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    this.commits = new WalGroupCommit(this.db, path.join(dataDir, `${file}-wal`), () => probe.run(new Date().toISOString()));
   }
 
   /** Commits durably before returning (synchronous=FULL for this one transaction): for what must be on disk before the caller goes on. */
@@ -138,6 +179,9 @@ export class WalDatabase {
     this.db.pragma('synchronous = FULL');
     try {
       return this.db.transaction(work)();
+    } catch (err) {
+      if (storageErrorCode(err)) this.commits.fail(err as Error);
+      throw err;
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }

@@ -178,6 +178,15 @@ export const configSchema = z.strictObject({
     tokens: z.array(z.string().min(1, 'a token must not be empty')).default([]),
     max_body_bytes: size('8MiB').refine((v) => v > 0, 'must be greater than 0'),
     max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
+    /** OPA's chunks hold a few hundred to a few thousand decisions; far more is a mistake or an attack (413). */
+    max_decisions_per_request: z.number().int().min(1).default(100_000),
+    /**
+     * Decoded bytes all requests together may hold between decoding and their durable commit: requests beyond
+     * it wait their turn (at most `max_wait`), then get 429. Keeps memory bounded whatever the clients send.
+     */
+    max_decoded_in_flight: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
+    /** How long a request may wait for room (decoded bytes in flight) before it is answered 429. */
+    max_wait: duration('10s'),
     /** Worker threads that decode requests; default: one per CPU. */
     decode_threads: z.number().int().min(1).max(64).optional(),
     /** OPA's re-sends (the same request body, or a decision_id again) within the window are not stored twice; 0 turns it off. */
@@ -196,6 +205,17 @@ export const configSchema = z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),
   shutdown_timeout: duration('30s'),
+  /** The HTTP server's own bounds: slow or idle clients cannot hold connections and memory forever. */
+  http: z.strictObject({
+    /** Time to receive a whole request, headers and body (a client trickling bytes is cut off). */
+    request_timeout: duration('60s').refine((v) => v > 0, 'must be greater than 0'),
+    /** Time to receive the headers of a request. */
+    headers_timeout: duration('20s').refine((v) => v > 0, 'must be greater than 0'),
+    /** An idle keep-alive connection is closed after this long. */
+    keep_alive_timeout: duration('65s').refine((v) => v > 0, 'must be greater than 0'),
+    /** Connections open at once; more are refused until some close. */
+    max_connections: z.number().int().min(1).default(1024),
+  }).prefault({}),
 }).superRefine((c, ctx) => {
   const seen = new Set<string>();
   (c.outputs ?? []).forEach((o, i) => {

@@ -1,7 +1,7 @@
 import { createGzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import type { DecisionBuffer, SealedBatch } from '../buffer/types.js';
+import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import type { StoredObject } from '../sinks/types.js';
 
 export type Format = 'ndjson' | 'json_array';
@@ -63,10 +63,20 @@ export function md5(body: Buffer): string {
   return createHash('md5').update(body).digest('base64');
 }
 
-/** The batch's decisions as NDJSON, one buffer chunk at a time, as they were received. */
-export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch): Generator<Buffer> {
+/**
+ * The batch's decisions as NDJSON, one buffer chunk at a time, as they were received. A chunk whose checksum
+ * fails is skipped (never yielded as data) and handed to `onCorrupt`.
+ */
+export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch, onCorrupt?: (err: CorruptChunkError) => void): Generator<Buffer> {
   for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)) {
-    const chunk = buffer.readChunk(meta.pos);
+    let chunk;
+    try {
+      chunk = buffer.readChunk(meta.pos);
+    } catch (err) {
+      if (!(err instanceof CorruptChunkError) || !onCorrupt) throw err;
+      onCorrupt(err);
+      continue;
+    }
     if (!chunk) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
     const lines = linesInRange(chunk.payload, chunk.pos, batch.first, batch.last);
     if (lines.length > 0) yield lines;
@@ -74,16 +84,22 @@ export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch): Genera
 }
 
 /** NDJSON line groups with each decision dropped or rewritten by the transform. */
-export function* transformLines(groups: Iterable<Buffer>, transform: LineTransform): Generator<Buffer> {
+export function* transformLines(groups: Iterable<Buffer>, transform: LineTransform, onUnprocessable?: (line: string, err: Error) => void): Generator<Buffer> {
   for (const group of groups) {
     const out: string[] = [];
     for (const line of group.toString('utf8').split('\n')) {
       if (line === '') continue;
-      const decision = JSON.parse(line) as Record<string, unknown>;
-      const result = transform(decision);
-      if (result === undefined) continue;
-      // an untouched decision keeps its exact text (key order, big numbers)
-      out.push(result === decision ? line : JSON.stringify(result));
+      try {
+        const decision = JSON.parse(line) as Record<string, unknown>;
+        const result = transform(decision);
+        if (result === undefined) continue;
+        // an untouched decision keeps its exact text (key order, big numbers)
+        out.push(result === decision ? line : JSON.stringify(result));
+      } catch (err) {
+        // one decision the rules cannot process must not stop the output: it is handed over, not written
+        if (!onUnprocessable) throw err;
+        onUnprocessable(line, err as Error);
+      }
     }
     if (out.length > 0) yield Buffer.from(`${out.join('\n')}\n`);
   }

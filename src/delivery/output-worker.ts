@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import type { ChunkMeta, DecisionBuffer, SealedBatch } from '../buffer/types.js';
+import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
+import type { DeadLetter } from './dead-letter.js';
+import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import type { OutputConfig } from '../config/schema.js';
 import { SinkError, type Sink, type StoredObject } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
@@ -17,6 +19,8 @@ export interface OutputStatus {
   last_error: { message: string; code?: string; at: string } | null;
   delivered: { events: number; objects: number; bytes: number };
   dropped: number;
+  /** Decisions set aside in data_dir/dead-letter instead of written (rules failed on them, or a corrupt chunk). */
+  dead_letter: { events: number; file: string };
   retries: number;
   pending_batches: number;
   cursor: number;
@@ -59,10 +63,15 @@ export class OutputWorker {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
-  private state: OutputState = 'ok';
   private lastError: OutputStatus['last_error'] = null;
   private readonly delivered = { events: 0, objects: 0, bytes: 0 };
   private retries = 0;
+  /** Batches whose last try failed, and whether retrying can fix it: the output is ok only when there are none. */
+  private readonly failingBatches = new Map<SealedBatch, boolean>();
+  /** The last pass failed (an error of Sluice itself, e.g. reading the buffer): cleared by the next good pass. */
+  private passFailed = false;
+  /** Errors that repeat on every retry are logged once a minute, with how many were left out. */
+  private readonly errorLog: RateLimitedLog;
   /** Decisions the output's drop rules kept out of its objects. */
   private dropped = 0;
 
@@ -71,10 +80,12 @@ export class OutputWorker {
     private readonly buffer: DecisionBuffer,
     private readonly sink: Sink,
     private readonly log: Logger,
+    private readonly deadLetter: DeadLetter,
     private readonly transform?: LineTransform,
     private readonly metrics?: OutputMetrics,
   ) {
     this.name = config.name;
+    this.errorLog = new RateLimitedLog(log);
     this.layout = keyLayout(config.key);
     this.maxEvents = this.layout.perDecision ? 1 : config.batch.max_events;
     this.cursor = buffer.cursor(config.name);
@@ -100,10 +111,11 @@ export class OutputWorker {
       name: this.name,
       type: this.config.type,
       target: this.sink.target,
-      state: this.state,
+      state: this.state(),
       last_error: this.lastError,
       delivered: { ...this.delivered },
       dropped: this.dropped,
+      dead_letter: { events: this.deadLetter.count(this.name), file: this.deadLetter.fileOf(this.name) },
       retries: this.retries,
       pending_batches: this.queue.length + this.inflight.size,
       cursor: this.cursor,
@@ -147,6 +159,7 @@ export class OutputWorker {
         this.pumpAgain = false;
         this.pass();
       } while (this.pumpAgain && !this.stopped);
+      this.passFailed = false;
     } catch (err) {
       this.fail(err as Error);
     } finally {
@@ -157,12 +170,15 @@ export class OutputWorker {
   private pass(): void {
     const sealed: SealedBatch[] = [];
     const maxQueued = this.config.upload_concurrency * READ_AHEAD_BATCHES_PER_UPLOAD;
-    while (this.queue.length + sealed.length + this.inflight.size < maxQueued) {
+    // Reads ahead only until enough batches wait for an upload slot: a chunk of 100,000 decisions in a layout
+    // of one object per decision is sealed a few batches per pass, not all at once.
+    const room = () => maxQueued - (this.queue.length + sealed.length + this.inflight.size);
+    while (room() > 0) {
       const metas = this.buffer.readChunkMetas(this.readPos, 256);
       if (metas.length === 0) break;
       for (const meta of metas) {
-        this.assign(meta, sealed);
-        if (this.queue.length + sealed.length + this.inflight.size >= maxQueued) break;
+        this.assign(meta, sealed, room);
+        if (room() <= 0) break;
       }
     }
     const now = Date.now();
@@ -174,7 +190,7 @@ export class OutputWorker {
     }
     if (sealed.length > 0) {
       this.buffer.seal(sealed);
-      this.queue.push(...sealed);
+      for (const batch of sealed) this.queue.push(batch);
     }
     while (this.inflight.size < this.config.upload_concurrency && this.queue.length > 0) {
       const batch = this.queue.shift()!;
@@ -189,30 +205,40 @@ export class OutputWorker {
     }
   }
 
-  /** Adds the decisions of a chunk beyond readPos to its stream's open batch, sealing batches that fill up. */
-  private assign(meta: ChunkMeta, sealed: SealedBatch[]): void {
+  /**
+   * Adds the decisions of a chunk beyond readPos to its stream's open batch, sealing batches that fill up,
+   * while `room()` allows more sealed batches; readPos then names the last decision assigned, so the next
+   * pass goes on inside the same chunk.
+   */
+  private assign(meta: ChunkMeta, sealed: SealedBatch[], room: () => number): void {
     const last = meta.pos + meta.count - 1;
     const instance = this.layout.byInstance ? meta.instance : null;
     const key = this.stream(meta.partition, meta.hour, instance);
     let from = Math.max(this.readPos + 1, meta.pos, (this.sealedUpto.get(key) ?? 0) + 1);
     const { maxEvents } = this;
     const { max_bytes: maxBytes } = this.config.batch;
-    let lengths: number[] | undefined;
-    while (from <= last) {
+    while (from <= last && room() > 0) {
       let batch = this.open.get(key);
       if (!batch) {
         batch = { partition: meta.partition, hour: meta.hour, instance, first: from, last: from - 1, count: 0, bytes: 0, openedAt: meta.receivedAt };
         this.open.set(key, batch);
       }
       const whole = from === meta.pos;
-      if (whole && batch.count + meta.count <= maxEvents && batch.bytes + meta.bytes <= maxBytes) {
-        batch.count += meta.count;
+      const lengths = whole && batch.count + meta.count <= maxEvents && batch.bytes + meta.bytes <= maxBytes ? undefined : this.lineLengthsOf(meta);
+      if (lengths === undefined || lengths === 'corrupt') {
+        // The chunk fits whole, or its bytes cannot be trusted to split: it goes into the batch as one piece
+        // (delivery then sets a corrupt chunk aside as a whole).
+        if (lengths === 'corrupt' && batch.count > 0) {
+          this.open.delete(key);
+          sealed.push(this.toSealed(batch));
+          continue;
+        }
+        batch.count += last - from + 1;
         batch.bytes += meta.bytes;
         batch.last = last;
         from = last + 1;
       } else {
-        // The chunk does not fit whole: add decision by decision, which needs each line's length.
-        lengths ??= lineLengths(this.buffer.readChunk(meta.pos)!.payload);
+        // The chunk does not fit whole: add decision by decision.
         while (from <= last) {
           const size = lengths[from - meta.pos]!;
           if (batch.count > 0 && (batch.count + 1 > maxEvents || batch.bytes + size > maxBytes)) break;
@@ -227,7 +253,24 @@ export class OutputWorker {
         sealed.push(this.toSealed(batch));
       }
     }
-    this.readPos = Math.max(this.readPos, last);
+    this.readPos = Math.max(this.readPos, from - 1);
+  }
+
+  /** Line lengths of the chunk read last: a large chunk is split over many passes, and read once. */
+  private lengthsCache: { pos: number; lengths: number[] | 'corrupt' } | undefined;
+
+  private lineLengthsOf(meta: ChunkMeta): number[] | 'corrupt' {
+    if (this.lengthsCache?.pos !== meta.pos) {
+      let lengths: number[] | 'corrupt';
+      try {
+        lengths = lineLengths(this.buffer.readChunk(meta.pos)!.payload);
+      } catch (err) {
+        if (!(err instanceof CorruptChunkError)) throw err;
+        lengths = 'corrupt';
+      }
+      this.lengthsCache = { pos: meta.pos, lengths };
+    }
+    return this.lengthsCache.lengths;
   }
 
   private toSealed(batch: OpenBatch): SealedBatch {
@@ -250,11 +293,24 @@ export class OutputWorker {
   }
 
   /**
-   * The object of a sealed batch, with the output's rules applied; undefined when they dropped every decision.
-   * Everything it derives from is fixed with the batch, so it is the same object on every try.
+   * The object of a sealed batch, with the output's rules applied; undefined when nothing is left to write
+   * (the rules dropped every decision, or every one was set aside). Everything it derives from is fixed with
+   * the batch, so it is the same object on every try. `setAside` counts the decisions that went to the dead
+   * letter instead: a decision the rules failed on, a chunk whose checksum fails.
    */
-  async objectOf(batch: SealedBatch): Promise<StoredObject | undefined> {
-    const read = () => (this.transform ? transformLines(bufferLines(this.buffer, batch), this.transform) : bufferLines(this.buffer, batch));
+  async objectOf(batch: SealedBatch, setAside = { events: 0 }): Promise<StoredObject | undefined> {
+    const onCorrupt = (err: CorruptChunkError) => {
+      const first = Math.max(err.pos, batch.first);
+      const last = Math.min(err.lastPos, batch.last);
+      this.setAside(setAside, { reason: 'corrupt_chunk', first, last, events: last - first + 1, error: err.message, payload: err.payload });
+    };
+    const onUnprocessable = (decision: string, err: Error) => {
+      this.setAside(setAside, { reason: 'rule_failed', first: batch.first, last: batch.last, events: 1, error: err.message, decision });
+    };
+    const read = () => {
+      const lines = bufferLines(this.buffer, batch, onCorrupt);
+      return this.transform ? transformLines(lines, this.transform, onUnprocessable) : lines;
+    };
     // A layout that names objects by their decisions reads (and transforms) the batch once, for the key and the
     // body alike; the others stream it into the encoder.
     const groups = this.layout.needsDecisions ? [...read()] : undefined;
@@ -274,45 +330,81 @@ export class OutputWorker {
     return object.count > 0 ? object : undefined;
   }
 
-  /** Uploads one sealed batch, retrying with backoff until it lands or the worker stops. */
+  private setAside(tally: { events: number }, entry: Parameters<DeadLetter['write']>[1]): void {
+    this.deadLetter.write(this.name, entry);
+    tally.events += entry.events;
+    this.metrics?.deadLettered(this.name, entry.reason, entry.events);
+    this.log.error({ output: this.name, reason: entry.reason, first_position: entry.first, last_position: entry.last, err: entry.error, file: this.deadLetter.fileOf(this.name) },
+      'decisions set aside in the dead letter instead of written; the output goes on');
+  }
+
+  /**
+   * Uploads one sealed batch, retrying with backoff until it lands or the worker stops. An error of Sluice
+   * itself while building the object is retried the same way (loudly): a batch never stays in flight unattended.
+   */
   private async deliver(batch: SealedBatch): Promise<void> {
-    let attempt = 0;
-    try {
-      const object = await this.objectOf(batch);
-      const key = object?.key ?? '(dropped)';
-      // every decision dropped by the rules: nothing to upload, the batch is done
-      while (object && !this.stopped) {
-        attempt++;
-        const started = performance.now();
-        try {
-          await this.sink.put(object, this.abort.signal);
-          const written = 'count' in object ? (object.count as number) : 1;
-          this.delivered.events += written;
-          this.dropped += batch.count - written;
-          this.metrics?.uploadSeconds(this.name, (performance.now() - started) / 1000);
-          this.metrics?.delivered(this.name, written, object.body.length);
-          this.metrics?.dropped(this.name, batch.count - written);
-          this.delivered.objects++;
-          this.delivered.bytes += object.body.length;
-          this.recover();
-          this.log.debug({ output: this.name, key, events: written, bytes: object.body.length, attempt }, 'batch delivered');
-          break;
-        } catch (err) {
-          if (this.stopped) return;
-          this.retries++;
-          this.metrics?.failed(this.name, err instanceof SinkError && err.permanent);
-          this.noteError(err as Error, key);
-          await pause(backoffDelay({ initial: this.config.retry.initial_backoff, max: this.config.retry.max_backoff }, attempt), this.abort.signal);
-        }
-      }
+    const backoff = { initial: this.config.retry.initial_backoff, max: this.config.retry.max_backoff };
+    const setAside = { events: 0 };
+    let object: StoredObject | undefined;
+    for (let attempt = 1; ; attempt++) {
       if (this.stopped) return;
-      if (!object) {
-        this.dropped += batch.count;
-        this.metrics?.dropped(this.name, batch.count);
+      try {
+        setAside.events = 0;
+        object = await this.objectOf(batch, setAside);
+        break;
+      } catch (err) {
+        if (this.stopped) return;
+        this.retries++;
+        this.noteError(batch, err as Error, '(building the object)', true);
+        await pause(backoffDelay(backoff, attempt), this.abort.signal);
       }
+    }
+    const key = object?.key ?? '(nothing to write)';
+    // every decision dropped by the rules (or set aside): nothing to upload, the batch is done
+    for (let attempt = 1; object && !this.stopped; attempt++) {
+      const started = performance.now();
+      try {
+        await this.sink.put(object, this.abort.signal);
+        const written = 'count' in object ? (object.count as number) : 1;
+        this.delivered.events += written;
+        this.dropped += batch.count - written - setAside.events;
+        this.metrics?.uploadSeconds(this.name, (performance.now() - started) / 1000);
+        this.metrics?.delivered(this.name, written, object.body.length);
+        this.metrics?.dropped(this.name, batch.count - written - setAside.events);
+        this.delivered.objects++;
+        this.delivered.bytes += object.body.length;
+        this.log.debug({ output: this.name, key, events: written, bytes: object.body.length, attempt }, 'batch delivered');
+        break;
+      } catch (err) {
+        if (this.stopped) return;
+        this.retries++;
+        this.metrics?.failed(this.name, err instanceof SinkError && err.permanent);
+        this.noteError(batch, err as Error, key);
+        await pause(backoffDelay(backoff, attempt), this.abort.signal);
+      }
+    }
+    if (this.stopped) return;
+    if (!object) {
+      this.dropped += batch.count - setAside.events;
+      this.metrics?.dropped(this.name, batch.count - setAside.events);
+    }
+    this.recover(batch);
+    // Delivered; recording it may still fail (a full disk). It stays in flight, holding the cursor, until it is
+    // recorded: were it dropped, the cursor could pass a batch the buffer still lists as sealed.
+    for (let attempt = 1; ; attempt++) {
       this.inflight.delete(batch);
-      this.buffer.complete(batch, this.lowWatermark());
-      this.cursor = this.lowWatermark();
+      try {
+        this.buffer.complete(batch, this.lowWatermark());
+        break;
+      } catch (err) {
+        this.inflight.add(batch);
+        if (this.stopped) return;
+        this.fail(err as Error);
+        await pause(backoffDelay(backoff, attempt), this.abort.signal);
+      }
+    }
+    this.cursor = this.lowWatermark();
+    try {
       this.buffer.trim();
     } catch (err) {
       this.fail(err as Error);
@@ -320,21 +412,33 @@ export class OutputWorker {
     this.pump();
   }
 
-  private recover(): void {
-    if (this.state !== 'ok') this.log.info({ output: this.name, target: this.sink.target }, 'output delivers again');
-    this.state = 'ok';
+  /** failing: something retrying cannot fix; retrying: some batch's last try failed; ok otherwise. */
+  private state(): OutputState {
+    if (this.passFailed) return 'failing';
+    for (const permanent of this.failingBatches.values()) if (permanent) return 'failing';
+    return this.failingBatches.size > 0 ? 'retrying' : 'ok';
   }
 
-  private noteError(err: Error, key: string): void {
-    const permanent = err instanceof SinkError && err.permanent;
+  /** The batch no longer fails. */
+  private recover(batch: SealedBatch): void {
+    const before = this.state();
+    this.failingBatches.delete(batch);
+    if (before !== 'ok' && this.state() === 'ok') this.log.info({ output: this.name, target: this.sink.target }, 'output delivers again');
+  }
+
+  private noteError(batch: SealedBatch, err: Error, key: string, internal = false): void {
+    const permanent = internal || (err instanceof SinkError && err.permanent);
     const code = err instanceof SinkError ? err.code : undefined;
-    const wasState = this.state;
-    this.state = permanent ? 'failing' : 'retrying';
+    const wasState = this.state();
+    // one batch that cannot be fixed by retrying makes the output failing, whatever the others do
+    this.failingBatches.set(batch, permanent);
     this.lastError = { message: err.message, code, at: new Date().toISOString() };
     const fields = { output: this.name, target: this.sink.target, key, code, err: err.message };
-    if (permanent) {
+    if (internal) {
+      this.errorLog.error(`internal:${err.message}`, { ...fields, stack: err.stack }, 'output cannot build an object (an error of Sluice itself); retrying with backoff, decisions stay buffered');
+    } else if (permanent) {
       // Retrying cannot fix this one; say it loudly, keep the data, and keep trying in case it gets fixed.
-      this.log.error(fields, 'output cannot deliver: fix the bucket, credentials or permissions; decisions stay buffered');
+      this.errorLog.error(`permanent:${code ?? err.message}`, fields, 'output cannot deliver: fix the bucket, credentials or permissions; decisions stay buffered');
     } else if (wasState === 'ok') {
       this.log.warn(fields, 'upload failed; retrying with backoff');
     }
@@ -342,9 +446,9 @@ export class OutputWorker {
 
   /** An error of Sluice itself (not of the sink): the output stops until restarted, loudly. */
   private fail(err: Error): void {
-    this.state = 'failing';
+    this.passFailed = true;
     this.lastError = { message: err.message, at: new Date().toISOString() };
-    this.log.error({ output: this.name, err }, 'output stopped by an internal error; decisions stay buffered');
+    this.errorLog.error(`pass:${err.message}`, { output: this.name, err }, 'output hit an internal error; it tries again at its next pass, decisions stay buffered');
   }
 
   private lowWatermark(): number {

@@ -11,6 +11,8 @@ export interface OutputMetrics {
   dropped(output: string, events: number): void;
   failed(output: string, permanent: boolean): void;
   uploadSeconds(output: string, seconds: number): void;
+  /** Decisions an output could not write as data (a rule failed on them, or their chunk is corrupt): kept aside. */
+  deadLettered(output: string, reason: string, events: number): void;
 }
 
 /** What /metrics reads of each output at scrape time. */
@@ -42,8 +44,10 @@ export class Metrics implements OutputMetrics {
   private readonly outputDropped: Counter<'output'>;
   private readonly outputFailures: Counter<'output' | 'kind'>;
   private readonly upload: Histogram<'output'>;
+  private readonly untimedDecisions: Counter<'partition'>;
+  private readonly outputDeadLetter: Counter<'output' | 'reason'>;
 
-  constructor(buffer: DecisionBuffer, store: Store, outputs: () => OutputGauges[]) {
+  constructor(buffer: DecisionBuffer, store: Store, outputs: () => OutputGauges[], decodedInFlight: () => number = () => 0) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({ name: 'sluice_ingest_requests_total', help: 'Ingest requests answered, by source, partition and HTTP status code.', labelNames: ['source', 'partition', 'code'], registers });
@@ -56,6 +60,8 @@ export class Metrics implements OutputMetrics {
     this.outputBytes = new Counter({ name: 'sluice_output_delivered_bytes_total', help: 'Bytes written by each output, as sent (compressed).', labelNames: ['output'], registers });
     this.outputDropped = new Counter({ name: 'sluice_output_dropped_events_total', help: "Decisions an output's drop rules kept out.", labelNames: ['output'], registers });
     this.outputFailures = new Counter({ name: 'sluice_output_failures_total', help: 'Failed upload attempts (each is retried), by output and kind: transient or permanent.', labelNames: ['output', 'kind'], registers });
+    this.untimedDecisions = new Counter({ name: 'sluice_ingest_untimed_decisions_total', help: 'Decisions accepted whose timestamp is missing or not RFC 3339: stored as sent, filed under the hour they arrived.', labelNames: ['partition'], registers });
+    this.outputDeadLetter = new Counter({ name: 'sluice_output_dead_letter_events_total', help: 'Decisions an output set aside in data_dir/dead-letter instead of writing them (reason rule_failed or corrupt_chunk).', labelNames: ['output', 'reason'], registers });
     this.upload = new Histogram({
       name: 'sluice_output_upload_duration_seconds', help: 'Duration of successful uploads.', labelNames: ['output'], registers,
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
@@ -97,6 +103,10 @@ export class Metrics implements OutputMetrics {
         this.reset();
         for (const o of outputs()) this.set({ output: o.name, type: o.type }, o.state === 'ok' ? 1 : 0);
       },
+    });
+    new Gauge({
+      name: 'sluice_ingest_decoded_in_flight_bytes', help: 'Decoded bytes of requests between decoding and their durable commit (bounded by ingest.max_decoded_in_flight).', registers,
+      collect() { this.set(decodedInFlight()); },
     });
     new Gauge({
       name: 'sluice_events_pending_deliveries', help: 'Deliveries of published events to destinations waiting (pending).', registers,
@@ -148,5 +158,13 @@ export class Metrics implements OutputMetrics {
 
   uploadSeconds(output: string, seconds: number): void {
     this.upload.observe({ output }, seconds);
+  }
+
+  untimed(partition: string, count: number): void {
+    if (count > 0) this.untimedDecisions.inc({ partition: this.partition(partition) }, count);
+  }
+
+  deadLettered(output: string, reason: string, events: number): void {
+    if (events > 0) this.outputDeadLetter.inc({ output, reason }, events);
   }
 }

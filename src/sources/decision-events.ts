@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import type { NewChunk } from '../buffer/types.js';
 import type { Config } from '../config/schema.js';
 import { HttpError } from './http-error.js';
-import type { EventPublisher } from './publish.js';
+import type { EventPublisher, PublishInput } from './publish.js';
 import { parseEventTime } from './event-time.js';
 import { bearerToken, sameDigest, tokenDigest } from './bearer-token.js';
 
@@ -41,20 +41,27 @@ export class DecisionEvents {
     return tenant;
   }
 
-  /** Publishes the decisions of the chunks as events of the tenant; resolves once they are durable. */
+  /**
+   * Publishes the decisions of the chunks as events of the tenant; resolves once they are durable. All or
+   * none: a 429 (api.max_pending_deliveries) stores none of them. The chunks carry each decision's id and
+   * timestamp, read in the decode threads, so nothing is parsed here.
+   */
   async publish(tenant: string, partition: string, chunks: NewChunk[]): Promise<void> {
-    const published: Array<Promise<unknown>> = [];
+    const inputs: Array<Omit<PublishInput, 'tenant_id'>> = [];
     for (const chunk of chunks) {
-      for (const line of chunk.payload.toString('utf8').split('\n')) {
-        if (line === '') continue;
-        const decision = JSON.parse(line) as { decision_id?: unknown; timestamp?: unknown };
-        const id = typeof decision.decision_id === 'string' && decision.decision_id !== '' ? decision.decision_id : undefined;
-        const time = typeof decision.timestamp === 'string' && parseEventTime(decision.timestamp) ? decision.timestamp : undefined;
-        published.push(this.publisher.publish({ tenant_id: tenant, id, topic: DECISIONS_TOPIC, time, metadata: { partition }, data: line }));
+      const fields = chunk.events;
+      if (!fields) throw new Error('decisions for a tenant were decoded without their event fields');
+      let start = 0;
+      for (let i = 0; i < chunk.count; i++) {
+        const end = chunk.payload.indexOf(0x0a, start);
+        const { id, timestamp } = fields[i]!;
+        const time = timestamp !== undefined && parseEventTime(timestamp) ? timestamp : undefined;
+        inputs.push({ id, topic: DECISIONS_TOPIC, time, metadata: { partition }, data: chunk.payload.toString('utf8', start, end) });
+        start = end + 1;
       }
     }
     try {
-      await Promise.all(published);
+      await this.publisher.publishAll(tenant, inputs);
     } catch (err) {
       if (!(err instanceof HttpError && err.statusCode === 404)) throw err;
       // The decisions are in the buffer for the outputs; the tenant is a configuration mistake to report once.

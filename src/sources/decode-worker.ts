@@ -12,18 +12,21 @@ export interface DecodeTask {
   partition: string;
   receivedAt: number;
   maxDecodedBytes: number;
+  maxDecisions: number;
+  /** Return each decision's decision_id and timestamp too (decisions that become a tenant's events). */
+  eventFields: boolean;
 }
 
 export type DecodeOutcome =
-  | { ok: true; chunks: NewChunk[]; decisions: number; bytes: number }
+  | { ok: true; chunks: NewChunk[]; decisions: number; bytes: number; untimed: number }
   | { ok: false; statusCode: number; message: string; data: HttpError['data'] };
 
 export default async function decode(task: DecodeTask): Promise<DecodeOutcome> {
   try {
     const body = Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength);
     const json = await decodeBody(body, task.contentEncoding, { maxDecodedBytes: task.maxDecodedBytes });
-    const { chunks, decisions, bytes } = decisionsToChunks(json, task.partition, task.receivedAt);
-    return { ok: true, chunks, decisions, bytes };
+    const decoded = decisionsToChunks(json, task.partition, task.receivedAt, { maxDecisions: task.maxDecisions, eventFields: task.eventFields });
+    return { ok: true, ...decoded };
   } catch (err) {
     if (err instanceof HttpError) return { ok: false, statusCode: err.statusCode, message: err.message, data: err.data };
     return { ok: false, statusCode: 400, message: `cannot decode the body: ${(err as Error).message}`, data: { reason: 'undecodable' } };

@@ -28,7 +28,7 @@ export class DecoderPool {
       const p = chunk.payload as Uint8Array;
       chunk.payload = Buffer.from(p.buffer, p.byteOffset, p.byteLength);
     }
-    return { chunks: outcome.chunks, decisions: outcome.decisions, bytes: outcome.bytes };
+    return { chunks: outcome.chunks, decisions: outcome.decisions, bytes: outcome.bytes, untimed: outcome.untimed };
   }
 
   async close(): Promise<void> {

@@ -2,8 +2,9 @@ import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { isUtf8 } from 'node:buffer';
 import { HttpError } from './http-error.js';
-import { splitJsonArray } from './json-array-split.js';
-import type { NewChunk } from '../buffer/types.js';
+import { scanJsonArray } from '../json/array-scan.js';
+import { MAX_JSON_DEPTH } from '../json/limits.js';
+import type { DecisionEventFields, NewChunk } from '../buffer/types.js';
 import { decisionKey } from './recently-accepted.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -17,6 +18,8 @@ export interface DecodedRequest {
   chunks: NewChunk[];
   decisions: number;
   bytes: number;
+  /** Decisions without an RFC 3339 `timestamp`: filed under the hour they arrived. */
+  untimed: number;
 }
 
 /** Body bytes as sent -> JSON text, enforcing the decoded size limit (gzip-bomb safe). */
@@ -43,50 +46,80 @@ function tooLarge(limit: number): HttpError {
   return new HttpError(413, `decoded body is larger than ingest.max_decoded_bytes (${limit} bytes): send smaller chunks`, { reason: 'decoded_too_large', limit });
 }
 
+export interface ChunkLimits {
+  /** ingest.max_decisions_per_request */
+  maxDecisions: number;
+  /** Also return each decision's decision_id and timestamp (for decisions that become a tenant's events). */
+  eventFields?: boolean;
+}
+
 /**
  * Validates an OPA upload (a JSON array of decision objects) and cuts it into chunks per UTC hour of each
  * decision's own timestamp. Nothing is returned unless the whole request is valid.
+ *
+ * The bytes are scanned first (scanJsonArray): a body nested too deep or holding too many elements is refused
+ * before JSON.parse builds a single object, so a few KiB of gzip cannot cost gigabytes. Each decision is
+ * stored as its own bytes, sliced from the body: never re-serialized, so its text stays exactly as sent.
  */
-export function decisionsToChunks(json: Buffer, partition: string, receivedAt: number): DecodedRequest {
+export function decisionsToChunks(json: Buffer, partition: string, receivedAt: number, limits: ChunkLimits): DecodedRequest {
   if (!isUtf8(json)) throw new HttpError(400, 'body is not valid UTF-8 JSON', { reason: 'invalid_utf8' });
-  const text = json.toString('utf8');
+  const scan = scanJsonArray(json, { maxDepth: MAX_JSON_DEPTH, maxElements: limits.maxDecisions });
+  if (scan.kind === 'too_deep') {
+    throw new HttpError(400, `a decision nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${scan.at}): nothing was stored`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH });
+  }
+  if (scan.kind === 'too_many') {
+    throw new HttpError(413, `the request holds more than ingest.max_decisions_per_request (${limits.maxDecisions}) decisions: send smaller chunks`,
+      { reason: 'too_many_decisions', limit: limits.maxDecisions });
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    // the scan bounded depth and count; V8's JSON.parse does not recurse, so this is safe on what is left
+    parsed = JSON.parse(json.toString('utf8'));
   } catch (err) {
     throw new HttpError(400, `body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' });
   }
-  if (!Array.isArray(parsed)) {
+  if (scan.kind !== 'array' || !Array.isArray(parsed)) {
     throw new HttpError(400, 'body must be a JSON array of decision objects, as OPA sends it', { reason: 'not_an_array' });
   }
+  const { spans } = scan;
+  if (spans.length / 2 !== parsed.length) throw new Error(`the array scan found ${spans.length / 2} elements where JSON.parse found ${parsed.length}`);
   for (let i = 0; i < parsed.length; i++) {
     const item: unknown = parsed[i];
     if (item === null || typeof item !== 'object' || Array.isArray(item)) {
       throw new HttpError(400, `element ${i} of the array is not a decision object`, { reason: 'not_an_object', index: i });
     }
   }
-  const spans = splitJsonArray(text);
   const fallbackHour = new Date(receivedAt).toISOString().slice(0, 13);
   // one chunk per hour and OPA instance (labels.id): outputs may batch per instance, as Enterprise OPA did
-  const groups = new Map<string, { hour: string; instance: string; lines: string[]; ids: string[]; bytes: number }>();
+  const groups = new Map<string, Group>();
   const chunks: NewChunk[] = [];
   let bytes = 0;
+  let untimed = 0;
   for (let i = 0; i < parsed.length; i++) {
     const decision = parsed[i] as Record<string, unknown>;
-    const [start, end] = spans[i]!;
-    let line = text.slice(start, end);
+    let line = json.subarray(spans[2 * i]!, spans[2 * i + 1]!);
     // NDJSON needs one line per decision. JSON strings cannot hold a raw CR or LF, so in pretty-printed
     // input (OPA never sends it) every one is whitespace: a space keeps the decision's text otherwise exact.
-    if (line.includes('\n') || line.includes('\r')) line = line.replace(/[\r\n]/g, ' ');
-    const hour = hourOf(decision.timestamp) ?? fallbackHour;
+    if (line.includes(0x0a) || line.includes(0x0d)) {
+      line = Buffer.from(line);
+      for (let j = 0; j < line.length; j++) if (line[j] === 0x0a || line[j] === 0x0d) line[j] = 0x20;
+    }
+    let hour = hourOf(decision.timestamp);
+    if (hour === undefined) {
+      // kept (OPA sent it), filed under the arrival hour, and counted: see "Timestamps" in the README
+      untimed++;
+      hour = fallbackHour;
+    }
     const instance = instanceOf(decision);
     const key = `${hour}\u0000${instance}`;
     let group = groups.get(key);
-    if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], bytes: 0 }));
+    if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }));
     group.lines.push(line);
+    const decisionId = typeof decision.decision_id === 'string' && decision.decision_id !== '' ? decision.decision_id : undefined;
     // digested here, in the decode threads, not on the event loop
-    group.ids.push(typeof decision.decision_id === 'string' && decision.decision_id !== '' ? decisionKey(decision.decision_id) : '');
-    group.bytes += Buffer.byteLength(line) + 1;
+    group.ids.push(decisionId === undefined ? '' : decisionKey(decisionId));
+    group.events?.push({ id: decisionId, timestamp: typeof decision.timestamp === 'string' ? decision.timestamp : undefined });
+    group.bytes += line.length + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
       chunks.push(toChunk(partition, group));
       bytes += group.bytes;
@@ -97,13 +130,21 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     chunks.push(toChunk(partition, group));
     bytes += group.bytes;
   }
-  return { chunks, decisions: parsed.length, bytes };
+  return { chunks, decisions: parsed.length, bytes, untimed };
 }
 
-function toChunk(partition: string, group: { hour: string; instance: string; lines: string[]; ids: string[] }): NewChunk {
+interface Group {
+  hour: string; instance: string; lines: Buffer[]; ids: string[]; events: DecisionEventFields[] | undefined; bytes: number;
+}
+
+const NEWLINE = Buffer.from('\n');
+
+function toChunk(partition: string, group: Group): NewChunk {
+  const pieces: Buffer[] = [];
+  for (const line of group.lines) pieces.push(line, NEWLINE);
   return {
     partition, hour: group.hour, instance: group.instance, count: group.lines.length,
-    payload: Buffer.from(group.lines.join('\n') + '\n'), decisionKeys: group.ids,
+    payload: Buffer.concat(pieces, group.bytes), decisionKeys: group.ids, events: group.events,
   };
 }
 

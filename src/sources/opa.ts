@@ -7,6 +7,8 @@ import type { DecoderPool } from './decoder-pool.js';
 import type { DecisionEvents } from './decision-events.js';
 import { RecentlyAccepted } from './recently-accepted.js';
 import type { Metrics } from '../observability/metrics.js';
+import { RateLimitedLog } from '../observability/rate-limited-log.js';
+import type { DecodedBudget } from './decoded-budget.js';
 
 /** The partition of `POST /logs`, and the name every other partition must look like. */
 export const DEFAULT_PARTITION = 'default';
@@ -15,14 +17,20 @@ const PARTITION = /^[A-Za-z0-9._-]{1,128}$/;
 /** Seconds a client is asked to wait when the buffer is full; OPA retries with its own backoff anyway. */
 const RETRY_AFTER_SECONDS = 2;
 
+/** What OPA's gzip JSON usually expands to, per compressed byte: the first guess of a request's decoded size. */
+const TYPICAL_GZIP_RATIO = 10;
+
 /**
  * OPA's Decision Log Service API: `POST /logs[/{partition}]` with a (gzip) JSON array of decisions.
  * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
  */
 export async function opaRoutes(app: FastifyInstance, opts: {
   config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents; recent: RecentlyAccepted; metrics: Metrics;
+  budget: DecodedBudget;
 }): Promise<void> {
-  const { config, buffer, decoder, decisionEvents, recent, metrics } = opts;
+  const { config, buffer, decoder, decisionEvents, recent, metrics, budget } = opts;
+  const untimedLog = new RateLimitedLog(app.log);
+  const appendFailures = new RateLimitedLog(app.log);
   const tokenDigests = config.ingest.tokens.map(tokenDigest);
 
   // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
@@ -63,35 +71,55 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     }
     // compressed size first: a full buffer rejects without spending any decoding
     if (!buffer.hasRoom(body.length)) throw full();
-    const decoded = await decoder.decode({ body, contentEncoding, partition, receivedAt: Date.now(), maxDecodedBytes: config.ingest.max_decoded_bytes });
-    if (!buffer.hasRoom(decoded.bytes)) throw full();
-    if (requestKey) {
-      // wait while another request stores any of these decisions; the loop ends in the turn that found none
-      const keys = [requestKey, ...RecentlyAccepted.decisionKeys(decoded.chunks)];
-      for (let wait = recent.inFlightAmong(keys); wait; wait = recent.inFlightAmong(keys)) await wait;
-    }
-    // from here to `begin`, no await: no other request can take the same decisions meanwhile
-    const { chunks, keys, duplicates } = requestKey ? recent.filter(decoded.chunks) : { chunks: decoded.chunks, keys: [], duplicates: 0 };
-    const accepted = requestKey ? [requestKey, ...keys] : [];
-    if (chunks.length > 0 || accepted.length > 0) {
-      const storing = recent.begin(accepted);
-      const tenant = chunks.length > 0 && decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
-      const appended = buffer.append(chunks, accepted).catch((err: Error) => {
-        request.log.error({ err }, 'buffer append failed');
-        throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+    // decoded bytes in flight are bounded across all requests: beyond it, wait for room, then 429
+    const reservation = await budget.reserve(Math.min(config.ingest.max_decoded_bytes, body.length * TYPICAL_GZIP_RATIO));
+    if (!reservation) throw busy();
+    try {
+      const tenant = decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
+      const decoded = await decoder.decode({
+        body, contentEncoding, partition, receivedAt: Date.now(), maxDecodedBytes: config.ingest.max_decoded_bytes,
+        maxDecisions: config.ingest.max_decisions_per_request, eventFields: tenant !== undefined,
       });
-      // A tenant's decisions are durable in the buffer (for the outputs) and in the store (for its destinations).
-      const [stored, published] = await Promise.allSettled([
-        appended, tenant === undefined ? undefined : decisionEvents.publish(tenant, partition, chunks),
-      ]);
-      // remembered exactly when the buffer has them (the keys went into the same transaction)
-      storing.done(stored.status === 'fulfilled');
-      if (stored.status === 'rejected') throw stored.reason;
-      if (published.status === 'rejected') throw published.reason;
+      reservation.resize(decoded.bytes);
+      if (!buffer.hasRoom(decoded.bytes)) throw full();
+      if (requestKey) {
+        // wait while another request stores any of these decisions; the loop ends in the turn that found none
+        const keys = [requestKey, ...RecentlyAccepted.decisionKeys(decoded.chunks)];
+        for (let wait = recent.inFlightAmong(keys); wait; wait = recent.inFlightAmong(keys)) await wait;
+      }
+      // from here to `begin`, no await: no other request can take the same decisions meanwhile
+      const { chunks, keys, duplicates } = requestKey ? recent.filter(decoded.chunks) : { chunks: decoded.chunks, keys: [], duplicates: 0 };
+      const accepted = requestKey ? [requestKey, ...keys] : [];
+      if (chunks.length > 0 || accepted.length > 0) {
+        const storing = recent.begin(accepted);
+        let stored = false;
+        try {
+          // A tenant's decisions go to its store first: a 429 there (api.max_pending_deliveries) then stores nothing
+          // anywhere and remembers nothing. Publishing is idempotent by decision_id, so if the buffer fails after it,
+          // OPA's re-send finds the events there and the buffer stores the decisions then.
+          if (tenant !== undefined && chunks.length > 0) await decisionEvents.publish(tenant, partition, chunks);
+          await buffer.append(chunks, accepted).catch((err: Error) => {
+            appendFailures.error('append', { err: err.message, code: (err as NodeJS.ErrnoException).code }, 'buffer append failed: answering 503');
+            throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+          });
+          stored = true;
+        } finally {
+          // remembered exactly when the buffer has them (the keys went into the same transaction)
+          storing.done(stored);
+        }
+      }
+      const count = decoded.decisions - duplicates;
+      metrics.accepted('opa', partition, count, body.length);
+      metrics.duplicate('decision', duplicates);
+      if (decoded.untimed > 0) {
+        metrics.untimed(partition, decoded.untimed);
+        untimedLog.warn(partition, { partition, decisions: decoded.untimed },
+          'decisions without an RFC 3339 timestamp: stored as sent, filed under the hour they arrived (sluice_ingest_untimed_decisions_total)');
+      }
+      return duplicates > 0 ? { accepted: count, duplicates } : { accepted: count };
+    } finally {
+      reservation.release();
     }
-    metrics.accepted('opa', partition, decoded.decisions - duplicates, body.length);
-    metrics.duplicate('decision', duplicates);
-    return duplicates > 0 ? { accepted: decoded.decisions - duplicates, duplicates } : { accepted: decoded.decisions };
   };
 
   // OPA's Decision Log Service API, for the OpenAPI document: the body is read as bytes (gzip JSON array)
@@ -107,6 +135,11 @@ export async function opaRoutes(app: FastifyInstance, opts: {
 function full(): HttpError {
   return new HttpError(429, 'the buffer is full (buffer.max_bytes): retry later; nothing of this request was stored',
     { reason: 'buffer_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+}
+
+function busy(): HttpError {
+  return new HttpError(429, 'too many decoded bytes are in flight (ingest.max_decoded_in_flight): retry later; nothing of this request was stored',
+    { reason: 'busy' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
 }
 
 function partitionOf(request: FastifyRequest): string {

@@ -24,41 +24,109 @@ export interface PublishInput {
   data: string;
 }
 
+/** Events published in one slice before the event loop is given back to other requests. */
+const PUBLISH_SLICE = 1000;
+
 /**
  * Turns published events (from `POST /api/v1/publish`, or decisions mapped to a tenant) into stored events
  * with a delivery to each matching destination, durably.
+ *
+ * The bound `api.max_pending_deliveries` is checked and reserved in one synchronous step, before anything is
+ * stored: the store counts a delivery only once its transaction runs, so without the reservation two
+ * requests checked in the same moment would both pass. A request over the bound stores nothing.
  */
 export class EventPublisher {
+  /** Deliveries of publishes that passed the bound and are not yet counted by the store. */
+  private reserved = 0;
+
   constructor(private readonly store: Store, private readonly config: ApiConfig) {}
 
   /** Throws 404 (tenant or destination unknown) or 429 (too much pending); resolves once durable. */
   async publish(input: PublishInput): Promise<PublishResult & { id: string }> {
-    if (!this.store.getTenant(input.tenant_id)) throw new HttpError(404, `tenant ${input.tenant_id} not found`, { reason: 'not_found' });
-    const destinations = this.store.listDestinations(input.tenant_id);
-    if (input.destination_id !== undefined && !destinations.some((d) => d.id === input.destination_id)) {
-      throw new HttpError(404, `destination ${input.destination_id} not found for tenant ${input.tenant_id}`, { reason: 'not_found' });
+    const targets = this.targetsOf(input.tenant_id, input.destination_id);
+    const ids = targets(input.topic ?? '');
+    const event = this.eventOf(input);
+    const release = this.reserve(ids.length);
+    try {
+      return { id: event.id, ...(await this.store.publish(event, ids, this.config.idempotency_window)) };
+    } finally {
+      release();
     }
-    if (this.store.pendingDeliveries() >= this.config.max_pending_deliveries) {
-      throw new HttpError(429, 'too many deliveries are pending (api.max_pending_deliveries): retry later; the event was not stored',
+  }
+
+  /**
+   * Publishes many events of one tenant, all or none past the pending bound: the decisions of one `/logs`
+   * request mapped to a tenant. Stored in slices, yielding between them, so that a large request does not
+   * hold the event loop; resolves once every event is durable.
+   */
+  async publishAll(tenant: string, inputs: Array<Omit<PublishInput, 'tenant_id'>>): Promise<void> {
+    const targets = this.targetsOf(tenant, undefined);
+    const perEvent = inputs.map((input) => targets(input.topic ?? ''));
+    const release = this.reserve(perEvent.reduce((sum, ids) => sum + ids.length, 0));
+    try {
+      const stored: Array<Promise<unknown>> = [];
+      for (let i = 0; i < inputs.length; i++) {
+        if (i > 0 && i % PUBLISH_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+        stored.push(this.store.publish(this.eventOf({ ...inputs[i]!, tenant_id: tenant }), perEvent[i]!, this.config.idempotency_window));
+      }
+      await Promise.all(stored);
+    } finally {
+      release();
+    }
+  }
+
+  /** The destinations an event of a topic goes to, for one tenant (and one destination, when named). */
+  private targetsOf(tenantId: string, destinationId: string | undefined): (topic: string) => string[] {
+    if (!this.store.getTenant(tenantId)) throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
+    const destinations = this.store.listDestinations(tenantId);
+    if (destinationId !== undefined && !destinations.some((d) => d.id === destinationId)) {
+      throw new HttpError(404, `destination ${destinationId} not found for tenant ${tenantId}`, { reason: 'not_found' });
+    }
+    const byTopic = new Map<string, string[]>();
+    return (topic) => {
+      let ids = byTopic.get(topic);
+      if (!ids) {
+        ids = destinations.filter((d) => d.disabled_at === null
+          && (destinationId === undefined || d.id === destinationId)
+          && (d.topics.includes('*') || d.topics.includes(topic))).map((d) => d.id);
+        byTopic.set(topic, ids);
+      }
+      return ids;
+    };
+  }
+
+  /**
+   * Reserves room for `deliveries` under api.max_pending_deliveries, or throws 429 having reserved nothing.
+   * A request larger than the whole bound passes only when nothing else is pending, so it cannot wait forever.
+   */
+  private reserve(deliveries: number): () => void {
+    const pending = this.store.pendingDeliveries() + this.reserved;
+    const max = this.config.max_pending_deliveries;
+    if (pending >= max || (pending > 0 && pending + deliveries > max)) {
+      throw new HttpError(429, 'too many deliveries are pending (api.max_pending_deliveries): retry later; nothing of this request was stored',
         { reason: 'backlog_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
     }
-    const topic = input.topic ?? '';
-    const targets = destinations.filter((d) => d.disabled_at === null
-      && (input.destination_id === undefined || d.id === input.destination_id)
-      && (d.topics.includes('*') || d.topics.includes(topic)));
+    this.reserved += deliveries;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.reserved -= deliveries;
+    };
+  }
+
+  private eventOf(input: PublishInput) {
     const time = input.time === undefined ? eventTimeOf(Date.now()) : parseEventTime(input.time)!;
-    const id = input.id ?? randomUUID();
-    const result = await this.store.publish({
+    return {
       tenant_id: input.tenant_id,
-      id,
-      topic,
+      id: input.id ?? randomUUID(),
+      topic: input.topic ?? '',
       time: time.rfc3339Nano,
       time_ms: time.ms,
       eligible_for_retry: input.eligible_for_retry ?? true,
       metadata: input.metadata ?? {},
       data: input.data,
-    }, targets.map((d) => d.id), this.config.idempotency_window);
-    return { id, ...result };
+    };
   }
 }
 
