@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
+import { StartRefusedError } from './buffer/data-dir-lock.js';
 import { VERSION } from './version.js';
 import { status } from './commands/status.js';
 import { send } from './commands/send.js';
@@ -20,15 +21,20 @@ const program = new Command('sluice')
 program.command('serve')
   .description('Run the service. Without --config it runs on embedded defaults: 127.0.0.1:8181, buffer in ./data, objects in ./data/objects.')
   .option('-c, --config <file>', 'YAML configuration file')
+  .option('--accept-buffer-loss', 'start with a new, empty buffer when data_dir\'s buffer.sqlite is missing, empty or another one '
+    + '(its undelivered decisions are lost); or SLUICE_ACCEPT_BUFFER_LOSS=true', false)
   .addHelpText('after', '\nExamples:\n  sluice serve\n  sluice serve --config sluice.yaml\n  AWS_ACCESS_KEY_ID=... sluice serve -c s3.yaml')
-  .action(async (opts: { config?: string }) => {
+  .action(async (opts: { config?: string; acceptBufferLoss: boolean }) => {
     const config = readConfigOrExit(opts.config);
     const log = createLogger(config.log.level);
     let server;
     try {
-      server = await startServer(config, log);
+      // only an explicit yes: commander's .env() would take SLUICE_ACCEPT_BUFFER_LOSS=false as set, hence true
+      const acceptBufferLoss = opts.acceptBufferLoss || /^(true|1|yes)$/i.test(process.env.SLUICE_ACCEPT_BUFFER_LOSS ?? '');
+      server = await startServer(config, log, { acceptLoss: acceptBufferLoss, serveCommand: `sluice serve${opts.config ? ` --config ${opts.config}` : ''}` });
     } catch (err) {
-      log.fatal({ err }, 'cannot start');
+      // a refusal's message says what to do; anything else is a failure to show with its stack
+      log.fatal({ err }, err instanceof StartRefusedError ? err.message : 'cannot start');
       process.exit(1);
     }
     let stopping = false;
@@ -36,6 +42,12 @@ program.command('serve')
       if (stopping) return;
       stopping = true;
       log.info({ signal, timeout_ms: config.shutdown_timeout }, 'stopping: no new requests, flushing open batches');
+      // shutdown() keeps to shutdown_timeout itself; this is the backstop should some part of it hang, so a
+      // supervisor's SIGTERM always ends the process. What was acknowledged is on disk either way.
+      setTimeout(() => {
+        log.error({ timeout_ms: config.shutdown_timeout }, 'shutdown did not complete within shutdown_timeout + 5 s: exiting anyway; undelivered decisions stay buffered');
+        process.exit(1);
+      }, config.shutdown_timeout + 5_000).unref();
       const { flushed } = await server.shutdown();
       log.info({ flushed }, flushed ? 'stopped; everything delivered' : 'stopped; undelivered decisions stay buffered for the next start');
       process.exit(0);

@@ -1,7 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
-import { SqliteBuffer } from './buffer/sqlite.js';
+import { openBuffer, type OpenBufferOptions } from './buffer/buffer-identity.js';
+import { DataDirLock } from './buffer/data-dir-lock.js';
+import { storageErrorCode } from './buffer/storage-errors.js';
+import { storageUnavailable } from './api/storage-unavailable.js';
+import { RateLimitedLog } from './observability/rate-limited-log.js';
 import { OutputWorker } from './delivery/output-worker.js';
 import { createSink } from './sinks/create-sink.js';
 import { buildTransform } from './transforms/decision-transform.js';
@@ -38,8 +42,16 @@ export interface RunningServer {
 }
 
 /** Builds the service from a validated config and wires its parts; nothing else. */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  const buffer = new SqliteBuffer(config.data_dir, config.buffer.max_bytes);
+export async function startServer(config: Config, log: Logger, options: OpenBufferOptions = {}): Promise<RunningServer> {
+  // One process per data_dir, taken before anything in it is opened: two would overwrite each other's buffer.
+  const lock = DataDirLock.acquire(config.data_dir);
+  let buffer;
+  try {
+    buffer = openBuffer(config.data_dir, config.buffer.max_bytes, log, options);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
   // the control plane: tenants, destinations, published events and their delivery
@@ -100,13 +112,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // Node then closes the connection after this answer, and the client knows not to send on it again.
     if (closing) reply.header('connection', 'close');
   });
+  const storageFailures = new RateLimitedLog(log);
+  // OPA retries a 413 for ever and never splits the chunk: said loudly, but once a minute per cause
+  const tooLargeLog = new RateLimitedLog(log);
   app.setErrorHandler((raw: FastifyError | HttpError, request, reply) => {
-    const error = hasZodFastifySchemaValidationErrors(raw) ? schemaValidationError(raw) : raw;
+    // a full or failing disk under the buffer or the store is a 503 to retry, not a 500
+    const error = hasZodFastifySchemaValidationErrors(raw) ? schemaValidationError(raw) : storageUnavailable(raw) ?? raw;
     const status = error.statusCode ?? 500;
     const message = status === 413 && !(error instanceof HttpError)
       ? `request body is larger than ingest.max_body_bytes (${config.ingest.max_body_bytes} bytes): send smaller chunks`
       : error.message;
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    // A full disk refuses every write: one line a minute per cause, not one per request. A 5xx thrown on purpose
+    // (HttpError, e.g. ingest's 503 when the buffer append fails) was logged with its cause where it was thrown.
+    const storage = storageErrorCode(raw);
+    if (storage) storageFailures.error(storage, { err: raw, request_id: request.id, url: request.url }, 'request refused with 503: data_dir cannot take writes');
+    else if (status >= 500 && !(raw instanceof HttpError)) request.log.error({ err: error }, 'request failed');
+    else if (status === 413) warnTooLarge(tooLargeLog, error, message, request, config);
     else request.log.debug({ status, message }, 'request rejected');
     if (error instanceof HttpError) reply.headers(error.headers);
     reply.code(status).send({ status, message, data: error instanceof HttpError ? error.data : { code: (error as FastifyError).code } });
@@ -125,7 +146,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     reply.code(404).send({ status: 404, message: `no route ${request.method} ${request.url}`, data: {} });
   });
   const recent = new RecentlyAccepted(buffer, config.ingest.dedupe.window, config.ingest.dedupe.max_entries);
-  const forgetTimer = setInterval(() => recent.forgetOld(), 60_000);
+  const forgetTimer = setInterval(() => {
+    // a DELETE too needs disk space: on a full disk it fails, and must not end the process from a timer
+    try {
+      recent.forgetOld();
+    } catch (err) {
+      storageFailures.error('forget-accepted', { err }, 'cannot forget old accepted keys; retrying in a minute');
+    }
+  }, 60_000);
   forgetTimer.unref();
   await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, budget, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] } }, async (_request, reply) => {
@@ -168,6 +196,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await decoder.close();
       buffer.close();
       store.close();
+      // last: the next process may open the data_dir only once both databases are closed
+      lock.release();
       return { flushed: results.every(Boolean) };
     },
   };
@@ -189,6 +219,40 @@ async function closeHttp(app: FastifyInstance, deadline: number): Promise<void> 
     clearInterval(sweep);
     clearTimeout(cut);
   }
+}
+
+/** What each 413 ran into, by the error's reason (Fastify's body limit has none): the setting and what to do. */
+const TOO_LARGE: Record<string, { setting: string; limit: (c: Config) => number; advice: string }> = {
+  body_too_large: {
+    setting: 'ingest.max_body_bytes', limit: (c) => c.ingest.max_body_bytes,
+    advice: "raise ingest.max_body_bytes above OPA's upload_size_limit_bytes, or lower that",
+  },
+  decoded_too_large: {
+    setting: 'ingest.max_decoded_bytes', limit: (c) => c.ingest.max_decoded_bytes,
+    advice: "raise ingest.max_decoded_bytes (a gzip chunk of decisions decodes to ~20 times its size), or lower OPA's upload_size_limit_bytes",
+  },
+  too_many_decisions: {
+    setting: 'ingest.max_decisions_per_request', limit: (c) => c.ingest.max_decisions_per_request,
+    advice: "raise ingest.max_decisions_per_request, or lower OPA's upload_size_limit_bytes",
+  },
+};
+
+/**
+ * A 413 is a misconfiguration, not bad input: OPA re-sends the refused chunk for ever (it never splits one),
+ * so its decisions stop arriving and are lost when OPA stops. One warning a minute per cause names the
+ * setting to raise; the other refusals stay at debug.
+ */
+function warnTooLarge(log: RateLimitedLog, error: FastifyError | HttpError, message: string, request: FastifyRequest, config: Config): void {
+  const data = error instanceof HttpError && !Array.isArray(error.data) ? error.data : {};
+  const reason = typeof data.reason === 'string' ? data.reason : 'body_too_large';
+  const known = TOO_LARGE[reason];
+  const fromOpa = /^\/logs(\/|\?|$)/.test(request.url);
+  const fields = {
+    reason, setting: known?.setting, limit: known?.limit(config), url: request.url, request_id: request.id,
+    content_length: request.headers['content-length'], user_agent: request.headers['user-agent'],
+  };
+  log.warn(reason, fields, `request refused with 413 (${message})${known ? `: ${known.advice}` : ''}`
+    + (fromOpa ? '. OPA retries this chunk for ever and never splits it: its decisions stop arriving, and are lost when OPA stops' : ''));
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

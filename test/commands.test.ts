@@ -5,7 +5,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
@@ -146,21 +146,61 @@ test('sluice query: by time range, decision id, path and --where, over file and 
 test('sluice tail: prints the decisions of objects that land after it starts, then stops at --max', async (t) => {
   const dir = dirFor(t);
   const { sluice, file } = await serve(t, dir, { outputs: [fileOutput(dir, 'archive')] });
-  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(decisions(3)) })).status, 200);
+  const earlier = decisions(3);
+  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(earlier) })).status, 200);
   await sluice.until('the first objects', async () => (await sluice.ready()).outputs[0]!.delivered.events === 3);
   const child = spawn(process.execPath, [CLI, 'tail', '-c', file, '-o', 'archive', '--interval', '200ms', '--max', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  await new Promise((resolve) => setTimeout(resolve, 600));
-  const later = decisions(2);
-  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(later) })).status, 200);
-  const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => setTimeout(resolve, 15_000, 'timeout'))]);
+  let code: number | null | undefined;
+  const exited = new Promise<void>((resolve) => child.on('exit', (c) => { code = c; resolve(); }));
+
+  // tail says nothing when its first listing is done, and objects that land before it are (rightly) not
+  // printed: so one decision at a time is posted, each waited for in the objects, until tail has printed two.
+  const later = new Set<string>();
+  for (let i = 0; i < 60 && code === undefined; i++) {
+    const [d] = decisions(1);
+    assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify([d]) })).status, 200);
+    later.add(d!.decision_id as string);
+    await sluice.until(`decision ${i + 1} after tail started, in the objects`, async () => (await sluice.ready()).outputs[0]!.delivered.events === 3 + later.size);
+    await untilOrTimeout(exited, 1_000);
+  }
+  await untilOrTimeout(exited, 15_000);
   assert.equal(code, 0, `tail exits 0 after --max decisions: ${stdout}`);
-  const ids = stdout.trim().split('\n').map((l) => (JSON.parse(l) as { decision_id: string }).decision_id).sort();
-  assert.deepEqual(ids, later.map((d) => d.decision_id as string).sort(), 'only the decisions that landed after it started');
+  const ids = stdout.trim().split('\n').map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
+  assert.equal(ids.length, 2, `--max 2 prints two decisions: ${stdout}`);
+  assert.equal(new Set(ids).size, 2, 'each decision once');
+  for (const id of ids) assert.ok(later.has(id), `only decisions that landed after it started: ${id}`);
 });
+
+test('sluice query skips the files the file output is still writing (*.tmp)', async (t) => {
+  const dir = dirFor(t);
+  const { sluice, file } = await serve(t, dir, { outputs: [fileOutput(dir, 'archive')] });
+  const sent = decisions(3);
+  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(sent) })).status, 200);
+  await sluice.until('the object', async () => (await sluice.ready()).outputs[0]!.delivered.events === 3);
+  const objects = (readdirSync(path.join(dir, 'archive'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ndjson.gz'));
+  assert.equal(objects.length, 1, `one object: ${objects.join(', ')}`);
+  // what the file output leaves beside the key while it writes: <key>.<random>.tmp, partial or complete
+  const object = path.join(dir, 'archive', objects[0]!);
+  const body = readFileSync(object);
+  writeFileSync(`${object}.0123456789ab.tmp`, body.subarray(0, body.length >> 1));
+  writeFileSync(`${object}.ba9876543210.tmp`, body);
+
+  const found = await runCli(['query', '-c', file, '-o', 'archive', '--from', '1h']);
+  assert.equal(found.code, 0, found.stderr);
+  const ids = found.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { decision_id: string }).decision_id).sort();
+  assert.deepEqual(ids, sent.map((d) => d.decision_id as string).sort(), 'each decision once, from the complete object only');
+  assert.match(found.stderr, /^3 decisions in 1 object/m);
+});
+
+/** Resolves when `promise` does or after `ms`, whichever is first; the timer never outlives it. */
+async function untilOrTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
 
 test('--help of every command has examples', async () => {
   for (const command of ['serve', 'check', 'status', 'send', 'query', 'tail']) {

@@ -7,11 +7,16 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { stringify } from 'yaml';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
-import { decisions } from './helpers/opa.js';
+import { decisions, postDecisions } from './helpers/opa.js';
+
+const REPO = path.resolve(import.meta.dirname, '..');
 
 const SHUTDOWN_TIMEOUT_MS = 2_000;
 /** Far below the 72 s keep-alive timeout an idle connection would otherwise hold the process for. */
@@ -124,4 +129,56 @@ test('SIGTERM while an upload stalls mid-body: its connection is cut at shutdown
   assert.ok(tookMs >= SHUTDOWN_TIMEOUT_MS - 100, `the stalled request was given shutdown_timeout to finish (took ${tookMs} ms)`);
   await assert.rejects(within(10_000, 'the stalled request to fail', upload.response), 'the stalled request gets no answer: its connection is closed');
   assert.deepEqual(landedIds(path.join(dir, 'objects')), [], 'nothing of the unfinished request is stored');
+});
+
+/** Processes whose command line mentions `needle` (a unique temp path), from /proc. */
+function processesMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+test('npm start: SIGTERM to npm reaches the server, which flushes and exits, leaving no process on the port', async (t) => {
+  const dir = dirFor(t);
+  const dataDir = path.join(dir, 'data');
+  const file = path.join(dir, 'sluice.yaml');
+  // max_age 1h: only the SIGTERM flush can write the object within this test
+  writeFileSync(file, stringify({
+    listen: '127.0.0.1:0', data_dir: dataDir, shutdown_timeout: '10s',
+    outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects'), batch: { max_age: '1h' } }],
+  }));
+  // --prefix runs the repo's own start script (in the repo's directory); the config keeps every file in `dir`
+  const npm = spawn('npm', ['--prefix', REPO, 'start', '--silent', '--', '--config', file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    npm.kill('SIGKILL');
+    for (const pid of processesMentioning(file)) process.kill(pid, 'SIGKILL'); // a server npm left behind
+  });
+  let output = '';
+  npm.stdout.on('data', (d) => (output += d));
+  npm.stderr.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
+  let url = '';
+  for (let i = 0; i < 300 && !url; i++) {
+    url = /sluice listening on (http:\/\/[^"\s]+)/.exec(output)?.[1] ?? '';
+    if (!url) await sleep(50);
+  }
+  assert.ok(url, `npm start did not start sluice within 15 s:\n${output}`);
+
+  const sent = decisions(4);
+  const res = await postDecisions(url, sent);
+  assert.equal(res.status, 200, await res.text());
+  npm.kill('SIGTERM');
+  const code = await within(30_000, 'npm to exit after SIGTERM', exited);
+  assert.equal(code, 0, `npm exits 0 once the server has stopped:\n${output}`);
+  assert.match(output, /stopping: no new requests/, 'the server itself got the SIGTERM');
+  assert.deepEqual(landedIds(path.join(dataDir, 'objects')).sort(), sent.map((d) => d.decision_id as string).sort(), 'the server flushed before npm exited');
+  assert.deepEqual(processesMentioning(file), [], 'no server process is left behind');
+  await assert.rejects(fetch(`${url}/health`), 'nothing listens on the port any more');
 });

@@ -8,6 +8,7 @@ import { outputObjects } from '../commands/output-objects.js';
 import type { History } from '../observability/history.js';
 import type { Store } from '../store/types.js';
 import { HttpError } from '../sources/http-error.js';
+import { RawJson, stringifyWithRaw } from '../json/raw-json.js';
 import type { ApiAuth } from './auth.js';
 import { destinationView } from './views.js';
 
@@ -72,7 +73,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     from: z.string().default('1h'),
     to: z.string().default('now'),
   });
-  app.get('/ui/api/decisions', { schema: { summary: 'Find decisions by id or time range over an output', tags: ['operations'] } }, async (request) => {
+  app.get('/ui/api/decisions', { schema: { summary: 'Find decisions by id or time range over an output', tags: ['operations'] } }, async (request, reply) => {
     await admin(request);
     const query = lookup.safeParse(request.query);
     if (!query.success) throw new HttpError(400, 'give output, and decision_id or from/to', { reason: 'bad_query' });
@@ -84,12 +85,14 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     const objects = outputObjects(output);
     try {
       const keys = await candidateKeys(output, objects, from, to);
-      const found: Array<Record<string, unknown>> = [];
+      const found: RawJson[] = [];
       for await (const d of matchingDecisions(objects, keys, { from, to, decisionId: query.data.decision_id, where: [] })) {
-        found.push(d);
+        found.push(new RawJson(d.text));
         if (found.length >= LOOKUP_LIMIT) break;
       }
-      return { decisions: found, objects: keys.length, truncated: found.length >= LOOKUP_LIMIT };
+      // each decision as stored (number text, key order, any depth), never parsed and re-serialized
+      reply.type('application/json; charset=utf-8');
+      return stringifyWithRaw({ decisions: found, objects: keys.length, truncated: found.length >= LOOKUP_LIMIT });
     } finally {
       objects.close();
     }

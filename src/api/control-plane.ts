@@ -9,6 +9,15 @@ import type { Metrics } from '../observability/metrics.js';
 import { deliveryLogRoutes } from './delivery-log.js';
 import { destinationRoutes, destinationTypeRoutes } from './destinations.js';
 import { tenantRoutes } from './tenants.js';
+import { exceedsDepth } from '../json/depth.js';
+import { MAX_JSON_DEPTH } from '../json/limits.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The JSON body as received (routes that keep part of it as sent, such as publish's data, read it here). */
+    bodyText: string | undefined;
+  }
+}
 
 /** What the control plane's routes share. */
 export interface ControlPlane {
@@ -27,12 +36,21 @@ export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
   // set by the onRequest hook below before any route runs
   app.decorateRequest('principal', null as never);
 
+  app.decorateRequest('bodyText', undefined);
+
   // Outpost's clients send PUT /tenants/{id} with no body at all: an empty body is no body.
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-    if ((body as string).trim() === '') return done(null, undefined);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    // before anything builds a tree of it: nothing later (validation, a key template, an answer that
+    // serializes it) has to cope with hostile depth
+    if (exceedsDepth(text, MAX_JSON_DEPTH)) {
+      return done(new HttpError(400, `the body is nested deeper than ${MAX_JSON_DEPTH} levels`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH }), undefined);
+    }
+    request.bodyText = text;
     try {
-      done(null, JSON.parse(body as string));
+      done(null, JSON.parse(text));
     } catch (err) {
       done(new HttpError(400, `the body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' }), undefined);
     }

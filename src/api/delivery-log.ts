@@ -7,6 +7,7 @@ import type { ControlPlaneRoutes } from './control-plane.js';
 import { paged, pageQuery } from './paging.js';
 import { required } from './validation.js';
 import { eventView } from './views.js';
+import { stringifyWithRaw } from '../json/raw-json.js';
 
 const time = z.string().transform((t, ctx) => {
   const parsed = parseEventTime(t);
@@ -37,19 +38,22 @@ export const attemptFilter = {
 export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
 
-  app.get('/events', { schema: { summary: 'List events, newest first', tags: ['events'], querystring: z.object(eventFilter) } }, async (request) => {
+  // Event answers embed each event's stored data text (see eventView): written by stringifyWithRaw.
+  app.get('/events', { schema: { summary: 'List events, newest first', tags: ['events'], querystring: z.object(eventFilter) } }, async (request, reply) => {
     const q = request.query;
     const filter = {
       tenant_id: tenantScope(request, q.tenant_id), topic: q.topic, destination_id: q.destination_id, id: q.id,
       time_gte: q['time[gte]'], time_lte: q['time[lte]'],
     };
-    return paged((page) => store.listEvents(filter, page), q, (e) => eventView(store, e));
+    reply.type('application/json; charset=utf-8');
+    return stringifyWithRaw(paged((page) => store.listEvents(filter, page), q, (e) => eventView(store, e)));
   });
 
-  app.get('/events/:event_id', { schema: { summary: 'An event with its deliveries', tags: ['events'], params: z.object({ event_id: z.string() }) } }, async (request) => {
+  app.get('/events/:event_id', { schema: { summary: 'An event with its deliveries', tags: ['events'], params: z.object({ event_id: z.string() }) } }, async (request, reply) => {
     const event = store.getEvent(tenantScope(request, undefined), request.params.event_id);
     if (!event) throw new HttpError(404, `event ${request.params.event_id} not found`, { reason: 'not_found' });
-    return eventView(store, event, true);
+    reply.type('application/json; charset=utf-8');
+    return stringifyWithRaw(eventView(store, event, true));
   });
 
   app.get('/attempts', {

@@ -19,6 +19,8 @@ export function readiness(buffer: DecisionBuffer, store: Store, workers: OutputW
         chunks: stats.chunks,
         events: stats.events,
         oldest_age_seconds: stats.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - stats.oldestReceivedAt) / 1000),
+        // chunks whose bytes failed their checksum since the start (set aside by the outputs, never uploaded)
+        corrupt_chunks: stats.corruptChunks,
       },
       outputs,
       events: { writable: store.writable(), pending_deliveries: store.pendingDeliveries() },

@@ -1,5 +1,6 @@
 import type { Delivery, Destination, Store, StoredEvent, Tenant } from '../store/types.js';
 import { DESTINATION_TYPES } from '../sinks/destination-types.js';
+import { RawJson } from '../json/raw-json.js';
 
 /** What a masked credential looks like; sending it back in a PATCH keeps the stored value. */
 export function maskCredential(field: string, value: string): string {
@@ -42,6 +43,11 @@ function eventStatus(deliveries: Delivery[]): 'pending' | 'success' | 'failed' |
   return deliveries.some((d) => d.status === 'failed') ? 'failed' : 'success';
 }
 
+/**
+ * An event as the API shows it. `data` is the stored text as it is (a RawJson: write the answer with
+ * stringifyWithRaw), so the numbers and key order a publisher sent come back unchanged, and no depth of
+ * data can overflow a serializer.
+ */
 export function eventView(store: Store, e: StoredEvent, withDeliveries = false) {
   const deliveries = store.eventDeliveries(e.seq);
   return {
@@ -51,7 +57,7 @@ export function eventView(store: Store, e: StoredEvent, withDeliveries = false) 
     time: e.time,
     eligible_for_retry: e.eligible_for_retry,
     metadata: e.metadata,
-    data: JSON.parse(e.data) as unknown,
+    data: new RawJson(e.data),
     received_at: e.received_at,
     status: eventStatus(deliveries),
     destination_ids: [...new Set(deliveries.map((d) => d.destination_id))],

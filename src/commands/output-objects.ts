@@ -4,6 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { OutputConfig } from '../config/schema.js';
 import { s3ConnectionOf } from '../sinks/s3/s3-sink.js';
+import { splitJsonArray } from '../sources/json-array-split.js';
 
 /** Listing and reading back the objects an output wrote: S3 or a directory, same keys. */
 export interface OutputObjects {
@@ -84,7 +85,9 @@ class FileObjects implements OutputObjects {
         const key = rel ? `${rel}/${e.name}` : e.name;
         if (e.isDirectory()) {
           if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || `${key}/`.startsWith(prefix)) walk(path.join(dir, e.name), key);
-        } else if (key.startsWith(prefix) && !e.name.startsWith('.')) {
+        } else if (key.startsWith(prefix) && !e.name.startsWith('.') && !e.name.endsWith('.tmp')) {
+          // `<key>.<random>.tmp` is an object the file output is still writing (it is renamed once complete):
+          // reading it would fail on a partial file or, once renamed, yield its decisions twice
           keys.push(key);
         }
       }
@@ -108,12 +111,26 @@ class FileObjects implements OutputObjects {
   close(): void {}
 }
 
-/** The decisions of an object, whatever its format: NDJSON / JSON lines, a JSON array or one decision, gzip or not. */
-export function decisionsOf(key: string, body: Buffer): Array<Record<string, unknown>> {
+/** A decision read back from an output: its text as stored, and its value (for filtering only). */
+export interface StoredDecision {
+  text: string;
+  decision: Record<string, unknown>;
+}
+
+/**
+ * The decisions of an object, whatever its format: NDJSON / JSON lines, a JSON array or one decision, gzip or
+ * not. Each keeps its exact text (so what is printed is what is stored: number text, key order), cut out of
+ * a JSON array by its elements' spans; JSON.parse (iterative in V8, so any depth) gives the values to filter on.
+ */
+export function decisionsOf(key: string, body: Buffer): StoredDecision[] {
   const bytes = key.endsWith('.gz') || (body[0] === 0x1f && body[1] === 0x8b) ? gunzipSync(body) : body;
   const text = bytes.toString('utf8').trim();
   if (text === '') return [];
-  if (text.startsWith('[')) return JSON.parse(text) as Array<Record<string, unknown>>;
-  if (key.endsWith('.json') && !text.includes('\n')) return [JSON.parse(text) as Record<string, unknown>];
-  return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  if (text.startsWith('[')) {
+    const values = JSON.parse(text) as Array<Record<string, unknown>>;
+    const spans = splitJsonArray(text);
+    return values.map((decision, i) => ({ text: text.slice(spans[i]![0], spans[i]![1]), decision }));
+  }
+  const lines = key.endsWith('.json') && !text.includes('\n') ? [text] : text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return lines.map((line) => ({ text: line, decision: JSON.parse(line) as Record<string, unknown> }));
 }

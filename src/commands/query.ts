@@ -4,14 +4,19 @@ import type { OutputConfig } from '../config/schema.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from '../delivery/object-keys.js';
 import { parseEventTime } from '../sources/event-time.js';
 import { parseDuration } from '../config/units.js';
-import { decisionsOf, outputObjects, type OutputObjects } from './output-objects.js';
+import { parseJson, stringValue, toText, type JsonNode } from '../json/source-tree.js';
+import { nodeAt } from '../transforms/json-path.js';
+import { decisionsOf, outputObjects, type OutputObjects, type StoredDecision } from './output-objects.js';
 
 export interface DecisionFilter {
   from: number;
   to: number;
   decisionId?: string;
   path?: string;
-  /** `field=value` pairs over dotted paths of the decision, compared as text. */
+  /**
+   * `field=value` pairs over dotted paths of the decision, compared as text: a string by its value, anything
+   * else by its JSON text as stored (a number also by the shortest text of its double, as before).
+   */
   where: Array<[string, string]>;
 }
 
@@ -70,8 +75,8 @@ export async function candidateKeys(output: OutputConfig, objects: OutputObjects
   return keys;
 }
 
-/** Reads the candidate objects and yields the decisions that pass the filter. */
-export async function* matchingDecisions(objects: OutputObjects, keys: string[], filter: DecisionFilter, onObject?: () => void): AsyncGenerator<Record<string, unknown>> {
+/** Reads the candidate objects and yields the decisions that pass the filter, each with its stored text. */
+export async function* matchingDecisions(objects: OutputObjects, keys: string[], filter: DecisionFilter, onObject?: () => void): AsyncGenerator<StoredDecision> {
   for (const key of keys) {
     const decisions = decisionsOf(key, await objects.read(key));
     onObject?.();
@@ -79,16 +84,31 @@ export async function* matchingDecisions(objects: OutputObjects, keys: string[],
   }
 }
 
-export function matches(d: Record<string, unknown>, f: DecisionFilter): boolean {
+export function matches({ text, decision: d }: StoredDecision, f: DecisionFilter): boolean {
   const time = typeof d.timestamp === 'string' ? parseEventTime(d.timestamp)?.ms : undefined;
   if (time !== undefined && (time < f.from || time > f.to)) return false;
   if (f.decisionId !== undefined && d.decision_id !== f.decisionId) return false;
   if (f.path !== undefined && String(d.path ?? '').replace(/^\//, '') !== f.path.replace(/^\//, '')) return false;
+  if (f.where.length === 0) return true;
+  // the stored text, not the parsed value: numbers and objects compare as written (no recursive stringify)
+  const tree = parseJson(text);
   for (const [field, value] of f.where) {
-    const found = field.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), d);
-    if (found === undefined || (typeof found === 'object' ? JSON.stringify(found) : String(found)) !== value) return false;
+    const found = nodeAt(tree, field.split('.'));
+    if (found === undefined || !textMatches(found, value)) return false;
   }
   return true;
+}
+
+function textMatches(node: JsonNode, value: string): boolean {
+  if (node.type === 'string') return stringValue(node) === value;
+  const text = toText(node);
+  return text === value || (node.type === 'number' && String(Number(text)) === value);
+}
+
+/** The start of a decision's `result` as stored, for the table. */
+function resultText(text: string): string {
+  const result = nodeAt(parseJson(text), ['result']);
+  return result === undefined ? 'null' : toText(result).slice(0, 60);
 }
 
 /** `sluice query`: prints the matching decisions as NDJSON or a table. */
@@ -104,10 +124,10 @@ export async function query(output: OutputConfig, filter: DecisionFilter, opts: 
       ? new Table({ head: ['timestamp', 'decision_id', 'path', 'result'], style: process.stdout.isTTY ? undefined : { head: [], border: [] } })
       : undefined;
     let found = 0;
-    for await (const d of matchingDecisions(objects, keys, filter, () => bar?.increment())) {
+    for await (const { text, decision: d } of matchingDecisions(objects, keys, filter, () => bar?.increment())) {
       found++;
-      if (table) table.push([String(d.timestamp ?? ''), String(d.decision_id ?? ''), String(d.path ?? ''), JSON.stringify(d.result ?? null).slice(0, 60)]);
-      else process.stdout.write(`${JSON.stringify(d)}\n`);
+      if (table) table.push([String(d.timestamp ?? ''), String(d.decision_id ?? ''), String(d.path ?? ''), resultText(text)]);
+      else process.stdout.write(`${text}\n`);
     }
     bar?.stop();
     if (table) console.log(table.toString());
@@ -129,8 +149,8 @@ export async function tail(output: OutputConfig, filter: Omit<DecisionFilter, 'f
       await new Promise((resolve) => setTimeout(resolve, opts.intervalMs));
       const keys = (await candidateKeys(output, objects, Date.now() - 3_600_000, Date.now() + 3_600_000)).filter((k) => !seen.has(k));
       for (const key of keys) seen.add(key);
-      for await (const d of matchingDecisions(objects, keys, { ...filter, from: -Infinity, to: Infinity })) {
-        process.stdout.write(`${JSON.stringify(d)}\n`);
+      for await (const { text } of matchingDecisions(objects, keys, { ...filter, from: -Infinity, to: Infinity })) {
+        process.stdout.write(`${text}\n`);
         if (opts.max !== undefined && ++printed >= opts.max) return QUERY_EXIT.found;
       }
     }

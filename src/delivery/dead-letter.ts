@@ -29,18 +29,18 @@ export class DeadLetter {
 
   /**
    * Records one incident durably: `events` decisions within positions first..last (a rule's failure names its
-   * batch's range). `decision` is a decision's exact text (valid JSON, embedded as it is); `payload` raw bytes
-   * that may be anything (kept as base64).
+   * batch's range). `decision` is a decision's exact text (kept as a JSON string: it may not even be valid
+   * JSON, which may be why the rules failed); `payload` raw bytes that may be anything (kept as base64).
    */
   write(output: string, entry: {
     reason: DeadLetterReason; first: number; last: number; events: number; error: string; decision?: string; payload?: Buffer;
   }): void {
-    const head = JSON.stringify({
+    const line = `${JSON.stringify({
       at: new Date().toISOString(), output, reason: entry.reason, first_position: entry.first, last_position: entry.last, events: entry.events,
       error: entry.error,
+      ...(entry.decision !== undefined ? { decision_text: entry.decision } : {}),
       ...(entry.payload ? { payload_base64: entry.payload.toString('base64') } : {}),
-    });
-    const line = entry.decision === undefined ? `${head}\n` : `${head.slice(0, -1)},"decision":${entry.decision}}\n`;
+    })}\n`;
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const fd = openSync(this.fileOf(output), 'a', 0o600);
     try {

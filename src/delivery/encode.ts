@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import type { StoredObject } from '../sinks/types.js';
+import { parseJson, toText, type JsonNode } from '../json/source-tree.js';
 
 export type Format = 'ndjson' | 'json_array';
 export type Compression = 'gzip' | 'none';
@@ -17,8 +18,14 @@ export function contentType(format: Format): string {
   return format === 'ndjson' ? 'application/x-ndjson' : 'application/json';
 }
 
-/** Drops (undefined) or rewrites one decision: an output's drop and mask rules. */
-export type LineTransform = (decision: Record<string, unknown>) => Record<string, unknown> | undefined;
+/**
+ * Drops (undefined) or rewrites one decision, given as its source tree: an output's drop and mask rules
+ * (src/transforms). It returns its input itself when it changes nothing.
+ */
+export type LineTransform = (decision: JsonNode) => JsonNode | undefined;
+
+/** Told about a decision that could not be parsed or transformed: it is not written. */
+export type Unprocessable = (line: string, err: Error) => void;
 
 /**
  * An object of NDJSON line groups (each a buffer of whole lines ending in a newline) in the given encoding,
@@ -83,32 +90,54 @@ export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch, onCorru
   }
 }
 
-/** NDJSON line groups with each decision dropped or rewritten by the transform. */
-export function* transformLines(groups: Iterable<Buffer>, transform: LineTransform, onUnprocessable?: (line: string, err: Error) => void): Generator<Buffer> {
+/**
+ * NDJSON line groups with each decision dropped or rewritten by the transform. Decisions are parsed into
+ * source trees, not JS values, so a rewritten decision differs from the received one only where the rules
+ * changed it (number text, key order and the rest are kept); an untouched one is its line as it is.
+ * A decision the parser or the transform throws on is handed to `onUnprocessable` and left out (without a
+ * callback the error propagates).
+ */
+export function* transformLines(groups: Iterable<Buffer>, transform: LineTransform, onUnprocessable?: Unprocessable): Generator<Buffer> {
   for (const group of groups) {
     const out: string[] = [];
     for (const line of group.toString('utf8').split('\n')) {
       if (line === '') continue;
+      let text: string | undefined;
       try {
-        const decision = JSON.parse(line) as Record<string, unknown>;
+        const decision = parseJson(line);
         const result = transform(decision);
-        if (result === undefined) continue;
-        // an untouched decision keeps its exact text (key order, big numbers)
-        out.push(result === decision ? line : JSON.stringify(result));
+        text = result === undefined ? undefined : result === decision ? line : toText(result);
       } catch (err) {
         // one decision the rules cannot process must not stop the output: it is handed over, not written
         if (!onUnprocessable) throw err;
-        onUnprocessable(line, err as Error);
+        onUnprocessable(line, err instanceof Error ? err : new Error(String(err)));
+        continue;
       }
+      if (text !== undefined) out.push(text);
     }
     if (out.length > 0) yield Buffer.from(`${out.join('\n')}\n`);
   }
 }
 
-/** Each decision of NDJSON line groups, parsed. */
-export function* parsedDecisions(groups: Iterable<Buffer>): Generator<Record<string, unknown>> {
+/**
+ * Each decision of NDJSON line groups, parsed into JS values (read only: for key layouts, which read
+ * decision_id, timestamp and labels). A line that does not parse is handed to `onUnprocessable` and
+ * skipped (without a callback the error propagates).
+ */
+export function* parsedDecisions(groups: Iterable<Buffer>, onUnprocessable?: Unprocessable): Generator<Record<string, unknown>> {
   for (const group of groups) {
-    for (const line of group.toString('utf8').split('\n')) if (line !== '') yield JSON.parse(line) as Record<string, unknown>;
+    for (const line of group.toString('utf8').split('\n')) {
+      if (line === '') continue;
+      let decision: Record<string, unknown>;
+      try {
+        decision = JSON.parse(line) as Record<string, unknown>;
+      } catch (err) {
+        if (!onUnprocessable) throw err;
+        onUnprocessable(line, err as Error);
+        continue;
+      }
+      yield decision;
+    }
   }
 }
 

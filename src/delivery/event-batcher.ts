@@ -116,7 +116,7 @@ export class EventBatcher {
     const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
     const base = { tenant_id: destination.tenant_id, event_id: null, destination_id: destination.id, attempt_number: attemptNumber, manual: false };
     try {
-      const object = await encodeLines(events.map((e) => Buffer.from(`${e.data}\n`)), batching, batch.key);
+      const object = await encodeLines(events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)), batching, batch.key);
       await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
     } catch (err) {
       if (this.dispatcher.signal.aborted) return;
@@ -143,4 +143,13 @@ export class EventBatcher {
 /** A topic as one segment of an object key. */
 function safeTopic(topic: string): string {
   return topic.replace(/[^A-Za-z0-9._=-]/g, '_') || '_';
+}
+
+/**
+ * Data as one NDJSON line. Data is kept as it was published, which may be pretty-printed; a raw CR or LF can
+ * only be whitespace between tokens (JSON strings cannot hold them), so a space in its place changes nothing
+ * a JSON reader sees.
+ */
+function oneLine(data: string): string {
+  return data.includes('\n') || data.includes('\r') ? data.replace(/[\r\n]/g, ' ') : data;
 }

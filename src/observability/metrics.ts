@@ -79,6 +79,14 @@ export class Metrics implements OutputMetrics {
     for (const [name, help, read] of bufferGauges) {
       new Gauge({ name, help, registers, collect() { this.set(read(buffer.stats())); } });
     }
+    // counts the buffer keeps itself since the start, read at scrape time: they only grow
+    const bufferCounters: Array<[string, string, (stats: BufferStats) => number]> = [
+      ['sluice_buffer_corrupt_chunks_total', 'Buffer chunks found corrupt when read (payload and checksum differ): never uploaded as data.', (b) => b.corruptChunks],
+      ['sluice_buffer_resets_total', 'New, empty buffers started at start-up because the old one was lost (--accept-buffer-loss).', (b) => b.resets],
+    ];
+    for (const [name, help, read] of bufferCounters) {
+      new Counter({ name, help, registers, collect() { this.reset(); this.inc(read(buffer.stats())); } });
+    }
     new Gauge({
       name: 'sluice_output_lag_events', help: 'Decisions received that the output has not delivered yet.', labelNames: ['output'], registers,
       collect() {

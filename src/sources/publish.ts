@@ -8,6 +8,7 @@ import { required, validationError } from '../api/validation.js';
 import type { PublishResult, Store, StringMap } from '../store/types.js';
 import { eventTimeOf, parseEventTime } from './event-time.js';
 import { HttpError } from './http-error.js';
+import { memberOf, parseJson, toText } from '../json/source-tree.js';
 
 /** Seconds a publisher is asked to wait when too many deliveries are pending. */
 const RETRY_AFTER_SECONDS = 5;
@@ -141,6 +142,18 @@ const publishBody = z.object({
   data: z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { error: required }),
 });
 
+/**
+ * The `data` of a publish body exactly as sent (number text, key order, whitespace inside it), cut out of
+ * the body's text: JSON.stringify of the parsed value would round big numbers and move integer-like keys.
+ * The body passed the depth bound and JSON.parse before this, so the source tree parse cannot fail.
+ */
+function dataText(bodyText: string | undefined, data: Record<string, unknown>): string {
+  const body = bodyText === undefined ? undefined : parseJson(bodyText);
+  const node = body?.type === 'object' ? memberOf(body, 'data') : undefined;
+  // without the text (no route gets here without it) the parsed value is all there is
+  return node?.type === 'object' ? toText(node) : JSON.stringify(data);
+}
+
 /** `POST /publish` (admin): 202 `{id, duplicate, destination_ids}` once the event is durable. */
 export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publisher, metrics }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
@@ -163,7 +176,7 @@ export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publish
       if (!body.topic) throw validationError(['topic is required']);
       if (!topics.has(body.topic)) throw validationError([`topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
     }
-    const data = JSON.stringify(body.data);
+    const data = dataText(request.bodyText, body.data);
     const result = await publisher.publish({ ...body, data });
     if (result.duplicate) metrics.duplicate('request');
     else metrics.accepted('publish', 'none', 1, Buffer.byteLength(data));

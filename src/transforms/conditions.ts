@@ -10,10 +10,16 @@
  * `prefix` and `matches` only apply to strings; `matches` is an unanchored JS RegExp test, like Rego's
  * regex.match (anchor with ^ and $).
  */
-import { lookup, parseField } from './json-path.js';
+import { memberOf, stringValue, toValue, type JsonNode } from '../json/source-tree.js';
+import { nodeAt, parseField } from './json-path.js';
 import type { Condition, JsonValue } from './rules-schema.js';
 
-export type Predicate = (decision: Record<string, unknown>) => boolean;
+/**
+ * A test on a decision's source tree (src/json/source-tree.ts). Scalars are compared from their text
+ * without building JS values; a container is turned into a JS value (JSON.parse of its slice) only when a
+ * condition compares it with a composite value.
+ */
+export type Predicate = (decision: JsonNode) => boolean;
 
 const hasOwn = Object.prototype.hasOwnProperty;
 
@@ -35,16 +41,30 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return true;
 }
 
-function getter(field: string): (decision: Record<string, unknown>) => unknown {
+function getter(field: string): (decision: JsonNode) => JsonNode | undefined {
   const segments = parseField(field);
   // rulesSchema has rejected malformed fields; this guards direct callers
   if (typeof segments === 'string') throw new Error(segments);
   if (segments.length === 1) {
     const key = segments[0]!;
-    return (d) => (hasOwn.call(d, key) ? d[key] : undefined);
+    return (d) => (d.type === 'object' ? memberOf(d, key) : undefined);
   }
-  return (d) => lookup(d, segments);
+  return (d) => nodeAt(d, segments);
 }
+
+/** Whether a node is the scalar `expected` (strict equality of the JS values, as JSON.parse would give them). */
+function isScalar(node: JsonNode, expected: string | number | boolean | null): boolean {
+  switch (node.type) {
+    case 'string': return typeof expected === 'string' && stringValue(node) === expected;
+    case 'number': return typeof expected === 'number' && Number(node.src.slice(node.start, node.end)) === expected;
+    case 'true': return expected === true;
+    case 'false': return expected === false;
+    case 'null': return expected === null;
+    default: return false;
+  }
+}
+
+const isContainer = (node: JsonNode) => node.type === 'object' || node.type === 'array';
 
 /** Compiles a validated condition into a predicate. */
 export function compileCondition(c: Condition): Predicate {
@@ -63,10 +83,15 @@ export function compileCondition(c: Condition): Predicate {
   const get = getter(c.field);
   if ('equals' in c) {
     const expected = c.equals;
-    if (expected === null || typeof expected !== 'object') return (d) => get(d) === expected;
+    if (expected === null || typeof expected !== 'object') {
+      return (d) => {
+        const v = get(d);
+        return v !== undefined && isScalar(v, expected);
+      };
+    }
     return (d) => {
       const v = get(d);
-      return v !== undefined && jsonEqual(v, expected);
+      return v !== undefined && isContainer(v) && jsonEqual(toValue(v), expected);
     };
   }
   if ('in' in c) {
@@ -75,22 +100,24 @@ export function compileCondition(c: Condition): Predicate {
     return (d) => {
       const v = get(d);
       if (v === undefined) return false;
-      if (v === null || typeof v !== 'object') return scalars.has(v as JsonValue);
-      return composites.some((e) => jsonEqual(v, e));
+      if (!isContainer(v)) return scalars.has(toValue(v) as JsonValue);
+      if (composites.length === 0) return false;
+      const value = toValue(v);
+      return composites.some((e) => jsonEqual(value, e));
     };
   }
   if ('prefix' in c) {
     const prefix = c.prefix;
     return (d) => {
       const v = get(d);
-      return typeof v === 'string' && v.startsWith(prefix);
+      return v !== undefined && v.type === 'string' && stringValue(v).startsWith(prefix);
     };
   }
   if ('matches' in c) {
     const re = new RegExp(c.matches);
     return (d) => {
       const v = get(d);
-      return typeof v === 'string' && re.test(v);
+      return v !== undefined && v.type === 'string' && re.test(stringValue(v));
     };
   }
   if ('exists' in c) {

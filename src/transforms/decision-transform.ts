@@ -8,12 +8,16 @@
  * on the unmasked event) and the entries applied in order (global, then output). See mask.ts for the
  * remove/upsert details, conditions.ts for the condition language.
  */
+import type { JsonNode } from '../json/source-tree.js';
 import { compileCondition } from './conditions.js';
 import { applyMasks, compileMask } from './mask.js';
 import type { RulesConfig } from './rules-schema.js';
 
-/** Returns the decision to write (the input itself when unchanged, never mutated), or undefined to drop it. */
-export type DecisionTransform = (decision: Record<string, unknown>) => Record<string, unknown> | undefined;
+/**
+ * Takes a decision's source tree and returns the tree to write (the input itself when unchanged, never
+ * mutated: its text is then written as it is), or undefined to drop it.
+ */
+export type DecisionTransform = (decision: JsonNode) => JsonNode | undefined;
 
 /**
  * Builds the transform for one output from validated rules (rulesSchema); undefined when neither has any

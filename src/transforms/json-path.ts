@@ -2,9 +2,11 @@
  * Field paths for the rule language: dotted paths (`input.user.role`) and JSON pointers (RFC 6901,
  * `/input/user/role`, `~1` for `/` and `~0` for `~`), parsed once at build time into segment lists.
  *
- * Lookups read own properties only (so `input.constructor` is missing, not a prototype member) and
- * step into arrays by a decimal index, the way OPA's mask code walks `[]interface{}` with strconv.Atoi.
+ * Lookups walk a source tree (src/json/source-tree.ts): object members by key (so `input.constructor` is
+ * missing, never a prototype member) and arrays by a decimal index, the way OPA's mask code walks
+ * `[]interface{}` with strconv.Atoi.
  */
+import { memberOf, type JsonNode } from '../json/source-tree.js';
 
 /** Parses an RFC 6901 pointer into its unescaped segments; a string with the problem when it is not one. */
 export function parsePointer(pointer: string): string[] | string {
@@ -42,21 +44,23 @@ export function arrayIndex(segment: string): number {
   return Number.isSafeInteger(n) && n >= 0 ? n : -1;
 }
 
-const hasOwn = Object.prototype.hasOwnProperty;
-
-/** The value at `segments` in `root`, or undefined when any step is missing. */
-export function lookup(root: unknown, segments: readonly string[]): unknown {
-  let node = root;
-  for (const segment of segments) {
-    if (node === null || typeof node !== 'object') return undefined;
-    if (Array.isArray(node)) {
-      const index = arrayIndex(segment);
-      if (index < 0 || index >= node.length) return undefined;
-      node = node[index];
-    } else {
-      if (!hasOwn.call(node, segment)) return undefined;
-      node = (node as Record<string, unknown>)[segment];
-    }
-  }
+/**
+ * The node at `segments` below `root` in a source tree, or undefined when any step is missing (an absent
+ * key, an index out of range, a step through a scalar). Objects answer with their last member of a key,
+ * as JSON.parse would.
+ */
+export function nodeAt(root: JsonNode, segments: readonly string[]): JsonNode | undefined {
+  let node: JsonNode | undefined = root;
+  for (let i = 0; i < segments.length && node !== undefined; i++) node = childOf(node, segments[i]!);
   return node;
+}
+
+/** One step of `nodeAt`. */
+export function childOf(node: JsonNode, segment: string): JsonNode | undefined {
+  if (node.type === 'object') return memberOf(node, segment);
+  if (node.type === 'array') {
+    const index = arrayIndex(segment);
+    return index >= 0 && index < node.items.length ? node.items[index] : undefined;
+  }
+  return undefined;
 }

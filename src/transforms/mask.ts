@@ -1,7 +1,10 @@
 /**
  * Applies mask entries to a decision the way OPA's decision logger does (plugins/logs/mask.go,
- * maskRule.Mask / removeValue / mkdirp), without mutating the decision it is given: containers are
- * copied only along the paths that change, each at most once per decision.
+ * maskRule.Mask / removeValue / mkdirp), on the decision's source tree (src/json/source-tree.ts) and
+ * without changing it: containers are rebuilt only along the paths that change, and everything else is
+ * written back as its exact source text. So a masked decision differs from the one received only at the
+ * masked pointers and in the `erased` / `masked` lists: number text (big integers, exponents, -0.0), key
+ * order and whitespace elsewhere are as OPA sent them; rebuilt containers are written compactly.
  *
  * OPA semantics mirrored here:
  * - The first pointer segment picks the decision's `input`, `result` or `nd_builtin_cache`; when that
@@ -17,37 +20,34 @@
  *   a non-container, or an index out of range, changes and records nothing.
  * - Entries apply in order, each to the result of the previous ones; `erased` and `masked` are appended
  *   to whatever the decision already carries.
+ * - Duplicate keys: a step or a target is the last member of its key (the one JSON.parse and OPA's Go
+ *   decoder keep); an edit drops the earlier duplicates along its path, so no removed value survives as a
+ *   shadowed copy.
  * Deviation: segments are RFC 6901 (`~1` is `/`, `~0` is `~`); OPA instead URL-path-escapes segments,
  * which only differs for keys with characters such as spaces or `/`. The recorded pointer is the path
  * as written in the configuration.
  */
+import {
+  arrayNode, fromValue, memberOf, singleMember, withAppended, withItem, withMember, withoutItem, withoutMember,
+  type JsonArray, type JsonNode, type JsonObject,
+} from '../json/source-tree.js';
 import { arrayIndex, parsePointer } from './json-path.js';
 import { compileCondition, type Predicate } from './conditions.js';
-import { MASK_ROOTS, type JsonValue, type MaskEntry } from './rules-schema.js';
+import { MASK_ROOTS, type MaskEntry } from './rules-schema.js';
 
 export interface CompiledMask {
   op: 'remove' | 'upsert';
   /** The pointer recorded in `erased` / `masked`. */
   pointer: string;
+  /** The pointer as a JSON string node, appended to `erased` / `masked`. */
+  pointerNode: JsonNode;
   /** input | result | nd_builtin_cache */
   root: string;
   /** The segments below the root. */
   rest: string[];
-  /** `rest` without its last segment. */
-  parentPath: string[];
-  value: JsonValue | undefined;
+  /** The upserted value as a tree (parsed once; trees are never changed, so every decision shares it). */
+  value: JsonNode | undefined;
   when: Predicate | undefined;
-}
-
-type Container = Record<string, unknown> | unknown[];
-
-const hasOwn = Object.prototype.hasOwnProperty;
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** Sets an own property, also for a key named __proto__ (which plain assignment would treat as the prototype). */
-function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
-  else obj[key] = value;
 }
 
 export function compileMask(entry: MaskEntry): CompiledMask {
@@ -60,208 +60,137 @@ export function compileMask(entry: MaskEntry): CompiledMask {
   return {
     op: rule.op,
     pointer: rule.path,
+    pointerNode: fromValue(rule.path),
     root: segments[0]!,
     rest: segments.slice(1),
-    parentPath: segments.slice(1, -1),
-    value: rule.value,
+    value: rule.value === undefined ? undefined : fromValue(rule.value),
     when: rule.when ? compileCondition(rule.when) : undefined,
   };
 }
 
 /**
- * A shallow copy of an object or array, optionally without one key. Object.assign and a keyed loop are
- * several times faster than spread on JSON.parse'd objects, and copying without the key avoids `delete`
- * (which moves an object to slow dictionary mode); an own `__proto__` key takes the spread path, since
- * assignment would set the prototype instead.
+ * Walks `segments` from `from` (read only), pushing each container passed through onto `chain`; stops
+ * early at a missing key when `stopAtMissing` (returning its index), else fails. Returns the index where
+ * the walk stopped (segments.length when it got through), or -1 when a step is impossible: an index out of
+ * range, or a step through a scalar.
  */
-function shallowCopy(node: Container, without?: string): Container {
-  if (Array.isArray(node)) return node.slice();
-  if (hasOwn.call(node, '__proto__')) {
-    const copy = { ...node };
-    if (without !== undefined) delete copy[without];
-    return copy;
+function walk(from: JsonNode, segments: readonly string[], chain: JsonNode[], stopAtMissing: boolean): number {
+  let node = from;
+  chain.push(node);
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    let child: JsonNode | undefined;
+    if (node.type === 'object') {
+      child = memberOf(node, segment);
+      if (child === undefined) return stopAtMissing ? i : -1;
+    } else if (node.type === 'array') {
+      const index = arrayIndex(segment);
+      if (index < 0 || index >= node.items.length) return -1;
+      child = node.items[index]!;
+    } else {
+      return -1;
+    }
+    node = child;
+    chain.push(node);
   }
-  if (without === undefined) return Object.assign({}, node);
-  const copy: Record<string, unknown> = {};
-  for (const key in node) if (key !== without && hasOwn.call(node, key)) copy[key] = node[key];
-  return copy;
+  return segments.length;
 }
 
-/** A copy-on-write view of one decision. */
-class Draft {
-  /** Containers this draft made (copies or new objects): changed in place. Few per decision: an array. */
-  private readonly owned: object[] = [];
-  decision: Record<string, unknown>;
-
-  constructor(original: Record<string, unknown>) {
-    this.decision = original;
+/**
+ * Puts `replacement` in place of the last node of `chain` (the nodes from a root value down, each the
+ * child of the one before at `segments[i]`) and rebuilds every container above it; returns the new root value.
+ */
+function rebuild(chain: readonly JsonNode[], segments: readonly string[], replacement: JsonNode): JsonNode {
+  let node = replacement;
+  for (let i = chain.length - 2; i >= 0; i--) {
+    const parent = chain[i]!;
+    node = parent.type === 'array' ? withItem(parent, arrayIndex(segments[i]!), node) : withMember(parent as JsonObject, segments[i]!, node);
   }
+  return node;
+}
 
-  private own<T extends Container>(node: T, without?: string): T {
-    if (this.owned.includes(node)) {
-      if (without !== undefined) delete (node as Record<string, unknown>)[without];
-      return node;
-    }
-    const copy = shallowCopy(node, without) as T;
-    this.owned.push(copy);
-    return copy;
-  }
+/** The decision with `pointer` appended to its `erased` or `masked` list (made when absent or not a list). */
+function record(decision: JsonObject, field: 'erased' | 'masked', pointer: JsonNode): JsonObject {
+  const existing = memberOf(decision, field);
+  const list = existing?.type === 'array' ? withAppended(existing, pointer) : arrayNode([pointer]);
+  return withMember(decision, field, list);
+}
 
-  private top(): Record<string, unknown> {
-    this.decision = this.own(this.decision);
-    return this.decision;
-  }
+/** The root value a mask works on, or undefined when the decision has none (OPA: a nil Input/Result). */
+function rootValue(decision: JsonObject, root: string): JsonNode | undefined {
+  const v = memberOf(decision, root);
+  return v === undefined || v.type === 'null' ? undefined : v;
+}
 
-  /**
-   * The container at `root`/`segments`, made ours (copied) along the way; the path must exist. With
-   * `without`, that key is left out of (or deleted from) the returned container.
-   */
-  private ownPath(root: string, segments: readonly string[], without?: string): Container {
-    const top = this.top();
-    let node = this.own(top[root] as Container, segments.length === 0 ? without : undefined);
-    setOwn(top, root, node);
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i]!;
-      const last = i === segments.length - 1;
-      if (Array.isArray(node)) {
-        const index = arrayIndex(segment);
-        const child = this.own(node[index] as Container, last ? without : undefined);
-        node[index] = child;
-        node = child;
-      } else {
-        const child = this.own(node[segment] as Container, last ? without : undefined);
-        setOwn(node, segment, child);
-        node = child;
-      }
-    }
-    return node;
+function remove(decision: JsonObject, m: CompiledMask): JsonObject {
+  const value = rootValue(decision, m.root);
+  if (value === undefined) return decision;
+  const { rest } = m;
+  if (rest.length === 0) return record(withoutMember(decision, m.root), 'erased', m.pointerNode);
+  // every step to the target's parent must exist
+  const chain: JsonNode[] = [];
+  if (walk(value, rest.slice(0, -1), chain, false) < 0) return decision;
+  const parent = chain[chain.length - 1]!;
+  const target = rest[rest.length - 1]!;
+  let changed: JsonNode;
+  if (parent.type === 'object') {
+    if (memberOf(parent, target) === undefined) return decision;
+    changed = withoutMember(parent, target);
+  } else if (parent.type === 'array') {
+    const index = arrayIndex(target);
+    // OPA splices an element out through the array's own parent, so a top-level array is left alone
+    if (index < 0 || index >= parent.items.length || rest.length < 2) return decision;
+    changed = withoutItem(parent, index);
+  } else {
+    return decision;
   }
+  return record(withMember(decision, m.root, rebuild(chain, rest, changed)), 'erased', m.pointerNode);
+}
 
-  private record(field: 'erased' | 'masked', pointer: string): void {
-    const top = this.top();
-    const existing = hasOwn.call(top, field) ? top[field] : undefined;
-    if (Array.isArray(existing)) {
-      const list = this.own(existing);
-      list.push(pointer);
-      top[field] = list;
-    } else {
-      const list = [pointer];
-      this.owned.push(list);
-      top[field] = list;
-    }
+function upsert(decision: JsonObject, m: CompiledMask): JsonObject {
+  const value = rootValue(decision, m.root);
+  if (value === undefined) return decision;
+  const { rest } = m;
+  const newValue = m.value!;
+  if (rest.length === 0) return record(withMember(decision, m.root, newValue), 'masked', m.pointerNode);
+  if (value.type !== 'object') return decision;
+  // existing steps must be objects or in-range array elements; from the first missing key on, OPA creates
+  // objects, which always succeeds
+  const chain: JsonNode[] = [];
+  const parents = rest.slice(0, -1);
+  const stopped = walk(value, parents, chain, true);
+  if (stopped < 0) return decision;
+  const target = rest[rest.length - 1]!;
+  const parent = chain[chain.length - 1]!;
+  let changed: JsonNode;
+  if (stopped < parents.length) {
+    // parent is the object missing rest[stopped]: it gets the chain of new objects down to the target
+    let created: JsonNode = singleMember(target, newValue);
+    for (let i = parents.length - 1; i > stopped; i--) created = singleMember(parents[i]!, created);
+    changed = withMember(parent as JsonObject, parents[stopped]!, created);
+  } else if (parent.type === 'object') {
+    changed = withMember(parent, target, newValue);
+  } else if (parent.type === 'array') {
+    const index = arrayIndex(target);
+    if (index < 0 || index >= parent.items.length) return decision;
+    changed = withItem(parent as JsonArray, index, newValue);
+  } else {
+    return decision;
   }
-
-  /** The root value a mask works on, or undefined when the decision has none (OPA: a nil Input/Result). */
-  private rootValue(root: string): unknown {
-    const v = hasOwn.call(this.decision, root) ? this.decision[root] : undefined;
-    return v === null ? undefined : v;
-  }
-
-  remove(m: CompiledMask): void {
-    const rootValue = this.rootValue(m.root);
-    if (rootValue === undefined) return;
-    const { rest } = m;
-    if (rest.length === 0) {
-      this.decision = this.own(this.decision, m.root);
-      this.record('erased', m.pointer);
-      return;
-    }
-    // walk (read only) to the parent of the target; every step must exist
-    let node: unknown = rootValue;
-    for (let i = 0; i < rest.length - 1; i++) {
-      const segment = rest[i]!;
-      if (Array.isArray(node)) {
-        const index = arrayIndex(segment);
-        if (index < 0 || index >= node.length) return;
-        node = node[index];
-      } else if (isObject(node)) {
-        if (!hasOwn.call(node, segment)) return;
-        node = node[segment];
-      } else {
-        return;
-      }
-    }
-    const target = rest[rest.length - 1]!;
-    if (isObject(node)) {
-      if (!hasOwn.call(node, target)) return;
-      this.ownPath(m.root, m.parentPath, target);
-    } else if (Array.isArray(node)) {
-      const index = arrayIndex(target);
-      // OPA splices an element out through the array's own parent, so a top-level array is left alone
-      if (index < 0 || index >= node.length || rest.length < 2) return;
-      const parent = this.ownPath(m.root, m.parentPath) as unknown[];
-      parent.splice(index, 1);
-    } else {
-      return;
-    }
-    this.record('erased', m.pointer);
-  }
-
-  upsert(m: CompiledMask): void {
-    const rootValue = this.rootValue(m.root);
-    if (rootValue === undefined) return;
-    const { rest } = m;
-    if (rest.length === 0) {
-      setOwn(this.top(), m.root, m.value);
-      this.record('masked', m.pointer);
-      return;
-    }
-    if (!isObject(rootValue)) return;
-    // walk (read only): existing steps must be objects or in-range array elements; from the first
-    // missing key on, OPA creates objects, which always succeeds
-    let node: unknown = rootValue;
-    let missingFrom = -1;
-    for (let i = 0; i < rest.length - 1; i++) {
-      const segment = rest[i]!;
-      if (isObject(node)) {
-        if (!hasOwn.call(node, segment)) {
-          missingFrom = i;
-          break;
-        }
-        node = node[segment];
-      } else if (Array.isArray(node)) {
-        const index = arrayIndex(segment);
-        if (index < 0 || index >= node.length) return;
-        node = node[index];
-      } else {
-        return;
-      }
-    }
-    const target = rest[rest.length - 1]!;
-    if (missingFrom >= 0) {
-      let parent = this.ownPath(m.root, rest.slice(0, missingFrom)) as Record<string, unknown>;
-      for (let i = missingFrom; i < rest.length - 1; i++) {
-        const created: Record<string, unknown> = {};
-        this.owned.push(created);
-        setOwn(parent, rest[i]!, created);
-        parent = created;
-      }
-      setOwn(parent, target, m.value);
-    } else if (isObject(node)) {
-      setOwn(this.ownPath(m.root, m.parentPath) as Record<string, unknown>, target, m.value);
-    } else if (Array.isArray(node)) {
-      const index = arrayIndex(target);
-      if (index < 0 || index >= node.length) return;
-      (this.ownPath(m.root, m.parentPath) as unknown[])[index] = m.value;
-    } else {
-      return;
-    }
-    this.record('masked', m.pointer);
-  }
+  return record(withMember(decision, m.root, rebuild(chain, rest, changed)), 'masked', m.pointerNode);
 }
 
 /**
  * Applies `masks` in order. Each entry's `when` is evaluated against `decision` as given (before any
  * masking), as OPA evaluates its mask rule once on the unmasked event. Returns `decision` itself when
- * nothing changed, else a copy that shares every untouched part with it.
+ * nothing changed, else a new tree that shares every untouched node with it.
  */
-export function applyMasks(masks: readonly CompiledMask[], decision: Record<string, unknown>): Record<string, unknown> {
-  let draft: Draft | undefined;
+export function applyMasks(masks: readonly CompiledMask[], decision: JsonNode): JsonNode {
+  if (decision.type !== 'object') return decision;
+  let out: JsonObject = decision;
   for (const m of masks) {
     if (m.when && !m.when(decision)) continue;
-    draft ??= new Draft(decision);
-    if (m.op === 'remove') draft.remove(m);
-    else draft.upsert(m);
+    out = m.op === 'remove' ? remove(out, m) : upsert(out, m);
   }
-  return draft ? draft.decision : decision;
+  return out;
 }

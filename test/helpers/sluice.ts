@@ -33,7 +33,16 @@ export class SluiceProcess {
   private child: ChildProcess | undefined;
   private exited: Promise<number | null> | undefined;
 
-  constructor(readonly opts: { config?: Record<string, unknown>; cwd?: string; env?: NodeJS.ProcessEnv; args?: string[] } = {}) {}
+  /**
+   * `wrap`: a command that runs the server, given it as its last arguments (e.g. `unshare ... sh -c '... exec "$@"'`);
+   * it must exec it, so that `pid` is the server's own.
+   */
+  constructor(readonly opts: { config?: Record<string, unknown>; cwd?: string; env?: NodeJS.ProcessEnv; args?: string[]; wrap?: string[] } = {}) {}
+
+  /** The server process's pid, once started. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
 
   async start(): Promise<this> {
     const cwd = this.opts.cwd ?? tempDir();
@@ -45,7 +54,8 @@ export class SluiceProcess {
     }
     this.output = '';
     this.exitCode = undefined;
-    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, ...commandArgs] = [...(this.opts.wrap ?? []), process.execPath, ...args];
+    const child = spawn(command!, commandArgs, { cwd, env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (d) => (this.output += d));
     child.stderr!.on('data', (d) => (this.output += d));
