@@ -701,8 +701,29 @@ function expected(c: Case): { ok: true; accepted: number } | { ok: false; status
     return { ok: false, status: 400, why: 'invalid json' };
   }
   if (!Array.isArray(value)) return { ok: false, status: 400, why: 'not an array' };
+  if (nestingOf(text) - 1 > MAX_DECISION_DEPTH) return { ok: false, status: 400, why: 'a decision nests too deep' };
   if (!value.every((v) => v !== null && typeof v === 'object' && !Array.isArray(v))) return { ok: false, status: 400, why: 'element not an object' };
   return { ok: true, accepted: value.length };
+}
+
+/** The README's bound on a decision's nesting. */
+const MAX_DECISION_DEPTH = 1000;
+
+/** How deep valid JSON text nests (the top level counts 1), counted outside strings. */
+function nestingOf(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') max = Math.max(max, ++depth);
+    else if (c === '}' || c === ']') depth--;
+  }
+  return max;
 }
 
 function nested(depth: number, kind: 'arrays' | 'objects' | 'objects-newline' | 'truncated'): string {
@@ -735,7 +756,7 @@ function caseArbitrary(): fc.Arbitrary<Case> {
       .map(([v, pretty]) => ({ kind: 'array with non-objects', json: jsonText(v, pretty) })) },
     { weight: 3, arbitrary: fc.tuple(fc.array(decisionArb, { maxLength: 20 }), fc.boolean())
       .map(([v, pretty]) => ({ kind: pretty ? 'decisions (pretty)' : 'decisions', json: jsonText(v, pretty) })) },
-    { weight: 2, arbitrary: fc.tuple(fc.constantFrom('arrays', 'objects', 'objects-newline', 'truncated' as const), fc.constantFrom(1_000, 10_000, 100_000))
+    { weight: 2, arbitrary: fc.tuple(fc.constantFrom('arrays', 'objects', 'objects-newline', 'truncated' as const), fc.constantFrom(1_000, 1_001, 10_000, 100_000))
       .map(([k, depth]) => ({ kind: `nested ${k} ${depth}`, json: Buffer.from(nested(depth, k)) })) },
     { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1, max: 3 * 1024 * 1024 }), fc.constantFrom('x', 'é', '\\"', '\\u0000'))
       .map(([n, unit]) => ({ kind: `huge string ${n}`, json: Buffer.from(`[{"decision_id":"huge","s":"${unit.repeat(Math.ceil(n / unit.length))}"}]`) })) },
