@@ -20,7 +20,7 @@ import fc from 'fast-check';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
 
 const long = process.env.RELIABILITY === 'long';
-const RUNS = long ? 400 : 40;
+const RUNS = long ? 500 : 100;
 const seed = process.env.RELIABILITY_SEED ? Number(process.env.RELIABILITY_SEED) : undefined;
 const SECRET_POINTER = '/input/secret';
 

@@ -6,7 +6,7 @@
  * RELIABILITY_SEED fixes the seed of the property-based test (fast-check prints it on failure).
  */
 import { after, describe, test, type TestContext } from 'node:test';
-import { backpressure, badInput, crashLoop, formatSummary, LONG, s3Faults, SHORT, type ScenarioResult, type Scope } from './reliability.js';
+import { backpressure, badInput, crashLoop, formatSummary, hostileStream, LONG, s3Faults, SHORT, type ScenarioResult, type Scope } from './reliability.js';
 
 const long = process.env.RELIABILITY === 'long';
 const sizes = long ? LONG : SHORT;
@@ -54,5 +54,10 @@ describe(`reliability (${long ? 'long' : 'short'} form)`, () => {
   test(`${sizes.badInput.runs} random bad requests: never 5xx, never down, 4xx JSON, nothing stored of a rejection`,
     { timeout: long ? 900_000 : 90_000 }, async (t) => {
       await run(t, (scope) => badInput(scope, { ...sizes.badInput, seed }));
+    });
+
+  test(`hostile requests (deep nesting, tiny-element bombs) amid good load for ${sizes.hostileStream.seconds} s: refused, and every good decision lands once in every key layout`,
+    { timeout: long ? 300_000 : 90_000 }, async (t) => {
+      await run(t, (scope) => hostileStream(scope, sizes.hostileStream));
     });
 });

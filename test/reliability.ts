@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +27,7 @@ export interface Sizes {
   s3Faults: S3FaultsOptions;
   backpressure: BackpressureOptions;
   badInput: BadInputOptions;
+  hostileStream: HostileStreamOptions;
 }
 
 export const SHORT: Sizes = {
@@ -34,6 +35,7 @@ export const SHORT: Sizes = {
   s3Faults: { faultSeconds: 4, goneSeconds: 3, stallMs: [1500, 2500], minEachFault: 2 },
   backpressure: { downSeconds: 2, upSeconds: 2 },
   badInput: { runs: 200 },
+  hostileStream: { seconds: 4 },
 };
 
 export const LONG: Sizes = {
@@ -41,6 +43,7 @@ export const LONG: Sizes = {
   s3Faults: { faultSeconds: 20, goneSeconds: 30, stallMs: [2000, 8000], minEachFault: 10 },
   backpressure: { downSeconds: 10, upSeconds: 5 },
   badInput: { runs: 2000 },
+  hostileStream: { seconds: 30 },
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -989,4 +992,103 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
   assert.ok(alive, `sluice still runs after the bad input:\n${proc.output.slice(-2000)}`);
   assert.equal(exitCode, 0, 'SIGTERM after the bad input exits 0');
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// hostileStream
+
+export interface HostileStreamOptions {
+  /** How long the good load and the hostile requests run side by side. */
+  seconds: number;
+}
+
+const HOSTILE_LAYOUTS = ['hive', 'eopa', 'eopa-per-decision', 'hourly-per-decision', 'outpost'] as const;
+
+/** Hostile requests, each with the answer it must get: nothing of them may be stored, nothing good lost. */
+const HOSTILE: Array<{ kind: string; body: () => Buffer; status: number }> = [
+  { kind: 'decision 1,001 levels deep', status: 400, body: () => gzipSync(`[{"decision_id":"deep","result":${'{"a":'.repeat(1001)}1${'}'.repeat(1001)}}]`) },
+  { kind: '20,000 levels in ~300 bytes', status: 400, body: () => gzipSync(`[${'['.repeat(20_000)}${']'.repeat(20_000)}]`) },
+  { kind: '400,000 {} in ~1 KiB', status: 413, body: () => gzipSync(`[${'{},'.repeat(399_999)}{}]`) },
+  { kind: '10,000,000 {} in ~30 KiB', status: 413, body: () => gzipSync(`[${'{},'.repeat(9_999_999)}{}]`) },
+];
+
+/**
+ * Good decisions from a loader while hostile requests (deep nesting, tiny-element bombs) arrive in between,
+ * into one output of every key layout: each hostile request is refused with its status, the service answers
+ * /health throughout, and every acknowledged decision lands once in every layout.
+ */
+export async function hostileStream(scope: Scope, opts: HostileStreamOptions): Promise<ScenarioResult> {
+  const defer = cleanups(scope);
+  const root = tempDir('sluice-hostile-stream-');
+  defer(() => rmSync(root, { recursive: true, force: true }));
+  const outputs = HOSTILE_LAYOUTS.map((key) => ({ name: key, type: 'file', path: path.join(root, key), key, batch: { max_age: '200ms' } }));
+  const { proc } = sluice(defer, { outputs });
+  await proc.start();
+  const loader = new Loader(() => proc.url, {
+    concurrency: 2, batch: [5, 30], partitions: ['default'], maxMs: opts.seconds * 1000, maxRequests: 100_000, intervalMs: 50,
+  }).start();
+  defer(() => loader.stop());
+  const bodies = HOSTILE.map((h) => ({ ...h, bytes: h.body() }));
+  const refused = new Map<string, number>();
+  const deadline = Date.now() + opts.seconds * 1000;
+  for (let i = 0; Date.now() < deadline && i < 1000; i++) {
+    const h = bodies[i % bodies.length]!;
+    const res = await fetch(`${proc.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: h.bytes, signal: AbortSignal.timeout(60_000) });
+    await res.text();
+    assert.equal(res.status, h.status, `${h.kind}: answered ${res.status}`);
+    refused.set(h.kind, (refused.get(h.kind) ?? 0) + 1);
+    assert.equal((await fetch(`${proc.url}/health`, { signal: AbortSignal.timeout(10_000) })).status, 200, `/health after ${h.kind}`);
+  }
+  await loader.stop();
+  const acknowledged = loader.acked.size;
+  const drainMs = await waitIdle(proc, 60_000).catch(() => null);
+
+  let missing = 0;
+  let duplicates = 0;
+  for (const output of outputs) {
+    const counts = new Map<string, number>();
+    for (const line of fileLines(output.path)) {
+      const id = /"decision_id":"([^"]+)"/.exec(line)?.[1] ?? '';
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    for (const id of loader.acked) if (!counts.has(id)) missing++;
+    for (const n of counts.values()) if (n > 1) duplicates++;
+  }
+  const result: ScenarioResult = {
+    scenario: 'hostileStream', acknowledged, missing, duplicates, retries: null, drainMs,
+    notes: { layouts: outputs.length, refused: [...refused].map(([k, n]) => `${k}: ${n}`).join('; '), statuses: statusSummary(loader.statuses) },
+  };
+  publish(scope, result);
+  assert.ok(acknowledged > 0, 'the good load ran');
+  assert.equal(loader.wrongCounts, 0);
+  assert.equal(missing, 0, `acknowledged decisions missing from some layout: ${JSON.stringify(result)}`);
+  assert.equal(duplicates, 0, `decisions written twice: ${JSON.stringify(result)}`);
+  assert.notEqual(drainMs, null, 'everything was delivered');
+  assert.equal(await proc.stop('SIGTERM', 15_000), 0);
+  return result;
+}
+
+/** NDJSON lines of every object under a file output (gunzipped where gzip), skipping files being written. */
+function fileLines(dir: string): string[] {
+  const lines: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    if (depth > 20) return;
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.endsWith('.tmp')) continue;
+      const file = path.join(d, e.name);
+      if (e.isDirectory()) walk(file, depth + 1);
+      else {
+        const bytes = readFileSync(file);
+        for (const line of (e.name.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8').split('\n')) if (line !== '') lines.push(line);
+      }
+    }
+  };
+  walk(dir, 0);
+  return lines;
 }
