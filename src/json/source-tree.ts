@@ -303,7 +303,11 @@ export function memberOf(obj: JsonObject, key: string): JsonNode | undefined {
   return undefined;
 }
 
-/** The node's JSON text: its exact source for untouched nodes, compact for containers an edit made. */
+/**
+ * The node's JSON text: its exact source for untouched nodes. A container an edit made is written from its
+ * parts, where each run of members (or elements) that still stand as they stood in the source is one slice
+ * of it, the whitespace and commas between them included: only the text next to a change is new (compact).
+ */
 export function toText(node: JsonNode): string {
   if (node.start >= 0) return node.src.slice(node.start, node.end);
   const parts: string[] = [];
@@ -327,27 +331,63 @@ export function toText(node: JsonNode): string {
     if (top === undefined) return parts.join('');
     const k = next[next.length - 1]!;
     if (top.type === 'object') {
-      if (k === top.members.length) {
+      const members = top.members;
+      if (k === members.length) {
         parts.push('}');
         open.pop();
         next.pop();
         continue;
       }
-      const m = top.members[k]!;
-      parts.push(k > 0 ? ',' : '', m.src.slice(m.keyStart, m.keyEnd), ':');
+      if (k > 0) parts.push(',');
+      const m = members[k]!;
+      if (intact(m)) {
+        let j = k;
+        for (let n = members[j + 1]; n !== undefined && n.src === m.src && intact(n) && between(m.src, members[j]!.value.end, n.keyStart, COMMA); n = members[++j + 1]);
+        parts.push(m.src.slice(m.keyStart, members[j]!.value.end));
+        next[next.length - 1] = j + 1;
+        continue;
+      }
+      parts.push(m.src.slice(m.keyStart, m.keyEnd), ':');
       pending = m.value;
     } else {
-      if (k === top.items.length) {
+      const items = top.items;
+      if (k === items.length) {
         parts.push(']');
         open.pop();
         next.pop();
         continue;
       }
       if (k > 0) parts.push(',');
-      pending = top.items[k]!;
+      const item = items[k]!;
+      if (item.start >= 0) {
+        let j = k;
+        for (let n = items[j + 1]; n !== undefined && n.start >= 0 && n.src === item.src && between(item.src, items[j]!.end, n.start, COMMA); n = items[++j + 1]);
+        parts.push(item.src.slice(item.start, items[j]!.end));
+        next[next.length - 1] = j + 1;
+        continue;
+      }
+      pending = item;
     }
     next[next.length - 1] = k + 1;
   }
+}
+
+/** A member whose key and value stand in its source as parsed: `"key" : value` is one slice. */
+function intact(m: JsonMember): boolean {
+  const v = m.value;
+  return v.start >= 0 && v.src === m.src && between(m.src, m.keyEnd, v.start, COLON);
+}
+
+/** Whether `src[from, to)` is `separator` with only JSON whitespace around it. */
+function between(src: string, from: number, to: number, separator: number): boolean {
+  if (to === from + 1) return src.charCodeAt(from) === separator;
+  let seen = false;
+  for (let i = from; i < to; i++) {
+    const c = src.charCodeAt(i);
+    if (c === separator && !seen) seen = true;
+    else if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false;
+  }
+  return seen;
 }
 
 /**

@@ -3,6 +3,7 @@
  * event loop. Errors travel back as plain data (class instances do not cross threads).
  */
 import { decisionsToChunks, decodeBody } from './opa-decode.js';
+import { Piscina } from 'piscina';
 import { HttpError } from './http-error.js';
 import type { NewChunk } from '../buffer/types.js';
 
@@ -26,7 +27,10 @@ export default async function decode(task: DecodeTask): Promise<DecodeOutcome> {
     const body = Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength);
     const json = await decodeBody(body, task.contentEncoding, { maxDecodedBytes: task.maxDecodedBytes });
     const decoded = decisionsToChunks(json, task.partition, task.receivedAt, { maxDecisions: task.maxDecisions, eventFields: task.eventFields });
-    return { ok: true, ...decoded };
+    // the payloads move to the event loop without a copy (each owns its ArrayBuffer: see toChunk)
+    const outcome: DecodeOutcome = { ok: true, ...decoded };
+    const movable = { [Piscina.transferableSymbol]: decoded.chunks.map((c) => c.payload.buffer), [Piscina.valueSymbol]: outcome };
+    return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as DecodeOutcome;
   } catch (err) {
     if (err instanceof HttpError) return { ok: false, statusCode: err.statusCode, message: err.message, data: err.data };
     return { ok: false, statusCode: 400, message: `cannot decode the body: ${(err as Error).message}`, data: { reason: 'undecodable' } };
