@@ -7,8 +7,8 @@
  * `9007199254740992`, `1E+400` -> `null`, `-0.0` -> `0`) and objects put integer-like keys first
  * (`{"b":1,"2":2}` -> `{"2":2,"b":1}`). Here each node keeps its span in the source text; a number is only
  * its text; object members stay an ordered array (duplicates included). `toText` writes an untouched node
- * as its exact source slice and rebuilds only containers an edit made, compactly (no whitespace between
- * their members; whitespace inside untouched children is kept). `lossless-json` was the other candidate:
+ * as its exact source slice and rebuilds only containers an edit made, each run of their untouched members
+ * again one slice of the source (so only the text next to a change is new). `lossless-json` was the other candidate:
  * it keeps number text, but not key order (its objects are JS objects, which reorder integer-like keys),
  * and it rebuilds the whole document on stringify, so the exact-slice property would be lost.
  *
