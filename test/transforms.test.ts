@@ -507,9 +507,12 @@ describe('a masked decision is the received text, changed only where masked', ()
     assert.equal(written(transform({ mask: ['/input/list/1'] }), text), '{"input":{"list":[12345678901234567890123,-0.0,1E+400]},"erased":["/input/list/1"]}');
   });
 
-  test('whitespace inside untouched values is kept; rebuilt containers are compact', () => {
-    const text = '{ "input" : { "password" : "x" , "keep" : { "a" : [ 1 , 2 ] } } , "result" : true }';
-    assert.equal(written(transform({ mask: ['/input/password'] }), text), '{"input":{"keep":{ "a" : [ 1 , 2 ] }},"result":true,"erased":["/input/password"]}');
+  test('whitespace is kept too, but next to a change: runs of untouched members are slices of the source', () => {
+    const text = '{ "input" : { "password" : "x" , "keep" : { "a" : [ 1 , 2 ] } } , "result" : true , "also" :1E+400 }';
+    assert.equal(written(transform({ mask: ['/input/password'] }), text),
+      '{"input":{"keep" : { "a" : [ 1 , 2 ] }},"result" : true , "also" :1E+400,"erased":["/input/password"]}');
+    const list = '{"input":{"l":[ 1 , 2 ,\n3 , 4 ]}}';
+    assert.equal(written(transform({ mask: ['/input/l/1'] }), list), '{"input":{"l":[1,3 , 4]},"erased":["/input/l/1"]}');
   });
 
   test('kept by drop rules, or masks that match nothing: the very same tree, so the line is written as it is', () => {
@@ -618,10 +621,19 @@ describe('properties on random documents', () => {
         const inputText = `{${[...others.map(([k, v]) => `${JSON.stringify(k)}: ${v}`), `"obj" : ${objText}`].join(' , ')}}`;
         const text = `{"decision_id":"d", "input":${inputText}, "result":${result}}`;
         const pointer = `/input/obj/${escapeSegment(target)}`;
-        // built from the generated parts: the containers on the path are written compactly, every other
-        // value exactly as generated; every member with the removed key goes (duplicates included)
-        const objExpected = `{${members.filter(([, k]) => k !== target).map(([, k, , , v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`;
-        const inputExpected = `{${[...others.map(([k, v]) => `${JSON.stringify(k)}:${v}`), `"obj":${objExpected}`].join(',')}}`;
+        // built from the generated parts: in a container on the path, members that stood next to each other
+        // keep the text between them; a change (here: where a member went, and the changed member itself)
+        // is joined compactly; every member with the removed key goes (duplicates included)
+        const runs: string[] = [];
+        members.forEach(([a, k, b, c, v], i) => {
+          if (k === target) return;
+          const core = `${JSON.stringify(k)}${b}:${c}${v}`;
+          const previous = members[i - 1];
+          if (runs.length > 0 && previous !== undefined && previous[1] !== target) runs[runs.length - 1] += `${previous[5]},${a}${core}`;
+          else runs.push(core);
+        });
+        const objExpected = `{${runs.join(',')}}`;
+        const inputExpected = `{${[...(others.length > 0 ? [others.map(([k, v]) => `${JSON.stringify(k)}: ${v}`).join(' , ')] : []), `"obj":${objExpected}`].join(',')}}`;
         const expected = `{"decision_id":"d","input":${inputExpected},"result":${result},"erased":[${JSON.stringify(pointer)}]}`;
         const out = written(transform({ mask: [pointer] }), text);
         assert.equal(out, expected);

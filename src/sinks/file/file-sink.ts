@@ -5,7 +5,8 @@ import { SinkError, type Sink, type StoredObject } from '../types.js';
 
 /**
  * Objects as files under a directory, with the same keys and bytes an S3 output would write.
- * A file appears whole or not at all: it is written and fsync'd under a temporary name, then renamed.
+ * A file appears whole or not at all: it is written and fsync'd under a temporary name, renamed, and its
+ * directory fsync'd, so that a delivered object survives a power loss as the buffer's record of it does.
  */
 export class FileSink implements Sink {
   readonly target: string;
@@ -30,6 +31,13 @@ export class FileSink implements Sink {
         await handle.close();
       }
       await rename(temp, file);
+      // the rename itself is durable only once its directory is: the output marks the batch delivered next
+      const dir = await open(path.dirname(file), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       // A full disk or a read-only mount needs an operator; other errors may pass.
