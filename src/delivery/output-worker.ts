@@ -253,7 +253,9 @@ export class OutputWorker {
         sealed.push(this.toSealed(batch));
       }
     }
-    this.readPos = Math.max(this.readPos, from - 1);
+    // `from` may have jumped past the chunk (its decisions were in batches sealed before a restart): readPos
+    // must not follow it there, over chunks of other streams not read yet
+    this.readPos = Math.max(this.readPos, Math.min(from - 1, last));
   }
 
   /** Line lengths of the chunk read last: a large chunk is split over many passes, and read once. */
@@ -403,7 +405,7 @@ export class OutputWorker {
         await pause(backoffDelay(backoff, attempt), this.abort.signal);
       }
     }
-    this.cursor = this.lowWatermark();
+    this.cursor = Math.max(this.cursor, this.lowWatermark());
     try {
       this.buffer.trim();
     } catch (err) {
@@ -451,12 +453,17 @@ export class OutputWorker {
     this.errorLog.error(`pass:${err.message}`, { output: this.name, err }, 'output hit an internal error; it tries again at its next pass, decisions stay buffered');
   }
 
+  /**
+   * The highest position with everything at or below it delivered: below the first decision of every batch
+   * not yet delivered, and never past readPos (decisions beyond it are not in any batch yet, even when
+   * batches sealed before a restart, further on, are already queued).
+   */
   private lowWatermark(): number {
-    let lowest = Infinity;
+    let lowest = this.readPos + 1;
     for (const b of this.open.values()) lowest = Math.min(lowest, b.first);
     for (const b of this.queue) lowest = Math.min(lowest, b.first);
     for (const b of this.inflight) lowest = Math.min(lowest, b.first);
-    return lowest === Infinity ? this.readPos : lowest - 1;
+    return lowest - 1;
   }
 
   private moveCursor(): void {
