@@ -55,6 +55,8 @@ export class OutputWorker {
   /** Per stream, the last position already in a sealed or delivered batch (known from before a restart). */
   private readonly sealedUpto = new Map<string, number>();
   private readonly queue: SealedBatch[] = [];
+  /** Batches closed but not yet durably sealed (their seal failed): never uploaded before they are. */
+  private unsealed: SealedBatch[] = [];
   private readonly inflight = new Set<SealedBatch>();
   private readonly abort = new AbortController();
   private pumping = false;
@@ -168,7 +170,8 @@ export class OutputWorker {
   }
 
   private pass(): void {
-    const sealed: SealedBatch[] = [];
+    // batches closed by an earlier pass whose seal did not commit (a full disk): sealed first, in order
+    const sealed = this.unsealed;
     const maxQueued = this.config.upload_concurrency * READ_AHEAD_BATCHES_PER_UPLOAD;
     // Reads ahead only until enough batches wait for an upload slot: a chunk of 100,000 decisions in a layout
     // of one object per decision is sealed a few batches per pass, not all at once.
@@ -189,7 +192,9 @@ export class OutputWorker {
       }
     }
     if (sealed.length > 0) {
+      // if the seal throws, the batches stay here (and hold the cursor) until a later pass seals them
       this.buffer.seal(sealed);
+      this.unsealed = [];
       for (const batch of sealed) this.queue.push(batch);
     }
     while (this.inflight.size < this.config.upload_concurrency && this.queue.length > 0) {
@@ -198,7 +203,7 @@ export class OutputWorker {
       void this.deliver(batch);
     }
     this.moveCursor();
-    if (this.queue.length === 0 && this.inflight.size === 0 && this.open.size === 0) {
+    if (this.queue.length === 0 && this.inflight.size === 0 && this.open.size === 0 && this.unsealed.length === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();
@@ -463,6 +468,7 @@ export class OutputWorker {
     for (const b of this.open.values()) lowest = Math.min(lowest, b.first);
     for (const b of this.queue) lowest = Math.min(lowest, b.first);
     for (const b of this.inflight) lowest = Math.min(lowest, b.first);
+    for (const b of this.unsealed) lowest = Math.min(lowest, b.first);
     return lowest - 1;
   }
 

@@ -105,3 +105,28 @@ test('reading ahead is bounded inside one chunk: a chunk of 5,000 decisions in b
   assert.ok(maxPending <= 4, `at most upload_concurrency x 2 batches pending, saw ${maxPending}`);
   buffer.close();
 });
+
+test('a seal that fails (a full disk) loses nothing: the batches wait, hold the cursor, and go out once a seal commits', async (t) => {
+  const dir = tempDir('sluice-worker-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const buffer = new SqliteBuffer(dir, 1 << 30);
+  const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ id: `d${i}` }));
+  for (let i = 0; i < 4; i++) {
+    const part = lines.slice(i * 10, i * 10 + 10);
+    await buffer.append([{ partition: 'p', hour: HOUR, instance: '', count: 10, payload: Buffer.from(part.map((l) => `${l}\n`).join('')) }]);
+  }
+  let failures = 3;
+  const seal = buffer.seal.bind(buffer);
+  buffer.seal = (batches) => {
+    if (failures-- > 0) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    seal(batches);
+  };
+  const sink = new MemorySink();
+  const worker = new OutputWorker(outputConfig({ max_events: 15, max_age: '10ms' }), buffer, sink, log, new DeadLetter(`${dir}/dead-letter`));
+  worker.start();
+  assert.ok(await worker.drain(Date.now() + 10_000), 'everything goes out once the seals commit');
+  worker.stop();
+  assert.deepEqual(sink.ids().sort(), lines.map((l) => (JSON.parse(l) as { id: string }).id).sort(), 'every decision, once');
+  assert.equal(failures < 0, true, 'the seal failed first');
+  buffer.close();
+});
