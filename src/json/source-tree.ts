@@ -8,9 +8,9 @@
  * (`{"b":1,"2":2}` -> `{"2":2,"b":1}`). Here each node keeps its span in the source text; a number is only
  * its text; object members stay an ordered array (duplicates included). `toText` writes an untouched node
  * as its exact source slice and rebuilds only containers an edit made, each run of their untouched members
- * again one slice of the source (so only the text next to a change is new). `lossless-json` was the other candidate:
- * it keeps number text, but not key order (its objects are JS objects, which reorder integer-like keys),
- * and it rebuilds the whole document on stringify, so the exact-slice property would be lost.
+ * again one slice of the source (so only the text next to a change is new). `lossless-json` (4.3) was the
+ * other candidate, tried: it keeps number text, but its objects are JS objects (integer-like keys still move
+ * first), it rewrites string escapes, and it parses and stringifies recursively (20,000 levels overflow).
  *
  * Parsing is iterative (an explicit stack, no recursion), so no nesting depth overflows the call stack;
  * `maxDepth` refuses deeper input with a JsonDepthError. `toText` is iterative too. Nodes are never changed
