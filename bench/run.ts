@@ -4,7 +4,7 @@
  * reading the objects back, and writes bench/results/latest.{json,md,svg}.
  *
  *   npm run bench -- [--scenario steady,latency,count,burst,backlog,partitions,large] [--duration 60]
- *                    [--count 2000000] [--backlog 5000000] [--connections 32] [--chunk-bytes 32768] [--profile]
+ *                    [--count 2000000] [--backlog 5000000] [--connections 16] [--chunk-bytes 32768] [--profile]
  *                    [--dedupe-window 10m|0]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -30,7 +30,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '60' },
     count: { type: 'string', default: '2000000' },
     backlog: { type: 'string', default: '5000000' },
-    connections: { type: 'string', default: '32' },
+    connections: { type: 'string', default: '16' },
     'chunk-bytes': { type: 'string', default: '32768' },
     target: { type: 'string', default: '150000' },
     profile: { type: 'boolean', default: false },
