@@ -139,7 +139,8 @@ const s3Process = await startS3(path.join(dir, 's3'), s3Port);
 const file = path.join(dir, 'sluice.yaml');
 writeFileSync(file, stringify({
   listen: `127.0.0.1:${port}`, data_dir: path.join(dir, 'data'), log: { level: 'warn' },
-  api: { admin_key: ADMIN, retry: { initial_backoff: '200ms', max_backoff: '2s' } },
+  // s3rver on loopback: tenant destinations reach it only when it is allowed
+  api: { admin_key: ADMIN, retry: { initial_backoff: '200ms', max_backoff: '2s' }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } },
 }));
 // --profile: a V8 CPU profile of the server in bench/results/profiles
 const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(ROOT, 'bench', 'results', 'profiles')] : [];

@@ -88,9 +88,10 @@ program.command('status')
   .description("Show a running Sluice's buffer and each output's state (from /ready) as a table. Exit 0 ok, 1 degraded or unavailable, 2 unreachable.")
   .option('-u, --url <url>', 'where Sluice listens', 'http://127.0.0.1:8181')
   .option('--json', 'print /ready as JSON instead of a table', false)
+  .option('-t, --token <token>', 'observability.token, when the server sets one (or SLUICE_OBSERVABILITY_TOKEN)')
   .addHelpText('after', '\nExamples:\n  sluice status\n  sluice status --url http://10.0.0.5:8181 --json')
-  .action(async (opts: { url: string; json: boolean }) => {
-    process.exitCode = await status(opts.url, opts);
+  .action(async (opts: { url: string; json: boolean; token?: string }) => {
+    process.exitCode = await status(opts.url, { json: opts.json, token: opts.token ?? (process.env.SLUICE_OBSERVABILITY_TOKEN || undefined) });
   });
 
 program.command('send')

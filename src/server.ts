@@ -15,7 +15,10 @@ import { healthRoutes, readiness } from './api/health.js';
 import { consoleRoutes } from './api/console.js';
 import { History } from './observability/history.js';
 import { HttpError } from './sources/http-error.js';
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { clientErrorHandler, headerCountCheck, observabilityAuth, openApiTransform, SECURITY_SCHEMES } from './api/http-security.js';
+import { hostCheck, HostPolicy } from './api/host-check.js';
+import { tightenDataDirLogged } from './buffer/private-files.js';
 import fastifySwagger from '@fastify/swagger';
 import { VERSION } from './version.js';
 import { schemaValidationError } from './api/validation.js';
@@ -43,6 +46,8 @@ export interface RunningServer {
 
 /** Builds the service from a validated config and wires its parts; nothing else. */
 export async function startServer(config: Config, log: Logger, options: OpenBufferOptions = {}): Promise<RunningServer> {
+  // the owner's only, before any database in it is opened (SQLite gives new -wal and -shm files the database's mode)
+  tightenDataDirLogged(config.data_dir, log);
   // One process per data_dir, taken before anything in it is opened: two would overwrite each other's buffer.
   const lock = DataDirLock.acquire(config.data_dir);
   let buffer;
@@ -66,14 +71,18 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   workers.push(...config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, deadLetter, buildTransform(config.rules, o.rules), metrics)));
   const decoder = new DecoderPool(config.ingest.decode_threads);
 
-  const auth = new ApiAuth(config.api.admin_key, jwtSecret.value);
+  const auth = new ApiAuth(config.api.admin_key, jwtSecret.value, store);
   const publisher = new EventPublisher(store, config.api);
   const dispatcher = new EventDispatcher(store, config.api, log);
   if (auth.open) {
     log.warn('api.admin_key is not set: the /api/v1 API is OPEN, anyone who reaches this port can manage tenants and destinations and publish. Set api.admin_key (or SLUICE_ADMIN_KEY).');
   }
   if (encryptionKey.generated) {
-    log.warn({ file: `${config.data_dir}/secrets/encryption_key` }, 'api.encryption_key is not set: destination credentials are encrypted with a key generated in data_dir; set api.encryption_key (or SLUICE_ENCRYPTION_KEY) to keep it elsewhere');
+    const file = path.join(config.data_dir, 'secrets', 'encryption_key');
+    log.warn({ file }, `api.encryption_key is not set: destination credentials are encrypted with a key kept next to them in data_dir, so a copy of data_dir `
+      + `(a backup, a volume snapshot) can read them. To move the key out: put the contents of ${file} in your secret store, give it to Sluice as `
+      + 'SLUICE_ENCRYPTION_KEY (or api.encryption_key: ${SLUICE_ENCRYPTION_KEY} in the config), restart, then delete the file. '
+      + 'Credentials stored so far stay readable: it is the same key.');
   }
   let closing = false;
 
@@ -95,9 +104,14 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
         connectionsCheckingInterval: Math.min(1000, config.http.headers_timeout),
       }, handler);
       server.maxConnections = config.http.max_connections;
+      // no count limit in Node (it would drop headers past it, Host among them, and answer 400): headerCountCheck
+      // refuses too many with 431, and Node's 16 KiB header size bounds what is held meanwhile
+      server.maxHeadersCount = 0;
       return server;
     },
     return503OnClosing: true,
+    // Node's parser refusals in our JSON shape; too large headers get 431 and a close that is not a reset
+    clientErrorHandler: clientErrorHandler(config.http.headers_timeout),
     requestIdHeader: 'x-request-id',
     // errors the framework answers before any route (e.g. a malformed %-escape) get our JSON shape too
     frameworkErrors: (error, _request, reply) => {
@@ -107,6 +121,9 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
     // partitions may be 128 characters; the router's own limit (100) would answer 414 before our check
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   });
+  app.addHook('onRequest', headerCountCheck);
+  // against DNS rebinding: the API and the console answer only to the names of this server (README "Security")
+  app.addHook('onRequest', hostCheck(new HostPolicy(parseListen(config.listen).host, config.http.allowed_hosts)));
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
     // Node then closes the connection after this answer, and the client knows not to send on it again.
@@ -136,10 +153,10 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   await app.register(fastifySwagger, {
     openapi: {
       info: { title: 'Sluice', version: VERSION, description: 'Decision log service for Open Policy Agent, and an Outpost-compatible event API.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
+      components: { securitySchemes: SECURITY_SCHEMES },
     },
-    transform: jsonSchemaTransform,
+    // each route's own `security`, as configured: [] for open ones
+    transform: openApiTransform(config),
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.setNotFoundHandler((request, reply) => {
@@ -156,12 +173,13 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   }, 60_000);
   forgetTimer.unref();
   await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, budget, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] } }, async (_request, reply) => {
+  const observability = observabilityAuth(config.observability.token);
+  app.get('/metrics', { ...(observability ? { onRequest: observability } : {}), schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] } }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, metrics, prefix: '/api/v1' });
-  await app.register(healthRoutes, { buffer, store, workers, closing: () => closing });
+  await app.register(healthRoutes, { buffer, store, workers, closing: () => closing, observability });
   const history = new History(() => ({
     ingested: metrics.totals.ingested, delivered: metrics.totals.delivered, bufferBytes: buffer.stats().bytes, pendingDeliveries: store.pendingDeliveries(),
   }));

@@ -31,7 +31,9 @@ function serve(api: Record<string, unknown>): Server {
     const cwd = tempDir();
     dirs.push(dataDir, cwd);
     server.dataDir = dataDir;
-    server.sluice = new SluiceProcess({ config: { data_dir: dataDir, shutdown_timeout: '2s', api, outputs: [] }, cwd, env: CLEAN_ENV });
+    // destinations point at loopback (a closed port, s3rver), which tenant destinations reach only when allowed
+    const withLoopback = { destinations: { allowed_endpoints: ['127.0.0.1/32'] }, ...api };
+    server.sluice = new SluiceProcess({ config: { data_dir: dataDir, shutdown_timeout: '2s', api: withLoopback, outputs: [] }, cwd, env: CLEAN_ENV });
     await server.sluice.start();
     server.admin = new ApiClient(server.sluice.url, typeof api.admin_key === 'string' ? api.admin_key : undefined);
     server.anon = new ApiClient(server.sluice.url);

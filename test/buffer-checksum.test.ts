@@ -5,6 +5,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteBuffer } from '../src/buffer/sqlite.ts';
@@ -19,7 +20,8 @@ function dirFor(t: TestContext): string {
 }
 
 function chunk(lines: string[], partition = 'default'): NewChunk {
-  return { partition, hour: '2026-05-01T12', instance: '', count: lines.length, payload: Buffer.from(lines.map((l) => `${l}\n`).join('')) };
+  const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
+  return { partition, hour: '2026-05-01T12', instance: '', count: lines.length, payload, compressed: false, bytes: payload.length };
 }
 
 /** Another connection to the buffer's file, as a disk fault or a stray tool would change it. */
@@ -102,4 +104,28 @@ test('a data_dir takes one lock holder at a time, and the lock is free again onc
   lock.release();
   released = true;
   DataDirLock.acquire(dir).release();
+});
+
+test('a compressed chunk reads back as its NDJSON; a byte changed in its gzip member fails the checksum on either read', async (t) => {
+  const dir = dirFor(t);
+  const buffer = new SqliteBuffer(dir, 1 << 20);
+  t.after(() => buffer.close());
+  const ndjson = Buffer.from('{"decision_id":"c1"}\n{"decision_id":"c2"}\n');
+  const member = gzipSync(ndjson, { level: 1 });
+  await buffer.append([{ partition: 'default', hour: '2026-05-01T12', instance: '', count: 2, payload: member, compressed: true, bytes: ndjson.length }]);
+  const [meta] = buffer.readChunkMetas(0, 10);
+  assert.ok(meta);
+  assert.equal(meta.compressed, true);
+  assert.equal(meta.bytes, ndjson.length, 'bytes: the NDJSON uncompressed (what batches count)');
+  assert.equal(meta.storedBytes, member.length, 'storedBytes: what the buffer holds (what buffer.max_bytes counts)');
+  assert.equal(buffer.stats().bytes, member.length);
+  assert.deepEqual(buffer.readChunk(meta.pos)!.payload, ndjson, 'readChunk gives the NDJSON');
+  assert.deepEqual(buffer.readStoredPayload(meta.pos), member, 'readStoredPayload gives the member as stored');
+
+  const damaged = Buffer.from(member);
+  damaged[damaged.length - 9] ^= 0x01; // inside the deflate data's tail
+  tamper(dir, 'UPDATE chunks SET payload = ? WHERE pos = ?', damaged, meta.pos);
+  assert.throws(() => buffer.readChunk(meta.pos), CorruptChunkError);
+  assert.throws(() => buffer.readStoredPayload(meta.pos), CorruptChunkError);
+  assert.equal(buffer.stats().corruptChunks, 1);
 });

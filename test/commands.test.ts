@@ -95,7 +95,7 @@ test('sluice status: a table of the buffer and outputs; exit 0 ok, 1 degraded, 2
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   assert.match(ok.stdout, /buffer: writable/);
   assert.match(ok.stdout, /local .*file/);
-  await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(decisions(2)) });
+  await fetch(`${sluice.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(decisions(2)) });
   await sluice.until('the s3 output fails', async () => (await sluice.ready()).outputs.some((o) => o.name === 'gone' && o.state === 'failing'));
   const degraded = await runCli(['status', '--url', sluice.url]);
   assert.equal(degraded.code, 1, degraded.stdout);
@@ -118,7 +118,7 @@ test('sluice query: by time range, decision id, path and --where, over file and 
     ],
   });
   const sent = recent(60, 120).map((d, i) => ({ ...d, path: i % 3 === 0 ? 'authz/admin' : 'authz/allow', result: i % 2 === 0 }));
-  const res = await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(sent) });
+  const res = await fetch(`${sluice.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sent) });
   assert.equal(res.status, 200);
   await sluice.until('all three outputs delivered', async () => (await sluice.ready()).outputs.every((o) => o.delivered.events === 60));
 
@@ -147,7 +147,7 @@ test('sluice tail: prints the decisions of objects that land after it starts, th
   const dir = dirFor(t);
   const { sluice, file } = await serve(t, dir, { outputs: [fileOutput(dir, 'archive')] });
   const earlier = decisions(3);
-  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(earlier) })).status, 200);
+  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(earlier) })).status, 200);
   await sluice.until('the first objects', async () => (await sluice.ready()).outputs[0]!.delivered.events === 3);
   const child = spawn(process.execPath, [CLI, 'tail', '-c', file, '-o', 'archive', '--interval', '200ms', '--max', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
@@ -161,7 +161,7 @@ test('sluice tail: prints the decisions of objects that land after it starts, th
   const later = new Set<string>();
   for (let i = 0; i < 60 && code === undefined; i++) {
     const [d] = decisions(1);
-    assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify([d]) })).status, 200);
+    assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([d]) })).status, 200);
     later.add(d!.decision_id as string);
     await sluice.until(`decision ${i + 1} after tail started, in the objects`, async () => (await sluice.ready()).outputs[0]!.delivered.events === 3 + later.size);
     await untilOrTimeout(exited, 1_000);
@@ -178,7 +178,7 @@ test('sluice query skips the files the file output is still writing (*.tmp)', as
   const dir = dirFor(t);
   const { sluice, file } = await serve(t, dir, { outputs: [fileOutput(dir, 'archive')] });
   const sent = decisions(3);
-  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', body: JSON.stringify(sent) })).status, 200);
+  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sent) })).status, 200);
   await sluice.until('the object', async () => (await sluice.ready()).outputs[0]!.delivered.events === 3);
   const objects = (readdirSync(path.join(dir, 'archive'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ndjson.gz'));
   assert.equal(objects.length, 1, `one object: ${objects.join(', ')}`);

@@ -35,7 +35,7 @@ describe('operator console', () => {
     sluice = await new SluiceProcess({
       config: {
         data_dir: path.join(dir, 'data'),
-        api: { admin_key: ADMIN_KEY, retry: { max_retries: 0 } },
+        api: { admin_key: ADMIN_KEY, retry: { max_retries: 0 }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } },
         outputs: [{ name: 'archive', type: 'file', path: path.join(dir, 'archive'), batch: { max_age: '200ms' } }],
       },
     }).start();

@@ -266,7 +266,9 @@ test('a deleted, emptied or swapped buffer.sqlite refuses the start with the com
 test('a chunk whose bytes changed on disk (through SQLite, or raw in the file) is never uploaded; /ready and /metrics count it and the error log names its positions', async (t) => {
   const s3 = await s3For(t, []); // the bucket comes later: first the decisions stay in the buffer
   const dataDir = dataDirFor(t);
-  const cfg = config(dataDir, s3);
+  // chunks stored uncompressed, so that the test can find a decision_id's bytes in the file (compressed
+  // chunks are checked the same way: test/buffer-checksum.test.ts)
+  const cfg = config(dataDir, s3, { buffer: { compression_level: 0 } });
   const bufferFile = path.join(dataDir, 'buffer.sqlite');
   const first = sluiceFor(t, cfg);
   await first.start();

@@ -60,7 +60,8 @@ function sluiceConfig(dir: string, api: Record<string, unknown> = {}, extra: Rec
     outputs: [],
     shutdown_timeout: '2s',
     log: { level: 'debug' },
-    api: { admin_key: ADMIN_KEY, retry: FAST_RETRY, ...api },
+    // the destinations write to s3rver on loopback, which tenant destinations may reach only when allowed
+    api: { admin_key: ADMIN_KEY, retry: FAST_RETRY, destinations: { allowed_endpoints: ['127.0.0.1/32'] }, ...api },
     ...extra,
   };
 }

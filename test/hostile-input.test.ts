@@ -114,7 +114,10 @@ test('a buffer holding a decision the rules cannot process (an invalid line left
   const good = decisions(50);
   const poison = `{"decision_id":"poison","input":{"password":"x"},"result":${nested(20_000).slice(0, -1)}`;
   const hour = new Date().toISOString().slice(0, 13);
-  const chunk = (lines: string[]) => ({ partition: 'default', hour, instance: '', count: lines.length, payload: Buffer.from(lines.map((l) => `${l}\n`).join('')) });
+  const chunk = (lines: string[]) => {
+    const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
+    return { partition: 'default', hour, instance: '', count: lines.length, payload, compressed: false, bytes: payload.length };
+  };
   const lines = good.map((d) => JSON.stringify(d));
   await buffer.append([chunk(lines.slice(0, 25)), chunk([poison]), chunk(lines.slice(25))]);
   buffer.close();
@@ -192,7 +195,7 @@ test('a tenant over api.max_pending_deliveries: the refused request stores nothi
   const objects = path.join(dir, 'objects');
   const sluice = await started(t, {
     data_dir: dir, outputs: [fileOutput(objects)],
-    api: { admin_key: ADMIN_KEY, max_pending_deliveries: 5, retry: { initial_backoff: '1h', max_backoff: '1h' } },
+    api: { admin_key: ADMIN_KEY, max_pending_deliveries: 5, retry: { initial_backoff: '1h', max_backoff: '1h' }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } },
     ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] },
   });
   const api = new OutpostApi(sluice.url, ADMIN_KEY);

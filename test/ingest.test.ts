@@ -5,7 +5,8 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { decodeObject, S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
@@ -39,8 +40,8 @@ function s3Output(s3: TestS3, extra: Record<string, unknown> = {}): Record<strin
  * A real s3rver and the real `sluice serve`, stopped in that order's reverse after the test, pass or fail:
  * Sluice first, since a draining Sluice must still reach its bucket.
  */
-async function setup(t: TestContext, config: (s3: TestS3) => Record<string, unknown>, cwd = tempDir()): Promise<{ s3: TestS3; sluice: SluiceProcess }> {
-  const s3 = new TestS3(['logs']);
+async function setup(t: TestContext, config: (s3: TestS3) => Record<string, unknown>, cwd = tempDir(), buckets = ['logs']): Promise<{ s3: TestS3; sluice: SluiceProcess }> {
+  const s3 = new TestS3(buckets);
   let sluice: SluiceProcess | undefined;
   t.after(async () => {
     await sluice?.stop();
@@ -249,28 +250,42 @@ test('format json_array + compression none: .json keys holding a JSON array, Con
   assert.deepEqual(JSON.parse(text), JSON.parse(arrayText([...first, ...second])));
 });
 
-test('batch.max_events is exact: 25 decisions with max_events 10 become objects of 10, 10 and 5', async (t) => {
-  const { s3, sluice } = await setup(t, (s3) => ({ outputs: [s3Output(s3, { batch: { max_events: 10, max_age: '1s' } })] }));
+test('batch.max_events: exact for outputs that re-encode; "at most", on chunk boundaries, for objects made of stored chunks', async (t) => {
+  // `exact` compresses every object again (compression_level set); `stored` sends the chunks as stored
+  const { s3, sluice } = await setup(t, (s3) => ({
+    outputs: [
+      s3Output(s3, { name: 'exact', bucket: 'exact', compression_level: 6, batch: { max_events: 10, max_age: '1s' } }),
+      s3Output(s3, { name: 'stored', bucket: 'stored', batch: { max_events: 10, max_age: '1s' } }),
+    ],
+  }), undefined, ['exact', 'stored']);
   const one = decisions(25, { timestamp: '2024-03-10T07:00:00Z' });
   assert.equal((await postDecisions(sluice.url, one, { partition: 'one' })).status, 200);
-  // the same 25 in requests of 7, 7, 7 and 4: batches must cut through the middle of buffer chunks
+  // the same 25 in requests of 7, 7, 7 and 4: batches of `exact` cut through the middle of buffer chunks
   const split = decisions(25, { timestamp: '2024-03-10T07:00:00Z' });
   for (let i = 0; i < 25; i += 7) assert.equal((await postDecisions(sluice.url, split.slice(i, i + 7), { partition: 'split' })).status, 200);
   await delivered(sluice, 50);
 
-  for (const [partition, sent, base] of [['one', one, 0], ['split', split, 25]] as const) {
-    const keys = (await s3.keys()).filter((k) => k.startsWith(`${partition}/`));
-    const spans = keys.map(parseKey).map((k) => [k.first - base, k.last - base]).sort((x, y) => x[0]! - y[0]!);
-    assert.deepEqual(spans, [[1, 10], [11, 20], [21, 25]], `${partition}: positions of the objects`);
-    const counts: number[] = [];
-    const got: Array<Record<string, unknown>> = [];
-    for (const key of keys.sort((x, y) => parseKey(x).first - parseKey(y).first)) {
-      const ds = decodeObject(key, (await s3.object(key)).body);
-      counts.push(ds.length);
-      got.push(...ds);
+  const want = {
+    exact: { one: [10, 10, 5], split: [10, 10, 5] },
+    // a chunk larger than max_events is still split; smaller ones are never cut, so a batch closes before
+    // the chunk that would pass max_events
+    stored: { one: [10, 10, 5], split: [7, 7, 7, 4] },
+  };
+  for (const bucket of ['exact', 'stored'] as const) {
+    for (const [partition, sent] of [['one', one], ['split', split]] as const) {
+      const keys = (await s3.keys(bucket)).filter((k) => k.startsWith(`${partition}/`)).sort((x, y) => parseKey(x).first - parseKey(y).first);
+      const counts: number[] = [];
+      const got: Array<Record<string, unknown>> = [];
+      for (const key of keys) {
+        const ds = decodeObject(key, (await s3.object(key, bucket)).body);
+        const k = parseKey(key);
+        assert.ok(k.last - k.first + 1 >= ds.length, `${key} holds the decisions of its positions`);
+        counts.push(ds.length);
+        got.push(...ds);
+      }
+      assert.deepEqual(counts, want[bucket][partition], `${bucket}/${partition}: decisions per object`);
+      assert.deepEqual(got, sent, `${bucket}/${partition}: every decision once, in order`);
     }
-    assert.deepEqual(counts, [10, 10, 5], `${partition}: decisions per object`);
-    assert.deepEqual(got, sent, `${partition}: every decision once, in order`);
   }
 });
 
@@ -468,4 +483,34 @@ describe('bad requests: a status, a JSON {status, message, data} that says what 
     assert.deepEqual([k.first, k.last], [1, 2], 'no rejected decision ever took a buffer position');
     assert.deepEqual((await s3.decisions()).map((x) => x.decision), sentinel);
   });
+});
+
+test('objects made of stored chunks are one valid gzip stream of several members: gzip -t, zcat and Python read them whole', async (t) => {
+  const { s3, sluice } = await setup(t, (s3) => ({ outputs: [s3Output(s3, { batch: { max_age: '1s' } })] }));
+  const sent: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < 6; i++) {
+    const body = decisions(50, { timestamp: '2024-03-10T07:00:00Z' });
+    sent.push(...body);
+    assert.equal((await postDecisions(sluice.url, body)).status, 200);
+  }
+  await delivered(sluice, sent.length);
+  const keys = await s3.keys();
+  assert.equal(keys.length, 1, `one object of six chunks: ${keys.join(', ')}`);
+  const { body } = await s3.object(keys[0]!);
+  // six gzip members, one after another (each starts with the gzip magic 1f 8b 08)
+  let members = 0;
+  for (let i = body.indexOf(Buffer.from([0x1f, 0x8b, 0x08])); i !== -1; i = body.indexOf(Buffer.from([0x1f, 0x8b, 0x08]), i + 1)) members++;
+  assert.ok(members >= 6, `several members: found ${members}`);
+  const dir = tempDir('sluice-gzip-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'object.ndjson.gz');
+  writeFileSync(file, body);
+  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(run('gzip', ['-t', file]).status, 0, 'gzip -t accepts it');
+  const ids = (text: string) => text.trim().split('\n').map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
+  const want = sent.map((d) => d.decision_id);
+  assert.deepEqual(ids(run('zcat', [file]).stdout), want, 'zcat reads every decision, in order');
+  const python = run('python3', ['-c', 'import gzip,sys; sys.stdout.write(gzip.open(sys.argv[1], "rt").read())', file]);
+  if (python.error) t.diagnostic(`python3 not found: ${python.error.message}`);
+  else assert.deepEqual(ids(python.stdout), want, "Python's gzip reads every decision, in order");
 });

@@ -170,7 +170,7 @@ describe('published events keep their data as sent; publish bodies have a depth 
       rmSync(s3.directory, { recursive: true, force: true });
     });
     sluice = new SluiceProcess({
-      config: { data_dir: dir, outputs: [], shutdown_timeout: '2s', api: { admin_key: ADMIN_KEY, retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 50 } } },
+      config: { data_dir: dir, outputs: [], shutdown_timeout: '2s', api: { admin_key: ADMIN_KEY, retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 50 }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } } },
     });
     cleanups.push(() => sluice.kill9());
     await sluice.start();

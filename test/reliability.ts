@@ -674,6 +674,10 @@ function show(c: Case): string {
 /** What the README promises for a request: 200 with `accepted`, or a 4xx (with its code when it is certain). */
 function expected(c: Case): { ok: true; accepted: number } | { ok: false; status?: number; why: string } {
   if (c.partition !== undefined && c.partition !== 'unknown' && (!PARTITION.test(c.partition) || c.partition === '.' || c.partition === '..')) return { ok: false, status: 400, why: 'partition' };
+  // what a web page could send without a CORS preflight (text/plain, a form type, no type) and not gzip: 415
+  const sentEncoding = (c.contentEncoding ?? '').trim().toLowerCase();
+  const mediaType = (c.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (sentEncoding !== 'gzip' && sentEncoding !== 'x-gzip' && mediaType !== 'application/json') return { ok: false, status: 415, why: 'content-type' };
   if (c.body.length > LIMITS.maxBodyBytes) return { ok: false, status: 413, why: 'body too large' };
   if (c.body.length === 0) return { ok: false, why: 'empty body' };
   const encoding = (c.contentEncoding ?? '').trim().toLowerCase();

@@ -126,7 +126,7 @@
   async function retry(attempt, button) {
     button.disabled = true;
     try {
-      await api('/api/v1/retry', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event_id: attempt.event_id, destination_id: attempt.destination_id }) });
+      await api('/api/v1/retry', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event_id: attempt.event_id, destination_id: attempt.destination_id, tenant_id: attempt.tenant_id }) });
       $('retry-result').textContent = `Retry of ${attempt.event_id} on ${attempt.destination_id} queued.`;
     } catch (err) {
       $('retry-result').textContent = `Retry failed: ${err.message}`;

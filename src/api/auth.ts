@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { errors, jwtVerify, SignJWT } from 'jose';
 import { HttpError } from '../sources/http-error.js';
 import { bearerToken, sameDigest, tokenDigest } from '../sources/bearer-token.js';
+import type { Store, Tenant } from '../store/types.js';
 
 /** Who is calling: the admin (admin key, or no key configured) or one tenant (a tenant token). */
 export type Principal = { admin: true } | { admin: false; tenantId: string };
@@ -14,16 +15,23 @@ declare module 'fastify' {
 
 const ISSUER = 'sluice';
 const TOKEN_LIFETIME = '24h';
+/** The claim of a tenant token that names the tenant's generation when it was issued. */
+const GENERATION_CLAIM = 'gen';
 
 /**
  * The control plane's bearer auth, as Outpost's: the admin API key, or an HS256 JWT whose `sub` is a
  * tenant id. With no admin key configured every caller is admin (`sluice serve` warns about it).
+ *
+ * A tenant token also carries the tenant's generation (`gen`), which every deletion of the tenant raises
+ * (store: tenant_generations, kept after the deletion). Each request checks that the tenant exists and is
+ * still in that generation, so a token issued before a deletion is refused (401), also once a tenant of
+ * the same id is made again, and after a restart. Tokens without the claim (from before it existed) are refused.
  */
 export class ApiAuth {
   private readonly adminDigest: Buffer | undefined;
   private readonly jwtKey: Uint8Array;
 
-  constructor(adminKey: string | undefined, jwtSecret: string) {
+  constructor(adminKey: string | undefined, jwtSecret: string, private readonly store: Pick<Store, 'getTenant'>) {
     this.adminDigest = adminKey ? tokenDigest(adminKey) : undefined;
     this.jwtKey = new TextEncoder().encode(jwtSecret);
   }
@@ -40,6 +48,10 @@ export class ApiAuth {
     try {
       const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ISSUER, algorithms: ['HS256'] });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthorized('the token names no tenant');
+      const tenant = this.store.getTenant(payload.sub);
+      if (!tenant || payload[GENERATION_CLAIM] !== tenant.generation) {
+        throw unauthorized('the token is revoked: its tenant was deleted (or does not exist); get a new one from GET /api/v1/tenants/{id}/token');
+      }
       return { admin: false, tenantId: payload.sub };
     } catch (err) {
       if (err instanceof HttpError) throw err;
@@ -47,8 +59,8 @@ export class ApiAuth {
     }
   }
 
-  issueToken(tenantId: string): Promise<string> {
-    return new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuer(ISSUER).setSubject(tenantId)
+  issueToken(tenant: Pick<Tenant, 'id' | 'generation'>): Promise<string> {
+    return new SignJWT({ [GENERATION_CLAIM]: tenant.generation }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuer(ISSUER).setSubject(tenant.id)
       .setIssuedAt().setExpirationTime(TOKEN_LIFETIME).sign(this.jwtKey);
   }
 }

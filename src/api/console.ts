@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import helmet from '@fastify/helmet';
 import type { Config } from '../config/schema.js';
 import { candidateKeys, matchingDecisions, parseWhen } from '../commands/query.js';
 import { outputObjects } from '../commands/output-objects.js';
@@ -15,12 +16,13 @@ import { destinationView } from './views.js';
 /** The console's files: a page, its script and style, and uPlot for the charts; all served by Sluice itself. */
 const UI = new URL('../../ui/', import.meta.url);
 const require = createRequire(import.meta.url);
-const ASSETS: Record<string, { file: string; type: string }> = {
-  'console.js': { file: new URL('console.js', UI).pathname, type: 'text/javascript; charset=utf-8' },
-  'console.css': { file: new URL('console.css', UI).pathname, type: 'text/css; charset=utf-8' },
-  'uplot.js': { file: require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
-  'uplot.css': { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
-};
+// a Map: looked up by a request's path, where `constructor` or `__proto__` must be no asset, not Object's own
+const ASSETS = new Map<string, { file: string; type: string }>([
+  ['console.js', { file: new URL('console.js', UI).pathname, type: 'text/javascript; charset=utf-8' }],
+  ['console.css', { file: new URL('console.css', UI).pathname, type: 'text/css; charset=utf-8' }],
+  ['uplot.js', { file: require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' }],
+  ['uplot.css', { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' }],
+]);
 const LOOKUP_LIMIT = 100;
 
 /**
@@ -33,13 +35,26 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
 }): Promise<void> {
   const { config, store, auth, history } = opts;
   const page = readFileSync(new URL('index.html', UI), 'utf8');
+  // The console's routes only (this plugin's scope): scripts, styles and fetches from Sluice itself, never framed
+  // (clickjacking a Retry button), no sniffing. Plain HTTP: no HSTS, and no upgrade of its requests to https.
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'data:'], connectSrc: ["'self'"],
+        formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    strictTransportSecurity: false,
+  });
 
   app.get('/ui', { schema: { summary: 'The operator console (HTML)', tags: ['operations'], security: [] } }, async (_request, reply) => {
     reply.type('text/html; charset=utf-8');
     return page;
   });
   app.get('/ui/assets/:name', { schema: { hide: true } }, async (request, reply) => {
-    const asset = ASSETS[(request.params as { name: string }).name];
+    const asset = ASSETS.get((request.params as { name: string }).name);
     if (!asset) throw new HttpError(404, 'no such asset', { reason: 'not_found' });
     reply.type(asset.type).header('cache-control', 'max-age=300');
     return readFileSync(asset.file);
@@ -54,7 +69,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     await admin(request);
     const tenants = store.listTenants({ limit: 100 }).models.map((t) => ({ tenant: t, destinations: store.listDestinations(t.id) }));
     const destinations = tenants.flatMap((t) => t.destinations).map((d) => {
-      const lastFailure = store.listAttempts({ destination_id: d.id, status: 'failed' }, { limit: 1 }).models[0] ?? null;
+      const lastFailure = store.listAttempts({ tenant_id: d.tenant_id, destination_id: d.id, status: 'failed' }, { limit: 1 }).models[0] ?? null;
       return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: lastFailure };
     });
     return {

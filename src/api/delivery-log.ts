@@ -5,7 +5,7 @@ import { HttpError } from '../sources/http-error.js';
 import { tenantScope } from './auth.js';
 import type { ControlPlaneRoutes } from './control-plane.js';
 import { paged, pageQuery } from './paging.js';
-import { required } from './validation.js';
+import { required, validationError } from './validation.js';
 import { eventView } from './views.js';
 import { stringifyWithRaw } from '../json/raw-json.js';
 
@@ -72,14 +72,28 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) =>
 
   app.post('/retry', {
     schema: {
-      summary: 'Attempt an event again on a destination', tags: ['events'], body: z.object({ event_id: z.string({ error: required }).min(1, 'is required'), destination_id: z.string({ error: required }).min(1, 'is required') }) },
+      summary: 'Attempt an event again on a destination',
+      tags: ['events'],
+      body: z.object({
+        event_id: z.string({ error: required }).min(1, 'is required'),
+        destination_id: z.string({ error: required }).min(1, 'is required'),
+        // destination ids are unique per tenant: the admin names the tenant when several have the id
+        tenant_id: z.string().min(1, 'is required').optional(),
+      }),
+    },
   }, async (request, reply) => {
     const { event_id: eventId, destination_id: destinationId } = request.body;
-    const destination = store.destinationById(destinationId);
-    const scope = tenantScope(request, undefined);
-    if (!destination || (scope !== undefined && destination.tenant_id !== scope)) {
-      throw new HttpError(404, `destination ${destinationId} not found`, { reason: 'not_found' });
+    const scope = tenantScope(request, request.body.tenant_id);
+    // a tenant token (or an admin naming tenant_id) reaches only that tenant's destination of this id
+    let candidates = scope !== undefined
+      ? [store.getDestination(scope, destinationId)].filter((d) => d !== undefined)
+      : store.destinationsWithId(destinationId);
+    if (candidates.length > 1) candidates = candidates.filter((d) => store.getEvent(d.tenant_id, eventId) !== undefined);
+    if (candidates.length > 1) {
+      throw validationError([`tenant_id is required: destination ${destinationId} and event ${eventId} exist in more than one tenant`]);
     }
+    const destination = candidates[0];
+    if (!destination) throw new HttpError(404, `destination ${destinationId} not found`, { reason: 'not_found' });
     if (destination.disabled_at) throw new HttpError(400, `destination ${destinationId} is disabled: enable it first`, { reason: 'destination_disabled' });
     const event = store.getEvent(destination.tenant_id, eventId);
     if (!event || !(await store.retry(event.seq, destinationId))) {

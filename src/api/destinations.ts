@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { DESTINATION_TYPES, describeType } from '../sinks/destination-types.js';
+import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { HttpError } from '../sources/http-error.js';
 import type { Destination, StringMap } from '../store/types.js';
 import { requireTenant } from './auth.js';
@@ -9,7 +10,7 @@ import type { ControlPlane, ControlPlaneRoutes } from './control-plane.js';
 import { attemptFilter } from './delivery-log.js';
 import { paged } from './paging.js';
 import { tenantParams } from './tenants.js';
-import { issueMessages, required, validationError } from './validation.js';
+import { checkMetadataQuota, issueMessages, problemMessages, required, validationError } from './validation.js';
 import { destinationView, maskCredential } from './views.js';
 
 const DESTINATION_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -44,6 +45,8 @@ const destinationParams = tenantParams.extend({ destination_id: z.string().min(1
  */
 export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, config }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
+  // The same rule for the admin key as for tenant tokens: allowed_endpoints is the one way to open more.
+  const guard = new EndpointGuard(config.api.destinations.allowed_endpoints);
 
   const tenantOf = (tenantId: string) => {
     if (!store.getTenant(tenantId)) throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
@@ -66,15 +69,26 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     requireTenant(request, tenantId);
     tenantOf(tenantId);
     const body = request.body;
-    const id = body.id ?? `des_${randomBytes(9).toString('base64url')}`;
-    if (store.destinationById(id)) throw new HttpError(409, `destination ${id} already exists`, { reason: 'conflict' });
+    // Ids are unique per tenant: a 409 says only that this tenant has the id, nothing about other tenants.
+    if (body.id !== undefined && store.getDestination(tenantId, body.id)) throw new HttpError(409, `destination ${body.id} already exists`, { reason: 'conflict' });
     const now = new Date().toISOString();
-    const checked = checkDestination({ type: body.type, topics: body.topics, config: body.config, credentials: body.credentials }, config);
+    const checked = checkDestination({ type: body.type, topics: body.topics, config: body.config, credentials: body.credentials }, config, guard);
+    checkMetadataQuota(config.api, { delivery_metadata: body.delivery_metadata, metadata: body.metadata });
     const destination: Destination = {
-      id, tenant_id: tenantId, ...checked, delivery_metadata: body.delivery_metadata, metadata: body.metadata,
+      id: body.id ?? generatedId(), tenant_id: tenantId, ...checked, delivery_metadata: body.delivery_metadata, metadata: body.metadata,
       disabled_at: null, created_at: now, updated_at: now,
     };
-    await store.createDestination(destination);
+    // the quota and the id are checked again in the transaction that inserts it: two creates at once cannot both pass
+    const quota = config.api.quotas.destinations_per_tenant;
+    let created = await store.createDestination(destination, quota);
+    // a generated id taken already (72 random bits: practically never) is drawn again, a bounded number of times
+    for (let i = 0; created === 'exists' && body.id === undefined && i < 5; i++) created = await store.createDestination({ ...destination, id: generatedId() }, quota);
+    if (created === 'exists') throw new HttpError(409, `destination ${destination.id} already exists`, { reason: 'conflict' });
+    if (created === 'no_tenant') throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
+    if (created === 'over_quota') {
+      throw new HttpError(422, `tenant ${tenantId} has ${quota} destinations, the most api.quotas.destinations_per_tenant allows: delete one first`,
+        { reason: 'quota_exceeded', quota: 'api.quotas.destinations_per_tenant', limit: quota });
+    }
     reply.code(201);
     return destinationView(destination);
   });
@@ -89,12 +103,18 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     const old = find(request.params.tenant_id, request.params.destination_id);
     const patch = request.body;
     if (patch.type !== undefined && patch.type !== old.type) throw validationError(['type cannot be changed: create a new destination']);
+    const newConfig = merge(old.config, patch.config);
+    // Stored credentials belong to where they were given for: moved elsewhere, they are dropped, or whoever
+    // may PATCH could aim another's keys at a bucket or a listener of their own.
+    const moved = (DESTINATION_TYPES.get(old.type)?.credentialsBoundTo ?? []).filter((f) => !sameValue(old.config[f], newConfig[f]));
     const checked = checkDestination({
       type: old.type,
       topics: patch.topics ?? old.topics,
-      config: merge(old.config, patch.config),
-      credentials: mergeCredentials(old.credentials, patch.credentials),
-    }, config);
+      config: newConfig,
+      credentials: moved.length > 0 ? withoutStored(old.credentials, patch.credentials) : mergeCredentials(old.credentials, patch.credentials),
+    }, config, guard, moved.length > 0
+      ? `credentials: the stored credentials are not kept when ${moved.map((f) => `config.${f}`).join(', ')} changes; send them in the same request`
+      : undefined);
     const destination: Destination = {
       ...old,
       ...checked,
@@ -102,6 +122,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       metadata: patch.metadata ?? old.metadata,
       updated_at: new Date().toISOString(),
     };
+    checkMetadataQuota(config.api, { delivery_metadata: patch.delivery_metadata, metadata: patch.metadata });
     await store.updateDestination(destination);
     return destinationView(destination);
   });
@@ -129,7 +150,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     requireTenant(request, request.params.tenant_id);
     const destination = find(request.params.tenant_id, request.params.destination_id);
     const { limit, next, prev, event_id, status } = request.query;
-    return paged((q) => store.listAttempts({ destination_id: destination.id, event_id, status }, q), { limit, next, prev }, (a) => a);
+    return paged((q) => store.listAttempts({ tenant_id: destination.tenant_id, destination_id: destination.id, event_id, status }, q), { limit, next, prev }, (a) => a);
   });
 };
 
@@ -145,8 +166,20 @@ export const destinationTypeRoutes: ControlPlaneRoutes = async (plain, { config 
   app.get('/topics', { schema: { summary: 'The configured topics ([] = any)', tags: ['destinations'] } }, async () => config.api.topics);
 };
 
-/** Validates type, topics, config and credentials together, so one 422 names every problem. */
-function checkDestination(input: { type: string; topics: string[]; config: Record<string, unknown>; credentials: Record<string, unknown> }, config: ControlPlane['config']) {
+function generatedId(): string {
+  return `des_${randomBytes(9).toString('base64url')}`;
+}
+
+/**
+ * Validates type, topics, config (with where it may connect) and credentials together, so one 422 names every
+ * problem; `credentialsNote` is added when the credentials are refused.
+ */
+function checkDestination(
+  input: { type: string; topics: string[]; config: Record<string, unknown>; credentials: Record<string, unknown> },
+  config: ControlPlane['config'],
+  guard: EndpointGuard,
+  credentialsNote?: string,
+) {
   const type = DESTINATION_TYPES.get(input.type);
   if (!type) throw validationError([`type failed enum validation (supported: ${[...DESTINATION_TYPES.keys()].join(', ')})`]);
   const messages: string[] = [];
@@ -156,8 +189,9 @@ function checkDestination(input: { type: string; topics: string[]; config: Recor
   }
   const parsedConfig = type.config.safeParse(input.config);
   if (!parsedConfig.success) messages.push(...issueMessages(parsedConfig.error.issues, ['config']));
+  else if (type.check) messages.push(...problemMessages(type.check(parsedConfig.data, guard), ['config']));
   const parsedCredentials = type.credentials.safeParse(input.credentials);
-  if (!parsedCredentials.success) messages.push(...issueMessages(parsedCredentials.error.issues, ['credentials']));
+  if (!parsedCredentials.success) messages.push(...issueMessages(parsedCredentials.error.issues, ['credentials']), ...(credentialsNote ? [credentialsNote] : []));
   if (messages.length > 0 || !parsedConfig.success || !parsedCredentials.success) throw validationError(messages);
   return { type: input.type, topics: input.topics, config: parsedConfig.data, credentials: parsedCredentials.data };
 }
@@ -167,6 +201,18 @@ function merge(old: Record<string, unknown>, patch: Record<string, unknown> | un
   const merged: Record<string, unknown> = { ...old, ...patch };
   for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
   return merged;
+}
+
+/** Whether a config field is the same before and after a PATCH ("" is how Outpost clients leave a field unset). */
+function sameValue(a: unknown, b: unknown): boolean {
+  const norm = (v: unknown) => (v === undefined || v === null || v === '' ? '' : JSON.stringify(v));
+  return norm(a) === norm(b);
+}
+
+/** Only the credentials sent: a masked value sent back cannot stand for the stored one, nor become a credential. */
+function withoutStored(old: StringMap, patch: Record<string, unknown> | undefined): Record<string, unknown> {
+  const sent = Object.entries(patch ?? {}).filter(([k, v]) => v !== null && !(k in old && v === maskCredential(k, old[k]!)));
+  return Object.fromEntries(sent);
 }
 
 /** As merge, and a masked value sent back (as read from a GET) keeps the stored secret. */

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { DecisionBuffer } from '../buffer/types.js';
 import type { OutputWorker } from '../delivery/output-worker.js';
 import type { Store } from '../store/types.js';
@@ -34,10 +34,12 @@ export function readiness(buffer: DecisionBuffer, store: Store, workers: OutputW
  */
 export async function healthRoutes(app: FastifyInstance, opts: {
   buffer: DecisionBuffer; store: Store; workers: OutputWorker[]; closing: () => boolean;
+  /** observability.token's check, when set: /ready needs it, /health never (a liveness probe sends nothing). */
+  observability?: (request: FastifyRequest) => Promise<void>;
 }): Promise<void> {
-  const { buffer, store, workers } = opts;
+  const { buffer, store, workers, observability } = opts;
   app.get('/health', { schema: { summary: 'The process answers', tags: ['operations'], security: [] } }, async () => ({ status: 'ok' }));
-  app.get('/ready', { schema: { summary: 'Buffer, store and outputs: 200 while writable, 503 otherwise', tags: ['operations'], security: [] } }, async (_request, reply) => {
+  app.get('/ready', { ...(observability ? { onRequest: observability } : {}), schema: { summary: 'Buffer, store and outputs: 200 while writable, 503 otherwise', tags: ['operations'], security: [] } }, async (_request, reply) => {
     const { writable, body } = readiness(buffer, store, workers, opts.closing());
     reply.code(writable ? 200 : 503);
     return body;

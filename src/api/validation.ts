@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { ApiConfig } from '../config/schema.js';
 import { HttpError } from '../sources/http-error.js';
 
 /** Outpost's field messages are "<field> is required" or "<field> failed <rule> validation". */
@@ -21,6 +22,11 @@ export function issueMessages(issues: readonly z.core.$ZodIssue[], prefix: strin
   return messages;
 }
 
+/** Problems found outside a schema (`{path: ['endpoint'], message: 'is not allowed: ...'}`) as the same messages. */
+export function problemMessages(problems: ReadonlyArray<{ path: string[]; message: string }>, prefix: string[] = []): string[] {
+  return problems.map((p) => fieldMessage([...prefix, ...p.path], p.message));
+}
+
 /** 422 "validation error" with every problem named in `data`. */
 export function validationError(messages: string[]): HttpError {
   return new HttpError(422, 'validation error', messages);
@@ -36,6 +42,29 @@ export function parseOr422<S extends z.ZodType>(schema: S, value: unknown, prefi
 /** A route schema's validation failure (fastify-type-provider-zod) as the 422 naming every field. */
 export function schemaValidationError(error: { validation: Array<{ instancePath: string; message?: string }> }): HttpError {
   return validationError(error.validation.map((v) => fieldMessage(v.instancePath.split('/').filter(Boolean), v.message ?? 'is not valid')));
+}
+
+/** A string map's size for api.quotas.metadata_bytes: the UTF-8 bytes of its keys and values. */
+export function metadataBytes(map: Record<string, string>): number {
+  let bytes = 0;
+  for (const [k, v] of Object.entries(map)) bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+  return bytes;
+}
+
+/**
+ * 422 naming api.quotas.metadata_bytes when one of the maps (by field name) is larger than it: each map
+ * counts alone (a destination's metadata and delivery_metadata may each be that large).
+ */
+export function checkMetadataQuota(config: Pick<ApiConfig, 'quotas'>, maps: Record<string, Record<string, string> | undefined>): void {
+  const limit = config.quotas.metadata_bytes;
+  for (const [field, map] of Object.entries(maps)) {
+    if (map === undefined) continue;
+    const bytes = metadataBytes(map);
+    if (bytes > limit) {
+      throw new HttpError(422, `${field} is ${bytes} bytes (keys and values), over api.quotas.metadata_bytes (${limit})`,
+        { reason: 'quota_exceeded', quota: 'api.quotas.metadata_bytes', limit, field, bytes });
+    }
+  }
 }
 
 function fieldMessage(path: string[], message: string): string {

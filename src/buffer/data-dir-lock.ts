@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { makePrivateDir, makePrivateFile } from './private-files.js';
 
 /** A start Sluice refuses for a reason the operator must act on: the CLI prints its message as it is. */
 export class StartRefusedError extends Error {}
@@ -39,8 +40,9 @@ export class DataDirLock {
   /** Takes the lock at once, or throws DataDirInUseError naming the holder. */
   static acquire(dataDir: string): DataDirLock {
     const dir = path.resolve(dataDir);
-    mkdirSync(dir, { recursive: true });
+    makePrivateDir(dir);
     const infoFile = path.join(dir, 'lock.json');
+    makePrivateFile(path.join(dir, 'lock.sqlite'));
     // timeout 0: a held lock refuses at once instead of waiting (better-sqlite3 would wait 5 s by default)
     const db = new Database(path.join(dir, 'lock.sqlite'), { timeout: 0 });
     try {

@@ -19,7 +19,11 @@ CREATE TABLE IF NOT EXISTS chunks (
   -- labels.id of the OPA that sent the decisions ('' when none): outputs that batch per OPA instance group by it
   instance    TEXT    NOT NULL DEFAULT '',
   -- CRC32 of payload, computed at append and checked at every read; NULL in rows from before the column (unchecked)
-  crc         INTEGER
+  crc         INTEGER,
+  -- 1: payload is one gzip member of the NDJSON (compressed at ingest); bytes is then its size uncompressed
+  compressed  INTEGER NOT NULL DEFAULT 0,
+  -- the payload's size as stored (what counts against buffer.max_bytes); NULL in rows from before: = bytes
+  stored_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_by_stream ON chunks (partition, hour, last_pos);
 
@@ -60,4 +64,7 @@ export const ADDED_COLUMNS: Array<[string, string, string]> = [
   ['chunks', 'instance', "TEXT NOT NULL DEFAULT ''"],
   ['batches', 'instance', 'TEXT'],
   ['chunks', 'crc', 'INTEGER'],
+  // 1: the payload is one gzip member of the NDJSON (compressed at ingest); stored_bytes its size on disk
+  ['chunks', 'compressed', 'INTEGER NOT NULL DEFAULT 0'],
+  ['chunks', 'stored_bytes', 'INTEGER'],
 ];

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import { crc32, gunzipSync } from 'node:zlib';
 import { CorruptChunkError, type BufferStats, type Chunk, type ChunkMeta, type DecisionBuffer, type NewChunk, type SealedBatch } from './types.js';
 
 import { ADDED_COLUMNS, SCHEMA } from './sqlite-schema.js';
@@ -8,6 +8,7 @@ import { WalDatabase, type WalGroupCommit } from './wal-group-commit.js';
 
 interface ChunkRow {
   pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number; received_at: number;
+  compressed: number; stored_bytes: number | null;
   payload?: Buffer; crc?: number | null;
 }
 
@@ -46,13 +47,13 @@ export class SqliteBuffer implements DecisionBuffer {
     this.commits = this.wal.commits;
     this.stmt = {
       insertChunk: this.db.prepare(
-        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload, crc, compressed, stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       metas: this.db.prepare(
-        'SELECT pos, last_pos, partition, hour, instance, count, bytes, received_at FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?'),
+        `SELECT ${META_COLUMNS} FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?`),
       chunkAtOrBefore: this.db.prepare('SELECT pos FROM chunks WHERE pos <= ? ORDER BY pos DESC LIMIT 1').pluck(),
       chunk: this.db.prepare('SELECT * FROM chunks WHERE pos = ?'),
       stream: this.db.prepare(
-        'SELECT pos, last_pos, partition, hour, instance, count, bytes, received_at FROM chunks WHERE partition = ? AND hour = ? AND last_pos >= ? ORDER BY last_pos'),
+        `SELECT ${META_COLUMNS} FROM chunks WHERE partition = ? AND hour = ? AND last_pos >= ? ORDER BY last_pos`),
       cursor: this.db.prepare('SELECT pos FROM cursors WHERE output = ?').pluck(),
       setCursor: this.db.prepare(
         'INSERT INTO cursors (output, pos) VALUES (?, ?) ON CONFLICT (output) DO UPDATE SET pos = max(pos, excluded.pos)'),
@@ -68,7 +69,7 @@ export class SqliteBuffer implements DecisionBuffer {
         this.db.prepare('DELETE FROM batches WHERE output = ?'),
       ],
       minCursor: this.db.prepare('SELECT min(pos) FROM cursors').pluck(),
-      trimmable: this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, coalesce(sum(count), 0) AS e FROM chunks WHERE pos <= ? AND last_pos <= ?'),
+      trimmable: this.db.prepare(`SELECT count(*) AS n, coalesce(sum(${STORED_BYTES}), 0) AS b, coalesce(sum(count), 0) AS e FROM chunks WHERE pos <= ? AND last_pos <= ?`),
       trim: this.db.prepare('DELETE FROM chunks WHERE pos <= ? AND last_pos <= ?'),
       oldest: this.db.prepare('SELECT received_at FROM chunks ORDER BY pos LIMIT 1').pluck(),
       oldestPos: this.db.prepare('SELECT pos FROM chunks ORDER BY pos LIMIT 1').pluck(),
@@ -85,7 +86,7 @@ export class SqliteBuffer implements DecisionBuffer {
       this.stmt.setMeta.run('buffer_id', id);
     }
     this.id = id;
-    const totals = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, coalesce(sum(count), 0) AS e, coalesce(max(last_pos), 0) AS last FROM chunks')
+    const totals = this.db.prepare(`SELECT count(*) AS n, coalesce(sum(${STORED_BYTES}), 0) AS b, coalesce(sum(count), 0) AS e, coalesce(max(last_pos), 0) AS last FROM chunks`)
       .get() as { n: number; b: number; e: number; last: number };
     const savedNext = Number(this.stmt.getMeta.get('next_pos') ?? 1);
     this.nextPos = Math.max(savedNext, totals.last + 1);
@@ -102,8 +103,8 @@ export class SqliteBuffer implements DecisionBuffer {
       const receivedAt = Date.now();
       for (const c of chunks) {
         // SQLite keeps no checksum of its own: a flipped bit on disk would otherwise be uploaded as data.
-        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.instance, c.count, c.payload.length, receivedAt, c.payload,
-          crc32(c.payload));
+        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.instance, c.count, c.bytes, receivedAt, c.payload,
+          crc32(c.payload), c.compressed ? 1 : 0, c.payload.length);
         // A position of a rolled-back write is simply never used: positions must be unique, not dense.
         this.nextPos += c.count;
       }
@@ -159,6 +160,26 @@ export class SqliteBuffer implements DecisionBuffer {
   }
 
   readChunk(pos: number): Chunk | undefined {
+    const row = this.verifiedRow(pos);
+    if (!row) return undefined;
+    let payload = row.payload!;
+    if (row.compressed) {
+      try {
+        payload = gunzipSync(payload);
+      } catch {
+        // the checksum matched what was written, so this is a chunk older than checksums, damaged
+        this.corrupt.add(row.pos);
+        throw new CorruptChunkError(row.pos, row.last_pos, row.payload!);
+      }
+    }
+    return { ...toMeta(row), payload };
+  }
+
+  readStoredPayload(pos: number): Buffer | undefined {
+    return this.verifiedRow(pos)?.payload;
+  }
+
+  private verifiedRow(pos: number): ChunkRow | undefined {
     const row = this.stmt.chunk.get(pos) as ChunkRow | undefined;
     if (!row) return undefined;
     // NULL: a row stored before checksums existed, read unchecked
@@ -166,7 +187,7 @@ export class SqliteBuffer implements DecisionBuffer {
       this.corrupt.add(row.pos);
       throw new CorruptChunkError(row.pos, row.last_pos, row.payload!);
     }
-    return { ...toMeta(row), payload: row.payload! };
+    return row;
   }
 
   onAppend(listener: () => void): void {
@@ -266,8 +287,15 @@ export class SqliteBuffer implements DecisionBuffer {
 }
 
 function toMeta(row: ChunkRow): ChunkMeta {
-  return { pos: row.pos, partition: row.partition, hour: row.hour, instance: row.instance, count: row.count, bytes: row.bytes, receivedAt: row.received_at };
+  return {
+    pos: row.pos, partition: row.partition, hour: row.hour, instance: row.instance, count: row.count, bytes: row.bytes,
+    storedBytes: row.stored_bytes ?? row.bytes, compressed: row.compressed === 1, receivedAt: row.received_at,
+  };
 }
+
+const META_COLUMNS = 'pos, last_pos, partition, hour, instance, count, bytes, received_at, compressed, stored_bytes';
+/** Rows from before compression at ingest have no stored_bytes: they are stored as their bytes. */
+const STORED_BYTES = 'coalesce(stored_bytes, bytes)';
 
 function toBatch(row: BatchRow): SealedBatch {
   return {

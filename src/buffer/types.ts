@@ -12,8 +12,16 @@ export interface NewChunk {
   /** labels.id of the OPA that made the decisions ('' when it has none). */
   instance: string;
   count: number;
-  /** NDJSON: `count` lines, each ending in `\n`. */
+  /**
+   * NDJSON (`count` lines, each ending in `\n`) as stored: one gzip member when `compressed`. Compressed once,
+   * in the decode threads, an output writing gzip NDJSON concatenates stored members into its objects.
+   */
   payload: Buffer;
+  compressed: boolean;
+  /** Bytes of the NDJSON uncompressed: what batches' max_bytes count. */
+  bytes: number;
+  /** The NDJSON uncompressed, kept only for decisions that become a tenant's events (see `events`). */
+  text?: Buffer;
   /** A digest of the decision_id of each line ('' when it has none), to recognise re-sends; not stored with the chunk. */
   decisionKeys?: string[];
   /** Per line, what a decision that becomes a tenant's event needs; only when asked for. Not stored with the chunk. */
@@ -28,10 +36,15 @@ export interface ChunkMeta {
   hour: string;
   instance: string;
   count: number;
+  /** Bytes of its NDJSON, uncompressed. */
   bytes: number;
+  /** Bytes as stored (compressed, when `compressed`): what counts against buffer.max_bytes. */
+  storedBytes: number;
+  compressed: boolean;
   receivedAt: number;
 }
 
+/** A chunk read back: `payload` is always the NDJSON uncompressed. */
 export interface Chunk extends ChunkMeta {
   payload: Buffer;
 }
@@ -81,6 +94,8 @@ export interface DecisionBuffer {
   streamChunks(partition: string, hour: string, instance: string | null, first: number, last: number): ChunkMeta[];
   /** The chunk at `pos`; throws CorruptChunkError when its payload does not match the checksum stored at append. */
   readChunk(pos: number): Chunk | undefined;
+  /** The chunk's payload exactly as stored (a gzip member when `compressed`), checksum verified. */
+  readStoredPayload(pos: number): Buffer | undefined;
   /** Called when new chunks are durable. */
   onAppend(listener: () => void): void;
 

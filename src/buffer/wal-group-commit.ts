@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
-import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { storageErrorCode } from './storage-errors.js';
+import { makePrivateDir, makePrivateFile } from './private-files.js';
 
 /**
  * How often a database that failed tries a tiny write of its own: it is writable again (and /ready 200) within
@@ -159,7 +160,9 @@ export class WalDatabase {
   private closed = false;
 
   constructor(dataDir: string, file: string, schema: string, addedColumns: Array<[string, string, string]> = []) {
-    mkdirSync(dataDir, { recursive: true });
+    // decisions and events in plaintext: the owner's only (SQLite gives -wal and -shm the database's mode)
+    makePrivateDir(dataDir);
+    makePrivateFile(path.join(dataDir, file));
     this.db = new Database(path.join(dataDir, file));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');

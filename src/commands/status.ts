@@ -14,10 +14,15 @@ interface Ready {
 export const STATUS_EXIT = { ok: 0, degraded: 1, unreachable: 2 } as const;
 
 /** `sluice status`: the buffer and each output's state from /ready, as a table (or the JSON itself). */
-export async function status(url: string, opts: { json: boolean }): Promise<number> {
+export async function status(url: string, opts: { json: boolean; token?: string }): Promise<number> {
   let ready: Ready;
   try {
-    const res = await fetch(`${url.replace(/\/+$/, '')}/ready`, { signal: AbortSignal.timeout(10_000) });
+    const headers: Record<string, string> = opts.token ? { authorization: `Bearer ${opts.token}` } : {};
+    const res = await fetch(`${url.replace(/\/+$/, '')}/ready`, { headers, signal: AbortSignal.timeout(10_000) });
+    if (res.status === 401) {
+      console.error(`sluice at ${url} wants observability.token for /ready: pass --token (or SLUICE_OBSERVABILITY_TOKEN)`);
+      return STATUS_EXIT.unreachable;
+    }
     ready = (await res.json()) as Ready;
   } catch (err) {
     console.error(`cannot reach sluice at ${url}: ${(err as Error).message}`);

@@ -17,7 +17,7 @@ export function interpolate(
   if (typeof value === 'string') {
     return value.replace(PATTERN, (whole, name: string | undefined, fallback: string | undefined) => {
       if (whole === '$$') return '$';
-      const found = env[name!];
+      const found = Object.hasOwn(env, name!) ? env[name!] : undefined;
       if (found !== undefined && found !== '') return found;
       if (fallback !== undefined) return fallback;
       problems.push({ path: path.join('.') || '(root)', message: `environment variable ${name} is not set (write \${${name}:-} to allow it to be empty)` });
@@ -26,9 +26,8 @@ export function interpolate(
   }
   if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, problems, [...path, String(i)]));
   if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, problems, [...path, k]);
-    return out;
+    // fromEntries defines each key as its own property: a `__proto__` key stays a field (and is reported as unknown)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, problems, [...path, k])]));
   }
   return value;
 }

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { configSchema, type Config, type OutputConfig } from './schema.js';
 import { interpolate, type InterpolationProblem } from './interpolate.js';
 import { findEopaBlock, translateEopa } from './eopa.js';
+import { isLoopbackHost } from '../api/host-check.js';
 
 export interface ConfigProblem { path: string; message: string }
 
@@ -25,7 +26,7 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
       if (path !== sluice && !path.startsWith(`${sluice}.`)) continue;
       const [field, ...rest] = path.slice(sluice.length + 1).split('.');
       if (!field) return eopaPath;
-      return [eopaPath, renamed[field] ?? field, ...rest].join('.');
+      return [eopaPath, (Object.hasOwn(renamed, field) ? renamed[field] : undefined) ?? field, ...rest].join('.');
     }
     return path;
   };
@@ -46,15 +47,27 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
   const raw = result.data;
   const dataDir = path.resolve(raw.data_dir);
   const outputs: OutputConfig[] = raw.outputs ?? [defaultFileOutput(dataDir)];
+  // the API's secrets may come from the environment when the config leaves them out
+  const api = {
+    ...raw.api,
+    admin_key: raw.api.admin_key ?? (env.SLUICE_ADMIN_KEY || undefined),
+    jwt_secret: raw.api.jwt_secret ?? (env.SLUICE_JWT_SECRET || undefined),
+    encryption_key: raw.api.encryption_key ?? (env.SLUICE_ENCRYPTION_KEY || undefined),
+  };
+  // Without an admin key anyone who reaches the port manages tenants and destinations: fine for the quick start
+  // on loopback, refused before anything listens elsewhere unless the operator says so.
+  const listenHost = raw.listen.slice(0, raw.listen.lastIndexOf(':'));
+  if (!api.admin_key && !api.open && !isLoopbackHost(listenHost)) {
+    throw new ConfigError([{
+      path: 'api.admin_key',
+      message: `is not set, and listen ${raw.listen} is not a loopback address: the API and the console would be open to anyone who reaches it. `
+        + 'Set api.admin_key (or SLUICE_ADMIN_KEY), listen on 127.0.0.1, or set api.open: true to accept an open API',
+    }], source);
+  }
   return {
     ...raw,
-    // the API's secrets may come from the environment when the config leaves them out
-    api: {
-      ...raw.api,
-      admin_key: raw.api.admin_key ?? (env.SLUICE_ADMIN_KEY || undefined),
-      jwt_secret: raw.api.jwt_secret ?? (env.SLUICE_JWT_SECRET || undefined),
-      encryption_key: raw.api.encryption_key ?? (env.SLUICE_ENCRYPTION_KEY || undefined),
-    },
+    api,
+    observability: { ...raw.observability, token: raw.observability.token ?? (env.SLUICE_OBSERVABILITY_TOKEN || undefined) },
     notes: translation?.notes ?? [],
     data_dir: dataDir,
     outputs: outputs.map((o) => (o.type === 'file' ? { ...o, path: path.resolve(o.path) } : o)),

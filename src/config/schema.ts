@@ -1,8 +1,10 @@
+import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
 import { isKeyPreset, KEY_PRESETS } from '../delivery/key-layouts.js';
 import { rulesSchema } from '../transforms/rules-schema.js';
+import { allowedEndpoint } from '../sinks/endpoint-guard.js';
 
 function toBytes(value: string | number, ctx: z.RefinementCtx): number {
   const bytes = parseSize(value);
@@ -55,8 +57,12 @@ const batchedOutput = {
   batch,
   format: z.enum(['ndjson', 'json_array']).default('ndjson'),
   compression: z.enum(['gzip', 'none']).default('gzip'),
-  /** zlib level 1 (fastest) .. 9 (smallest). */
-  compression_level: z.number().int().min(1).max(9).default(6),
+  /**
+   * zlib level 1 (fastest) .. 9 (smallest). Unset: gzip NDJSON objects are the chunks as stored in the buffer
+   * (compressed once at ingest, buffer.compression_level); other objects, level 6. Set, every object is
+   * compressed again at this level.
+   */
+  compression_level: z.number().int().min(1).max(9).optional(),
   /** A preset (hive, eopa, eopa-per-decision, hourly-per-decision, outpost) or a template of {placeholders}. */
   key: z.string().default(DEFAULT_KEY_TEMPLATE).superRefine((template, ctx) => {
     if (isKeyPreset(template)) return;
@@ -111,11 +117,18 @@ const consoleOutput = z.strictObject({
 
 const headers = z.record(z.string(), z.string()).default({});
 
+/**
+ * fetch refuses a URL with user:password@ (such an output would never deliver), and a URL is shown in /ready
+ * and in logs: credentials go in headers (or a service output's token), which are never shown.
+ */
+const noUserinfo = (url: string) => { const u = new URL(url); return u.username === '' && u.password === ''; };
+const USERINFO_MESSAGE = 'must not hold credentials (user:password@): put them in headers, e.g. headers: { authorization: "Basic ${BASIC_AUTH}" } (for a service output: token)';
+
 /** POSTs each batch to a URL; 2xx is delivered, 408/429/5xx and network errors are retried, other 4xx fail loudly. */
 const httpOutput = z.strictObject({
   ...batchedOutput,
   type: z.literal('http'),
-  url: z.url({ message: 'must be a URL such as http://127.0.0.1:9000/ingest' }),
+  url: z.url({ message: 'must be a URL such as http://127.0.0.1:9000/ingest' }).refine(noUserinfo, USERINFO_MESSAGE),
   headers,
   timeout: duration('30s'),
 });
@@ -124,7 +137,7 @@ const httpOutput = z.strictObject({
 const serviceOutput = z.strictObject({
   ...batchedOutput,
   type: z.literal('service'),
-  url: z.url({ message: 'must be the service URL, e.g. http://127.0.0.1:8181' }),
+  url: z.url({ message: 'must be the service URL, e.g. http://127.0.0.1:8181' }).refine(noUserinfo, USERINFO_MESSAGE),
   resource: z.string().default('/logs'),
   token: optionalText,
   headers,
@@ -150,11 +163,25 @@ const decisionTenant = z.strictObject({
 
 const api = z.strictObject({
   admin_key: optionalText,
+  /** Accepts an API without admin_key on a listen address that is not loopback (refused otherwise). */
+  open: z.boolean().default(false),
   jwt_secret: optionalText,
   encryption_key: optionalText,
   topics: z.array(z.string().min(1)).default([]),
   idempotency_window: duration('1h'),
   max_pending_deliveries: z.number().int().positive().default(1_000_000),
+  /** Tenant destinations reach public addresses only; each entry (CIDR, IP or host name) opens more. README "Security". */
+  destinations: z.strictObject({
+    allowed_endpoints: z.array(allowedEndpoint).default([]),
+  }).prefault({}),
+  /** What one tenant may hold, so that no tenant can exhaust what all of them share. */
+  quotas: z.strictObject({
+    destinations_per_tenant: z.number().int().positive().default(20),
+    /** Each string map (tenant metadata, a destination's metadata and delivery_metadata, an event's metadata): UTF-8 bytes of keys and values. */
+    metadata_bytes: size('4KiB').refine((v) => v > 0, 'must be greater than 0'),
+    /** A tenant's share of api.max_pending_deliveries: one tenant's backlog cannot push every other tenant into 429. */
+    pending_deliveries_per_tenant: z.number().int().positive().default(100_000),
+  }).prefault({}),
   delivery_concurrency: z.number().int().min(1).max(256).default(8),
   retry: z.strictObject({
     max_retries: z.number().int().min(0).max(1000).default(10),
@@ -173,6 +200,11 @@ export const configSchema = z.strictObject({
   data_dir: z.string().min(1).default('./data'),
   buffer: z.strictObject({
     max_bytes: size('1GiB').refine((v) => v > 0, 'must be greater than 0'),
+    /**
+     * gzip level of decisions as stored (1 fastest .. 9 smallest; 0 stores them uncompressed). Compressed
+     * once, at ingest: outputs that write gzip NDJSON without rules send the stored bytes as they are.
+     */
+    compression_level: z.number().int().min(0).max(9).default(1),
   }).prefault({}),
   ingest: z.strictObject({
     tokens: z.array(z.string().min(1, 'a token must not be empty')).default([]),
@@ -205,6 +237,10 @@ export const configSchema = z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),
   shutdown_timeout: duration('30s'),
+  /** A bearer token for /metrics and /ready (unset: open, for probes and Prometheus; /health stays open). */
+  observability: z.strictObject({
+    token: optionalText,
+  }).prefault({}),
   /** The HTTP server's own bounds: slow or idle clients cannot hold connections and memory forever. */
   http: z.strictObject({
     /** Time to receive a whole request, headers and body (a client trickling bytes is cut off). */
@@ -215,6 +251,14 @@ export const configSchema = z.strictObject({
     keep_alive_timeout: duration('65s').refine((v) => v > 0, 'must be greater than 0'),
     /** Connections open at once; more are refused until some close. */
     max_connections: z.number().int().min(1).default(1024),
+    /**
+     * Host names (or IPs) the API and console answer to besides the listen address, against DNS rebinding;
+     * `*.example.com` takes subdomains, `*` any host. README "Security".
+     */
+    allowed_hosts: z.array(z.string().refine(
+      (h) => h === '*' || /^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/.test(h) || isIPv6(h.replace(/^\[(.*)\]$/, '$1')),
+      'must be a host name or IP without a port, *.domain, or *',
+    )).default([]),
   }).prefault({}),
 }).superRefine((c, ctx) => {
   const seen = new Set<string>();

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { awsS3ConfigOf, type BatchingConfig } from '../sinks/s3/aws-s3-destination.js';
 import { SinkError } from '../sinks/types.js';
-import type { Destination, EventBatch, Store } from '../store/types.js';
+import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
 import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';
@@ -22,7 +22,7 @@ interface OpenGroup {
   oldest: number;
 }
 
-/** A destination's open groups and how far its deliveries have been read. */
+/** A destination's open groups and how far its deliveries have been read (by destinationKey: ids are unique per tenant only). */
 interface BatchingState {
   readAfter: number;
   open: Map<string, OpenGroup>;
@@ -54,12 +54,13 @@ export class EventBatcher {
     this.lastPass = now;
     const destinations = this.store.batchedDestinations();
     this.active = destinations.length > 0;
-    for (const id of this.states.keys()) if (!destinations.some((d) => d.id === id)) this.states.delete(id);
+    const keys = new Set(destinations.map((d) => destinationKey(d.tenant_id, d.id)));
+    for (const key of this.states.keys()) if (!keys.has(key)) this.states.delete(key);
     if (!this.active) return;
     for (const destination of destinations) this.seal(destination, awsS3ConfigOf(destination).batching!, now);
-    const byId = new Map(destinations.map((d) => [d.id, d]));
+    const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
     for (const batch of this.store.dueBatches(now)) {
-      const destination = byId.get(batch.destination_id);
+      const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
       if (!destination || this.inflight.has(batch.key)) continue;
       this.inflight.add(batch.key);
       void this.upload(destination, batch).finally(() => {
@@ -70,10 +71,11 @@ export class EventBatcher {
 
   /** Reads new deliveries into open groups and seals the groups that are full or old enough. */
   private seal(destination: Destination, batching: BatchingConfig, now: number): void {
-    let state = this.states.get(destination.id);
+    const stateKey = destinationKey(destination.tenant_id, destination.id);
+    let state = this.states.get(stateKey);
     if (!state) {
       state = { readAfter: 0, open: new Map(), inOpen: new Set(), rescannedAt: now };
-      this.states.set(destination.id, state);
+      this.states.set(stateKey, state);
     }
     const close = (streamKey: string, group: OpenGroup) => {
       const first = group.seqs[0]!;
@@ -81,13 +83,13 @@ export class EventBatcher {
       const key = renderKey(DEFAULT_KEY_TEMPLATE, keyValues({
         output: destination.id, bufferId: this.store.id, partition: group.topic, hour: group.hour, first, last, ext: extension(batching),
       }));
-      this.store.sealBatch({ key, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs);
+      this.store.sealBatch({ key, tenant_id: destination.tenant_id, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs);
       state.open.delete(streamKey);
       for (const seq of group.seqs) state.inOpen.delete(seq);
     };
     const rescan = now - state.rescannedAt >= RESCAN_MS;
     if (rescan) state.rescannedAt = now;
-    for (const row of this.store.unbatched(destination.id, rescan ? 0 : state.readAfter, READ_LIMIT)) {
+    for (const row of this.store.unbatched(destination.tenant_id, destination.id, rescan ? 0 : state.readAfter, READ_LIMIT)) {
       state.readAfter = Math.max(state.readAfter, row.seq);
       if (state.inOpen.has(row.seq)) continue;
       const hour = new Date(row.time_ms).toISOString().slice(0, 13);
@@ -140,9 +142,10 @@ export class EventBatcher {
   }
 }
 
-/** A topic as one segment of an object key. */
+/** A topic as one segment of an object key; never "." or "..", which servers resolve as dot segments of the path. */
 function safeTopic(topic: string): string {
-  return topic.replace(/[^A-Za-z0-9._=-]/g, '_') || '_';
+  const safe = topic.replace(/[^A-Za-z0-9._=-]/g, '_') || '_';
+  return safe === '.' || safe === '..' ? safe.replace(/\./g, '_') : safe;
 }
 
 /**

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { ApiConfig } from '../config/schema.js';
+import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { S3Sink } from '../sinks/s3/s3-sink.js';
 import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/s3/aws-s3-destination.js';
 import { eventObject, eventObjectKey, KeyTemplateError, objectMetadata } from '../sinks/s3/event-object.js';
 import { SinkError, type Sink } from '../sinks/types.js';
-import type { Destination, DueDelivery, NewAttempt, Store } from '../store/types.js';
+import { destinationKey, type Destination, type DueDelivery, type NewAttempt, type Store } from '../store/types.js';
 import { backoffDelay } from './backoff.js';
 import { EventBatcher } from './event-batcher.js';
 
@@ -27,6 +28,7 @@ const S3_REQUEST_TIMEOUT_MS = 60_000;
  * while the event is eligible_for_retry and retries remain; then the delivery is failed until POST /retry.
  */
 export class EventDispatcher {
+  // destinations are keyed by destinationKey (tenant and id): ids are unique per tenant only
   private readonly inflight = new Map<number, string>();
   private readonly perDestination = new Map<string, number>();
   private readonly sinks = new Map<string, { version: string; sink: Sink }>();
@@ -36,9 +38,12 @@ export class EventDispatcher {
   private pruneTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastPass = 0;
+  /** Tenants choose endpoints: every connection of a destination's sink is checked against this. */
+  private readonly guard: EndpointGuard;
 
   constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
     this.batcher = new EventBatcher(store, this, log);
+    this.guard = new EndpointGuard(config.destinations.allowed_endpoints);
   }
 
   start(): void {
@@ -98,12 +103,13 @@ export class EventDispatcher {
   }
 
   /** After an attempt: the destination's freed slot takes its next due delivery at once (an indexed read). */
-  private refill(destinationId: string): void {
+  private refill(tenantId: string, destinationId: string): void {
     if (this.stopped) return;
-    const slots = this.config.delivery_concurrency - (this.perDestination.get(destinationId) ?? 0);
+    const inUse = this.perDestination.get(destinationKey(tenantId, destinationId)) ?? 0;
+    const slots = this.config.delivery_concurrency - inUse;
     if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT) return;
     try {
-      this.startAll(this.store.dueDeliveriesOf(destinationId, Date.now(), slots + (this.perDestination.get(destinationId) ?? 0)));
+      this.startAll(this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse));
     } catch (err) {
       this.log.error({ err }, 'event delivery failed to read the store; trying again shortly');
     }
@@ -112,7 +118,7 @@ export class EventDispatcher {
   private startAll(due: DueDelivery[]): void {
     const limit = this.config.delivery_concurrency;
     for (const item of due) {
-      const id = item.delivery.destination_id;
+      const id = destinationKey(item.delivery.tenant_id, item.delivery.destination_id);
       if (this.inflight.has(item.delivery.seq)) continue;
       if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
       this.inflight.set(item.delivery.seq, id);
@@ -122,18 +128,19 @@ export class EventDispatcher {
         const left = (this.perDestination.get(id) ?? 1) - 1;
         if (left > 0) this.perDestination.set(id, left);
         else this.perDestination.delete(id);
-        this.refill(id);
+        this.refill(item.delivery.tenant_id, item.delivery.destination_id);
       });
     }
   }
 
   /** The sink of a destination, made anew when the destination changes. */
   sinkOf(destination: Destination): Sink {
-    const cached = this.sinks.get(destination.id);
+    const key = destinationKey(destination.tenant_id, destination.id);
+    const cached = this.sinks.get(key);
     if (cached && cached.version === destination.updated_at) return cached.sink;
     cached?.sink.close();
-    const sink = new S3Sink(s3ConnectionOfDestination(destination, S3_REQUEST_TIMEOUT_MS));
-    this.sinks.set(destination.id, { version: destination.updated_at, sink });
+    const sink = new S3Sink(s3ConnectionOfDestination(destination, S3_REQUEST_TIMEOUT_MS, this.guard));
+    this.sinks.set(key, { version: destination.updated_at, sink });
     return sink;
   }
 

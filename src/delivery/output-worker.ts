@@ -5,9 +5,10 @@ import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import type { OutputConfig } from '../config/schema.js';
 import { SinkError, type Sink, type StoredObject } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
-import { bufferLines, encodeLines, lineLengths, md5, parsedDecisions, transformLines, type LineTransform } from './encode.js';
+import { bufferLines, contentType, encodeLines, lineLengths, md5, parsedDecisions, transformLines, type LineTransform } from './encode.js';
 import { keyLayout, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
+import { redactUrlsIn } from '../sinks/redact-url.js';
 
 export type OutputState = 'ok' | 'retrying' | 'failing';
 
@@ -49,6 +50,8 @@ export class OutputWorker {
   private readonly layout: KeyLayout;
   /** A batch's decisions at most: 1 for layouts of one object per decision. */
   private readonly maxEvents: number;
+  /** Gzip NDJSON without rules: objects are the stored (compressed) chunks, concatenated. */
+  private readonly concatenates: boolean;
   private readPos: number;
   private cursor: number;
   private readonly open = new Map<string, OpenBatch>();
@@ -90,6 +93,8 @@ export class OutputWorker {
     this.errorLog = new RateLimitedLog(log);
     this.layout = keyLayout(config.key);
     this.maxEvents = this.layout.perDecision ? 1 : config.batch.max_events;
+    this.concatenates = config.format === 'ndjson' && config.compression === 'gzip' && config.compression_level === undefined
+      && transform === undefined && !this.layout.needsDecisions && !this.layout.perDecision;
     this.cursor = buffer.cursor(config.name);
     this.readPos = this.cursor;
     for (const b of buffer.deliveredBatches(config.name)) this.noteSealed(b);
@@ -229,7 +234,15 @@ export class OutputWorker {
         this.open.set(key, batch);
       }
       const whole = from === meta.pos;
-      const lengths = whole && batch.count + meta.count <= maxEvents && batch.bytes + meta.bytes <= maxBytes ? undefined : this.lineLengthsOf(meta);
+      const fitsWhole = whole && batch.count + meta.count <= maxEvents && batch.bytes + meta.bytes <= maxBytes;
+      if (!fitsWhole && this.concatenates && whole && batch.count > 0 && meta.count <= maxEvents && meta.bytes <= maxBytes) {
+        // Objects made of stored chunks close on chunk boundaries (max_events and max_bytes are "at most"):
+        // the batch is sealed and the chunk opens the next one, whole.
+        this.open.delete(key);
+        sealed.push(this.toSealed(batch));
+        continue;
+      }
+      const lengths = fitsWhole ? undefined : this.lineLengthsOf(meta);
       if (lengths === undefined || lengths === 'corrupt') {
         // The chunk fits whole, or its bytes cannot be trusted to split: it goes into the batch as one piece
         // (delivery then sets a corrupt chunk aside as a whole).
@@ -311,6 +324,11 @@ export class OutputWorker {
       const last = Math.min(err.lastPos, batch.last);
       this.setAside(setAside, { reason: 'corrupt_chunk', first, last, events: last - first + 1, error: err.message, payload: err.payload });
     };
+    const metas = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last);
+    const receivedAt = metas[0]?.receivedAt ?? Date.now();
+    if (this.concatenates && metas.every((m) => m.compressed && m.pos >= batch.first && m.pos + m.count - 1 <= batch.last)) {
+      return this.concatenated(batch, metas, receivedAt, onCorrupt);
+    }
     const onUnprocessable = (decision: string, err: Error) => {
       this.setAside(setAside, { reason: 'rule_failed', first: batch.first, last: batch.last, events: 1, error: err.message, decision });
     };
@@ -322,7 +340,6 @@ export class OutputWorker {
     // body alike; the others stream it into the encoder.
     const groups = this.layout.needsDecisions ? [...read()] : undefined;
     const lines = () => groups ?? read();
-    const receivedAt = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)[0]?.receivedAt ?? Date.now();
     // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
     const decisions = groups ? [...parsedDecisions(groups)] : [];
     if (groups && decisions.length === 0) return undefined;
@@ -335,6 +352,33 @@ export class OutputWorker {
     const object = await encodeLines(lines(), this.config, key);
     if (this.layout.contentType) object.contentType = this.layout.contentType;
     return object.count > 0 ? object : undefined;
+  }
+
+  /**
+   * The object of a batch of whole chunks stored compressed: their gzip members one after the other, which is
+   * one valid gzip stream of their NDJSON (RFC 1952: a gzip file is a series of members). Nothing is decoded
+   * or compressed again; the same chunks always give the same bytes.
+   */
+  private concatenated(batch: SealedBatch, metas: ChunkMeta[], receivedAt: number, onCorrupt: (err: CorruptChunkError) => void): StoredObject & { count: number } | undefined {
+    const members: Buffer[] = [];
+    let count = 0;
+    for (const meta of metas) {
+      try {
+        const payload = this.buffer.readStoredPayload(meta.pos);
+        if (!payload) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
+        members.push(payload);
+        count += meta.count;
+      } catch (err) {
+        if (!(err instanceof CorruptChunkError)) throw err;
+        onCorrupt(err);
+      }
+    }
+    if (count === 0) return undefined;
+    const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions: [] });
+    const body = Buffer.concat(members);
+    return {
+      key, body, contentType: this.layout.contentType ?? contentType('ndjson'), contentEncoding: 'gzip', contentMD5: md5(body), count,
+    };
   }
 
   private setAside(tally: { events: number }, entry: Parameters<DeadLetter['write']>[1]): void {
@@ -439,8 +483,10 @@ export class OutputWorker {
     const wasState = this.state();
     // one batch that cannot be fixed by retrying makes the output failing, whatever the others do
     this.failingBatches.set(batch, permanent);
-    this.lastError = { message: err.message, code, at: new Date().toISOString() };
-    const fields = { output: this.name, target: this.sink.target, key, code, err: err.message };
+    // shown unauthenticated in /ready and logged: no URL's userinfo or query values (a sink's error may quote one)
+    const message = redactUrlsIn(err.message);
+    this.lastError = { message, code, at: new Date().toISOString() };
+    const fields = { output: this.name, target: this.sink.target, key, code, err: message };
     if (internal) {
       this.errorLog.error(`internal:${err.message}`, { ...fields, stack: err.stack }, 'output cannot build an object (an error of Sluice itself); retrying with backoff, decisions stay buffered');
     } else if (permanent) {

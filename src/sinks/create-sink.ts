@@ -4,6 +4,7 @@ import { FileSink } from './file/file-sink.js';
 import { S3Sink, s3ConnectionOf } from './s3/s3-sink.js';
 import { ConsoleSink } from './console/console-sink.js';
 import { HttpSink } from './http/http-sink.js';
+import { redactUrl } from './redact-url.js';
 
 export function createSink(output: OutputConfig): Sink {
   switch (output.type) {
@@ -19,14 +20,14 @@ export function createSink(output: OutputConfig): Sink {
   }
 }
 
-/** Where an output writes, for `sluice check` and logs, without making its client. */
+/** Where an output writes, for `sluice check` and logs, without making its client; URLs without their secrets. */
 export function targetOf(output: OutputConfig): string {
   switch (output.type) {
     case 's3': return `s3://${output.bucket}`;
     case 'file': return `file://${output.path}`;
     case 'console': return 'console://stdout';
-    case 'http': return output.url;
-    case 'service': return serviceUrl(output);
+    case 'http': return redactUrl(output.url);
+    case 'service': return redactUrl(serviceUrl(output));
   }
 }
 

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { Destination } from '../store/types.js';
+import type { EndpointGuard } from './endpoint-guard.js';
 import { awsS3 } from './s3/aws-s3-destination.js';
 
 export interface FieldDescription {
@@ -23,6 +24,16 @@ export interface DestinationType {
   credentialFields: FieldDescription[];
   /** Where it writes, for logs and the console; never with credentials. */
   target(destination: Destination): string;
+  /**
+   * Checks of a parsed config that need the server's config (where destinations may connect), as field
+   * problems (`{path: ['endpoint'], message: 'is not allowed: ...'}`); run when a destination is saved.
+   */
+  check?(config: Record<string, unknown>, guard: EndpointGuard): Array<{ path: string[]; message: string }>;
+  /**
+   * Config fields the credentials are given for: changing one drops the stored credentials unless new ones
+   * come in the same request, so that nobody can point someone else's keys at a place of their choosing.
+   */
+  credentialsBoundTo?: readonly string[];
 }
 
 export const DESTINATION_TYPES: ReadonlyMap<string, DestinationType> = new Map([[awsS3.type, awsS3]]);

@@ -51,12 +51,14 @@ export class DecisionEvents {
     for (const chunk of chunks) {
       const fields = chunk.events;
       if (!fields) throw new Error('decisions for a tenant were decoded without their event fields');
+      // the NDJSON as decoded (the stored payload may be compressed)
+      const text = chunk.text ?? chunk.payload;
       let start = 0;
       for (let i = 0; i < chunk.count; i++) {
-        const end = chunk.payload.indexOf(0x0a, start);
+        const end = text.indexOf(0x0a, start);
         const { id, timestamp } = fields[i]!;
         const time = timestamp !== undefined && parseEventTime(timestamp) ? timestamp : undefined;
-        inputs.push({ id, topic: DECISIONS_TOPIC, time, metadata: { partition }, data: chunk.payload.toString('utf8', start, end) });
+        inputs.push({ id, topic: DECISIONS_TOPIC, time, metadata: { partition }, data: text.toString('utf8', start, end) });
         start = end + 1;
       }
     }

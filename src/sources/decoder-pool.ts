@@ -24,11 +24,13 @@ export class DecoderPool {
     const outcome = await this.pool.run(task);
     if (!outcome.ok) throw new HttpError(outcome.statusCode, outcome.message, outcome.data);
     // payloads arrive as plain Uint8Arrays (structured clone): view them as Buffers without copying
+    const asBuffer = (p: Uint8Array) => Buffer.from(p.buffer, p.byteOffset, p.byteLength);
     for (const chunk of outcome.chunks) {
-      const p = chunk.payload as Uint8Array;
-      chunk.payload = Buffer.from(p.buffer, p.byteOffset, p.byteLength);
+      chunk.payload = asBuffer(chunk.payload);
+      if (chunk.text) chunk.text = asBuffer(chunk.text);
     }
-    return { chunks: outcome.chunks, decisions: outcome.decisions, bytes: outcome.bytes, untimed: outcome.untimed };
+    const { ok: _ok, ...decoded } = outcome;
+    return decoded;
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { gunzip } from 'node:zlib';
+import { gunzip, gzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { isUtf8 } from 'node:buffer';
 import { HttpError } from './http-error.js';
@@ -20,6 +20,10 @@ export interface DecodedRequest {
   bytes: number;
   /** Decisions without an RFC 3339 `timestamp`: filed under the hour they arrived. */
   untimed: number;
+  /** Bytes the chunks take in the buffer (compressed). */
+  storedBytes: number;
+  /** Bytes the chunks hold in memory until they are stored (payloads, and texts kept for a tenant's events). */
+  heldBytes: number;
 }
 
 /** Body bytes as sent -> JSON text, enforcing the decoded size limit (gzip-bomb safe). */
@@ -51,6 +55,8 @@ export interface ChunkLimits {
   maxDecisions: number;
   /** Also return each decision's decision_id and timestamp (for decisions that become a tenant's events). */
   eventFields?: boolean;
+  /** gzip level of the stored chunks (buffer.compression_level), 1-9; 0 stores them uncompressed. */
+  compressionLevel?: number;
 }
 
 /**
@@ -121,32 +127,55 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     group.events?.push({ id: decisionId, timestamp: typeof decision.timestamp === 'string' ? decision.timestamp : undefined });
     group.bytes += line.length + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
-      chunks.push(toChunk(partition, group));
+      chunks.push(toChunk(partition, group, limits));
       bytes += group.bytes;
       groups.delete(key);
     }
   }
   for (const group of groups.values()) {
-    chunks.push(toChunk(partition, group));
+    chunks.push(toChunk(partition, group, limits));
     bytes += group.bytes;
   }
-  return { chunks, decisions: parsed.length, bytes, untimed };
+  let storedBytes = 0;
+  let heldBytes = 0;
+  for (const c of chunks) {
+    storedBytes += c.payload.length;
+    heldBytes += c.payload.length + (c.text?.length ?? 0);
+  }
+  return { chunks, decisions: parsed.length, bytes, untimed, storedBytes, heldBytes };
 }
 
 interface Group {
   hour: string; instance: string; lines: Buffer[]; ids: string[]; events: DecisionEventFields[] | undefined; bytes: number;
 }
 
-function toChunk(partition: string, group: Group): NewChunk {
-  // A payload owns its whole ArrayBuffer (not a slice of Node's shared pool): the decode thread hands it to
-  // the event loop by transfer, not by copy.
-  const payload = Buffer.allocUnsafeSlow(group.bytes);
+/**
+ * A chunk of one group's lines, compressed here, once: the WAL write and the buffer shrink several times, and
+ * outputs writing gzip NDJSON concatenate the stored members instead of compressing again. Every buffer a
+ * chunk carries owns its whole ArrayBuffer (not a slice of Node's shared pool), so the decode thread hands
+ * it to the event loop by transfer, not by copy.
+ */
+function toChunk(partition: string, group: Group, limits: ChunkLimits): NewChunk {
+  const ndjson = Buffer.allocUnsafeSlow(group.bytes);
   let at = 0;
   for (const line of group.lines) {
-    at += line.copy(payload, at);
-    payload[at++] = 0x0a;
+    at += line.copy(ndjson, at);
+    ndjson[at++] = 0x0a;
   }
-  return { partition, hour: group.hour, instance: group.instance, count: group.lines.length, payload, decisionKeys: group.ids, events: group.events };
+  const level = limits.compressionLevel ?? 0;
+  const payload = level > 0 ? ownBuffer(gzipSync(ndjson, { level })) : ndjson;
+  return {
+    partition, hour: group.hour, instance: group.instance, count: group.lines.length, payload, compressed: level > 0, bytes: group.bytes,
+    decisionKeys: group.ids, events: group.events, text: group.events && level > 0 ? ndjson : undefined,
+  };
+}
+
+/** `buf` itself when it spans its whole ArrayBuffer, else a copy that does (transferable without harm). */
+function ownBuffer(buf: Buffer): Buffer {
+  if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength) return buf;
+  const own = Buffer.allocUnsafeSlow(buf.length);
+  buf.copy(own);
+  return own;
 }
 
 /** The OPA instance id (`labels.id`) of a decision, or '' when it has none. */

@@ -44,6 +44,8 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     if (!PARTITION.test(partition) || partition === '.' || partition === '..') {
       throw new HttpError(400, 'partition name must be 1 to 128 of A-Z a-z 0-9 . _ - (and not "." or "..")', { partition });
     }
+    // with tokens the check above already keeps web pages out (they cannot know one)
+    if (tokenDigests.length === 0 && !sentAsOpaSends(request)) throw notOpaContentType();
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -79,9 +81,11 @@ export async function opaRoutes(app: FastifyInstance, opts: {
       const decoded = await decoder.decode({
         body, contentEncoding, partition, receivedAt: Date.now(), maxDecodedBytes: config.ingest.max_decoded_bytes,
         maxDecisions: config.ingest.max_decisions_per_request, eventFields: tenant !== undefined,
+        compressionLevel: config.buffer.compression_level,
       });
-      reservation.resize(decoded.bytes);
-      if (!buffer.hasRoom(decoded.bytes)) throw full();
+      // what the request holds from here on: its chunks as they will be stored
+      reservation.resize(decoded.heldBytes);
+      if (!buffer.hasRoom(decoded.storedBytes)) throw full();
       if (requestKey) {
         // wait while another request stores any of these decisions; the loop ends in the turn that found none
         const keys = [requestKey, ...RecentlyAccepted.decisionKeys(decoded.chunks)];
@@ -140,6 +144,25 @@ function full(): HttpError {
 function busy(): HttpError {
   return new HttpError(429, 'too many decoded bytes are in flight (ingest.max_decoded_in_flight): retry later; nothing of this request was stored',
     { reason: 'busy' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+}
+
+/**
+ * What OPA sends: `Content-Type: application/json`, gzip-compressed. A web page can make a browser POST
+ * text/plain, a form type or no type to any address without asking (no CORS preflight), but neither a JSON
+ * type nor a Content-Encoding: requiring one of them keeps any page the operator visits from posting
+ * decisions to a Sluice it can reach (127.0.0.1 included).
+ */
+function sentAsOpaSends(request: FastifyRequest): boolean {
+  const encoding = (request.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (encoding === 'gzip' || encoding === 'x-gzip') return true;
+  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  return type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
+}
+
+function notOpaContentType(): HttpError {
+  return new HttpError(415, 'send decisions as Content-Type: application/json (as OPA does, gzip-compressed with Content-Encoding: gzip); '
+    + "other types are refused so that no web page can post decisions (curl -d sends a form type: add -H 'Content-Type: application/json')",
+  { reason: 'unsupported_media_type' });
 }
 
 function partitionOf(request: FastifyRequest): string {

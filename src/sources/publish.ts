@@ -4,8 +4,8 @@ import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fasti
 import type { ApiConfig } from '../config/schema.js';
 import { requireAdmin } from '../api/auth.js';
 import type { ControlPlaneRoutes } from '../api/control-plane.js';
-import { required, validationError } from '../api/validation.js';
-import type { PublishResult, Store, StringMap } from '../store/types.js';
+import { checkMetadataQuota, required, validationError } from '../api/validation.js';
+import { TenantGoneError, type PublishResult, type Store, type StringMap } from '../store/types.js';
 import { eventTimeOf, parseEventTime } from './event-time.js';
 import { HttpError } from './http-error.js';
 import { memberOf, parseJson, toText } from '../json/source-tree.js';
@@ -32,24 +32,31 @@ const PUBLISH_SLICE = 1000;
  * Turns published events (from `POST /api/v1/publish`, or decisions mapped to a tenant) into stored events
  * with a delivery to each matching destination, durably.
  *
- * The bound `api.max_pending_deliveries` is checked and reserved in one synchronous step, before anything is
- * stored: the store counts a delivery only once its transaction runs, so without the reservation two
- * requests checked in the same moment would both pass. A request over the bound stores nothing.
+ * The bounds `api.max_pending_deliveries` (all tenants) and `api.quotas.pending_deliveries_per_tenant` are
+ * checked and reserved in one synchronous step, before anything is stored: the store counts a delivery only
+ * once its transaction runs, so without the reservation two requests checked in the same moment would both
+ * pass. A request over either bound stores nothing. The tenant's own bound comes first, so one tenant's
+ * backlog answers 429 to that tenant while the others still have room under the shared one.
  */
 export class EventPublisher {
-  /** Deliveries of publishes that passed the bound and are not yet counted by the store. */
+  /** Deliveries of publishes that passed the bounds and are not yet counted by the store. */
   private reserved = 0;
+  /** The same, per tenant (tenants with none are absent). */
+  private readonly reservedByTenant = new Map<string, number>();
 
   constructor(private readonly store: Store, private readonly config: ApiConfig) {}
 
-  /** Throws 404 (tenant or destination unknown) or 429 (too much pending); resolves once durable. */
+  /** Throws 404 (tenant or destination unknown), 422 (metadata over its quota) or 429 (too much pending); resolves once durable. */
   async publish(input: PublishInput): Promise<PublishResult & { id: string }> {
     const targets = this.targetsOf(input.tenant_id, input.destination_id);
+    checkMetadataQuota(this.config, { metadata: input.metadata });
     const ids = targets(input.topic ?? '');
     const event = this.eventOf(input);
-    const release = this.reserve(ids.length);
+    const release = this.reserve(input.tenant_id, ids.length);
     try {
       return { id: event.id, ...(await this.store.publish(event, ids, this.config.idempotency_window)) };
+    } catch (err) {
+      throw tenantGone(err);
     } finally {
       release();
     }
@@ -63,14 +70,20 @@ export class EventPublisher {
   async publishAll(tenant: string, inputs: Array<Omit<PublishInput, 'tenant_id'>>): Promise<void> {
     const targets = this.targetsOf(tenant, undefined);
     const perEvent = inputs.map((input) => targets(input.topic ?? ''));
-    const release = this.reserve(perEvent.reduce((sum, ids) => sum + ids.length, 0));
+    const release = this.reserve(tenant, perEvent.reduce((sum, ids) => sum + ids.length, 0));
     try {
       const stored: Array<Promise<unknown>> = [];
       for (let i = 0; i < inputs.length; i++) {
         if (i > 0 && i % PUBLISH_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-        stored.push(this.store.publish(this.eventOf({ ...inputs[i]!, tenant_id: tenant }), perEvent[i]!, this.config.idempotency_window));
+        const publishing = this.store.publish(this.eventOf({ ...inputs[i]!, tenant_id: tenant }), perEvent[i]!, this.config.idempotency_window);
+        // handled by the Promise.all below, which a slice's failure (a disk error, the tenant deleted meanwhile)
+        // may precede: not an unhandled rejection in between
+        publishing.catch(() => {});
+        stored.push(publishing);
       }
       await Promise.all(stored);
+    } catch (err) {
+      throw tenantGone(err);
     } finally {
       release();
     }
@@ -97,22 +110,32 @@ export class EventPublisher {
   }
 
   /**
-   * Reserves room for `deliveries` under api.max_pending_deliveries, or throws 429 having reserved nothing.
-   * A request larger than the whole bound passes only when nothing else is pending, so it cannot wait forever.
+   * Reserves room for `deliveries` of a tenant under api.quotas.pending_deliveries_per_tenant and
+   * api.max_pending_deliveries, or throws 429 having reserved nothing. A request larger than a whole bound
+   * passes it only when nothing else is pending under it, so it cannot wait forever.
    */
-  private reserve(deliveries: number): () => void {
-    const pending = this.store.pendingDeliveries() + this.reserved;
-    const max = this.config.max_pending_deliveries;
-    if (pending >= max || (pending > 0 && pending + deliveries > max)) {
+  private reserve(tenantId: string, deliveries: number): () => void {
+    const over = (pending: number, max: number) => pending >= max || (pending > 0 && pending + deliveries > max);
+    const tenantPending = this.store.pendingDeliveries(tenantId) + (this.reservedByTenant.get(tenantId) ?? 0);
+    if (over(tenantPending, this.config.quotas.pending_deliveries_per_tenant)) {
+      throw new HttpError(429, `tenant ${tenantId} has too many deliveries pending (api.quotas.pending_deliveries_per_tenant): retry later; nothing of this request was stored`,
+        { reason: 'tenant_backlog_full', quota: 'api.quotas.pending_deliveries_per_tenant', limit: this.config.quotas.pending_deliveries_per_tenant },
+        { 'retry-after': String(RETRY_AFTER_SECONDS) });
+    }
+    if (over(this.store.pendingDeliveries() + this.reserved, this.config.max_pending_deliveries)) {
       throw new HttpError(429, 'too many deliveries are pending (api.max_pending_deliveries): retry later; nothing of this request was stored',
         { reason: 'backlog_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
     }
     this.reserved += deliveries;
+    this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + deliveries);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.reserved -= deliveries;
+      const left = (this.reservedByTenant.get(tenantId) ?? 0) - deliveries;
+      if (left > 0) this.reservedByTenant.set(tenantId, left);
+      else this.reservedByTenant.delete(tenantId);
     };
   }
 
@@ -129,6 +152,11 @@ export class EventPublisher {
       data: input.data,
     };
   }
+}
+
+/** A tenant deleted while its publish waited for the store: 404, as if it had been gone before. */
+function tenantGone(err: unknown): unknown {
+  return err instanceof TenantGoneError ? new HttpError(404, `tenant ${err.tenantId} not found`, { reason: 'not_found' }) : err;
 }
 
 const publishBody = z.object({

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
 
 /**
@@ -154,9 +155,16 @@ function digest(...parts: Array<string | Buffer>): string {
   return hash.digest('base64url').slice(0, 11);
 }
 
+/**
+ * The chunk without the lines a re-send repeats. Rare (a decision again inside a different request), so the
+ * result is simply stored uncompressed: its payload is re-built from the decoded text.
+ */
 function withoutLines(chunk: NewChunk, keep: boolean[]): NewChunk {
-  const lines = chunk.payload.toString('utf8').split('\n');
+  const text = chunk.text ?? (chunk.compressed ? gunzipSync(chunk.payload) : chunk.payload);
+  const lines = text.toString('utf8').split('\n');
   const kept = lines.filter((_, i) => keep[i]);
   const keys = (chunk.decisionKeys ?? []).filter((_, i) => keep[i]);
-  return { ...chunk, count: kept.length, payload: Buffer.from(`${kept.join('\n')}\n`), decisionKeys: keys };
+  const events = chunk.events?.filter((_, i) => keep[i]);
+  const payload = Buffer.from(`${kept.join('\n')}\n`);
+  return { ...chunk, count: kept.length, payload, compressed: false, bytes: payload.length, text: undefined, decisionKeys: keys, events };
 }

@@ -1,3 +1,30 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Destinations. Ids are unique per tenant, not globally: a tenant choosing an id must learn nothing about the
+ * ids of other tenants, so the key is (tenant_id, id) and every reference to a destination carries its tenant.
+ * A function of the name, for the rebuild of databases made when the id alone was the key (see migrate below).
+ */
+function destinationsTable(name: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${name} (
+  id                TEXT NOT NULL,
+  tenant_id         TEXT NOT NULL,
+  type              TEXT NOT NULL,
+  topics            TEXT NOT NULL,
+  config            TEXT NOT NULL,
+  -- AES-256-GCM, see credentials-cipher.ts
+  credentials       TEXT NOT NULL,
+  delivery_metadata TEXT NOT NULL,
+  metadata          TEXT NOT NULL,
+  -- 1 when config.batching is set: delivered in batches rather than one object per event
+  batched           INTEGER NOT NULL,
+  disabled_at       TEXT,
+  created_at        TEXT NOT NULL,
+  updated_at        TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;`;
+}
+
 /** The control plane's tables. See src/store/types.ts for what they mean. */
 export const STORE_SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -13,22 +40,15 @@ CREATE TABLE IF NOT EXISTS tenants (
   updated_at TEXT    NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS destinations (
-  id                TEXT PRIMARY KEY,
-  tenant_id         TEXT NOT NULL,
-  type              TEXT NOT NULL,
-  topics            TEXT NOT NULL,
-  config            TEXT NOT NULL,
-  -- AES-256-GCM, see credentials-cipher.ts
-  credentials       TEXT NOT NULL,
-  delivery_metadata TEXT NOT NULL,
-  metadata          TEXT NOT NULL,
-  -- 1 when config.batching is set: delivered in batches rather than one object per event
-  batched           INTEGER NOT NULL,
-  disabled_at       TEXT,
-  created_at        TEXT NOT NULL,
-  updated_at        TEXT NOT NULL
+-- A tenant's token generation, kept when the tenant is deleted: deleting a tenant raises it, and a tenant
+-- token carries the generation it was issued in, so tokens from before a deletion (or before a re-creation
+-- with the same id) are refused. No row: generation 0.
+CREATE TABLE IF NOT EXISTS tenant_generations (
+  id         TEXT    PRIMARY KEY,
+  generation INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+${destinationsTable('destinations')}
 CREATE INDEX IF NOT EXISTS destinations_by_tenant ON destinations (tenant_id, created_at);
 
 CREATE TABLE IF NOT EXISTS events (
@@ -50,6 +70,8 @@ CREATE INDEX IF NOT EXISTS events_by_id ON events (id);
 CREATE TABLE IF NOT EXISTS deliveries (
   seq             INTEGER PRIMARY KEY,
   event_seq       INTEGER NOT NULL,
+  -- the event's tenant: a destination is (tenant_id, destination_id)
+  tenant_id       TEXT    NOT NULL,
   destination_id  TEXT    NOT NULL,
   status          TEXT    NOT NULL,
   attempts        INTEGER NOT NULL DEFAULT 0,
@@ -62,14 +84,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
   ready           INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending' AND ready = 1;
-CREATE INDEX IF NOT EXISTS deliveries_due_by_destination ON deliveries (destination_id, next_attempt_at) WHERE status = 'pending' AND ready = 1;
+CREATE INDEX IF NOT EXISTS deliveries_due_by_tenant_destination ON deliveries (tenant_id, destination_id, next_attempt_at) WHERE status = 'pending' AND ready = 1;
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_seq, destination_id);
-CREATE INDEX IF NOT EXISTS deliveries_by_destination ON deliveries (destination_id, status, seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_tenant_destination ON deliveries (tenant_id, destination_id, status, seq);
 CREATE INDEX IF NOT EXISTS deliveries_by_batch ON deliveries (batch) WHERE batch IS NOT NULL;
 
 -- Batches of batched destinations, recorded before their upload (status pending).
 CREATE TABLE IF NOT EXISTS event_batches (
   key             TEXT    PRIMARY KEY,
+  tenant_id       TEXT    NOT NULL,
   destination_id  TEXT    NOT NULL,
   first_seq       INTEGER NOT NULL,
   last_seq        INTEGER NOT NULL,
@@ -95,5 +118,49 @@ CREATE TABLE IF NOT EXISTS attempts (
   duration_ms    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, destination_id);
-CREATE INDEX IF NOT EXISTS attempts_by_destination ON attempts (destination_id, seq);
+CREATE INDEX IF NOT EXISTS attempts_by_tenant_destination ON attempts (tenant_id, destination_id, seq);
+CREATE INDEX IF NOT EXISTS attempts_by_destination_id ON attempts (destination_id, seq);
 `;
+
+/**
+ * Columns added in later versions, to tables of databases made before them (see WalDatabase). '' is no
+ * tenant id (ids have at least one character): migrate() fills them in.
+ */
+export const STORE_ADDED_COLUMNS: Array<[string, string, string]> = [
+  ['deliveries', 'tenant_id', "TEXT NOT NULL DEFAULT ''"],
+  ['event_batches', 'tenant_id', "TEXT NOT NULL DEFAULT ''"],
+];
+
+/** The meta key set once a database has destination ids scoped per tenant. */
+const TENANT_SCOPED_IDS = 'tenant_scoped_destination_ids';
+
+/**
+ * Brings a database made when destination ids were global up to per-tenant ids, once (after STORE_SCHEMA,
+ * in one transaction): the tenant of every delivery and batch filled in, the destinations table rebuilt
+ * with (tenant_id, id) as its key, and the indexes by destination id alone dropped. A new database only
+ * records that it needs none of it.
+ */
+export function migrateStore(db: Database.Database): void {
+  const done = db.prepare('SELECT 1 FROM meta WHERE key = ?').get(TENANT_SCOPED_IDS);
+  if (done) return;
+  db.transaction(() => {
+    // ids were global then, so the destination id alone says whose a batch was; a delivery has its event's tenant
+    db.exec(`UPDATE deliveries SET tenant_id = (SELECT e.tenant_id FROM events e WHERE e.seq = deliveries.event_seq) WHERE tenant_id = '';
+      UPDATE event_batches SET tenant_id = coalesce(
+        (SELECT t.tenant_id FROM destinations t WHERE t.id = event_batches.destination_id),
+        (SELECT d.tenant_id FROM deliveries d WHERE d.batch = event_batches.key LIMIT 1), '') WHERE tenant_id = '';
+      DROP INDEX IF EXISTS deliveries_due_by_destination;
+      DROP INDEX IF EXISTS deliveries_by_destination;
+      DROP INDEX IF EXISTS attempts_by_destination;`);
+    const keyed = db.prepare("SELECT pk FROM pragma_table_info('destinations') WHERE name = 'tenant_id'").pluck().get() as number | undefined;
+    if (!keyed) {
+      const columns = 'id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, disabled_at, created_at, updated_at';
+      db.exec(`${destinationsTable('destinations_scoped')}
+        INSERT INTO destinations_scoped (${columns}) SELECT ${columns} FROM destinations;
+        DROP TABLE destinations;
+        ALTER TABLE destinations_scoped RENAME TO destinations;
+        CREATE INDEX IF NOT EXISTS destinations_by_tenant ON destinations (tenant_id, created_at);`);
+    }
+    db.prepare("INSERT INTO meta (key, value) VALUES (?, '1')").run(TENANT_SCOPED_IDS);
+  })();
+}

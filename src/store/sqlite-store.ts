@@ -3,23 +3,28 @@ import { randomBytes } from 'node:crypto';
 import { WalDatabase, type WalGroupCommit } from '../buffer/wal-group-commit.js';
 import type { CredentialsCipher } from './credentials-cipher.js';
 import { readPage, type Filtered } from './sqlite-pages.js';
-import { STORE_SCHEMA } from './sqlite-store-schema.js';
+import { migrateStore, STORE_ADDED_COLUMNS, STORE_SCHEMA } from './sqlite-store-schema.js';
+import { TenantGoneError } from './types.js';
 import type {
-  Attempt, AttemptFilter, Delivery, Destination, DueDelivery, EventBatch, EventFilter, NewAttempt, NewEvent, Page,
-  PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant, UnbatchedDelivery,
+  Attempt, AttemptFilter, CreateDestinationResult, Delivery, Destination, DueDelivery, EventBatch, EventFilter, NewAttempt, NewEvent,
+  Page, PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant, UnbatchedDelivery,
 } from './types.js';
 
 /** Due deliveries with their events, in one read. */
-const DUE_SELECT = `SELECT d.seq AS delivery_seq, d.destination_id, d.status, d.attempts, d.next_attempt_at, d.object_key, d.manual, e.*
+const DUE_SELECT = `SELECT d.seq AS delivery_seq, d.tenant_id AS delivery_tenant_id, d.destination_id, d.status, d.attempts, d.next_attempt_at, d.object_key, d.manual, e.*
   FROM deliveries d JOIN events e ON e.seq = d.event_seq
   WHERE d.status = 'pending' AND d.ready = 1 AND d.next_attempt_at <= ?`;
 
+/** Tenants with their token generation. */
+const TENANTS_WITH_GENERATION = `(SELECT t.*, coalesce(g.generation, 0) AS generation FROM tenants t
+  LEFT JOIN tenant_generations g ON g.id = t.id)`;
+
 interface DueRow extends EventRow {
-  delivery_seq: number; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
+  delivery_seq: number; delivery_tenant_id: string; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
   object_key: string | null; manual: number;
 }
 
-interface TenantRow { seq: number; id: string; metadata: string; created_at: string; updated_at: string }
+interface TenantRow { seq: number; id: string; metadata: string; created_at: string; updated_at: string; generation: number }
 interface DestinationRow {
   id: string; tenant_id: string; type: string; topics: string; config: string; credentials: string; delivery_metadata: string;
   metadata: string; batched: number; disabled_at: string | null; created_at: string; updated_at: string;
@@ -29,7 +34,7 @@ interface EventRow {
   metadata: string; data: string; received_at: number;
 }
 interface DeliveryRow {
-  seq: number; event_seq: number; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
+  seq: number; event_seq: number; tenant_id: string; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
   object_key: string | null; manual: number;
 }
 interface AttemptRow {
@@ -48,7 +53,9 @@ export class SqliteStore implements Store {
   private readonly wal: WalDatabase;
   private readonly db: Database.Database;
   private readonly commits: WalGroupCommit;
-  private pending: number;
+  private pending = 0;
+  /** Pending deliveries per tenant, kept as `pending` is (tenants with none are absent). */
+  private pendingByTenant = new Map<string, number>();
   /**
    * Tenants and their destinations, read on every publish: cached, and dropped by every write that changes
    * them (this process is the only writer of this database).
@@ -60,16 +67,26 @@ export class SqliteStore implements Store {
   private readonly q;
 
   constructor(dataDir: string, private readonly cipher: CredentialsCipher) {
-    this.wal = new WalDatabase(dataDir, 'store.sqlite', STORE_SCHEMA);
+    this.wal = new WalDatabase(dataDir, 'store.sqlite', STORE_SCHEMA, STORE_ADDED_COLUMNS);
     this.db = this.wal.db;
+    migrateStore(this.db);
     this.commits = this.wal.commits;
     const db = this.db;
     this.q = {
-      tenant: db.prepare('SELECT * FROM tenants WHERE id = ?'),
+      tenant: db.prepare(`SELECT * FROM ${TENANTS_WITH_GENERATION} WHERE id = ?`),
       insertTenant: db.prepare('INSERT INTO tenants (id, metadata, created_at, updated_at) VALUES (?, ?, ?, ?)'),
       updateTenant: db.prepare('UPDATE tenants SET metadata = ?, updated_at = ? WHERE id = ?'),
       deleteTenant: db.prepare('DELETE FROM tenants WHERE id = ?'),
-      destinationById: db.prepare('SELECT * FROM destinations WHERE id = ?'),
+      raiseGeneration: db.prepare(`INSERT INTO tenant_generations (id, generation) VALUES (?, 1)
+        ON CONFLICT (id) DO UPDATE SET generation = generation + 1`),
+      deleteEventsOf: db.prepare('DELETE FROM events WHERE tenant_id = ?'),
+      deleteDeliveriesOf: db.prepare('DELETE FROM deliveries WHERE tenant_id = ?'),
+      deleteBatchesOf: db.prepare('DELETE FROM event_batches WHERE tenant_id = ?'),
+      deleteAttemptsOf: db.prepare('DELETE FROM attempts WHERE tenant_id = ?'),
+      destinationsWithId: db.prepare('SELECT * FROM destinations WHERE id = ? ORDER BY tenant_id'),
+      destinationExists: db.prepare('SELECT 1 FROM destinations WHERE tenant_id = ? AND id = ?'),
+      countDestinations: db.prepare('SELECT count(*) FROM destinations WHERE tenant_id = ?').pluck(),
+      tenantExists: db.prepare('SELECT 1 FROM tenants WHERE id = ?'),
       destinations: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? ORDER BY created_at, id'),
       batchedDestinations: db.prepare('SELECT * FROM destinations WHERE batched = 1 AND disabled_at IS NULL'),
       insertDestination: db.prepare(`INSERT INTO destinations (id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, disabled_at, created_at, updated_at)
@@ -79,8 +96,8 @@ export class SqliteStore implements Store {
         WHERE id = @id AND tenant_id = @tenant_id`),
       deleteDestination: db.prepare('DELETE FROM destinations WHERE tenant_id = ? AND id = ?'),
       deleteDestinationsOf: db.prepare('DELETE FROM destinations WHERE tenant_id = ?'),
-      dropDeliveriesOf: db.prepare("DELETE FROM deliveries WHERE destination_id = ? AND status = 'pending'"),
-      dropBatchesOf: db.prepare("DELETE FROM event_batches WHERE destination_id = ?"),
+      dropDeliveriesOf: db.prepare("DELETE FROM deliveries WHERE tenant_id = ? AND destination_id = ? AND status = 'pending'"),
+      dropBatchesOf: db.prepare('DELETE FROM event_batches WHERE tenant_id = ? AND destination_id = ?'),
       eventByKey: db.prepare('SELECT * FROM events WHERE tenant_id = ? AND id = ?'),
       eventById: db.prepare('SELECT * FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1'),
       eventBySeq: db.prepare('SELECT * FROM events WHERE seq = ?'),
@@ -90,30 +107,32 @@ export class SqliteStore implements Store {
         WHERE seq = ?`),
       deliveryDestinations: db.prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq').pluck(),
       pendingFor: db.prepare("SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'"),
-      insertDelivery: db.prepare(`INSERT INTO deliveries (event_seq, destination_id, status, next_attempt_at, ready)
-        SELECT ?, id, 'pending', ?, (disabled_at IS NULL AND batched = 0) FROM destinations WHERE id = ?`),
-      setReady: db.prepare(`UPDATE deliveries SET ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations WHERE id = ?)
-        WHERE destination_id = ? AND status = 'pending'`),
+      insertDelivery: db.prepare(`INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
+        SELECT ?, tenant_id, id, 'pending', ?, (disabled_at IS NULL AND batched = 0) FROM destinations WHERE tenant_id = ? AND id = ?`),
+      setReady: db.prepare(`UPDATE deliveries SET ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations WHERE tenant_id = @tenant_id AND id = @id)
+        WHERE tenant_id = @tenant_id AND destination_id = @id AND status = 'pending'`),
       eventDeliveries: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
-      countPending: db.prepare("SELECT count(*) FROM deliveries WHERE status = 'pending'").pluck(),
-      dueFor: db.prepare(`${DUE_SELECT} AND d.destination_id = ? ORDER BY d.next_attempt_at LIMIT ?`),
+      countPending: db.prepare("SELECT tenant_id, count(*) AS n FROM deliveries WHERE status = 'pending' GROUP BY tenant_id"),
+      dueFor: db.prepare(`${DUE_SELECT} AND d.tenant_id = ? AND d.destination_id = ? ORDER BY d.next_attempt_at LIMIT ?`),
       nextDue: db.prepare("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND ready = 1").pluck(),
       setKey: db.prepare('UPDATE deliveries SET object_key = ? WHERE seq = ?'),
-      setDelivery: db.prepare('UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, manual = 0 WHERE seq = ?'),
+      setDelivery: db.prepare(`UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, manual = 0
+        WHERE seq = ? AND tenant_id = ? AND destination_id = ? AND status = 'pending'`),
       latestDelivery: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? AND destination_id = ? ORDER BY seq DESC LIMIT 1'),
-      attemptedAt: db.prepare('SELECT 1 FROM attempts WHERE event_id = ? AND destination_id = ? LIMIT 1'),
+      attemptedAt: db.prepare('SELECT 1 FROM attempts WHERE event_id = ? AND tenant_id = ? AND destination_id = ? LIMIT 1'),
       requeue: db.prepare(`UPDATE deliveries SET status = 'pending', next_attempt_at = ?, manual = 1, batch = NULL,
-        ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations WHERE id = deliveries.destination_id) WHERE seq = ?`),
+        ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations t
+          WHERE t.tenant_id = deliveries.tenant_id AND t.id = deliveries.destination_id) WHERE seq = ?`),
       insertAttempt: db.prepare(`INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number, manual, time, duration_ms)
         VALUES (@id, @tenant_id, @event_id, @destination_id, @status, @code, @response_data, @error, @attempt_number, @manual, @time, @duration_ms)`),
       attempt: db.prepare('SELECT * FROM attempts WHERE id = ?'),
       unbatched: db.prepare(`SELECT d.seq, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
-        WHERE d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND d.seq > ? ORDER BY d.seq LIMIT ?`),
-      insertBatch: db.prepare(`INSERT INTO event_batches (key, destination_id, first_seq, last_seq, count, status, next_attempt_at)
-        VALUES (?, ?, ?, ?, ?, 'pending', ?)`),
+        WHERE d.tenant_id = ? AND d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND d.seq > ? ORDER BY d.seq LIMIT ?`),
+      insertBatch: db.prepare(`INSERT INTO event_batches (key, tenant_id, destination_id, first_seq, last_seq, count, status, next_attempt_at)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`),
       assignBatch: db.prepare('UPDATE deliveries SET batch = ? WHERE seq = ?'),
-      dueBatches: db.prepare(`SELECT b.* FROM event_batches b JOIN destinations t ON t.id = b.destination_id
+      dueBatches: db.prepare(`SELECT b.* FROM event_batches b JOIN destinations t ON t.tenant_id = b.tenant_id AND t.id = b.destination_id
         WHERE b.status = 'pending' AND b.next_attempt_at <= ? AND t.disabled_at IS NULL ORDER BY b.next_attempt_at`),
       batchEvents: db.prepare('SELECT e.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.batch = ? ORDER BY d.seq'),
       setBatch: db.prepare('UPDATE event_batches SET status = ?, attempts = ?, next_attempt_at = ? WHERE key = ?'),
@@ -127,7 +146,7 @@ export class SqliteStore implements Store {
       pruneEvents: db.prepare(`DELETE FROM events WHERE received_at < ?
         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)`),
     };
-    this.pending = this.q.countPending.get() as number;
+    this.countPending();
     const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
     let id = getMeta.get('store_id') as string | undefined;
     if (!id) {
@@ -164,22 +183,34 @@ export class SqliteStore implements Store {
     return this.commits.run(() => {
       this.tenantCache.delete(id);
       this.destinationCache.delete(id);
-      for (const d of this.q.destinations.all(id) as DestinationRow[]) this.dropDestination(d.id);
+      if (this.q.deleteTenant.run(id).changes === 0) return false;
+      // Its events and their log go with it: a tenant made again with this id starts empty, and sees nothing of the old one.
       this.q.deleteDestinationsOf.run(id);
-      return this.q.deleteTenant.run(id).changes > 0;
+      this.q.deleteDeliveriesOf.run(id);
+      this.q.deleteBatchesOf.run(id);
+      this.q.deleteEventsOf.run(id);
+      this.q.deleteAttemptsOf.run(id);
+      this.q.raiseGeneration.run(id);
+      this.addPending(id, -(this.pendingByTenant.get(id) ?? 0));
+      return true;
     });
   }
 
   listTenants(query: PageQuery): Page<Tenant> {
-    return readPage(this.db, 'tenants', { where: [], params: [] }, query, 'asc', toTenant);
+    return readPage(this.db, TENANTS_WITH_GENERATION, { where: [], params: [] }, query, 'asc', toTenant);
   }
 
   // ---- destinations
 
-  createDestination(destination: Destination): Promise<void> {
-    return this.commits.run(() => {
-      this.destinationCache.delete(destination.tenant_id);
+  createDestination(destination: Destination, maxPerTenant: number): Promise<CreateDestinationResult> {
+    return this.commits.run((): CreateDestinationResult => {
+      const tenantId = destination.tenant_id;
+      if (!this.q.tenantExists.get(tenantId)) return 'no_tenant';
+      if (this.q.destinationExists.get(tenantId, destination.id)) return 'exists';
+      if ((this.q.countDestinations.get(tenantId) as number) >= maxPerTenant) return 'over_quota';
+      this.destinationCache.delete(tenantId);
       this.q.insertDestination.run(this.destinationParams(destination));
+      return 'created';
     });
   }
 
@@ -188,7 +219,7 @@ export class SqliteStore implements Store {
       this.destinationCache.delete(destination.tenant_id);
       this.q.updateDestination.run(this.destinationParams(destination));
       // enabled, disabled, batched or not: its pending deliveries follow
-      this.q.setReady.run(destination.id, destination.id);
+      this.q.setReady.run({ tenant_id: destination.tenant_id, id: destination.id });
     });
   }
 
@@ -197,9 +228,8 @@ export class SqliteStore implements Store {
     return this.listDestinations(tenantId).find((d) => d.id === id);
   }
 
-  destinationById(id: string): Destination | undefined {
-    const row = this.q.destinationById.get(id) as DestinationRow | undefined;
-    return row && this.toDestination(row);
+  destinationsWithId(id: string): Destination[] {
+    return (this.q.destinationsWithId.all(id) as DestinationRow[]).map((r) => this.toDestination(r));
   }
 
   listDestinations(tenantId: string): Destination[] {
@@ -219,21 +249,36 @@ export class SqliteStore implements Store {
     return this.commits.run(() => {
       this.destinationCache.delete(tenantId);
       const deleted = this.q.deleteDestination.run(tenantId, id).changes > 0;
-      if (deleted) this.dropDestination(id);
+      if (deleted) {
+        // what it had pending goes with it; its attempts stay in the log until pruned
+        this.addPending(tenantId, -this.q.dropDeliveriesOf.run(tenantId, id).changes);
+        this.q.dropBatchesOf.run(tenantId, id);
+      }
       return deleted;
     });
   }
 
-  /** What a deleted destination had pending goes with it; its attempts stay in the log until pruned. */
-  private dropDestination(id: string): void {
-    this.pending -= this.q.dropDeliveriesOf.run(id).changes;
-    this.q.dropBatchesOf.run(id);
+  /** Counts every pending delivery again, per tenant. */
+  private countPending(): void {
+    this.pendingByTenant = new Map();
+    this.pending = 0;
+    for (const { tenant_id: tenant, n } of this.q.countPending.all() as Array<{ tenant_id: string; n: number }>) this.addPending(tenant, n);
+  }
+
+  private addPending(tenantId: string, n: number): void {
+    if (n === 0) return;
+    this.pending += n;
+    const left = (this.pendingByTenant.get(tenantId) ?? 0) + n;
+    if (left > 0) this.pendingByTenant.set(tenantId, left);
+    else this.pendingByTenant.delete(tenantId);
   }
 
   // ---- events
 
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult> {
     return this.commits.run(() => {
+      // checked before the request was queued, but a delete may have run since: its events must not outlive it
+      if (!this.q.tenantExists.get(event.tenant_id)) throw new TenantGoneError(event.tenant_id);
       const now = Date.now();
       const existing = this.q.eventByKey.get(event.tenant_id, event.id) as EventRow | undefined;
       if (existing && existing.received_at >= now - windowMs) {
@@ -250,14 +295,14 @@ export class SqliteStore implements Store {
       }
       for (const destinationId of destinationIds) {
         if (existing && this.q.pendingFor.get(seq, destinationId)) continue;
-        this.pending += this.q.insertDelivery.run(seq, now, destinationId).changes;
+        this.addPending(event.tenant_id, this.q.insertDelivery.run(seq, now, event.tenant_id, destinationId).changes);
       }
       return { duplicate: false, destination_ids: destinationIds };
     });
   }
 
-  pendingDeliveries(): number {
-    return this.pending;
+  pendingDeliveries(tenantId?: string): number {
+    return tenantId === undefined ? this.pending : this.pendingByTenant.get(tenantId) ?? 0;
   }
 
   getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined {
@@ -281,7 +326,13 @@ export class SqliteStore implements Store {
     add('id = ?', filter.id);
     add('time_ms >= ?', filter.time_gte);
     add('time_ms <= ?', filter.time_lte);
-    add('seq IN (SELECT event_seq FROM deliveries WHERE destination_id = ?)', filter.destination_id);
+    // a destination id names one destination of each tenant: with the tenant known, that tenant's one
+    if (filter.destination_id !== undefined && filter.tenant_id !== undefined) {
+      f.where.push('seq IN (SELECT event_seq FROM deliveries WHERE tenant_id = ? AND destination_id = ?)');
+      f.params.push(filter.tenant_id, filter.destination_id);
+    } else {
+      add('seq IN (SELECT event_seq FROM deliveries WHERE destination_id = ?)', filter.destination_id);
+    }
     return readPage(this.db, 'events', f, query, 'desc', toEvent);
   }
 
@@ -289,7 +340,8 @@ export class SqliteStore implements Store {
 
   dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[] {
     // Busy destinations are left out in SQL: a long backlog of one must not hide the due deliveries of others.
-    const skip = skipDestinations.length > 0 ? ` AND d.destination_id NOT IN (${skipDestinations.map(() => '?').join(', ')})` : '';
+    // (destinationKey: tenant ids cannot hold '/')
+    const skip = skipDestinations.length > 0 ? ` AND (d.tenant_id || '/' || d.destination_id) NOT IN (${skipDestinations.map(() => '?').join(', ')})` : '';
     let statement = this.dueStatements.get(skipDestinations.length);
     if (!statement) {
       statement = this.db.prepare(`${DUE_SELECT}${skip} ORDER BY d.next_attempt_at LIMIT ?`);
@@ -298,8 +350,8 @@ export class SqliteStore implements Store {
     return (statement.all(now, ...skipDestinations, limit) as DueRow[]).map(toDue);
   }
 
-  dueDeliveriesOf(destinationId: string, now: number, limit: number): DueDelivery[] {
-    return (this.q.dueFor.all(now, destinationId, limit) as DueRow[]).map(toDue);
+  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): DueDelivery[] {
+    return (this.q.dueFor.all(now, tenantId, destinationId, limit) as DueRow[]).map(toDue);
   }
 
   nextDueAt(): number | undefined {
@@ -310,12 +362,15 @@ export class SqliteStore implements Store {
     this.q.setKey.run(key, deliverySeq);
   }
 
-  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt {
+  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt | undefined {
     return this.db.transaction(() => {
-      const stored = this.insertAttempt(attempt);
-      this.q.setDelivery.run(delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.seq);
-      if (delivery.status !== 'pending') this.pending--;
-      return stored;
+      // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor
+      // logged: a deleted tenant's log stays empty. Its tenant and destination are matched too, as its seq
+      // may since have been given to a delivery of another (seqs above the highest left are used again).
+      const changed = this.q.setDelivery.run(delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.seq, attempt.tenant_id, attempt.destination_id).changes;
+      if (changed === 0) return undefined;
+      if (delivery.status !== 'pending') this.addPending(attempt.tenant_id, -1);
+      return this.insertAttempt(attempt);
     })();
   }
 
@@ -324,8 +379,8 @@ export class SqliteStore implements Store {
       const event = this.q.eventBySeq.get(eventSeq) as EventRow | undefined;
       const delivery = this.q.latestDelivery.get(eventSeq, destinationId) as DeliveryRow | undefined;
       // batch attempts are logged per batch: a delivery's own count says it was attempted
-      if (!event || !delivery || (delivery.attempts === 0 && !this.q.attemptedAt.get(event.id, destinationId))) return false;
-      if (delivery.status !== 'pending') this.pending++;
+      if (!event || !delivery || (delivery.attempts === 0 && !this.q.attemptedAt.get(event.id, event.tenant_id, destinationId))) return false;
+      if (delivery.status !== 'pending') this.addPending(event.tenant_id, 1);
       this.q.requeue.run(Date.now(), delivery.seq);
       return true;
     });
@@ -333,14 +388,14 @@ export class SqliteStore implements Store {
 
   // ---- batched delivery
 
-  unbatched(destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[] {
-    return this.q.unbatched.all(destinationId, afterSeq, limit) as UnbatchedDelivery[];
+  unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[] {
+    return this.q.unbatched.all(tenantId, destinationId, afterSeq, limit) as UnbatchedDelivery[];
   }
 
   sealBatch(batch: EventBatch, deliverySeqs: number[]): void {
     // The batch must be on disk before its upload starts: this commit fsyncs.
     this.wal.commitNow(() => {
-      this.q.insertBatch.run(batch.key, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
+      this.q.insertBatch.run(batch.key, batch.tenant_id, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
       for (const seq of deliverySeqs) this.q.assignBatch.run(batch.key, seq);
     });
   }
@@ -353,12 +408,12 @@ export class SqliteStore implements Store {
     return (this.q.batchEvents.all(batch.key) as EventRow[]).map(toEvent);
   }
 
-  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt {
+  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt | undefined {
     return this.db.transaction(() => {
-      const stored = this.insertAttempt(attempt);
-      this.q.setBatch.run(status, batch.attempts, batch.next_attempt_at, batch.key);
-      if (status !== 'pending') this.pending -= this.q.settleBatch.run(status, batch.attempts, batch.key).changes;
-      return stored;
+      // a batch deleted while it was uploaded (its destination or tenant deleted) is not logged, as in recordAttempt
+      if (this.q.setBatch.run(status, batch.attempts, batch.next_attempt_at, batch.key).changes === 0) return undefined;
+      if (status !== 'pending') this.addPending(attempt.tenant_id, -this.q.settleBatch.run(status, batch.attempts, batch.key).changes);
+      return this.insertAttempt(attempt);
     })();
   }
 
@@ -402,7 +457,7 @@ export class SqliteStore implements Store {
       this.q.pruneEvents.run(before);
       this.q.pruneBatches.run();
     })();
-    this.pending = this.q.countPending.get() as number;
+    this.countPending();
   }
 
   onPublish(listener: () => void): void {
@@ -452,7 +507,9 @@ export class SqliteStore implements Store {
 }
 
 function toTenant(row: TenantRow): Tenant {
-  return { id: row.id, metadata: JSON.parse(row.metadata) as StringMap, created_at: row.created_at, updated_at: row.updated_at };
+  return {
+    id: row.id, metadata: JSON.parse(row.metadata) as StringMap, created_at: row.created_at, updated_at: row.updated_at, generation: row.generation ?? 0,
+  };
 }
 
 function toEvent(row: EventRow): StoredEvent {
@@ -471,13 +528,14 @@ function toEvent(row: EventRow): StoredEvent {
 }
 
 function toDue(row: DueRow): DueDelivery {
-  return { delivery: toDelivery({ ...row, seq: row.delivery_seq, event_seq: row.seq }), event: toEvent(row) };
+  return { delivery: toDelivery({ ...row, seq: row.delivery_seq, event_seq: row.seq, tenant_id: row.delivery_tenant_id }), event: toEvent(row) };
 }
 
 function toDelivery(row: DeliveryRow): Delivery {
   return {
     seq: row.seq,
     event_seq: row.event_seq,
+    tenant_id: row.tenant_id,
     destination_id: row.destination_id,
     status: row.status,
     attempts: row.attempts,

@@ -13,7 +13,27 @@ export interface Tenant {
   metadata: StringMap;
   created_at: string;
   updated_at: string;
+  /** Raised by every deletion of the id; a tenant token names the generation it was issued in (see ApiAuth). */
+  generation: number;
 }
+
+/**
+ * A destination is named by its tenant and its id: ids are unique per tenant only. One string for both, for
+ * maps of destinations over all tenants (tenant ids cannot hold '/').
+ */
+export function destinationKey(tenantId: string, destinationId: string): string {
+  return `${tenantId}/${destinationId}`;
+}
+
+/** A write for a tenant that is no longer there (deleted while the request was on its way). */
+export class TenantGoneError extends Error {
+  constructor(readonly tenantId: string) {
+    super(`tenant ${tenantId} not found`);
+  }
+}
+
+/** What createDestination did: created it, or not because the id is taken, the quota is reached or the tenant is gone. */
+export type CreateDestinationResult = 'created' | 'exists' | 'over_quota' | 'no_tenant';
 
 export interface Destination {
   id: string;
@@ -53,6 +73,7 @@ export type DeliveryStatus = 'pending' | 'success' | 'failed';
 export interface Delivery {
   seq: number;
   event_seq: number;
+  tenant_id: string;
   destination_id: string;
   status: DeliveryStatus;
   attempts: number;
@@ -66,6 +87,7 @@ export interface Delivery {
 /** A batch of a batched destination: its deliveries' events in one object, fixed before its upload. */
 export interface EventBatch {
   key: string;
+  tenant_id: string;
   destination_id: string;
   first_seq: number;
   last_seq: number;
@@ -147,14 +169,22 @@ export interface Store {
 
   upsertTenant(id: string, metadata: StringMap): Promise<{ tenant: Tenant; created: boolean }>;
   getTenant(id: string): Tenant | undefined;
-  /** Removes the tenant, its destinations and their pending deliveries. */
+  /**
+   * Removes the tenant with everything of it: destinations, events, deliveries, batches and attempts; raises
+   * its generation (which outlives it), so its tokens are refused from then on.
+   */
   deleteTenant(id: string): Promise<boolean>;
   listTenants(query: PageQuery): Page<Tenant>;
 
-  createDestination(destination: Destination): Promise<void>;
+  /**
+   * Creates it unless its tenant has it (or is gone) or already has `maxPerTenant` destinations: checked in the
+   * transaction that inserts it, so concurrent creates cannot pass the quota together.
+   */
+  createDestination(destination: Destination, maxPerTenant: number): Promise<CreateDestinationResult>;
   updateDestination(destination: Destination): Promise<void>;
   getDestination(tenantId: string, id: string): Destination | undefined;
-  destinationById(id: string): Destination | undefined;
+  /** The destinations with this id, in any tenant (an admin naming a destination without its tenant). */
+  destinationsWithId(id: string): Destination[];
   listDestinations(tenantId: string): Destination[];
   /** Enabled destinations with config.batching. */
   batchedDestinations(): Destination[];
@@ -163,35 +193,36 @@ export interface Store {
   /**
    * Stores the event and a pending delivery to each destination, durably. The same (tenant, id) within
    * `windowMs` is a duplicate: nothing is stored and the first publish's destinations are returned.
+   * Throws TenantGoneError, storing nothing, when the tenant was deleted meanwhile.
    */
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult>;
-  /** Deliveries waiting (pending), for the bound that answers 429. */
-  pendingDeliveries(): number;
+  /** Deliveries waiting (pending), of every tenant or of one, for the bounds that answer 429. */
+  pendingDeliveries(tenantId?: string): number;
   getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined;
   eventDeliveries(eventSeq: number): Delivery[];
   listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent>;
 
-  /** Due per-event deliveries of enabled destinations, soonest first, leaving out the given (busy) destinations. */
+  /** Due per-event deliveries of enabled destinations, soonest first, leaving out the given (busy) destinations (destinationKey). */
   dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[];
   /** Due deliveries of one destination, soonest first. */
-  dueDeliveriesOf(destinationId: string, now: number, limit: number): DueDelivery[];
+  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): DueDelivery[];
   /** When the next pending delivery of an enabled per-event destination is due, if any. */
   nextDueAt(): number | undefined;
   setObjectKey(deliverySeq: number, key: string): void;
-  /** Records an attempt and the delivery's new state in one transaction. */
-  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt;
+  /** Records an attempt and the delivery's new state in one transaction; nothing (undefined) when the delivery is no longer there or pending. */
+  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt | undefined;
   /** Makes an event's delivery to a destination pending again, as a manual retry; false if it never had an attempt. */
   retry(eventSeq: number, destinationId: string): Promise<boolean>;
 
   /** Pending deliveries of a batched destination not yet in a batch, after `afterSeq`, in order. */
-  unbatched(destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[];
+  unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[];
   /** Records a batch and assigns its deliveries, durably, before its upload. */
   sealBatch(batch: EventBatch, deliverySeqs: number[]): void;
   /** Batches of enabled destinations waiting for their upload that are due. */
   dueBatches(now: number): EventBatch[];
   batchEvents(batch: EventBatch): StoredEvent[];
-  /** Records a batch attempt; on success or final failure its deliveries take the same status. */
-  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt;
+  /** Records a batch attempt; on success or final failure its deliveries take the same status. Nothing when the batch is gone. */
+  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt | undefined;
 
   getAttempt(tenantId: string | undefined, id: string): Attempt | undefined;
   listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt>;

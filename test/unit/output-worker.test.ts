@@ -17,6 +17,12 @@ import { tempDir } from '../helpers/sluice.js';
 const log = pino({ level: 'silent' });
 const HOUR = '2026-12-01T10';
 
+/** A chunk of NDJSON lines as ingest stores it uncompressed (buffer.compression_level 0). */
+function plainChunk(partition: string, lines: string[]) {
+  const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
+  return { partition, hour: HOUR, instance: '', count: lines.length, payload, compressed: false, bytes: payload.length };
+}
+
 /** A sink that keeps what it is given; `hold(key)` makes a put wait until the worker stops (an upload cut by a crash). */
 class MemorySink implements Sink {
   readonly target = 'memory://';
@@ -57,7 +63,7 @@ test('a crash with one stream delivered ahead of the others: after the restart e
     for (const [partition, count] of [['p1', 10], ['p2', 10], ['p3', 4]] as const) {
       const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ id: `${partition}-${round}-${i}` }));
       sent.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id));
-      await buffer.append([{ partition, hour: HOUR, instance: '', count, payload: Buffer.from(lines.map((l) => `${l}\n`).join('')) }]);
+      await buffer.append([plainChunk(partition, lines)]);
     }
   }
   // enough upload slots that p1's uploads are not stuck behind the hanging ones
@@ -89,7 +95,7 @@ test('reading ahead is bounded inside one chunk: a chunk of 5,000 decisions in b
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const buffer = new SqliteBuffer(dir, 1 << 30);
   const lines = Array.from({ length: 5000 }, (_, i) => JSON.stringify({ id: `d${i}` }));
-  await buffer.append([{ partition: 'p', hour: HOUR, instance: '', count: lines.length, payload: Buffer.from(lines.map((l) => `${l}\n`).join('')) }]);
+  await buffer.append([plainChunk('p', lines)]);
   let maxPending = 0;
   const sink = new MemorySink();
   const worker = new OutputWorker(outputConfig({ max_events: 1, max_age: '1h' }), buffer, sink, log, new DeadLetter(`${dir}/dead-letter`));
@@ -113,7 +119,7 @@ test('a seal that fails (a full disk) loses nothing: the batches wait, hold the 
   const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ id: `d${i}` }));
   for (let i = 0; i < 4; i++) {
     const part = lines.slice(i * 10, i * 10 + 10);
-    await buffer.append([{ partition: 'p', hour: HOUR, instance: '', count: 10, payload: Buffer.from(part.map((l) => `${l}\n`).join('')) }]);
+    await buffer.append([plainChunk('p', part)]);
   }
   let failures = 3;
   const seal = buffer.seal.bind(buffer);

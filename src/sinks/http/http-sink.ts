@@ -1,4 +1,5 @@
 import { isRetryableStatus, SinkError, type Sink, type StoredObject } from '../types.js';
+import { redactUrl, scrub, secretPartsOf } from '../redact-url.js';
 
 export interface HttpTarget {
   url: string;
@@ -14,13 +15,13 @@ export interface HttpTarget {
  */
 export class HttpSink implements Sink {
   readonly target: string;
+  /** What of the URL may be a secret (path tokens, query values), to scrub from every error message. */
+  private readonly secrets: string[];
 
   constructor(private readonly http: HttpTarget) {
-    const url = new URL(http.url);
-    // never the credentials of a URL in logs
-    url.username = '';
-    url.password = '';
-    this.target = url.toString();
+    // shown in /ready, the console and logs: never the URL's userinfo, path or query values
+    this.target = redactUrl(http.url);
+    this.secrets = secretPartsOf(http.url);
   }
 
   async put(object: StoredObject, signal: AbortSignal): Promise<void> {
@@ -40,12 +41,15 @@ export class HttpSink implements Sink {
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
       const code = cause?.code ?? (err as Error).name;
-      throw new SinkError(`POST ${this.target} failed: ${code}: ${(err as Error).message}`, false, code, { cause: err });
+      // fetch's own messages may quote the whole URL
+      throw new SinkError(`POST ${this.target} failed: ${code}: ${scrub((err as Error).message, this.http.url, this.secrets)}`, false, code, { cause: err });
     }
     // the body is read so the connection can be reused; a short excerpt helps the operator
     const text = (await response.text().catch(() => '')).slice(0, 200);
     if (response.ok) return;
-    throw new SinkError(`POST ${this.target} answered ${response.status}${text ? `: ${text}` : ''}`, !isRetryableStatus(response.status), `HTTP ${response.status}`);
+    // the receiver's answer may echo the path or the query (a token) back
+    const excerpt = scrub(text, this.http.url, this.secrets);
+    throw new SinkError(`POST ${this.target} answered ${response.status}${excerpt ? `: ${excerpt}` : ''}`, !isRetryableStatus(response.status), `HTTP ${response.status}`);
   }
 
   close(): void {}

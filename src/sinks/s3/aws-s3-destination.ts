@@ -4,6 +4,8 @@ import { duration, optionalText, size } from '../../config/schema.js';
 import { required } from '../../api/validation.js';
 import type { Destination } from '../../store/types.js';
 import type { DestinationType } from '../destination-types.js';
+import type { EndpointGuard } from '../endpoint-guard.js';
+import { bucketNameProblem } from './bucket-name.js';
 import type { S3Connection } from './s3-sink.js';
 
 /** The storage classes Outpost's aws_s3 destination accepts. */
@@ -65,7 +67,7 @@ export const awsS3: DestinationType = {
     { key: 'region', type: 'text', label: 'Region', description: 'AWS region (e.g., us-east-1)', required: true },
     { key: 'key_template', type: 'text', label: 'Key template', description: 'JMESPath expression for the S3 object key', required: false },
     { key: 'storage_class', type: 'text', label: 'Storage class', description: `S3 storage class: ${STORAGE_CLASSES.join(', ')}`, required: false, default: 'STANDARD' },
-    { key: 'endpoint', type: 'text', label: 'Endpoint', description: 'Custom endpoint URL (MinIO, Ceph, R2, LocalStack); implies path-style', required: false },
+    { key: 'endpoint', type: 'text', label: 'Endpoint', description: 'Custom endpoint URL (MinIO, Ceph, R2, LocalStack); implies path-style. http or https, public addresses only unless the operator allows more', required: false },
     { key: 'batching', type: 'object', label: 'Batching', description: 'max_events, max_bytes, max_age, format (ndjson|json_array), compression (gzip|none): batched objects instead of one per event', required: false },
   ],
   credentialFields: [
@@ -74,10 +76,23 @@ export const awsS3: DestinationType = {
     { key: 'session', type: 'text', label: 'Session token', description: 'AWS Session Token (for temporary credentials)', required: false, sensitive: true },
   ],
   target: (d) => `s3://${String(d.config.bucket)}`,
+  check: (c, guard) => {
+    const problems: Array<{ path: string[]; message: string }> = [];
+    const bucketProblem = typeof c.bucket === 'string' ? bucketNameProblem(c.bucket) : undefined;
+    if (bucketProblem) problems.push({ path: ['bucket'], message: bucketProblem });
+    const endpointProblem = typeof c.endpoint === 'string' ? guard.endpointProblem(c.endpoint) : undefined;
+    if (endpointProblem) problems.push({ path: ['endpoint'], message: endpointProblem });
+    return problems;
+  },
+  // The keys are for a store (endpoint), a bucket in it and the region they are signed for.
+  credentialsBoundTo: ['endpoint', 'bucket', 'region'],
 };
 
-/** A destination's S3 connection: a custom endpoint implies path-style requests. */
-export function s3ConnectionOfDestination(destination: Destination, requestTimeout: number): S3Connection {
+/**
+ * A destination's S3 connection: a custom endpoint implies path-style requests; `guard` checks every
+ * connection it makes (a tenant chose the endpoint).
+ */
+export function s3ConnectionOfDestination(destination: Destination, requestTimeout: number, guard: EndpointGuard): S3Connection {
   const c = config.parse(destination.config);
   const k = destination.credentials;
   return {
@@ -88,6 +103,7 @@ export function s3ConnectionOfDestination(destination: Destination, requestTimeo
     credentials: { accessKeyId: k.key ?? '', secretAccessKey: k.secret ?? '', sessionToken: k.session || undefined },
     storageClass: c.storage_class ?? 'STANDARD',
     requestTimeout,
+    guard,
   };
 }
 

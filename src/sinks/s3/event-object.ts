@@ -28,7 +28,7 @@ export function objectMetadata(event: StoredEvent, destination: Destination): St
 /** The object key: `<RFC3339 nano time>_<event id>.json`, or the destination's JMESPath key_template. */
 export function eventObjectKey(event: StoredEvent, metadata: StringMap, template: string | undefined): string {
   const time = parseEventTime(event.time) ?? { rfc3339Nano: event.time, ms: event.time_ms };
-  if (!template) return `${time.rfc3339Nano}_${event.id}.json`;
+  if (!template) return checkedSegments(`${time.rfc3339Nano}_${event.id}.json`, 'the default key (from the event id)');
   const context = { data: JSON.parse(event.data) as JSONValue, metadata, time: timeFields(time) };
   let value: unknown;
   try {
@@ -40,6 +40,22 @@ export function eventObjectKey(event: StoredEvent, metadata: StringMap, template
   if (key === null || key === undefined || key === '') throw new KeyTemplateError('key_template produced no key (null or an empty string) for this event');
   if (typeof key !== 'string') throw new KeyTemplateError(`key_template must produce a string, not ${Array.isArray(key) ? 'an array' : 'an object'}`);
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new KeyTemplateError(`key_template produced a key of ${Buffer.byteLength(key)} bytes; S3 keys are at most ${MAX_KEY_BYTES}`);
+  return checkedSegments(key, 'key_template');
+}
+
+/**
+ * Refuses keys with a leading "/", an empty, "." or ".." segment. S3 keeps such keys as they are, but the key
+ * becomes the request path, and servers and proxies in front of S3-compatible stores resolve dot segments:
+ * `bucket/../../admin` would reach another path than the bucket's.
+ */
+function checkedSegments(key: string, source: string): string {
+  const segments = key.split('/');
+  const bad = key.startsWith('/') ? 'starts with "/"'
+    : segments.includes('..') ? 'has a ".." segment'
+      : segments.includes('.') ? 'has a "." segment'
+        : segments.includes('') ? 'has an empty segment ("//" or a trailing "/")'
+          : undefined;
+  if (bad) throw new KeyTemplateError(`${source} produced a key that ${bad}; keys must not start with "/" nor hold empty, "." or ".." segments`);
   return key;
 }
 
