@@ -313,3 +313,45 @@ test('slow clients: a body trickled byte by byte is cut off at http.request_time
   for (const s of sockets) s.destroy();
   await sluice.until('connections are accepted again', async () => (await health(sluice).catch(() => 0)) === 200);
 });
+
+test('one request spread over 100,000 hours becomes a bounded number of streams; an eopa batch of 200,000 decisions is written', async (t) => {
+  const dir = dataDirFor(t);
+  const hive = path.join(dir, 'hive');
+  const eopa = path.join(dir, 'eopa');
+  const sluice = await started(t, { data_dir: dir, outputs: [fileOutput(hive), fileOutput(eopa, { name: 'eopa', key: 'eopa', batch: { max_age: '2s' } })] });
+  const base = Date.parse('1980-01-01T00:00:00Z');
+  const spread = Array.from({ length: 100_000 }, (_, i) => `{"decision_id":"h-${i}","labels":{"id":"opa-1"},"timestamp":"${new Date(base + i * 3_600_000).toISOString()}"}`);
+  const res = await postRaw(sluice.url, `[${spread.join(',')}]`);
+  assert.equal(res.status, 200, await res.text());
+  const same = Array.from({ length: 100_000 }, (_, i) => `{"decision_id":"s-${i}","labels":{"id":"opa-1"},"timestamp":"${new Date().toISOString()}"}`);
+  assert.equal((await postRaw(sluice.url, `[${same.join(',')}]`)).status, 200);
+  assert.equal(await health(sluice), 200);
+  await sluice.until('all 200,000 land in both outputs', () => linesUnder(hive).length >= 200_000 && linesUnder(eopa).length >= 200_000, 120_000);
+  assert.ok(objectsUnder(hive).length <= 70, `the hive output wrote ${objectsUnder(hive).length} objects for one request of 100,000 hours`);
+  for (const where of [hive, eopa]) {
+    const ids = new Set(linesUnder(where).map((l) => (JSON.parse(l) as { decision_id: string }).decision_id));
+    assert.equal(ids.size, 200_000, `${where}: every decision once`);
+  }
+  const metrics = await (await fetch(`${sluice.url}/metrics`)).text();
+  assert.match(metrics, /sluice_ingest_untimed_decisions_total\{partition="default"\} \d+/, 'the decisions filed under the arrival hour are counted');
+  const ready = (await sluice.ready()) as unknown as { outputs: Array<{ name: string; state: string }> };
+  for (const o of ready.outputs) assert.equal(o.state, 'ok', `${o.name} is ok`);
+});
+
+test('a re-sent decision inside a new request: the tenant gets every other decision of it, each with its own data', async (t) => {
+  const dir = dataDirFor(t);
+  const sluice = await started(t, {
+    data_dir: dir, outputs: [fileOutput(path.join(dir, 'objects'))],
+    api: { admin_key: ADMIN_KEY }, ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] },
+  });
+  const api = new OutpostApi(sluice.url, ADMIN_KEY);
+  assert.equal((await api.putTenant('acme')).status, 201);
+  const [a, b, c] = decisions(3);
+  assert.equal((await postDecisions(sluice.url, [a!], { partition: 'acme' })).status, 200);
+  const res = await postDecisions(sluice.url, [a!, b!, c!], { partition: 'acme' });
+  assert.deepEqual(await res.json(), { accepted: 2, duplicates: 1 });
+  for (const d of [a!, b!, c!]) {
+    const event = await api.event(d.decision_id as string);
+    assert.deepEqual(event.data, d, `event ${d.decision_id as string} carries its own decision`);
+  }
+});

@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS batches (
   instance  TEXT,
   PRIMARY KEY (output, first_pos)
 ) WITHOUT ROWID;
+-- completing a batch forgets the done ones the cursor passed: found without scanning every batch
+CREATE INDEX IF NOT EXISTS batches_done ON batches (output, done, last_pos);
 `;
 
 /** Columns added since the first release, for buffers created before them: [table, column, definition]. */

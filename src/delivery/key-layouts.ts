@@ -38,8 +38,8 @@ export interface KeyContext {
   encoding: Encoding;
   /** When the buffer received the batch's first decision (ms). */
   receivedAt: number;
-  /** The batch's decisions, when the layout needs them. */
-  decisions: Array<Record<string, unknown>>;
+  /** What keys read of the batch's decisions (decision_id, timestamp), when the layout needs them. */
+  decisions: KeyFields[];
 }
 
 export const KEY_PRESETS = ['hive', 'eopa', 'eopa-per-decision', 'hourly-per-decision', 'outpost'] as const;
@@ -79,9 +79,16 @@ const EOPA: KeyLayout = {
   // Enterprise OPA wrote application/json for lines and arrays alike
   name: 'eopa', perDecision: false, byInstance: true, needsDecisions: true, contentType: 'application/json',
   key: ({ output, bufferId, batch, encoding, receivedAt, decisions }) => {
-    const seconds = decisions.map((d) => unixSeconds(d, receivedAt));
+    // a loop, not Math.min(...spread): a batch may hold a million decisions, far more than a call's arguments
+    let first = Infinity;
+    let last = -Infinity;
+    for (const d of decisions) {
+      const s = unixSeconds(d, receivedAt);
+      if (s < first) first = s;
+      if (s > last) last = s;
+    }
     const batchId = `${output}-${bufferId}-${padPosition(batch.first)}-${padPosition(batch.last)}`;
-    return `eopa=${instanceName(batch.instance)}/first_ts=${Math.min(...seconds)}/last_ts=${Math.max(...seconds)}/batch_id=${batchId}.${eopaExtension(encoding)}`;
+    return `eopa=${instanceName(batch.instance)}/first_ts=${first}/last_ts=${last}/batch_id=${batchId}.${eopaExtension(encoding)}`;
   },
 };
 
@@ -118,13 +125,16 @@ function instanceName(instance: string | null): string {
   return /^\.+$/.test(safe) ? safe.replace(/\./g, '_') : safe;
 }
 
-function unixSeconds(decision: Record<string, unknown>, fallbackMs: number): number {
+/** The only fields of a decision a key is made of: a batch keeps these, not its parsed decisions. */
+export interface KeyFields { decision_id?: unknown; timestamp?: unknown }
+
+function unixSeconds(decision: KeyFields, fallbackMs: number): number {
   const time = typeof decision.timestamp === 'string' ? parseEventTime(decision.timestamp) : undefined;
   return Math.floor((time?.ms ?? fallbackMs) / 1000);
 }
 
 /** A decision without a decision_id (OPA always sends one) is named by its position, still unique and stable. */
-function decisionId(decision: Record<string, unknown>, output: string, bufferId: string, batch: SealedBatch): string {
+function decisionId(decision: KeyFields, output: string, bufferId: string, batch: SealedBatch): string {
   const id = decision.decision_id;
   return typeof id === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(id) ? id : `${output}-${bufferId}-${padPosition(batch.first)}`;
 }

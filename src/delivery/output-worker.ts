@@ -6,7 +6,7 @@ import type { OutputConfig } from '../config/schema.js';
 import { SinkError, type Sink, type StoredObject } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
 import { bufferLines, contentType, encodeLines, lineLengths, md5, parsedDecisions, transformLines, type LineTransform } from './encode.js';
-import { keyLayout, type KeyLayout } from './key-layouts.js';
+import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
 
@@ -35,6 +35,9 @@ interface OpenBatch extends Omit<SealedBatch, 'output'> {
 
 /** How far past the cursor an output reads before its uploads catch up: keeps memory flat under a backlog. */
 const READ_AHEAD_BATCHES_PER_UPLOAD = 2;
+
+/** Streams (partition, hour, instance) with an open batch at most; well above 100 partitions x a few hours. */
+const MAX_OPEN_BATCHES = 1000;
 
 /**
  * Delivers one output from its own position in the buffer.
@@ -185,12 +188,22 @@ export class OutputWorker {
       const metas = this.buffer.readChunkMetas(this.readPos, 256);
       if (metas.length === 0) break;
       for (const meta of metas) {
+        // Decisions spread over thousands of hours or instances would open a batch each: past
+        // MAX_OPEN_BATCHES the oldest open batch is sealed early, which also takes room.
+        if (this.open.size >= MAX_OPEN_BATCHES) {
+          const [key, oldest] = this.open.entries().next().value!;
+          this.open.delete(key);
+          sealed.push(this.toSealed(oldest));
+          if (room() <= 0) break;
+        }
         this.assign(meta, sealed, room);
         if (room() <= 0) break;
       }
     }
     const now = Date.now();
+    // Open batches are sealed when due, while there is room for them to wait (the rest at a later pass).
     for (const [key, batch] of this.open) {
+      if (room() <= 0) break;
       if (this.draining || now - batch.openedAt >= this.config.batch.max_age) {
         this.open.delete(key);
         sealed.push(this.toSealed(batch));
@@ -341,7 +354,9 @@ export class OutputWorker {
     const groups = this.layout.needsDecisions ? [...read()] : undefined;
     const lines = () => groups ?? read();
     // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
-    const decisions = groups ? [...parsedDecisions(groups)] : [];
+    // only the fields keys read are kept: a parsed batch of a million decisions would not fit in memory
+    const decisions: KeyFields[] = [];
+    if (groups) for (const d of parsedDecisions(groups)) decisions.push({ decision_id: d.decision_id, timestamp: d.timestamp });
     if (groups && decisions.length === 0) return undefined;
     const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions });
     if (this.layout.perDecision) {
@@ -460,7 +475,8 @@ export class OutputWorker {
     } catch (err) {
       this.fail(err as Error);
     }
-    this.pump();
+    // the next pass in a later turn: a sink that answers at once must not chain passes without end
+    setImmediate(() => this.pump());
   }
 
   /** failing: something retrying cannot fix; retrying: some batch's last try failed; ok otherwise. */

@@ -12,6 +12,9 @@ const gunzipAsync = promisify(gunzip);
 /** Decisions of one stream are cut into chunks of at most this many bytes, to keep reads small. */
 const CHUNK_TARGET_BYTES = 1024 * 1024;
 
+/** Distinct (hour, OPA instance) pairs one request may file decisions under; OPA's chunks span one or two. */
+const MAX_STREAMS_PER_REQUEST = 64;
+
 export interface DecodeLimits { maxDecodedBytes: number }
 
 export interface DecodedRequest {
@@ -111,13 +114,17 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
       for (let j = 0; j < line.length; j++) if (line[j] === 0x0a || line[j] === 0x0d) line[j] = 0x20;
     }
     let hour = hourOf(decision.timestamp);
-    if (hour === undefined) {
-      // kept (OPA sent it), filed under the arrival hour, and counted: see "Timestamps" in the README
+    let instance = instanceOf(decision);
+    let key = `${hour}\u0000${instance}`;
+    if (hour === undefined || (!groups.has(key) && groups.size >= MAX_STREAMS_PER_REQUEST)) {
+      // Kept (OPA sent it), filed under the arrival hour, and counted: see "Timestamps" in the README. A
+      // request spread over more hours and instances than any OPA chunk is (each would be a batch and an
+      // object of its own) files the rest together the same way.
       untimed++;
       hour = fallbackHour;
+      if (groups.size >= MAX_STREAMS_PER_REQUEST) instance = '';
+      key = `${hour}\u0000${instance}`;
     }
-    const instance = instanceOf(decision);
-    const key = `${hour}\u0000${instance}`;
     let group = groups.get(key);
     if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }));
     group.lines.push(line);
