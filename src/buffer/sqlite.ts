@@ -235,6 +235,15 @@ export class SqliteBuffer implements DecisionBuffer {
     })();
   }
 
+  outputShape(output: string): string | undefined {
+    return (this.stmt.getMeta.get(`output_shape:${output}`) as string | undefined) ?? undefined;
+  }
+
+  setOutputShape(output: string, shape: string): void {
+    // durable at once: batches sealed from now on are named after it
+    this.wal.commitNow(() => this.stmt.setMeta.run(`output_shape:${output}`, shape));
+  }
+
   retainOutputs(outputs: string[]): string[] {
     const keep = new Set(outputs);
     const dropped = (this.stmt.outputs.all() as string[]).filter((o) => !keep.has(o));

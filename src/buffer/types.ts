@@ -110,6 +110,9 @@ export interface DecisionBuffer {
   /** Marks a batch delivered and moves the output's cursor (every position <= cursor is delivered). */
   complete(batch: SealedBatch, cursor: number): void;
   setCursor(output: string, cursor: number): void;
+  /** The key, format and compression an output's batches were sealed under (an opaque string), if recorded. */
+  outputShape(output: string): string | undefined;
+  setOutputShape(output: string, shape: string): void;
   /** Forgets outputs that are no longer configured, so they do not hold data forever. */
   retainOutputs(outputs: string[]): string[];
   /** Removes chunks every output has delivered. Returns the number of chunks removed. */

@@ -106,6 +106,27 @@ export class OutputWorker {
       this.queue.push(b);
     }
     if (this.queue.length > 0) this.log.info({ output: this.name, batches: this.queue.length }, 'uploading batches sealed before the restart');
+    // Batches sealed under another key, format or compression (the config changed across the restart) go out
+    // as they were named then: under the new settings their objects would be written a second time.
+    const shape = shapeOf(config);
+    const before = buffer.outputShape(config.name);
+    if (before !== undefined && before !== shape && this.queue.length > 0) {
+      const [key, format, compression] = JSON.parse(before) as [string, OutputConfig['format'], OutputConfig['compression']];
+      this.legacy = { layout: keyLayout(key), encoding: { ...config, key, format, compression } as OutputConfig, batches: new Set(this.queue) };
+      this.log.warn({ output: this.name, batches: this.queue.length, was: { key, format, compression } },
+        'the output\'s key, format or compression changed: batches sealed before go out as they were named then');
+    } else if (before !== shape) {
+      buffer.setOutputShape(config.name, shape);
+    }
+  }
+
+  /** Batches sealed before a change of key, format or compression, with the settings they were sealed under. */
+  private legacy: { layout: KeyLayout; encoding: OutputConfig; batches: Set<SealedBatch> } | undefined;
+
+  /** The key layout and encoding a batch is written with: its own, if it was sealed under older settings. */
+  private shapeFor(batch: SealedBatch): { layout: KeyLayout; encoding: OutputConfig; current: boolean } {
+    if (this.legacy?.batches.has(batch)) return { layout: this.legacy.layout, encoding: this.legacy.encoding, current: false };
+    return { layout: this.layout, encoding: this.config, current: true };
   }
 
   start(): void {
@@ -237,7 +258,11 @@ export class OutputWorker {
     const last = meta.pos + meta.count - 1;
     const instance = this.layout.byInstance ? meta.instance : null;
     const key = this.stream(meta.partition, meta.hour, instance);
-    let from = Math.max(this.readPos + 1, meta.pos, (this.sealedUpto.get(key) ?? 0) + 1);
+    // Already in a batch: up to what batches of this partition and hour sealed, for every instance ('*') or
+    // for this chunk's own (batches of both kinds exist when the layout changed across a restart)
+    const covered = Math.max(this.sealedUpto.get(this.stream(meta.partition, meta.hour, null)) ?? 0,
+      this.sealedUpto.get(this.stream(meta.partition, meta.hour, meta.instance)) ?? 0);
+    let from = Math.max(this.readPos + 1, meta.pos, covered + 1);
     const { maxEvents } = this;
     const { max_bytes: maxBytes } = this.config.batch;
     while (from <= last && room() > 0) {
@@ -337,9 +362,10 @@ export class OutputWorker {
       const last = Math.min(err.lastPos, batch.last);
       this.setAside(setAside, { reason: 'corrupt_chunk', first, last, events: last - first + 1, error: err.message, payload: err.payload });
     };
+    const { layout, encoding, current } = this.shapeFor(batch);
     const metas = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last);
     const receivedAt = metas[0]?.receivedAt ?? Date.now();
-    if (this.concatenates && metas.every((m) => m.compressed && m.pos >= batch.first && m.pos + m.count - 1 <= batch.last)) {
+    if (current && this.concatenates && metas.every((m) => m.compressed && m.pos >= batch.first && m.pos + m.count - 1 <= batch.last)) {
       return this.concatenated(batch, metas, receivedAt, onCorrupt);
     }
     const onUnprocessable = (decision: string, err: Error) => {
@@ -351,21 +377,21 @@ export class OutputWorker {
     };
     // A layout that names objects by their decisions reads (and transforms) the batch once, for the key and the
     // body alike; the others stream it into the encoder.
-    const groups = this.layout.needsDecisions ? [...read()] : undefined;
+    const groups = layout.needsDecisions ? [...read()] : undefined;
     const lines = () => groups ?? read();
     // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
     // only the fields keys read are kept: a parsed batch of a million decisions would not fit in memory
     const decisions: KeyFields[] = [];
     if (groups) for (const d of parsedDecisions(groups)) decisions.push({ decision_id: d.decision_id, timestamp: d.timestamp });
     if (groups && decisions.length === 0) return undefined;
-    const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions });
-    if (this.layout.perDecision) {
+    const key = layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding, receivedAt, decisions });
+    if (layout.perDecision) {
       // one decision, as its own JSON document (Enterprise OPA's per-decision objects)
       const body = Buffer.from([...lines()].map((b) => b.toString('utf8')).join('').trimEnd());
       return { key, body, contentType: 'application/json', contentMD5: md5(body) };
     }
-    const object = await encodeLines(lines(), this.config, key);
-    if (this.layout.contentType) object.contentType = this.layout.contentType;
+    const object = await encodeLines(lines(), encoding, key);
+    if (layout.contentType) object.contentType = layout.contentType;
     return object.count > 0 ? object : undefined;
   }
 
@@ -470,6 +496,15 @@ export class OutputWorker {
       }
     }
     this.cursor = Math.max(this.cursor, this.lowWatermark());
+    if (this.legacy?.batches.delete(batch) && this.legacy.batches.size === 0) {
+      // every batch of the old settings is out: from now on a restart needs no memory of them
+      this.legacy = undefined;
+      try {
+        this.buffer.setOutputShape(this.name, shapeOf(this.config));
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    }
     try {
       this.buffer.trim();
     } catch (err) {
@@ -543,4 +578,9 @@ export class OutputWorker {
       this.buffer.trim();
     }
   }
+}
+
+/** What names an output's objects: a batch sealed under one shape must be written under it. */
+function shapeOf(config: OutputConfig): string {
+  return JSON.stringify([config.key, config.format, config.compression]);
 }

@@ -136,3 +136,37 @@ test('a seal that fails (a full disk) loses nothing: the batches wait, hold the 
   assert.equal(failures < 0, true, 'the seal failed first');
   buffer.close();
 });
+
+test('a key layout changed across a restart: batches sealed before go out under their old names, nothing is written twice', async (t) => {
+  const dir = tempDir('sluice-worker-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let buffer = new SqliteBuffer(dir, 1 << 30);
+  const lines = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ decision_id: `${prefix}-${i}`, labels: { id: 'opa-1' }, timestamp: '2026-12-01T10:00:00Z' }));
+  await buffer.append([{ ...plainChunk('p', lines('a', 3)), instance: 'opa-1' }]);
+  const config = (key: string) => buildConfig({ outputs: [{ name: 'out', type: 'file', path: '/nonexistent', key, batch: { max_age: '10ms' } }] }, 'test').outputs[0]!;
+  // before the restart: hive, and the upload never completes (the process dies during it)
+  const first = new MemorySink(() => true);
+  const a = new OutputWorker(config('hive'), buffer, first, log, new DeadLetter(`${dir}/dead-letter`));
+  a.start();
+  await until('the batch is sealed', () => a.status().pending_batches === 1 && buffer.sealedBatches('out').length === 1);
+  a.stop();
+  buffer.close();
+
+  // after: one object per decision, and three more decisions
+  buffer = new SqliteBuffer(dir, 1 << 30);
+  await buffer.append([{ ...plainChunk('p', lines('b', 3)), instance: 'opa-1' }]);
+  const second = new MemorySink();
+  const b = new OutputWorker(config('eopa-per-decision'), buffer, second, log, new DeadLetter(`${dir}/dead-letter`));
+  b.start();
+  assert.ok(await b.drain(Date.now() + 10_000));
+  b.stop();
+  const keys = [...second.objects.keys()].sort();
+  const hive = keys.filter((k) => k.endsWith('.ndjson.gz'));
+  const perDecision = keys.filter((k) => k.startsWith('eopa=opa-1/'));
+  assert.equal(hive.length, 1, `the batch sealed under hive keeps its hive name: ${keys.join(', ')}`);
+  assert.equal(gunzipSync(second.objects.get(hive[0]!)!).toString().trim().split('\n').length, 3);
+  assert.deepEqual(perDecision.map((k) => /decision_id=(.*)\.json$/.exec(k)![1]).sort(), ['b-0', 'b-1', 'b-2'], 'only the new decisions get objects of the new layout');
+  assert.equal(keys.length, 4, 'nothing written twice');
+  assert.equal(buffer.outputShape('out'), JSON.stringify(['eopa-per-decision', 'ndjson', 'gzip']), 'once the old batches are out, the new settings are recorded');
+  buffer.close();
+});
