@@ -201,15 +201,19 @@ test('a generated encryption key is warned about at start, saying how to move it
 test('an open API (no admin key) on a listen address that is not loopback is refused before anything listens', async (t) => {
   const dir = dirFor(t);
   const dataDir = path.join(dir, 'data');
-  const open = writeConfig(dir, { listen: '0.0.0.0:0', data_dir: dataDir, outputs: [] });
-  const served = await runCli(['serve', '--config', open]);
-  assert.equal(served.code, 1, served.stdout + served.stderr);
-  assert.match(served.stderr, /api\.admin_key: is not set, and listen 0\.0\.0\.0:0 is not a loopback address/);
-  assert.match(served.stderr, /SLUICE_ADMIN_KEY/);
-  assert.match(served.stderr, /api\.open: true/);
-  assert.ok(!/listening/.test(served.stdout + served.stderr), 'it never listened');
+  // every interface: should it ever start listening, start() returns and the process is killed at once
+  const served = new SluiceProcess({ config: { listen: '0.0.0.0:0', data_dir: dataDir, outputs: [] } });
+  t.after(() => served.kill9());
+  await assert.rejects(served.start(), /sluice exited with 1/, 'it exits 1 instead of listening');
+  assert.ok(!/listening/.test(served.output), `it never listened:\n${served.output}`);
+  assert.match(served.output, /api\.admin_key: is not set, and listen 0\.0\.0\.0:0 is not a loopback address/);
+  assert.match(served.output, /SLUICE_ADMIN_KEY/);
+  assert.match(served.output, /api\.open: true/);
   assert.ok(!existsSync(dataDir), 'it stopped at the config, before data_dir');
+  const open = writeConfig(dir, { listen: '0.0.0.0:0', data_dir: dataDir, outputs: [] });
   assert.equal((await runCli(['check', '--config', open])).code, 1, 'sluice check says the same');
+  const specific = await runCli(['check', '--config', writeConfig(dir, { listen: '192.0.2.1:8181', data_dir: dataDir })]);
+  assert.equal(specific.code, 1, 'any address that is not loopback');
 
   // an admin key (from the environment too), or an explicit api.open, is accepted; so is any loopback listen
   assert.equal((await runCli(['check', '--config', open], { env: { SLUICE_ADMIN_KEY: 'k' } })).code, 0);
