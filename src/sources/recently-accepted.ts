@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
+import { digestWords, KeyMemory } from './key-memory.js';
 
 /**
  * What ingest accepted recently, so that OPA's re-sends are acknowledged without being stored twice.
@@ -8,21 +9,19 @@ import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
  * OPA re-sends a chunk whose response it did not get, usually byte for byte; a decision may also come again
  * inside a different chunk. Both are remembered: a digest of each accepted request body and each accepted
  * decision_id, for `window` ms and at most `maxEntries` of them (oldest forgotten first), so memory is
- * bounded. Keys are short digests. They are stored in the buffer in the
+ * bounded. Keys are short digests (held as 61-bit words, see KeyMemory). They are stored in the buffer in the
  * same transaction as the decisions, and read back at start, so the memory survives a restart.
  */
 export class RecentlyAccepted {
-  /**
-   * key -> when it was accepted, in seconds since `base`: small integers are stored inline by V8, where
-   * milliseconds since 1970 would take a heap number per key. A Map iterates in insertion order: time order.
-   */
-  private readonly keys = new Map<string, number>();
+  /** Key digests -> when each was accepted, in seconds since `base`, in time order, in typed arrays. */
+  private readonly keys: KeyMemory;
   private readonly base: number;
   /** Keys of requests being stored right now, and when that ends. */
   private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(private readonly buffer: DecisionBuffer, private readonly window: number, private readonly maxEntries: number) {
     this.base = Date.now() - window;
+    this.keys = new KeyMemory(this.enabled ? maxEntries : 1);
     if (!this.enabled) return;
     for (const row of buffer.acceptedSince(this.base, maxEntries)) for (const key of row.keys) this.remember(key, row.at);
     this.evict(Date.now());
@@ -37,7 +36,8 @@ export class RecentlyAccepted {
   }
 
   has(key: string, now = Date.now()): boolean {
-    const at = this.keys.get(key);
+    const words = digestWords(key);
+    const at = words && this.keys.get(words[0], words[1]);
     return at !== undefined && at >= this.seconds(now - this.window);
   }
 
@@ -122,13 +122,13 @@ export class RecentlyAccepted {
    */
   forgetOld(now = Date.now()): void {
     this.evict(now);
-    const oldest = this.keys.values().next().value;
+    const oldest = this.keys.oldest();
     this.buffer.forgetAccepted(Math.max(now - this.window, oldest === undefined ? now : this.base + oldest * 1000));
   }
 
   private remember(key: string, at: number): void {
-    this.keys.delete(key);
-    this.keys.set(key, this.seconds(at));
+    const words = digestWords(key);
+    if (words) this.keys.set(words[0], words[1], this.seconds(at));
   }
 
   private seconds(ms: number): number {
@@ -136,10 +136,7 @@ export class RecentlyAccepted {
   }
 
   private evict(now: number): void {
-    for (const [key, at] of this.keys) {
-      if (this.keys.size <= this.maxEntries && at >= this.seconds(now - this.window)) break;
-      this.keys.delete(key);
-    }
+    this.keys.evict(this.maxEntries, this.seconds(now - this.window));
   }
 }
 
