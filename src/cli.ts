@@ -27,6 +27,14 @@ program.command('serve')
   .action(async (opts: { config?: string; acceptBufferLoss: boolean }) => {
     const config = readConfigOrExit(opts.config);
     const log = createLogger(config.log.level);
+    // A promise nothing handles is a path no one thought through: what it left half done is unknown. Said
+    // once, at fatal, with the error, and exit 1 for the supervisor to restart: what was acknowledged is on
+    // disk, and a start finds everything from there. (Every known failure, a full disk included, is handled
+    // where it happens; none reaches this.)
+    process.on('unhandledRejection', (err) => {
+      log.fatal({ err }, 'unhandled rejection: exiting (acknowledged data is on disk; a restart goes on from there)');
+      process.exit(1);
+    });
     let server;
     try {
       // only an explicit yes: commander's .env() would take SLUICE_ACCEPT_BUFFER_LOSS=false as set, hence true

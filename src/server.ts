@@ -49,7 +49,7 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   // the owner's only, before any database in it is opened (SQLite gives new -wal and -shm files the database's mode)
   tightenDataDirLogged(config.data_dir, log);
   // One process per data_dir, taken before anything in it is opened: two would overwrite each other's buffer.
-  const lock = DataDirLock.acquire(config.data_dir);
+  const lock = DataDirLock.acquire(config.data_dir, log);
   let buffer;
   try {
     buffer = openBuffer(config.data_dir, config.buffer.max_bytes, log, options);

@@ -5,8 +5,7 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
@@ -14,6 +13,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { S3_KEY, S3_SECRET, s3For, type TestS3 } from './helpers/s3.js';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
 import { decisions, postDecisions } from './helpers/opa.js';
+import { tmpfsDataDir } from './helpers/full-disk.js';
 
 const RETRY = { initial_backoff: '50ms', max_backoff: '500ms' };
 /** One timestamp for the file: a post never straddles an hour, so each post is one chunk per partition. */
@@ -329,70 +329,22 @@ test('a chunk whose bytes changed on disk (through SQLite, or raw in the file) i
 // ---------------------------------------------------------------------------------------------------------------
 // A full disk
 
-/**
- * A real full disk, unprivileged: the server runs in its own user and mount namespace (`unshare`), with a
- * small tmpfs mounted on its data_dir; the test reaches that tmpfs through /proc/<pid>/root and fills it with
- * a file, then deletes the file. `{ skip }` with the reason where unshare or the mount is not allowed (e.g. a
- * container without user namespaces).
- */
-function tmpfsWrap(): { wrap: string[] } | { skip: string } {
-  const probeDir = tempDir('sluice-tmpfs-probe-');
-  try {
-    const probe = spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs "$0"', probeDir], { encoding: 'utf8' });
-    if (probe.error || probe.status !== 0) return { skip: `cannot mount a tmpfs in a user namespace here (${probe.error?.message ?? probe.stderr.trim()})` };
-  } finally {
-    rmSync(probeDir, { recursive: true, force: true });
-  }
-  return { wrap: ['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o size=16m tmpfs "$SLUICE_TMPFS" && exec "$@"', 'sh'] };
-}
-
-/** Writes `file` until the file system is full (ENOSPC); bounded. */
-function fillDisk(file: string): number {
-  const fd = openSync(file, 'w');
-  let written = 0;
-  try {
-    for (const size of [1 << 20, 64 << 10, 4 << 10, 512]) {
-      const block = Buffer.alloc(size, 0x78);
-      for (let i = 0; i < 1000; i++) {
-        try {
-          written += writeSync(fd, block);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-          throw err;
-        }
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return written;
-}
-
 test('a full disk: ingest and the control plane answer 503 with Retry-After, one error line per cause, and /ready recovers by itself once space is back', async (t) => {
-  const mechanism = tmpfsWrap();
-  if ('skip' in mechanism) {
-    t.skip(`no full disk to make: ${mechanism.skip}`);
+  // a real full disk: a small tmpfs on data_dir, in a user and mount namespace of its own
+  const disk = await tmpfsDataDir(t, 16);
+  if ('skip' in disk) {
+    t.skip(`no full disk to make: ${disk.skip}`);
     return;
   }
   const s3 = await s3For(t);
-  const base = dataDirFor(t);
-  const dataDir = path.join(base, 'data');
-  mkdirSync(dataDir);
-  const sluice = sluiceFor(t, config(dataDir, s3), { wrap: mechanism.wrap, env: { SLUICE_TMPFS: dataDir } });
+  const sluice = sluiceFor(t, config(disk.dataDir, s3), { wrap: disk.wrap });
   await sluice.start();
   const acked = new Set<string>();
   assert.equal((await post(sluice, 20, acked)).status, 200);
   // delivered before the disk fills, so that no output has bookkeeping to write meanwhile
   await untilLanded(sluice, s3, acked);
   await sluice.until('the buffer to empty', async () => (await sluice.ready()).buffer.chunks === 0);
-
-  const inside = path.join(`/proc/${sluice.pid}/root`, dataDir);
-  if (!existsSync(path.join(inside, 'buffer.sqlite'))) {
-    t.skip(`no full disk to make: the server's tmpfs is not reachable through ${inside} here`);
-    return;
-  }
-  const filler = path.join(inside, 'filler');
-  assert.ok(fillDisk(filler) > 0, 'the tmpfs takes the filler until it is full');
+  assert.ok(disk.fill() > 0, 'the tmpfs takes the filler until it is full');
 
   // Ingest: refused with 503 and Retry-After, nothing acknowledged.
   let refused: Response | undefined;
@@ -431,7 +383,7 @@ test('a full disk: ingest and the control plane answer 503 with Retry-After, one
   assert.equal(count(/^request failed/), 0, 'no second line per refused request');
 
   // Space is back: /ready recovers without any client write, and both sides take writes again.
-  rmSync(filler);
+  disk.free();
   await sluice.until('/ready to answer 200 again without any write', async () => (await fetch(`${sluice.url}/ready`)).status === 200);
   assert.equal((await post(sluice, 20, acked)).status, 200);
   assert.ok([200, 201].includes((await putTenant()).status));

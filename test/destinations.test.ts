@@ -696,6 +696,50 @@ test('restart: an event acknowledged while S3 was down lands after SIGTERM and a
 
 // ---------------------------------------------------------------------------------------------------------------
 
+test('POST /retry of every event of a failed batch: the new batch gets a key of its own (-r<n>) and lands, and batching goes on', async () => {
+  const s3 = await startS3(['retried', 'other'], { running: false });
+  const { sluice, api } = await startSluice(sluiceConfig(dataDir(), { retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 0 } }));
+  await tenant(api, 'again');
+  const destination = await api.createDestination('again', s3Destination(s3, 'retried', { config: { batching: { max_events: 3, max_age: '200ms' } } }));
+  const ids: string[] = [];
+  for (let n = 0; n < 3; n++) ids.push((await api.publish({ tenant_id: 'again', topic: 'orders', data: { n } })).id);
+  // S3 is down and no retry is left: the batch of the three fails, and so do its events
+  await sluice.until('the three events failed', async () => {
+    for (const id of ids) if (deliveryStatus(await api.event(id), destination.id) !== 'failed') return false;
+    return true;
+  });
+  const failedKeys = [...new Set(failed(await api.attempts({ destination_id: destination.id })).map((a) => a.response_data?.key as string))];
+  assert.equal(failedKeys.length, 1, `one failed batch: ${failedKeys.join(', ')}`);
+
+  await s3.start();
+  for (const id of ids) {
+    const retry = await api.call('POST', '/retry', { event_id: id, destination_id: destination.id });
+    assert.equal(retry.status, 202, `POST /retry: ${retry.text}`);
+  }
+  // the retried deliveries are found by the batcher's rescan (every 10 s) and sealed anew
+  const retriedKey = await waitForKey(sluice, s3, 'retried', () => true, 'the retried batch to land', 30_000);
+  assert.notEqual(retriedKey, failedKeys[0], 'not the key of the failed batch');
+  assert.equal(retriedKey, failedKeys[0]!.replace(/\.ndjson\.gz$/, '-r1.ndjson.gz'), 'the failed batch\'s name with -r1');
+  const lines = (key: string) => s3.object(key, 'retried').then(({ body }) => gunzipSync(body).toString('utf8').split('\n').filter((l) => l.length > 0));
+  assert.deepEqual(await lines(retriedKey), ['{"n":0}', '{"n":1}', '{"n":2}'], 'each retried event once');
+  for (const id of ids) await sluice.until(`event ${id} delivered`, async () => deliveryStatus(await api.event(id), destination.id) === 'success');
+  // and batching goes on: a batched destination made now seals and uploads
+  const other = await api.createDestination('again', s3Destination(s3, 'other', { topics: ['refunds'], config: { batching: { max_events: 1, max_age: '200ms' } } }));
+  await api.publish({ tenant_id: 'again', topic: 'refunds', data: { refund: 1 } });
+  await waitForKey(sluice, s3, 'other', (k) => k.includes(`/${other.id}-`), 'the other batched destination to deliver');
+
+  // retried once more after their success: again a key never used before, and the earlier object stays as it was
+  for (const id of ids) assert.equal((await api.call('POST', '/retry', { event_id: id, destination_id: destination.id })).status, 202);
+  const again = await waitForKey(sluice, s3, 'retried', (k) => k !== retriedKey, 'the second retried batch to land', 30_000);
+  assert.equal(again, failedKeys[0]!.replace(/\.ndjson\.gz$/, '-r2.ndjson.gz'));
+  assert.deepEqual(await lines(again), ['{"n":0}', '{"n":1}', '{"n":2}']);
+  assert.deepEqual(await s3.keys('retried'), [retriedKey, again].sort());
+  assert.ok(!/batch delivery failed to read|sealing a batch failed/.test(sluice.output), 'no pass failed meanwhile');
+  await sluice.stop();
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+
 test('decisions to tenants: each decision POSTed to /logs/acme is one object, once, even when re-sent', async () => {
   const s3 = await startS3(['decisions']);
   const { sluice, api } = await startSluice(sluiceConfig(dataDir(), {}, { ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] } }));

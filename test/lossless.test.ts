@@ -260,6 +260,40 @@ describe('published events keep their data as sent; publish bodies have a depth 
       assert.equal(res.status, 200, `${route}: ${(await res.text()).slice(0, 500)}`);
     }
   });
+
+  test('a body that is not valid UTF-8 is a 400 (invalid_utf8) that stores nothing; valid UTF-8, U+FFFD itself included, is kept byte for byte', async () => {
+    const bytes = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    const invalid: Array<[string, number[]]> = [
+      ['a lone continuation byte', [0x80]],
+      ['0xFF', [0xff]],
+      ['a sequence cut short', [0xe2, 0x82]],
+      ['an overlong encoding of "/"', [0xc0, 0xaf]],
+      ['a UTF-16 surrogate encoded as UTF-8', [0xed, 0xa0, 0x80]],
+    ];
+    for (const [what, bad] of invalid) {
+      const marker = `utf8-${what.replace(/\W+/g, '-')}`;
+      const res = await api('/publish', { method: 'POST', body: bytes(`{"tenant_id":"acme","topic":"orders","id":"${marker}","data":{"s":"x`, bad, 'y"}}') });
+      const text = await res.text();
+      assert.equal(res.status, 400, `${what}: ${text}`);
+      const body = JSON.parse(text) as { status: number; message: string; data: { reason: string } };
+      assert.equal(body.status, 400);
+      assert.match(body.message, /not valid UTF-8/);
+      assert.deepEqual(body.data, { reason: 'invalid_utf8' });
+      assert.equal((await api(`/events/${marker}`)).status, 404, `${what}: nothing was stored`);
+    }
+    // in another route's body too: a tenant's metadata
+    const tenant = await api('/tenants/utf8', { method: 'PUT', body: bytes('{"metadata":{"k":"', [0xff], '"}}') });
+    assert.equal(tenant.status, 400);
+    assert.equal(((await tenant.json()) as { data: { reason: string } }).data.reason, 'invalid_utf8');
+    assert.equal((await api('/tenants/utf8')).status, 404);
+
+    // U+FFFD sent as such, and an escape, which stays an escape
+    const data = '{"s":"é € 𝄞 \uFFFD \\u00e9"}';
+    const published = await api('/publish', { method: 'POST', body: Buffer.from(publishBody(data)) });
+    const text = await published.text();
+    assert.equal(published.status, 202, text);
+    assert.ok(Buffer.from(await objectOf((JSON.parse(text) as { id: string }).id)).equals(Buffer.from(data)), 'the object holds the bytes sent');
+  });
 });
 
 /** Resolves when `promise` does or after `ms`, whichever is first; the timer never outlives it. */

@@ -13,6 +13,7 @@ import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
 import { closedPort } from './helpers/outpost.js';
 import { decisions } from './helpers/opa.js';
 import { HostPolicy, hostCheck } from '../src/api/host-check.js';
+import { launchBrowser } from './helpers/browser.js';
 
 const SECRETS = ['tok3n', 'k3y', 'pa55', 'h3ader'];
 
@@ -338,6 +339,24 @@ test('/ui sends a Content-Security-Policy, X-Frame-Options: DENY and X-Content-T
   }
   // the console's API stays behind the admin key
   assert.equal((await fetch(`${sluice.url}/ui/api/overview`)).status, 401);
+});
+
+test('the console works under its Content-Security-Policy: chromium reports no violation', async (t) => {
+  const dir = dirFor(t);
+  const sluice = await started(t, { data_dir: path.join(dir, 'data'), outputs: [{ name: 'local', type: 'file', path: path.join(dir, 'objects') }], api: { admin_key: 'adm1n' } });
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  const violations: string[] = [];
+  page.on('console', (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text()); });
+  page.on('pageerror', (e) => violations.push(e.message));
+  await page.goto(`${sluice.url}/ui`);
+  await page.waitForSelector('#login:not([hidden])', { timeout: 20_000 });
+  await page.fill('#key', 'adm1n');
+  await page.click('#login button');
+  await page.waitForSelector('#console:not([hidden])', { timeout: 20_000 });
+  await page.waitForFunction(() => document.querySelectorAll('#chart-rates canvas').length === 1, undefined, { timeout: 20_000 });
+  assert.deepEqual(violations, []);
 });
 
 test('/ui/assets/constructor, __proto__ and other Object names are 404, unauthenticated, with no error logged', async (t) => {

@@ -19,6 +19,9 @@ declare module 'fastify' {
   }
 }
 
+/** JSON is UTF-8 (RFC 8259): a body that is not is refused, not repaired. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** What the control plane's routes share. */
 export interface ControlPlane {
   config: Config;
@@ -40,8 +43,15 @@ export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
 
   // Outpost's clients send PUT /tenants/{id} with no body at all: an empty body is no body.
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = body as string;
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    // Decoded strictly: a lenient decoding (parseAs 'string') would store U+FFFD in place of every invalid
+    // byte, and acknowledge data that is not what was sent. (A BOM is kept, and refused by JSON.parse, as before.)
+    let text: string;
+    try {
+      text = UTF8.decode(body as Buffer);
+    } catch {
+      return done(new HttpError(400, 'the body is not valid UTF-8', { reason: 'invalid_utf8' }), undefined);
+    }
     if (text.trim() === '') return done(null, undefined);
     // before anything builds a tree of it: nothing later (validation, a key template, an answer that
     // serializes it) has to cope with hostile depth

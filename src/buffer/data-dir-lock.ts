@@ -18,7 +18,7 @@ export class DataDirInUseError extends StartRefusedError {
   constructor(readonly dataDir: string, readonly holder: LockHolder | undefined) {
     const who = holder
       ? `pid ${holder.pid} on ${holder.hostname}${holder.hostname === hostname() ? '' : ' (another host: data_dir is on a shared file system)'}, started ${holder.started_at}`
-      : 'a process that has not written data_dir/lock.json yet: it is starting';
+      : 'a process that has not written data_dir/lock.json: it is starting, or could not write it (a full disk)';
     super(`data_dir ${dataDir} is in use by another Sluice (${who}). Two processes on one data_dir would overwrite each other's `
       + 'buffer and lose acknowledged decisions: stop that one first, or give this one a data_dir of its own.');
     this.name = 'DataDirInUseError';
@@ -27,18 +27,22 @@ export class DataDirInUseError extends StartRefusedError {
 
 /**
  * One Sluice per data_dir. The lock is SQLite's own file lock on `data_dir/lock.sqlite`, held from start to
- * shutdown: in EXCLUSIVE locking mode the first write takes an exclusive lock that the connection keeps until it
- * closes, and being a POSIX advisory lock, the kernel drops it when the process dies however it dies (kill -9,
- * OOM), so a crash never leaves a stale lock behind. A second process cannot even read lock.sqlite meanwhile,
- * so the holder's pid and start time go in a plain `data_dir/lock.json` for the refusal to name.
+ * shutdown: in EXCLUSIVE locking mode, `BEGIN EXCLUSIVE` takes the exclusive lock and the `COMMIT` keeps it
+ * until the connection closes. Nothing is written for it (but the header of a new, empty lock.sqlite, at the
+ * first start), so it is taken on a full disk too: a Sluice that stopped (or crashed) on a full disk starts
+ * again, answering 503 to writes until there is space. Being a POSIX advisory lock, the kernel drops it when
+ * the process dies however it dies (kill -9, OOM), so a crash never leaves a stale lock behind. A second
+ * process cannot even read lock.sqlite meanwhile, so the holder's pid and start time go in a plain
+ * `data_dir/lock.json` for the refusal to name (best effort: on a full disk it may not be written, and the
+ * refusal then names no holder).
  */
 export class DataDirLock {
   private released = false;
 
   private constructor(private readonly db: Database.Database, private readonly infoFile: string) {}
 
-  /** Takes the lock at once, or throws DataDirInUseError naming the holder. */
-  static acquire(dataDir: string): DataDirLock {
+  /** Takes the lock at once, or throws DataDirInUseError naming the holder. `log` hears of a lock.json that could not be written. */
+  static acquire(dataDir: string, log?: { warn(fields: object, message: string): void }): DataDirLock {
     const dir = path.resolve(dataDir);
     makePrivateDir(dir);
     const infoFile = path.join(dir, 'lock.json');
@@ -47,11 +51,7 @@ export class DataDirLock {
     const db = new Database(path.join(dir, 'lock.sqlite'), { timeout: 0 });
     try {
       db.pragma('locking_mode = EXCLUSIVE');
-      db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, started_at TEXT NOT NULL)');
-      db.transaction(() => {
-        db.exec('DELETE FROM holder');
-        db.prepare('INSERT INTO holder (pid, started_at) VALUES (?, ?)').run(process.pid, new Date().toISOString());
-      }).immediate();
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
     } catch (err) {
       db.close();
       if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY') || (err as { code?: string }).code?.startsWith('SQLITE_LOCKED')) {
@@ -60,7 +60,13 @@ export class DataDirLock {
       throw err;
     }
     const holder: LockHolder = { pid: process.pid, hostname: hostname(), started_at: new Date().toISOString() };
-    writeFileAtomic(infoFile, `${JSON.stringify(holder)}\n`);
+    try {
+      writeFileAtomic(infoFile, `${JSON.stringify(holder)}\n`);
+    } catch (err) {
+      // the lock is held all the same: only a refusal of a second process would name no holder
+      rmSync(infoFile, { force: true });
+      log?.warn({ err, file: infoFile }, 'could not write data_dir/lock.json (the lock is held; a second Sluice on this data_dir is refused without naming this one)');
+    }
     return new DataDirLock(db, infoFile);
   }
 
@@ -86,14 +92,24 @@ function readHolder(file: string): LockHolder | undefined {
 /** Writes `file` whole or not at all (a reader never sees half of it), and durably: temporary file, fsync, rename, fsync of the directory. */
 export function writeFileAtomic(file: string, content: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
   try {
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(tmp, 'w', 0o644);
+    try {
+      // a write may take only part of it (a disk that fills): the rest goes on, until it fails with ENOSPC
+      const bytes = Buffer.from(content);
+      let at = 0;
+      for (let i = 0; at < bytes.length && i <= bytes.length; i++) at += writeSync(fd, bytes, at);
+      if (at < bytes.length) throw new Error(`${tmp}: only ${at} of ${bytes.length} bytes could be written`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (err) {
+    // a full disk: no half-written temporary file left behind
+    rmSync(tmp, { force: true });
+    throw err;
   }
-  renameSync(tmp, file);
   const dirFd = openSync(path.dirname(file), 'r');
   try {
     fsyncSync(dirFd);

@@ -12,6 +12,8 @@ const PROBE_EVERY_MS = 1000;
 
 interface Pending {
   work: () => unknown;
+  /** Called once the transaction that holds `work` has committed (not when `work` threw or the commit failed). */
+  committed?: () => void;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   result?: unknown;
@@ -49,11 +51,16 @@ export class WalGroupCommit {
     this.walFd = openSync(walPath, 'r');
   }
 
-  /** Runs `work` in a transaction; resolves with its result once it is durable on disk. */
-  run<T>(work: () => T): Promise<T> {
+  /**
+   * Runs `work` in a transaction; resolves with its result once it is durable on disk. `committed` runs as soon
+   * as that transaction has committed, and only then: state kept beside the database (counts of its rows) is
+   * changed there, so that a write rolled back (by its own error, or by a COMMIT that failed: a full disk in
+   * WAL mode fails there) changes nothing.
+   */
+  run<T>(work: () => T, committed?: () => void): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the database is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ work, committed, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -86,6 +93,7 @@ export class WalGroupCommit {
       for (const pending of batch) pending.reject(err as Error);
       return;
     }
+    for (const pending of batch) if (!pending.error) pending.committed?.();
     for (const pending of batch) {
       if (pending.error) {
         // a write that failed for the disk's sake (not its own) says the database cannot take writes
@@ -187,6 +195,20 @@ export class WalDatabase {
       throw err;
     } finally {
       this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  /**
+   * Commits at once, without waiting for an fsync (durable with the next one): for bookkeeping a crash may
+   * lose, as long as what it records is done again. A disk error makes the database not writable, as a
+   * failed group commit does, until a write succeeds again.
+   */
+  writeNow<T>(work: () => T): T {
+    try {
+      return this.db.transaction(work)();
+    } catch (err) {
+      if (storageErrorCode(err)) this.commits.fail(err as Error);
+      throw err;
     }
   }
 

@@ -39,11 +39,12 @@ const listen = z.string().default('127.0.0.1:8181').refine(
   'must be host:port, e.g. 127.0.0.1:8181 or [::1]:8181',
 );
 
-const batch = z.strictObject({
-  max_events: z.number().int().positive().default(1_000_000),
-  max_bytes: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
+const batchWith = (maxEvents: number, maxBytes: string) => z.strictObject({
+  max_events: z.number().int().positive().default(maxEvents),
+  max_bytes: size(maxBytes).refine((v) => v > 0, 'must be greater than 0'),
   max_age: duration('10s').refine((v) => v > 0, 'must be greater than 0'),
 }).prefault({});
+const batch = batchWith(1_000_000, '64MiB');
 
 const retry = z.strictObject({
   initial_backoff: duration('1s').refine((v) => v > 0, 'must be greater than 0'),
@@ -124,6 +125,10 @@ const headers = z.record(z.string(), z.string()).default({});
 const noUserinfo = (url: string) => { const u = new URL(url); return u.username === '' && u.password === ''; };
 const USERINFO_MESSAGE = 'must not hold credentials (user:password@): put them in headers, e.g. headers: { authorization: "Basic ${BASIC_AUTH}" } (for a service output: token)';
 
+/** The body bytes of one request as sent (compressed when the output compresses). */
+const requestBytes = z.union([z.number(), z.string()]).transform(toBytes).refine((v) => v > 0, 'must be greater than 0');
+const requestDecisions = z.number().int().positive();
+
 /** POSTs each batch to a URL; 2xx is delivered, 408/429/5xx and network errors are retried, other 4xx fail loudly. */
 const httpOutput = z.strictObject({
   ...batchedOutput,
@@ -131,6 +136,9 @@ const httpOutput = z.strictObject({
   url: z.url({ message: 'must be a URL such as http://127.0.0.1:9000/ingest' }).refine(noUserinfo, USERINFO_MESSAGE),
   headers,
   timeout: duration('30s'),
+  /** Unset: a batch is one request (cut in two on each 413); set: batches go in requests of at most this much. */
+  max_request_bytes: requestBytes.optional(),
+  max_request_decisions: requestDecisions.optional(),
 });
 
 /** Forwards to another OPA decision log service as OPA does: a gzip JSON array POSTed to <url><resource>. */
@@ -144,6 +152,12 @@ const serviceOutput = z.strictObject({
   timeout: duration('30s'),
   format: z.literal('json_array').default('json_array'),
   compression: z.literal('gzip').default('gzip'),
+  /** A batch of about what OPA holds in memory: 10,000 decisions, 8 MiB uncompressed. */
+  batch: batchWith(10_000, '8MiB'),
+  /** OPA's upload_size_limit_bytes: a batch goes in gzip arrays of at most this many compressed bytes... */
+  max_request_bytes: requestBytes.default(1024 * 1024),
+  /** ... and at most this many decisions (Sluice refuses more than ingest.max_decisions_per_request). */
+  max_request_decisions: requestDecisions.default(10_000),
 });
 
 export const OUTPUT_TYPES = ['s3', 'file', 'console', 'http', 'service'] as const;

@@ -1,14 +1,15 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
-export type DeadLetterReason = 'rule_failed' | 'corrupt_chunk';
+export type DeadLetterReason = 'rule_failed' | 'corrupt_chunk' | 'too_large';
 
 /**
  * Decisions an output cannot write as data, set aside on local disk instead of stopping the output.
  *
- * Two things end up here: a decision on which the output's rules failed (writing it unmasked could leak what
- * the mask exists to hide, so it is not written to the output at all), and a buffer chunk whose checksum does
- * not match (its bytes are not what was acknowledged, so they are not data). Both stay in
+ * Three things end up here: a decision on which the output's rules failed (writing it unmasked could leak what
+ * the mask exists to hide, so it is not written to the output at all), a buffer chunk whose checksum does
+ * not match (its bytes are not what was acknowledged, so they are not data), and a decision an http or service
+ * output's receiver refuses as too large even sent alone (413: no retry can deliver it). All stay in
  * `data_dir/dead-letter/<output>.ndjson`, one JSON line per incident, fsync'd before the output moves on, next
  * to the buffer they came from: an operator can inspect, fix and replay them (`sluice send`). After a crash an
  * incident may be written twice; it is never lost.

@@ -2,9 +2,12 @@ import type { Logger } from 'pino';
 import { awsS3ConfigOf, type BatchingConfig } from '../sinks/s3/aws-s3-destination.js';
 import { SinkError } from '../sinks/types.js';
 import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
+import { RateLimitedLog } from '../observability/rate-limited-log.js';
+import { storageErrorCode } from '../buffer/storage-errors.js';
 import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';
+import { RecordHolds } from './record-holds.js';
 
 /** Pending deliveries a destination's batching reads per pass: bounds the work of one pass. */
 const READ_LIMIT = 20_000;
@@ -20,6 +23,8 @@ interface OpenGroup {
   seqs: number[];
   bytes: number;
   oldest: number;
+  /** It holds a delivery made pending again by POST /retry, which was in a batch before. */
+  retried: boolean;
 }
 
 /** A destination's open groups and how far its deliveries have been read (by destinationKey: ids are unique per tenant only). */
@@ -35,14 +40,27 @@ interface BatchingState {
  * per event. Pending deliveries are grouped per topic and UTC hour; a group is sealed (recorded, fsync'd,
  * with its key) when it reaches max_events or max_bytes or is max_age old, then uploaded; a retry rewrites
  * the same key with the same events. One attempt is logged per batch.
+ *
+ * A batch of retried deliveries (POST /retry of events of a batch) gets a key of its own: its first and last
+ * deliveries may be those of the batch they were in, so `-r<n>` follows them, n counting such batches in the
+ * store. It must neither take the recorded key of that batch nor overwrite its object, which may hold events
+ * that were not retried.
+ *
+ * While the store cannot write (a full disk) nothing is sealed nor uploaded: neither could be recorded. An
+ * upload whose attempt could not be recorded stays pending and is attempted again after a wait that grows.
  */
 export class EventBatcher {
   private readonly inflight = new Set<string>();
   private readonly states = new Map<string, BatchingState>();
+  /** Batches whose last attempt could not be recorded, by key: not attempted again before their wait is over. */
+  private readonly holds = new RecordHolds<string>();
+  private readonly failures: RateLimitedLog;
   private active = false;
   private lastPass = 0;
 
-  constructor(private readonly store: Store, private readonly dispatcher: EventDispatcher, private readonly log: Logger) {}
+  constructor(private readonly store: Store, private readonly dispatcher: EventDispatcher, private readonly log: Logger) {
+    this.failures = new RateLimitedLog(log);
+  }
 
   /** Milliseconds until the batcher wants to look again. */
   nextTickIn(): number {
@@ -56,12 +74,23 @@ export class EventBatcher {
     this.active = destinations.length > 0;
     const keys = new Set(destinations.map((d) => destinationKey(d.tenant_id, d.id)));
     for (const key of this.states.keys()) if (!keys.has(key)) this.states.delete(key);
-    if (!this.active) return;
-    for (const destination of destinations) this.seal(destination, awsS3ConfigOf(destination).batching!, now);
+    this.holds.forget(now);
+    if (!this.active || !this.store.writable()) return;
+    for (const destination of destinations) {
+      // one destination's failure to seal (its batches stay open, and are sealed by a later pass) holds back no other
+      try {
+        this.seal(destination, awsS3ConfigOf(destination).batching!, now);
+      } catch (err) {
+        const code = storageErrorCode(err);
+        this.failures.error(`seal:${code ?? destinationKey(destination.tenant_id, destination.id)}`, { err, code, tenant_id: destination.tenant_id, destination_id: destination.id },
+          code ? 'sealing a batch failed: the store cannot write to its data_dir; sealed by a later pass' : 'sealing a batch failed; sealed by a later pass');
+        if (code) return;
+      }
+    }
     const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
     for (const batch of this.store.dueBatches(now)) {
       const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
-      if (!destination || this.inflight.has(batch.key)) continue;
+      if (!destination || this.inflight.has(batch.key) || this.holds.held(batch.key, now)) continue;
       this.inflight.add(batch.key);
       void this.upload(destination, batch).finally(() => {
         this.inflight.delete(batch.key);
@@ -80,10 +109,14 @@ export class EventBatcher {
     const close = (streamKey: string, group: OpenGroup) => {
       const first = group.seqs[0]!;
       const last = group.seqs[group.seqs.length - 1]!;
-      const key = renderKey(DEFAULT_KEY_TEMPLATE, keyValues({
+      const values = keyValues({
         output: destination.id, bufferId: this.store.id, partition: group.topic, hour: group.hour, first, last, ext: extension(batching),
-      }));
-      this.store.sealBatch({ key, tenant_id: destination.tenant_id, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs);
+      });
+      let key = renderKey(DEFAULT_KEY_TEMPLATE, values);
+      // a key already recorded can only be another batch's: never taken again (the primary key would refuse it)
+      const retried = group.retried || this.store.batchExists(key);
+      if (retried) key = renderKey(DEFAULT_KEY_TEMPLATE, { ...values, batch: `${values.batch}-r${this.store.nextRetriedBatch()}` });
+      this.store.sealBatch({ key, tenant_id: destination.tenant_id, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs, retried);
       state.open.delete(streamKey);
       for (const seq of group.seqs) state.inOpen.delete(seq);
     };
@@ -97,10 +130,11 @@ export class EventBatcher {
       const streamKey = `${topic}\u0000${hour}`;
       let group = state.open.get(streamKey);
       if (!group) {
-        group = { topic, hour, seqs: [], bytes: 0, oldest: row.received_at_ms };
+        group = { topic, hour, seqs: [], bytes: 0, oldest: row.received_at_ms, retried: false };
         state.open.set(streamKey, group);
       }
       group.seqs.push(row.seq);
+      if (row.retried === 1) group.retried = true;
       state.inOpen.add(row.seq);
       group.bytes += row.bytes + 1;
       if (group.seqs.length >= batching.max_events || group.bytes >= batching.max_bytes) close(streamKey, group);
@@ -110,35 +144,52 @@ export class EventBatcher {
     }
   }
 
+  /** Uploads a batch and records the attempt; never rejects (a failure to record is logged, and the batch tried again later). */
   private async upload(destination: Destination, batch: EventBatch): Promise<void> {
-    const batching = awsS3ConfigOf(destination).batching!;
-    const events = this.store.batchEvents(batch);
     const attemptNumber = batch.attempts + 1;
     const started = Date.now();
-    const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
     const base = { tenant_id: destination.tenant_id, event_id: null, destination_id: destination.id, attempt_number: attemptNumber, manual: false };
     try {
-      const object = await encodeLines(events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)), batching, batch.key);
-      await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
+      const batching = awsS3ConfigOf(destination).batching!;
+      const events = this.store.batchEvents(batch);
+      const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
+      let failure: Error | undefined;
+      try {
+        const object = await encodeLines(events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)), batching, batch.key);
+        await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
+      } catch (err) {
+        failure = err as Error;
+      }
+      if (failure && this.dispatcher.signal.aborted) return;
+      if (failure) {
+        const wait = this.dispatcher.retryWait(attemptNumber);
+        const code = failure instanceof SinkError ? failure.code ?? null : 'error';
+        this.store.recordBatchAttempt(
+          { ...base, status: 'failed', code, response_data: response, error: failure.message, duration_ms: Date.now() - started },
+          { key: batch.key, attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
+          wait === undefined ? 'failed' : 'pending',
+        );
+        const fields = { destination_id: destination.id, key: batch.key, attempt: attemptNumber, code, err: failure.message };
+        if (wait === undefined) this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
+        else this.log.debug(fields, 'batch delivery failed; retrying');
+      } else {
+        this.store.recordBatchAttempt(
+          { ...base, status: 'success', code: '200', response_data: response, error: null, duration_ms: Date.now() - started },
+          { key: batch.key, attempts: attemptNumber, next_attempt_at: 0 },
+          'success',
+        );
+      }
+      this.holds.release(batch.key);
     } catch (err) {
+      // the store could not read the batch or record its attempt: it stays pending, as it was, and is tried
+      // again once its wait is over (the same key with the same events)
+      const wait = this.holds.hold(batch.key, Date.now());
       if (this.dispatcher.signal.aborted) return;
-      const wait = this.dispatcher.retryWait(attemptNumber);
-      const code = err instanceof SinkError ? err.code ?? null : 'error';
-      this.store.recordBatchAttempt(
-        { ...base, status: 'failed', code, response_data: response, error: (err as Error).message, duration_ms: Date.now() - started },
-        { key: batch.key, attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
-        wait === undefined ? 'failed' : 'pending',
-      );
-      const fields = { destination_id: destination.id, key: batch.key, attempt: attemptNumber, code, err: (err as Error).message };
-      if (wait === undefined) this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
-      else this.log.debug(fields, 'batch delivery failed; retrying');
-      return;
+      const code = storageErrorCode(err);
+      this.failures.error(`record:${code ?? 'error'}`, { err, code, tenant_id: destination.tenant_id, destination_id: destination.id, key: batch.key, retry_in_ms: wait },
+        code ? 'a batch attempt could not be recorded: the store cannot write to its data_dir; the batch stays pending and is attempted again later'
+          : 'a batch attempt could not be recorded; the batch stays pending and is attempted again later');
     }
-    this.store.recordBatchAttempt(
-      { ...base, status: 'success', code: '200', response_data: response, error: null, duration_ms: Date.now() - started },
-      { key: batch.key, attempts: attemptNumber, next_attempt_at: 0 },
-      'success',
-    );
   }
 }
 

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { ApiConfig } from '../config/schema.js';
+import { storageErrorCode } from '../buffer/storage-errors.js';
+import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { S3Sink } from '../sinks/s3/s3-sink.js';
 import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/s3/aws-s3-destination.js';
@@ -8,6 +10,7 @@ import { SinkError, type Sink } from '../sinks/types.js';
 import { destinationKey, type Destination, type DueDelivery, type NewAttempt, type Store } from '../store/types.js';
 import { backoffDelay } from './backoff.js';
 import { EventBatcher } from './event-batcher.js';
+import { RecordHolds } from './record-holds.js';
 
 /** Uploads in flight over all destinations. */
 const MAX_INFLIGHT = 256;
@@ -17,7 +20,6 @@ const MAX_IDLE_MS = 1000;
 const MIN_PASS_MS = 50;
 const PRUNE_EVERY_MS = 60_000;
 const S3_REQUEST_TIMEOUT_MS = 60_000;
-
 /**
  * Delivers published events to tenant destinations from the store.
  *
@@ -26,6 +28,12 @@ const S3_REQUEST_TIMEOUT_MS = 60_000;
  * computed and stored before the first attempt, so a retry writes the same object. Batched destinations are
  * handed to the EventBatcher. Failures are retried with full-jitter backoff (or the configured schedule)
  * while the event is eligible_for_retry and retries remain; then the delivery is failed until POST /retry.
+ *
+ * A full disk: while the store cannot write, nothing is attempted (no attempt could be recorded); the store's
+ * probe finds out within about a second when space is back. An attempt that ends and cannot be recorded
+ * leaves its delivery pending as it was: it is attempted again (to the same key) after a wait that grows, and
+ * the failure is logged once a minute. An attempt never rejects: nothing reaches the process's
+ * unhandledRejection handler.
  */
 export class EventDispatcher {
   // destinations are keyed by destinationKey (tenant and id): ids are unique per tenant only
@@ -34,6 +42,9 @@ export class EventDispatcher {
   private readonly sinks = new Map<string, { version: string; sink: Sink }>();
   private readonly abort = new AbortController();
   private readonly batcher: EventBatcher;
+  /** Deliveries whose last attempt could not be recorded, by seq. */
+  private readonly holds = new RecordHolds<number>();
+  private readonly failures: RateLimitedLog;
   private timer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -43,6 +54,7 @@ export class EventDispatcher {
 
   constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
     this.batcher = new EventBatcher(store, this, log);
+    this.failures = new RateLimitedLog(log);
     this.guard = new EndpointGuard(config.destinations.allowed_endpoints);
   }
 
@@ -79,17 +91,23 @@ export class EventDispatcher {
       return;
     }
     this.lastPass = now;
+    this.holds.forget(now);
+    // while the store cannot write, no attempt could be recorded: none is made (its probe says when it can again)
+    if (!this.store.writable()) {
+      this.sleepUntil(now + MAX_IDLE_MS);
+      return;
+    }
     try {
       const limit = this.config.delivery_concurrency;
       const free = MAX_INFLIGHT - this.inflight.size;
       if (free > 0) {
         const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
-        // In-flight deliveries are still pending in the store: read past them.
-        this.startAll(this.store.dueDeliveries(now, free + this.inflight.size, busy));
+        // In-flight and held deliveries are still pending in the store: read past them.
+        this.startAll(this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy));
       }
       this.batcher.pump(now);
     } catch (err) {
-      this.log.error({ err }, 'event delivery failed to read the store; trying again shortly');
+      this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
     const next = this.store.nextDueAt();
     const wake = next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
@@ -107,19 +125,20 @@ export class EventDispatcher {
     if (this.stopped) return;
     const inUse = this.perDestination.get(destinationKey(tenantId, destinationId)) ?? 0;
     const slots = this.config.delivery_concurrency - inUse;
-    if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT) return;
+    if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT || !this.store.writable()) return;
     try {
-      this.startAll(this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse));
+      this.startAll(this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse + this.holds.size));
     } catch (err) {
-      this.log.error({ err }, 'event delivery failed to read the store; trying again shortly');
+      this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
   }
 
   private startAll(due: DueDelivery[]): void {
     const limit = this.config.delivery_concurrency;
+    const now = Date.now();
     for (const item of due) {
       const id = destinationKey(item.delivery.tenant_id, item.delivery.destination_id);
-      if (this.inflight.has(item.delivery.seq)) continue;
+      if (this.inflight.has(item.delivery.seq) || this.holds.held(item.delivery.seq, now)) continue;
       if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
       this.inflight.set(item.delivery.seq, id);
       this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
@@ -155,7 +174,25 @@ export class EventDispatcher {
     return backoffDelay({ initial, max }, attempts);
   }
 
-  private async attempt({ delivery, event }: DueDelivery): Promise<void> {
+  /** Attempts a delivery and records the attempt; never rejects (a failure to record is logged, and the delivery held). */
+  private async attempt(item: DueDelivery): Promise<void> {
+    try {
+      await this.attemptAndRecord(item);
+      this.holds.release(item.delivery.seq);
+    } catch (err) {
+      // The store could not record (or read) it: the delivery stays pending as it was. Attempted again after
+      // its wait, it writes the same object key, so an upload that did succeed is at worst repeated.
+      const wait = this.holds.hold(item.delivery.seq, Date.now());
+      if (this.stopped) return;
+      const code = storageErrorCode(err);
+      const { tenant_id: tenantId, destination_id: destinationId } = item.delivery;
+      this.failures.error(`record:${code ?? 'error'}`, { err, code, tenant_id: tenantId, destination_id: destinationId, event_id: item.event.id, retry_in_ms: wait },
+        code ? 'an event delivery attempt could not be recorded: the store cannot write to its data_dir; the delivery stays pending and is attempted again later'
+          : 'an event delivery attempt could not be recorded; the delivery stays pending and is attempted again later');
+    }
+  }
+
+  private async attemptAndRecord({ delivery, event }: DueDelivery): Promise<void> {
     const destination = this.store.getDestination(event.tenant_id, delivery.destination_id);
     if (!destination || destination.disabled_at) return;
     const metadata = objectMetadata(event, destination);
@@ -166,22 +203,33 @@ export class EventDispatcher {
     };
     const bucket = String(destination.config.bucket);
     let key = delivery.object_key;
-    try {
-      if (key === null) {
+    let failure: Error | undefined;
+    if (key === null) {
+      try {
         key = eventObjectKey(event, metadata, awsS3ConfigOf(destination).key_template);
-        this.store.setObjectKey(delivery.seq, key);
+      } catch (err) {
+        failure = err as Error;
       }
-      await this.sinkOf(destination).put(eventObject(event, metadata, key), this.abort.signal);
-    } catch (err) {
+      // a failure to store the key is the store's, not the attempt's: it goes to attempt()'s catch
+      if (key !== null) this.store.setObjectKey(delivery.seq, key);
+    }
+    if (key !== null) {
+      try {
+        await this.sinkOf(destination).put(eventObject(event, metadata, key), this.abort.signal);
+      } catch (err) {
+        failure = err as Error;
+      }
+    }
+    if (failure) {
       if (this.stopped) return;
-      const templateFailed = err instanceof KeyTemplateError;
+      const templateFailed = failure instanceof KeyTemplateError;
       const wait = !templateFailed && event.eligible_for_retry && !delivery.manual ? this.retryWait(attemptNumber) : undefined;
-      const code = templateFailed ? 'key_template' : err instanceof SinkError ? err.code ?? null : 'error';
+      const code = templateFailed ? 'key_template' : failure instanceof SinkError ? failure.code ?? null : 'error';
       this.store.recordAttempt(
-        { ...base, status: 'failed', code, response_data: key ? { bucket, key } : null, error: (err as Error).message, duration_ms: Date.now() - started },
+        { ...base, status: 'failed', code, response_data: key ? { bucket, key } : null, error: failure.message, duration_ms: Date.now() - started },
         { seq: delivery.seq, status: wait === undefined ? 'failed' : 'pending', attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
       );
-      const fields = { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id, attempt: attemptNumber, code, err: (err as Error).message };
+      const fields = { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id, attempt: attemptNumber, code, err: failure.message };
       if (wait === undefined) this.log.warn(fields, 'event delivery failed; no retry left (POST /api/v1/retry attempts it again)');
       else this.log.debug({ ...fields, retry_in_ms: Math.round(wait) }, 'event delivery failed; retrying');
       return;
@@ -196,7 +244,7 @@ export class EventDispatcher {
     try {
       this.store.prune(this.config.log_retention.max_age, this.config.log_retention.max_count);
     } catch (err) {
-      this.log.warn({ err }, 'pruning the delivery log failed');
+      this.failures.warn('prune', { err, code: storageErrorCode(err) }, 'pruning the delivery log failed');
     }
   }
 }

@@ -3,7 +3,7 @@ import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatc
 import type { DeadLetter } from './dead-letter.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import type { OutputConfig } from '../config/schema.js';
-import { SinkError, type Sink, type StoredObject } from '../sinks/types.js';
+import { RefusedDecisionsError, SinkError, type Sink, type StoredObject } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
 import { bufferLines, contentType, encodeLines, lineLengths, md5, parsedDecisions, transformLines, type LineTransform } from './encode.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
@@ -456,8 +456,18 @@ export class OutputWorker {
     for (let attempt = 1; object && !this.stopped; attempt++) {
       const started = performance.now();
       try {
-        await this.sink.put(object, this.abort.signal);
-        const written = 'count' in object ? (object.count as number) : 1;
+        let refused = 0;
+        try {
+          await this.sink.put(object, this.abort.signal);
+        } catch (err) {
+          // the receiver took every decision but these, each refused alone as too large: set aside, the batch is done
+          if (!(err instanceof RefusedDecisionsError)) throw err;
+          const tally = { events: 0 };
+          for (const r of err.refused) this.setAside(tally, { reason: 'too_large', first: batch.first, last: batch.last, events: 1, error: r.error, decision: r.decision });
+          refused = tally.events;
+          setAside.events += refused;
+        }
+        const written = ('count' in object ? (object.count as number) : 1) - refused;
         this.delivered.events += written;
         this.dropped += batch.count - written - setAside.events;
         this.metrics?.uploadSeconds(this.name, (performance.now() - started) / 1000);

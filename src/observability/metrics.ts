@@ -61,7 +61,7 @@ export class Metrics implements OutputMetrics {
     this.outputDropped = new Counter({ name: 'sluice_output_dropped_events_total', help: "Decisions an output's drop rules kept out.", labelNames: ['output'], registers });
     this.outputFailures = new Counter({ name: 'sluice_output_failures_total', help: 'Failed upload attempts (each is retried), by output and kind: transient or permanent.', labelNames: ['output', 'kind'], registers });
     this.untimedDecisions = new Counter({ name: 'sluice_ingest_untimed_decisions_total', help: 'Decisions accepted whose timestamp is missing or not RFC 3339: stored as sent, filed under the hour they arrived.', labelNames: ['partition'], registers });
-    this.outputDeadLetter = new Counter({ name: 'sluice_output_dead_letter_events_total', help: 'Decisions an output set aside in data_dir/dead-letter instead of writing them (reason rule_failed or corrupt_chunk).', labelNames: ['output', 'reason'], registers });
+    this.outputDeadLetter = new Counter({ name: 'sluice_output_dead_letter_events_total', help: 'Decisions an output set aside in data_dir/dead-letter instead of writing them (reason rule_failed, corrupt_chunk or too_large).', labelNames: ['output', 'reason'], registers });
     this.upload = new Histogram({
       name: 'sluice_output_upload_duration_seconds', help: 'Duration of successful uploads.', labelNames: ['output'], registers,
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],

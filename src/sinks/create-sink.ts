@@ -1,9 +1,10 @@
-import type { OutputConfig, ServiceOutputConfig } from '../config/schema.js';
+import type { HttpOutputConfig, OutputConfig, ServiceOutputConfig } from '../config/schema.js';
 import type { Sink } from './types.js';
 import { FileSink } from './file/file-sink.js';
 import { S3Sink, s3ConnectionOf } from './s3/s3-sink.js';
 import { ConsoleSink } from './console/console-sink.js';
 import { HttpSink } from './http/http-sink.js';
+import type { RequestLimits } from './http/request-pieces.js';
 import { redactUrl } from './redact-url.js';
 
 export function createSink(output: OutputConfig): Sink {
@@ -11,11 +12,13 @@ export function createSink(output: OutputConfig): Sink {
     case 's3': return new S3Sink(s3ConnectionOf(output));
     case 'file': return new FileSink(output.path);
     case 'console': return new ConsoleSink();
-    case 'http': return new HttpSink(output);
+    case 'http': return new HttpSink({ ...output, limits: limitsOf(output), compressionLevel: output.compression_level });
     case 'service': return new HttpSink({
       url: serviceUrl(output),
       headers: { ...(output.token ? { authorization: `Bearer ${output.token}` } : {}), ...output.headers },
       timeout: output.timeout,
+      limits: limitsOf(output),
+      compressionLevel: output.compression_level,
     });
   }
 }
@@ -29,6 +32,10 @@ export function targetOf(output: OutputConfig): string {
     case 'http': return redactUrl(output.url);
     case 'service': return redactUrl(serviceUrl(output));
   }
+}
+
+function limitsOf(output: HttpOutputConfig | ServiceOutputConfig): RequestLimits {
+  return { maxBytes: output.max_request_bytes, maxDecisions: output.max_request_decisions };
 }
 
 /** OPA's `<service url>/<resource>`. */

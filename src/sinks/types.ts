@@ -8,6 +8,8 @@ export interface StoredObject {
   contentMD5: string;
   /** User metadata (S3 `x-amz-meta-*`); sinks without metadata ignore it. */
   metadata?: Record<string, string>;
+  /** How many decisions the body holds, when known (an object of one decision per object has none: 1). */
+  count?: number;
 }
 
 /**
@@ -28,6 +30,24 @@ export interface Sink {
 export class SinkError extends Error {
   constructor(message: string, readonly permanent: boolean, readonly code?: string, options?: { cause?: unknown }) {
     super(message, options);
+  }
+}
+
+/**
+ * Thrown by `put` when the receiver took every decision of the object but these: each was sent alone and
+ * still refused as too large (413), which no retry can change. The object counts as delivered without them;
+ * the caller sets each aside (the output's dead letter) and completes the batch. Called again with the same
+ * object instead, the sink re-sends only these decisions.
+ */
+export class RefusedDecisionsError extends SinkError {
+  constructor(
+    message: string,
+    /** Each refused decision: its index in the object, its text, and the receiver's answer. */
+    readonly refused: ReadonlyArray<{ index: number; decision: string; error: string }>,
+    /** Decisions of the object the receiver acknowledged. */
+    readonly delivered: number,
+  ) {
+    super(message, true, 'HTTP 413');
   }
 }
 

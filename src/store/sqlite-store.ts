@@ -15,6 +15,9 @@ const DUE_SELECT = `SELECT d.seq AS delivery_seq, d.tenant_id AS delivery_tenant
   FROM deliveries d JOIN events e ON e.seq = d.event_seq
   WHERE d.status = 'pending' AND d.ready = 1 AND d.next_attempt_at <= ?`;
 
+/** The meta key counting the batches sealed with a retry number in their key (see EventBatcher). */
+const RETRIED_BATCHES = 'retried_batches';
+
 /** Tenants with their token generation. */
 const TENANTS_WITH_GENERATION = `(SELECT t.*, coalesce(g.generation, 0) AS generation FROM tenants t
   LEFT JOIN tenant_generations g ON g.id = t.id)`;
@@ -56,6 +59,12 @@ export class SqliteStore implements Store {
   private pending = 0;
   /** Pending deliveries per tenant, kept as `pending` is (tenants with none are absent). */
   private pendingByTenant = new Map<string, number>();
+  /**
+   * The changes to those counts made by the write running now (see write and writeNow): applied once its
+   * transaction has committed, never before, so that a write rolled back (a full disk fails the COMMIT)
+   * leaves the counts as the database does.
+   */
+  private pendingDelta: Map<string, number> | undefined;
   /**
    * Tenants and their destinations, read on every publish: cached, and dropped by every write that changes
    * them (this process is the only writer of this database).
@@ -113,6 +122,7 @@ export class SqliteStore implements Store {
         WHERE tenant_id = @tenant_id AND destination_id = @id AND status = 'pending'`),
       eventDeliveries: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
       countPending: db.prepare("SELECT tenant_id, count(*) AS n FROM deliveries WHERE status = 'pending' GROUP BY tenant_id"),
+      countPendingOf: db.prepare("SELECT count(*) FROM deliveries WHERE tenant_id = ? AND status = 'pending'").pluck(),
       dueFor: db.prepare(`${DUE_SELECT} AND d.tenant_id = ? AND d.destination_id = ? ORDER BY d.next_attempt_at LIMIT ?`),
       nextDue: db.prepare("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND ready = 1").pluck(),
       setKey: db.prepare('UPDATE deliveries SET object_key = ? WHERE seq = ?'),
@@ -126,12 +136,16 @@ export class SqliteStore implements Store {
       insertAttempt: db.prepare(`INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number, manual, time, duration_ms)
         VALUES (@id, @tenant_id, @event_id, @destination_id, @status, @code, @response_data, @error, @attempt_number, @manual, @time, @duration_ms)`),
       attempt: db.prepare('SELECT * FROM attempts WHERE id = ?'),
-      unbatched: db.prepare(`SELECT d.seq, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
+      unbatched: db.prepare(`SELECT d.seq, d.manual AS retried, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.tenant_id = ? AND d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND d.seq > ? ORDER BY d.seq LIMIT ?`),
       insertBatch: db.prepare(`INSERT INTO event_batches (key, tenant_id, destination_id, first_seq, last_seq, count, status, next_attempt_at)
         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`),
       assignBatch: db.prepare('UPDATE deliveries SET batch = ? WHERE seq = ?'),
+      batchExists: db.prepare('SELECT 1 FROM event_batches WHERE key = ?'),
+      retriedBatches: db.prepare(`SELECT CAST(value AS INTEGER) FROM meta WHERE key = '${RETRIED_BATCHES}'`).pluck(),
+      countRetriedBatch: db.prepare(`INSERT INTO meta (key, value) VALUES ('${RETRIED_BATCHES}', '1')
+        ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1`),
       dueBatches: db.prepare(`SELECT b.* FROM event_batches b JOIN destinations t ON t.tenant_id = b.tenant_id AND t.id = b.destination_id
         WHERE b.status = 'pending' AND b.next_attempt_at <= ? AND t.disabled_at IS NULL ORDER BY b.next_attempt_at`),
       batchEvents: db.prepare('SELECT e.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.batch = ? ORDER BY d.seq'),
@@ -159,7 +173,7 @@ export class SqliteStore implements Store {
   // ---- tenants
 
   upsertTenant(id: string, metadata: StringMap): Promise<{ tenant: Tenant; created: boolean }> {
-    return this.commits.run(() => {
+    return this.write(() => {
       const now = new Date().toISOString();
       const existing = this.q.tenant.get(id) as TenantRow | undefined;
       this.tenantCache.delete(id);
@@ -180,18 +194,19 @@ export class SqliteStore implements Store {
   }
 
   deleteTenant(id: string): Promise<boolean> {
-    return this.commits.run(() => {
+    return this.write(() => {
       this.tenantCache.delete(id);
       this.destinationCache.delete(id);
       if (this.q.deleteTenant.run(id).changes === 0) return false;
       // Its events and their log go with it: a tenant made again with this id starts empty, and sees nothing of the old one.
       this.q.deleteDestinationsOf.run(id);
+      // counted in this transaction: publishes committed with it, before it, are among them
+      this.addPending(id, -(this.q.countPendingOf.get(id) as number));
       this.q.deleteDeliveriesOf.run(id);
       this.q.deleteBatchesOf.run(id);
       this.q.deleteEventsOf.run(id);
       this.q.deleteAttemptsOf.run(id);
       this.q.raiseGeneration.run(id);
-      this.addPending(id, -(this.pendingByTenant.get(id) ?? 0));
       return true;
     });
   }
@@ -203,7 +218,7 @@ export class SqliteStore implements Store {
   // ---- destinations
 
   createDestination(destination: Destination, maxPerTenant: number): Promise<CreateDestinationResult> {
-    return this.commits.run((): CreateDestinationResult => {
+    return this.write((): CreateDestinationResult => {
       const tenantId = destination.tenant_id;
       if (!this.q.tenantExists.get(tenantId)) return 'no_tenant';
       if (this.q.destinationExists.get(tenantId, destination.id)) return 'exists';
@@ -215,7 +230,7 @@ export class SqliteStore implements Store {
   }
 
   updateDestination(destination: Destination): Promise<void> {
-    return this.commits.run(() => {
+    return this.write(() => {
       this.destinationCache.delete(destination.tenant_id);
       this.q.updateDestination.run(this.destinationParams(destination));
       // enabled, disabled, batched or not: its pending deliveries follow
@@ -246,7 +261,7 @@ export class SqliteStore implements Store {
   }
 
   deleteDestination(tenantId: string, id: string): Promise<boolean> {
-    return this.commits.run(() => {
+    return this.write(() => {
       this.destinationCache.delete(tenantId);
       const deleted = this.q.deleteDestination.run(tenantId, id).changes > 0;
       if (deleted) {
@@ -262,10 +277,51 @@ export class SqliteStore implements Store {
   private countPending(): void {
     this.pendingByTenant = new Map();
     this.pending = 0;
-    for (const { tenant_id: tenant, n } of this.q.countPending.all() as Array<{ tenant_id: string; n: number }>) this.addPending(tenant, n);
+    for (const { tenant_id: tenant, n } of this.q.countPending.all() as Array<{ tenant_id: string; n: number }>) this.applyPending(tenant, n);
   }
 
+  /** A change to the pending counts by the write running now, applied when it commits. */
   private addPending(tenantId: string, n: number): void {
+    if (n === 0) return;
+    const delta = this.pendingDelta;
+    if (!delta) throw new Error('pending deliveries are counted only inside a write');
+    delta.set(tenantId, (delta.get(tenantId) ?? 0) + n);
+  }
+
+  /** A group-committed write (durable when it resolves); its changes to the pending counts apply once it has committed. */
+  private write<T>(work: () => T): Promise<T> {
+    let delta = new Map<string, number>();
+    return this.commits.run(() => {
+      delta = new Map();
+      return this.counting(delta, work);
+    }, () => this.applyDelta(delta));
+  }
+
+  /**
+   * A write committed at once (durable with the next fsync), as the delivery bookkeeping is; a disk error makes
+   * the store not writable (503s, /ready) until a write succeeds again. Its counts apply once it has committed.
+   */
+  private writeNow<T>(work: () => T): T {
+    const delta = new Map<string, number>();
+    const result = this.wal.writeNow(() => this.counting(delta, work));
+    this.applyDelta(delta);
+    return result;
+  }
+
+  private counting<T>(delta: Map<string, number>, work: () => T): T {
+    this.pendingDelta = delta;
+    try {
+      return work();
+    } finally {
+      this.pendingDelta = undefined;
+    }
+  }
+
+  private applyDelta(delta: Map<string, number>): void {
+    for (const [tenantId, n] of delta) this.applyPending(tenantId, n);
+  }
+
+  private applyPending(tenantId: string, n: number): void {
     if (n === 0) return;
     this.pending += n;
     const left = (this.pendingByTenant.get(tenantId) ?? 0) + n;
@@ -276,7 +332,7 @@ export class SqliteStore implements Store {
   // ---- events
 
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult> {
-    return this.commits.run(() => {
+    return this.write(() => {
       // checked before the request was queued, but a delete may have run since: its events must not outlive it
       if (!this.q.tenantExists.get(event.tenant_id)) throw new TenantGoneError(event.tenant_id);
       const now = Date.now();
@@ -359,11 +415,11 @@ export class SqliteStore implements Store {
   }
 
   setObjectKey(deliverySeq: number, key: string): void {
-    this.q.setKey.run(key, deliverySeq);
+    this.writeNow(() => this.q.setKey.run(key, deliverySeq));
   }
 
   recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt | undefined {
-    return this.db.transaction(() => {
+    return this.writeNow(() => {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor
       // logged: a deleted tenant's log stays empty. Its tenant and destination are matched too, as its seq
       // may since have been given to a delivery of another (seqs above the highest left are used again).
@@ -371,11 +427,11 @@ export class SqliteStore implements Store {
       if (changed === 0) return undefined;
       if (delivery.status !== 'pending') this.addPending(attempt.tenant_id, -1);
       return this.insertAttempt(attempt);
-    })();
+    });
   }
 
   retry(eventSeq: number, destinationId: string): Promise<boolean> {
-    return this.commits.run(() => {
+    return this.write(() => {
       const event = this.q.eventBySeq.get(eventSeq) as EventRow | undefined;
       const delivery = this.q.latestDelivery.get(eventSeq, destinationId) as DeliveryRow | undefined;
       // batch attempts are logged per batch: a delivery's own count says it was attempted
@@ -392,9 +448,19 @@ export class SqliteStore implements Store {
     return this.q.unbatched.all(tenantId, destinationId, afterSeq, limit) as UnbatchedDelivery[];
   }
 
-  sealBatch(batch: EventBatch, deliverySeqs: number[]): void {
+  batchExists(key: string): boolean {
+    return this.q.batchExists.get(key) !== undefined;
+  }
+
+  nextRetriedBatch(): number {
+    return ((this.q.retriedBatches.get() as number | undefined) ?? 0) + 1;
+  }
+
+  sealBatch(batch: EventBatch, deliverySeqs: number[], retried = false): void {
     // The batch must be on disk before its upload starts: this commit fsyncs.
     this.wal.commitNow(() => {
+      // the number is used up with the seal that took it: the next retried batch gets the next one
+      if (retried) this.q.countRetriedBatch.run();
       this.q.insertBatch.run(batch.key, batch.tenant_id, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
       for (const seq of deliverySeqs) this.q.assignBatch.run(batch.key, seq);
     });
@@ -409,12 +475,12 @@ export class SqliteStore implements Store {
   }
 
   recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt | undefined {
-    return this.db.transaction(() => {
+    return this.writeNow(() => {
       // a batch deleted while it was uploaded (its destination or tenant deleted) is not logged, as in recordAttempt
       if (this.q.setBatch.run(status, batch.attempts, batch.next_attempt_at, batch.key).changes === 0) return undefined;
       if (status !== 'pending') this.addPending(attempt.tenant_id, -this.q.settleBatch.run(status, batch.attempts, batch.key).changes);
       return this.insertAttempt(attempt);
-    })();
+    });
   }
 
   // ---- attempts
@@ -450,13 +516,13 @@ export class SqliteStore implements Store {
 
   prune(maxAgeMs: number, maxCount: number): void {
     const before = Date.now() - maxAgeMs;
-    this.db.transaction(() => {
+    this.writeNow(() => {
       this.q.pruneAttemptsByAge.run(before);
       this.q.pruneAttemptsByCount.run(maxCount);
       this.q.pruneDeliveries.run(before);
       this.q.pruneEvents.run(before);
       this.q.pruneBatches.run();
-    })();
+    });
     this.countPending();
   }
 

@@ -161,6 +161,8 @@ export interface UnbatchedDelivery {
   received_at_ms: number;
   /** Bytes of the event's data. */
   bytes: number;
+  /** 1 when POST /retry made it pending again: it was in a batch before. */
+  retried: number;
 }
 
 export interface Store {
@@ -216,8 +218,16 @@ export interface Store {
 
   /** Pending deliveries of a batched destination not yet in a batch, after `afterSeq`, in order. */
   unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[];
-  /** Records a batch and assigns its deliveries, durably, before its upload. */
-  sealBatch(batch: EventBatch, deliverySeqs: number[]): void;
+  /** Whether a batch with this key is recorded. */
+  batchExists(key: string): boolean;
+  /**
+   * The number the next batch sealed with `retried` puts in its key: 1, 2, ..., never the same twice in a
+   * store, so that a batch of retried deliveries never takes the key of an earlier batch (the same first and
+   * last deliveries), recorded or already written.
+   */
+  nextRetriedBatch(): number;
+  /** Records a batch and assigns its deliveries, durably, before its upload; `retried`: it took nextRetriedBatch()'s number. */
+  sealBatch(batch: EventBatch, deliverySeqs: number[], retried?: boolean): void;
   /** Batches of enabled destinations waiting for their upload that are due. */
   dueBatches(now: number): EventBatch[];
   batchEvents(batch: EventBatch): StoredEvent[];
