@@ -211,12 +211,12 @@ function sameValue(a: unknown, b: unknown): boolean {
 
 /** Only the credentials sent: a masked value sent back cannot stand for the stored one, nor become a credential. */
 function withoutStored(old: StringMap, patch: Record<string, unknown> | undefined): Record<string, unknown> {
-  const sent = Object.entries(patch ?? {}).filter(([k, v]) => v !== null && !(k in old && v === maskCredential(k, old[k]!)));
+  const sent = Object.entries(patch ?? {}).filter(([k, v]) => v !== null && !(Object.hasOwn(old, k) && v === maskCredential(k, old[k]!)));
   return Object.fromEntries(sent);
 }
 
 /** As merge, and a masked value sent back (as read from a GET) keeps the stored secret. */
 function mergeCredentials(old: StringMap, patch: Record<string, unknown> | undefined): Record<string, unknown> {
-  const kept = Object.fromEntries(Object.entries(patch ?? {}).filter(([k, v]) => !(k in old && v === maskCredential(k, old[k]!))));
+  const kept = Object.fromEntries(Object.entries(patch ?? {}).filter(([k, v]) => !(Object.hasOwn(old, k) && v === maskCredential(k, old[k]!))));
   return merge(old, kept);
 }
