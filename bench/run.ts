@@ -5,7 +5,7 @@
  *
  *   npm run bench -- [--scenario steady,latency,count,burst,backlog,partitions,large] [--duration 60]
  *                    [--count 2000000] [--backlog 5000000] [--connections 16] [--chunk-bytes 32768] [--profile]
- *                    [--dedupe-window 10m|0]
+ *                    [--dedupe-window 10m|0] [--rate 75000] [--compression-level N] [--buffer-level N]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,13 +34,19 @@ const { values: args } = parseArgs({
     'chunk-bytes': { type: 'string', default: '32768' },
     target: { type: 'string', default: '150000' },
     profile: { type: 'boolean', default: false },
-    'compression-level': { type: 'string', default: '6' },
+    /** The output's compression_level; unset (the default), objects are the chunks as stored (compressed once at ingest). */
+    'compression-level': { type: 'string', default: '' },
+    /** buffer.compression_level: the gzip level chunks are stored at. */
+    'buffer-level': { type: 'string', default: '' },
+    /** Decisions/s the latency scenario offers (open loop); default half of --target. */
+    rate: { type: 'string', default: '' },
     /** ingest.dedupe.window: 0 turns re-send detection off, to measure what it costs */
     'dedupe-window': { type: 'string', default: '10m' },
   },
 });
 const DURATION_MS = Number(args.duration) * 1000;
 const TARGET = Number(args.target);
+const LATENCY_RATE = args.rate ? Number(args.rate) : TARGET / 2;
 
 interface Scenario {
   name: string;
@@ -60,7 +66,7 @@ interface Scenario {
 const chunkBytes = Number(args['chunk-bytes']);
 const SCENARIOS: Record<string, Scenario> = {
   steady: { name: 'steady', description: `closed loop, ${args.connections} connections, ${args.duration} s`, durationMs: DURATION_MS, count: 0, rate: 0, partitions: 1, chunkBytes },
-  latency: { name: 'latency', description: `open loop at half the target (${TARGET / 2}/s), ${DURATION_MS / 2000} s`, durationMs: DURATION_MS / 2, count: 0, rate: TARGET / 2, partitions: 1, chunkBytes },
+  latency: { name: 'latency', description: `open loop at ${LATENCY_RATE}/s offered, ${DURATION_MS / 2000} s`, durationMs: DURATION_MS / 2, count: 0, rate: LATENCY_RATE, partitions: 1, chunkBytes },
   count: { name: 'count', description: `fixed count of ${Number(args.count).toLocaleString('en')} decisions`, durationMs: 600_000, count: Number(args.count), rate: 0, partitions: 1, chunkBytes },
   burst: { name: 'burst', description: 'closed loop, 2 s on / 2 s off', durationMs: DURATION_MS / 2, count: 0, rate: 0, burst: { onMs: 2000, offMs: 2000 }, partitions: 1, chunkBytes },
   backlog: { name: 'backlog', description: `S3 stopped while ${Number(args.backlog).toLocaleString('en')} decisions arrive, then started`, durationMs: 900_000, count: Number(args.backlog), rate: 0, partitions: 1, chunkBytes, s3Late: true, bufferMaxBytes: '16GiB' },
@@ -88,11 +94,14 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
     listen: `127.0.0.1:${port}`,
     data_dir: path.join(dir, 'data'),
     log: { level: 'warn' },
-    buffer: scenario.bufferMaxBytes ? { max_bytes: scenario.bufferMaxBytes } : undefined,
+    buffer: {
+      ...(scenario.bufferMaxBytes ? { max_bytes: scenario.bufferMaxBytes } : {}),
+      ...(args['buffer-level'] ? { compression_level: Number(args['buffer-level']) } : {}),
+    },
     ingest: { dedupe: { window: args['dedupe-window'] } },
     outputs: [{
       name: 'archive', type: 's3', bucket: 'logs', endpoint: `http://127.0.0.1:${s3Port}`, force_path_style: true,
-      access_key_id: 'S3RVER', secret_access_key: 'S3RVER', compression_level: Number(args['compression-level']), retry: { initial_backoff: '200ms', max_backoff: '2s' },
+      access_key_id: 'S3RVER', secret_access_key: 'S3RVER', ...(args['compression-level'] ? { compression_level: Number(args['compression-level']) } : {}), retry: { initial_backoff: '200ms', max_backoff: '2s' },
     }],
   };
   const file = path.join(dir, 'sluice.yaml');

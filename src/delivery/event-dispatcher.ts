@@ -20,6 +20,7 @@ const MAX_IDLE_MS = 1000;
 const MIN_PASS_MS = 50;
 const PRUNE_EVERY_MS = 60_000;
 const S3_REQUEST_TIMEOUT_MS = 60_000;
+
 /**
  * Delivers published events to tenant destinations from the store.
  *

@@ -200,7 +200,7 @@ export class SqliteStore implements Store {
       if (this.q.deleteTenant.run(id).changes === 0) return false;
       // Its events and their log go with it: a tenant made again with this id starts empty, and sees nothing of the old one.
       this.q.deleteDestinationsOf.run(id);
-      // counted in this transaction: publishes committed with it, before it, are among them
+      // counted inside this transaction: publishes queued before it in the same group commit are among them
       this.addPending(id, -(this.q.countPendingOf.get(id) as number));
       this.q.deleteDeliveriesOf.run(id);
       this.q.deleteBatchesOf.run(id);
@@ -309,11 +309,12 @@ export class SqliteStore implements Store {
   }
 
   private counting<T>(delta: Map<string, number>, work: () => T): T {
+    const outer = this.pendingDelta;
     this.pendingDelta = delta;
     try {
       return work();
     } finally {
-      this.pendingDelta = undefined;
+      this.pendingDelta = outer;
     }
   }
 
