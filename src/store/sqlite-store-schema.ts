@@ -120,6 +120,16 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, destination_id);
 CREATE INDEX IF NOT EXISTS attempts_by_tenant_destination ON attempts (tenant_id, destination_id, seq);
 CREATE INDEX IF NOT EXISTS attempts_by_destination_id ON attempts (destination_id, seq);
+
+-- Delivery seqs name batched objects ({destination}-{store}-{first}-{last}): they must never repeat, also
+-- after the newest rows were pruned or deleted (SQLite would hand out max(seq) + 1 again and a new batch
+-- would overwrite an old object). Deleting the newest row records its seq; new rows start above it.
+CREATE TRIGGER IF NOT EXISTS deliveries_seq_floor BEFORE DELETE ON deliveries
+  WHEN old.seq = (SELECT max(seq) FROM deliveries)
+BEGIN
+  INSERT INTO meta (key, value) VALUES ('delivery_seq_floor', old.seq)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER);
+END;
 `;
 
 /**

@@ -116,8 +116,11 @@ export class SqliteStore implements Store {
         WHERE seq = ?`),
       deliveryDestinations: db.prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq').pluck(),
       pendingFor: db.prepare("SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'"),
-      insertDelivery: db.prepare(`INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
-        SELECT ?, tenant_id, id, 'pending', ?, (disabled_at IS NULL AND batched = 0) FROM destinations WHERE tenant_id = ? AND id = ?`),
+      // seq above every seq ever used (see the deliveries_seq_floor trigger)
+      insertDelivery: db.prepare(`INSERT INTO deliveries (seq, event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
+        SELECT max(coalesce((SELECT max(seq) FROM deliveries), 0),
+                   coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'delivery_seq_floor'), 0)) + 1,
+          ?, tenant_id, id, 'pending', ?, (disabled_at IS NULL AND batched = 0) FROM destinations WHERE tenant_id = ? AND id = ?`),
       setReady: db.prepare(`UPDATE deliveries SET ready = (SELECT disabled_at IS NULL AND batched = 0 FROM destinations WHERE tenant_id = @tenant_id AND id = @id)
         WHERE tenant_id = @tenant_id AND destination_id = @id AND status = 'pending'`),
       eventDeliveries: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
