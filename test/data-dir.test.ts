@@ -11,7 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { S3_KEY, S3_SECRET, s3For, type TestS3 } from './helpers/s3.js';
-import { SluiceProcess, tempDir } from './helpers/sluice.js';
+import { type LogLine, SluiceProcess, tempDir } from './helpers/sluice.js';
 import { decisions, postDecisions } from './helpers/opa.js';
 import { tmpfsDataDir } from './helpers/full-disk.js';
 
@@ -43,21 +43,6 @@ function config(dataDir: string, s3: TestS3, extra: Record<string, unknown> = {}
   };
 }
 
-type LogLine = Record<string, unknown> & { level?: number; msg?: string };
-
-/** The process's JSON log lines (pino: 50 error, 60 fatal). */
-function logLines(sluice: SluiceProcess): LogLine[] {
-  const lines: LogLine[] = [];
-  for (const line of sluice.output.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      lines.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a line cut by the end of the output so far
-    }
-  }
-  return lines;
-}
 
 /** Posts `n` decisions; on 200 their ids join `acked`. */
 async function post(sluice: SluiceProcess, n: number, acked: Set<string>, partition?: string): Promise<Response> {
@@ -98,7 +83,7 @@ async function assertRefused(sluice: SluiceProcess): Promise<LogLine> {
   await assert.rejects(sluice.start(), /sluice exited with 1/, 'the process refuses to start (exit 1) instead of serving');
   assert.equal(sluice.exitCode, 1);
   assert.ok(!sluice.output.includes('sluice listening'), 'it never listened');
-  const fatal = logLines(sluice).find((l) => l.level === 60);
+  const fatal = sluice.logLines().find((l) => l.level === 60);
   assert.ok(fatal, `a fatal line says why:\n${sluice.output}`);
   return fatal;
 }
@@ -238,7 +223,7 @@ test('a deleted, emptied or swapped buffer.sqlite refuses the start with the com
   writeFileSync(bufferFile, '');
   const accepted = sluiceFor(t, cfg, { args: ['--accept-buffer-loss'] });
   await accepted.start();
-  const lost = logLines(accepted).find((l) => l.level === 50 && l.lost_buffer_id === id);
+  const lost = accepted.logLines().find((l) => l.level === 50 && l.lost_buffer_id === id);
   assert.ok(lost, `an error line names the lost buffer ${id}:\n${accepted.output}`);
   assert.match(String(lost.msg), /buffer lost/);
   const metrics = await (await fetch(`${accepted.url}/metrics`)).text();
@@ -313,7 +298,7 @@ test('a chunk whose bytes changed on disk (through SQLite, or raw in the file) i
   });
   assert.match(await (await fetch(`${second.url}/metrics`)).text(), /^sluice_buffer_corrupt_chunks_total 2$/m);
   for (const chunk of [flippedChunk, rottedChunk]) {
-    const named = logLines(second).filter((l) => l.level! >= 50 && JSON.stringify(l).includes(`positions ${chunk.pos}-${chunk.last_pos}`));
+    const named = second.logLines().filter((l) => l.level! >= 50 && JSON.stringify(l).includes(`positions ${chunk.pos}-${chunk.last_pos}`));
     assert.ok(named.length > 0, `an error line names positions ${chunk.pos}-${chunk.last_pos}:\n${second.output.slice(-4000)}`);
   }
   // The output goes on past them (the delivery code sets corrupt chunks aside).
@@ -376,7 +361,7 @@ test('a full disk: ingest and the control plane answer 503 with Retry-After, one
   // More refusals of each kind: still one error line per cause.
   for (let i = 0; i < 5; i++) assert.equal((await post(sluice, 5, acked)).status, 503);
   for (let i = 0; i < 3; i++) assert.equal((await putTenant()).status, 503);
-  const errors = logLines(sluice).filter((l) => l.level === 50);
+  const errors = sluice.logLines().filter((l) => l.level === 50);
   const count = (re: RegExp) => errors.filter((l) => re.test(String(l.msg))).length;
   assert.equal(count(/^buffer append failed/), 1, `one line for the refused appends:\n${sluice.output.slice(-4000)}`);
   assert.equal(count(/^request refused with 503/), 1, 'one line for the refused store writes');

@@ -12,12 +12,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
+import { linesUnder } from './helpers/files.js';
 
 const long = process.env.RELIABILITY === 'long';
 const RUNS = long ? 500 : 100;
@@ -99,32 +100,6 @@ function masked(text: string): string {
 }
 
 const LAYOUTS = ['hive', 'eopa', 'eopa-per-decision', 'hourly-per-decision', 'outpost'] as const;
-
-/** Lines of every object under a directory (gunzipped where gzip), skipping files still being written. */
-function linesUnder(dir: string): string[] {
-  const lines: string[] = [];
-  const walk = (d: string, depth: number): void => {
-    if (depth > 20) return;
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e.name.endsWith('.tmp')) continue;
-      const file = path.join(d, e.name);
-      if (e.isDirectory()) walk(file, depth + 1);
-      else {
-        const bytes = readFileSync(file);
-        const text = (e.name.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
-        for (const line of text.split('\n')) if (line !== '') lines.push(line);
-      }
-    }
-  };
-  walk(dir, 0);
-  return lines;
-}
 
 const idIn = (line: string): string => /"decision_id":"([^"]+)"/.exec(line)?.[1] ?? '(none)';
 

@@ -15,20 +15,6 @@ import { tmpfsDataDir, type TmpfsDataDir } from './helpers/full-disk.js';
 
 const ADMIN_KEY = 'full-disk-test-admin-key';
 
-type LogLine = Record<string, unknown> & { level?: number; msg?: string };
-
-function logLines(sluice: SluiceProcess): LogLine[] {
-  const lines: LogLine[] = [];
-  for (const line of sluice.output.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      lines.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a line cut by the end of the output so far
-    }
-  }
-  return lines;
-}
 
 async function diskFor(t: TestContext): Promise<TmpfsDataDir | undefined> {
   const disk = await tmpfsDataDir(t, 30);
@@ -102,9 +88,9 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   // the attempts go on failing every second; now their recording fails too
   await first.until('an attempt that could not be recorded to be logged', () => {
     assertAlive(first, 'once attempts could not be recorded');
-    return logLines(first).some((l) => /attempt could not be recorded/.test(String(l.msg)));
+    return first.logLines().some((l) => /attempt could not be recorded/.test(String(l.msg)));
   });
-  const line = logLines(first).find((l) => /attempt could not be recorded/.test(String(l.msg)))!;
+  const line = first.logLines().find((l) => /attempt could not be recorded/.test(String(l.msg)))!;
   assert.equal(line.level, 50, 'logged at error');
   assert.match(String(line.code), /^SQLITE_(FULL|IOERR)/, `the line names the SQLite code: ${JSON.stringify(line)}`);
   // a few more rounds of the schedule: still up, and the line is not repeated for each of them
@@ -114,7 +100,7 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   const notReady = await ready(first);
   assert.equal(notReady.status, 503, '/ready: the store cannot take writes');
   assert.equal(notReady.body.events.writable, false);
-  assert.equal(logLines(first).filter((l) => /attempt could not be recorded/.test(String(l.msg))).length, 1, 'one line, not one per attempt');
+  assert.equal(first.logLines().filter((l) => /attempt could not be recorded/.test(String(l.msg))).length, 1, 'one line, not one per attempt');
   assert.ok(!first.output.includes('unhandled rejection'), 'nothing reached the unhandledRejection handler');
   const refused = await api.call('POST', '/publish', { tenant_id: 'acme', topic: 'orders', data: { n: 'refused' } });
   assert.equal(refused.status, 503, `a publish is refused while the disk is full: ${refused.text}`);

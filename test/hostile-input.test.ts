@@ -8,10 +8,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { connect } from 'node:net';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
+import { linesUnder, objectsUnder } from './helpers/files.js';
 import { decision, decisions, postDecisions } from './helpers/opa.js';
 import { closedPort, OutpostApi } from './helpers/outpost.js';
 import { SqliteBuffer } from '../src/buffer/sqlite.js';
@@ -32,37 +32,6 @@ async function started(t: TestContext, config: Record<string, unknown>): Promise
 
 function fileOutput(dir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { name: 'archive', type: 'file', path: dir, batch: { max_age: '100ms' }, retry: { initial_backoff: '50ms', max_backoff: '200ms' }, ...extra };
-}
-
-/** Every object under a file output, gunzipped where it is gzip. */
-function objectsUnder(dir: string): Array<{ file: string; text: string }> {
-  const out: Array<{ file: string; text: string }> = [];
-  const walk = (d: string, depth: number): void => {
-    if (depth > 20) return;
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      // a file the output is still writing (renamed into place when complete)
-      if (name.endsWith('.tmp')) continue;
-      const file = path.join(d, name);
-      if (statSync(file).isDirectory()) walk(file, depth + 1);
-      else {
-        const bytes = readFileSync(file);
-        out.push({ file, text: (name.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8') });
-      }
-    }
-  };
-  walk(dir, 0);
-  return out;
-}
-
-/** NDJSON lines of every object under a file output. */
-function linesUnder(dir: string): string[] {
-  return objectsUnder(dir).flatMap((o) => o.text.split('\n').filter((l) => l !== ''));
 }
 
 async function postRaw(url: string, json: string | Buffer, opts: { partition?: string } = {}): Promise<Response> {

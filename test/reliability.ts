@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +18,7 @@ import { FaultProxy } from './helpers/fault-proxy.js';
 import { decision, decisions, postDecisions } from './helpers/opa.js';
 import { decodeObject, S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
 import { SluiceProcess, tempDir, type ReadyStatus } from './helpers/sluice.js';
+import { linesUnder } from './helpers/files.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Sizes
@@ -1051,7 +1052,7 @@ export async function hostileStream(scope: Scope, opts: HostileStreamOptions): P
   let duplicates = 0;
   for (const output of outputs) {
     const counts = new Map<string, number>();
-    for (const line of fileLines(output.path)) {
+    for (const line of linesUnder(output.path)) {
       const id = /"decision_id":"([^"]+)"/.exec(line)?.[1] ?? '';
       counts.set(id, (counts.get(id) ?? 0) + 1);
     }
@@ -1070,29 +1071,4 @@ export async function hostileStream(scope: Scope, opts: HostileStreamOptions): P
   assert.notEqual(drainMs, null, 'everything was delivered');
   assert.equal(await proc.stop('SIGTERM', 15_000), 0);
   return result;
-}
-
-/** NDJSON lines of every object under a file output (gunzipped where gzip), skipping files being written. */
-function fileLines(dir: string): string[] {
-  const lines: string[] = [];
-  const walk = (d: string, depth: number): void => {
-    if (depth > 20) return;
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e.name.endsWith('.tmp')) continue;
-      const file = path.join(d, e.name);
-      if (e.isDirectory()) walk(file, depth + 1);
-      else {
-        const bytes = readFileSync(file);
-        for (const line of (e.name.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8').split('\n')) if (line !== '') lines.push(line);
-      }
-    }
-  };
-  walk(dir, 0);
-  return lines;
 }

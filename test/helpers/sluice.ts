@@ -91,6 +91,20 @@ export class SluiceProcess {
     return this.stop('SIGKILL');
   }
 
+  /** The process's JSON log lines so far (pino levels: 40 warn, 50 error, 60 fatal). */
+  logLines(): LogLine[] {
+    const lines: LogLine[] = [];
+    for (const line of this.output.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        // a line cut by the end of the output so far
+      }
+    }
+    return lines;
+  }
+
   async ready(): Promise<ReadyStatus> {
     const res = await fetch(`${this.url}/ready`);
     return (await res.json()) as ReadyStatus;
@@ -106,6 +120,8 @@ export class SluiceProcess {
     throw new Error(`timed out waiting for ${what}\n--- sluice output ---\n${this.output.slice(-4000)}`);
   }
 }
+
+export type LogLine = Record<string, unknown> & { level?: number; msg?: string };
 
 export interface ReadyStatus {
   status: string;
