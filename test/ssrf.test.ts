@@ -50,7 +50,7 @@ const REFUSED_ADDRESSES = [
   'http://[::7f00:1]/', // IPv4-compatible (deprecated)
   'http://2130706433:18281/', 'http://0x7f000001/', 'http://0x7f.0.0.1/', 'http://0177.0.0.1/', 'http://127.1/', // other spellings of 127.0.0.1
   'http://134744072/', // a decimal spelling, even of a public address
-  'http://localhost:9000/', 'http://sub.localhost/', 'http://minio:9000/', 'http://metadata.google.internal/', 'http://nas.local/', // local names
+  'http://localhost:9000/', 'http://localhost../', 'http://sub.localhost/', 'http://minio:9000/', 'http://metadata.google.internal/', 'http://nas.local/', // local names
   'http://user:password@s3.example.com/', // user info
 ];
 
@@ -441,7 +441,7 @@ describe('allowed_endpoints opens exactly what it lists', () => {
         return { status: 500, type: 'application/xml', body: `<?xml version="1.0"?><Error><Code>InternalError</Code><Message>${MARKER} internal admin page</Message><RequestId>${MARKER}</RequestId></Error>` };
       }
       if (req.url?.startsWith('/marker-code/')) {
-        return { status: 403, type: 'application/xml', body: `<Error><Code>${MARKER} is here</Code><Message>${MARKER}</Message></Error>` };
+        return { status: 403, type: 'application/xml', body: `<Error><Code>${MARKER}</Code><Message>${MARKER}</Message></Error>` };
       }
       return { status: 500, type: 'text/html', body: `<html><body>${MARKER}: redis_version:7.2.4</body></html>` };
     }).start();

@@ -435,3 +435,39 @@ function writeLegacyStore(dataDir: string, endpoint: string, eventId: string): v
   db.prepare(`INSERT INTO event_batches VALUES ('k', 'des_legacy', 1, 1, 1, 'pending', 0, ?)`).run(Date.now() + 86_400_000);
   db.close();
 }
+
+test('POST /retry passes the pending quotas like a publish: a tenant cannot fill the shared backlog by retrying failures', async () => {
+  const dead = `http://127.0.0.1:${await closedPort()}`;
+  const { sluice, admin } = await startSluice(config(dir('sluice-tenants-retry-'), {
+    retry: { max_retries: 0, initial_backoff: '1h', max_backoff: '1h' },
+    quotas: { pending_deliveries_per_tenant: 3 },
+  }));
+  await putTenant(admin, 'ta');
+  const d = await create(admin, 'ta', destination(dead, 'nowhere'));
+  const ids = Array.from({ length: 6 }, (_, i) => `q${i}`);
+  // one at a time: each fails at once (a closed port, no retries) and leaves the pending count
+  for (const id of ids) {
+    await publish(admin, { tenant_id: 'ta', id });
+    await sluice.until(`${id} failed`, async () => (await admin.get(`/events/${id}`)).body?.status === 'failed' || (await sluice.ready() as unknown as { events: { pending_deliveries: number } }).events.pending_deliveries === 0, WAIT_MS);
+  }
+  await sluice.until('every delivery failed', async () => ((await sluice.ready()) as unknown as { events: { pending_deliveries: number } }).events.pending_deliveries === 0, WAIT_MS);
+  const tenant = new ApiClient(sluice.url, await tokenOf(admin, 'ta'));
+  const answers: number[] = [];
+  for (const id of ids) answers.push((await tenant.post('/retry', { event_id: id, destination_id: d.id })).status);
+  assert.ok(answers.filter((s) => s === 202).length <= 3, `at most the quota of retries pass: ${answers}`);
+  const refused = await tenant.post('/retry', { event_id: ids[5]!, destination_id: d.id });
+  assertNamesQuota(refused, 429, 'api.quotas.pending_deliveries_per_tenant', 'a retry past the quota');
+  assert.ok(((await sluice.ready()) as unknown as { events: { pending_deliveries: number } }).events.pending_deliveries <= 3);
+});
+
+test('a tenant token must carry exp and sub: one signed with the right secret but without exp is refused', async () => {
+  const { admin, sluice } = await startSluice(config(dir('sluice-tenants-exp-'), {}));
+  await putTenant(admin, 'ta');
+  const good = await tokenOf(admin, 'ta');
+  const [, payload] = good.split('.');
+  const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+  const { exp: _exp, ...forever } = claims;
+  const noExp = await new SignJWT(forever).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new TextEncoder().encode(JWT_SECRET));
+  assert.equal((await new ApiClient(sluice.url, good).get('/tenants/ta')).status, 200);
+  assert.equal((await new ApiClient(sluice.url, noExp).get('/tenants/ta')).status, 401);
+});

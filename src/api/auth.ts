@@ -46,7 +46,7 @@ export class ApiAuth {
     if (token === undefined) throw unauthorized('send Authorization: Bearer <admin key or tenant token>');
     if (sameDigest(tokenDigest(token), this.adminDigest)) return { admin: true };
     try {
-      const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ISSUER, algorithms: ['HS256'] });
+      const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ISSUER, algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthorized('the token names no tenant');
       const tenant = this.store.getTenant(payload.sub);
       if (!tenant || payload[GENERATION_CLAIM] !== tenant.generation) {

@@ -35,7 +35,7 @@ export const attemptFilter = {
 };
 
 /** The delivery log: events, attempts, and `POST /retry`. A tenant token sees only its own tenant. */
-export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) => {
+export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publisher }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
 
   // Event answers embed each event's stored data text (see eventView): written by stringifyWithRaw.
@@ -96,8 +96,15 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store }) =>
     if (!destination) throw new HttpError(404, `destination ${destinationId} not found`, { reason: 'not_found' });
     if (destination.disabled_at) throw new HttpError(400, `destination ${destinationId} is disabled: enable it first`, { reason: 'destination_disabled' });
     const event = store.getEvent(destination.tenant_id, eventId);
-    if (!event || !(await store.retry(event.seq, destinationId))) {
-      throw new HttpError(404, `event ${eventId} has no attempt on destination ${destinationId}`, { reason: 'not_found' });
+    if (!event) throw new HttpError(404, `event ${eventId} has no attempt on destination ${destinationId}`, { reason: 'not_found' });
+    // a retried delivery is pending again: it passes the same bounds as a publish (tenant and global)
+    const release = publisher.reserve(destination.tenant_id, 1);
+    try {
+      if (!(await store.retry(event.seq, destinationId))) {
+        throw new HttpError(404, `event ${eventId} has no attempt on destination ${destinationId}`, { reason: 'not_found' });
+      }
+    } finally {
+      release();
     }
     reply.code(202);
     return { success: true };

@@ -91,7 +91,7 @@ export class EndpointGuard {
       const refusal = this.addressRefusal(host);
       return refusal ? `is not allowed: ${host} is ${refusal}; destinations may reach only public addresses unless ${listHint}` : undefined;
     }
-    const name = host.replace(/\.$/, '');
+    const name = host.replace(/\.+$/, '');
     if (this.names.has(name)) return undefined;
     if (isLocalName(name)) return `is not allowed: ${name} is a local host name; destinations may reach only public hosts unless ${listHint}`;
     // A public-looking name: where it leads is checked on every connection.

@@ -114,7 +114,7 @@ export class EventPublisher {
    * api.max_pending_deliveries, or throws 429 having reserved nothing. A request larger than a whole bound
    * passes it only when nothing else is pending under it, so it cannot wait forever.
    */
-  private reserve(tenantId: string, deliveries: number): () => void {
+  reserve(tenantId: string, deliveries: number): () => void {
     const over = (pending: number, max: number) => pending >= max || (pending > 0 && pending + deliveries > max);
     const tenantPending = this.store.pendingDeliveries(tenantId) + (this.reservedByTenant.get(tenantId) ?? 0);
     if (over(tenantPending, this.config.quotas.pending_deliveries_per_tenant)) {

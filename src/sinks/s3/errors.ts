@@ -15,8 +15,22 @@ export function isPermanentS3Error(code: string | undefined, status: number | un
   return status >= 400;
 }
 
-/** An error code as S3 sends it (`NoSuchBucket`) or Node names it (`ECONNREFUSED`); anything else is not passed on. */
-const CODE = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
+/**
+ * Error codes passed on to a tenant: the ones S3 defines, the ones the SDK makes from a status, Node's network
+ * errors and Sluice's own. Anything else an endpoint answers is `UnknownError`: a code is text of the answer
+ * too, and an internal service could put anything there.
+ */
+const KNOWN_CODES = new Set([
+  'AccessDenied', 'AccountProblem', 'AllAccessDisabled', 'BadDigest', 'BucketAlreadyExists', 'BucketAlreadyOwnedByYou',
+  'EntityTooLarge', 'EntityTooSmall', 'ExpiredToken', 'IllegalLocationConstraintException', 'IncompleteBody', 'InternalError',
+  'InvalidAccessKeyId', 'InvalidArgument', 'InvalidBucketName', 'InvalidDigest', 'InvalidObjectState', 'InvalidRequest',
+  'InvalidSecurity', 'InvalidStorageClass', 'InvalidToken', 'KeyTooLongError', 'MalformedXML', 'MetadataTooLarge',
+  'MethodNotAllowed', 'MissingContentLength', 'NoSuchBucket', 'NoSuchKey', 'NotImplemented', 'OperationAborted',
+  'PermanentRedirect', 'PreconditionFailed', 'Redirect', 'RequestTimeTooSkewed', 'ServiceUnavailable', 'SignatureDoesNotMatch',
+  'SlowDown', 'TemporaryRedirect', 'TokenRefreshRequired', 'XAmzContentSHA256Mismatch', 'NotFound', 'Forbidden', 'BadRequest',
+  'Unauthorized', 'Conflict', 'TooManyRequests', 'InvalidBucketState', 'QuotaExceeded', 'UnknownError',
+  'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ERR_INVALID_URL', 'endpoint_not_allowed', 'key_template',
+]);
 
 /** Sluice's own words for the failures that have no HTTP answer. */
 const OWN_WORDS: Record<string, string> = {
@@ -37,7 +51,7 @@ const OWN_WORDS: Record<string, string> = {
  * tenant pointed its destination: repeating it would make the delivery log a reader of whatever answers there.
  */
 export function sanitizedFailure(rawCode: string | undefined, status: number | undefined, own?: string): { code: string; message: string } {
-  const code = rawCode && CODE.test(rawCode) ? rawCode : 'UnknownError';
+  const code = rawCode && (KNOWN_CODES.has(rawCode) || Object.hasOwn(OWN_WORDS, rawCode)) ? rawCode : 'UnknownError';
   if (status !== undefined) return { code, message: `${code} (HTTP ${status})${own ? `: ${own}` : ''}` };
   return { code, message: `${code}: ${own ?? OWN_WORDS[code] ?? 'the request failed'}` };
 }
