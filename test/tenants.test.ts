@@ -471,3 +471,18 @@ test('a tenant token must carry exp and sub: one signed with the right secret bu
   assert.equal((await new ApiClient(sluice.url, good).get('/tenants/ta')).status, 200);
   assert.equal((await new ApiClient(sluice.url, noExp).get('/tenants/ta')).status, 401);
 });
+
+test('what a tenant stores per destination is bounded: at most 100 topics of 256 characters, 16 KiB of config', async () => {
+  const { admin } = await startSluice(config(dir('sluice-tenants-size-'), {}));
+  await putTenant(admin, 'ta');
+  const endpoint = `http://127.0.0.1:${await closedPort()}`;
+  const tooMany = await admin.post('/tenants/ta/destinations', destination(endpoint, 'bucket', { topics: Array.from({ length: 101 }, (_, i) => `t${i}`) }));
+  assertError(tooMany as never, 422, '101 topics');
+  const tooLong = await admin.post('/tenants/ta/destinations', destination(endpoint, 'bucket', { topics: ['x'.repeat(257)] }));
+  assertError(tooLong as never, 422, 'a topic of 257 characters');
+  const big = await admin.post('/tenants/ta/destinations', destination(endpoint, 'bucket', { config: { bucket: 'bucket', region: 'us-east-1', endpoint, padding: 'x'.repeat(17_000) } }));
+  assertError(big as never, 422, '17 KB of config');
+  const d = await create(admin, 'ta', destination(endpoint, 'bucket', { topics: Array.from({ length: 100 }, (_, i) => `t${i}`) }));
+  const patched = await admin.patch(`/tenants/ta/destinations/${d.id as string}`, { topics: Array.from({ length: 101 }, (_, i) => `t${i}`) });
+  assertError(patched as never, 422, 'PATCH to 101 topics');
+});

@@ -15,13 +15,21 @@ import { destinationView, maskCredential } from './views.js';
 
 const DESTINATION_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const stringMap = z.record(z.string(), z.string({ error: 'failed type validation' }));
-const topicsField = z.array(z.string().min(1, 'failed min validation'), { error: required }).min(1, 'is required');
+// Bounds on what a tenant stores per destination (cached and answered on every GET): topics are names, and a
+// destination's config holds a few short settings.
+const MAX_TOPICS = 100;
+const MAX_TOPIC_LENGTH = 256;
+const MAX_CONFIG_BYTES = 16 * 1024;
+const topicsField = z.array(z.string().min(1, 'failed min validation').max(MAX_TOPIC_LENGTH, `failed max validation (${MAX_TOPIC_LENGTH} characters)`), { error: required })
+  .min(1, 'is required').max(MAX_TOPICS, `failed max validation (at most ${MAX_TOPICS} topics)`);
+const configField = z.record(z.string(), z.unknown())
+  .refine((c) => Buffer.byteLength(JSON.stringify(c)) <= MAX_CONFIG_BYTES, `failed max validation (at most ${MAX_CONFIG_BYTES} bytes)`);
 
 const createBody = z.object({
   id: z.string().regex(DESTINATION_ID, 'failed pattern validation').optional(),
   type: z.string({ error: required }).min(1, 'is required'),
   topics: topicsField,
-  config: z.record(z.string(), z.unknown()).default({}),
+  config: configField.default({}),
   credentials: z.record(z.string(), z.unknown()).default({}),
   delivery_metadata: stringMap.default({}),
   metadata: stringMap.default({}),
@@ -31,7 +39,7 @@ const patchBody = z.object({
   type: z.string().optional(),
   topics: topicsField.optional(),
   // null removes a field
-  config: z.record(z.string(), z.unknown()).optional(),
+  config: configField.optional(),
   credentials: z.record(z.string(), z.unknown()).optional(),
   delivery_metadata: stringMap.optional(),
   metadata: stringMap.optional(),
