@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SignJWT } from 'jose';
@@ -451,6 +452,15 @@ test('POST /retry passes the pending quotas like a publish: a tenant cannot fill
     await sluice.until(`${id} failed`, async () => (await admin.get(`/events/${id}`)).body?.status === 'failed' || (await sluice.ready() as unknown as { events: { pending_deliveries: number } }).events.pending_deliveries === 0, WAIT_MS);
   }
   await sluice.until('every delivery failed', async () => ((await sluice.ready()) as unknown as { events: { pending_deliveries: number } }).events.pending_deliveries === 0, WAIT_MS);
+  // the tenant points its destination at a listener that never answers, so retried deliveries stay pending
+  const tarpit = createServer((socket) => { held.push(socket); });
+  const held: Socket[] = [];
+  await new Promise<void>((resolve) => tarpit.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => { for (const s of held) s.destroy(); tarpit.close(); });
+  const moved = await admin.patch(`/tenants/ta/destinations/${d.id as string}`, {
+    config: { endpoint: `http://127.0.0.1:${(tarpit.address() as { port: number }).port}` }, credentials: { key: S3_KEY, secret: S3_SECRET },
+  });
+  assert.equal(moved.status, 200, moved.text);
   const tenant = new ApiClient(sluice.url, await tokenOf(admin, 'ta'));
   const answers: number[] = [];
   for (const id of ids) answers.push((await tenant.post('/retry', { event_id: id, destination_id: d.id })).status);
