@@ -5,9 +5,10 @@ import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { S3Sink } from '../sinks/s3/s3-sink.js';
 import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/s3/aws-s3-destination.js';
-import { eventObject, eventObjectKey, KeyTemplateError, objectMetadata } from '../sinks/s3/event-object.js';
+import { defaultObjectKey, eventObject, keyTemplateTask, KeyTemplateError, objectMetadata } from '../sinks/s3/event-object.js';
+import { KeyTemplatePool } from '../sinks/s3/key-template-pool.js';
 import { SinkError, type Sink } from '../sinks/types.js';
-import { destinationKey, type Destination, type DueDelivery, type NewAttempt, type Store } from '../store/types.js';
+import { destinationKey, type Destination, type DueDelivery, type NewAttempt, type Store, type StoredEvent, type StringMap } from '../store/types.js';
 import { backoffDelay } from './backoff.js';
 import { EventBatcher } from './event-batcher.js';
 import { RecordHolds } from './record-holds.js';
@@ -52,11 +53,14 @@ export class EventDispatcher {
   private lastPass = 0;
   /** Tenants choose endpoints: every connection of a destination's sink is checked against this. */
   private readonly guard: EndpointGuard;
+  /** Tenants choose key templates, whose work is unbounded: they are evaluated in workers, under a budget. */
+  private readonly keyTemplates: KeyTemplatePool;
 
   constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
     this.batcher = new EventBatcher(store, this, log);
     this.failures = new RateLimitedLog(log);
     this.guard = new EndpointGuard(config.destinations.allowed_endpoints);
+    this.keyTemplates = new KeyTemplatePool(log);
   }
 
   start(): void {
@@ -74,6 +78,8 @@ export class EventDispatcher {
     this.abort.abort();
     for (const { sink } of this.sinks.values()) sink.close();
     this.sinks.clear();
+    // evaluations still running end (rejected) with it: their attempts see `stopped` and record nothing
+    this.keyTemplates.close().catch((err: unknown) => this.log.debug({ err }, 'closing the key_template workers failed'));
   }
 
   get signal(): AbortSignal {
@@ -207,10 +213,13 @@ export class EventDispatcher {
     let failure: Error | undefined;
     if (key === null) {
       try {
-        key = eventObjectKey(event, metadata, awsS3ConfigOf(destination).key_template);
+        key = await this.objectKey(event, metadata, awsS3ConfigOf(destination).key_template);
       } catch (err) {
         failure = err as Error;
       }
+      // Stopped while the template was evaluated (the pool is closed), or the destination was deleted, disabled or
+      // changed meanwhile: nothing is recorded, and the delivery stays pending (attempted again with what it is now).
+      if (this.stopped || this.changedSince(destination)) return;
       // a failure to store the key is the store's, not the attempt's: it goes to attempt()'s catch
       if (key !== null) this.store.setObjectKey(delivery.seq, key);
     }
@@ -239,6 +248,21 @@ export class EventDispatcher {
       { ...base, status: 'success', code: '200', response_data: { bucket, key }, error: null, duration_ms: Date.now() - started },
       { seq: delivery.seq, status: 'success', attempts: attemptNumber, next_attempt_at: 0 },
     );
+  }
+
+  /**
+   * The object key of a delivery's first attempt: the default one, or the key_template's, evaluated in a worker
+   * (never on the event loop) within its time and memory budget; a template over budget is a KeyTemplateError.
+   */
+  private async objectKey(event: StoredEvent, metadata: StringMap, template: string | undefined): Promise<string> {
+    if (!template) return defaultObjectKey(event);
+    return this.keyTemplates.evaluate(keyTemplateTask(event, metadata, template));
+  }
+
+  /** Whether the destination is no longer as it was read (deleted, disabled or updated). */
+  private changedSince(destination: Destination): boolean {
+    const now = this.store.getDestination(destination.tenant_id, destination.id);
+    return !now || Boolean(now.disabled_at) || now.updated_at !== destination.updated_at;
   }
 
   private prune(): void {

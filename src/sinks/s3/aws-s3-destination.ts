@@ -6,6 +6,7 @@ import type { Destination } from '../../store/types.js';
 import type { DestinationType } from '../destination-types.js';
 import type { EndpointGuard } from '../endpoint-guard.js';
 import { bucketNameProblem } from './bucket-name.js';
+import { MAX_KEY_TEMPLATE_CHARS } from './key-template.js';
 import type { S3Connection } from './s3-sink.js';
 
 /** The storage classes Outpost's aws_s3 destination accepts. */
@@ -16,7 +17,13 @@ const STORAGE_CLASSES = [
 /** AWS regions (`us-east-1`) and what S3-compatible stores use (`auto` for R2, `garage`, ...). */
 const REGION = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
+/**
+ * Whether a key_template compiles. Only a template within MAX_KEY_TEMPLATE_CHARS is compiled (a longer one is
+ * refused for its length alone); compiling is linear in its length, evaluating it is not (that runs in a worker:
+ * key-template-pool.ts).
+ */
 function compiles(template: string): boolean {
+  if (template.length > MAX_KEY_TEMPLATE_CHARS) return true;
   try {
     compile(template);
     return true;
@@ -41,11 +48,19 @@ export type BatchingConfig = z.output<typeof batching>;
 const config = z.strictObject({
   bucket: z.string({ error: required }).min(1, 'is required'),
   region: z.string({ error: required }).min(1, 'is required').regex(REGION, 'failed pattern validation'),
-  key_template: optional(z.string().refine(compiles, 'failed pattern validation')),
+  key_template: optional(z.string()
+    .max(MAX_KEY_TEMPLATE_CHARS, `failed length validation: at most ${MAX_KEY_TEMPLATE_CHARS} characters`)
+    .refine(compiles, 'failed pattern validation')),
   storage_class: optional(z.string().transform((v) => v.toUpperCase()).pipe(z.enum(STORAGE_CLASSES, { error: 'failed enum validation' }))),
   endpoint: optional(z.url({ error: 'failed pattern validation' })),
   batching: batching.optional(),
 });
+
+/**
+ * A stored destination's config, as delivery reads it: the key_template is not checked again here (it is
+ * compiled and evaluated in the key template worker), so one saved before the length limit is still read.
+ */
+const storedConfig = config.extend({ key_template: optional(z.string()) });
 
 const credentials = z.strictObject({
   key: z.string({ error: required }).min(1, 'is required'),
@@ -93,7 +108,7 @@ export const awsS3: DestinationType = {
  * connection it makes (a tenant chose the endpoint).
  */
 export function s3ConnectionOfDestination(destination: Destination, requestTimeout: number, guard: EndpointGuard): S3Connection {
-  const c = config.parse(destination.config);
+  const c = storedConfig.parse(destination.config);
   const k = destination.credentials;
   return {
     bucket: c.bucket,
@@ -108,5 +123,5 @@ export function s3ConnectionOfDestination(destination: Destination, requestTimeo
 }
 
 export function awsS3ConfigOf(destination: Destination): AwsS3Config {
-  return config.parse(destination.config);
+  return storedConfig.parse(destination.config);
 }
