@@ -8,6 +8,8 @@
  * invalid JSON the caller throws the spans away.
  */
 
+import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COMMA, isSpace, OPEN_ARRAY, OPEN_OBJECT, QUOTE } from './chars.js';
+
 export type ArrayScan =
   | { kind: 'array'; /** start0, end0, start1, end1, ...: byte offsets, end exclusive, whitespace trimmed. */ spans: number[] }
   | { kind: 'not_an_array' }
@@ -21,17 +23,6 @@ export interface ArrayScanLimits {
   maxElements: number;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
-const COMMA = 0x2c;
-
-function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-}
 
 export function scanJsonArray(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
   const n = buf.length;

@@ -21,6 +21,8 @@
  * edit of a key drops its earlier duplicates, so a removed or masked value never survives as a shadowed copy.
  */
 
+import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COLON, COMMA, DOT, isSpace, MINUS, OPEN_ARRAY, OPEN_OBJECT, PLUS, QUOTE } from './chars.js';
+
 export type JsonNode = JsonObject | JsonArray | JsonScalar;
 
 interface Spanned {
@@ -74,17 +76,6 @@ export class JsonDepthError extends JsonSyntaxError {
   }
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COMMA = 0x2c;
-const COLON = 0x3a;
-const MINUS = 0x2d;
-const PLUS = 0x2b;
-const DOT = 0x2e;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
 
 // The parser's own mutable shapes; callers see them through the readonly interfaces above.
 interface MObject { type: 'object'; src: string; start: number; end: number; members: MMember[] }
@@ -199,7 +190,7 @@ function readKey(src: string, obj: MObject, i: number): number {
 function skipSpace(src: string, i: number): number {
   for (;;) {
     const c = src.charCodeAt(i);
-    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
+    if (!isSpace(c)) return i;
     i++;
   }
 }
@@ -385,7 +376,7 @@ function between(src: string, from: number, to: number, separator: number): bool
   for (let i = from; i < to; i++) {
     const c = src.charCodeAt(i);
     if (c === separator && !seen) seen = true;
-    else if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false;
+    else if (!isSpace(c)) return false;
   }
   return seen;
 }
