@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { OutputConfig } from '../config/schema.js';
 import { s3ConnectionOf } from '../sinks/s3/s3-sink.js';
-import { splitJsonArray } from '../sources/json-array-split.js';
+import { arrayElementTexts } from '../json/array-scan.js';
 
 /** Listing and reading back the objects an output wrote: S3 or a directory, same keys. */
 export interface OutputObjects {
@@ -128,8 +128,8 @@ export function decisionsOf(key: string, body: Buffer): StoredDecision[] {
   if (text === '') return [];
   if (text.startsWith('[')) {
     const values = JSON.parse(text) as Array<Record<string, unknown>>;
-    const spans = splitJsonArray(text);
-    return values.map((decision, i) => ({ text: text.slice(spans[i]![0], spans[i]![1]), decision }));
+    const texts = arrayElementTexts(Buffer.from(text));
+    return values.map((decision, i) => ({ text: texts[i]!, decision }));
   }
   const lines = key.endsWith('.json') && !text.includes('\n') ? [text] : text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
   return lines.map((line) => ({ text: line, decision: JSON.parse(line) as Record<string, unknown> }));

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import { splitJsonArray } from '../sources/json-array-split.js';
+import { arrayElementTexts } from '../json/array-scan.js';
 import { isRetryableStatus } from '../sinks/types.js';
 
 export interface SendOptions {
@@ -81,7 +81,7 @@ export function readDecisions(raw: Buffer): string[] {
   if (trimmed.startsWith('[')) {
     const array = JSON.parse(trimmed) as unknown;
     if (!Array.isArray(array)) throw new Error('not a JSON array');
-    return splitJsonArray(trimmed).map(([start, end]) => trimmed.slice(start, end));
+    return arrayElementTexts(Buffer.from(trimmed));
   }
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
   lines.forEach((line, i) => {

@@ -85,3 +85,17 @@ function endOfString(buf: Uint8Array, open: number): number {
     if (backslashes % 2 === 0) return i;
   }
 }
+
+/**
+ * The source text of each element of a JSON array that JSON.parse has already accepted: for reading arrays
+ * back (`sluice send`, `sluice query` over json_array objects), where no bound applies but the input's own
+ * size (a level takes two bytes, an element at least one).
+ */
+export function arrayElementTexts(bytes: Uint8Array): string[] {
+  const scan = scanJsonArray(bytes, { maxDepth: Math.ceil(bytes.length / 2), maxElements: bytes.length });
+  if (scan.kind !== 'array') throw new Error('not a JSON array');
+  const decoder = new TextDecoder();
+  const texts: string[] = [];
+  for (let i = 0; i < scan.spans.length; i += 2) texts.push(decoder.decode(bytes.subarray(scan.spans[i], scan.spans[i + 1])));
+  return texts;
+}

@@ -20,7 +20,6 @@ export interface DecodeLimits { maxDecodedBytes: number }
 export interface DecodedRequest {
   chunks: NewChunk[];
   decisions: number;
-  bytes: number;
   /** Decisions without an RFC 3339 `timestamp`: filed under the hour they arrived. */
   untimed: number;
   /** Bytes the chunks take in the buffer (compressed). */
@@ -102,7 +101,6 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
   // one chunk per hour and OPA instance (labels.id): outputs may batch per instance, as Enterprise OPA did
   const groups = new Map<string, Group>();
   const chunks: NewChunk[] = [];
-  let bytes = 0;
   let untimed = 0;
   for (let i = 0; i < parsed.length; i++) {
     const decision = parsed[i] as Record<string, unknown>;
@@ -135,21 +133,17 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     group.bytes += line.length + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
       chunks.push(toChunk(partition, group, limits));
-      bytes += group.bytes;
       groups.delete(key);
     }
   }
-  for (const group of groups.values()) {
-    chunks.push(toChunk(partition, group, limits));
-    bytes += group.bytes;
-  }
+  for (const group of groups.values()) chunks.push(toChunk(partition, group, limits));
   let storedBytes = 0;
   let heldBytes = 0;
   for (const c of chunks) {
     storedBytes += c.payload.length;
     heldBytes += c.payload.length + (c.text?.length ?? 0);
   }
-  return { chunks, decisions: parsed.length, bytes, untimed, storedBytes, heldBytes };
+  return { chunks, decisions: parsed.length, untimed, storedBytes, heldBytes };
 }
 
 interface Group {
