@@ -74,9 +74,13 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
   };
 }
 
-/** With no outputs configured, objects go to `<data_dir>/objects` in the same layout S3 would get. */
+/**
+ * With no outputs configured, objects go to `<data_dir>/objects` in the same layout S3 would get. Someone
+ * trying Sluice out watches that folder: its objects close after 10 s, not the minute objects for a query
+ * engine wait.
+ */
 function defaultFileOutput(dataDir: string): OutputConfig {
-  const parsed = configSchema.parse({ outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects') }] });
+  const parsed = configSchema.parse({ outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects'), batch: { max_age: '10s' } }] });
   return parsed.outputs![0]!;
 }
 

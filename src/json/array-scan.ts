@@ -1,19 +1,31 @@
 /**
- * Finds the byte span of each element of a top-level JSON array, and refuses what is too deep or too many,
- * before anything parses the body into objects.
+ * One validating pass over the bytes of a top-level JSON array: it finds the byte span of each element, checks
+ * the whole text against JSON's grammar (RFC 8259) and, for OPA uploads, notes where the three fields Sluice
+ * reads from each decision are (`timestamp`, `decision_id`, `labels.id`), without building a single object.
  *
- * It runs first on every OPA upload, on untrusted bytes: it never recurses, never reads past the buffer and
- * ends on any input (each step moves forward). It checks only what it needs to cut the array (brackets match,
- * strings end); full validation is JSON.parse's job afterwards, so on valid JSON the spans are exact and on
- * invalid JSON the caller throws the spans away.
+ * It replaces JSON.parse on ingest's hot path: building a decision's objects costs several times what reading
+ * its bytes once does, and Sluice stores the bytes, never the objects. It runs first on every upload, on
+ * untrusted bytes: it never recurses (depth is a counter over a fixed-size stack), never reads past the buffer,
+ * moves forward on every step, and refuses depth and element counts beyond its bounds as it meets them.
+ * UTF-8 validity is the caller's (Node's native isUtf8); everything else JSON.parse would refuse, this refuses.
  */
 
-import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COMMA, isSpace, OPEN_ARRAY, OPEN_OBJECT, QUOTE } from './chars.js';
+import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COLON, COMMA, DOT, MINUS, OPEN_ARRAY, OPEN_OBJECT, PLUS, QUOTE } from './chars.js';
 
 export type ArrayScan =
-  | { kind: 'array'; /** start0, end0, start1, end1, ...: byte offsets, end exclusive, whitespace trimmed. */ spans: number[] }
+  | {
+    kind: 'array';
+    /** start0, end0, start1, end1, ...: byte offsets, end exclusive, whitespace trimmed. */
+    spans: number[];
+    /**
+     * With `fields`: per element, the spans (quotes included) of the string values of `timestamp`,
+     * `decision_id` and `labels.id`, as six offsets, -1 where the element has no such string. As JSON.parse
+     * does, the last of duplicate keys wins.
+     */
+    fields?: number[];
+  }
   | { kind: 'not_an_array' }
-  | { kind: 'invalid'; at: number }
+  | { kind: 'invalid'; at: number; message: string }
   | { kind: 'too_deep'; at: number }
   | { kind: 'too_many' };
 
@@ -21,78 +33,321 @@ export interface ArrayScanLimits {
   /** Nesting levels an element may have (an element `{}` has 1). */
   maxDepth: number;
   maxElements: number;
+  /** Also find each element's decision fields (see ArrayScan.fields). */
+  fields?: boolean;
 }
 
+/** Offsets of one element's field spans in ArrayScan.fields. */
+export const TIMESTAMP = 0;
+export const DECISION_ID = 2;
+export const LABELS_ID = 4;
+const FIELD_STRIDE = 6;
+
+// what the scan expects next
+const VALUE = 0;
+const VALUE_OR_CLOSE = 1; // just after `[`
+const KEY = 2; // after `,` in an object
+const KEY_OR_CLOSE = 3; // just after `{`
+const COLON_NEXT = 4;
+const COMMA_OR_CLOSE = 5;
+
+// the field the value about to be read belongs to
+const NO_FIELD = -1;
+const LABELS = 6;
+
+/** Bytes that may follow a backslash in a JSON string, besides `u`. */
+const SIMPLE_ESCAPES = new Uint8Array(256);
+for (const c of '"\\/bfnrt') SIMPLE_ESCAPES[c.charCodeAt(0)] = 1;
+const HEX = new Uint8Array(256);
+for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
+
+const KEY_TIMESTAMP = Buffer.from('"timestamp"');
+const KEY_DECISION_ID = Buffer.from('"decision_id"');
+const KEY_LABELS = Buffer.from('"labels"');
+const KEY_ID = Buffer.from('"id"');
+
+class Invalid extends Error {
+  constructor(readonly at: number, message: string) {
+    super(message);
+  }
+}
 
 export function scanJsonArray(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
+  try {
+    return scan(buf, limits);
+  } catch (err) {
+    if (err instanceof Invalid) return { kind: 'invalid', at: err.at, message: err.message };
+    throw err;
+  }
+}
+
+function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
   const n = buf.length;
-  let i = 0;
-  while (i < n && isSpace(buf[i]!)) i++;
+  let i = skipSpace(buf, 0);
   if (i === n || buf[i] !== OPEN_ARRAY) return { kind: 'not_an_array' };
   // depth 1 is the top-level array; an element's own levels are depth - 1
   const maxDepth = limits.maxDepth + 1;
-  // which bracket opened each level, so that `[}` is caught here and not miscounted
+  // which bracket opened each level: a closing bracket must match it
   const opened = new Uint8Array(maxDepth + 1);
   opened[1] = OPEN_ARRAY;
   let depth = 1;
+  let state = VALUE_OR_CLOSE;
   const spans: number[] = [];
+  const fields: number[] | undefined = limits.fields ? [] : undefined;
+  const withFields = fields !== undefined;
+  // compact JSON (what OPA sends) has no byte below 0x20: its strings are cut with native searches
+  const strings = hasControlBytes(buf) ? undefined : new StringEnds(buf);
   let start = -1;
-  let lastEnd = -1;
+  let field = NO_FIELD;
+  /** The depth of the `labels` object being read, or 0. */
+  let labelsDepth = 0;
   for (i++; i < n; i++) {
     const c = buf[i]!;
-    if (c === QUOTE) {
-      if (start < 0) start = i;
-      i = endOfString(buf, i);
-      if (i < 0) return { kind: 'invalid', at: n };
-      lastEnd = i + 1;
-    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      if (start < 0) start = i;
-      if (++depth > maxDepth) return { kind: 'too_deep', at: i };
-      opened[depth] = c;
-    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
-      if (opened[depth] !== (c === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY)) return { kind: 'invalid', at: i };
-      if (depth === 1) {
-        if (start >= 0) spans.push(start, lastEnd);
-        else if (spans.length > 0) return { kind: 'invalid', at: i }; // `[1,]`
-        if (spans.length / 2 > limits.maxElements) return { kind: 'too_many' };
-        for (i++; i < n; i++) if (!isSpace(buf[i]!)) return { kind: 'invalid', at: i };
-        return { kind: 'array', spans };
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    switch (state) {
+      case VALUE_OR_CLOSE:
+        if (c === CLOSE_ARRAY) {
+          if (depth === 1) return finish(buf, i, spans, fields);
+          depth--;
+          state = COMMA_OR_CLOSE;
+          break;
+        }
+      // falls through: a value
+      case VALUE: {
+        if (depth === 1) {
+          start = i;
+          if (withFields) fields.push(-1, -1, -1, -1, -1, -1);
+        }
+        const valueField = field;
+        field = NO_FIELD;
+        if (c === QUOTE) {
+          const end = (strings ? strings.endOf(i) : endOfStringByBytes(buf, i));
+          if (valueField === LABELS) setField(fields!, LABELS_ID, -1, -1);
+          else if (withFields && valueField >= 0) setField(fields, valueField, i, end + 1);
+          i = end;
+          state = COMMA_OR_CLOSE;
+        } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+          if (++depth > maxDepth) return { kind: 'too_deep', at: i };
+          opened[depth] = c;
+          state = c === OPEN_OBJECT ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
+          if (valueField === LABELS) {
+            setField(fields!, LABELS_ID, -1, -1);
+            if (c === OPEN_OBJECT) labelsDepth = depth;
+          } else if (withFields && valueField >= 0) {
+            setField(fields, valueField, -1, -1);
+          }
+        } else {
+          i = endOfScalar(buf, i, c);
+          if (withFields && valueField >= 0) setField(fields, valueField === LABELS ? LABELS_ID : valueField, -1, -1);
+          state = COMMA_OR_CLOSE;
+        }
+        break;
       }
-      depth--;
-      lastEnd = i + 1;
-    } else if (c === COMMA && depth === 1) {
-      if (start < 0) return { kind: 'invalid', at: i };
-      spans.push(start, lastEnd);
-      if (spans.length / 2 > limits.maxElements) return { kind: 'too_many' };
-      start = -1;
-    } else if (!isSpace(c)) {
-      // a scalar's bytes (or a colon or comma inside a container): part of the current element
-      if (start < 0) start = i;
-      lastEnd = i + 1;
+      case KEY_OR_CLOSE:
+        if (c === CLOSE_OBJECT) {
+          close(depth, c, i);
+          if (depth === labelsDepth) labelsDepth = 0;
+          depth--;
+          state = COMMA_OR_CLOSE;
+          break;
+        }
+      // falls through: a key
+      case KEY: {
+        if (c !== QUOTE) throw new Invalid(i, `expected a string key at byte ${i}`);
+        const end = (strings ? strings.endOf(i) : endOfStringByBytes(buf, i));
+        if (withFields) field = depth === 2 ? elementField(buf, i, end + 1) : depth === labelsDepth && isKey(buf, i, end + 1, KEY_ID) ? LABELS_ID : NO_FIELD;
+        i = end;
+        state = COLON_NEXT;
+        break;
+      }
+      case COLON_NEXT:
+        if (c !== COLON) throw new Invalid(i, `expected ':' at byte ${i}`);
+        state = VALUE;
+        break;
+      case COMMA_OR_CLOSE:
+        if (c === COMMA) {
+          if (depth === 1) {
+            spans.push(start, lastNonSpace(buf, i) + 1);
+            if (spans.length / 2 > limits.maxElements) return { kind: 'too_many' };
+          }
+          state = opened[depth] === OPEN_OBJECT ? KEY : VALUE;
+        } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+          close(depth, c, i);
+          if (depth === 1) {
+            spans.push(start, lastNonSpace(buf, i) + 1);
+            if (spans.length / 2 > limits.maxElements) return { kind: 'too_many' };
+            return finish(buf, i, spans, fields);
+          }
+          if (depth === labelsDepth) labelsDepth = 0;
+          depth--;
+        } else {
+          throw new Invalid(i, `expected ',' or a closing bracket at byte ${i}`);
+        }
+        break;
     }
   }
-  return { kind: 'invalid', at: n };
+  throw new Invalid(n, 'the text ends before the array does');
+
+  function close(level: number, c: number, at: number): void {
+    if (opened[level] !== (c === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY)) throw new Invalid(at, `unmatched '${String.fromCharCode(c)}' at byte ${at}`);
+  }
 }
 
-/** Index of the closing quote of the string opened at `open`, or -1 when it never closes. */
-function endOfString(buf: Uint8Array, open: number): number {
-  let i = open;
-  for (;;) {
-    i = buf.indexOf(QUOTE, i + 1);
-    if (i < 0) return -1;
-    let backslashes = 0;
-    for (let j = i - 1; j > open && buf[j] === BACKSLASH; j--) backslashes++;
-    if (backslashes % 2 === 0) return i;
+function finish(buf: Uint8Array, close: number, spans: number[], fields: number[] | undefined): ArrayScan {
+  const after = skipSpace(buf, close + 1);
+  if (after < buf.length) throw new Invalid(after, `unexpected text after the array at byte ${after}`);
+  return fields ? { kind: 'array', spans, fields } : { kind: 'array', spans };
+}
+
+function setField(fields: number[], field: number, from: number, to: number): void {
+  const at = fields.length - FIELD_STRIDE + field;
+  fields[at] = from;
+  fields[at + 1] = to;
+}
+
+/** Which decision field a key of the element object names (JSON.parse's reading of it, escapes included). */
+function elementField(buf: Uint8Array, from: number, to: number): number {
+  if (isKey(buf, from, to, KEY_TIMESTAMP)) return TIMESTAMP;
+  if (isKey(buf, from, to, KEY_DECISION_ID)) return DECISION_ID;
+  if (isKey(buf, from, to, KEY_LABELS)) return LABELS;
+  return NO_FIELD;
+}
+
+/** Whether the key at buf[from, to) (quotes included) is `name`, written plainly or with escapes. */
+function isKey(buf: Uint8Array, from: number, to: number, name: Buffer): boolean {
+  const length = to - from;
+  if (length === name.length) {
+    for (let k = 1; k < length - 1; k++) if (buf[from + k] !== name[k]) return false;
+    return true;
   }
+  // `"time\u0073tamp"` is `timestamp` to JSON.parse: a key with escapes is decoded the same way
+  if (length < name.length || !hasBackslash(buf, from, to)) return false;
+  return jsonString(buf, from, to) === name.toString('latin1', 1, name.length - 1);
+}
+
+function hasBackslash(buf: Uint8Array, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) if (buf[k] === BACKSLASH) return true;
+  return false;
+}
+
+/** The value of the JSON string at buf[from, to) (quotes included), escapes decoded as JSON.parse does. */
+export function jsonString(buf: Uint8Array, from: number, to: number): string {
+  const raw = Buffer.from(buf.buffer, buf.byteOffset + from, to - from);
+  return hasBackslash(buf, from, to) ? (JSON.parse(raw.toString('utf8')) as string) : raw.toString('utf8', 1, raw.length - 1);
 }
 
 /**
- * The source text of each element of a JSON array that JSON.parse has already accepted: for reading arrays
- * back (`sluice send`, `sluice query` over json_array objects), where no bound applies but the input's own
- * size (a level takes two bytes, an element at least one).
+ * Whether the text holds any byte below 0x20. None may be inside a string; outside, only tab, LF and CR may
+ * (as whitespace). OPA sends compact JSON with none: then a string ends at the next quote that no backslash
+ * escapes, found with native searches (StringEnds); otherwise every string byte is checked (endOfStringByBytes).
+ */
+function hasControlBytes(buf: Uint8Array): boolean {
+  for (let c = 0; c < 0x20; c++) if (buf.indexOf(c) >= 0) return true;
+  return false;
+}
+
+/** String ends in a text without control bytes: native searches for quotes and backslashes, escapes checked. */
+class StringEnds {
+  /** Position of the next backslash at or after where the last search started (-1: none left). */
+  private backslash = -2;
+
+  constructor(private readonly buf: Uint8Array) {}
+
+  endOf(open: number): number {
+    const { buf } = this;
+    let from = open + 1;
+    for (;;) {
+      const quote = buf.indexOf(QUOTE, from);
+      if (quote < 0) throw new Invalid(buf.length, `a string opened at byte ${open} never ends`);
+      if (this.backslash !== -1 && this.backslash < from) this.backslash = buf.indexOf(BACKSLASH, from);
+      if (this.backslash < 0 || this.backslash > quote) return quote;
+      // an escape before the quote: check it, and go on after it (it may be the quote's own `\"`)
+      from = this.backslash + escapeLength(buf, this.backslash);
+    }
+  }
+}
+
+/** Bytes the escape at `at` (a backslash) takes; throws when it is not one JSON has. */
+function escapeLength(buf: Uint8Array, at: number): number {
+  const e = buf[at + 1] ?? 0;
+  if (SIMPLE_ESCAPES[e]) return 2;
+  if (e === 0x75 && HEX[buf[at + 2] ?? 0] && HEX[buf[at + 3] ?? 0] && HEX[buf[at + 4] ?? 0] && HEX[buf[at + 5] ?? 0]) return 6; // \uXXXX
+  throw new Invalid(at, `a bad escape at byte ${at}`);
+}
+
+/** Index of the closing quote of the string opened at `open`; throws on a control character or a bad escape. */
+function endOfStringByBytes(buf: Uint8Array, open: number): number {
+  const n = buf.length;
+  for (let i = open + 1; i < n; i++) {
+    const c = buf[i]!;
+    if (c === QUOTE) return i;
+    if (c < 0x20) throw new Invalid(i, `a control character (0x${c.toString(16).padStart(2, '0')}) in a string at byte ${i}`);
+    if (c === BACKSLASH) i += escapeLength(buf, i) - 1;
+  }
+  throw new Invalid(n, `a string opened at byte ${open} never ends`);
+}
+
+/** Index of the last byte of the number or literal starting at `at`; throws when there is none. */
+function endOfScalar(buf: Uint8Array, at: number, c: number): number {
+  if (c === 0x74) return literal(buf, at, 'true');
+  if (c === 0x66) return literal(buf, at, 'false');
+  if (c === 0x6e) return literal(buf, at, 'null');
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+  let i = at;
+  if (buf[i] === MINUS) i++;
+  if (buf[i] === 0x30) i++;
+  else if (isDigit(buf[i])) while (isDigit(buf[i])) i++;
+  else throw new Invalid(at, `unexpected '${printable(buf[at])}' at byte ${at}`);
+  if (buf[i] === DOT) {
+    i++;
+    if (!isDigit(buf[i])) throw new Invalid(i, `a digit must follow the decimal point at byte ${i}`);
+    while (isDigit(buf[i])) i++;
+  }
+  if (buf[i] === 0x65 || buf[i] === 0x45) {
+    i++;
+    if (buf[i] === PLUS || buf[i] === MINUS) i++;
+    if (!isDigit(buf[i])) throw new Invalid(i, `a digit must follow the exponent at byte ${i}`);
+    while (isDigit(buf[i])) i++;
+  }
+  return i - 1;
+}
+
+function literal(buf: Uint8Array, at: number, word: string): number {
+  for (let k = 1; k < word.length; k++) {
+    if (buf[at + k] !== word.charCodeAt(k)) throw new Invalid(at, `unexpected '${printable(buf[at])}' at byte ${at}`);
+  }
+  return at + word.length - 1;
+}
+
+function isDigit(c: number | undefined): boolean {
+  return c !== undefined && c >= 0x30 && c <= 0x39;
+}
+
+function printable(c: number | undefined): string {
+  return c !== undefined && c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${(c ?? 0).toString(16).padStart(2, '0')}`;
+}
+
+function skipSpace(buf: Uint8Array, from: number): number {
+  let i = from;
+  while (i < buf.length && (buf[i] === 0x20 || buf[i] === 0x0a || buf[i] === 0x0d || buf[i] === 0x09)) i++;
+  return i;
+}
+
+/** The last byte before `at` that is not whitespace (the end of the element a comma or bracket follows). */
+function lastNonSpace(buf: Uint8Array, at: number): number {
+  let i = at - 1;
+  while (buf[i] === 0x20 || buf[i] === 0x0a || buf[i] === 0x0d || buf[i] === 0x09) i--;
+  return i;
+}
+
+/**
+ * The source text of each element of a JSON array: for reading arrays back (`sluice send`, `sluice query`
+ * over json_array objects), where no bound applies but the input's own size (a level takes two bytes, an
+ * element at least one).
  */
 export function arrayElementTexts(bytes: Uint8Array): string[] {
   const scan = scanJsonArray(bytes, { maxDepth: Math.ceil(bytes.length / 2), maxElements: bytes.length });
+  if (scan.kind === 'invalid') throw new Error(`not valid JSON: ${scan.message}`);
   if (scan.kind !== 'array') throw new Error('not a JSON array');
   const decoder = new TextDecoder();
   const texts: string[] = [];

@@ -2,7 +2,8 @@ import { gunzip, gzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { isUtf8 } from 'node:buffer';
 import { HttpError } from './http-error.js';
-import { scanJsonArray } from '../json/array-scan.js';
+import { DECISION_ID, jsonString, LABELS_ID, scanJsonArray, TIMESTAMP } from '../json/array-scan.js';
+import { OPEN_OBJECT } from '../json/chars.js';
 import { MAX_JSON_DEPTH } from '../json/limits.js';
 import type { DecisionEventFields, NewChunk } from '../buffer/types.js';
 import { decisionKey } from './recently-accepted.js';
@@ -65,13 +66,15 @@ export interface ChunkLimits {
  * Validates an OPA upload (a JSON array of decision objects) and cuts it into chunks per UTC hour of each
  * decision's own timestamp. Nothing is returned unless the whole request is valid.
  *
- * The bytes are scanned first (scanJsonArray): a body nested too deep or holding too many elements is refused
- * before JSON.parse builds a single object, so a few KiB of gzip cannot cost gigabytes. Each decision is
- * stored as its own bytes, sliced from the body: never re-serialized, so its text stays exactly as sent.
+ * One validating scan of the bytes (scanJsonArray) checks the JSON, bounds depth and count as it goes (a few
+ * KiB of gzip cannot cost gigabytes) and finds the fields chunks are filed by; no object is built. Each
+ * decision is stored as its own bytes, sliced from the body: never re-serialized, so its text stays exactly
+ * as sent.
  */
 export function decisionsToChunks(json: Buffer, partition: string, receivedAt: number, limits: ChunkLimits): DecodedRequest {
   if (!isUtf8(json)) throw new HttpError(400, 'body is not valid UTF-8 JSON', { reason: 'invalid_utf8' });
-  const scan = scanJsonArray(json, { maxDepth: MAX_JSON_DEPTH, maxElements: limits.maxDecisions });
+  // one validating pass over the bytes: no object is built for a decision Sluice stores as bytes
+  const scan = scanJsonArray(json, { maxDepth: MAX_JSON_DEPTH, maxElements: limits.maxDecisions, fields: true });
   if (scan.kind === 'too_deep') {
     throw new HttpError(400, `a decision nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${scan.at}): nothing was stored`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH });
   }
@@ -79,21 +82,13 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     throw new HttpError(413, `the request holds more than ingest.max_decisions_per_request (${limits.maxDecisions}) decisions: send smaller chunks`,
       { reason: 'too_many_decisions', limit: limits.maxDecisions });
   }
-  let parsed: unknown;
-  try {
-    // the scan bounded depth and count; V8's JSON.parse does not recurse, so this is safe on what is left
-    parsed = JSON.parse(json.toString('utf8'));
-  } catch (err) {
-    throw new HttpError(400, `body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' });
-  }
-  if (scan.kind !== 'array' || !Array.isArray(parsed)) {
-    throw new HttpError(400, 'body must be a JSON array of decision objects, as OPA sends it', { reason: 'not_an_array' });
-  }
+  if (scan.kind === 'invalid') throw new HttpError(400, `body is not valid JSON: ${scan.message}`, { reason: 'invalid_json' });
+  if (scan.kind !== 'array') throw notAnArray(json);
   const { spans } = scan;
-  if (spans.length / 2 !== parsed.length) throw new Error(`the array scan found ${spans.length / 2} elements where JSON.parse found ${parsed.length}`);
-  for (let i = 0; i < parsed.length; i++) {
-    const item: unknown = parsed[i];
-    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+  const fields = scan.fields!;
+  const count = spans.length / 2;
+  for (let i = 0; i < count; i++) {
+    if (json[spans[2 * i]!] !== OPEN_OBJECT) {
       throw new HttpError(400, `element ${i} of the array is not a decision object`, { reason: 'not_an_object', index: i });
     }
   }
@@ -102,8 +97,11 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
   const groups = new Map<string, Group>();
   const chunks: NewChunk[] = [];
   let untimed = 0;
-  for (let i = 0; i < parsed.length; i++) {
-    const decision = parsed[i] as Record<string, unknown>;
+  const field = (i: number, which: number) => {
+    const from = fields[6 * i + which]!;
+    return from < 0 ? undefined : jsonString(json, from, fields[6 * i + which + 1]!);
+  };
+  for (let i = 0; i < count; i++) {
     let line = json.subarray(spans[2 * i]!, spans[2 * i + 1]!);
     // NDJSON needs one line per decision. JSON strings cannot hold a raw CR or LF, so in pretty-printed
     // input (OPA never sends it) every one is whitespace: a space keeps the decision's text otherwise exact.
@@ -111,8 +109,9 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
       line = Buffer.from(line);
       for (let j = 0; j < line.length; j++) if (line[j] === 0x0a || line[j] === 0x0d) line[j] = 0x20;
     }
-    let hour = hourOf(decision.timestamp);
-    let instance = instanceOf(decision);
+    const timestamp = field(i, TIMESTAMP);
+    let hour = hourOf(timestamp);
+    let instance = field(i, LABELS_ID) ?? '';
     let key = `${hour}\u0000${instance}`;
     if (hour === undefined || (!groups.has(key) && groups.size >= MAX_STREAMS_PER_REQUEST)) {
       // Kept (OPA sent it), filed under the arrival hour, and counted: see "Timestamps" in the README. A
@@ -126,10 +125,11 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     let group = groups.get(key);
     if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }));
     group.lines.push(line);
-    const decisionId = typeof decision.decision_id === 'string' && decision.decision_id !== '' ? decision.decision_id : undefined;
+    const id = field(i, DECISION_ID);
+    const decisionId = id === '' ? undefined : id;
     // digested here, in the decode threads, not on the event loop
     group.ids.push(decisionId === undefined ? '' : decisionKey(decisionId));
-    group.events?.push({ id: decisionId, timestamp: typeof decision.timestamp === 'string' ? decision.timestamp : undefined });
+    group.events?.push({ id: decisionId, timestamp });
     group.bytes += line.length + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
       chunks.push(toChunk(partition, group, limits));
@@ -143,7 +143,23 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     storedBytes += c.payload.length;
     heldBytes += c.payload.length + (c.text?.length ?? 0);
   }
-  return { chunks, decisions: parsed.length, untimed, storedBytes, heldBytes };
+  return { chunks, decisions: count, untimed, storedBytes, heldBytes };
+}
+
+/**
+ * The error for a body that does not start with `[`: JSON of another kind (an object, a string) is told it
+ * must be an array; text that is not JSON at all is told so. The body is read as the one element of an array,
+ * by the same bounded scan (a copy, on this error path only).
+ */
+function notAnArray(json: Buffer): HttpError {
+  const asElement = scanJsonArray(Buffer.concat([Buffer.of(0x5b), json, Buffer.of(0x5d)]), { maxDepth: MAX_JSON_DEPTH, maxElements: 1 });
+  if (asElement.kind === 'too_deep') {
+    return new HttpError(400, `the body nests deeper than ${MAX_JSON_DEPTH} levels: nothing was stored`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH });
+  }
+  if (asElement.kind !== 'array' || asElement.spans.length !== 2) {
+    return new HttpError(400, `body is not valid JSON${asElement.kind === 'invalid' ? `: ${asElement.message}` : ''}`, { reason: 'invalid_json' });
+  }
+  return new HttpError(400, 'body must be a JSON array of decision objects, as OPA sends it', { reason: 'not_an_array' });
 }
 
 interface Group {
@@ -177,12 +193,6 @@ function ownBuffer(buf: Buffer): Buffer {
   const own = Buffer.allocUnsafeSlow(buf.length);
   buf.copy(own);
   return own;
-}
-
-/** The OPA instance id (`labels.id`) of a decision, or '' when it has none. */
-export function instanceOf(decision: Record<string, unknown>): string {
-  const labels = decision.labels as Record<string, unknown> | undefined;
-  return labels && typeof labels.id === 'string' ? labels.id : '';
 }
 
 const UTC_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):\d{2}:\d{2}(\.\d+)?Z$/;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import type { DecisionBuffer, NewChunk } from '../buffer/types.js';
 import { digestWords, KeyMemory } from './key-memory.js';
@@ -142,7 +142,8 @@ export class RecentlyAccepted {
 
 /** The key of a decision_id. */
 export function decisionKey(decisionId: string): string {
-  return `d${digest(decisionId)}`;
+  // one call per decision at ingest: the one-shot hash, not a Hash object per decision
+  return `d${hash('sha256', decisionId, 'base64url').slice(0, 11)}`;
 }
 
 /** 64 bits of SHA-256 in 11 characters: short keys keep memory small, and collisions stay negligible (~1e-8 for 500,000 keys). */

@@ -1,12 +1,14 @@
 /**
- * The byte scan that cuts OPA's arrays: its spans agree with JSON.parse on valid arrays (strings with
- * brackets, commas and escaped quotes inside), it ends on any input, and it refuses depth and count beyond
- * its bounds.
+ * The validating byte scan that replaces JSON.parse at ingest: it accepts exactly what JSON.parse accepts,
+ * its spans agree with JSON.parse on valid arrays (strings with brackets, commas and escaped quotes inside),
+ * the decision fields it finds are the values JSON.parse reads (duplicate and escaped keys included), it
+ * ends on any input, and it refuses depth and count beyond its bounds.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { arrayElementTexts, scanJsonArray } from '../../src/json/array-scan.js';
+import { isUtf8 } from 'node:buffer';
+import { arrayElementTexts, DECISION_ID, jsonString, LABELS_ID, scanJsonArray, TIMESTAMP } from '../../src/json/array-scan.js';
 
 test('element texts of any valid JSON array parse to its elements', () => {
   fc.assert(fc.property(fc.array(fc.jsonValue(), { maxLength: 20 }), fc.boolean(), (values, pretty) => {
@@ -16,20 +18,107 @@ test('element texts of any valid JSON array parse to its elements', () => {
   }), { numRuns: 300 });
 });
 
-test('any bytes: the scan ends, and finds every element of what JSON.parse reads as an array', () => {
+/** What JSON.parse makes of the bytes: 'invalid', 'not_an_array' or the array. */
+function parsedBy(bytes: Uint8Array): unknown[] | 'invalid' | 'not_an_array' {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return 'invalid';
+  }
+  return Array.isArray(parsed) ? parsed : 'not_an_array';
+}
+
+/** The scan and JSON.parse agree on whether the (valid UTF-8) bytes are a JSON array, and on its elements. */
+function assertAgrees(bytes: Uint8Array): void {
+  if (!isUtf8(bytes)) return; // ingest refuses invalid UTF-8 before the scan (Node's isUtf8)
+  const scan = scanJsonArray(bytes, { maxDepth: 1000, maxElements: 100_000 });
+  const parsed = parsedBy(bytes);
+  if (parsed === 'invalid') {
+    // a text that does not start with `[` is refused as not an array before it is read
+    assert.ok(scan.kind === 'invalid' || scan.kind === 'not_an_array', `JSON.parse refuses ${JSON.stringify(Buffer.from(bytes).toString())}, the scan says ${scan.kind}`);
+  } else if (parsed === 'not_an_array') {
+    assert.equal(scan.kind, 'not_an_array');
+  } else {
+    assert.equal(scan.kind, 'array', `JSON.parse reads ${JSON.stringify(Buffer.from(bytes).toString())}, the scan says ${scan.kind}`);
+    if (scan.kind !== 'array') return;
+    assert.deepEqual(Array.from({ length: scan.spans.length / 2 }, (_, i) => JSON.parse(Buffer.from(bytes.subarray(scan.spans[2 * i], scan.spans[2 * i + 1])).toString()) as unknown), parsed);
+  }
+}
+
+test('any bytes: the scan ends, and accepts exactly what JSON.parse reads as an array', () => {
   fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-    const scan = scanJsonArray(bytes, { maxDepth: 1000, maxElements: 1000 });
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(Buffer.from(bytes).toString());
-    } catch {
-      return; // invalid JSON: whatever the scan said, JSON.parse refuses the body after it
-    }
-    if (Array.isArray(parsed) && Buffer.from(bytes).toString() === new TextDecoder().decode(bytes)) {
-      assert.equal(scan.kind, 'array');
-      if (scan.kind === 'array') assert.equal(scan.spans.length / 2, parsed.length);
-    }
-  }), { numRuns: 2000 });
+    assertAgrees(Uint8Array.from([0x5b, ...bytes])); // most random texts would stop at their first byte
+    assertAgrees(bytes);
+  }), { numRuns: 3000 });
+});
+
+test('valid arrays with one byte changed, added or removed: the scan agrees with JSON.parse', () => {
+  const alphabet = Buffer.from('[]{}",:\\ \t\n\r0123456789.eE+-tfnrulsabu\x00\x1f\x7f');
+  fc.assert(fc.property(fc.array(fc.jsonValue(), { maxLength: 6 }), fc.boolean(), fc.nat(), fc.nat(alphabet.length - 1), fc.constantFrom('set', 'insert', 'delete'),
+    (values, pretty, at, pick, how) => {
+      const text = Buffer.from(JSON.stringify(values, null, pretty ? 1 : undefined));
+      const i = at % text.length;
+      const b = alphabet[pick]!;
+      const mutated = how === 'set' ? Buffer.concat([text.subarray(0, i), Buffer.of(b), text.subarray(i + 1)])
+        : how === 'insert' ? Buffer.concat([text.subarray(0, i), Buffer.of(b), text.subarray(i)])
+          : Buffer.concat([text.subarray(0, i), text.subarray(i + 1)]);
+      assertAgrees(mutated);
+    }), { numRuns: 5000 });
+});
+
+test('grammar edges JSON.parse refuses, the scan refuses', () => {
+  for (const text of ['[01]', '[1.]', '[.5]', '[1e]', '[-]', '[+1]', '[tru]', '[nul]', '[1,]', '[,1]', '[{"a"}]', '[{"a":}]', '[{"a":1,}]', '[{1:2}]',
+    '["\\x"]', '["\\u12g4"]', '["a\tb"]', '["a\u0000b"]', '[1 2]', '[]]', '[] x', '[{]', '[}', '["\\"]', '[{"a":1}{"b":2}]']) {
+    const scan = scanJsonArray(Buffer.from(text), { maxDepth: 10, maxElements: 10 });
+    assert.equal(scan.kind, 'invalid', text);
+    assert.throws(() => JSON.parse(text), SyntaxError);
+  }
+  for (const text of ['[-0.5e+10]', '[1E-2]', '["\\u00e9\\n\\"\\/"]', '[ {"a" : [ ] } , null ]', '[1e999, -1e-999, 123456789012345678901234567890]', '[]', ' [ ] ']) {
+    assert.equal(scanJsonArray(Buffer.from(text), { maxDepth: 10, maxElements: 10 }).kind, 'array', text);
+  }
+});
+
+test('decision fields: the string values JSON.parse reads for timestamp, decision_id and labels.id', () => {
+  const key = (name: string) => fc.constantFrom(JSON.stringify(name), `"${[...name].map((c, i) => (i === 1 ? `\\u00${c.charCodeAt(0).toString(16)}` : c)).join('')}"`);
+  const value = fc.oneof(fc.string().map((s) => JSON.stringify(s)), fc.jsonValue().map((v) => JSON.stringify(v)));
+  const labels = fc.oneof(value, fc.array(fc.tuple(fc.oneof(key('id'), key('version'), key('x')), value), { maxLength: 4 })
+    .map((entries) => `{${entries.map(([k, v]) => `${k}:${v}`).join(',')}}`));
+  const member = fc.oneof(
+    fc.tuple(fc.oneof(key('timestamp'), key('decision_id'), key('path')), value),
+    fc.tuple(key('labels'), labels),
+    fc.tuple(key('input'), fc.jsonValue().map((v) => JSON.stringify({ labels: { id: 'nested' }, timestamp: v }))),
+  );
+  const decision = fc.array(member, { maxLength: 8 }).map((members) => `{${members.map(([k, v]) => `${k}:${v}`).join(',')}}`);
+  fc.assert(fc.property(fc.array(decision, { maxLength: 5 }), (decisions) => {
+    const bytes = Buffer.from(`[${decisions.join(',')}]`);
+    const scan = scanJsonArray(bytes, { maxDepth: 1000, maxElements: 1000, fields: true });
+    assert.equal(scan.kind, 'array');
+    if (scan.kind !== 'array') return;
+    const parsed = JSON.parse(bytes.toString()) as Array<Record<string, unknown>>;
+    const found = (i: number, which: number) => {
+      const from = scan.fields![6 * i + which]!;
+      return from < 0 ? undefined : jsonString(bytes, from, scan.fields![6 * i + which + 1]!);
+    };
+    parsed.forEach((d, i) => {
+      const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+      assert.equal(found(i, TIMESTAMP), str(d.timestamp));
+      assert.equal(found(i, DECISION_ID), str(d.decision_id));
+      const l = d.labels;
+      assert.equal(found(i, LABELS_ID), l !== null && typeof l === 'object' && !Array.isArray(l) ? str((l as Record<string, unknown>).id) : undefined);
+    });
+  }), { numRuns: 1000 });
+});
+
+test('a hostile body: deep nesting, a million tiny elements, extreme numbers, long escapes', () => {
+  const million = Buffer.from(`[${'0,'.repeat(999_999)}0]`);
+  const scan = scanJsonArray(million, { maxDepth: 1000, maxElements: 1_000_000 });
+  assert.equal(scan.kind === 'array' && scan.spans.length / 2, 1_000_000);
+  assert.equal(scanJsonArray(million, { maxDepth: 1000, maxElements: 999_999 }).kind, 'too_many');
+  assert.equal(scanJsonArray(Buffer.from(`[${'['.repeat(100_000)}`), { maxDepth: 1000, maxElements: 10 }).kind, 'too_deep');
+  assert.equal(scanJsonArray(Buffer.from(`[${'9'.repeat(100_000)}e${'9'.repeat(1000)}]`), { maxDepth: 10, maxElements: 10 }).kind, 'array');
+  assert.equal(scanJsonArray(Buffer.from(`["${'\\"'.repeat(100_000)}"]`), { maxDepth: 10, maxElements: 10 }).kind, 'array');
+  assert.equal(scanJsonArray(Buffer.from(`["${'\\"'.repeat(100_000)}]`), { maxDepth: 10, maxElements: 10 }).kind, 'invalid');
 });
 
 test('depth and count bounds', () => {
