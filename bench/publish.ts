@@ -3,7 +3,10 @@
  * object per event and batched, against s3rver on 127.0.0.1. Verifies that every acknowledged event landed
  * exactly once, and writes bench/results/publish.{json,md}.
  *
- *   npm run bench:publish -- [--each 20000] [--batched 200000] [--connections 64] [--profile]
+ *   npm run bench:publish -- [--each 20000] [--batched 200000] [--connections 64] [--batch-size 100] [--profile]
+ *
+ * The batched destination is measured twice: one event per `POST /publish` (Outpost's API), and
+ * `--batch-size` events per `POST /publish/batch` (Sluice's extension).
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
@@ -23,6 +26,7 @@ const { values: args } = parseArgs({
     each: { type: 'string', default: '20000' },
     batched: { type: 'string', default: '200000' },
     connections: { type: 'string', default: '64' },
+    'batch-size': { type: 'string', default: '100' },
     profile: { type: 'boolean', default: false },
   },
 });
@@ -51,18 +55,25 @@ async function api(base: string, method: string, route: string, body?: unknown):
   return { status: res.status, json: await res.json() };
 }
 
-async function publishAll(base: string, topic: string, count: number, connections: number): Promise<{ seconds: number; latencies: number[] }> {
+function eventOf(topic: string, n: number): Record<string, unknown> {
+  return {
+    id: `${topic}-${n}`, tenant_id: 'bench', topic,
+    data: { n, topic, customer_id: `c-${n % 100}`, decision: { allow: n % 3 !== 0, path: 'authz/allow' }, padding: 'x'.repeat(400) },
+  };
+}
+
+/** `count` events over `connections` publishers, `perRequest` to a request (1: `POST /publish`, more: `/publish/batch`). */
+async function publishAll(base: string, topic: string, count: number, connections: number, perRequest: number): Promise<{ seconds: number; latencies: number[] }> {
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
   await Promise.all(Array.from({ length: connections }, async () => {
     while (next < count) {
-      const n = next++;
+      const first = next;
+      next = Math.min(count, next + perRequest);
       const t0 = performance.now();
-      const { status } = await api(base, 'POST', '/publish', {
-        id: `${topic}-${n}`, tenant_id: 'bench', topic,
-        data: { n, topic, customer_id: `c-${n % 100}`, decision: { allow: n % 3 !== 0, path: 'authz/allow' }, padding: 'x'.repeat(400) },
-      });
+      const events = Array.from({ length: next - first }, (_, i) => eventOf(topic, first + i));
+      const { status } = perRequest === 1 ? await api(base, 'POST', '/publish', events[0]) : await api(base, 'POST', '/publish/batch', events);
       if (status !== 202) throw new Error(`publish answered ${status}`);
       latencies.push(performance.now() - t0);
     }
@@ -106,11 +117,11 @@ async function landed(s3: S3Client, prefix: string, batched: boolean): Promise<{
   return { objects, ns };
 }
 
-async function phase(name: string, base: string, sluice: ChildProcess, s3: S3Client, topic: string, prefix: string, batched: boolean, count: number): Promise<PhaseResult> {
+async function phase(name: string, base: string, sluice: ChildProcess, s3: S3Client, topic: string, prefix: string, batched: boolean, count: number, perRequest = 1): Promise<PhaseResult> {
   process.stdout.write(`  ${name}: publishing ${count.toLocaleString('en')} events... `);
   const cpu0 = cpuSeconds(sluice.pid);
   const started = performance.now();
-  const { seconds, latencies } = await publishAll(base, topic, count, Number(args.connections));
+  const { seconds, latencies } = await publishAll(base, topic, count, Number(args.connections), perRequest);
   await waitDrained(base);
   const total = (performance.now() - started) / 1000;
   const cpu = cpuSeconds(sluice.pid) - cpu0;
@@ -160,7 +171,12 @@ try {
     type: 'aws_s3', topics: ['batch'], config: { ...connection, batching: { max_events: 10000, max_age: '1s' } }, credentials,
   });
   results.push(await phase('one object per event', base, sluice, s3, 'each', 'each/', false, Number(args.each)));
+  await api(base, 'POST', '/tenants/bench/destinations', {
+    type: 'aws_s3', topics: ['bulk'], config: { ...connection, batching: { max_events: 10000, max_age: '1s' } }, credentials,
+  });
   results.push(await phase('batched (10,000 events, 1 s)', base, sluice, s3, 'batch', 'batch/', true, Number(args.batched)));
+  const perRequest = Number(args['batch-size']);
+  results.push(await phase(`batched, ${perRequest} events per POST /publish/batch`, base, sluice, s3, 'bulk', 'bulk/', true, Number(args.batched), perRequest));
 } finally {
   sluice.kill('SIGTERM');
   s3Process.kill('SIGTERM');

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
@@ -16,7 +16,10 @@ import type { OutputConfig } from './config/schema.js';
 
 const program = new Command('sluice')
   .description('Durable decision log service for Open Policy Agent: decisions in, batched objects out to S3.')
-  .version(VERSION);
+  .version(VERSION)
+  // commander exits 1 on a usage error, the code that means "invalid" or "refused" here: it throws instead
+  // (every command inherits this), and the end of this file exits 2, the documented code for bad arguments
+  .exitOverride();
 
 program.command('serve')
   .description('Run the service. Without --config it runs on embedded defaults: 127.0.0.1:8181, buffer in ./data, objects in ./data/objects.')
@@ -126,8 +129,8 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 program.command('query')
   .description("Read decisions back from where an output wrote them (S3 or file), listing only the keys of the time range the output's key layout allows. "
     + 'Exit 0 found, 1 none, 2 bad arguments or unreadable output.')
-  .requiredOption('-c, --config <file>', 'the configuration that names the output')
-  .requiredOption('-o, --output <name>', 'the output to read')
+  .option('-c, --config <file>', 'the configuration that names the output (default: the embedded defaults, as `sluice serve` without --config)')
+  .option('-o, --output <name>', 'the output to read (default: the only s3 or file output, when there is one)')
   .option('--from <time>', 'RFC 3339, or a duration ago (15m, 2h, 7d)', '1h')
   .option('--to <time>', 'RFC 3339, a duration ago, or now', 'now')
   .option('--decision-id <id>', 'only this decision')
@@ -135,7 +138,7 @@ program.command('query')
   .option('--where <field=value>', 'only decisions whose field (dotted path) has this value; repeatable', collect, [])
   .option('--format <format>', 'ndjson or table', 'ndjson')
   .addHelpText('after', '\nExamples:\n  sluice query -c sluice.yaml -o archive --from 2h\n  sluice query -c sluice.yaml -o archive --from 2026-05-01T00:00:00Z --to 2026-05-02T00:00:00Z --path authz/allow --where result=false --format table\n  sluice query -c sluice.yaml -o archive --from 7d --decision-id 4ca636c1-55e4-417a-b1d8-4aceb67960d1')
-  .action(async (opts: { config: string; output: string; from: string; to: string; decisionId?: string; path?: string; where: string[]; format: string }) => {
+  .action(async (opts: { config?: string; output?: string; from: string; to: string; decisionId?: string; path?: string; where: string[]; format: string }) => {
     const output = outputOrExit(opts.config, opts.output);
     const from = parseWhen(opts.from);
     const to = parseWhen(opts.to);
@@ -147,15 +150,15 @@ program.command('query')
 
 program.command('tail')
   .description('Follow an output (S3 or file): print the decisions of each new object as NDJSON as it lands, until interrupted.')
-  .requiredOption('-c, --config <file>', 'the configuration that names the output')
-  .requiredOption('-o, --output <name>', 'the output to follow')
+  .option('-c, --config <file>', 'the configuration that names the output (default: the embedded defaults)')
+  .option('-o, --output <name>', 'the output to follow (default: the only s3 or file output, when there is one)')
   .option('--decision-id <id>', 'only this decision')
   .option('--path <path>', 'only decisions of this policy path')
   .option('--where <field=value>', 'only decisions whose field (dotted path) has this value; repeatable', collect, [])
   .option('--interval <duration>', 'how often to look for new objects', '2s')
   .option('--max <n>', 'stop after printing this many decisions')
   .addHelpText('after', '\nExamples:\n  sluice tail -c sluice.yaml -o archive\n  sluice tail -c sluice.yaml -o archive --where result=false')
-  .action(async (opts: { config: string; output: string; decisionId?: string; path?: string; where: string[]; interval: string; max?: string }) => {
+  .action(async (opts: { config?: string; output?: string; decisionId?: string; path?: string; where: string[]; interval: string; max?: string }) => {
     const output = outputOrExit(opts.config, opts.output);
     const intervalMs = parseDuration(opts.interval);
     if (intervalMs === undefined || intervalMs <= 0) usage(`--interval takes a duration (500ms, 2s), not "${opts.interval}"`);
@@ -166,10 +169,22 @@ program.command('tail')
     process.exitCode = await tail(output, filter, { intervalMs: intervalMs!, max: opts.max === undefined ? undefined : positiveInt(opts.max, '--max'), signal: abort.signal }).catch(readFailure);
   });
 
-function outputOrExit(file: string, name: string): OutputConfig {
+/**
+ * The output to read: the one named, or, without -o, the only s3 or file output of the configuration (the
+ * embedded defaults' `local` without -c), so that `sluice query` works as `sluice serve` does, with no flags.
+ */
+function outputOrExit(file: string | undefined, name: string | undefined): OutputConfig {
   const config = readConfigOrExit(file);
+  const source = file ?? 'the embedded defaults';
+  const readable = config.outputs.filter((o) => o.type === 's3' || o.type === 'file');
+  if (name === undefined) {
+    if (readable.length === 1) return readable[0]!;
+    usage(readable.length === 0
+      ? `${source} has no s3 or file output to read back`
+      : `${source} has several outputs that can be read back (${readable.map((o) => o.name).join(', ')}): choose one with -o`);
+  }
   const output = config.outputs.find((o) => o.name === name);
-  if (!output) usage(`no output named "${name}" in ${file}; outputs: ${config.outputs.map((o) => o.name).join(', ')}`);
+  if (!output) usage(`no output named "${name}" in ${source}; outputs: ${config.outputs.map((o) => o.name).join(', ')}`);
   if (output!.type !== 's3' && output!.type !== 'file') usage(`output ${name} is of type ${output!.type}: only s3 and file outputs can be read back`);
   return output!;
 }
@@ -214,4 +229,19 @@ function readConfigOrExit(file: string | undefined) {
   }
 }
 
-await program.parseAsync(process.argv);
+/** An error as one line: what a person reads at a terminal is the message, not a stack. */
+function oneLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/\s*\n\s*/g, ' ').trim() || (err instanceof Error ? err.name : 'unknown error');
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // commander has printed its own one-line message (unknown option, missing argument ...) or the help
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  // what no command handled itself: one line, exit 1 (SLUICE_DEBUG=1 shows the stack, for a bug report)
+  console.error(`sluice: ${oneLine(err)}`);
+  if (process.env.SLUICE_DEBUG) console.error(err);
+  process.exit(1);
+}

@@ -151,7 +151,9 @@ describe('tenants and auth (admin_key configured)', () => {
     const mine = ['page-1', 'page-2', 'page-3', 'page-4', 'page-5'];
     for (const id of mine) await putTenant(s.admin, id);
 
-    const everything = await s.admin.page('/tenants', { limit: 1000 });
+    // Outpost's bound for tenant pages: 100 (a larger limit is 422)
+    assert.equal((await s.admin.get('/tenants?limit=101')).status, 422);
+    const everything = await s.admin.page('/tenants', { limit: 100 });
     assert.equal(everything.pagination.next, null, 'one page holds them all');
     const all = ids(everything.models);
     for (const id of mine) assert.ok(all.includes(id), `${id} is listed`);
@@ -230,13 +232,27 @@ describe('tenants and auth (admin_key configured)', () => {
     assertError(await alpha.delete(`/tenants/beta/destinations/${betaDest.id}`), 403, "delete another tenant's destination");
     assert.equal((await s.admin.get(`/tenants/beta/destinations/${betaDest.id}`)).status, 200, 'the 403 changed nothing');
 
+    // as in Outpost: GET /tenants lists only itself, and it may PUT its own tenant (not another)
+    const tenants = await alpha.get('/tenants');
+    assert.equal(tenants.status, 200, tenants.text);
+    assert.deepEqual(ids(tenants.body.models), ['alpha']);
+    assert.equal(tenants.body.count, 1);
+    assertError(await alpha.get('/tenants?id=beta'), 403, 'GET /tenants?id=<another tenant>');
+    const renamed = await alpha.put('/tenants/alpha', { metadata: { x: 'y' } });
+    assert.equal(renamed.status, 200, renamed.text);
+    assert.deepEqual(renamed.body.metadata, { x: 'y' });
+    assertError(await alpha.put('/tenants/beta', { metadata: { x: 'y' } }), 403, 'PUT another tenant');
+    assertError(await alpha.delete('/tenants/beta'), 403, 'DELETE another tenant');
     // admin-only routes, even for its own tenant
-    assertError(await alpha.get('/tenants'), 403, 'GET /tenants');
     assertError(await alpha.post('/publish', { tenant_id: 'alpha', topic: 'orders', data: { a: 1 } }), 403, 'POST /publish');
-    assertError(await alpha.put('/tenants/alpha', { metadata: { x: 'y' } }), 403, 'PUT its own tenant');
-    assertError(await alpha.delete('/tenants/alpha'), 403, 'DELETE its own tenant');
     assertError(await alpha.get('/tenants/alpha/token'), 403, 'a token minting tokens');
+    assertError(await alpha.get('/tenants/alpha/portal'), 403, 'the portal URL');
     assert.equal((await s.admin.get('/tenants/alpha')).status, 200, 'the tenant is still there');
+    assert.equal((await s.admin.get('/tenants/beta')).status, 200, 'the other tenant is still there');
+    // its own tenant's DELETE: allowed, and it revokes the token itself
+    const deleted = await alpha.delete('/tenants/alpha');
+    assert.equal(deleted.status, 200, deleted.text);
+    assert.equal((await alpha.get('/tenants/alpha')).status, 401, 'its token is revoked by the delete');
   });
 
   test('no token, a wrong key, another scheme or a forged token is 401', async () => {
@@ -350,6 +366,7 @@ describe('destinations', () => {
     assert.ok(!noRegion.body.data.includes('config.bucket is required'), `only the missing field is named: ${noRegion.text}`);
     const noTopics = await s.admin.post('/tenants/acme/destinations', s3Destination({ topics: undefined }));
     assertValidation(noTopics, [], 'no topics');
+    assert.ok(noTopics.body.data.some((p: unknown) => String(p).startsWith('topics')), `a problem names topics: ${noTopics.text}`);
   });
 
   test('a bad storage_class and a key_template that does not compile are both listed', async () => {
@@ -362,10 +379,15 @@ describe('destinations', () => {
   });
 
   test('an unknown type or no type is 422', async () => {
-    assertValidation(await s.admin.post('/tenants/acme/destinations', s3Destination({ type: 'aws_s4' })), [], 'unknown type');
-    assertValidation(await s.admin.post('/tenants/acme/destinations', s3Destination({ type: undefined })), [], 'no type');
-    const list = await s.admin.get('/tenants/acme/destinations');
-    assert.ok(list.body.every((d: Json) => d.type === 'aws_s3'), `nothing was created: ${list.text}`);
+    const before = await s.admin.get('/tenants/acme/destinations');
+    assert.equal(before.status, 200, before.text);
+    for (const [what, type] of [['unknown type', 'aws_s4'], ['no type', undefined]] as const) {
+      const res = await s.admin.post('/tenants/acme/destinations', s3Destination({ type }));
+      assertValidation(res, [], what);
+      assert.ok(res.body.data.some((p: unknown) => String(p).startsWith('type')), `${what}: a problem names type: ${res.text}`);
+    }
+    const after = await s.admin.get('/tenants/acme/destinations');
+    assert.deepEqual(sorted(ids(after.body)), sorted(ids(before.body)), `nothing was created: ${after.text}`);
   });
 
   test('storage_class in any case and a key_template that compiles are accepted', async () => {
@@ -629,8 +651,14 @@ describe('publish', () => {
 
     const events = await s.admin.all('/events', { tenant_id: 'shop', limit: 1000 });
     assert.equal(events.filter((e) => e.id === 'evt-dup-1').length, 1, `stored once: ${JSON.stringify(ids(events))}`);
-    const attempts = await s.admin.all('/attempts', { event_id: 'evt-dup-1', limit: 1000 });
-    assert.ok(attempts.length <= 2, `at most one attempt per destination (2), not one per publish: ${JSON.stringify(attempts)}`);
+    // orders goes to d.orders and d.all (d.off is disabled), one attempt each (max_retries 0): wait for both,
+    // then for a marker event published after, so that a second delivery of the duplicate would be there too
+    const attemptsOf = (id: string) => s.admin.all('/attempts', { event_id: id, limit: 1000 });
+    await s.sluice.until('the attempts of evt-dup-1', async () => (await attemptsOf('evt-dup-1')).length >= 2, 15_000);
+    assert.equal((await s.admin.post('/publish', { id: 'evt-dup-marker', tenant_id: 'shop', topic: 'orders', data: { order_id: 'marker' } })).status, 202);
+    await s.sluice.until('the attempts of the marker', async () => (await attemptsOf('evt-dup-marker')).length >= 2, 15_000);
+    const attempts = await attemptsOf('evt-dup-1');
+    assert.deepEqual(sorted(attempts.map((a) => a.destination_id)), sorted([d.orders, d.all]), `one attempt per destination, not one per publish: ${JSON.stringify(attempts)}`);
   });
 });
 
@@ -732,7 +760,10 @@ describe('events, attempts and retry', () => {
     assert.ok(foreignAttempt.status === 403 || foreignAttempt.status === 404, `another tenant's attempt by id: ${foreignAttempt.status} ${foreignAttempt.text}`);
     const foreignRetry = await t2.post('/retry', { event_id: 'evt-1', destination_id: d.t1orders });
     assert.ok(foreignRetry.status === 403 || foreignRetry.status === 404, `retry of another tenant's event: ${foreignRetry.status} ${foreignRetry.text}`);
+    // evt-4's attempt (t2's only event, to t2all) exists before t2's list is read: "every" over nothing proves nothing
+    await attemptsWhen({ event_id: 'evt-4' }, 1);
     const attempts = (await t2.page('/attempts', { limit: 1000 })).models;
+    assert.ok(attempts.length > 0, 't2 sees its own attempts');
     assert.ok(attempts.every((a) => a.tenant_id === 't2'), `only t2's attempts: ${JSON.stringify(attempts)}`);
   });
 
@@ -782,8 +813,11 @@ describe('events, attempts and retry', () => {
     assert.equal(attempts.length, 2, JSON.stringify(attempts));
     assert.ok(attempts.some((a) => a.manual === true), `the retry is a manual attempt: ${JSON.stringify(attempts)}`);
 
-    assertValidation(await s.admin.post('/retry', { event_id: 'evt-1' }), [], 'retry without destination_id');
-    assertValidation(await s.admin.post('/retry', { destination_id: d.t1orders }), [], 'retry without event_id');
+    for (const [what, body, field] of [['retry without destination_id', { event_id: 'evt-1' }, 'destination_id'], ['retry without event_id', { destination_id: d.t1orders }, 'event_id']] as const) {
+      const res = await s.admin.post('/retry', body);
+      assertValidation(res, [], what);
+      assert.ok(res.body.data.some((p: unknown) => String(p).startsWith(field)), `${what}: a problem names ${field}: ${res.text}`);
+    }
 
     // evt-3 (refunds) never went to the orders destination; evt-never does not exist
     assertNotFound(await s.admin.post('/retry', { event_id: 'evt-3', destination_id: d.t1orders }), 'no attempt of that event there');

@@ -5,7 +5,7 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodeObject } from './helpers/s3.js';
 import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
@@ -15,7 +15,8 @@ import { decisions, postDecisions } from './helpers/opa.js';
 const UNSET = 'SLUICE_TEST_SURELY_UNSET_VAR';
 
 function workDir(t: TestContext): string {
-  const dir = tempDir('sluice-cli-');
+  // resolved: the child's cwd is the real path, and the temp dir may be under a symlink (/var -> /private/var on macOS)
+  const dir = realpathSync(tempDir('sluice-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -153,7 +154,7 @@ test('check: a missing file or a missing --config is an error', async (t) => {
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /nope\.yaml: 1 problem\n {2}\(file\): cannot read/);
   const noFlag = await runCli(['check']);
-  assert.notEqual(noFlag.code, 0);
+  assert.equal(noFlag.code, 2, 'a missing --config is a usage error: 2');
   assert.match(noFlag.stderr, /--config/);
   const notYaml = await runCli(['check', '-c', writeConfig(dir, 'listen: [unclosed\n', 'bad.yaml')]);
   assert.equal(notYaml.code, 1);
@@ -188,6 +189,29 @@ outputs:
   const unset = await runCli(['check', '-c', file], { env: { SLUICE_TEST_BUCKET: undefined } });
   assert.equal(unset.code, 1);
   assert.ok(problems(unset.stderr).some((p) => p.path === 'outputs.0.bucket' && p.message.includes('SLUICE_TEST_BUCKET is not set')), unset.stderr);
+});
+
+test('argument errors exit 2 with one line, for every command; help and --version exit 0', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['check'], /required option '-c, --config <file>'/],
+    [['check', '-c', 'x.yaml', '--bogus'], /unknown option '--bogus'/],
+    [['serve', '--frobnicate'], /unknown option '--frobnicate'/],
+    [['status', '--nope'], /unknown option '--nope'/],
+    [['send'], /missing required argument 'file'/],
+    [['send', 'a', 'b'], /too many arguments|unknown/],
+    [['query', '--format', 'xml'], /--format is ndjson or table/],
+    [['tail', '--interval', 'soon'], /--interval takes a duration/],
+    [['send', '-', '--concurrency', 'many'], /--concurrency must be an integer/],
+    [['no-such-command'], /unknown command 'no-such-command'/],
+  ];
+  for (const [args, message] of cases) {
+    const res = await runCli(args);
+    assert.equal(res.code, 2, `sluice ${args.join(' ')}: ${res.stderr}`);
+    assert.match(res.stderr, message, `sluice ${args.join(' ')}`);
+    assert.equal(res.stderr.trim().split('\n').length, 1, `one line, no stack: ${res.stderr}`);
+  }
+  assert.equal((await runCli(['--version'])).code, 0);
+  assert.equal((await runCli(['status', '--help'])).code, 0);
 });
 
 test('--help on serve and check exits 0 with usage', async () => {

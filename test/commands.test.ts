@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
 import { S3_KEY, S3_SECRET, s3For } from './helpers/s3.js';
 import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
 import { decisions } from './helpers/opa.js';
 
-const CLI = path.resolve(import.meta.dirname, '../dist/cli.js');
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 
 function dirFor(t: TestContext): string {
   const dir = tempDir('sluice-commands-');
@@ -105,6 +106,52 @@ test('sluice status: a table of the buffer and outputs; exit 0 ok, 1 degraded, 2
   const none = await runCli(['status', '--url', 'http://127.0.0.1:1']);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /cannot reach sluice/);
+});
+
+test('sluice status: the base URL or any URL under it (/ready, /ui, /api/v1/...); anything else one line, exit 2', async (t) => {
+  const dir = dirFor(t);
+  const { sluice } = await serve(t, dir, { outputs: [fileOutput(dir, 'local')] });
+  const host = sluice.url.replace(/^http:\/\//, '');
+  for (const url of [sluice.url, `${sluice.url}/`, `${sluice.url}/ready`, `${sluice.url}/ui/`, `${sluice.url}/api/v1/tenants?limit=1`, host]) {
+    const res = await runCli(['status', '--url', url]);
+    assert.equal(res.code, 0, `${url}: ${res.stdout}${res.stderr}`);
+    assert.ok(res.stdout.startsWith(`sluice at ${sluice.url}: ok\n`), `${url}: named by its base URL:\n${res.stdout}`);
+    assert.match(res.stdout, /local .*file/);
+  }
+  // a URL that is not a Sluice's: which URL answered what, never a stack
+  const notSluice = await runCli(['status', '--url', `${sluice.url}/nothing-here`]);
+  assert.equal(notSluice.code, 2, notSluice.stderr);
+  assert.match(notSluice.stderr, /^\S+\/nothing-here\/ready answered HTTP 404, not Sluice's \/ready/);
+  for (const bad of ['ftp://127.0.0.1/', 'http://[nope']) {
+    const res = await runCli(['status', '--url', bad]);
+    assert.equal(res.code, 2, `${bad}: ${res.stderr}`);
+    assert.equal(res.stderr.trim().split('\n').length, 1, `${bad}: one line: ${res.stderr}`);
+    assert.match(res.stderr, /--url takes/);
+  }
+});
+
+test('sluice query and tail without -c: the embedded defaults, and their only output (local) without -o', async (t) => {
+  const cwd = dirFor(t);
+  const file = path.join(cwd, 'sluice.yaml');
+  // the embedded defaults but a free port: data_dir ./data, one file output "local" in ./data/objects
+  writeFileSync(file, stringify({ listen: '127.0.0.1:0', outputs: [{ name: 'local', type: 'file', path: './data/objects', batch: { max_age: '200ms' } }] }));
+  const sluice = await new SluiceProcess({ cwd, args: ['--config', file] }).start();
+  t.after(() => sluice.kill9());
+  const sent = decisions(3);
+  assert.equal((await fetch(`${sluice.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sent) })).status, 200);
+  await sluice.until('the object', async () => (await sluice.ready()).outputs[0]!.delivered.events === 3);
+  for (const args of [['query'], ['query', '-o', 'local', '--from', '1h']]) {
+    const found = await runCli(args, { cwd });
+    assert.equal(found.code, 0, `${args.join(' ')}: ${found.stderr}`);
+    const ids = found.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { decision_id: string }).decision_id).sort();
+    assert.deepEqual(ids, sent.map((d) => d.decision_id as string).sort(), args.join(' '));
+  }
+  const wrong = await runCli(['query', '-o', 'archive'], { cwd });
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.stderr, /no output named "archive" in the embedded defaults; outputs: local/);
+  const tail = await runCli(['tail', '--max', 'x'], { cwd });
+  assert.equal(tail.code, 2, 'tail takes the defaults too, and checks its own arguments');
+  assert.match(tail.stderr, /--max must be an integer/);
 });
 
 test('sluice query: by time range, decision id, path and --where, over file and S3 outputs and the eopa layout; exit 1 when none', async (t) => {

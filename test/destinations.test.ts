@@ -288,7 +288,11 @@ describe('aws_s3: one object per event (s3 up)', () => {
     for (const e of [absent, empty]) {
       await waitForAttempts(sluice, api, { event_id: e.id, destination_id: destination.id }, (a) => a.length >= 1, `an attempt for event ${e.id}`);
     }
-    await sleep(SETTLE_MS); // several backoffs of FAST_RETRY: a retry would have happened by now
+    // a delivery's status is 'failed' only once no attempt is left for it ('pending' while a retry is due):
+    // that state, not a pause, says there will be no retry
+    for (const e of [absent, empty]) {
+      await sluice.until(`event ${e.id}: failed for good`, async () => deliveryStatus(await api.event(e.id), destination.id) === 'failed');
+    }
     for (const e of [absent, empty]) {
       const attempts = await api.attempts({ event_id: e.id, destination_id: destination.id });
       assert.equal(attempts.length, 1, `exactly one attempt, not retried: ${JSON.stringify(attempts)}`);
@@ -482,7 +486,7 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     await s3.stop();
   });
 
-  test('the attempt log is pruned to log_retention.max_count (at start and every minute); pending deliveries stay', async () => {
+  test('the attempt log is pruned to log_retention.max_count at start: the newest attempts are kept, the events stay', async () => {
     await s3.stop();
     const dir = dataDir();
     const config = sluiceConfig(dir, { retry: { ...FAST_RETRY, max_retries: 0 }, log_retention: { max_age: '7d', max_count: 3 } });
@@ -521,8 +525,10 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     await s3.start();
     const key = `2026-05-01T12:00:00.123456789Z_${id}.json`;
     await waitForKey(sluice, s3, 'retry', (k) => k === key, 'the object once S3 is back');
-    const attempts = await waitForAttempts(sluice, api, filters, (a) => succeeded(a).length >= 1, 'a success attempt');
-    await sleep(SETTLE_MS);
+    await waitForAttempts(sluice, api, filters, (a) => succeeded(a).length >= 1, 'a success attempt');
+    // 'success' is final: no attempt of this delivery is left to make (its status, not a pause, says so)
+    await sluice.until('the delivery to be done', async () => deliveryStatus(await api.event(id), destination.id) === 'success');
+    const attempts = await api.attempts(filters);
     assert.deepEqual(await s3.keys('retry'), [key], 'exactly one object: a retry rewrites the same key');
     const final = await api.attempts(filters);
     assert.equal(succeeded(final).length, 1, `one success: ${JSON.stringify(final)}`);
@@ -546,15 +552,17 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     const once = await api.publish({ tenant_id: 'noretry', topic: 'orders', eligible_for_retry: false, data: { order_id: 'once' } });
     const filters = { event_id: once.id, destination_id: destination.id };
     await waitForAttempts(sluice, api, filters, (a) => a.length >= 1, 'the one attempt');
-    await sleep(SETTLE_MS);
+    // 'failed' is final ('pending' while a retry is due): no retry is left to come
+    await sluice.until('the delivery to be failed for good', async () => deliveryStatus(await api.event(once.id), destination.id) === 'failed');
     const attempts = await api.attempts(filters);
     assert.equal(attempts.length, 1, `not retried: ${JSON.stringify(attempts)}`);
     assert.equal(attempts[0].status, 'failed');
 
     await s3.start();
     const control = await api.publish({ tenant_id: 'noretry', topic: 'orders', data: { order_id: 'control' } });
+    // the control event, published after, has landed: the destination delivers again, and the ineligible
+    // event (failed for good, above) is not among what it delivered
     await waitForKey(sluice, s3, 'noretry', (k) => k.endsWith(`_${control.id}.json`), 'an eligible event once S3 is back');
-    await sleep(SETTLE_MS);
     assert.equal((await s3.keys('noretry')).some((k) => k.includes(once.id)), false, 'the ineligible event is not delivered later');
     assert.equal((await api.attempts(filters)).length, 1);
     assert.equal(deliveryStatus(await api.event(once.id), destination.id), 'failed');
@@ -569,16 +577,19 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     const { id } = await api.publish({ tenant_id: 'manual', topic: 'orders', data: { order_id: 'm-1' } });
     const filters = { event_id: id, destination_id: destination.id };
 
+    // 'failed' is final: the retries (max_retries 1) are used up
     await sluice.until('the event to be failed for the destination', async () => deliveryStatus(await api.event(id), destination.id) === 'failed');
-    await sleep(SETTLE_MS);
     const attempts = await api.attempts(filters);
     assert.equal(attempts.length, 2, `the first attempt and max_retries 1: ${JSON.stringify(attempts)}`);
     assert.deepEqual(attempts.map((a) => a.status), ['failed', 'failed']);
     assert.ok(attempts.every((a) => a.manual === false));
 
     await s3.start();
-    await sleep(SETTLE_MS);
-    assert.deepEqual(await s3.keys('manual'), [], 'a failed event is not delivered by itself');
+    // a control event to the same destination lands once S3 is back; the failed one stays undelivered
+    const control = await api.publish({ tenant_id: 'manual', topic: 'orders', data: { order_id: 'control' } });
+    const controlKey = await waitForKey(sluice, s3, 'manual', (k) => k.endsWith(`_${control.id}.json`), 'the control event once S3 is back');
+    assert.deepEqual(await s3.keys('manual'), [controlKey], 'a failed event is not delivered by itself');
+    assert.equal(deliveryStatus(await api.event(id), destination.id), 'failed');
     assert.equal((await api.attempts(filters)).length, 2);
 
     const retry = await api.call('POST', '/retry', { event_id: id, destination_id: destination.id });
@@ -590,7 +601,7 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     assert.equal(manual.length, 1, `one manual attempt: ${JSON.stringify(final)}`);
     assert.equal(manual[0].status, 'success');
     assert.deepEqual(manual[0].response_data, { bucket: 'manual', key });
-    assert.deepEqual(await s3.keys('manual'), [key]);
+    assert.deepEqual(await s3.keys('manual'), [controlKey, key].sort(), 'the retried event once, beside the control event');
     assert.deepEqual(json((await s3.object(key, 'manual')).body), { order_id: 'm-1' });
     assertDelivered(await api.event(id), destination.id);
     await sluice.stop();
@@ -625,8 +636,9 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     const del = await api.call('DELETE', `/tenants/deleted/destinations/${doomed.id}`);
     assert.equal(del.status, 200, `DELETE destination: ${del.text}`);
     await s3.start();
+    // the same event, delivered by the other destination once S3 is back, is the marker: the deleted one's
+    // deliveries went with it (DELETE drops them), so there is nothing left that could still land
     await waitForKey(sluice, s3, 'deleted', (k) => k === `kept-${id}`, 'the other destination to deliver');
-    await sleep(SETTLE_MS);
     assert.deepEqual(await s3.keys('deleted'), [`kept-${id}`], 'the deleted destination delivered nothing');
     await sluice.stop();
   });
@@ -681,14 +693,14 @@ test('restart: an event acknowledged while S3 was down lands after SIGTERM and a
   const { id } = await first.api.publish({ tenant_id: 'restart', topic: 'orders', time: '2026-05-01T12:00:00Z', data: { order_id: 'durable' } });
   await waitForAttempts(first.sluice, first.api, { event_id: id }, (a) => failed(a).length >= 1, 'a failed attempt while S3 is down');
   const code = await first.sluice.stop('SIGTERM', 15_000);
-  assert.notEqual(code, null, `sluice exits on SIGTERM (it had to be killed):\n${first.sluice.output.slice(-2000)}`);
+  assert.equal(code, 0, `sluice exits 0 on SIGTERM (null: it had to be killed):\n${first.sluice.output.slice(-2000)}`);
 
   await s3.start();
   const second = await startSluice(config);
   const key = `2026-05-01T12:00:00Z_${id}.json`;
   await waitForKey(second.sluice, s3, 'restart', (k) => k === key, 'the object after the restart');
   await waitForAttempts(second.sluice, second.api, { event_id: id, destination_id: destination.id }, (a) => succeeded(a).length === 1, 'the success attempt');
-  await sleep(500);
+  await second.sluice.until('the delivery to be done', async () => deliveryStatus(await second.api.event(id), destination.id) === 'success');
   assert.deepEqual(await s3.keys('restart'), [key], 'exactly one object');
   assert.deepEqual(json((await s3.object(key, 'restart')).body), { order_id: 'durable' });
   await second.sluice.stop();
@@ -771,7 +783,6 @@ test('decisions to tenants: each decision POSTed to /logs/acme is one object, on
   const marker = decisions(1);
   assert.equal((await postDecisions(sluice.url, marker, { partition: 'acme' })).status, 200);
   await waitForKey(sluice, s3, 'decisions', (k) => k.endsWith(`_${marker[0]!.decision_id as string}.json`), 'a later decision');
-  await sleep(SETTLE_MS);
   assert.equal((await s3.keys('decisions')).length, 4, 'the re-sent decisions made no new objects');
   for (const d of sent) {
     const attempts = await api.attempts({ event_id: d.decision_id as string, destination_id: destination.id });

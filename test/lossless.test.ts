@@ -12,11 +12,12 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
 import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
 
-const CLI = path.resolve(import.meta.dirname, '../dist/cli.js');
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/cli.js');
 const ADMIN_KEY = 'lossless-test-admin-key';
 const MAX_JSON_DEPTH = 1000;
 

@@ -10,13 +10,14 @@ import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
 import { decisions, postDecisions } from './helpers/opa.js';
 
-const REPO = path.resolve(import.meta.dirname, '..');
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const SHUTDOWN_TIMEOUT_MS = 2_000;
 /** Far below the 72 s keep-alive timeout an idle connection would otherwise hold the process for. */

@@ -13,7 +13,9 @@ declare module 'fastify' {
   }
 }
 
-const ISSUER = 'sluice';
+/** Outpost's issuer; tokens issued by earlier versions of Sluice (`sluice`) are still accepted until they expire. */
+const ISSUER = 'outpost';
+const ACCEPTED_ISSUERS = [ISSUER, 'sluice'];
 const TOKEN_LIFETIME = '24h';
 /** The claim of a tenant token that names the tenant's generation when it was issued. */
 const GENERATION_CLAIM = 'gen';
@@ -46,7 +48,7 @@ export class ApiAuth {
     if (token === undefined) throw unauthorized('send Authorization: Bearer <admin key or tenant token>');
     if (sameDigest(tokenDigest(token), this.adminDigest)) return { admin: true };
     try {
-      const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ISSUER, algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+      const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ACCEPTED_ISSUERS, algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthorized('the token names no tenant');
       const tenant = this.store.getTenant(payload.sub);
       if (!tenant || payload[GENERATION_CLAIM] !== tenant.generation) {
@@ -76,12 +78,20 @@ export function requireTenant(request: FastifyRequest, tenantId: string): void {
   if (!p.admin && p.tenantId !== tenantId) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
 }
 
-/** The tenant a log query is limited to: a tenant token sees only its own tenant, whatever it asks. */
+/** The tenant a log query is limited to: a tenant token sees only its own tenant, and asking for another is 403. */
 export function tenantScope(request: FastifyRequest, requested: string | undefined): string | undefined {
   const p = request.principal;
   if (p.admin) return requested;
   if (requested !== undefined && requested !== p.tenantId) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
   return p.tenantId;
+}
+
+/** tenantScope for a filter of several tenants (`tenant_id=a&tenant_id=b`). */
+export function tenantsScope(request: FastifyRequest, requested: string[] | undefined): string[] | undefined {
+  const p = request.principal;
+  if (p.admin) return requested;
+  if (requested !== undefined && requested.some((t) => t !== p.tenantId)) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
+  return [p.tenantId];
 }
 
 function unauthorized(message: string): HttpError {

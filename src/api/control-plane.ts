@@ -10,6 +10,9 @@ import type { Metrics } from '../observability/metrics.js';
 import { deliveryLogRoutes } from './delivery-log.js';
 import { destinationRoutes, destinationTypeRoutes } from './destinations.js';
 import { tenantRoutes } from './tenants.js';
+import { managedConfigRoutes } from './managed-config.js';
+import { metricsRoutes } from './metrics.js';
+import { foldArrayParams } from './query.js';
 import { exceedsDepth } from '../json/depth.js';
 import { MAX_JSON_DEPTH } from '../json/limits.js';
 
@@ -34,6 +37,10 @@ export type ControlPlaneRoutes = FastifyPluginAsync<ControlPlane>;
 /** The Outpost-compatible API, registered under `/api/v1`: auth first, then JSON bodies checked by the routes' zod schemas. */
 export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
   app.setValidatorCompiler(validatorCompiler);
+  // Routes declare their answers' schemas for /openapi.json; what they return is written as it is (JSON.stringify),
+  // as before they declared them: the schemas describe the answers, test/outpost-sdk.test.ts checks that they hold.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.addHook('preValidation', foldArrayParams);
   // set by the onRequest hook below before any route runs
   app.decorateRequest('principal', null as never);
 
@@ -73,4 +80,6 @@ export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
   await app.register(destinationTypeRoutes, shared);
   await app.register(publishRoutes, shared);
   await app.register(deliveryLogRoutes, shared);
+  await app.register(metricsRoutes, shared);
+  await app.register(managedConfigRoutes, shared);
 };

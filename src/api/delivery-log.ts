@@ -1,56 +1,77 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { parseEventTime } from '../sources/event-time.js';
 import { HttpError } from '../sources/http-error.js';
-import { tenantScope } from './auth.js';
+import type { Attempt, AttemptFilter } from '../store/types.js';
+import { tenantScope, tenantsScope } from './auth.js';
 import type { ControlPlaneRoutes } from './control-plane.js';
 import { paged, pageQuery } from './paging.js';
+import { anyString, oneOrMore, sortParams, timeParams, timeRange } from './query.js';
+import { attemptListSchema, attemptSchema, eventListSchema, eventWithDeliveriesSchema, responses, successSchema } from './schemas.js';
 import { required, validationError } from './validation.js';
-import { eventView } from './views.js';
+import { attemptView, eventView, type AttemptIncludes } from './views.js';
 import { stringifyWithRaw } from '../json/raw-json.js';
 
-const time = z.string().transform((t, ctx) => {
-  const parsed = parseEventTime(t);
-  if (!parsed) {
-    ctx.addIssue({ code: 'custom', message: 'failed pattern validation (RFC 3339, e.g. 2026-05-01T12:00:00Z)' });
-    return z.NEVER;
-  }
-  return parsed.ms;
+const eventQuery = z.strictObject({
+  ...pageQuery,
+  ...sortParams,
+  ...timeParams,
+  tenant_id: oneOrMore(anyString).optional(),
+  topic: oneOrMore(anyString).optional(),
+  destination_id: oneOrMore(anyString).optional(),
+  id: oneOrMore(anyString).optional(),
 });
 
-const eventFilter = {
-  ...pageQuery,
-  tenant_id: z.string().optional(),
-  topic: z.string().optional(),
-  destination_id: z.string().optional(),
-  id: z.string().optional(),
-  'time[gte]': time.optional(),
-  'time[lte]': time.optional(),
-};
+/** What `include` asks for: `event`, `event.data`, `destination`; `response_data` is always there. */
+export const includeParam = oneOrMore(z.enum(['event', 'event.data', 'response_data', 'destination'], { error: 'failed enum validation' })).optional();
 
+export function includesOf(include: string[] | undefined): AttemptIncludes {
+  const asked = new Set(include ?? []);
+  return { event: asked.has('event.data') ? 'data' : asked.has('event') ? 'summary' : undefined, destination: asked.has('destination') };
+}
+
+/** The filters of every attempt list; /attempts adds tenant_id, destination_id and destination_type. */
 export const attemptFilter = {
   ...pageQuery,
-  event_id: z.string().optional(),
+  ...sortParams,
+  ...timeParams,
+  event_id: oneOrMore(anyString).optional(),
+  topic: oneOrMore(anyString).optional(),
   status: z.enum(['success', 'failed'], { error: 'failed enum validation' }).optional(),
+  include: includeParam,
 };
+
+/** An attempt filter of a query (the attemptFilter fields), without the page fields. */
+export function attemptConditions(q: { event_id?: string[]; topic?: string[]; status?: 'success' | 'failed' } & Parameters<typeof timeRange>[0]): AttemptFilter {
+  return { event_id: q.event_id, topic: q.topic, status: q.status, time: timeRange(q) };
+}
+
+/** An attempt answer: includes embed stored event data, so it is written with stringifyWithRaw. */
+export function attemptAnswer(reply: { type(t: string): unknown }, body: unknown): string {
+  reply.type('application/json; charset=utf-8');
+  return stringifyWithRaw(body);
+}
 
 /** The delivery log: events, attempts, and `POST /retry`. A tenant token sees only its own tenant. */
 export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publisher }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
 
   // Event answers embed each event's stored data text (see eventView): written by stringifyWithRaw.
-  app.get('/events', { schema: { summary: 'List events, newest first', tags: ['events'], querystring: z.object(eventFilter) } }, async (request, reply) => {
+  app.get('/events', {
+    schema: { summary: 'List events by their time (newest first unless dir=asc)', tags: ['events'], querystring: eventQuery, response: responses({ 200: eventListSchema }, [400, 403, 422]) },
+  }, async (request, reply) => {
     const q = request.query;
-    const filter = {
-      tenant_id: tenantScope(request, q.tenant_id), topic: q.topic, destination_id: q.destination_id, id: q.id,
-      time_gte: q['time[gte]'], time_lte: q['time[lte]'],
-    };
+    const filter = { tenant_id: tenantsScope(request, q.tenant_id), topic: q.topic, destination_id: q.destination_id, id: q.id, time: timeRange(q) };
     reply.type('application/json; charset=utf-8');
-    return stringifyWithRaw(paged((page) => store.listEvents(filter, page), q, (e) => eventView(store, e)));
+    return stringifyWithRaw(paged((page) => store.listEvents(filter, page), q, (e) => eventView(store, e), 'time'));
   });
 
-  app.get('/events/:event_id', { schema: { summary: 'An event with its deliveries', tags: ['events'], params: z.object({ event_id: z.string() }) } }, async (request, reply) => {
-    const event = store.getEvent(tenantScope(request, undefined), request.params.event_id);
+  app.get('/events/:event_id', {
+    schema: {
+      summary: 'An event with its deliveries', tags: ['events'], params: z.object({ event_id: z.string() }),
+      querystring: z.strictObject({ tenant_id: anyString.optional() }), response: responses({ 200: eventWithDeliveriesSchema }, [400, 403, 404]),
+    },
+  }, async (request, reply) => {
+    const event = store.getEvent(tenantScope(request, request.query.tenant_id), request.params.event_id);
     if (!event) throw new HttpError(404, `event ${request.params.event_id} not found`, { reason: 'not_found' });
     reply.type('application/json; charset=utf-8');
     return stringifyWithRaw(eventView(store, event, true));
@@ -58,16 +79,31 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
 
   app.get('/attempts', {
     schema: {
-      summary: 'List delivery attempts, newest first', tags: ['events'], querystring: z.object({ ...attemptFilter, tenant_id: z.string().optional(), destination_id: z.string().optional() }) },
-  }, async (request) => {
-    const { limit, next, prev, ...filter } = request.query;
-    return paged((page) => store.listAttempts({ ...filter, tenant_id: tenantScope(request, filter.tenant_id) }, page), { limit, next, prev }, (a) => a);
+      summary: 'List delivery attempts, newest first unless dir=asc', tags: ['events'],
+      querystring: z.strictObject({
+        ...attemptFilter,
+        tenant_id: oneOrMore(anyString).optional(),
+        destination_id: oneOrMore(anyString).optional(),
+        destination_type: oneOrMore(anyString).optional(),
+      }),
+      response: responses({ 200: attemptListSchema }, [400, 403, 422]),
+    },
+  }, async (request, reply) => {
+    const q = request.query;
+    const filter = { ...attemptConditions(q), tenant_id: tenantsScope(request, q.tenant_id), destination_id: q.destination_id, destination_type: q.destination_type };
+    const includes = includesOf(q.include);
+    return attemptAnswer(reply, paged((page) => store.listAttempts(filter, page), q, (a) => attemptView(store, a, includes), 'time'));
   });
 
-  app.get('/attempts/:attempt_id', { schema: { summary: 'One delivery attempt', tags: ['events'], params: z.object({ attempt_id: z.string() }) } }, async (request) => {
-    const attempt = store.getAttempt(tenantScope(request, undefined), request.params.attempt_id);
+  app.get('/attempts/:attempt_id', {
+    schema: {
+      summary: 'One delivery attempt', tags: ['events'], params: z.object({ attempt_id: z.string() }),
+      querystring: z.strictObject({ tenant_id: anyString.optional(), include: includeParam }), response: responses({ 200: attemptSchema }, [400, 403, 404, 422]),
+    },
+  }, async (request, reply) => {
+    const attempt: Attempt | undefined = store.getAttempt(tenantScope(request, request.query.tenant_id), request.params.attempt_id);
     if (!attempt) throw new HttpError(404, `attempt ${request.params.attempt_id} not found`, { reason: 'not_found' });
-    return attempt;
+    return attemptAnswer(reply, attemptView(store, attempt, includesOf(request.query.include)));
   });
 
   app.post('/retry', {
@@ -80,6 +116,7 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
         // destination ids are unique per tenant: the admin names the tenant when several have the id
         tenant_id: z.string().min(1, 'is required').optional(),
       }),
+      response: responses({ 202: successSchema }, [400, 403, 404, 422, 429]),
     },
   }, async (request, reply) => {
     const { event_id: eventId, destination_id: destinationId } = request.body;

@@ -7,11 +7,14 @@ import { HttpError } from '../sources/http-error.js';
 import type { Destination, StringMap } from '../store/types.js';
 import { requireTenant } from './auth.js';
 import type { ControlPlane, ControlPlaneRoutes } from './control-plane.js';
-import { attemptFilter } from './delivery-log.js';
+import { attemptAnswer, attemptConditions, attemptFilter, includeParam, includesOf } from './delivery-log.js';
+import { filterProblems } from './event-filter.js';
 import { paged } from './paging.js';
+import { anyString, oneOrMore } from './query.js';
+import { attemptListSchema, attemptSchema, destinationSchema, destinationTypeSchema, responses, successSchema } from './schemas.js';
 import { tenantParams } from './tenants.js';
 import { checkMetadataQuota, issueMessages, problemMessages, required, validationError } from './validation.js';
-import { destinationView, maskCredential } from './views.js';
+import { attemptView, destinationView, maskCredential } from './views.js';
 
 const DESTINATION_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const stringMap = z.record(z.string(), z.string({ error: 'failed type validation' }));
@@ -20,29 +23,52 @@ const stringMap = z.record(z.string(), z.string({ error: 'failed type validation
 const MAX_TOPICS = 100;
 const MAX_TOPIC_LENGTH = 256;
 const MAX_CONFIG_BYTES = 16 * 1024;
-const topicsField = z.array(z.string().min(1, 'failed min validation').max(MAX_TOPIC_LENGTH, `failed max validation (${MAX_TOPIC_LENGTH} characters)`), { error: required })
+const topicList = z.array(z.string().min(1, 'failed min validation').max(MAX_TOPIC_LENGTH, `failed max validation (${MAX_TOPIC_LENGTH} characters)`), { error: required })
   .min(1, 'is required').max(MAX_TOPICS, `failed max validation (at most ${MAX_TOPICS} topics)`);
+// Outpost's wildcard is the string "*" (its SDKs send it so); stored, and answered, as ["*"]
+const topicsField = z.union([z.literal('*'), topicList], { error: (issue) => (issue.input === undefined ? 'is required' : 'failed type validation (an array of topics, or "*")') })
+  .transform((t) => (t === '*' ? ['*'] : t));
+const filterField = z.record(z.string(), z.unknown(), { error: 'failed type validation (an object)' });
+// a PATCH's string maps merge: null removes a key (JSON merge patch, as Outpost)
+const stringMapPatch = z.record(z.string(), z.string({ error: 'failed type validation' }).nullable());
+const timestamp = z.string().datetime({ offset: true, error: 'failed pattern validation (RFC 3339)' });
 const configField = z.record(z.string(), z.unknown())
   .refine((c) => Buffer.byteLength(JSON.stringify(c)) <= MAX_CONFIG_BYTES, `failed max validation (at most ${MAX_CONFIG_BYTES} bytes)`);
 
-const createBody = z.object({
+// strict: a field Sluice does not know is a 422 naming it, never accepted and dropped
+const createBody = z.strictObject({
   id: z.string().regex(DESTINATION_ID, 'failed pattern validation').optional(),
   type: z.string({ error: required }).min(1, 'is required'),
   topics: topicsField,
+  filter: filterField.nullish(),
   config: configField.default({}),
   credentials: z.record(z.string(), z.unknown()).default({}),
-  delivery_metadata: stringMap.default({}),
-  metadata: stringMap.default({}),
+  delivery_metadata: stringMap.nullish(),
+  metadata: stringMap.nullish(),
+  // Outpost's create takes these too, for imports of destinations made elsewhere
+  created_at: timestamp.nullish(),
+  updated_at: timestamp.nullish(),
+  disabled_at: timestamp.nullish(),
 });
 
-const patchBody = z.object({
+const patchBody = z.strictObject({
   type: z.string().optional(),
   topics: topicsField.optional(),
+  // {} or null: no filter
+  filter: filterField.nullish(),
   // null removes a field
   config: configField.optional(),
   credentials: z.record(z.string(), z.unknown()).optional(),
-  delivery_metadata: stringMap.optional(),
-  metadata: stringMap.optional(),
+  // merged; null for the whole map clears it
+  delivery_metadata: stringMapPatch.nullish(),
+  metadata: stringMapPatch.nullish(),
+  // null enables, a time disables (as PUT .../enable and .../disable)
+  disabled_at: timestamp.nullish(),
+});
+
+const listQuery = z.strictObject({
+  type: oneOrMore(anyString).optional(),
+  topics: oneOrMore(anyString).optional(),
 });
 
 const destinationParams = tenantParams.extend({ destination_id: z.string().min(1) });
@@ -66,13 +92,25 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     return destination;
   };
 
-  app.get('/destinations', { schema: { summary: "A tenant's destinations", tags: ['destinations'], params: tenantParams } }, async (request) => {
+  app.get('/destinations', {
+    schema: {
+      summary: "A tenant's destinations (not paged); type and topics filter them", tags: ['destinations'], params: tenantParams, querystring: listQuery,
+      response: responses({ 200: z.array(destinationSchema) }, [400, 403, 404, 422]),
+    },
+  }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     tenantOf(request.params.tenant_id);
-    return store.listDestinations(request.params.tenant_id).map(destinationView);
+    const { type, topics } = request.query;
+    return store.listDestinations(request.params.tenant_id)
+      .filter((d) => type === undefined || type.includes(d.type))
+      // a destination of every topic ("*") receives each of them
+      .filter((d) => topics === undefined || d.topics.includes('*') || topics.some((t) => d.topics.includes(t)))
+      .map(destinationView);
   });
 
-  app.post('/destinations', { schema: { summary: 'Create a destination', tags: ['destinations'], params: tenantParams, body: createBody } }, async (request, reply) => {
+  app.post('/destinations', {
+    schema: { summary: 'Create a destination', tags: ['destinations'], params: tenantParams, body: createBody, response: responses({ 201: destinationSchema }, [403, 404, 409, 422]) },
+  }, async (request, reply) => {
     const tenantId = request.params.tenant_id;
     requireTenant(request, tenantId);
     tenantOf(tenantId);
@@ -80,11 +118,15 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     // Ids are unique per tenant: a 409 says only that this tenant has the id, nothing about other tenants.
     if (body.id !== undefined && store.getDestination(tenantId, body.id)) throw new HttpError(409, `destination ${body.id} already exists`, { reason: 'conflict' });
     const now = new Date().toISOString();
-    const checked = checkDestination({ type: body.type, topics: body.topics, config: body.config, credentials: body.credentials }, config, guard);
-    checkMetadataQuota(config.api, { delivery_metadata: body.delivery_metadata, metadata: body.metadata });
+    const checked = checkDestination({ type: body.type, topics: body.topics, config: body.config, credentials: body.credentials, filter: body.filter ?? {} }, config, guard);
+    const deliveryMetadata = body.delivery_metadata ?? {};
+    const metadata = body.metadata ?? {};
+    checkMetadataQuota(config.api, { delivery_metadata: deliveryMetadata, metadata });
     const destination: Destination = {
-      id: body.id ?? generatedId(), tenant_id: tenantId, ...checked, delivery_metadata: body.delivery_metadata, metadata: body.metadata,
-      disabled_at: null, created_at: now, updated_at: now,
+      id: body.id ?? generatedId(), tenant_id: tenantId, ...checked, delivery_metadata: deliveryMetadata, metadata,
+      disabled_at: body.disabled_at ? new Date(body.disabled_at).toISOString() : null,
+      created_at: body.created_at ? new Date(body.created_at).toISOString() : now,
+      updated_at: body.updated_at ? new Date(body.updated_at).toISOString() : now,
     };
     // the quota and the id are checked again in the transaction that inserts it: two creates at once cannot both pass
     const quota = config.api.quotas.destinations_per_tenant;
@@ -101,12 +143,19 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     return destinationView(destination);
   });
 
-  app.get('/destinations/:destination_id', { schema: { summary: 'A destination', tags: ['destinations'], params: destinationParams } }, async (request) => {
+  app.get('/destinations/:destination_id', {
+    schema: { summary: 'A destination', tags: ['destinations'], params: destinationParams, response: responses({ 200: destinationSchema }, [403, 404]) },
+  }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     return destinationView(find(request.params.tenant_id, request.params.destination_id));
   });
 
-  app.patch('/destinations/:destination_id', { schema: { summary: 'Change a destination', tags: ['destinations'], params: destinationParams, body: patchBody } }, async (request) => {
+  app.patch('/destinations/:destination_id', {
+    schema: {
+      summary: 'Change a destination: fields given replace the old ones; config, credentials, metadata and delivery_metadata merge (null removes a key)',
+      tags: ['destinations'], params: destinationParams, body: patchBody, response: responses({ 200: destinationSchema }, [403, 404, 422]),
+    },
+  }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     const old = find(request.params.tenant_id, request.params.destination_id);
     const patch = request.body;
@@ -120,22 +169,27 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       topics: patch.topics ?? old.topics,
       config: newConfig,
       credentials: moved.length > 0 ? withoutStored(old.credentials, patch.credentials) : mergeCredentials(old.credentials, patch.credentials),
+      filter: patch.filter === undefined ? old.filter : patch.filter ?? {},
     }, config, guard, moved.length > 0
       ? `credentials: the stored credentials are not kept when ${moved.map((f) => `config.${f}`).join(', ')} changes; send them in the same request`
       : undefined);
+    const now = new Date().toISOString();
     const destination: Destination = {
       ...old,
       ...checked,
-      delivery_metadata: patch.delivery_metadata ?? old.delivery_metadata,
-      metadata: patch.metadata ?? old.metadata,
-      updated_at: new Date().toISOString(),
+      delivery_metadata: mergeStrings(old.delivery_metadata, patch.delivery_metadata),
+      metadata: mergeStrings(old.metadata, patch.metadata),
+      disabled_at: patch.disabled_at === undefined ? old.disabled_at : patch.disabled_at === null ? null : old.disabled_at ?? now,
+      updated_at: now,
     };
-    checkMetadataQuota(config.api, { delivery_metadata: patch.delivery_metadata, metadata: patch.metadata });
+    checkMetadataQuota(config.api, { delivery_metadata: destination.delivery_metadata, metadata: destination.metadata });
     await store.updateDestination(destination);
     return destinationView(destination);
   });
 
-  app.delete('/destinations/:destination_id', { schema: { summary: 'Delete a destination', tags: ['destinations'], params: destinationParams } }, async (request) => {
+  app.delete('/destinations/:destination_id', {
+    schema: { summary: 'Delete a destination', tags: ['destinations'], params: destinationParams, response: responses({ 200: successSchema }, [403, 404]) },
+  }, async (request) => {
     requireTenant(request, request.params.tenant_id);
     find(request.params.tenant_id, request.params.destination_id);
     await store.deleteDestination(request.params.tenant_id, request.params.destination_id);
@@ -143,7 +197,9 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   });
 
   for (const [action, disabled] of [['enable', false], ['disable', true]] as const) {
-    app.put(`/destinations/:destination_id/${action}`, { schema: { summary: `${action === 'enable' ? 'Enable' : 'Disable'} a destination`, tags: ['destinations'], params: destinationParams } }, async (request) => {
+    app.put(`/destinations/:destination_id/${action}`, {
+      schema: { summary: `${action === 'enable' ? 'Enable' : 'Disable'} a destination`, tags: ['destinations'], params: destinationParams, response: responses({ 200: destinationSchema }, [403, 404]) },
+    }, async (request) => {
       requireTenant(request, request.params.tenant_id);
       const old = find(request.params.tenant_id, request.params.destination_id);
       const now = new Date().toISOString();
@@ -154,24 +210,50 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     });
   }
 
-  app.get('/destinations/:destination_id/attempts', { schema: { summary: "A destination's attempts", tags: ['destinations'], params: destinationParams, querystring: z.object(attemptFilter) } }, async (request) => {
+  app.get('/destinations/:destination_id/attempts', {
+    schema: {
+      summary: "A destination's attempts, newest first unless dir=asc", tags: ['destinations'], params: destinationParams, querystring: z.strictObject(attemptFilter),
+      response: responses({ 200: attemptListSchema }, [400, 403, 404, 422]),
+    },
+  }, async (request, reply) => {
     requireTenant(request, request.params.tenant_id);
     const destination = find(request.params.tenant_id, request.params.destination_id);
-    const { limit, next, prev, event_id, status } = request.query;
-    return paged((q) => store.listAttempts({ tenant_id: destination.tenant_id, destination_id: destination.id, event_id, status }, q), { limit, next, prev }, (a) => a);
+    const q = request.query;
+    const filter = { ...attemptConditions(q), tenant_id: destination.tenant_id, destination_id: destination.id };
+    const includes = includesOf(q.include);
+    return attemptAnswer(reply, paged((page) => store.listAttempts(filter, page), q, (a) => attemptView(store, a, includes), 'time'));
+  });
+
+  app.get('/destinations/:destination_id/attempts/:attempt_id', {
+    schema: {
+      summary: "One of a destination's attempts", tags: ['destinations'], params: destinationParams.extend({ attempt_id: z.string().min(1) }),
+      querystring: z.strictObject({ include: includeParam }), response: responses({ 200: attemptSchema }, [400, 403, 404, 422]),
+    },
+  }, async (request, reply) => {
+    requireTenant(request, request.params.tenant_id);
+    const destination = find(request.params.tenant_id, request.params.destination_id);
+    const attempt = store.getAttempt(destination.tenant_id, request.params.attempt_id);
+    if (!attempt || attempt.destination_id !== destination.id) {
+      throw new HttpError(404, `attempt ${request.params.attempt_id} not found for destination ${destination.id}`, { reason: 'not_found' });
+    }
+    return attemptAnswer(reply, attemptView(store, attempt, includesOf(request.query.include)));
   });
 };
 
 /** `GET /destination-types[/{type}]` and `GET /topics`. */
 export const destinationTypeRoutes: ControlPlaneRoutes = async (plain, { config }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
-  app.get('/destination-types', { schema: { summary: 'The destination types and their fields', tags: ['destinations'] } }, async () => [...DESTINATION_TYPES.values()].map(describeType));
-  app.get('/destination-types/:type', { schema: { summary: 'One destination type', tags: ['destinations'], params: z.object({ type: z.string() }) } }, async (request) => {
+  app.get('/destination-types', {
+    schema: { summary: 'The destination types and their fields', tags: ['destinations'], response: responses({ 200: z.array(destinationTypeSchema) }) },
+  }, async () => [...DESTINATION_TYPES.values()].map(describeType));
+  app.get('/destination-types/:type', {
+    schema: { summary: 'One destination type', tags: ['destinations'], params: z.object({ type: z.string() }), response: responses({ 200: destinationTypeSchema }, [404]) },
+  }, async (request) => {
     const type = DESTINATION_TYPES.get(request.params.type);
     if (!type) throw new HttpError(404, `destination type ${request.params.type} not found; supported: ${[...DESTINATION_TYPES.keys()].join(', ')}`, { reason: 'not_found' });
     return describeType(type);
   });
-  app.get('/topics', { schema: { summary: 'The configured topics ([] = any)', tags: ['destinations'] } }, async () => config.api.topics);
+  app.get('/topics', { schema: { summary: 'The configured topics ([] = any)', tags: ['destinations'], response: responses({ 200: z.array(z.string()) }) } }, async () => config.api.topics);
 };
 
 function generatedId(): string {
@@ -183,7 +265,7 @@ function generatedId(): string {
  * problem; `credentialsNote` is added when the credentials are refused.
  */
 function checkDestination(
-  input: { type: string; topics: string[]; config: Record<string, unknown>; credentials: Record<string, unknown> },
+  input: { type: string; topics: string[]; config: Record<string, unknown>; credentials: Record<string, unknown>; filter: Record<string, unknown> },
   config: ControlPlane['config'],
   guard: EndpointGuard,
   credentialsNote?: string,
@@ -195,13 +277,26 @@ function checkDestination(
   if (allowed.size > 0 && input.topics.some((t) => t !== '*' && !allowed.has(t))) {
     messages.push(`topics failed enum validation (configured topics: ${[...allowed].join(', ')}, or *)`);
   }
-  const parsedConfig = type.config.safeParse(input.config);
+  messages.push(...problemMessages(filterProblems(input.filter), ['filter']));
+  const parsedConfig = type.config.safeParse(type.unflatten ? type.unflatten(input.config) : input.config);
   if (!parsedConfig.success) messages.push(...issueMessages(parsedConfig.error.issues, ['config']));
   else if (type.check) messages.push(...problemMessages(type.check(parsedConfig.data, guard), ['config']));
   const parsedCredentials = type.credentials.safeParse(input.credentials);
   if (!parsedCredentials.success) messages.push(...issueMessages(parsedCredentials.error.issues, ['credentials']), ...(credentialsNote ? [credentialsNote] : []));
   if (messages.length > 0 || !parsedConfig.success || !parsedCredentials.success) throw validationError(messages);
-  return { type: input.type, topics: input.topics, config: parsedConfig.data, credentials: parsedCredentials.data };
+  return { type: input.type, topics: input.topics, config: parsedConfig.data, credentials: parsedCredentials.data, filter: input.filter };
+}
+
+/** A PATCH of a string map: keys given replace, null removes one; null for the whole map clears it. */
+function mergeStrings(old: StringMap, patch: Record<string, string | null> | null | undefined): StringMap {
+  if (patch === undefined) return old;
+  if (patch === null) return {};
+  const merged: StringMap = { ...old };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete merged[k];
+    else merged[k] = v;
+  }
+  return merged;
 }
 
 /** A PATCH's fields replace the old ones; null removes one. */

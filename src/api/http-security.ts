@@ -97,9 +97,12 @@ type Security = Array<Record<string, string[]>>;
 
 /** /api/v1 routes that a tenant token does not reach (they call requireAdmin); every other one takes either. */
 const ADMIN_ONLY = new Set([
-  'GET /api/v1/tenants', 'PUT /api/v1/tenants/:tenant_id', 'DELETE /api/v1/tenants/:tenant_id',
-  'GET /api/v1/tenants/:tenant_id/token', 'POST /api/v1/publish',
+  'GET /api/v1/tenants/:tenant_id/token', 'GET /api/v1/tenants/:tenant_id/portal', 'POST /api/v1/publish',
+  'GET /api/v1/config', 'PATCH /api/v1/config',
 ]);
+
+/** /api/v1 routes that need no credential. */
+const OPEN = new Set(['GET /api/v1/healthz']);
 
 /** What a route needs, as configured: `[]` is open. test/security.test.ts checks each claim against the server. */
 export function routeSecurity(method: string, url: string, config: Config): Security {
@@ -109,7 +112,7 @@ export function routeSecurity(method: string, url: string, config: Config): Secu
   const admin = Boolean(config.api.admin_key);
   if (path.startsWith('/ui/api/')) return admin ? [{ admin: [] }] : [];
   if (path.startsWith('/api/v1/')) {
-    if (!admin) return [];
+    if (!admin || OPEN.has(`${method.toUpperCase()} ${path}`)) return [];
     return ADMIN_ONLY.has(`${method.toUpperCase()} ${path}`) ? [{ admin: [] }] : [{ admin: [] }, { tenant: [] }];
   }
   return [];

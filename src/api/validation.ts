@@ -39,9 +39,24 @@ export function parseOr422<S extends z.ZodType>(schema: S, value: unknown, prefi
   return result.data;
 }
 
-/** A route schema's validation failure (fastify-type-provider-zod) as the 422 naming every field. */
-export function schemaValidationError(error: { validation: Array<{ instancePath: string; message?: string }> }): HttpError {
-  return validationError(error.validation.map((v) => fieldMessage(v.instancePath.split('/').filter(Boolean), v.message ?? 'is not valid')));
+/**
+ * A route schema's validation failure (fastify-type-provider-zod) as the 422 naming every field; a query
+ * parameter the route does not know is a 400 naming it (Outpost's clients must not believe a filter applied).
+ */
+export function schemaValidationError(error: {
+  validation: Array<{ instancePath: string; message?: string; keyword?: string; params?: Record<string, unknown> }>; validationContext?: string;
+}): HttpError {
+  if (error.validationContext === 'querystring') {
+    const unknown = error.validation.filter((v) => v.keyword === 'unrecognized_keys').flatMap((v) => (v.params?.keys as string[] | undefined) ?? []);
+    if (unknown.length > 0) {
+      return new HttpError(400, `unknown query parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`, { reason: 'unknown_parameter', parameters: unknown });
+    }
+  }
+  const prefix = error.validationContext === 'querystring' ? ['query'] : [];
+  return validationError(error.validation.map((v) => {
+    if (v.keyword === 'unrecognized_keys') return `${[...prefix, ...v.instancePath.split('/').filter(Boolean)].join('.') || 'body'}: not known fields: ${((v.params?.keys as string[]) ?? []).join(', ')}`;
+    return fieldMessage([...prefix, ...v.instancePath.split('/').filter(Boolean)], v.message ?? 'is not valid');
+  }));
 }
 
 /** A string map's size for api.quotas.metadata_bytes: the UTF-8 bytes of its keys and values. */

@@ -1,4 +1,4 @@
-import type { Delivery, Destination, Store, StoredEvent, Tenant } from '../store/types.js';
+import type { Attempt, Delivery, Destination, Store, StoredEvent, Tenant } from '../store/types.js';
 import { DESTINATION_TYPES } from '../sinks/destination-types.js';
 import { RawJson } from '../json/raw-json.js';
 
@@ -29,6 +29,7 @@ export function destinationView(d: Destination) {
     credentials: Object.fromEntries(Object.entries(d.credentials).map(([k, v]) => [k, maskCredential(k, v)])),
     delivery_metadata: d.delivery_metadata,
     metadata: d.metadata,
+    filter: d.filter,
     disabled_at: d.disabled_at,
     created_at: d.created_at,
     updated_at: d.updated_at,
@@ -50,6 +51,7 @@ function eventStatus(deliveries: Delivery[]): 'pending' | 'success' | 'failed' |
  */
 export function eventView(store: Store, e: StoredEvent, withDeliveries = false) {
   const deliveries = store.eventDeliveries(e.seq);
+  const destinationIds = [...new Set(deliveries.map((d) => d.destination_id))];
   return {
     id: e.id,
     tenant_id: e.tenant_id,
@@ -60,9 +62,39 @@ export function eventView(store: Store, e: StoredEvent, withDeliveries = false) 
     data: new RawJson(e.data),
     received_at: e.received_at,
     status: eventStatus(deliveries),
-    destination_ids: [...new Set(deliveries.map((d) => d.destination_id))],
+    // Outpost's name for the destinations it was routed to; destination_ids is what earlier versions answered
+    matched_destination_ids: destinationIds,
+    destination_ids: destinationIds,
     ...(withDeliveries ? {
       deliveries: deliveries.map((d) => ({ destination_id: d.destination_id, status: d.status, attempts: d.attempts, object_key: d.object_key })),
     } : {}),
   };
+}
+
+/** What `include` adds to an attempt: its event (summary, or with data) and its destination. */
+export interface AttemptIncludes {
+  event?: 'summary' | 'data';
+  destination?: boolean;
+}
+
+/**
+ * An attempt as the API shows it. Fields Sluice has no value for are left out rather than null (a batch
+ * attempt has no event_id; an attempt that never reached the store no code), as Outpost's clients expect.
+ * With includes it embeds its event and destination; `data` is the stored text (write it with stringifyWithRaw).
+ */
+export function attemptView(store: Store, a: Attempt, includes: AttemptIncludes = {}) {
+  const { event_id: eventId, code, ...rest } = a;
+  const view: Record<string, unknown> = { ...rest, ...(eventId !== null ? { event_id: eventId } : {}), ...(code !== null ? { code } : {}) };
+  if (includes.event) {
+    const event = eventId === null ? undefined : store.getEvent(a.tenant_id, eventId);
+    view.event = event === undefined ? null : {
+      id: event.id, tenant_id: event.tenant_id, destination_id: a.destination_id, topic: event.topic, time: event.time,
+      eligible_for_retry: event.eligible_for_retry, metadata: event.metadata, ...(includes.event === 'data' ? { data: new RawJson(event.data) } : {}),
+    };
+  }
+  if (includes.destination) {
+    const destination = store.getDestination(a.tenant_id, a.destination_id);
+    if (destination) view.destination = destinationView(destination);
+  }
+  return view;
 }

@@ -23,6 +23,8 @@ export type ArrayScan =
      * does, the last of duplicate keys wins.
      */
     fields?: number[];
+    /** Whether the text holds any byte below 0x20 (then tab, LF or CR, as whitespace: nothing else is valid). */
+    controlBytes: boolean;
   }
   | { kind: 'not_an_array' }
   | { kind: 'invalid'; at: number; message: string }
@@ -96,7 +98,8 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
   const fields: number[] | undefined = limits.fields ? [] : undefined;
   const withFields = fields !== undefined;
   // compact JSON (what OPA sends) has no byte below 0x20: its strings are cut with native searches
-  const strings = hasControlBytes(buf) ? undefined : new StringEnds(buf);
+  const controlBytes = hasControlBytes(buf);
+  const strings = controlBytes ? undefined : new StringEnds(buf);
   let start = -1;
   let field = NO_FIELD;
   /** The depth of the `labels` object being read, or 0. */
@@ -107,7 +110,7 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
     switch (state) {
       case VALUE_OR_CLOSE:
         if (c === CLOSE_ARRAY) {
-          if (depth === 1) return finish(buf, i, spans, fields);
+          if (depth === 1) return finish(buf, i, spans, fields, controlBytes);
           depth--;
           state = COMMA_OR_CLOSE;
           break;
@@ -176,7 +179,7 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
           if (depth === 1) {
             spans.push(start, lastNonSpace(buf, i) + 1);
             if (spans.length / 2 > limits.maxElements) return { kind: 'too_many' };
-            return finish(buf, i, spans, fields);
+            return finish(buf, i, spans, fields, controlBytes);
           }
           if (depth === labelsDepth) labelsDepth = 0;
           depth--;
@@ -193,10 +196,10 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
   }
 }
 
-function finish(buf: Uint8Array, close: number, spans: number[], fields: number[] | undefined): ArrayScan {
+function finish(buf: Uint8Array, close: number, spans: number[], fields: number[] | undefined, controlBytes: boolean): ArrayScan {
   const after = skipSpace(buf, close + 1);
   if (after < buf.length) throw new Invalid(after, `unexpected text after the array at byte ${after}`);
-  return fields ? { kind: 'array', spans, fields } : { kind: 'array', spans };
+  return fields ? { kind: 'array', spans, fields, controlBytes } : { kind: 'array', spans, controlBytes };
 }
 
 function setField(fields: number[], field: number, from: number, to: number): void {
@@ -222,7 +225,7 @@ function isKey(buf: Uint8Array, from: number, to: number, name: Buffer): boolean
   }
   // `"time\u0073tamp"` is `timestamp` to JSON.parse: a key with escapes is decoded the same way
   if (length < name.length || !hasBackslash(buf, from, to)) return false;
-  return jsonString(buf, from, to) === name.toString('latin1', 1, name.length - 1);
+  return jsonString(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), from, to) === name.toString('latin1', 1, name.length - 1);
 }
 
 function hasBackslash(buf: Uint8Array, from: number, to: number): boolean {
@@ -231,9 +234,8 @@ function hasBackslash(buf: Uint8Array, from: number, to: number): boolean {
 }
 
 /** The value of the JSON string at buf[from, to) (quotes included), escapes decoded as JSON.parse does. */
-export function jsonString(buf: Uint8Array, from: number, to: number): string {
-  const raw = Buffer.from(buf.buffer, buf.byteOffset + from, to - from);
-  return hasBackslash(buf, from, to) ? (JSON.parse(raw.toString('utf8')) as string) : raw.toString('utf8', 1, raw.length - 1);
+export function jsonString(buf: Buffer, from: number, to: number): string {
+  return hasBackslash(buf, from, to) ? (JSON.parse(buf.toString('utf8', from, to)) as string) : buf.toString('utf8', from + 1, to - 1);
 }
 
 /**

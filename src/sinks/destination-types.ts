@@ -3,14 +3,17 @@ import type { Destination } from '../store/types.js';
 import type { EndpointGuard } from './endpoint-guard.js';
 import { awsS3 } from './s3/aws-s3-destination.js';
 
+/** A field of `GET /destination-types`, in the shape Outpost's clients parse (their field types only). */
 export interface FieldDescription {
   key: string;
-  type: 'text' | 'object';
+  type: 'text' | 'checkbox' | 'key_value_map' | 'select';
   label: string;
   description: string;
   required: boolean;
   default?: string;
   sensitive?: boolean;
+  /** The values of a `select`. */
+  options?: Array<{ label: string; value: string }>;
 }
 
 /** A kind of destination tenants can create: its config and credentials schemas, for validation and for `/destination-types`. */
@@ -34,6 +37,11 @@ export interface DestinationType {
    * come in the same request, so that nobody can point someone else's keys at a place of their choosing.
    */
   credentialsBoundTo?: readonly string[];
+  /**
+   * A config as a form built from configFields sends it (flat keys such as `batching.max_events`, values as
+   * text) turned into the nested config the schema parses; a config already nested passes unchanged.
+   */
+  unflatten?(config: Record<string, unknown>): Record<string, unknown>;
 }
 
 export const DESTINATION_TYPES: ReadonlyMap<string, DestinationType> = new Map([[awsS3.type, awsS3]]);

@@ -101,14 +101,13 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
     const from = fields[6 * i + which]!;
     return from < 0 ? undefined : jsonString(json, from, fields[6 * i + which + 1]!);
   };
+  // NDJSON needs one line per decision. JSON strings cannot hold a raw CR or LF, so in a valid text (OPA never
+  // sends it pretty-printed) every one is whitespace: spaces in their place keep each decision's text otherwise
+  // exact, and its span the same.
+  const text = scan.controlBytes ? withoutLineBreaks(json) : json;
   for (let i = 0; i < count; i++) {
-    let line = json.subarray(spans[2 * i]!, spans[2 * i + 1]!);
-    // NDJSON needs one line per decision. JSON strings cannot hold a raw CR or LF, so in pretty-printed
-    // input (OPA never sends it) every one is whitespace: a space keeps the decision's text otherwise exact.
-    if (line.includes(0x0a) || line.includes(0x0d)) {
-      line = Buffer.from(line);
-      for (let j = 0; j < line.length; j++) if (line[j] === 0x0a || line[j] === 0x0d) line[j] = 0x20;
-    }
+    const start = spans[2 * i]!;
+    const end = spans[2 * i + 1]!;
     const timestamp = field(i, TIMESTAMP);
     let hour = hourOf(timestamp);
     let instance = field(i, LABELS_ID) ?? '';
@@ -123,20 +122,20 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
       key = `${hour}\u0000${instance}`;
     }
     let group = groups.get(key);
-    if (!group) groups.set(key, (group = { hour, instance, lines: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }));
-    group.lines.push(line);
+    if (!group) groups.set(key, (group = { hour, instance, spans: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }));
+    group.spans.push(start, end);
     const id = field(i, DECISION_ID);
     const decisionId = id === '' ? undefined : id;
     // digested here, in the decode threads, not on the event loop
     group.ids.push(decisionId === undefined ? '' : decisionKey(decisionId));
     group.events?.push({ id: decisionId, timestamp });
-    group.bytes += line.length + 1;
+    group.bytes += end - start + 1;
     if (group.bytes >= CHUNK_TARGET_BYTES) {
-      chunks.push(toChunk(partition, group, limits));
+      chunks.push(toChunk(text, partition, group, limits));
       groups.delete(key);
     }
   }
-  for (const group of groups.values()) chunks.push(toChunk(partition, group, limits));
+  for (const group of groups.values()) chunks.push(toChunk(text, partition, group, limits));
   let storedBytes = 0;
   let heldBytes = 0;
   for (const c of chunks) {
@@ -163,7 +162,17 @@ function notAnArray(json: Buffer): HttpError {
 }
 
 interface Group {
-  hour: string; instance: string; lines: Buffer[]; ids: string[]; events: DecisionEventFields[] | undefined; bytes: number;
+  hour: string; instance: string;
+  /** Byte spans in the text of the group's decisions: start, end, start, end, ... */
+  spans: number[];
+  ids: string[]; events: DecisionEventFields[] | undefined; bytes: number;
+}
+
+/** A copy of the text with every CR and LF a space. */
+function withoutLineBreaks(json: Buffer): Buffer {
+  const copy = Buffer.from(json);
+  for (let j = 0; j < copy.length; j++) if (copy[j] === 0x0a || copy[j] === 0x0d) copy[j] = 0x20;
+  return copy;
 }
 
 /**
@@ -172,17 +181,18 @@ interface Group {
  * chunk carries owns its whole ArrayBuffer (not a slice of Node's shared pool), so the decode thread hands
  * it to the event loop by transfer, not by copy.
  */
-function toChunk(partition: string, group: Group, limits: ChunkLimits): NewChunk {
+function toChunk(text: Buffer, partition: string, group: Group, limits: ChunkLimits): NewChunk {
   const ndjson = Buffer.allocUnsafeSlow(group.bytes);
+  const { spans } = group;
   let at = 0;
-  for (const line of group.lines) {
-    at += line.copy(ndjson, at);
+  for (let k = 0; k < spans.length; k += 2) {
+    at += text.copy(ndjson, at, spans[k]!, spans[k + 1]!);
     ndjson[at++] = 0x0a;
   }
   const level = limits.compressionLevel ?? 0;
   const payload = level > 0 ? ownBuffer(gzipSync(ndjson, { level })) : ndjson;
   return {
-    partition, hour: group.hour, instance: group.instance, count: group.lines.length, payload, compressed: level > 0, bytes: group.bytes,
+    partition, hour: group.hour, instance: group.instance, count: spans.length / 2, payload, compressed: level > 0, bytes: group.bytes,
     decisionKeys: group.ids, events: group.events, text: group.events && level > 0 ? ndjson : undefined,
   };
 }

@@ -18,6 +18,8 @@ function destinationsTable(name: string): string {
   metadata          TEXT NOT NULL,
   -- 1 when config.batching is set: delivered in batches rather than one object per event
   batched           INTEGER NOT NULL,
+  -- Outpost's event filter, JSON; '{}' = every event of its topics
+  filter            TEXT NOT NULL DEFAULT '{}',
   disabled_at       TEXT,
   created_at        TEXT NOT NULL,
   updated_at        TEXT NOT NULL,
@@ -65,6 +67,9 @@ CREATE TABLE IF NOT EXISTS events (
   UNIQUE (tenant_id, id)
 );
 CREATE INDEX IF NOT EXISTS events_by_id ON events (id);
+-- lists and metrics by the event's own time (GET /events orders by it)
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time_ms, seq);
+CREATE INDEX IF NOT EXISTS events_by_tenant_time ON events (tenant_id, time_ms, seq);
 
 -- One per event and destination it goes to; seq orders a batched destination's events.
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -120,6 +125,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, destination_id);
 CREATE INDEX IF NOT EXISTS attempts_by_tenant_destination ON attempts (tenant_id, destination_id, seq);
 CREATE INDEX IF NOT EXISTS attempts_by_destination_id ON attempts (destination_id, seq);
+CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (time);
 
 -- Delivery seqs name batched objects ({destination}-{store}-{first}-{last}): they must never repeat, also
 -- after the newest rows were pruned or deleted (SQLite would hand out max(seq) + 1 again and a new batch
@@ -139,6 +145,7 @@ END;
 export const STORE_ADDED_COLUMNS: Array<[string, string, string]> = [
   ['deliveries', 'tenant_id', "TEXT NOT NULL DEFAULT ''"],
   ['event_batches', 'tenant_id', "TEXT NOT NULL DEFAULT ''"],
+  ['destinations', 'filter', "TEXT NOT NULL DEFAULT '{}'"],
 ];
 
 /** The meta key set once a database has destination ids scoped per tenant. */

@@ -2,12 +2,13 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { WalDatabase, type WalGroupCommit } from '../buffer/wal-group-commit.js';
 import type { CredentialsCipher } from './credentials-cipher.js';
-import { readPage, type Filtered } from './sqlite-pages.js';
+import { SqliteMetrics } from './sqlite-metrics.js';
+import { countRows, readPage, type Filtered } from './sqlite-pages.js';
 import { migrateStore, STORE_ADDED_COLUMNS, STORE_SCHEMA } from './sqlite-store-schema.js';
 import { TenantGoneError } from './types.js';
 import type {
-  Attempt, AttemptFilter, CreateDestinationResult, Delivery, Destination, DueDelivery, EventBatch, EventFilter, NewAttempt, NewEvent,
-  Page, PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant, UnbatchedDelivery,
+  Attempt, AttemptFilter, CreateDestinationResult, Delivery, Destination, DueDelivery, EventBatch, EventFilter, MetricsQuery, MetricsRow, NewAttempt, NewEvent,
+  OneOrMore, Page, PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant, TenantFilter, TimeRange, UnbatchedDelivery,
 } from './types.js';
 
 /** Due deliveries with their events, in one read. */
@@ -30,7 +31,7 @@ interface DueRow extends EventRow {
 interface TenantRow { seq: number; id: string; metadata: string; created_at: string; updated_at: string; generation: number }
 interface DestinationRow {
   id: string; tenant_id: string; type: string; topics: string; config: string; credentials: string; delivery_metadata: string;
-  metadata: string; batched: number; disabled_at: string | null; created_at: string; updated_at: string;
+  metadata: string; batched: number; filter: string; disabled_at: string | null; created_at: string; updated_at: string;
 }
 interface EventRow {
   seq: number; tenant_id: string; id: string; topic: string; time: string; time_ms: number; eligible_for_retry: number;
@@ -74,6 +75,7 @@ export class SqliteStore implements Store {
   /** Statements of dueDeliveries by the number of destinations they leave out. */
   private readonly dueStatements = new Map<number, Database.Statement>();
   private readonly q;
+  private readonly metrics: SqliteMetrics;
 
   constructor(dataDir: string, private readonly cipher: CredentialsCipher) {
     this.wal = new WalDatabase(dataDir, 'store.sqlite', STORE_SCHEMA, STORE_ADDED_COLUMNS);
@@ -98,10 +100,10 @@ export class SqliteStore implements Store {
       tenantExists: db.prepare('SELECT 1 FROM tenants WHERE id = ?'),
       destinations: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? ORDER BY created_at, id'),
       batchedDestinations: db.prepare('SELECT * FROM destinations WHERE batched = 1 AND disabled_at IS NULL'),
-      insertDestination: db.prepare(`INSERT INTO destinations (id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, disabled_at, created_at, updated_at)
-        VALUES (@id, @tenant_id, @type, @topics, @config, @credentials, @delivery_metadata, @metadata, @batched, @disabled_at, @created_at, @updated_at)`),
+      insertDestination: db.prepare(`INSERT INTO destinations (id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, filter, disabled_at, created_at, updated_at)
+        VALUES (@id, @tenant_id, @type, @topics, @config, @credentials, @delivery_metadata, @metadata, @batched, @filter, @disabled_at, @created_at, @updated_at)`),
       updateDestination: db.prepare(`UPDATE destinations SET topics = @topics, config = @config, credentials = @credentials,
-        delivery_metadata = @delivery_metadata, metadata = @metadata, batched = @batched, disabled_at = @disabled_at, updated_at = @updated_at
+        delivery_metadata = @delivery_metadata, metadata = @metadata, batched = @batched, filter = @filter, disabled_at = @disabled_at, updated_at = @updated_at
         WHERE id = @id AND tenant_id = @tenant_id`),
       deleteDestination: db.prepare('DELETE FROM destinations WHERE tenant_id = ? AND id = ?'),
       deleteDestinationsOf: db.prepare('DELETE FROM destinations WHERE tenant_id = ?'),
@@ -163,6 +165,7 @@ export class SqliteStore implements Store {
       pruneEvents: db.prepare(`DELETE FROM events WHERE received_at < ?
         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)`),
     };
+    this.metrics = new SqliteMetrics(db);
     this.countPending();
     const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
     let id = getMeta.get('store_id') as string | undefined;
@@ -214,8 +217,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  listTenants(query: PageQuery): Page<Tenant> {
-    return readPage(this.db, TENANTS_WITH_GENERATION, { where: [], params: [] }, query, 'asc', toTenant);
+  listTenants(query: PageQuery, filter: TenantFilter = {}): Page<Tenant> {
+    // seq is the order tenants were made in: created_at order
+    return readPage(this.db, TENANTS_WITH_GENERATION, tenantConditions(filter), query, query.dir ?? 'asc', toTenant);
+  }
+
+  countTenants(filter: TenantFilter = {}): number {
+    return countRows(this.db, 'tenants', tenantConditions(filter));
   }
 
   // ---- destinations
@@ -376,24 +384,18 @@ export class SqliteStore implements Store {
 
   listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent> {
     const f: Filtered = { where: [], params: [] };
-    const add = (sql: string, value: unknown) => {
-      if (value === undefined) return;
-      f.where.push(sql);
-      f.params.push(value);
-    };
-    add('tenant_id = ?', filter.tenant_id);
-    add('topic = ?', filter.topic);
-    add('id = ?', filter.id);
-    add('time_ms >= ?', filter.time_gte);
-    add('time_ms <= ?', filter.time_lte);
-    // a destination id names one destination of each tenant: with the tenant known, that tenant's one
-    if (filter.destination_id !== undefined && filter.tenant_id !== undefined) {
-      f.where.push('seq IN (SELECT event_seq FROM deliveries WHERE tenant_id = ? AND destination_id = ?)');
-      f.params.push(filter.tenant_id, filter.destination_id);
-    } else {
-      add('seq IN (SELECT event_seq FROM deliveries WHERE destination_id = ?)', filter.destination_id);
+    anyOf(f, 'tenant_id', filter.tenant_id);
+    anyOf(f, 'topic', filter.topic);
+    anyOf(f, 'id', filter.id);
+    within(f, 'time_ms', filter.time);
+    const destinations = list(filter.destination_id);
+    if (destinations) {
+      // a destination id names one destination of each tenant: deliveries of the event's own tenant
+      f.where.push(`seq IN (SELECT event_seq FROM deliveries d WHERE d.tenant_id = events.tenant_id AND d.destination_id IN (${marks(destinations)}))`);
+      f.params.push(...destinations);
     }
-    return readPage(this.db, 'events', f, query, 'desc', toEvent);
+    // by the event's own time, as Outpost orders them (a publish may name a time in the past)
+    return readPage(this.db, 'events', f, query, query.dir ?? 'desc', toEvent, 'time_ms');
   }
 
   // ---- per-event delivery
@@ -510,12 +512,31 @@ export class SqliteStore implements Store {
 
   listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt> {
     const f: Filtered = { where: [], params: [] };
-    for (const [column, value] of Object.entries(filter)) {
-      if (value === undefined) continue;
-      f.where.push(`${column} = ?`);
-      f.params.push(value);
+    anyOf(f, 'tenant_id', filter.tenant_id);
+    anyOf(f, 'event_id', filter.event_id);
+    anyOf(f, 'destination_id', filter.destination_id);
+    anyOf(f, 'status', filter.status);
+    within(f, 'time', filter.time);
+    const types = list(filter.destination_type);
+    if (types) {
+      f.where.push(`EXISTS (SELECT 1 FROM destinations t WHERE t.tenant_id = attempts.tenant_id AND t.id = attempts.destination_id AND t.type IN (${marks(types)}))`);
+      f.params.push(...types);
     }
-    return readPage(this.db, 'attempts', f, query, 'desc', toAttempt);
+    const topics = list(filter.topic);
+    if (topics) {
+      f.where.push(`EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = attempts.tenant_id AND e.id = attempts.event_id AND e.topic IN (${marks(topics)}))`);
+      f.params.push(...topics);
+    }
+    // seq is the order attempts were made in (their time is taken as they are recorded)
+    return readPage(this.db, 'attempts', f, query, query.dir ?? 'desc', toAttempt);
+  }
+
+  eventMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean } {
+    return this.metrics.events(query);
+  }
+
+  attemptMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean } {
+    return this.metrics.attempts(query);
   }
 
   prune(maxAgeMs: number, maxCount: number): void {
@@ -553,6 +574,7 @@ export class SqliteStore implements Store {
       delivery_metadata: JSON.stringify(d.delivery_metadata),
       metadata: JSON.stringify(d.metadata),
       batched: d.config.batching ? 1 : 0,
+      filter: JSON.stringify(d.filter ?? {}),
       disabled_at: d.disabled_at,
       created_at: d.created_at,
       updated_at: d.updated_at,
@@ -569,11 +591,44 @@ export class SqliteStore implements Store {
       credentials: this.cipher.decrypt(row.credentials),
       delivery_metadata: JSON.parse(row.delivery_metadata) as StringMap,
       metadata: JSON.parse(row.metadata) as StringMap,
+      filter: JSON.parse(row.filter ?? '{}') as Record<string, unknown>,
       disabled_at: row.disabled_at,
       created_at: row.created_at,
       updated_at: row.updated_at,
     };
   }
+}
+
+function list(value: OneOrMore | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return typeof value === 'string' ? [value] : value;
+}
+
+function marks(values: unknown[]): string {
+  return values.map(() => '?').join(', ');
+}
+
+/** `column IN (...)` for a filter of one value or several (column names are this module's own, never a caller's). */
+function anyOf(f: Filtered, column: string, value: OneOrMore | undefined): void {
+  const values = list(value);
+  if (!values) return;
+  f.where.push(values.length === 1 ? `${column} = ?` : `${column} IN (${marks(values)})`);
+  f.params.push(...values);
+}
+
+function within(f: Filtered, column: string, range: TimeRange | undefined): void {
+  if (!range) return;
+  for (const [op, sql] of [['gte', '>='], ['gt', '>'], ['lte', '<='], ['lt', '<']] as const) {
+    if (range[op] === undefined) continue;
+    f.where.push(`${column} ${sql} ?`);
+    f.params.push(range[op]);
+  }
+}
+
+function tenantConditions(filter: TenantFilter): Filtered {
+  const f: Filtered = { where: [], params: [] };
+  anyOf(f, 'id', filter.id);
+  return f;
 }
 
 function toTenant(row: TenantRow): Tenant {

@@ -45,6 +45,8 @@ export interface Destination {
   credentials: StringMap;
   delivery_metadata: StringMap;
   metadata: StringMap;
+  /** Outpost's event filter (src/api/event-filter.ts); {} = every event of its topics. */
+  filter: Record<string, unknown>;
   disabled_at: string | null;
   created_at: string;
   updated_at: string;
@@ -118,7 +120,20 @@ export interface PageQuery {
   limit: number;
   next?: string;
   prev?: string;
+  /** The list's order: newest first (desc) unless asked otherwise. */
+  dir?: 'asc' | 'desc';
 }
+
+/** Bounds on a time, in ms since the epoch; each optional. */
+export interface TimeRange {
+  gte?: number;
+  gt?: number;
+  lte?: number;
+  lt?: number;
+}
+
+/** One value or any of several: a filter of the list routes (`topic=a&topic=b`). */
+export type OneOrMore = string | string[];
 
 export interface Page<T> {
   models: T[];
@@ -127,19 +142,51 @@ export interface Page<T> {
 }
 
 export interface EventFilter {
-  tenant_id?: string;
-  topic?: string;
-  destination_id?: string;
-  id?: string;
-  time_gte?: number;
-  time_lte?: number;
+  tenant_id?: OneOrMore;
+  topic?: OneOrMore;
+  /** Events with a delivery to one of them (in their tenant, when tenant_id names one). */
+  destination_id?: OneOrMore;
+  id?: OneOrMore;
+  /** The event's own time. */
+  time?: TimeRange;
 }
 
 export interface AttemptFilter {
-  tenant_id?: string;
-  event_id?: string;
-  destination_id?: string;
+  tenant_id?: OneOrMore;
+  event_id?: OneOrMore;
+  destination_id?: OneOrMore;
+  /** The type of the attempt's destination. */
+  destination_type?: OneOrMore;
+  /** The topic of the attempt's event (a batch attempt has no event). */
+  topic?: OneOrMore;
   status?: 'success' | 'failed';
+  /** When the attempt was made. */
+  time?: TimeRange;
+}
+
+export interface TenantFilter {
+  id?: OneOrMore;
+}
+
+/** A metrics query (GET /metrics/events, /metrics/attempts), as Outpost's: a time range, optional buckets, groups and filters. */
+export interface MetricsQuery {
+  /** [start, end) in ms. */
+  start: number;
+  end: number;
+  /** Outpost's granularity: `<value><unit>`, unit s, m, h, d, w or M; none = one row per group. */
+  granularity?: { value: number; unit: 's' | 'm' | 'h' | 'd' | 'w' | 'M' };
+  dimensions: string[];
+  /** Each filter: one of these values. */
+  filters: Record<string, string[]>;
+  /** Rows beyond it are left out (truncated). */
+  rowLimit: number;
+}
+
+/** One group of a metrics query: its time bucket (ms), its dimension values (as strings) and its counts. */
+export interface MetricsRow {
+  bucket: number | null;
+  dimensions: Record<string, string>;
+  counts: Record<string, number>;
 }
 
 export interface PublishResult {
@@ -176,7 +223,9 @@ export interface Store {
    * its generation (which outlives it), so its tokens are refused from then on.
    */
   deleteTenant(id: string): Promise<boolean>;
-  listTenants(query: PageQuery): Page<Tenant>;
+  /** Tenants in creation order (asc unless query.dir says desc). */
+  listTenants(query: PageQuery, filter?: TenantFilter): Page<Tenant>;
+  countTenants(filter?: TenantFilter): number;
 
   /**
    * Creates it unless its tenant has it (or is gone) or already has `maxPerTenant` destinations: checked in the
@@ -236,6 +285,10 @@ export interface Store {
 
   getAttempt(tenantId: string | undefined, id: string): Attempt | undefined;
   listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt>;
+  /** Events grouped by query.dimensions (tenant_id, topic, destination_id) and time bucket; counts: `count`. */
+  eventMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean };
+  /** Attempts grouped likewise; counts: count, successful_count, failed_count, first_attempt_count, retry_count, manual_retry_count, attempt_number_sum. */
+  attemptMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean };
   /** Forgets attempts and finished events older than maxAgeMs, and attempts beyond the newest maxCount. */
   prune(maxAgeMs: number, maxCount: number): void;
 

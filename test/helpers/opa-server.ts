@@ -2,11 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, chmodSync, constants, copyFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { tempDir } from './sluice.js';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 function executable(file: string): boolean {
   try {
@@ -86,7 +87,7 @@ export class OpaProcess {
       child.on('exit', (code) => { this.exitCode = code; });
       this.url = `http://127.0.0.1:${port}`;
       for (let i = 0; i < 300 && this.exitCode === undefined; i++) {
-        const up = await fetch(`${this.url}/health`).then((r) => r.ok, () => false);
+        const up = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.ok, () => false);
         if (up) return this;
         await sleep(50);
       }

@@ -22,12 +22,15 @@ export function decisions(n: number, overrides: Record<string, unknown> = {}): A
   return Array.from({ length: n }, () => decision(overrides));
 }
 
-/** POSTs decisions the way OPA does: one gzip-compressed JSON array. */
-export async function postDecisions(url: string, body: unknown[], opts: { partition?: string; token?: string; gzip?: boolean } = {}): Promise<Response> {
+/**
+ * POSTs decisions the way OPA does: one gzip-compressed JSON array. Bounded by `timeoutMs` (60 s by default,
+ * room for a large batch on a loaded machine), so a request that never gets its answer fails its test.
+ */
+export async function postDecisions(url: string, body: unknown[], opts: { partition?: string; token?: string; gzip?: boolean; timeoutMs?: number } = {}): Promise<Response> {
   const json = Buffer.from(JSON.stringify(body));
   const gzip = opts.gzip ?? true;
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'Open Policy Agent/1.4.2 (linux, amd64)' };
   if (gzip) headers['content-encoding'] = 'gzip';
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  return fetch(`${url}/logs${opts.partition ? `/${opts.partition}` : ''}`, { method: 'POST', headers, body: gzip ? gzipSync(json) : json });
+  return fetch(`${url}/logs${opts.partition ? `/${opts.partition}` : ''}`, { method: 'POST', headers, body: gzip ? gzipSync(json) : json, signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000) });
 }

@@ -17,11 +17,12 @@ export class OutpostApi {
 
   constructor(readonly baseUrl: string, readonly token?: string) {}
 
-  async call<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+  /** One request, bounded by `timeoutMs` (30 s by default): a hung answer fails the test instead of stalling the suite. */
+  async call<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<ApiResponse<T>> {
     const h: Record<string, string> = { ...headers };
     if (this.token) h.authorization = `Bearer ${this.token}`;
     if (body !== undefined) h['content-type'] = 'application/json';
-    const res = await fetch(`${this.baseUrl}/api/v1${path}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(`${this.baseUrl}/api/v1${path}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
     const text = await res.text();
     this.transcript.push(text);
     let parsed: unknown = text;

@@ -23,6 +23,8 @@ export class TestS3 {
       forcePathStyle: true,
       credentials: { accessKeyId: S3_KEY, secretAccessKey: S3_SECRET },
       endpoint: async () => ({ url: new URL(this.clientEndpoint.url) }),
+      // bounded, so a test reading a stuck s3rver fails instead of waiting for ever
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
     });
   }
 

@@ -2,23 +2,33 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 
-const CLI = path.resolve(import.meta.dirname, '../../dist/cli.js');
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
 
 export function tempDir(prefix = 'sluice-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
 
-/** Runs the sluice CLI to completion and returns its exit code and output. */
-export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Runs the sluice CLI to completion and returns its exit code and output. A run longer than `timeoutMs`
+ * (default 60 s) is killed and throws with what it printed: a hung command fails its test, not the suite.
+ */
+export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  let timer: NodeJS.Timeout | undefined;
+  const code = await new Promise<number | null | 'timeout'>((resolve) => {
+    child.on('exit', (c) => resolve(c));
+    timer = setTimeout(() => { child.kill('SIGKILL'); resolve('timeout'); }, timeoutMs);
+  }).finally(() => clearTimeout(timer));
+  if (code === 'timeout') throw new Error(`sluice ${args.join(' ')} did not exit within ${timeoutMs} ms (killed)\n--- stdout ---\n${stdout.slice(-2000)}\n--- stderr ---\n${stderr.slice(-2000)}`);
   return { code, stdout, stderr };
 }
 
@@ -105,8 +115,9 @@ export class SluiceProcess {
     return lines;
   }
 
-  async ready(): Promise<ReadyStatus> {
-    const res = await fetch(`${this.url}/ready`);
+  /** GET /ready; bounded (10 s by default), so a server that stopped answering fails the test at once. */
+  async ready(timeoutMs = 10_000): Promise<ReadyStatus> {
+    const res = await fetch(`${this.url}/ready`, { signal: AbortSignal.timeout(timeoutMs) });
     return (await res.json()) as ReadyStatus;
   }
 
@@ -126,5 +137,5 @@ export type LogLine = Record<string, unknown> & { level?: number; msg?: string }
 export interface ReadyStatus {
   status: string;
   buffer: { writable: boolean; bytes: number; max_bytes: number; chunks: number };
-  outputs: Array<{ name: string; state: string; last_error: { message: string; code?: string } | null; delivered: { events: number; objects: number }; pending_batches: number }>;
+  outputs: Array<{ name: string; state: string; last_error: { message: string; code?: string } | null; delivered: { events: number; objects: number }; retries: number; pending_batches: number }>;
 }

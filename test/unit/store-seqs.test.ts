@@ -18,7 +18,7 @@ test('a delivery seq is never used twice: not after the newest deliveries are de
   const now = new Date().toISOString();
   const destination = {
     id: 'des_a', tenant_id: 'acme', type: 'aws_s3', topics: ['*'], config: { bucket: 'b', region: 'us-east-1' },
-    credentials: { key: 'k', secret: 's' }, delivery_metadata: {}, metadata: {}, disabled_at: null, created_at: now, updated_at: now,
+    credentials: { key: 'k', secret: 's' }, delivery_metadata: {}, metadata: {}, filter: {}, disabled_at: null, created_at: now, updated_at: now,
   };
   await store.upsertTenant('acme', {});
   await store.createDestination(destination, 20);

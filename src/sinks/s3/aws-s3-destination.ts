@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { duration, optionalText, size } from '../../config/schema.js';
 import { required } from '../../api/validation.js';
 import type { Destination } from '../../store/types.js';
-import type { DestinationType } from '../destination-types.js';
+import type { DestinationType, FieldDescription } from '../destination-types.js';
 import type { EndpointGuard } from '../endpoint-guard.js';
 import { bucketNameProblem } from './bucket-name.js';
 import { MAX_KEY_TEMPLATE_CHARS } from './key-template.js';
@@ -45,6 +45,21 @@ const batching = z.strictObject({
 
 export type BatchingConfig = z.output<typeof batching>;
 
+/** config.batching's fields for GET /destination-types, under dotted keys (see unflattenBatching). */
+const BATCHING_FIELDS: FieldDescription[] = [
+  { key: 'batching.max_events', type: 'text', label: 'Batch: max events', description: 'Batched objects instead of one per event: at most this many events per object (default 10000)', required: false },
+  { key: 'batching.max_bytes', type: 'text', label: 'Batch: max bytes', description: 'At most this much data per object, e.g. 64MiB (default)', required: false },
+  { key: 'batching.max_age', type: 'text', label: 'Batch: max age', description: 'An object is written at the latest this long after its first event, e.g. 10s (default)', required: false },
+  {
+    key: 'batching.format', type: 'select', label: 'Batch: format', description: 'One event data per line (ndjson) or a JSON array', required: false, default: 'ndjson',
+    options: [{ label: 'NDJSON', value: 'ndjson' }, { label: 'JSON array', value: 'json_array' }],
+  },
+  {
+    key: 'batching.compression', type: 'select', label: 'Batch: compression', description: 'gzip (.gz) or none', required: false, default: 'gzip',
+    options: [{ label: 'gzip', value: 'gzip' }, { label: 'none', value: 'none' }],
+  },
+];
+
 const config = z.strictObject({
   bucket: z.string({ error: required }).min(1, 'is required'),
   region: z.string({ error: required }).min(1, 'is required').regex(REGION, 'failed pattern validation'),
@@ -81,9 +96,15 @@ export const awsS3: DestinationType = {
     { key: 'bucket', type: 'text', label: 'Bucket', description: 'The S3 bucket name', required: true },
     { key: 'region', type: 'text', label: 'Region', description: 'AWS region (e.g., us-east-1)', required: true },
     { key: 'key_template', type: 'text', label: 'Key template', description: 'JMESPath expression for the S3 object key', required: false },
-    { key: 'storage_class', type: 'text', label: 'Storage class', description: `S3 storage class: ${STORAGE_CLASSES.join(', ')}`, required: false, default: 'STANDARD' },
+    {
+      key: 'storage_class', type: 'select', label: 'Storage class', description: 'S3 storage class (any case)', required: false, default: 'STANDARD',
+      options: STORAGE_CLASSES.map((c) => ({ label: c, value: c })),
+    },
     { key: 'endpoint', type: 'text', label: 'Endpoint', description: 'Custom endpoint URL (MinIO, Ceph, R2, LocalStack); implies path-style. http or https, public addresses only unless the operator allows more', required: false },
-    { key: 'batching', type: 'object', label: 'Batching', description: 'max_events, max_bytes, max_age, format (ndjson|json_array), compression (gzip|none): batched objects instead of one per event', required: false },
+    // config.batching is an object; Outpost's field types have none, so its fields are described one by one
+    // under their dotted keys (a form may send them so, or send config.batching nested): any one of them set
+    // makes the destination batched
+    ...BATCHING_FIELDS,
   ],
   credentialFields: [
     { key: 'key', type: 'text', label: 'Access key ID', description: 'AWS Access Key ID', required: true, sensitive: true },
@@ -101,7 +122,32 @@ export const awsS3: DestinationType = {
   },
   // The keys are for a store (endpoint), a bucket in it and the region they are signed for.
   credentialsBoundTo: ['endpoint', 'bucket', 'region'],
+  unflatten: unflattenBatching,
 };
+
+/**
+ * `batching.max_events` and the like folded into `batching`; flat keys win over nested ones, "" (a form's
+ * empty field) is left out, and max_events given as text becomes a number.
+ */
+function unflattenBatching(input: Record<string, unknown>): Record<string, unknown> {
+  const flat = Object.keys(input).filter((k) => k.startsWith('batching.'));
+  if (flat.length === 0) return input;
+  const out: Record<string, unknown> = {};
+  const nested = input.batching;
+  const batching: Record<string, unknown> = typeof nested === 'object' && nested !== null && !Array.isArray(nested) ? { ...nested } : {};
+  for (const [k, v] of Object.entries(input)) {
+    if (k === 'batching') continue;
+    if (!k.startsWith('batching.')) {
+      out[k] = v;
+      continue;
+    }
+    if (v === '' || v === null || v === undefined) continue;
+    const field = k.slice('batching.'.length);
+    batching[field] = field === 'max_events' && typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  }
+  if (Object.keys(batching).length > 0 || nested !== undefined) out.batching = Object.keys(batching).length > 0 ? batching : nested;
+  return out;
+}
 
 /**
  * A destination's S3 connection: a custom endpoint implies path-style requests; `guard` checks every
