@@ -426,11 +426,13 @@ describe('aws_s3: one object per event (s3 up)', () => {
     const hourOf = (d: Date) => d.toISOString().slice(0, 13); // YYYY-MM-DDTHH (UTC)
     hours.add(hourOf(new Date()));
     const published: Array<Record<string, unknown>> = [];
+    const ids: string[] = [];
     for (let i = 0; i < 12; i++) {
       const data = { n: i, order_id: `b-${i}` };
       const res = await api.publish({ tenant_id: 'batched', topic: 'orders', data });
       assert.deepEqual(res.destination_ids, [destination.id]);
       published.push(data);
+      ids.push(res.id);
     }
 
     const lines = async () => {
@@ -443,7 +445,11 @@ describe('aws_s3: one object per event (s3 up)', () => {
       return out;
     };
     await sluice.until('12 events in batched objects', async () => (await lines()).reduce((n, o) => n + o.rows.length, 0) >= 12);
-    await sleep(SETTLE_MS);
+    // every delivery done: nothing of these events can be written again after this
+    await sluice.until('every delivery of the 12 events succeeded', async () => {
+      for (const id of ids) if (deliveryStatus(await api.event(id), destination.id) !== 'success') return false;
+      return true;
+    });
     hours.add(hourOf(new Date()));
     const objects = await lines();
 
@@ -666,7 +672,8 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
 
     await s3.start();
     await sluice.until('the batches after S3 is back', async () => (await s3.keys('batch-outage')).length >= failedKeys.length);
-    await sleep(SETTLE_MS);
+    // nothing pending any more: no object can be written after this
+    await sluice.until('no delivery pending', async () => ((await (await fetch(`${sluice.url}/ready`)).json()) as { events: { pending_deliveries: number } }).events.pending_deliveries === 0);
     const keys = await s3.keys('batch-outage');
     assert.deepEqual(keys, failedKeys, 'the objects are under the keys fixed before the first upload');
     const rows: number[] = [];
