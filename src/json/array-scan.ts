@@ -210,19 +210,30 @@ function setField(fields: number[], field: number, from: number, to: number): vo
 
 /** Which decision field a key of the element object names (JSON.parse's reading of it, escapes included). */
 function elementField(buf: Uint8Array, from: number, to: number): number {
-  if (isKey(buf, from, to, KEY_TIMESTAMP)) return TIMESTAMP;
-  if (isKey(buf, from, to, KEY_DECISION_ID)) return DECISION_ID;
-  if (isKey(buf, from, to, KEY_LABELS)) return LABELS;
+  // a key with escapes is decoded once, not once per name (`"labels"` is the shortest name: an escape makes
+  // a key longer than what it decodes to); one without is a name only when it is written exactly as it
+  if (to - from > KEY_LABELS.length && hasBackslash(buf, from, to)) {
+    const key = jsonString(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), from, to);
+    return key === 'timestamp' ? TIMESTAMP : key === 'decision_id' ? DECISION_ID : key === 'labels' ? LABELS : NO_FIELD;
+  }
+  if (isPlainKey(buf, from, to, KEY_TIMESTAMP)) return TIMESTAMP;
+  if (isPlainKey(buf, from, to, KEY_DECISION_ID)) return DECISION_ID;
+  if (isPlainKey(buf, from, to, KEY_LABELS)) return LABELS;
   return NO_FIELD;
+}
+
+/** Whether the key at buf[from, to) (quotes included) is `name` written without escapes. */
+function isPlainKey(buf: Uint8Array, from: number, to: number, name: Buffer): boolean {
+  const length = to - from;
+  if (length !== name.length) return false;
+  for (let k = 1; k < length - 1; k++) if (buf[from + k] !== name[k]) return false;
+  return true;
 }
 
 /** Whether the key at buf[from, to) (quotes included) is `name`, written plainly or with escapes. */
 function isKey(buf: Uint8Array, from: number, to: number, name: Buffer): boolean {
   const length = to - from;
-  if (length === name.length) {
-    for (let k = 1; k < length - 1; k++) if (buf[from + k] !== name[k]) return false;
-    return true;
-  }
+  if (length === name.length) return isPlainKey(buf, from, to, name);
   // `"time\u0073tamp"` is `timestamp` to JSON.parse: a key with escapes is decoded the same way
   if (length < name.length || !hasBackslash(buf, from, to)) return false;
   return jsonString(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), from, to) === name.toString('latin1', 1, name.length - 1);
@@ -258,9 +269,14 @@ class StringEnds {
   endOf(open: number): number {
     const { buf } = this;
     let from = open + 1;
+    let quote = -1;
     for (;;) {
-      const quote = buf.indexOf(QUOTE, from);
-      if (quote < 0) throw new Invalid(buf.length, `a string opened at byte ${open} never ends`);
+      // searched again only once an escape has passed it (`\"`): searching from every escape would cost the
+      // distance to the quote per escape, quadratic for a long string of escapes (`"\n\n...\n"`)
+      if (quote < from) {
+        quote = buf.indexOf(QUOTE, from);
+        if (quote < 0) throw new Invalid(buf.length, `a string opened at byte ${open} never ends`);
+      }
       if (this.backslash !== -1 && this.backslash < from) this.backslash = buf.indexOf(BACKSLASH, from);
       if (this.backslash < 0 || this.backslash > quote) return quote;
       // an escape before the quote: check it, and go on after it (it may be the quote's own `\"`)

@@ -71,29 +71,28 @@ export class EventPublisher {
    */
   async publishMany(inputs: PublishInput[]): Promise<Array<PublishResult & { id: string }>> {
     const targetsByTenant = new Map<string, (event: NewEvent) => string[]>();
-    const planned = inputs.map((input) => {
+    const planned = inputs.map((input, i) => {
       const key = `${input.tenant_id}\u0000${input.destination_id ?? ''}`;
       let targets = targetsByTenant.get(key);
-      if (!targets) targetsByTenant.set(key, (targets = this.targetsOf(input.tenant_id, input.destination_id)));
-      checkMetadataQuota(this.config, { metadata: input.metadata });
+      if (!targets) targetsByTenant.set(key, (targets = atElement(i, () => this.targetsOf(input.tenant_id, input.destination_id))));
+      // the field's name says which event is over the quota: `[3].metadata is ... bytes`
+      checkMetadataQuota(this.config, { [`${i}.metadata`]: input.metadata });
       const event = this.eventOf(input);
-      return { event, ids: targets(event) };
+      return { event, destinationIds: targets(event) };
     });
     const perTenant = new Map<string, number>();
-    for (const { event, ids } of planned) perTenant.set(event.tenant_id, (perTenant.get(event.tenant_id) ?? 0) + ids.length);
-    const releases: Array<() => void> = [];
+    for (const { event, destinationIds } of planned) perTenant.set(event.tenant_id, (perTenant.get(event.tenant_id) ?? 0) + destinationIds.length);
+    // all or none, and the shared bound checked against the batch's total (one tenant at a time, a batch of
+    // tenants over it together would be refused forever, even with nothing else pending)
+    const release = this.reserveAll(perTenant);
     try {
-      // all or none: a tenant over its bound releases what the ones before it reserved
-      for (const [tenant, deliveries] of perTenant) releases.push(this.reserve(tenant, deliveries));
-      // queued in one turn: the group commit runs them in one transaction, acknowledged by one fsync
-      const stored = planned.map(({ event, ids }) => this.store.publish(event, ids, this.config.idempotency_window));
-      for (const p of stored) p.catch(() => {});
-      const results = await Promise.all(stored);
+      // one write: stored all together or, when any fails (its tenant deleted meanwhile), not at all
+      const results = await this.store.publishMany(planned, this.config.idempotency_window);
       return results.map((result, i) => ({ id: planned[i]!.event.id, ...result }));
     } catch (err) {
       throw tenantGone(err);
     } finally {
-      for (const release of releases) release();
+      release();
     }
   }
 
@@ -156,27 +155,38 @@ export class EventPublisher {
    * passes it only when nothing else is pending under it, so it cannot wait forever.
    */
   reserve(tenantId: string, deliveries: number): () => void {
-    const over = (pending: number, max: number) => pending >= max || (pending > 0 && pending + deliveries > max);
-    const tenantPending = this.store.pendingDeliveries(tenantId) + (this.reservedByTenant.get(tenantId) ?? 0);
-    if (over(tenantPending, this.config.quotas.pending_deliveries_per_tenant)) {
-      throw new HttpError(429, `tenant ${tenantId} has too many deliveries pending (api.quotas.pending_deliveries_per_tenant): retry later; nothing of this request was stored`,
-        { reason: 'tenant_backlog_full', quota: 'api.quotas.pending_deliveries_per_tenant', limit: this.config.quotas.pending_deliveries_per_tenant },
-        { 'retry-after': String(RETRY_AFTER_SECONDS) });
+    return this.reserveAll(new Map([[tenantId, deliveries]]));
+  }
+
+  /** `reserve` for deliveries of several tenants at once: each tenant's bound, then the shared one for their sum. */
+  private reserveAll(perTenant: Map<string, number>): () => void {
+    const over = (pending: number, max: number, deliveries: number) => pending >= max || (pending > 0 && pending + deliveries > max);
+    let total = 0;
+    for (const [tenantId, deliveries] of perTenant) {
+      total += deliveries;
+      const tenantPending = this.store.pendingDeliveries(tenantId) + (this.reservedByTenant.get(tenantId) ?? 0);
+      if (over(tenantPending, this.config.quotas.pending_deliveries_per_tenant, deliveries)) {
+        throw new HttpError(429, `tenant ${tenantId} has too many deliveries pending (api.quotas.pending_deliveries_per_tenant): retry later; nothing of this request was stored`,
+          { reason: 'tenant_backlog_full', quota: 'api.quotas.pending_deliveries_per_tenant', limit: this.config.quotas.pending_deliveries_per_tenant },
+          { 'retry-after': String(RETRY_AFTER_SECONDS) });
+      }
     }
-    if (over(this.store.pendingDeliveries() + this.reserved, this.config.max_pending_deliveries)) {
+    if (over(this.store.pendingDeliveries() + this.reserved, this.config.max_pending_deliveries, total)) {
       throw new HttpError(429, 'too many deliveries are pending (api.max_pending_deliveries): retry later; nothing of this request was stored',
         { reason: 'backlog_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
     }
-    this.reserved += deliveries;
-    this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + deliveries);
+    this.reserved += total;
+    for (const [tenantId, deliveries] of perTenant) this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + deliveries);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.reserved -= deliveries;
-      const left = (this.reservedByTenant.get(tenantId) ?? 0) - deliveries;
-      if (left > 0) this.reservedByTenant.set(tenantId, left);
-      else this.reservedByTenant.delete(tenantId);
+      this.reserved -= total;
+      for (const [tenantId, deliveries] of perTenant) {
+        const left = (this.reservedByTenant.get(tenantId) ?? 0) - deliveries;
+        if (left > 0) this.reservedByTenant.set(tenantId, left);
+        else this.reservedByTenant.delete(tenantId);
+      }
     };
   }
 
@@ -192,6 +202,16 @@ export class EventPublisher {
       metadata: input.metadata ?? {},
       data: input.data,
     };
+  }
+}
+
+/** `check()`, its 404 (unknown tenant or destination) naming the batch element that names them. */
+function atElement<T>(index: number, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (!(err instanceof HttpError) || Array.isArray(err.data)) throw err;
+    throw new HttpError(err.statusCode, `[${index}]: ${err.message}`, { ...err.data, index }, err.headers);
   }
 }
 
@@ -283,8 +303,8 @@ export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publish
     const events = request.body;
     if (topics.size > 0) {
       events.forEach((event, i) => {
-        if (!event.topic) throw validationError([`[${i}].topic is required`]);
-        if (!topics.has(event.topic)) throw validationError([`[${i}].topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
+        if (!event.topic) throw validationError([`${i}.topic is required`]);
+        if (!topics.has(event.topic)) throw validationError([`${i}.topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
       });
     }
     const texts = dataTexts(request.bodyText, events);

@@ -344,29 +344,36 @@ export class SqliteStore implements Store {
   // ---- events
 
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult> {
-    return this.write(() => {
-      // checked before the request was queued, but a delete may have run since: its events must not outlive it
-      if (!this.q.tenantExists.get(event.tenant_id)) throw new TenantGoneError(event.tenant_id);
-      const now = Date.now();
-      const existing = this.q.eventByKey.get(event.tenant_id, event.id) as EventRow | undefined;
-      if (existing && existing.received_at >= now - windowMs) {
-        return { duplicate: true, destination_ids: this.q.deliveryDestinations.all(existing.seq) as string[] };
-      }
-      const values = [event.topic, event.time, event.time_ms, event.eligible_for_retry ? 1 : 0, JSON.stringify(event.metadata), event.data, now] as const;
-      let seq: number;
-      if (existing) {
-        // Outside the idempotency window the same id is a new publish of that event.
-        this.q.replaceEvent.run(...values, existing.seq);
-        seq = existing.seq;
-      } else {
-        seq = Number(this.q.insertEvent.run(event.tenant_id, event.id, ...values).lastInsertRowid);
-      }
-      for (const destinationId of destinationIds) {
-        if (existing && this.q.pendingFor.get(seq, destinationId)) continue;
-        this.addPending(event.tenant_id, this.q.insertDelivery.run(seq, now, event.tenant_id, destinationId).changes);
-      }
-      return { duplicate: false, destination_ids: destinationIds };
-    });
+    return this.write(() => this.publishNow(event, destinationIds, windowMs));
+  }
+
+  publishMany(items: Array<{ event: NewEvent; destinationIds: string[] }>, windowMs: number): Promise<PublishResult[]> {
+    // one write, so one savepoint: an event that throws rolls back the whole batch, not itself alone
+    return this.write(() => items.map(({ event, destinationIds }) => this.publishNow(event, destinationIds, windowMs)));
+  }
+
+  private publishNow(event: NewEvent, destinationIds: string[], windowMs: number): PublishResult {
+    // checked before the request was queued, but a delete may have run since: its events must not outlive it
+    if (!this.q.tenantExists.get(event.tenant_id)) throw new TenantGoneError(event.tenant_id);
+    const now = Date.now();
+    const existing = this.q.eventByKey.get(event.tenant_id, event.id) as EventRow | undefined;
+    if (existing && existing.received_at >= now - windowMs) {
+      return { duplicate: true, destination_ids: this.q.deliveryDestinations.all(existing.seq) as string[] };
+    }
+    const values = [event.topic, event.time, event.time_ms, event.eligible_for_retry ? 1 : 0, JSON.stringify(event.metadata), event.data, now] as const;
+    let seq: number;
+    if (existing) {
+      // Outside the idempotency window the same id is a new publish of that event.
+      this.q.replaceEvent.run(...values, existing.seq);
+      seq = existing.seq;
+    } else {
+      seq = Number(this.q.insertEvent.run(event.tenant_id, event.id, ...values).lastInsertRowid);
+    }
+    for (const destinationId of destinationIds) {
+      if (existing && this.q.pendingFor.get(seq, destinationId)) continue;
+      this.addPending(event.tenant_id, this.q.insertDelivery.run(seq, now, event.tenant_id, destinationId).changes);
+    }
+    return { duplicate: false, destination_ids: destinationIds };
   }
 
   pendingDeliveries(tenantId?: string): number {

@@ -247,6 +247,12 @@ export interface Store {
    * Throws TenantGoneError, storing nothing, when the tenant was deleted meanwhile.
    */
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult>;
+  /**
+   * Publishes each (as `publish`) in one write: every one stored, or none. (Separate `publish` calls share a
+   * transaction but each has its own savepoint: one whose tenant was deleted meanwhile would fail alone, and
+   * a batch answered 404 would have stored the others.)
+   */
+  publishMany(items: Array<{ event: NewEvent; destinationIds: string[] }>, windowMs: number): Promise<PublishResult[]>;
   /** Deliveries waiting (pending), of every tenant or of one, for the bounds that answer 429. */
   pendingDeliveries(tenantId?: string): number;
   getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined;
