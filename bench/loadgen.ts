@@ -68,7 +68,8 @@ async function prepare(msg: PrepareMessage): Promise<Buffer[]> {
 }
 
 async function send(go: GoMessage, bodies: Buffer[], partitions: number, perChunk: number): Promise<LoadResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: go.connections });
+  // open loop: as many sockets as chunks in flight; closed loop: `connections`
+  const agent = new http.Agent({ keepAlive: true, maxSockets: go.rate > 0 ? Infinity : go.connections });
   const url = new URL(go.url);
   const result: LoadResult = {
     sentChunks: 0, ackedChunks: 0, ackedDecisions: 0, rejected: {}, retries: 0,
@@ -97,50 +98,63 @@ async function send(go: GoMessage, bodies: Buffer[], partitions: number, perChun
     return (now - result.startedAt) % (go.burstOnMs + go.burstOffMs) >= go.burstOnMs;
   };
 
+  /** Sends chunk `index` until it is acknowledged, retrying as OPA does. */
+  const deliver = async (index: number): Promise<void> => {
+    let backoff = 100;
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      const t0 = performance.now();
+      result.sentChunks++;
+      const status = await post(index);
+      const took = performance.now() - t0;
+      const now = Date.now();
+      const slot = Math.floor((now - result.startedAt) / 1000);
+      if (status >= 200 && status < 300) {
+        result.latenciesMs.push(took);
+        (slotLatencies[slot] ??= []).push(took);
+        result.ackedChunks++;
+        result.ackedDecisions += perChunk;
+        result.ackTimes[index] = now;
+        result.timeline[slot] = (result.timeline[slot] ?? 0) + perChunk;
+        return;
+      }
+      result.rejected[String(status)] = (result.rejected[String(status)] ?? 0) + 1;
+      result.retries++;
+      // OPA's retry: exponential from 100 ms, factor 1.6, +-20 % jitter, capped
+      await new Promise((r) => setTimeout(r, backoff * (0.8 + Math.random() * 0.4)));
+      backoff = Math.min(backoff * 1.6, 5000);
+      if (Date.now() > deadline + 120_000) return;
+    }
+  };
+
+  // closed loop: each connection sends its next chunk once the last one is acknowledged
   const connection = async () => {
     for (let guard = 0; guard < 10_000_000; guard++) {
-      let now = Date.now();
+      const now = Date.now();
       if (now >= deadline || next >= bodies.length) return;
       if (inBurstOff(now)) {
         await new Promise((r) => setTimeout(r, 20));
         continue;
       }
-      if (interval > 0) {
-        // open loop: chunk i is due at startedAt + i * interval, however slow earlier answers were
-        const due = result.startedAt + next * interval;
-        if (due > now) {
-          await new Promise((r) => setTimeout(r, due - now));
-          if (Date.now() >= deadline) return;
-        }
-      }
-      const index = next++;
-      let backoff = 100;
-      for (let attempt = 0; attempt < 1000; attempt++) {
-        const t0 = performance.now();
-        result.sentChunks++;
-        const status = await post(index);
-        const took = performance.now() - t0;
-        now = Date.now();
-        const slot = Math.floor((now - result.startedAt) / 1000);
-        if (status >= 200 && status < 300) {
-          result.latenciesMs.push(took);
-          (slotLatencies[slot] ??= []).push(took);
-          result.ackedChunks++;
-          result.ackedDecisions += perChunk;
-          result.ackTimes[index] = now;
-          result.timeline[slot] = (result.timeline[slot] ?? 0) + perChunk;
-          break;
-        }
-        result.rejected[String(status)] = (result.rejected[String(status)] ?? 0) + 1;
-        result.retries++;
-        // OPA's retry: exponential from 100 ms, factor 1.6, +-20 % jitter, capped
-        await new Promise((r) => setTimeout(r, backoff * (0.8 + Math.random() * 0.4)));
-        backoff = Math.min(backoff * 1.6, 5000);
-        if (Date.now() > deadline + 120_000) break;
-      }
+      await deliver(next++);
     }
   };
-  await Promise.all(Array.from({ length: go.connections }, connection));
+
+  // open loop: chunk i goes at startedAt + i * interval whatever the answers to earlier ones, each on a
+  // connection of its own when the others are busy (a fleet of OPAs, each sending its own chunk)
+  const schedule = async () => {
+    const inFlight = new Set<Promise<void>>();
+    while (next < bodies.length) {
+      const due = result.startedAt + next * interval;
+      const now = Date.now();
+      if (due >= deadline) break;
+      if (due > now) await new Promise((r) => setTimeout(r, due - now));
+      const sending = deliver(next++).finally(() => inFlight.delete(sending));
+      inFlight.add(sending);
+    }
+    await Promise.all(inFlight);
+  };
+
+  await (interval > 0 ? schedule() : Promise.all(Array.from({ length: go.connections }, connection)));
   result.endedAt = Date.now();
   for (let i = 0; i < result.timeline.length; i++) result.timeline[i] ??= 0;
   result.latencyTimeline = slotLatencies.map((l) => (l ? percentile(l, 0.99) : 0));

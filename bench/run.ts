@@ -69,7 +69,7 @@ interface Scenario {
 const chunkBytes = Number(args['chunk-bytes']);
 const SCENARIOS: Record<string, Scenario> = {
   steady: { name: 'steady', description: `closed loop, ${args.connections} connections, ${args.duration} s`, durationMs: DURATION_MS, count: 0, rate: 0, partitions: 1, chunkBytes },
-  latency: { name: 'latency', description: `open loop at ${LATENCY_RATE}/s offered, ${DURATION_MS / 2000} s`, durationMs: DURATION_MS / 2, count: 0, rate: LATENCY_RATE, partitions: 1, chunkBytes },
+  latency: { name: 'latency', description: `open loop at ${LATENCY_RATE}/s offered (each chunk on schedule, on a connection of its own when needed), ${DURATION_MS / 2000} s`, durationMs: DURATION_MS / 2, count: 0, rate: LATENCY_RATE, partitions: 1, chunkBytes },
   count: { name: 'count', description: `fixed count of ${Number(args.count).toLocaleString('en')} decisions`, durationMs: 600_000, count: Number(args.count), rate: 0, partitions: 1, chunkBytes },
   burst: { name: 'burst', description: 'closed loop, 2 s on / 2 s off', durationMs: DURATION_MS / 2, count: 0, rate: 0, burst: { onMs: 2000, offMs: 2000 }, partitions: 1, chunkBytes },
   backlog: { name: 'backlog', description: `S3 stopped while ${Number(args.backlog).toLocaleString('en')} decisions arrive, then started`, durationMs: 900_000, count: Number(args.backlog), rate: 0, partitions: 1, chunkBytes, s3Late: true, bufferMaxBytes: '16GiB' },
