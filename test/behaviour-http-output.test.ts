@@ -43,7 +43,11 @@ async function output(sluice: SluiceProcess): Promise<OutputStatus> {
 /** Waits until the output's status satisfies `check` and returns it. */
 async function outputWhen(sluice: SluiceProcess, what: string, check: (o: OutputStatus) => boolean): Promise<OutputStatus> {
   let last: OutputStatus | undefined;
-  await sluice.until(`${what} (last: ${JSON.stringify(last)})`, async () => check((last = await output(sluice))), WAIT_MS);
+  try {
+    await sluice.until(what, async () => check((last = await output(sluice))), WAIT_MS);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- last output status ---\n${JSON.stringify(last)}`);
+  }
   return last!;
 }
 
