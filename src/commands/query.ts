@@ -49,7 +49,10 @@ export async function candidateKeys(output: OutputConfig, objects: OutputObjects
   const hours = hoursBetween(from, to);
   const key = output.key;
   if (key === 'hourly-per-decision') {
-    return (await Promise.all(hours.map((h) => objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`)))).flat();
+    // Its keys carry the hour a decision was received, never before its timestamp (an upload late after an
+    // outage, the last moments of an hour): decisions of [from, to] may be under any hour from `from` until now.
+    const received = hoursBetween(from, Math.max(to, Date.now()));
+    return (await Promise.all(received.map((h) => objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`)))).flat();
   }
   if (key === 'outpost') return (await Promise.all(hours.map((h) => objects.list(h)))).flat();
   if (key === 'eopa' || key === 'eopa-per-decision') {
