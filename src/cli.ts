@@ -9,7 +9,7 @@ import { status } from './commands/status.js';
 import { send } from './commands/send.js';
 import { parseWhen, parseWhere, query, tail } from './commands/query.js';
 import { parseDuration } from './config/units.js';
-import { targetOf } from './sinks/create-sink.js';
+import { canReadBack, notReadableMessage, READABLE_OUTPUT_TYPES, targetOf } from './sinks/registry.js';
 import { keyLayout } from './delivery/key-layouts.js';
 import type { OutputConfig } from './config/schema.js';
 
@@ -170,22 +170,22 @@ program.command('tail')
   });
 
 /**
- * The output to read: the one named, or, without -o, the only s3 or file output of the configuration (the
+ * The output to read: the one named, or, without -o, the only output of the configuration that can be read back (the
  * embedded defaults' `local` without -c), so that `sluice query` works as `sluice serve` does, with no flags.
  */
 function outputOrExit(file: string | undefined, name: string | undefined): OutputConfig {
   const config = readConfigOrExit(file);
   const source = file ?? 'the embedded defaults';
-  const readable = config.outputs.filter((o) => o.type === 's3' || o.type === 'file');
+  const readable = config.outputs.filter(canReadBack);
   if (name === undefined) {
     if (readable.length === 1) return readable[0]!;
     usage(readable.length === 0
-      ? `${source} has no s3 or file output to read back`
+      ? `${source} has no ${READABLE_OUTPUT_TYPES.join(' or ')} output to read back`
       : `${source} has several outputs that can be read back (${readable.map((o) => o.name).join(', ')}): choose one with -o`);
   }
   const output = config.outputs.find((o) => o.name === name);
   if (!output) usage(`no output named "${name}" in ${source}; outputs: ${config.outputs.map((o) => o.name).join(', ')}`);
-  if (output!.type !== 's3' && output!.type !== 'file') usage(`output ${name} is of type ${output!.type}: only s3 and file outputs can be read back`);
+  if (!canReadBack(output!)) usage(notReadableMessage(output!));
   return output!;
 }
 

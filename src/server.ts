@@ -7,7 +7,7 @@ import { storageErrorCode } from './buffer/storage-errors.js';
 import { storageUnavailable } from './api/storage-unavailable.js';
 import { RateLimitedLog } from './observability/rate-limited-log.js';
 import { OutputWorker } from './delivery/output-worker.js';
-import { createSink } from './sinks/create-sink.js';
+import { createSink } from './sinks/registry.js';
 import { buildTransform } from './transforms/decision-transform.js';
 import { opaRoutes } from './sources/opa.js';
 import { DecoderPool } from './sources/decoder-pool.js';

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import helmet from '@fastify/helmet';
 import type { Config } from '../config/schema.js';
 import { candidateKeys, matchingDecisions, parseWhen } from '../commands/query.js';
-import { outputObjects } from '../commands/output-objects.js';
+import { canReadBack, outputObjects, READABLE_OUTPUT_TYPES } from '../sinks/registry.js';
 import type { History } from '../observability/history.js';
 import type { Store } from '../store/types.js';
 import { HttpError } from '../sources/http-error.js';
@@ -78,7 +78,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
       destinations,
       failed_attempts: store.listAttempts({ status: 'failed' }, { limit: 20 }).models,
       tenants: tenants.map(({ tenant, destinations: list }) => ({ id: tenant.id, destinations: list.length, created_at: tenant.created_at })),
-      outputs: config.outputs.filter((o) => o.type === 's3' || o.type === 'file').map((o) => o.name),
+      outputs: config.outputs.filter(canReadBack).map((o) => o.name),
     };
   });
 
@@ -93,7 +93,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     const query = lookup.safeParse(request.query);
     if (!query.success) throw new HttpError(400, 'give output, and decision_id or from/to', { reason: 'bad_query' });
     const output = config.outputs.find((o) => o.name === query.data.output);
-    if (!output || (output.type !== 's3' && output.type !== 'file')) throw new HttpError(404, `no s3 or file output named ${query.data.output}`, { reason: 'not_found' });
+    if (!output || !canReadBack(output)) throw new HttpError(404, `no ${READABLE_OUTPUT_TYPES.join(' or ')} output named ${query.data.output}`, { reason: 'not_found' });
     const from = parseWhen(query.data.from);
     const to = parseWhen(query.data.to);
     if (from === undefined || to === undefined) throw new HttpError(400, 'from and to take RFC 3339 times or durations ago (15m, 2h)', { reason: 'bad_query' });

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { DESTINATION_TYPES, describeType } from '../sinks/destination-types.js';
+import { describeType } from '../sinks/destination-types.js';
+import { DESTINATION_TYPES } from '../sinks/registry.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { HttpError } from '../sources/http-error.js';
 import type { Destination, StringMap } from '../store/types.js';

@@ -1,5 +1,5 @@
 import type { Attempt, Delivery, Destination, Store, StoredEvent, Tenant } from '../store/types.js';
-import { DESTINATION_TYPES } from '../sinks/destination-types.js';
+import { DESTINATION_TYPES } from '../sinks/registry.js';
 import { RawJson } from '../json/raw-json.js';
 
 /** What a masked credential looks like; sending it back in a PATCH keeps the stored value. */

@@ -1,12 +1,14 @@
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import type { OutputConfig } from '../config/schema.js';
-import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from '../delivery/object-keys.js';
+import { keyLayout } from '../delivery/key-layouts.js';
 import { parseEventTime } from '../sources/event-time.js';
 import { parseDuration } from '../config/units.js';
 import { parseJson, stringValue, toText, type JsonNode } from '../json/source-tree.js';
 import { nodeAt } from '../transforms/json-path.js';
-import { decisionsOf, outputObjects, type OutputObjects, type StoredDecision } from './output-objects.js';
+import { outputObjects } from '../sinks/registry.js';
+import type { OutputObjects } from '../sinks/types.js';
+import { decisionsOf, type StoredDecision } from './stored-decisions.js';
 
 export interface DecisionFilter {
   from: number;
@@ -40,42 +42,9 @@ export function parseWhere(items: string[]): Array<[string, string]> {
   });
 }
 
-/**
- * The keys that may hold decisions of [from, to], listing only what the output's key layout allows: one
- * prefix per hour for hive-style templates and the hourly and outpost presets; every key of each OPA
- * instance, filtered by the times in the key, for the eopa presets; everything for other templates.
- */
-export async function candidateKeys(output: OutputConfig, objects: OutputObjects, from: number, to: number): Promise<string[]> {
-  const hours = hoursBetween(from, to);
-  const key = output.key;
-  if (key === 'hourly-per-decision') {
-    // Its keys carry the hour a decision was received, never before its timestamp (an upload late after an
-    // outage, the last moments of an hour): decisions of [from, to] may be under any hour from `from` until now.
-    const received = hoursBetween(from, Math.max(to, Date.now()));
-    return (await Promise.all(received.map((h) => objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`)))).flat();
-  }
-  if (key === 'outpost') return (await Promise.all(hours.map((h) => objects.list(h)))).flat();
-  if (key === 'eopa' || key === 'eopa-per-decision') {
-    const keys: string[] = [];
-    for (const prefix of await objects.children('')) if (prefix.startsWith('eopa=')) keys.push(...await objects.list(prefix));
-    return keys.filter((k) => eopaKeyOverlaps(k, from, to));
-  }
-  const template = key === 'hive' ? DEFAULT_KEY_TEMPLATE : key;
-  const head = template.slice(0, template.indexOf('{batch}'));
-  const placeholders = [...head.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
-  const byHour = placeholders.includes('hour') && placeholders.every((p) => ['partition', 'date', 'year', 'month', 'day', 'hour', 'output'].includes(p));
-  // a template whose keys do not start with the time cannot be narrowed: every key is a candidate
-  if (!byHour || (placeholders.includes('partition') && !template.startsWith('{partition}/'))) return objects.list('');
-  // partitions are the first level when the template starts with {partition}/
-  const partitions = template.startsWith('{partition}/') ? (await objects.children('')).map((p) => p.slice(0, -1)) : ['default'];
-  const keys: string[] = [];
-  for (const partition of partitions) {
-    for (const hour of hours) {
-      const values = keyValues({ output: output.name, bufferId: '', partition, hour, first: 0, last: 0, ext: '' });
-      keys.push(...await objects.list(renderKey(head, values)));
-    }
-  }
-  return keys;
+/** The keys that may hold decisions of [from, to]: the output's key layout lists only what it can narrow to. */
+export function candidateKeys(output: OutputConfig, objects: OutputObjects, from: number, to: number): Promise<string[]> {
+  return keyLayout(output.key).keysBetween(objects, output.name, from, to);
 }
 
 /** Reads the candidate objects and yields the decisions that pass the filter, each with its stored text. */
@@ -161,21 +130,4 @@ export async function tail(output: OutputConfig, filter: Omit<DecisionFilter, 'f
   } finally {
     objects.close();
   }
-}
-
-/** `YYYY-MM-DDTHH` of every UTC hour that [from, to] touches (at most 31 days of them). */
-function hoursBetween(from: number, to: number): string[] {
-  const hours: string[] = [];
-  const start = Math.floor(from / 3_600_000) * 3_600_000;
-  for (let t = start; t <= to && hours.length < 24 * 31; t += 3_600_000) hours.push(new Date(t).toISOString().slice(0, 13));
-  return hours;
-}
-
-/** Whether an eopa key's ts (or first_ts..last_ts) meets [from, to]; keys without times are kept. */
-function eopaKeyOverlaps(key: string, from: number, to: number): boolean {
-  const ts = /\/ts=(\d+)\//.exec(key);
-  if (ts) return Number(ts[1]) * 1000 >= from - 999 && Number(ts[1]) * 1000 <= to;
-  const range = /first_ts=(\d+)\/last_ts=(\d+)\//.exec(key);
-  if (range) return Number(range[2]) * 1000 >= from - 999 && Number(range[1]) * 1000 <= to;
-  return true;
 }

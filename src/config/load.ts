@@ -70,7 +70,7 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
     observability: { ...raw.observability, token: raw.observability.token ?? (env.SLUICE_OBSERVABILITY_TOKEN || undefined) },
     notes: translation?.notes ?? [],
     data_dir: dataDir,
-    outputs: outputs.map((o) => (o.type === 'file' ? { ...o, path: path.resolve(o.path) } : o)),
+    outputs,
   };
 }
 

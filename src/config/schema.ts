@@ -1,49 +1,18 @@
 import { isIPv6 } from 'node:net';
 import { z } from 'zod';
-import { parseDuration, parseSize } from './units.js';
+import { batchWith, duration, durationItem, optionalText, size } from './fields.js';
 import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
 import { isKeyPreset, KEY_PRESETS } from '../delivery/key-layouts.js';
 import { rulesSchema } from '../transforms/rules-schema.js';
 import { allowedEndpoint } from '../sinks/endpoint-guard.js';
-
-function toBytes(value: string | number, ctx: z.RefinementCtx): number {
-  const bytes = parseSize(value);
-  if (bytes === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (write e.g. 512KiB, 64MiB, 1GiB)` });
-    return z.NEVER;
-  }
-  return bytes;
-}
-
-function toMillis(value: string | number, ctx: z.RefinementCtx): number {
-  const millis = parseDuration(value);
-  if (millis === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (write e.g. 500ms, 10s, 5m, 1h)` });
-    return z.NEVER;
-  }
-  return millis;
-}
-
-/** A size in bytes written as `64MiB`, `1GiB`, `512KB` or a number of bytes. */
-export const size = (fallback: string) => z.union([z.number(), z.string()]).default(fallback).transform(toBytes);
-
-/** A duration in milliseconds written as `500ms`, `10s`, `5m`, `1h` or a number of milliseconds. */
-export const duration = (fallback: string) => z.union([z.number(), z.string()]).default(fallback).transform(toMillis);
-const durationItem = z.union([z.number(), z.string()]).transform(toMillis);
-
-/** An optional string where an empty value (e.g. `${VAR:-}`) means "not set". */
-export const optionalText = z.string().optional().transform((v) => (v === undefined || v === '' ? undefined : v));
+import type { OutputProvider, ProviderConfig } from '../sinks/provider.js';
+import { OUTPUT_PROVIDERS } from '../sinks/registry.js';
 
 const listen = z.string().default('127.0.0.1:8181').refine(
   (v) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v),
   'must be host:port, e.g. 127.0.0.1:8181 or [::1]:8181',
 );
 
-const batchWith = (maxEvents: number, maxBytes: string, maxAge: string) => z.strictObject({
-  max_events: z.number().int().positive().default(maxEvents),
-  max_bytes: size(maxBytes).refine((v) => v > 0, 'must be greater than 0'),
-  max_age: duration(maxAge).refine((v) => v > 0, 'must be greater than 0'),
-}).prefault({});
 /**
  * Objects for a query engine (Athena, DuckDB, Trino): large ones, since each costs a request to write and to
  * read, and fresh within a minute. A stream (partition, hour) that gets fewer than 64 MiB a minute closes by
@@ -58,7 +27,8 @@ const retry = z.strictObject({
 
 const outputName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, "_" or "-"');
 
-const batchedOutput = {
+/** The fields every output has; each provider's own follow its `type` (sinks/<type>/provider.ts). */
+const sharedOutput = z.strictObject({
   name: outputName,
   batch,
   format: z.enum(['ndjson', 'json_array']).default('ndjson'),
@@ -79,95 +49,30 @@ const batchedOutput = {
   upload_concurrency: z.number().int().min(1).max(64).default(4),
   /** This output's drop and mask rules, applied after the global ones. */
   rules: rulesSchema.optional(),
-};
-
-export const STORAGE_CLASSES = [
-  'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER',
-  'DEEP_ARCHIVE', 'GLACIER_IR', 'EXPRESS_ONEZONE',
-] as const;
-
-const s3Output = z.strictObject({
-  ...batchedOutput,
-  type: z.literal('s3'),
-  bucket: z.string().min(3, 'must be a bucket name'),
-  region: z.string().min(1).default('us-east-1'),
-  endpoint: optionalText.pipe(z.url({ message: 'must be a URL such as http://127.0.0.1:9000' }).optional()),
-  force_path_style: z.boolean().default(false),
-  access_key_id: optionalText,
-  secret_access_key: optionalText,
-  session_token: optionalText,
-  storage_class: z.enum(STORAGE_CLASSES).default('STANDARD'),
-  request_timeout: duration('60s'),
-}).superRefine((o, ctx) => {
-  if (Boolean(o.access_key_id) !== Boolean(o.secret_access_key)) {
-    ctx.addIssue({
-      code: 'custom',
-      path: [o.access_key_id ? 'secret_access_key' : 'access_key_id'],
-      message: 'access_key_id and secret_access_key go together: set both, or neither to use the default credential chain',
-    });
-  }
 });
-
-const fileOutput = z.strictObject({
-  ...batchedOutput,
-  type: z.literal('file'),
-  path: z.string().min(1),
-});
-
-/** NDJSON on standard output, one decision a line (uncompressed unless asked). */
-const consoleOutput = z.strictObject({
-  ...batchedOutput,
-  type: z.literal('console'),
-  compression: z.enum(['gzip', 'none']).default('none'),
-});
-
-const headers = z.record(z.string(), z.string()).default({});
 
 /**
- * fetch refuses a URL with user:password@ (such an output would never deliver), and a URL is shown in /ready
- * and in logs: credentials go in headers (or a service output's token), which are never shown.
+ * An output type's schema: the shared fields, `type`, then the provider's fields. A shared field the provider
+ * names again (a console output's `compression`) keeps its place and gets the provider's schema, so fields
+ * and their problems come in the same order for every type.
  */
-const noUserinfo = (url: string) => { const u = new URL(url); return u.username === '' && u.password === ''; };
-const USERINFO_MESSAGE = 'must not hold credentials (user:password@): put them in headers, e.g. headers: { authorization: "Basic ${BASIC_AUTH}" } (for a service output: token)';
+function outputSchema<Type extends string, Fields extends z.ZodRawShape>(provider: OutputProvider<Type, Fields>) {
+  const schema = sharedOutput.extend({ type: z.literal(provider.type), ...provider.fields });
+  const { check } = provider;
+  return check ? schema.superRefine((o, ctx) => check(o as unknown as ProviderConfig<Fields>, ctx)) : schema;
+}
 
-/** The body bytes of one request as sent (compressed when the output compresses). */
-const requestBytes = z.union([z.number(), z.string()]).transform(toBytes).refine((v) => v > 0, 'must be greater than 0');
-const requestDecisions = z.number().int().positive();
+/** The schemas of a list of providers, typed one by one, so that OutputConfig is a union narrowed by `type`. */
+type OutputSchemas<Providers> = {
+  [K in keyof Providers]: Providers[K] extends OutputProvider<infer Type extends string, infer Fields extends z.ZodRawShape>
+    ? ReturnType<typeof outputSchema<Type, Fields>>
+    : never;
+};
 
-/** POSTs each batch to a URL; 2xx is delivered, 408/429/5xx and network errors are retried, other 4xx fail loudly. */
-const httpOutput = z.strictObject({
-  ...batchedOutput,
-  type: z.literal('http'),
-  url: z.url({ message: 'must be a URL such as http://127.0.0.1:9000/ingest' }).refine(noUserinfo, USERINFO_MESSAGE),
-  headers,
-  timeout: duration('30s'),
-  /** Unset: a batch is one request (cut in two on each 413); set: batches go in requests of at most this much. */
-  max_request_bytes: requestBytes.optional(),
-  max_request_decisions: requestDecisions.optional(),
-});
+const OUTPUT_TYPES = OUTPUT_PROVIDERS.map((p) => p.type);
+const outputSchemas = OUTPUT_PROVIDERS.map((p) => outputSchema(p as OutputProvider)) as unknown as OutputSchemas<typeof OUTPUT_PROVIDERS>;
 
-/** Forwards to another OPA decision log service as OPA does: a gzip JSON array POSTed to <url><resource>. */
-const serviceOutput = z.strictObject({
-  ...batchedOutput,
-  type: z.literal('service'),
-  url: z.url({ message: 'must be the service URL, e.g. http://127.0.0.1:8181' }).refine(noUserinfo, USERINFO_MESSAGE),
-  resource: z.string().default('/logs'),
-  token: optionalText,
-  headers,
-  timeout: duration('30s'),
-  format: z.literal('json_array').default('json_array'),
-  compression: z.literal('gzip').default('gzip'),
-  /** A batch of about what OPA holds in memory: 10,000 decisions, 8 MiB uncompressed. */
-  batch: batchWith(10_000, '8MiB', '10s'),
-  /** OPA's upload_size_limit_bytes: a batch goes in gzip arrays of at most this many compressed bytes... */
-  max_request_bytes: requestBytes.default(1024 * 1024),
-  /** ... and at most this many decisions (Sluice refuses more than ingest.max_decisions_per_request). */
-  max_request_decisions: requestDecisions.default(10_000),
-});
-
-export const OUTPUT_TYPES = ['s3', 'file', 'console', 'http', 'service'] as const;
-
-const output = z.discriminatedUnion('type', [s3Output, fileOutput, consoleOutput, httpOutput, serviceOutput], {
+const output = z.discriminatedUnion('type', outputSchemas, {
   error: (issue) => (issue.code === 'invalid_union' ? `type must be one of: ${OUTPUT_TYPES.join(', ')}` : undefined),
 });
 
@@ -294,11 +199,7 @@ export const configSchema = z.strictObject({
 
 export type RawConfig = z.output<typeof configSchema>;
 export type OutputConfig = z.output<typeof output>;
-export type S3OutputConfig = z.output<typeof s3Output>;
 export type ApiConfig = z.output<typeof api>;
-export type FileOutputConfig = z.output<typeof fileOutput>;
-export type HttpOutputConfig = z.output<typeof httpOutput>;
-export type ServiceOutputConfig = z.output<typeof serviceOutput>;
 export type Config = Omit<RawConfig, 'outputs'> & {
   outputs: OutputConfig[];
   /** What to tell at start-up about how the configuration was read (e.g. an Enterprise OPA config). */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { awsS3ConfigOf, type BatchingConfig } from '../sinks/s3/aws-s3-destination.js';
+import { awsS3ConfigOf, type BatchingConfig } from '../sinks/aws-s3/destination-type.js';
 import { SinkError } from '../sinks/types.js';
 import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { Destination } from '../store/types.js';
 import type { EndpointGuard } from './endpoint-guard.js';
-import { awsS3 } from './s3/aws-s3-destination.js';
+import type { Sink } from './types.js';
 
 /** A field of `GET /destination-types`, in the shape Outpost's clients parse (their field types only). */
 export interface FieldDescription {
@@ -16,7 +16,11 @@ export interface FieldDescription {
   options?: Array<{ label: string; value: string }>;
 }
 
-/** A kind of destination tenants can create: its config and credentials schemas, for validation and for `/destination-types`. */
+/**
+ * A kind of destination tenants can create (`POST /tenants/{id}/destinations` with its `type`): its config and
+ * credentials schemas, for validation and for `/destination-types`, and the sink its events are written with.
+ * Listed once in registry.ts.
+ */
 export interface DestinationType {
   type: string;
   label: string;
@@ -27,6 +31,8 @@ export interface DestinationType {
   credentialFields: FieldDescription[];
   /** Where it writes, for logs and the console; never with credentials. */
   target(destination: Destination): string;
+  /** The sink of a saved destination; `guard` checks every connection it makes (a tenant chose where it goes). */
+  createSink(destination: Destination, opts: { requestTimeout: number; guard: EndpointGuard }): Sink;
   /**
    * Checks of a parsed config that need the server's config (where destinations may connect), as field
    * problems (`{path: ['endpoint'], message: 'is not allowed: ...'}`); run when a destination is saved.
@@ -43,8 +49,6 @@ export interface DestinationType {
    */
   unflatten?(config: Record<string, unknown>): Record<string, unknown>;
 }
-
-export const DESTINATION_TYPES: ReadonlyMap<string, DestinationType> = new Map([[awsS3.type, awsS3]]);
 
 /** The shape of `GET /destination-types`, as Outpost answers it. */
 export function describeType(t: DestinationType) {

@@ -55,3 +55,16 @@ export class RefusedDecisionsError extends SinkError {
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }
+
+/**
+ * Listing and reading back the objects an output wrote (S3 or a directory, same keys): what `sluice query`,
+ * `sluice tail` and the console's decision lookup read. Only outputs whose provider has a reader have one.
+ */
+export interface OutputObjects {
+  /** Keys under a prefix, in key order. */
+  list(prefix: string): Promise<string[]>;
+  /** The names one level below a prefix (`a/` for `a/b/c`), for walking partitions and instances. */
+  children(prefix: string): Promise<string[]>;
+  read(key: string): Promise<Buffer>;
+  close(): void;
+}

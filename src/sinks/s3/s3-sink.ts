@@ -1,5 +1,4 @@
 import { PutObjectCommand, S3Client, S3ServiceException, type StorageClass } from '@aws-sdk/client-s3';
-import type { S3OutputConfig } from '../../config/schema.js';
 import { SinkError, type Sink, type StoredObject } from '../types.js';
 import { ENDPOINT_NOT_ALLOWED, type EndpointGuard } from '../endpoint-guard.js';
 import { bucketNameProblem } from './bucket-name.js';
@@ -23,20 +22,6 @@ export interface S3Connection {
    * errors carry codes and statuses, never the words of the answer. Unset for the operator's outputs.
    */
   guard?: EndpointGuard;
-}
-
-export function s3ConnectionOf(config: S3OutputConfig): S3Connection {
-  return {
-    bucket: config.bucket,
-    region: config.region,
-    endpoint: config.endpoint,
-    forcePathStyle: config.force_path_style,
-    credentials: config.access_key_id && config.secret_access_key
-      ? { accessKeyId: config.access_key_id, secretAccessKey: config.secret_access_key, sessionToken: config.session_token }
-      : undefined,
-    storageClass: config.storage_class,
-    requestTimeout: config.request_timeout,
-  };
 }
 
 /** PutObject to any S3-compatible store: AWS S3, MinIO, Ceph, R2, GCS (interoperability mode). */

@@ -1,6 +1,6 @@
 /**
  * A destination's JMESPath key_template and the checks of the keys it gives. This module is what the key
- * template worker (key-template-worker.ts) loads: it imports nothing else of Sluice.
+ * template process (key-template-child.ts) loads: it imports nothing else of Sluice.
  */
 import { search } from '@jmespath-community/jmespath';
 import type { JSONValue } from '@jmespath-community/jmespath';

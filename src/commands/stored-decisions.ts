@@ -1,0 +1,26 @@
+import { gunzipSync } from 'node:zlib';
+import { arrayElementTexts } from '../json/array-scan.js';
+
+/** A decision read back from an output: its text as stored, and its value (for filtering only). */
+export interface StoredDecision {
+  text: string;
+  decision: Record<string, unknown>;
+}
+
+/**
+ * The decisions of an object, whatever its format: NDJSON / JSON lines, a JSON array or one decision, gzip or
+ * not. Each keeps its exact text (so what is printed is what is stored: number text, key order), cut out of
+ * a JSON array by its elements' spans; JSON.parse (iterative in V8, so any depth) gives the values to filter on.
+ */
+export function decisionsOf(key: string, body: Buffer): StoredDecision[] {
+  const bytes = key.endsWith('.gz') || (body[0] === 0x1f && body[1] === 0x8b) ? gunzipSync(body) : body;
+  const text = bytes.toString('utf8').trim();
+  if (text === '') return [];
+  if (text.startsWith('[')) {
+    const values = JSON.parse(text) as Array<Record<string, unknown>>;
+    const texts = arrayElementTexts(Buffer.from(text));
+    return values.map((decision, i) => ({ text: texts[i]!, decision }));
+  }
+  const lines = key.endsWith('.json') && !text.includes('\n') ? [text] : text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return lines.map((line) => ({ text: line, decision: JSON.parse(line) as Record<string, unknown> }));
+}
