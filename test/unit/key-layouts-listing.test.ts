@@ -54,7 +54,7 @@ const BEFORE_ONE = Date.parse('2026-05-01T12:59:59.999Z');
 
 describe('keysBetween: the keys of a time range, by each layout', () => {
   const narrowing = [
-    'hive', 'eopa', 'eopa-per-decision', 'hourly-per-decision', 'outpost',
+    'hive', 'eopa', 'eopa-per-decision', 'outpost',
     '{year}/{month}/{day}/{hour}/{output}-{batch}.{ext}', '{partition}/{date}/{hour}/{batch}.{ext}', 'logs/dt={date}/h={hour}/{batch}.{ext}',
   ];
   for (const key of narrowing) {
@@ -65,6 +65,12 @@ describe('keysBetween: the keys of a time range, by each layout', () => {
       assert.deepEqual(found.sort(), [...byHour.get('12')!].sort(), `listed prefixes: ${objects.listed.join(', ')}`);
     });
   }
+
+  test('hourly-per-decision: the hour asked for and every later one (keys carry the hour a decision was received, never before its timestamp)', async () => {
+    const byHour = written('hourly-per-decision');
+    const found = await keyLayout('hourly-per-decision').keysBetween(memoryObjects([...byHour.values()].flat()), OUTPUT, NOON, BEFORE_ONE);
+    assert.deepEqual(found.sort(), [...byHour.get('12')!, ...byHour.get('14')!].sort());
+  });
 
   test('a range of several hours gives each of them', async () => {
     const byHour = written('hive');
