@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { HttpError } from '../sources/http-error.js';
-import { advanceTime, truncateTime, type Granularity } from '../store/sqlite-metrics.js';
+import { advanceTime, truncateTime, type Granularity } from '../store/metrics-buckets.js';
 import type { MetricsQuery, MetricsRow } from '../store/types.js';
 import type { ControlPlaneRoutes } from './control-plane.js';
 import { anyString, oneOrMore, queryTime } from './query.js';

@@ -1,4 +1,4 @@
-import { storageErrorCode } from '../buffer/storage-errors.js';
+import { storageErrorCode } from '../sqlite/storage-errors.js';
 import { HttpError } from '../sources/http-error.js';
 
 /** Seconds a client is asked to wait: a stalled disk is probed every second, a full one needs an operator. */

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { makePrivateDir, makePrivateFile } from './private-files.js';
+import { makePrivateDir, makePrivateFile } from '../sqlite/private-files.js';
 
 /** A start Sluice refuses for a reason the operator must act on: the CLI prints its message as it is. */
 export class StartRefusedError extends Error {}

@@ -1,10 +1,10 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { crc32, gunzipSync } from 'node:zlib';
-import { CorruptChunkError, type BufferStats, type Chunk, type ChunkMeta, type DecisionBuffer, type NewChunk, type SealedBatch } from './types.js';
-
+import type { WalGroupCommit } from '../sqlite/group-commit.js';
+import { WalDatabase } from '../sqlite/wal-database.js';
 import { ADDED_COLUMNS, SCHEMA } from './sqlite-schema.js';
-import { WalDatabase, type WalGroupCommit } from './wal-group-commit.js';
+import { CorruptChunkError, type BufferStats, type Chunk, type ChunkMeta, type DecisionBuffer, type NewChunk, type SealedBatch } from './types.js';
 
 interface ChunkRow {
   pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number; received_at: number;

@@ -3,7 +3,7 @@ import { awsS3ConfigOf, type BatchingConfig } from '../sinks/aws-s3/destination-
 import { SinkError } from '../sinks/types.js';
 import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
-import { storageErrorCode } from '../buffer/storage-errors.js';
+import { storageErrorCode } from '../sqlite/storage-errors.js';
 import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';

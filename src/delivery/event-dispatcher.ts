@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { ApiConfig } from '../config/schema.js';
-import { storageErrorCode } from '../buffer/storage-errors.js';
+import { storageErrorCode } from '../sqlite/storage-errors.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { S3Sink } from '../sinks/s3/s3-sink.js';

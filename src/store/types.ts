@@ -1,11 +1,18 @@
 /**
  * The control plane's persistence: tenants, destinations, published events, their deliveries and the
- * attempt log. SQLite now (sqlite-store.ts); PostgreSQL later, for several nodes sharing one backlog.
+ * attempt log. SQLite now (sqlite-store.ts over store/sqlite/); PostgreSQL later, for several nodes sharing one backlog.
  *
  * A published event is written together with one delivery per destination it goes to, in one durable
  * transaction; a delivery is the unit the dispatcher works on (pending -> success | failed), and every
  * try at it is an attempt in the log.
  */
+
+/**
+ * What every store throws for a page cursor it did not give out (the API answers 400). The SQLite paging's
+ * own: a store that pages another way throws this one too.
+ */
+export { CursorError } from '../sqlite/paging.js';
+
 export type StringMap = Record<string, string>;
 
 export interface Tenant {

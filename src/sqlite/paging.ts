@@ -1,5 +1,21 @@
 import type Database from 'better-sqlite3';
-import type { Page, PageQuery } from './types.js';
+
+/**
+ * What a list asks for: at most `limit` rows, after the row `next` names or before the one `prev` names.
+ * (The Store contract's PageQuery has this shape; this module knows nothing of the store.)
+ */
+export interface PageRequest {
+  limit: number;
+  next?: string;
+  prev?: string;
+}
+
+/** One page of rows, with the cursors of the pages beside it (null where there is nothing more). */
+export interface PageOf<T> {
+  models: T[];
+  next: string | null;
+  prev: string | null;
+}
 
 /**
  * A cursor names the row a page ends (next) or starts (prev) at, by the sort key and seq: `s{seq}` for lists
@@ -9,6 +25,7 @@ function encodeCursor(key: number | undefined, seq: number): string {
   return Buffer.from(key === undefined ? `s${seq}` : `k${key}.${seq}`).toString('base64url');
 }
 
+/** A cursor that this module did not give out (or gave out for another order): the client's mistake. */
 export class CursorError extends Error {}
 
 function decodeCursor(cursor: string, keyed: boolean): { key: number; seq: number } {
@@ -30,8 +47,8 @@ export interface Filtered {
  * are null where there is nothing more.
  */
 export function readPage<Row extends { seq: number }, T>(
-  db: Database.Database, table: string, filter: Filtered, query: PageQuery, dir: 'asc' | 'desc', map: (row: Row) => T, sortColumn?: string,
-): Page<T> {
+  db: Database.Database, table: string, filter: Filtered, query: PageRequest, dir: 'asc' | 'desc', map: (row: Row) => T, sortColumn?: string,
+): PageOf<T> {
   const keyed = sortColumn !== undefined && sortColumn !== 'seq';
   // row values compare the sort key first, then seq: a total order, so no row is skipped or repeated at a page edge
   const position = keyed ? `(${sortColumn}, seq)` : 'seq';
