@@ -74,8 +74,9 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   // allow-listed, but nothing listens there: every attempt fails at once, and is recorded
   const refusing = `http://127.0.0.1:${await closedPort()}`;
   const dest = await api.createDestination('acme', destination(refusing));
-  // and a batched one: its batch's attempts fail (and go unrecorded) the same way
-  const batched = await api.createDestination('acme', destination(refusing, { bucket: 'batches', batching: { max_events: 3, max_age: '200ms' } }));
+  // and a batched one: its batch's attempts fail (and go unrecorded) the same way; its three events make one
+  // batch (sealed at the third, not by age), so nothing is left to seal once the disk is full
+  const batched = await api.createDestination('acme', destination(refusing, { bucket: 'batches', batching: { max_events: 3, max_age: '1h' } }));
   const ids: string[] = [];
   for (let n = 0; n < 3; n++) ids.push((await api.publish({ tenant_id: 'acme', topic: 'orders', data: { n } })).id);
   await first.until('a failed attempt of each event, and of the batch', async () => {
