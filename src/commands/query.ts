@@ -1,35 +1,13 @@
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import type { OutputConfig } from '../config/schema.js';
-import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from '../delivery/object-keys.js';
-import { parseEventTime } from '../sources/event-time.js';
-import { parseDuration } from '../config/units.js';
-import { parseJson, stringValue, toText, type JsonNode } from '../json/source-tree.js';
+import { parseJson, toText } from '../json/source-tree.js';
+import { candidateKeys, matchingDecisions, type DecisionFilter } from '../query/decisions.js';
+import { outputObjects } from '../query/output-objects.js';
 import { nodeAt } from '../transforms/json-path.js';
-import { decisionsOf, outputObjects, type OutputObjects, type StoredDecision } from './output-objects.js';
-
-export interface DecisionFilter {
-  from: number;
-  to: number;
-  decisionId?: string;
-  path?: string;
-  /**
-   * `field=value` pairs over dotted paths of the decision, compared as text: a string by its value, anything
-   * else by its JSON text as stored (a number also by the shortest text of its double, as before).
-   */
-  where: Array<[string, string]>;
-}
 
 /** Exit codes of `sluice query` and `sluice tail`. */
 export const QUERY_EXIT = { found: 0, none: 1, unusable: 2 } as const;
-
-/** `--from` / `--to`: RFC 3339, or a duration ago (`15m`, `2h`, `7d`), or `now`. */
-export function parseWhen(text: string, now = Date.now()): number | undefined {
-  if (text === 'now') return now;
-  const ago = parseDuration(text);
-  if (ago !== undefined && /[a-z]$/i.test(text)) return now - ago;
-  return parseEventTime(text)?.ms;
-}
 
 /** `field=value` options. */
 export function parseWhere(items: string[]): Array<[string, string]> {
@@ -38,71 +16,6 @@ export function parseWhere(items: string[]): Array<[string, string]> {
     if (i <= 0) throw new Error(`--where takes field=value, not "${item}"`);
     return [item.slice(0, i), item.slice(i + 1)];
   });
-}
-
-/**
- * The keys that may hold decisions of [from, to], listing only what the output's key layout allows: one
- * prefix per hour for hive-style templates and the hourly and outpost presets; every key of each OPA
- * instance, filtered by the times in the key, for the eopa presets; everything for other templates.
- */
-export async function candidateKeys(output: OutputConfig, objects: OutputObjects, from: number, to: number): Promise<string[]> {
-  const hours = hoursBetween(from, to);
-  const key = output.key;
-  if (key === 'hourly-per-decision') {
-    return (await Promise.all(hours.map((h) => objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`)))).flat();
-  }
-  if (key === 'outpost') return (await Promise.all(hours.map((h) => objects.list(h)))).flat();
-  if (key === 'eopa' || key === 'eopa-per-decision') {
-    const keys: string[] = [];
-    for (const prefix of await objects.children('')) if (prefix.startsWith('eopa=')) keys.push(...await objects.list(prefix));
-    return keys.filter((k) => eopaKeyOverlaps(k, from, to));
-  }
-  const template = key === 'hive' ? DEFAULT_KEY_TEMPLATE : key;
-  const head = template.slice(0, template.indexOf('{batch}'));
-  const placeholders = [...head.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
-  const byHour = placeholders.includes('hour') && placeholders.every((p) => ['partition', 'date', 'year', 'month', 'day', 'hour', 'output'].includes(p));
-  // a template whose keys do not start with the time cannot be narrowed: every key is a candidate
-  if (!byHour || (placeholders.includes('partition') && !template.startsWith('{partition}/'))) return objects.list('');
-  // partitions are the first level when the template starts with {partition}/
-  const partitions = template.startsWith('{partition}/') ? (await objects.children('')).map((p) => p.slice(0, -1)) : ['default'];
-  const keys: string[] = [];
-  for (const partition of partitions) {
-    for (const hour of hours) {
-      const values = keyValues({ output: output.name, bufferId: '', partition, hour, first: 0, last: 0, ext: '' });
-      keys.push(...await objects.list(renderKey(head, values)));
-    }
-  }
-  return keys;
-}
-
-/** Reads the candidate objects and yields the decisions that pass the filter, each with its stored text. */
-export async function* matchingDecisions(objects: OutputObjects, keys: string[], filter: DecisionFilter, onObject?: () => void): AsyncGenerator<StoredDecision> {
-  for (const key of keys) {
-    const decisions = decisionsOf(key, await objects.read(key));
-    onObject?.();
-    for (const d of decisions) if (matches(d, filter)) yield d;
-  }
-}
-
-export function matches({ text, decision: d }: StoredDecision, f: DecisionFilter): boolean {
-  const time = typeof d.timestamp === 'string' ? parseEventTime(d.timestamp)?.ms : undefined;
-  if (time !== undefined && (time < f.from || time > f.to)) return false;
-  if (f.decisionId !== undefined && d.decision_id !== f.decisionId) return false;
-  if (f.path !== undefined && String(d.path ?? '').replace(/^\//, '') !== f.path.replace(/^\//, '')) return false;
-  if (f.where.length === 0) return true;
-  // the stored text, not the parsed value: numbers and objects compare as written (no recursive stringify)
-  const tree = parseJson(text);
-  for (const [field, value] of f.where) {
-    const found = nodeAt(tree, field.split('.'));
-    if (found === undefined || !textMatches(found, value)) return false;
-  }
-  return true;
-}
-
-function textMatches(node: JsonNode, value: string): boolean {
-  if (node.type === 'string') return stringValue(node) === value;
-  const text = toText(node);
-  return text === value || (node.type === 'number' && String(Number(text)) === value);
 }
 
 /** The start of a decision's `result` as stored, for the table. */
@@ -158,21 +71,4 @@ export async function tail(output: OutputConfig, filter: Omit<DecisionFilter, 'f
   } finally {
     objects.close();
   }
-}
-
-/** `YYYY-MM-DDTHH` of every UTC hour that [from, to] touches (at most 31 days of them). */
-function hoursBetween(from: number, to: number): string[] {
-  const hours: string[] = [];
-  const start = Math.floor(from / 3_600_000) * 3_600_000;
-  for (let t = start; t <= to && hours.length < 24 * 31; t += 3_600_000) hours.push(new Date(t).toISOString().slice(0, 13));
-  return hours;
-}
-
-/** Whether an eopa key's ts (or first_ts..last_ts) meets [from, to]; keys without times are kept. */
-function eopaKeyOverlaps(key: string, from: number, to: number): boolean {
-  const ts = /\/ts=(\d+)\//.exec(key);
-  if (ts) return Number(ts[1]) * 1000 >= from - 999 && Number(ts[1]) * 1000 <= to;
-  const range = /first_ts=(\d+)\/last_ts=(\d+)\//.exec(key);
-  if (range) return Number(range[2]) * 1000 >= from - 999 && Number(range[1]) * 1000 <= to;
-  return true;
 }

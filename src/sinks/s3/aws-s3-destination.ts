@@ -1,7 +1,7 @@
 import { compile } from '@jmespath-community/jmespath';
 import { z } from 'zod';
 import { duration, optionalText, size } from '../../config/schema.js';
-import { required } from '../../api/validation.js';
+import { required } from '../../http/validation.js';
 import type { Destination } from '../../store/types.js';
 import type { DestinationType, FieldDescription } from '../destination-types.js';
 import type { EndpointGuard } from '../endpoint-guard.js';

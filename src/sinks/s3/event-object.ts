@@ -1,7 +1,6 @@
-import { parseEventTime, timeFields } from '../../sources/event-time.js';
+import { parseEventTime, timeFields } from '../../time/event-time.js';
 import type { Destination, StoredEvent, StringMap } from '../../store/types.js';
-import type { StoredObject } from '../types.js';
-import { md5 } from '../../delivery/encode.js';
+import { md5, type StoredObject } from '../types.js';
 import { checkedSegments, type KeyTemplateTask } from './key-template.js';
 
 export { KeyTemplateError } from './key-template.js';
