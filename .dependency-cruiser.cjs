@@ -128,10 +128,9 @@ module.exports = {
     exclude: { path: '^(dist|node_modules)/' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    // ESM TypeScript imports name the compiled file (`./x.js`): resolve them to the source (`./x.ts`)
+    // (ESM TypeScript imports name the compiled file, `./x.js`: dependency-cruiser resolves them to `./x.ts`)
     enhancedResolveOptions: {
       extensions: ['.ts', '.js', '.json'],
-      extensionAlias: { '.js': ['.ts', '.js'] },
       conditionNames: ['import', 'require', 'node', 'default', 'types'],
       exportsFields: ['exports'],
       mainFields: ['module', 'main', 'types'],
