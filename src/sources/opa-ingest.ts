@@ -44,10 +44,10 @@ interface Fresh {
  * What `POST /logs` does with a request's body, step by step: 200 only once every new decision of it is
  * durable, and nothing of a refused request stored.
  *
- *   received -> resend? (a re-sent body is acknowledged, not stored again) -> room (the buffer's, by the
- *   compressed size) -> reserve decoding (the bound on decoded bytes across requests) -> decode (in a worker
- *   thread) -> room (by the stored size) -> take fresh (the decisions not accepted before, once no other
- *   request is storing any of them) -> store (the tenant's events, then the buffer) -> count
+ *   received -> (wait) resend? (a re-sent body is acknowledged, not stored again) -> room (the buffer's, by
+ *   the compressed size) -> reserve decoding (the bound on decoded bytes across requests) -> decode (in a
+ *   worker thread) -> room (by the stored size) -> (wait) take fresh (the decisions not accepted before) ->
+ *   store (the tenant's events, then the buffer) -> count
  */
 export class OpaIngest {
   private readonly untimedLog: RateLimitedLog;
@@ -61,9 +61,18 @@ export class OpaIngest {
     this.appendFailures = new RateLimitedLog(parts.log);
   }
 
+  /**
+   * The steps run in one turn wherever no wait is written: a wait for other requests is a loop that ends in
+   * the turn whose look found none storing the same keys, so that what follows it in that turn (the look at
+   * what is remembered, taking the fresh decisions, the room check and the append that claims the room) cannot
+   * be overtaken by another request. Step functions that could yield are not awaited between them.
+   */
   async accept(request: FastifyRequest, partition: string): Promise<IngestAnswer> {
+    const { recent } = this.parts;
     const received = this.received(request, partition);
-    if (await this.isResend(received)) {
+    const requestKeys = received.requestKey ? [received.requestKey] : [];
+    for (let wait = recent.inFlightAmong(requestKeys); wait; wait = recent.inFlightAmong(requestKeys)) await wait;
+    if (this.isResend(received)) {
       this.parts.metrics.duplicate('request');
       return { accepted: 0, duplicate_request: true };
     }
@@ -74,7 +83,10 @@ export class OpaIngest {
       const tenant = this.tenantOf(received);
       const decoded = await this.decode(received, tenant, reservation);
       this.checkRoom(decoded.storedBytes);
-      const fresh = await this.takeFresh(received, decoded);
+      const keys = this.keysOf(received, decoded);
+      for (let wait = recent.inFlightAmong(keys); wait; wait = recent.inFlightAmong(keys)) await wait;
+      const fresh = this.takeFresh(received, decoded);
+      // `store` reaches the append (or the tenant's publish) before it first yields
       await this.store(received, tenant, fresh);
       return this.count(received, decoded, fresh);
     } finally {
@@ -91,11 +103,8 @@ export class OpaIngest {
   }
 
   /** OPA re-sends a chunk whose answer it lost, byte for byte: once the first is stored, it is acknowledged. */
-  private async isResend({ requestKey }: Received): Promise<boolean> {
-    if (!requestKey) return false;
-    const { recent } = this.parts;
-    for (let wait = recent.inFlightAmong([requestKey]); wait; wait = recent.inFlightAmong([requestKey])) await wait;
-    return recent.has(requestKey);
+  private isResend({ requestKey }: Received): boolean {
+    return requestKey !== undefined && this.parts.recent.has(requestKey);
   }
 
   private checkRoom(bytes: number): void {
@@ -134,19 +143,20 @@ export class OpaIngest {
     return decoded;
   }
 
+  /** The keys that another request storing them makes this one wait: the request's and its decisions'. */
+  private keysOf({ requestKey }: Received, decoded: DecodedRequest): string[] {
+    return requestKey ? [requestKey, ...RecentlyAccepted.decisionKeys(decoded.chunks)] : [];
+  }
+
   /**
-   * The decisions not accepted before, and the keys (the request's, then theirs) to remember with them. It
-   * waits while another request stores any of them; then, in the turn whose look found none, it drops those
-   * accepted already and marks the keys of the rest as being stored, so that no other request takes them too.
-   * `store` follows, and ends the mark.
+   * The decisions not accepted before, and the keys (the request's, then theirs) to remember with them,
+   * marked as being stored (in the turn in which no other request was storing any of them: see `accept`), so
+   * that no other request takes them too. `store` follows, and ends the mark.
    */
-  private async takeFresh({ requestKey }: Received, decoded: DecodedRequest): Promise<Fresh> {
+  private takeFresh({ requestKey }: Received, decoded: DecodedRequest): Fresh {
     const { recent } = this.parts;
     let fresh: Omit<Fresh, 'storing'> = { chunks: decoded.chunks, keys: [], duplicates: 0 };
     if (requestKey) {
-      const inFlightKeys = [requestKey, ...RecentlyAccepted.decisionKeys(decoded.chunks)];
-      for (let wait = recent.inFlightAmong(inFlightKeys); wait; wait = recent.inFlightAmong(inFlightKeys)) await wait;
-      // from here to `begin`, no await: no other request can take the same decisions meanwhile
       const { chunks, keys, duplicates } = recent.filter(decoded.chunks);
       fresh = { chunks, keys: [requestKey, ...keys], duplicates };
     }
