@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { ConfigError, loadConfig } from './config/load.js';
+import { loadConfig } from './config/load.js';
+import { ConfigError } from './config/problems.js';
 import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
 import { StartRefusedError } from './buffer/data-dir-lock.js';
 import { VERSION } from './version.js';
 import { status } from './commands/status.js';
 import { send } from './commands/send.js';
-import { parseWhen, parseWhere, query, tail } from './commands/query.js';
+import { parseWhere, query, tail } from './commands/query.js';
+import { parseWhen } from './query/decisions.js';
 import { parseDuration } from './config/units.js';
 import { canReadBack, notReadableMessage, READABLE_OUTPUT_TYPES, targetOf } from './sinks/registry.js';
 import { keyLayout } from './delivery/key-layouts.js';

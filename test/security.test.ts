@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
 import { closedPort } from './helpers/outpost.js';
 import { decisions } from './helpers/opa.js';
-import { HostPolicy, hostCheck } from '../src/api/host-check.js';
+import { HostPolicy, hostCheck } from '../src/http/host-check.js';
 import { launchBrowser, noBrowser } from './helpers/browser.js';
 
 const SECRETS = ['tok3n', 'k3y', 'pa55', 'h3ader'];

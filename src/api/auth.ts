@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { errors, jwtVerify, SignJWT } from 'jose';
-import { HttpError } from '../sources/http-error.js';
-import { bearerToken, sameDigest, tokenDigest } from '../sources/bearer-token.js';
+import { HttpError } from '../http/http-error.js';
+import { bearerToken, BearerTokens, unauthorized } from '../http/bearer-token.js';
 import type { Store, Tenant } from '../store/types.js';
 
 /** Who is calling: the admin (admin key, or no key configured) or one tenant (a tenant token). */
@@ -19,6 +19,7 @@ const ACCEPTED_ISSUERS = [ISSUER, 'sluice'];
 const TOKEN_LIFETIME = '24h';
 /** The claim of a tenant token that names the tenant's generation when it was issued. */
 const GENERATION_CLAIM = 'gen';
+const ADMIN: Principal = Object.freeze({ admin: true });
 
 /**
  * The control plane's bearer auth, as Outpost's: the admin API key, or an HS256 JWT whose `sub` is a
@@ -30,23 +31,25 @@ const GENERATION_CLAIM = 'gen';
  * the same id is made again, and after a restart. Tokens without the claim (from before it existed) are refused.
  */
 export class ApiAuth {
-  private readonly adminDigest: Buffer | undefined;
+  /** The admin key (none: the API is open). */
+  private readonly adminKey: BearerTokens<Principal>;
   private readonly jwtKey: Uint8Array;
 
   constructor(adminKey: string | undefined, jwtSecret: string, private readonly store: Pick<Store, 'getTenant'>) {
-    this.adminDigest = adminKey ? tokenDigest(adminKey) : undefined;
+    this.adminKey = new BearerTokens(adminKey ? [[adminKey, ADMIN]] : []);
     this.jwtKey = new TextEncoder().encode(jwtSecret);
   }
 
   get open(): boolean {
-    return this.adminDigest === undefined;
+    return this.adminKey.size === 0;
   }
 
   async authenticate(request: FastifyRequest): Promise<Principal> {
-    if (!this.adminDigest) return { admin: true };
+    if (this.open) return ADMIN;
     const token = bearerToken(request);
     if (token === undefined) throw unauthorized('send Authorization: Bearer <admin key or tenant token>');
-    if (sameDigest(tokenDigest(token), this.adminDigest)) return { admin: true };
+    const admin = this.adminKey.find(token);
+    if (admin) return admin;
     try {
       const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ACCEPTED_ISSUERS, algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthorized('the token names no tenant');
@@ -67,14 +70,18 @@ export class ApiAuth {
   }
 }
 
-/** 403 unless the caller is admin. */
-export function requireAdmin(request: FastifyRequest): void {
+/**
+ * A route's `preHandler`: 403 unless the caller is admin. It runs after the request's validation, as the
+ * handler would: a request that is not valid is a 422 whoever sends it.
+ */
+export async function requireAdmin(request: FastifyRequest): Promise<void> {
   if (!request.principal.admin) throw new HttpError(403, 'this route needs the admin key', { reason: 'forbidden' });
 }
 
-/** 403 unless the caller is admin or that tenant. */
-export function requireTenant(request: FastifyRequest, tenantId: string): void {
+/** A route's `preHandler` for routes under a `:tenant_id`: 403 unless the caller is admin or that tenant. */
+export async function requireTenant(request: FastifyRequest): Promise<void> {
   const p = request.principal;
+  const { tenant_id: tenantId } = request.params as { tenant_id: string };
   if (!p.admin && p.tenantId !== tenantId) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
 }
 
@@ -92,8 +99,4 @@ export function tenantsScope(request: FastifyRequest, requested: string[] | unde
   if (p.admin) return requested;
   if (requested !== undefined && requested.some((t) => t !== p.tenantId)) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
   return [p.tenantId];
-}
-
-function unauthorized(message: string): HttpError {
-  return new HttpError(401, message, { reason: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
 }

@@ -1,38 +1,16 @@
 import { isUtf8 } from 'node:buffer';
-import type { FastifyPluginAsync } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
-import type { Config } from '../config/schema.js';
-import { publishRoutes, type EventPublisher } from '../sources/publish.js';
-import { HttpError } from '../sources/http-error.js';
-import type { Store } from '../store/types.js';
-import type { ApiAuth } from './auth.js';
-import type { Metrics } from '../observability/metrics.js';
+import { HttpError } from '../http/http-error.js';
 import { deliveryLogRoutes } from './delivery-log.js';
 import { destinationRoutes, destinationTypeRoutes } from './destinations.js';
 import { tenantRoutes } from './tenants.js';
 import { managedConfigRoutes } from './managed-config.js';
 import { metricsRoutes } from './metrics.js';
+import { publishRoutes } from './publish.js';
 import { foldArrayParams } from './query.js';
+import type { ControlPlane, ControlPlaneRoutes } from './route-context.js';
 import { exceedsDepth } from '../json/depth.js';
 import { MAX_JSON_DEPTH } from '../json/limits.js';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The JSON body as received (routes that keep part of it as sent, such as publish's data, read it here). */
-    bodyText: string | undefined;
-  }
-}
-
-/** What the control plane's routes share. */
-export interface ControlPlane {
-  config: Config;
-  store: Store;
-  auth: ApiAuth;
-  publisher: EventPublisher;
-  metrics: Metrics;
-}
-
-export type ControlPlaneRoutes = FastifyPluginAsync<ControlPlane>;
 
 /** The Outpost-compatible API, registered under `/api/v1`: auth first, then JSON bodies checked by the routes' zod schemas. */
 export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {

@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 import type { Attempt, AttemptFilter } from '../store/types.js';
 import { tenantScope, tenantsScope } from './auth.js';
-import type { ControlPlaneRoutes } from './control-plane.js';
+import type { ControlPlaneRoutes } from './route-context.js';
 import { paged, pageQuery } from './paging.js';
 import { anyString, oneOrMore, sortParams, timeParams, timeRange } from './query.js';
 import { attemptListSchema, attemptSchema, eventListSchema, eventWithDeliveriesSchema, responses, successSchema } from './schemas.js';
-import { required, validationError } from './validation.js';
+import { required, validationError } from '../http/validation.js';
 import { attemptView, eventView, type AttemptIncludes } from './views.js';
 import { stringifyWithRaw } from '../json/raw-json.js';
 

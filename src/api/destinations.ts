@@ -4,17 +4,17 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { describeType } from '../sinks/destination-types.js';
 import { DESTINATION_TYPES } from '../sinks/registry.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 import type { Destination, StringMap } from '../store/types.js';
 import { requireTenant } from './auth.js';
-import type { ControlPlane, ControlPlaneRoutes } from './control-plane.js';
+import type { ControlPlane, ControlPlaneRoutes } from './route-context.js';
 import { attemptAnswer, attemptConditions, attemptFilter, includeParam, includesOf } from './delivery-log.js';
-import { filterProblems } from './event-filter.js';
+import { filterProblems } from '../sources/event-filter.js';
 import { paged } from './paging.js';
 import { anyString, oneOrMore } from './query.js';
 import { attemptListSchema, attemptSchema, destinationSchema, destinationTypeSchema, responses, successSchema } from './schemas.js';
 import { tenantParams } from './tenants.js';
-import { checkMetadataQuota, issueMessages, problemMessages, required, validationError } from './validation.js';
+import { checkMetadataQuota, issueMessages, problemMessages, required, validationError } from '../http/validation.js';
 import { attemptView, destinationView, maskCredential } from './views.js';
 
 const DESTINATION_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -94,12 +94,12 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   };
 
   app.get('/destinations', {
+    preHandler: requireTenant,
     schema: {
       summary: "A tenant's destinations (not paged); type and topics filter them", tags: ['destinations'], params: tenantParams, querystring: listQuery,
       response: responses({ 200: z.array(destinationSchema) }, [400, 403, 404, 422]),
     },
   }, async (request) => {
-    requireTenant(request, request.params.tenant_id);
     tenantOf(request.params.tenant_id);
     const { type, topics } = request.query;
     return store.listDestinations(request.params.tenant_id)
@@ -110,10 +110,10 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   });
 
   app.post('/destinations', {
+    preHandler: requireTenant,
     schema: { summary: 'Create a destination', tags: ['destinations'], params: tenantParams, body: createBody, response: responses({ 201: destinationSchema }, [403, 404, 409, 422]) },
   }, async (request, reply) => {
     const tenantId = request.params.tenant_id;
-    requireTenant(request, tenantId);
     tenantOf(tenantId);
     const body = request.body;
     // Ids are unique per tenant: a 409 says only that this tenant has the id, nothing about other tenants.
@@ -122,7 +122,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     const checked = checkDestination({ type: body.type, topics: body.topics, config: body.config, credentials: body.credentials, filter: body.filter ?? {} }, config, guard);
     const deliveryMetadata = body.delivery_metadata ?? {};
     const metadata = body.metadata ?? {};
-    checkMetadataQuota(config.api, { delivery_metadata: deliveryMetadata, metadata });
+    checkMetadataQuota(config.api.quotas.metadata_bytes, { delivery_metadata: deliveryMetadata, metadata });
     const destination: Destination = {
       id: body.id ?? generatedId(), tenant_id: tenantId, ...checked, delivery_metadata: deliveryMetadata, metadata,
       disabled_at: body.disabled_at ? new Date(body.disabled_at).toISOString() : null,
@@ -145,19 +145,19 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   });
 
   app.get('/destinations/:destination_id', {
+    preHandler: requireTenant,
     schema: { summary: 'A destination', tags: ['destinations'], params: destinationParams, response: responses({ 200: destinationSchema }, [403, 404]) },
   }, async (request) => {
-    requireTenant(request, request.params.tenant_id);
     return destinationView(find(request.params.tenant_id, request.params.destination_id));
   });
 
   app.patch('/destinations/:destination_id', {
+    preHandler: requireTenant,
     schema: {
       summary: 'Change a destination: fields given replace the old ones; config, credentials, metadata and delivery_metadata merge (null removes a key)',
       tags: ['destinations'], params: destinationParams, body: patchBody, response: responses({ 200: destinationSchema }, [403, 404, 422]),
     },
   }, async (request) => {
-    requireTenant(request, request.params.tenant_id);
     const old = find(request.params.tenant_id, request.params.destination_id);
     const patch = request.body;
     if (patch.type !== undefined && patch.type !== old.type) throw validationError(['type cannot be changed: create a new destination']);
@@ -183,15 +183,15 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       disabled_at: patch.disabled_at === undefined ? old.disabled_at : patch.disabled_at === null ? null : old.disabled_at ?? now,
       updated_at: now,
     };
-    checkMetadataQuota(config.api, { delivery_metadata: destination.delivery_metadata, metadata: destination.metadata });
+    checkMetadataQuota(config.api.quotas.metadata_bytes, { delivery_metadata: destination.delivery_metadata, metadata: destination.metadata });
     await store.updateDestination(destination);
     return destinationView(destination);
   });
 
   app.delete('/destinations/:destination_id', {
+    preHandler: requireTenant,
     schema: { summary: 'Delete a destination', tags: ['destinations'], params: destinationParams, response: responses({ 200: successSchema }, [403, 404]) },
   }, async (request) => {
-    requireTenant(request, request.params.tenant_id);
     find(request.params.tenant_id, request.params.destination_id);
     await store.deleteDestination(request.params.tenant_id, request.params.destination_id);
     return { success: true };
@@ -199,9 +199,9 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
 
   for (const [action, disabled] of [['enable', false], ['disable', true]] as const) {
     app.put(`/destinations/:destination_id/${action}`, {
+      preHandler: requireTenant,
       schema: { summary: `${action === 'enable' ? 'Enable' : 'Disable'} a destination`, tags: ['destinations'], params: destinationParams, response: responses({ 200: destinationSchema }, [403, 404]) },
     }, async (request) => {
-      requireTenant(request, request.params.tenant_id);
       const old = find(request.params.tenant_id, request.params.destination_id);
       const now = new Date().toISOString();
       // Disabling keeps what is pending: it is delivered once the destination is enabled again.
@@ -212,12 +212,12 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   }
 
   app.get('/destinations/:destination_id/attempts', {
+    preHandler: requireTenant,
     schema: {
       summary: "A destination's attempts, newest first unless dir=asc", tags: ['destinations'], params: destinationParams, querystring: z.strictObject(attemptFilter),
       response: responses({ 200: attemptListSchema }, [400, 403, 404, 422]),
     },
   }, async (request, reply) => {
-    requireTenant(request, request.params.tenant_id);
     const destination = find(request.params.tenant_id, request.params.destination_id);
     const q = request.query;
     const filter = { ...attemptConditions(q), tenant_id: destination.tenant_id, destination_id: destination.id };
@@ -226,12 +226,12 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   });
 
   app.get('/destinations/:destination_id/attempts/:attempt_id', {
+    preHandler: requireTenant,
     schema: {
       summary: "One of a destination's attempts", tags: ['destinations'], params: destinationParams.extend({ attempt_id: z.string().min(1) }),
       querystring: z.strictObject({ include: includeParam }), response: responses({ 200: attemptSchema }, [400, 403, 404, 422]),
     },
   }, async (request, reply) => {
-    requireTenant(request, request.params.tenant_id);
     const destination = find(request.params.tenant_id, request.params.destination_id);
     const attempt = store.getAttempt(destination.tenant_id, request.params.attempt_id);
     if (!attempt || attempt.destination_id !== destination.id) {

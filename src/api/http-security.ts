@@ -4,8 +4,8 @@ import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import type { SwaggerTransform } from '@fastify/swagger';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import type { Config } from '../config/schema.js';
-import { HttpError } from '../sources/http-error.js';
-import { bearerToken, sameDigest, tokenDigest } from '../sources/bearer-token.js';
+import { HttpError } from '../http/http-error.js';
+import { BearerTokens } from '../http/bearer-token.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Headers: too large, too many
@@ -72,13 +72,9 @@ function refuse(app: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex
 /** An onRequest hook for /metrics and /ready when observability.token is set; undefined when it is not. */
 export function observabilityAuth(token: string | undefined): ((request: FastifyRequest) => Promise<void>) | undefined {
   if (!token) return undefined;
-  const expected = tokenDigest(token);
+  const tokens = BearerTokens.of([token]);
   return async (request) => {
-    const presented = bearerToken(request);
-    // digests of equal length, compared in constant time
-    if (presented !== undefined && sameDigest(tokenDigest(presented), expected)) return;
-    throw new HttpError(401, presented === undefined ? 'send Authorization: Bearer <observability.token>' : 'the bearer token is not accepted',
-      { reason: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
+    tokens.check(request, 'send Authorization: Bearer <observability.token>');
   };
 }
 
@@ -95,7 +91,7 @@ export const SECURITY_SCHEMES = {
 
 type Security = Array<Record<string, string[]>>;
 
-/** /api/v1 routes that a tenant token does not reach (they call requireAdmin); every other one takes either. */
+/** /api/v1 routes that a tenant token does not reach (their preHandler is requireAdmin); every other one takes either. */
 const ADMIN_ONLY = new Set([
   'GET /api/v1/tenants/:tenant_id/token', 'GET /api/v1/tenants/:tenant_id/portal', 'POST /api/v1/publish',
   'GET /api/v1/config', 'PATCH /api/v1/config',

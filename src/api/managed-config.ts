@@ -1,7 +1,7 @@
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 import { requireAdmin } from './auth.js';
-import type { ControlPlaneRoutes } from './control-plane.js';
+import type { ControlPlaneRoutes } from './route-context.js';
 import { configSchema, responses } from './schemas.js';
 
 /**
@@ -22,15 +22,15 @@ export const managedConfigRoutes: ControlPlaneRoutes = async (plain, { config })
       : { RETRY_INTERVAL_SECONDS: String(Math.round(api.retry.initial_backoff / 1000)) }),
   };
   app.get('/config', {
+    preHandler: requireAdmin,
     schema: { summary: "Outpost's managed configuration keys that Sluice's config file sets (read-only)", tags: ['operations'], response: responses({ 200: configSchema }, [403]) },
   }, async (request) => {
-    requireAdmin(request);
     return settings;
   });
   app.patch('/config', {
+    preHandler: requireAdmin,
     schema: { summary: 'Not supported: Sluice is configured by its config file (501)', tags: ['operations'], response: responses({}, [403, 501]) },
   }, async (request) => {
-    requireAdmin(request);
     throw new HttpError(501, "Sluice's configuration is its config file (sluice.yaml): change it there and restart; GET /api/v1/config shows what applies", { reason: 'not_implemented' });
   });
 };

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 import { advanceTime, truncateTime, type Granularity } from '../store/metrics-buckets.js';
 import type { MetricsQuery, MetricsRow } from '../store/types.js';
-import type { ControlPlaneRoutes } from './control-plane.js';
+import type { ControlPlaneRoutes } from './route-context.js';
 import { anyString, oneOrMore, queryTime } from './query.js';
 import { metricsSchema, responses } from './schemas.js';
 

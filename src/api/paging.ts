@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CursorError, type Page, type PageQuery } from '../store/types.js';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 
 /** `limit`, `next`, `prev` of a list route; Outpost's bounds are 1..1000 (default 100), tenants 1..100 (default 20). */
 export function pageParams(bounds: { default: number; max: number } = { default: 100, max: 1000 }) {

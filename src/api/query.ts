@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { FastifyRequest } from 'fastify';
-import { parseEventTime } from '../sources/event-time.js';
+import { parseEventTime } from '../time/event-time.js';
 import type { TimeRange } from '../store/types.js';
 
 /**

@@ -1,5 +1,5 @@
 import { storageErrorCode } from '../sqlite/storage-errors.js';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 
 /** Seconds a client is asked to wait: a stalled disk is probed every second, a full one needs an operator. */
 const RETRY_AFTER_SECONDS = 5;

@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { TENANT_ID } from '../config/schema.js';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from '../http/http-error.js';
 import { requireAdmin, requireTenant, tenantsScope } from './auth.js';
-import type { ControlPlaneRoutes } from './control-plane.js';
+import type { ControlPlaneRoutes } from './route-context.js';
 import { paged, pageParams } from './paging.js';
 import { anyString, oneOrMore } from './query.js';
 import { responses, successSchema, tenantListSchema, tenantSchema, tokenSchema } from './schemas.js';
-import { checkMetadataQuota, required } from './validation.js';
+import { checkMetadataQuota, required } from '../http/validation.js';
 import { tenantView } from './views.js';
 
 export const tenantParams = z.object({
@@ -36,32 +36,31 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, con
   };
 
   app.put('/tenants/:tenant_id', {
+    // a tenant token exists only for a tenant that exists: it can update itself, never make another
+    preHandler: requireTenant,
     schema: {
       summary: 'Create (201) or update (200) a tenant', tags: ['tenants'], params: tenantParams, body: z.object({ metadata: stringMap.nullish() }).nullish(),
       response: responses({ 200: tenantSchema, 201: tenantSchema }, [403, 422]),
     },
   }, async (request, reply) => {
-    // a tenant token exists only for a tenant that exists: it can update itself, never make another
-    requireTenant(request, request.params.tenant_id);
     const metadata = request.body?.metadata ?? {};
-    checkMetadataQuota(config.api, { metadata });
+    checkMetadataQuota(config.api.quotas.metadata_bytes, { metadata });
     const { tenant, created } = await store.upsertTenant(request.params.tenant_id, metadata);
     reply.code(created ? 201 : 200);
     return tenantView(tenant, store.listDestinations(tenant.id));
   });
 
-  app.get('/tenants/:tenant_id', { schema: { summary: 'A tenant', tags: ['tenants'], params: tenantParams, response: responses({ 200: tenantSchema }, [403, 404]) } }, async (request) => {
-    requireTenant(request, request.params.tenant_id);
+  app.get('/tenants/:tenant_id', { preHandler: requireTenant, schema: { summary: 'A tenant', tags: ['tenants'], params: tenantParams, response: responses({ 200: tenantSchema }, [403, 404]) } }, async (request) => {
     return view(request.params.tenant_id);
   });
 
   app.delete('/tenants/:tenant_id', {
+    preHandler: requireTenant,
     schema: {
       summary: 'Delete a tenant with its destinations, events and attempts; its tokens are refused from then on', tags: ['tenants'], params: tenantParams,
       response: responses({ 200: successSchema }, [403, 404]),
     },
   }, async (request) => {
-    requireTenant(request, request.params.tenant_id);
     if (!(await store.deleteTenant(request.params.tenant_id))) throw new HttpError(404, `tenant ${request.params.tenant_id} not found`, { reason: 'not_found' });
     return { success: true };
   });
@@ -79,22 +78,22 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, con
   });
 
   app.get('/tenants/:tenant_id/token', {
+    preHandler: requireAdmin,
     schema: { summary: 'A JWT for the tenant (24 h)', tags: ['tenants'], params: tenantParams, response: responses({ 200: tokenSchema }, [403, 404]) },
   }, async (request) => {
-    requireAdmin(request);
     const tenant = store.getTenant(request.params.tenant_id);
     if (!tenant) throw new HttpError(404, `tenant ${request.params.tenant_id} not found`, { reason: 'not_found' });
     return { token: await auth.issueToken(tenant), tenant_id: tenant.id };
   });
 
   app.get('/tenants/:tenant_id/portal', {
+    preHandler: requireAdmin,
     schema: {
       summary: "Outpost's tenant portal: Sluice has none (501); a tenant's own UI uses GET /tenants/{tenant_id}/token and this API",
       tags: ['tenants'], params: tenantParams, querystring: z.strictObject({ theme: z.enum(['light', 'dark'], { error: 'failed enum validation' }).optional() }),
       response: responses({}, [400, 403, 404, 501]),
     },
   }, async (request) => {
-    requireAdmin(request);
     if (!store.getTenant(request.params.tenant_id)) throw new HttpError(404, `tenant ${request.params.tenant_id} not found`, { reason: 'not_found' });
     // Sluice's console (/ui) is the operator's, behind the admin key: a redirect there would hand a tenant a page it cannot use
     throw new HttpError(501, 'Sluice has no tenant portal: build the tenant-facing pages on GET /api/v1/tenants/{tenant_id}/token and this API (the console at /ui is for operators)',

@@ -10,7 +10,7 @@
  * Sluice's own top-level settings (listen, data_dir, ingest, api, log, rules, shutdown_timeout) may stand
  * beside the OPA ones; the rest of an OPA config (services, labels, bundles, ...) is not Sluice's business.
  */
-import type { ConfigProblem } from './load.js';
+import type { ConfigProblem } from './problems.js';
 
 const SLUICE_TOP_LEVEL = ['listen', 'data_dir', 'buffer', 'ingest', 'api', 'log', 'rules', 'shutdown_timeout'];
 const SUPPORTED_OUTPUTS = ['s3', 'console', 'http', 'service'];
@@ -64,7 +64,6 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
   if (list.length === 0) problems.push({ path: where('output'), message: 'an output is required (type s3, console, http or service)' });
   const outputs: Doc[] = [];
   const paths: EopaTranslation['paths'] = [];
-  const counts = new Map<string, number>();
   list.forEach((item, i) => {
     const path = where(Array.isArray(raw) ? `output.${i}` : 'output');
     if (!isObject(item)) {
@@ -77,7 +76,6 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
       problems.push({ path: `${path}.type`, message: `${what} is not supported; supported output types: ${SUPPORTED_OUTPUTS.join(', ')}` });
       return;
     }
-    counts.set(type, (counts.get(type) ?? 0) + 1);
     const name = `${type}${list.length > 1 ? `-${i}` : ''}`;
     const renamed: Record<string, string> = {};
     const output = translateOutput(item, type, name, flush, path, document, problems, renamed);

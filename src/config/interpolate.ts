@@ -4,14 +4,14 @@
  * the YAML structure and an unset variable is reported with the path of the field that uses it.
  * `$$` stands for a literal `$`.
  */
-export interface InterpolationProblem { path: string; message: string }
+import type { ConfigProblem } from './problems.js';
 
 const PATTERN = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 export function interpolate(
   value: unknown,
   env: NodeJS.ProcessEnv,
-  problems: InterpolationProblem[],
+  problems: ConfigProblem[],
   path: string[] = [],
 ): unknown {
   if (typeof value === 'string') {

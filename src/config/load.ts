@@ -2,22 +2,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, type Config, type OutputConfig } from './schema.js';
-import { interpolate, type InterpolationProblem } from './interpolate.js';
+import { interpolate } from './interpolate.js';
 import { findEopaBlock, translateEopa } from './eopa.js';
-import { isLoopbackHost } from '../api/host-check.js';
-
-export interface ConfigProblem { path: string; message: string }
-
-export class ConfigError extends Error {
-  constructor(readonly problems: ConfigProblem[], readonly source: string) {
-    super(`${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n` +
-      problems.map((p) => `  ${p.path}: ${p.message}`).join('\n'));
-  }
-}
+import { ConfigError, type ConfigProblem } from './problems.js';
+import { isLoopbackHost } from '../http/host-check.js';
 
 /** Validates a parsed configuration document (already YAML-decoded), applying the embedded defaults. */
 export function buildConfig(document: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
-  const problems: InterpolationProblem[] = [];
+  const problems: ConfigProblem[] = [];
   // An Enterprise OPA config (or its eopa_dl block) becomes Sluice's own first; errors then name its fields.
   const eopa = findEopaBlock(document);
   const translation = eopa ? translateEopa(document as Record<string, unknown>, eopa, problems) : undefined;

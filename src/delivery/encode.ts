@@ -1,9 +1,9 @@
 import { createGzip } from 'node:zlib';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
-import type { StoredObject } from '../sinks/types.js';
-import { parseJson, toText, type JsonNode } from '../json/source-tree.js';
+import { md5, type StoredObject } from '../sinks/types.js';
+import { parseJson, toText } from '../json/source-tree.js';
+import type { DecisionTransform } from '../transforms/decision-transform.js';
 
 export type Format = 'ndjson' | 'json_array';
 export type Compression = 'gzip' | 'none';
@@ -17,12 +17,6 @@ export function extension({ format, compression }: Encoding): string {
 export function contentType(format: Format): string {
   return format === 'ndjson' ? 'application/x-ndjson' : 'application/json';
 }
-
-/**
- * Drops (undefined) or rewrites one decision, given as its source tree: an output's drop and mask rules
- * (src/transforms). It returns its input itself when it changes nothing.
- */
-export type LineTransform = (decision: JsonNode) => JsonNode | undefined;
 
 /** Told about a decision that could not be parsed or transformed: it is not written. */
 export type Unprocessable = (line: string, err: Error) => void;
@@ -66,10 +60,6 @@ export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, k
   };
 }
 
-export function md5(body: Buffer): string {
-  return createHash('md5').update(body).digest('base64');
-}
-
 /**
  * The batch's decisions as NDJSON, one buffer chunk at a time, as they were received. A chunk whose checksum
  * fails is skipped (never yielded as data) and handed to `onCorrupt`.
@@ -97,7 +87,7 @@ export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch, onCorru
  * A decision the parser or the transform throws on is handed to `onUnprocessable` and left out (without a
  * callback the error propagates).
  */
-export function* transformLines(groups: Iterable<Buffer>, transform: LineTransform, onUnprocessable?: Unprocessable): Generator<Buffer> {
+export function* transformLines(groups: Iterable<Buffer>, transform: DecisionTransform, onUnprocessable?: Unprocessable): Generator<Buffer> {
   for (const group of groups) {
     const out: string[] = [];
     for (const line of group.toString('utf8').split('\n')) {

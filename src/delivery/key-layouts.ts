@@ -1,6 +1,6 @@
 import type { SealedBatch } from '../buffer/types.js';
 import type { OutputObjects } from '../sinks/types.js';
-import { parseEventTime } from '../sources/event-time.js';
+import { parseEventTime } from '../time/event-time.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, padPosition, renderKey } from './object-keys.js';
 import type { Encoding } from './encode.js';
 import { extension } from './encode.js';
@@ -20,7 +20,6 @@ import { extension } from './encode.js';
  * buffer received them), so a retry rewrites the same key.
  */
 export interface KeyLayout {
-  name: string;
   /** One object per decision: batches hold exactly one. */
   perDecision: boolean;
   /** Batches are cut per OPA instance (labels.id) as well as per partition and hour. */
@@ -61,18 +60,18 @@ export function isKeyPreset(key: string): key is KeyPreset {
 /** The layout of an output's `key`: a preset name or a template. */
 export function keyLayout(key: string): KeyLayout {
   switch (key) {
-    case 'hive': return templateLayout(DEFAULT_KEY_TEMPLATE, 'hive');
+    case 'hive': return templateLayout(DEFAULT_KEY_TEMPLATE);
     case 'eopa': return EOPA;
     case 'eopa-per-decision': return EOPA_PER_DECISION;
     case 'hourly-per-decision': return HOURLY_PER_DECISION;
     case 'outpost': return OUTPOST;
-    default: return templateLayout(key, 'template');
+    default: return templateLayout(key);
   }
 }
 
-function templateLayout(template: string, name: string): KeyLayout {
+function templateLayout(template: string): KeyLayout {
   return {
-    name, perDecision: false, byInstance: false, needsDecisions: false,
+    perDecision: false, byInstance: false, needsDecisions: false,
     key: ({ output, bufferId, batch, encoding }) => renderKey(template, keyValues({
       output, bufferId, partition: batch.partition, hour: batch.hour, first: batch.first, last: batch.last, ext: extension(encoding),
     })),
@@ -117,7 +116,7 @@ function eopaExtension({ format, compression }: Encoding): string {
 
 const EOPA: KeyLayout = {
   // Enterprise OPA wrote application/json for lines and arrays alike
-  name: 'eopa', perDecision: false, byInstance: true, needsDecisions: true, contentType: 'application/json',
+  perDecision: false, byInstance: true, needsDecisions: true, contentType: 'application/json',
   key: ({ output, bufferId, batch, encoding, receivedAt, decisions }) => {
     // a loop, not Math.min(...spread): a batch may hold a million decisions, far more than a call's arguments
     let first = Infinity;
@@ -134,7 +133,7 @@ const EOPA: KeyLayout = {
 };
 
 const EOPA_PER_DECISION: KeyLayout = {
-  name: 'eopa-per-decision', perDecision: true, byInstance: true, needsDecisions: true,
+  perDecision: true, byInstance: true, needsDecisions: true,
   key: ({ batch, receivedAt, decisions, output, bufferId }) => {
     const d = decisions[0]!;
     return `eopa=${instanceName(batch.instance)}/ts=${unixSeconds(d, receivedAt)}/decision_id=${decisionId(d, output, bufferId, batch)}.json`;
@@ -159,7 +158,7 @@ function eopaKeyOverlaps(key: string, from: number, to: number): boolean {
 }
 
 const HOURLY_PER_DECISION: KeyLayout = {
-  name: 'hourly-per-decision', perDecision: true, byInstance: false, needsDecisions: true,
+  perDecision: true, byInstance: false, needsDecisions: true,
   key: ({ batch, receivedAt, decisions, output, bufferId }) => {
     const iso = new Date(receivedAt).toISOString();
     return `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/${decisionId(decisions[0]!, output, bufferId, batch)}.json`;
@@ -172,7 +171,7 @@ const HOURLY_PER_DECISION: KeyLayout = {
 };
 
 const OUTPOST: KeyLayout = {
-  name: 'outpost', perDecision: true, byInstance: false, needsDecisions: true,
+  perDecision: true, byInstance: false, needsDecisions: true,
   key: ({ batch, receivedAt, decisions, output, bufferId }) => {
     const d = decisions[0]!;
     const time = typeof d.timestamp === 'string' ? parseEventTime(d.timestamp) : undefined;

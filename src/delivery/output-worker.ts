@@ -3,12 +3,13 @@ import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatc
 import type { DeadLetter } from './dead-letter.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import type { OutputConfig } from '../config/schema.js';
-import { RefusedDecisionsError, SinkError, type Sink, type StoredObject } from '../sinks/types.js';
+import { md5, RefusedDecisionsError, SinkError, type Sink, type StoredObject } from '../sinks/types.js';
 import { backoffDelay, pause } from './backoff.js';
-import { bufferLines, contentType, encodeLines, lineLengths, md5, parsedDecisions, transformLines, type LineTransform } from './encode.js';
+import { bufferLines, contentType, encodeLines, lineLengths, parsedDecisions, transformLines } from './encode.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
+import type { DecisionTransform } from '../transforms/decision-transform.js';
 
 export type OutputState = 'ok' | 'retrying' | 'failing';
 
@@ -89,7 +90,7 @@ export class OutputWorker {
     private readonly sink: Sink,
     private readonly log: Logger,
     private readonly deadLetter: DeadLetter,
-    private readonly transform?: LineTransform,
+    private readonly transform?: DecisionTransform,
     private readonly metrics?: OutputMetrics,
   ) {
     this.name = config.name;

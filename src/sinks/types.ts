@@ -1,15 +1,22 @@
+import { createHash } from 'node:crypto';
+
 /** One object to write, fully encoded: a sink only transports it. */
 export interface StoredObject {
   key: string;
   body: Buffer;
   contentType: string;
   contentEncoding?: string;
-  /** Base64 MD5 of the body, sent so the store verifies what it received. */
+  /** Base64 MD5 of the body (`md5`), sent so the store verifies what it received. */
   contentMD5: string;
   /** User metadata (S3 `x-amz-meta-*`); sinks without metadata ignore it. */
   metadata?: Record<string, string>;
   /** How many decisions the body holds, when known (an object of one decision per object has none: 1). */
   count?: number;
+}
+
+/** A body's `contentMD5`. */
+export function md5(body: Buffer): string {
+  return createHash('md5').update(body).digest('base64');
 }
 
 /**

@@ -1,10 +1,10 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import type { NewChunk } from '../buffer/types.js';
 import type { Config } from '../config/schema.js';
-import { HttpError } from './http-error.js';
-import type { EventPublisher, PublishInput } from './publish.js';
-import { parseEventTime } from './event-time.js';
-import { bearerToken, sameDigest, tokenDigest } from './bearer-token.js';
+import { HttpError } from '../http/http-error.js';
+import type { EventPublisher, PublishInput } from './event-publisher.js';
+import { parseEventTime } from '../time/event-time.js';
+import { bearerToken, BearerTokens } from '../http/bearer-token.js';
 
 /** The topic of decisions delivered to tenant destinations. */
 export const DECISIONS_TOPIC = 'decisions';
@@ -16,29 +16,25 @@ export const DECISIONS_TOPIC = 'decisions';
  */
 export class DecisionEvents {
   private readonly byPartition = new Map<string, string>();
-  private readonly byToken: Array<{ digest: Buffer; tenant: string }> = [];
+  /** Ingest tokens that name a tenant; the first mapping of a token wins. */
+  private readonly byToken: BearerTokens<string>;
   private readonly warned = new Set<string>();
 
   constructor(config: Config, private readonly publisher: EventPublisher, private readonly log: FastifyBaseLogger) {
+    const byToken: Array<[string, string]> = [];
     for (const m of config.ingest.tenants) {
       if (m.partition) this.byPartition.set(m.partition, m.tenant);
-      if (m.token) this.byToken.push({ digest: tokenDigest(m.token), tenant: m.tenant });
+      if (m.token) byToken.push([m.token, m.tenant]);
     }
+    this.byToken = new BearerTokens(byToken);
   }
 
   get enabled(): boolean {
-    return this.byPartition.size > 0 || this.byToken.length > 0;
+    return this.byPartition.size > 0 || this.byToken.size > 0;
   }
 
   tenantOf(request: FastifyRequest, partition: string): string | undefined {
-    const byPartition = this.byPartition.get(partition);
-    if (byPartition) return byPartition;
-    const token = bearerToken(request);
-    if (token === undefined) return undefined;
-    const presented = tokenDigest(token);
-    let tenant: string | undefined;
-    for (const t of this.byToken) if (sameDigest(presented, t.digest)) tenant ??= t.tenant;
-    return tenant;
+    return this.byPartition.get(partition) || this.byToken.find(bearerToken(request));
   }
 
   /**

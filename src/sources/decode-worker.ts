@@ -4,7 +4,7 @@
  */
 import { decisionsToChunks, decodeBody, type DecodedRequest } from './opa-decode.js';
 import { Piscina } from 'piscina';
-import { HttpError } from './http-error.js';
+import { HttpError } from '../http/http-error.js';
 import type { NewChunk } from '../buffer/types.js';
 
 export interface DecodeTask {

@@ -1,7 +1,7 @@
 import { Piscina } from 'piscina';
 import { availableParallelism } from 'node:os';
 import type { DecodeOutcome, DecodeTask } from './decode-worker.js';
-import { HttpError } from './http-error.js';
+import { HttpError } from '../http/http-error.js';
 import type { DecodedRequest } from './opa-decode.js';
 
 /**

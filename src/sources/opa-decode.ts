@@ -1,7 +1,7 @@
 import { gunzip, gzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { isUtf8 } from 'node:buffer';
-import { HttpError } from './http-error.js';
+import { HttpError } from '../http/http-error.js';
 import { DECISION_ID, jsonString, LABELS_ID, scanJsonArray, TIMESTAMP } from '../json/array-scan.js';
 import { OPEN_OBJECT } from '../json/chars.js';
 import { MAX_JSON_DEPTH } from '../json/limits.js';

@@ -52,7 +52,7 @@ export interface Destination {
   credentials: StringMap;
   delivery_metadata: StringMap;
   metadata: StringMap;
-  /** Outpost's event filter (src/api/event-filter.ts); {} = every event of its topics. */
+  /** Outpost's event filter (src/sources/event-filter.ts); {} = every event of its topics. */
   filter: Record<string, unknown>;
   disabled_at: string | null;
   created_at: string;

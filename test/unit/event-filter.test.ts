@@ -1,7 +1,7 @@
-/** Outpost's destination filter as Sluice matches it (src/api/event-filter.ts): the operators of Outpost's docs. */
+/** Outpost's destination filter as Sluice matches it (src/sources/event-filter.ts): the operators of Outpost's docs. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { filterInput, filterProblems, matchesFilter } from '../../src/api/event-filter.js';
+import { filterInput, filterProblems, matchesFilter } from '../../src/sources/event-filter.js';
 
 const event = filterInput(
   { id: 'e1', topic: 'order.created', time_ms: Date.parse('2025-01-15T10:00:00.5Z'), metadata: { source: 'api', user_id: 'user_456' } },

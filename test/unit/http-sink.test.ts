@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { HttpSink } from '../../src/sinks/http/http-sink.js';
 import { cutPieces, decisionsOf, splitByBytes } from '../../src/sinks/http/request-pieces.js';
-import { encodeLines, md5 } from '../../src/delivery/encode.js';
-import { RefusedDecisionsError, SinkError, type StoredObject } from '../../src/sinks/types.js';
+import { encodeLines } from '../../src/delivery/encode.js';
+import { md5, RefusedDecisionsError, SinkError, type StoredObject } from '../../src/sinks/types.js';
 
 const GZIP_ARRAY = { format: 'json_array', compression: 'gzip' } as const;
 const PLAIN_NDJSON = { format: 'ndjson', compression: 'none' } as const;

@@ -10,8 +10,8 @@ import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { CredentialsCipher } from '../../src/store/credentials-cipher.js';
-import { EventPublisher, type PublishInput } from '../../src/sources/publish.js';
-import { HttpError } from '../../src/sources/http-error.js';
+import { EventPublisher, type PublishInput } from '../../src/sources/event-publisher.js';
+import { HttpError } from '../../src/http/http-error.js';
 import type { ApiConfig } from '../../src/config/schema.js';
 import { tempDir } from '../helpers/sluice.js';
 

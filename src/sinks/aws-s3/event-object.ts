@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { parseEventTime, timeFields } from '../../sources/event-time.js';
+import { parseEventTime, timeFields } from '../../time/event-time.js';
 import type { Destination, StoredEvent, StringMap } from '../../store/types.js';
-import type { StoredObject } from '../types.js';
+import { md5, type StoredObject } from '../types.js';
 import { checkedSegments, type KeyTemplateTask } from './key-template.js';
 
 export { KeyTemplateError } from './key-template.js';
@@ -40,5 +39,5 @@ function eventTime(event: StoredEvent) {
 /** One event as one object: the body is the event's data. */
 export function eventObject(event: StoredEvent, metadata: StringMap, key: string): StoredObject {
   const body = Buffer.from(event.data);
-  return { key, body, contentType: 'application/json', contentMD5: createHash('md5').update(body).digest('base64'), metadata };
+  return { key, body, contentType: 'application/json', contentMD5: md5(body), metadata };
 }

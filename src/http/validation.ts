@@ -1,6 +1,9 @@
+/**
+ * The 422 answers of Outpost's API, whose clients show their messages: `<field> is required`, `<field> failed
+ * <rule> validation`, every problem named in `data`; and the metadata quota, checked the same way.
+ */
 import type { z } from 'zod';
-import type { ApiConfig } from '../config/schema.js';
-import { HttpError } from '../sources/http-error.js';
+import { HttpError } from './http-error.js';
 
 /** Outpost's field messages are "<field> is required" or "<field> failed <rule> validation". */
 export const required = (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : 'failed type validation');
@@ -32,13 +35,6 @@ export function validationError(messages: string[]): HttpError {
   return new HttpError(422, 'validation error', messages);
 }
 
-/** Parses with the schema or throws the 422 naming every problem. */
-export function parseOr422<S extends z.ZodType>(schema: S, value: unknown, prefix: string[] = []): z.output<S> {
-  const result = schema.safeParse(value);
-  if (!result.success) throw validationError(issueMessages(result.error.issues, prefix));
-  return result.data;
-}
-
 /**
  * A route schema's validation failure (fastify-type-provider-zod) as the 422 naming every field; a query
  * parameter the route does not know is a 400 naming it (Outpost's clients must not believe a filter applied).
@@ -67,11 +63,10 @@ export function metadataBytes(map: Record<string, string>): number {
 }
 
 /**
- * 422 naming api.quotas.metadata_bytes when one of the maps (by field name) is larger than it: each map
- * counts alone (a destination's metadata and delivery_metadata may each be that large).
+ * 422 naming api.quotas.metadata_bytes (`limit`) when one of the maps (by field name) is larger than it: each
+ * map counts alone (a destination's metadata and delivery_metadata may each be that large).
  */
-export function checkMetadataQuota(config: Pick<ApiConfig, 'quotas'>, maps: Record<string, Record<string, string> | undefined>): void {
-  const limit = config.quotas.metadata_bytes;
+export function checkMetadataQuota(limit: number, maps: Record<string, Record<string, string> | undefined>): void {
   for (const [field, map] of Object.entries(maps)) {
     if (map === undefined) continue;
     const bytes = metadataBytes(map);
