@@ -66,20 +66,3 @@ function textMatches(node: JsonNode, value: string): boolean {
   const text = toText(node);
   return text === value || (node.type === 'number' && String(Number(text)) === value);
 }
-
-/** `YYYY-MM-DDTHH` of every UTC hour that [from, to] touches (at most 31 days of them). */
-function hoursBetween(from: number, to: number): string[] {
-  const hours: string[] = [];
-  const start = Math.floor(from / 3_600_000) * 3_600_000;
-  for (let t = start; t <= to && hours.length < 24 * 31; t += 3_600_000) hours.push(new Date(t).toISOString().slice(0, 13));
-  return hours;
-}
-
-/** Whether an eopa key's ts (or first_ts..last_ts) meets [from, to]; keys without times are kept. */
-function eopaKeyOverlaps(key: string, from: number, to: number): boolean {
-  const ts = /\/ts=(\d+)\//.exec(key);
-  if (ts) return Number(ts[1]) * 1000 >= from - 999 && Number(ts[1]) * 1000 <= to;
-  const range = /first_ts=(\d+)\/last_ts=(\d+)\//.exec(key);
-  if (range) return Number(range[2]) * 1000 >= from - 999 && Number(range[1]) * 1000 <= to;
-  return true;
-}
