@@ -8,6 +8,9 @@ import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';
 import { RecordHolds } from './record-holds.js';
+import { attemptOnce } from './attempts.js';
+import { BatchStates } from './batching/lifecycle.js';
+import { OpenBatches, type BatchLimits, type OpenBatch } from './batching/open-batches.js';
 
 /** Pending deliveries a destination's batching reads per pass: bounds the work of one pass. */
 const READ_LIMIT = 20_000;
@@ -16,13 +19,11 @@ const TICK_MS = 250;
 /** How often everything unbatched is read again, for deliveries made pending again by POST /retry. */
 const RESCAN_MS = 10_000;
 
-/** Deliveries of one topic and UTC hour waiting for their batch to close. */
-interface OpenGroup {
+/** Deliveries of one topic and UTC hour waiting for their batch to close (count: seqs.length; openedAt: the oldest's arrival). */
+interface OpenGroup extends OpenBatch {
   topic: string;
   hour: string;
   seqs: number[];
-  bytes: number;
-  oldest: number;
   /** It holds a delivery made pending again by POST /retry, which was in a batch before. */
   retried: boolean;
 }
@@ -30,7 +31,7 @@ interface OpenGroup {
 /** A destination's open groups and how far its deliveries have been read (by destinationKey: ids are unique per tenant only). */
 interface BatchingState {
   readAfter: number;
-  open: Map<string, OpenGroup>;
+  open: OpenBatches<OpenGroup>;
   inOpen: Set<number>;
   rescannedAt: number;
 }
@@ -39,7 +40,9 @@ interface BatchingState {
  * Batched destinations (`config.batching`): few large objects in the core outputs' layout instead of one
  * per event. Pending deliveries are grouped per topic and UTC hour; a group is sealed (recorded, fsync'd,
  * with its key) when it reaches max_events or max_bytes or is max_age old, then uploaded; a retry rewrites
- * the same key with the same events. One attempt is logged per batch.
+ * the same key with the same events. One attempt is logged per batch. The batching core (batching/) holds the
+ * open groups and their limits; a batch's lifecycle (batching/lifecycle.ts) runs open -> sealed (in the store)
+ * -> in_flight -> done, or back to sealed when its attempt failed and it waits for the next one.
  *
  * A batch of retried deliveries (POST /retry of events of a batch) gets a key of its own: its first and last
  * deliveries may be those of the batch they were in, so `-r<n>` follows them, n counting such batches in the
@@ -50,7 +53,8 @@ interface BatchingState {
  * upload whose attempt could not be recorded stays pending and is attempted again after a wait that grows.
  */
 export class EventBatcher {
-  private readonly inflight = new Set<string>();
+  /** Batches being attempted, by key; the others are sealed in the store, and not remembered here. */
+  private readonly batches = new BatchStates<string>();
   private readonly states = new Map<string, BatchingState>();
   /** Batches whose last attempt could not be recorded, by key: not attempted again before their wait is over. */
   private readonly holds = new RecordHolds<string>();
@@ -90,10 +94,13 @@ export class EventBatcher {
     const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
     for (const batch of this.store.dueBatches(now)) {
       const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
-      if (!destination || this.inflight.has(batch.key) || this.holds.held(batch.key, now)) continue;
-      this.inflight.add(batch.key);
-      void this.upload(destination, batch).finally(() => {
-        this.inflight.delete(batch.key);
+      if (!destination || this.batches.state(batch.key) !== undefined || this.holds.held(batch.key, now)) continue;
+      this.batches.enter(batch.key, 'sealed');
+      this.batches.move(batch.key, 'in_flight');
+      void this.upload(destination, batch).then((end) => {
+        // pending: sealed in the store until it is due again
+        this.batches.move(batch.key, end === 'pending' ? 'sealed' : 'done');
+        if (end === 'pending') this.batches.forget(batch.key);
       });
     }
   }
@@ -103,9 +110,12 @@ export class EventBatcher {
     const stateKey = destinationKey(destination.tenant_id, destination.id);
     let state = this.states.get(stateKey);
     if (!state) {
-      state = { readAfter: 0, open: new Map(), inOpen: new Set(), rescannedAt: now };
+      state = { readAfter: 0, open: new OpenBatches(limitsOf(batching)), inOpen: new Set(), rescannedAt: now };
       this.states.set(stateKey, state);
     }
+    // the destination may have been updated since the last pass
+    state.open.limits = limitsOf(batching);
+    const { open } = state;
     const close = (streamKey: string, group: OpenGroup) => {
       const first = group.seqs[0]!;
       const last = group.seqs[group.seqs.length - 1]!;
@@ -116,8 +126,9 @@ export class EventBatcher {
       // a key already recorded can only be another batch's: never taken again (the primary key would refuse it)
       const retried = group.retried || this.store.batchExists(key);
       if (retried) key = renderKey(DEFAULT_KEY_TEMPLATE, { ...values, batch: `${values.batch}-r${this.store.nextRetriedBatch()}` });
+      // open -> sealed in one step: the store records it durably, and only then is it no longer open
       this.store.sealBatch({ key, tenant_id: destination.tenant_id, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs, retried);
-      state.open.delete(streamKey);
+      open.close(streamKey);
       for (const seq of group.seqs) state.inOpen.delete(seq);
     };
     const rescan = now - state.rescannedAt >= RESCAN_MS;
@@ -128,24 +139,26 @@ export class EventBatcher {
       const hour = new Date(row.time_ms).toISOString().slice(0, 13);
       const topic = safeTopic(row.topic);
       const streamKey = `${topic}\u0000${hour}`;
-      let group = state.open.get(streamKey);
-      if (!group) {
-        group = { topic, hour, seqs: [], bytes: 0, oldest: row.received_at_ms, retried: false };
-        state.open.set(streamKey, group);
-      }
+      const group = open.get(streamKey) ?? open.open(streamKey, { topic, hour, seqs: [], count: 0, bytes: 0, openedAt: row.received_at_ms, retried: false });
       group.seqs.push(row.seq);
+      group.count++;
       if (row.retried === 1) group.retried = true;
       state.inOpen.add(row.seq);
+      // a line each, with its newline
       group.bytes += row.bytes + 1;
-      if (group.seqs.length >= batching.max_events || group.bytes >= batching.max_bytes) close(streamKey, group);
+      if (open.full(group)) close(streamKey, group);
     }
-    for (const [streamKey, group] of state.open) {
-      if (now - group.oldest >= batching.max_age) close(streamKey, group);
+    for (const [streamKey, group] of open.entries()) {
+      if (open.due(group, now)) close(streamKey, group);
     }
   }
 
-  /** Uploads a batch and records the attempt; never rejects (a failure to record is logged, and the batch tried again later). */
-  private async upload(destination: Destination, batch: EventBatch): Promise<void> {
+  /**
+   * Uploads a batch and records the attempt; never rejects (a failure to record is logged, and the batch tried
+   * again later). Says how it ended: 'pending' when it is to be attempted again, 'ended' otherwise (delivered,
+   * failed for good, or the dispatcher stopped).
+   */
+  private async upload(destination: Destination, batch: EventBatch): Promise<'pending' | 'ended'> {
     const attemptNumber = batch.attempts + 1;
     const started = Date.now();
     const base = { tenant_id: destination.tenant_id, event_id: null, destination_id: destination.id, attempt_number: attemptNumber, manual: false };
@@ -153,25 +166,24 @@ export class EventBatcher {
       const batching = awsS3ConfigOf(destination).batching!;
       const events = this.store.batchEvents(batch);
       const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
-      let failure: Error | undefined;
-      try {
+      const outcome = await attemptOnce(attemptNumber, async () => {
         const object = await encodeLines(events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)), batching, batch.key);
         await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
-      } catch (err) {
-        failure = err as Error;
-      }
-      if (failure && this.dispatcher.signal.aborted) return;
-      if (failure) {
-        const wait = this.dispatcher.retryWait(attemptNumber);
-        const code = failure instanceof SinkError ? failure.code ?? null : 'error';
+      }, this.dispatcher.retry);
+      if (!outcome.ok && this.dispatcher.signal.aborted) return 'ended';
+      let end: 'pending' | 'ended' = 'ended';
+      if (!outcome.ok) {
+        const { failure, retryIn: wait } = outcome;
+        const code = failure.fromSink ? failure.code ?? null : 'error';
         this.store.recordBatchAttempt(
-          { ...base, status: 'failed', code, response_data: response, error: failure.message, duration_ms: Date.now() - started },
+          { ...base, status: 'failed', code, response_data: response, error: failure.error.message, duration_ms: Date.now() - started },
           { key: batch.key, attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
           wait === undefined ? 'failed' : 'pending',
         );
-        const fields = { destination_id: destination.id, key: batch.key, attempt: attemptNumber, code, err: failure.message };
+        const fields = { destination_id: destination.id, key: batch.key, attempt: attemptNumber, code, err: failure.error.message };
         if (wait === undefined) this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
         else this.log.debug(fields, 'batch delivery failed; retrying');
+        if (wait !== undefined) end = 'pending';
       } else {
         this.store.recordBatchAttempt(
           { ...base, status: 'success', code: '200', response_data: response, error: null, duration_ms: Date.now() - started },
@@ -180,17 +192,23 @@ export class EventBatcher {
         );
       }
       this.holds.release(batch.key);
+      return end;
     } catch (err) {
       // the store could not read the batch or record its attempt: it stays pending, as it was, and is tried
       // again once its wait is over (the same key with the same events)
       const wait = this.holds.hold(batch.key, Date.now());
-      if (this.dispatcher.signal.aborted) return;
+      if (this.dispatcher.signal.aborted) return 'pending';
       const code = storageErrorCode(err);
       this.failures.error(`record:${code ?? 'error'}`, { err, code, tenant_id: destination.tenant_id, destination_id: destination.id, key: batch.key, retry_in_ms: wait },
         code ? 'a batch attempt could not be recorded: the store cannot write to its data_dir; the batch stays pending and is attempted again later'
           : 'a batch attempt could not be recorded; the batch stays pending and is attempted again later');
+      return 'pending';
     }
   }
+}
+
+function limitsOf(batching: BatchingConfig): BatchLimits {
+  return { maxEvents: batching.max_events, maxBytes: batching.max_bytes, maxAge: batching.max_age };
 }
 
 /** A topic as one segment of an object key; never "." or "..", which servers resolve as dot segments of the path. */

@@ -7,9 +7,9 @@ import { S3Sink } from '../sinks/s3/s3-sink.js';
 import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/aws-s3/destination-type.js';
 import { defaultObjectKey, eventObject, keyTemplateTask, KeyTemplateError, objectMetadata } from '../sinks/aws-s3/event-object.js';
 import { KeyTemplatePool } from '../sinks/aws-s3/key-template-pool.js';
-import { SinkError, type Sink } from '../sinks/types.js';
+import type { Sink } from '../sinks/types.js';
 import { destinationKey, type Destination, type DueDelivery, type NewAttempt, type Store, type StoredEvent, type StringMap } from '../store/types.js';
-import { backoffDelay } from './backoff.js';
+import { attemptOnce, noRetry, retryLimited, type Outcome, type RetryPolicy } from './attempts.js';
 import { EventBatcher } from './event-batcher.js';
 import { RecordHolds } from './record-holds.js';
 
@@ -30,6 +30,7 @@ const S3_REQUEST_TIMEOUT_MS = 60_000;
  * computed and stored before the first attempt, so a retry writes the same object. Batched destinations are
  * handed to the EventBatcher. Failures are retried with full-jitter backoff (or the configured schedule)
  * while the event is eligible_for_retry and retries remain; then the delivery is failed until POST /retry.
+ * Every attempt, of an event or a batch, goes through the attempt core (attempts.ts) with `retry` as its policy.
  *
  * A full disk: while the store cannot write, nothing is attempted (no attempt could be recorded); the store's
  * probe finds out within about a second when space is back. An attempt that ends and cannot be recorded
@@ -55,8 +56,14 @@ export class EventDispatcher {
   private readonly guard: EndpointGuard;
   /** Tenants choose key templates, whose work is unbounded: they are evaluated in workers, under a budget. */
   private readonly keyTemplates: KeyTemplatePool;
+  /**
+   * The wait before the next attempt after `attempts` have failed, or undefined when none is left: the
+   * configured schedule, else exponential backoff with full jitter.
+   */
+  readonly retry: RetryPolicy;
 
   constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
+    this.retry = retryLimited(config.retry);
     this.batcher = new EventBatcher(store, this, log);
     this.failures = new RateLimitedLog(log);
     this.guard = new EndpointGuard(config.destinations.allowed_endpoints);
@@ -170,17 +177,6 @@ export class EventDispatcher {
     return sink;
   }
 
-  /**
-   * The wait before the next attempt after `attempts` have failed, or undefined when none is left:
-   * the configured schedule, else exponential backoff with full jitter.
-   */
-  retryWait(attempts: number): number | undefined {
-    const { schedule, max_retries: maxRetries, initial_backoff: initial, max_backoff: max } = this.config.retry;
-    if (schedule) return schedule[attempts - 1];
-    if (attempts > maxRetries) return undefined;
-    return backoffDelay({ initial, max }, attempts);
-  }
-
   /** Attempts a delivery and records the attempt; never rejects (a failure to record is logged, and the delivery held). */
   private async attempt(item: DueDelivery): Promise<void> {
     try {
@@ -209,37 +205,39 @@ export class EventDispatcher {
       tenant_id: event.tenant_id, event_id: event.id, destination_id: destination.id, attempt_number: attemptNumber, manual: delivery.manual,
     };
     const bucket = String(destination.config.bucket);
+    // a template that fails fails again (it is evaluated on the same event); a manual retry is one attempt
+    const policy: RetryPolicy = event.eligible_for_retry && !delivery.manual
+      ? (n, failure) => (failure.error instanceof KeyTemplateError ? undefined : this.retry(n, failure))
+      : noRetry;
+    // The attempt is the key's evaluation (on the first attempt only) and the upload: a failure of either is the attempt's.
     let key = delivery.object_key;
-    let failure: Error | undefined;
+    let outcome: Outcome<unknown> | undefined;
     if (key === null) {
-      try {
-        key = await this.objectKey(event, metadata, awsS3ConfigOf(destination).key_template);
-      } catch (err) {
-        failure = err as Error;
-      }
+      const keyed = await attemptOnce(attemptNumber, () => this.objectKey(event, metadata, awsS3ConfigOf(destination).key_template), policy);
       // Stopped while the template was evaluated (the pool is closed), or the destination was deleted, disabled or
       // changed meanwhile: nothing is recorded, and the delivery stays pending (attempted again with what it is now).
       if (this.stopped || this.changedSince(destination)) return;
-      // a failure to store the key is the store's, not the attempt's: it goes to attempt()'s catch
-      if (key !== null) this.store.setObjectKey(delivery.seq, key);
-    }
-    if (key !== null) {
-      try {
-        await this.sinkOf(destination).put(eventObject(event, metadata, key), this.abort.signal);
-      } catch (err) {
-        failure = err as Error;
+      if (keyed.ok) {
+        key = keyed.value;
+        // a failure to store the key is the store's, not the attempt's: it goes to attempt()'s catch
+        this.store.setObjectKey(delivery.seq, key);
+      } else {
+        outcome = keyed;
       }
     }
-    if (failure) {
+    if (key !== null) {
+      const objectKey = key;
+      outcome = await attemptOnce(attemptNumber, () => this.sinkOf(destination).put(eventObject(event, metadata, objectKey), this.abort.signal), policy);
+    }
+    if (outcome && !outcome.ok) {
       if (this.stopped) return;
-      const templateFailed = failure instanceof KeyTemplateError;
-      const wait = !templateFailed && event.eligible_for_retry && !delivery.manual ? this.retryWait(attemptNumber) : undefined;
-      const code = templateFailed ? 'key_template' : failure instanceof SinkError ? failure.code ?? null : 'error';
+      const { failure, retryIn: wait } = outcome;
+      const code = failure.error instanceof KeyTemplateError ? 'key_template' : failure.fromSink ? failure.code ?? null : 'error';
       this.store.recordAttempt(
-        { ...base, status: 'failed', code, response_data: key ? { bucket, key } : null, error: failure.message, duration_ms: Date.now() - started },
+        { ...base, status: 'failed', code, response_data: key ? { bucket, key } : null, error: failure.error.message, duration_ms: Date.now() - started },
         { seq: delivery.seq, status: wait === undefined ? 'failed' : 'pending', attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
       );
-      const fields = { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id, attempt: attemptNumber, code, err: failure.message };
+      const fields = { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id, attempt: attemptNumber, code, err: failure.error.message };
       if (wait === undefined) this.log.warn(fields, 'event delivery failed; no retry left (POST /api/v1/retry attempts it again)');
       else this.log.debug({ ...fields, retry_in_ms: Math.round(wait) }, 'event delivery failed; retrying');
       return;

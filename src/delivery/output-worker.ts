@@ -3,14 +3,38 @@ import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatc
 import type { DeadLetter } from './dead-letter.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import type { OutputConfig } from '../config/schema.js';
-import { md5, RefusedDecisionsError, SinkError, type Sink, type StoredObject } from '../sinks/types.js';
-import { backoffDelay, pause } from './backoff.js';
-import { bufferLines, contentType, encodeLines, lineLengths, parsedDecisions, transformLines } from './encode.js';
+import { md5, RefusedDecisionsError, type Sink, type StoredObject } from '../sinks/types.js';
+import { attemptUntilDone, retryForever, type Failure, type RetryPolicy } from './attempts.js';
+import { DecisionBatcher } from './batching/decision-batcher.js';
+import { bufferLines, contentType, encodeLines, parsedDecisions, transformLines } from './encode.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
+import { States } from './states.js';
 
+/**
+ * Delivers one decision output from its own position in the buffer: a DecisionBatcher (the batching core)
+ * closes and seals its batches, this worker uploads them and reports how the output is doing.
+ *
+ * Its states, each a named state machine with asserted transitions:
+ *
+ *   lifecycle   created ──start──> running ──drain──> draining
+ *                  │                  │                  │
+ *                  └──────────────────┴──────stop────────┴──> stopped
+ *     running: passes read, close and seal batches when they are due; draining: every open batch is closed
+ *     at once (a shutdown); stopped: nothing starts any more, uploads in flight are aborted (what is not
+ *     delivered stays in the buffer for the next start).
+ *
+ *   pass        idle ──pump──> passing ──pump──> again
+ *                 ^              │  ^             │
+ *                 └──────────────┘  └─────────────┘
+ *     a pump during a pass (an append, a finished upload) does not start a second pass inside the first: it
+ *     asks for one more pass after it (`again`), so re-entrant pumps collapse into one.
+ *
+ * Each batch goes open -> closed -> sealed -> in_flight -> done (batching/lifecycle.ts); an upload is retried
+ * forever with backoff (attempts.ts): the decisions are acknowledged and may not be given up.
+ */
 export type OutputState = 'ok' | 'retrying' | 'failing';
 
 export interface OutputStatus {
@@ -28,48 +52,32 @@ export interface OutputStatus {
   cursor: number;
 }
 
-/** Decisions of one partition and UTC hour that are waiting for their batch to close. */
-interface OpenBatch extends Omit<SealedBatch, 'output'> {
-  /** Arrival time of its first decision: max_age counts from here. */
-  openedAt: number;
-}
-
 /** How far past the cursor an output reads before its uploads catch up: keeps memory flat under a backlog. */
 const READ_AHEAD_BATCHES_PER_UPLOAD = 2;
 
-/** Streams (partition, hour, instance) with an open batch at most; well above 100 partitions x a few hours. */
-const MAX_OPEN_BATCHES = 1000;
+type Lifecycle = 'created' | 'running' | 'draining' | 'stopped';
+type Pass = 'idle' | 'passing' | 'again';
 
-/**
- * Delivers one output from its own position in the buffer.
- *
- * Reads chunk metadata in position order, groups decisions per stream (partition + hour) into open batches,
- * and seals a batch when it reaches max_events or max_bytes, or is max_age old. A sealed batch is recorded in
- * the buffer BEFORE its upload: its key derives from its first and last positions, so a retry, or the upload
- * after a crash, writes the same key with the same bytes. The cursor (all positions <= it delivered) is the
- * lowest position still open or in flight, minus one; the buffer drops what every cursor has passed.
- */
 export class OutputWorker {
   readonly name: string;
   private readonly layout: KeyLayout;
-  /** A batch's decisions at most: 1 for layouts of one object per decision. */
-  private readonly maxEvents: number;
   /** Gzip NDJSON without rules: objects are the stored (compressed) chunks, concatenated. */
   private readonly concatenates: boolean;
-  private readPos: number;
-  private cursor: number;
-  private readonly open = new Map<string, OpenBatch>();
-  /** Per stream, the last position already in a sealed or delivered batch (known from before a restart). */
-  private readonly sealedUpto = new Map<string, number>();
-  private readonly queue: SealedBatch[] = [];
-  /** Batches closed but not yet durably sealed (their seal failed): never uploaded before they are. */
-  private unsealed: SealedBatch[] = [];
-  private readonly inflight = new Set<SealedBatch>();
+  private readonly batcher: DecisionBatcher;
+  /** Uploads, the building of an object and the record of a delivery: retried forever, with backoff. */
+  private readonly retry: RetryPolicy;
   private readonly abort = new AbortController();
-  private pumping = false;
-  private pumpAgain = false;
-  private draining = false;
-  private stopped = false;
+  private readonly lifecycle = new States<Lifecycle>('output worker', 'created', {
+    created: ['running', 'draining', 'stopped'],
+    running: ['draining', 'stopped'],
+    draining: ['stopped'],
+    stopped: [],
+  });
+  private readonly pass = new States<Pass>('output worker pass', 'idle', {
+    idle: ['passing'],
+    passing: ['again', 'idle'],
+    again: ['passing', 'idle'],
+  });
   private timer: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
   private lastError: OutputStatus['last_error'] = null;
@@ -96,25 +104,27 @@ export class OutputWorker {
     this.name = config.name;
     this.errorLog = new RateLimitedLog(log);
     this.layout = keyLayout(config.key);
-    this.maxEvents = this.layout.perDecision ? 1 : config.batch.max_events;
     this.concatenates = config.format === 'ndjson' && config.compression === 'gzip' && config.compression_level === undefined
       && transform === undefined && !this.layout.needsDecisions && !this.layout.perDecision;
-    this.cursor = buffer.cursor(config.name);
-    this.readPos = this.cursor;
-    for (const b of buffer.deliveredBatches(config.name)) this.noteSealed(b);
-    for (const b of buffer.sealedBatches(config.name)) {
-      this.noteSealed(b);
-      this.queue.push(b);
-    }
-    if (this.queue.length > 0) this.log.info({ output: this.name, batches: this.queue.length }, 'uploading batches sealed before the restart');
+    this.retry = retryForever({ initial: config.retry.initial_backoff, max: config.retry.max_backoff });
+    this.batcher = new DecisionBatcher(buffer, {
+      output: config.name,
+      // 1 for layouts of one object per decision
+      limits: { maxEvents: this.layout.perDecision ? 1 : config.batch.max_events, maxBytes: config.batch.max_bytes, maxAge: config.batch.max_age },
+      byInstance: this.layout.byInstance,
+      wholeChunks: this.concatenates,
+      readAhead: config.upload_concurrency * READ_AHEAD_BATCHES_PER_UPLOAD,
+    });
+    const restored = this.batcher.restored;
+    if (restored.length > 0) this.log.info({ output: this.name, batches: restored.length }, 'uploading batches sealed before the restart');
     // Batches sealed under another key, format or compression (the config changed across the restart) go out
     // as they were named then: under the new settings their objects would be written a second time.
     const shape = shapeOf(config);
     const before = buffer.outputShape(config.name);
-    if (before !== undefined && before !== shape && this.queue.length > 0) {
+    if (before !== undefined && before !== shape && restored.length > 0) {
       const [key, format, compression] = JSON.parse(before) as [string, OutputConfig['format'], OutputConfig['compression']];
-      this.legacy = { layout: keyLayout(key), encoding: { ...config, key, format, compression } as OutputConfig, batches: new Set(this.queue) };
-      this.log.warn({ output: this.name, batches: this.queue.length, was: { key, format, compression } },
+      this.legacy = { layout: keyLayout(key), encoding: { ...config, key, format, compression } as OutputConfig, batches: new Set(restored) };
+      this.log.warn({ output: this.name, batches: restored.length, was: { key, format, compression } },
         'the output\'s key, format or compression changed: batches sealed before go out as they were named then');
     } else if (before !== shape) {
       buffer.setOutputShape(config.name, shape);
@@ -131,6 +141,7 @@ export class OutputWorker {
   }
 
   start(): void {
+    this.lifecycle.to('running');
     this.buffer.onAppend(() => this.pump());
     const tick = Math.max(50, Math.min(1000, this.config.batch.max_age / 4));
     this.timer = setInterval(() => this.pump(), tick);
@@ -149,8 +160,8 @@ export class OutputWorker {
       dropped: this.dropped,
       dead_letter: { events: this.deadLetter.count(this.name), file: this.deadLetter.fileOf(this.name) },
       retries: this.retries,
-      pending_batches: this.queue.length + this.inflight.size,
-      cursor: this.cursor,
+      pending_batches: this.batcher.pending,
+      cursor: this.batcher.cursor,
     };
   }
 
@@ -159,7 +170,8 @@ export class OutputWorker {
    * delivered by then stays in the buffer for the next start.
    */
   async drain(deadline: number): Promise<boolean> {
-    this.draining = true;
+    if (this.lifecycle.is('stopped')) return false;
+    if (!this.lifecycle.is('draining')) this.lifecycle.to('draining');
     // The waiter goes first: this very pump may already find the output idle.
     const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.pump();
@@ -172,183 +184,48 @@ export class OutputWorker {
   }
 
   stop(): void {
-    this.stopped = true;
+    if (this.lifecycle.is('stopped')) return;
+    this.lifecycle.to('stopped');
     if (this.timer) clearInterval(this.timer);
     this.abort.abort();
     this.sink.close();
   }
 
+  private get stopped(): boolean {
+    return this.lifecycle.is('stopped');
+  }
+
   /** One pass: read what is new, seal what is due, start uploads. Re-entrant calls collapse into one more pass. */
   pump(): void {
     if (this.stopped) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
+    if (!this.pass.is('idle')) {
+      if (this.pass.is('passing')) this.pass.to('again');
       return;
     }
-    this.pumping = true;
+    this.pass.to('passing');
     try {
       do {
-        this.pumpAgain = false;
-        this.pass();
-      } while (this.pumpAgain && !this.stopped);
+        if (this.pass.is('again')) this.pass.to('passing');
+        this.onePass();
+      } while (this.pass.is('again') && !this.stopped);
       this.passFailed = false;
     } catch (err) {
       this.fail(err as Error);
     } finally {
-      this.pumping = false;
+      this.pass.to('idle');
     }
   }
 
-  private pass(): void {
-    // batches closed by an earlier pass whose seal did not commit (a full disk): sealed first, in order
-    const sealed = this.unsealed;
-    const maxQueued = this.config.upload_concurrency * READ_AHEAD_BATCHES_PER_UPLOAD;
-    // Reads ahead only until enough batches wait for an upload slot: a chunk of 100,000 decisions in a layout
-    // of one object per decision is sealed a few batches per pass, not all at once.
-    const room = () => maxQueued - (this.queue.length + sealed.length + this.inflight.size);
-    while (room() > 0) {
-      const metas = this.buffer.readChunkMetas(this.readPos, 256);
-      if (metas.length === 0) break;
-      for (const meta of metas) {
-        // Decisions spread over thousands of hours or instances would open a batch each: past
-        // MAX_OPEN_BATCHES the oldest open batch is sealed early, which also takes room.
-        if (this.open.size >= MAX_OPEN_BATCHES) {
-          const [key, oldest] = this.open.entries().next().value!;
-          this.open.delete(key);
-          sealed.push(this.toSealed(oldest));
-          if (room() <= 0) break;
-        }
-        this.assign(meta, sealed, room);
-        if (room() <= 0) break;
-      }
-    }
-    const now = Date.now();
-    // Open batches are sealed when due, while there is room for them to wait (the rest at a later pass).
-    for (const [key, batch] of this.open) {
-      if (room() <= 0) break;
-      if (this.draining || now - batch.openedAt >= this.config.batch.max_age) {
-        this.open.delete(key);
-        sealed.push(this.toSealed(batch));
-      }
-    }
-    if (sealed.length > 0) {
-      // if the seal throws, the batches stay here (and hold the cursor) until a later pass seals them
-      this.buffer.seal(sealed);
-      this.unsealed = [];
-      for (const batch of sealed) this.queue.push(batch);
-    }
-    while (this.inflight.size < this.config.upload_concurrency && this.queue.length > 0) {
-      const batch = this.queue.shift()!;
-      this.inflight.add(batch);
-      void this.deliver(batch);
-    }
-    this.moveCursor();
-    if (this.queue.length === 0 && this.inflight.size === 0 && this.open.size === 0 && this.unsealed.length === 0) {
+  private onePass(): void {
+    // if the seal throws, the batches stay closed (and hold the cursor) until a later pass seals them
+    this.batcher.fill(Date.now(), this.lifecycle.is('draining'));
+    for (const batch of this.batcher.takeReady(this.config.upload_concurrency)) void this.deliver(batch);
+    this.batcher.moveCursor();
+    if (this.batcher.idle()) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();
     }
-  }
-
-  /**
-   * Adds the decisions of a chunk beyond readPos to its stream's open batch, sealing batches that fill up,
-   * while `room()` allows more sealed batches; readPos then names the last decision assigned, so the next
-   * pass goes on inside the same chunk.
-   */
-  private assign(meta: ChunkMeta, sealed: SealedBatch[], room: () => number): void {
-    const last = meta.pos + meta.count - 1;
-    const instance = this.layout.byInstance ? meta.instance : null;
-    const key = this.stream(meta.partition, meta.hour, instance);
-    // Already in a batch: up to what batches of this partition and hour sealed, for every instance ('*') or
-    // for this chunk's own (batches of both kinds exist when the layout changed across a restart)
-    const covered = Math.max(this.sealedUpto.get(this.stream(meta.partition, meta.hour, null)) ?? 0,
-      this.sealedUpto.get(this.stream(meta.partition, meta.hour, meta.instance)) ?? 0);
-    let from = Math.max(this.readPos + 1, meta.pos, covered + 1);
-    const { maxEvents } = this;
-    const { max_bytes: maxBytes } = this.config.batch;
-    while (from <= last && room() > 0) {
-      let batch = this.open.get(key);
-      if (!batch) {
-        batch = { partition: meta.partition, hour: meta.hour, instance, first: from, last: from - 1, count: 0, bytes: 0, openedAt: meta.receivedAt };
-        this.open.set(key, batch);
-      }
-      const whole = from === meta.pos;
-      const fitsWhole = whole && batch.count + meta.count <= maxEvents && batch.bytes + meta.bytes <= maxBytes;
-      if (!fitsWhole && this.concatenates && whole && batch.count > 0 && meta.count <= maxEvents && meta.bytes <= maxBytes) {
-        // Objects made of stored chunks close on chunk boundaries (max_events and max_bytes are "at most"):
-        // the batch is sealed and the chunk opens the next one, whole.
-        this.open.delete(key);
-        sealed.push(this.toSealed(batch));
-        continue;
-      }
-      const lengths = fitsWhole ? undefined : this.lineLengthsOf(meta);
-      if (lengths === undefined || lengths === 'corrupt') {
-        // The chunk fits whole, or its bytes cannot be trusted to split: it goes into the batch as one piece
-        // (delivery then sets a corrupt chunk aside as a whole).
-        if (lengths === 'corrupt' && batch.count > 0) {
-          this.open.delete(key);
-          sealed.push(this.toSealed(batch));
-          continue;
-        }
-        batch.count += last - from + 1;
-        batch.bytes += meta.bytes;
-        batch.last = last;
-        from = last + 1;
-      } else {
-        // The chunk does not fit whole: add decision by decision.
-        while (from <= last) {
-          const size = lengths[from - meta.pos]!;
-          if (batch.count > 0 && (batch.count + 1 > maxEvents || batch.bytes + size > maxBytes)) break;
-          batch.count++;
-          batch.bytes += size;
-          batch.last = from;
-          from++;
-        }
-      }
-      if (batch.count >= maxEvents || batch.bytes >= maxBytes || from <= last) {
-        this.open.delete(key);
-        sealed.push(this.toSealed(batch));
-      }
-    }
-    // `from` may have jumped past the chunk (its decisions were in batches sealed before a restart): readPos
-    // must not follow it there, over chunks of other streams not read yet
-    this.readPos = Math.max(this.readPos, Math.min(from - 1, last));
-  }
-
-  /** Line lengths of the chunk read last: a large chunk is split over many passes, and read once. */
-  private lengthsCache: { pos: number; lengths: number[] | 'corrupt' } | undefined;
-
-  private lineLengthsOf(meta: ChunkMeta): number[] | 'corrupt' {
-    if (this.lengthsCache?.pos !== meta.pos) {
-      let lengths: number[] | 'corrupt';
-      try {
-        lengths = lineLengths(this.buffer.readChunk(meta.pos)!.payload);
-      } catch (err) {
-        if (!(err instanceof CorruptChunkError)) throw err;
-        lengths = 'corrupt';
-      }
-      this.lengthsCache = { pos: meta.pos, lengths };
-    }
-    return this.lengthsCache.lengths;
-  }
-
-  private toSealed(batch: OpenBatch): SealedBatch {
-    const sealed: SealedBatch = {
-      output: this.name, partition: batch.partition, hour: batch.hour, instance: batch.instance, first: batch.first, last: batch.last,
-      count: batch.count, bytes: batch.bytes,
-    };
-    this.noteSealed(sealed);
-    return sealed;
-  }
-
-  private noteSealed(batch: SealedBatch): void {
-    const key = this.stream(batch.partition, batch.hour, batch.instance);
-    this.sealedUpto.set(key, Math.max(this.sealedUpto.get(key) ?? 0, batch.last));
-  }
-
-  /** A stream: the decisions one batch may hold (per partition and hour, and per OPA instance for some layouts). */
-  private stream(partition: string, hour: string, instance: string | null): string {
-    return `${partition}\u0000${hour}\u0000${instance ?? '*'}`;
   }
 
   /**
@@ -436,55 +313,54 @@ export class OutputWorker {
    * itself while building the object is retried the same way (loudly): a batch never stays in flight unattended.
    */
   private async deliver(batch: SealedBatch): Promise<void> {
-    const backoff = { initial: this.config.retry.initial_backoff, max: this.config.retry.max_backoff };
+    const { signal } = this.abort;
     const setAside = { events: 0 };
-    let object: StoredObject | undefined;
-    for (let attempt = 1; ; attempt++) {
-      if (this.stopped) return;
-      try {
-        setAside.events = 0;
-        object = await this.objectOf(batch, setAside);
-        break;
-      } catch (err) {
-        if (this.stopped) return;
+    const built = await attemptUntilDone(async () => {
+      setAside.events = 0;
+      return this.objectOf(batch, setAside);
+    }, this.retry, {
+      signal,
+      onFailure: ({ failure }) => {
         this.retries++;
-        this.noteError(batch, err as Error, '(building the object)', true);
-        await pause(backoffDelay(backoff, attempt), this.abort.signal);
-      }
-    }
+        this.noteError(batch, failure, '(building the object)', true);
+      },
+    });
+    if (!built?.ok) return;
+    const object = built.value;
     const key = object?.key ?? '(nothing to write)';
     // every decision dropped by the rules (or set aside): nothing to upload, the batch is done
-    for (let attempt = 1; object && !this.stopped; attempt++) {
-      const started = performance.now();
-      try {
-        let refused = 0;
+    if (object) {
+      const uploaded = await attemptUntilDone(async () => {
         try {
-          await this.sink.put(object, this.abort.signal);
+          await this.sink.put(object, signal);
+          return 0;
         } catch (err) {
           // the receiver took every decision but these, each refused alone as too large: set aside, the batch is done
           if (!(err instanceof RefusedDecisionsError)) throw err;
           const tally = { events: 0 };
           for (const r of err.refused) this.setAside(tally, { reason: 'too_large', first: batch.first, last: batch.last, events: 1, error: r.error, decision: r.decision });
-          refused = tally.events;
-          setAside.events += refused;
+          return tally.events;
         }
-        const written = ('count' in object ? (object.count as number) : 1) - refused;
-        this.delivered.events += written;
-        this.dropped += batch.count - written - setAside.events;
-        this.metrics?.uploadSeconds(this.name, (performance.now() - started) / 1000);
-        this.metrics?.delivered(this.name, written, object.body.length);
-        this.metrics?.dropped(this.name, batch.count - written - setAside.events);
-        this.delivered.objects++;
-        this.delivered.bytes += object.body.length;
-        this.log.debug({ output: this.name, key, events: written, bytes: object.body.length, attempt }, 'batch delivered');
-        break;
-      } catch (err) {
-        if (this.stopped) return;
-        this.retries++;
-        this.metrics?.failed(this.name, err instanceof SinkError && err.permanent);
-        this.noteError(batch, err as Error, key);
-        await pause(backoffDelay(backoff, attempt), this.abort.signal);
-      }
+      }, this.retry, {
+        signal,
+        onFailure: ({ failure }) => {
+          this.retries++;
+          this.metrics?.failed(this.name, failure.permanent);
+          this.noteError(batch, failure, key);
+        },
+      });
+      if (!uploaded?.ok) return;
+      const refused = uploaded.value;
+      setAside.events += refused;
+      const written = ('count' in object ? (object.count as number) : 1) - refused;
+      this.delivered.events += written;
+      this.dropped += batch.count - written - setAside.events;
+      this.metrics?.uploadSeconds(this.name, uploaded.durationMs / 1000);
+      this.metrics?.delivered(this.name, written, object.body.length);
+      this.metrics?.dropped(this.name, batch.count - written - setAside.events);
+      this.delivered.objects++;
+      this.delivered.bytes += object.body.length;
+      this.log.debug({ output: this.name, key, events: written, bytes: object.body.length, attempt: uploaded.attempt }, 'batch delivered');
     }
     if (this.stopped) return;
     if (!object) {
@@ -492,21 +368,12 @@ export class OutputWorker {
       this.metrics?.dropped(this.name, batch.count - setAside.events);
     }
     this.recover(batch);
-    // Delivered; recording it may still fail (a full disk). It stays in flight, holding the cursor, until it is
-    // recorded: were it dropped, the cursor could pass a batch the buffer still lists as sealed.
-    for (let attempt = 1; ; attempt++) {
-      this.inflight.delete(batch);
-      try {
-        this.buffer.complete(batch, this.lowWatermark());
-        break;
-      } catch (err) {
-        this.inflight.add(batch);
-        if (this.stopped) return;
-        this.fail(err as Error);
-        await pause(backoffDelay(backoff, attempt), this.abort.signal);
-      }
-    }
-    this.cursor = Math.max(this.cursor, this.lowWatermark());
+    // Delivered; recording it may still fail (a full disk): it stays in flight, holding the cursor, until it is recorded.
+    const recorded = await attemptUntilDone(async () => this.batcher.complete(batch), this.retry, {
+      signal,
+      onFailure: ({ failure }) => this.fail(failure.error),
+    });
+    if (!recorded?.ok) return;
     if (this.legacy?.batches.delete(batch) && this.legacy.batches.size === 0) {
       // every batch of the old settings is out: from now on a restart needs no memory of them
       this.legacy = undefined;
@@ -539,9 +406,8 @@ export class OutputWorker {
     if (before !== 'ok' && this.state() === 'ok') this.log.info({ output: this.name, target: this.sink.target }, 'output delivers again');
   }
 
-  private noteError(batch: SealedBatch, err: Error, key: string, internal = false): void {
-    const permanent = internal || (err instanceof SinkError && err.permanent);
-    const code = err instanceof SinkError ? err.code : undefined;
+  private noteError(batch: SealedBatch, { error: err, permanent: sinkPermanent, code }: Failure, key: string, internal = false): void {
+    const permanent = internal || sinkPermanent;
     const wasState = this.state();
     // one batch that cannot be fixed by retrying makes the output failing, whatever the others do
     this.failingBatches.set(batch, permanent);
@@ -564,30 +430,6 @@ export class OutputWorker {
     this.passFailed = true;
     this.lastError = { message: err.message, at: new Date().toISOString() };
     this.errorLog.error(`pass:${err.message}`, { output: this.name, err }, 'output hit an internal error; it tries again at its next pass, decisions stay buffered');
-  }
-
-  /**
-   * The highest position with everything at or below it delivered: below the first decision of every batch
-   * not yet delivered, and never past readPos (decisions beyond it are not in any batch yet, even when
-   * batches sealed before a restart, further on, are already queued).
-   */
-  private lowWatermark(): number {
-    let lowest = this.readPos + 1;
-    for (const b of this.open.values()) lowest = Math.min(lowest, b.first);
-    for (const b of this.queue) lowest = Math.min(lowest, b.first);
-    for (const b of this.inflight) lowest = Math.min(lowest, b.first);
-    for (const b of this.unsealed) lowest = Math.min(lowest, b.first);
-    return lowest - 1;
-  }
-
-  private moveCursor(): void {
-    const next = this.lowWatermark();
-    // Persisted here only when nothing is in flight (e.g. decisions skipped after a restart); uploads persist it.
-    if (next > this.cursor && this.inflight.size === 0) {
-      this.buffer.setCursor(this.name, next);
-      this.cursor = next;
-      this.buffer.trim();
-    }
   }
 }
 
