@@ -4,7 +4,8 @@
  *
  * Every value is read from the decision's own text: a JSON column holds the exact source slice of its value
  * (number text, key order and escapes as OPA sent them: a 20-digit integer stays 20 digits, which a
- * JSON.parse + JSON.stringify round trip would round), never a re-serialization. A value that does not fit
+ * JSON.parse + JSON.stringify round trip would round), never a re-serialization. The one change: a lone
+ * UTF-16 surrogate becomes U+FFFD, in strings and in JSON text alike (src/formats/well-formed.ts). A value that does not fit
  * its typed column (a `timestamp` that is not RFC 3339, a `req_id` that is not an int64, `labels` with a
  * non-string value, ...) is not an error: the column is null and the member goes to `extra`, with every
  * top-level member the schema has no column for, so nothing the decision said is lost.
@@ -12,6 +13,7 @@
 
 import { keyIs, parseJson, stringValue, type JsonMember, type JsonNode, type JsonScalar } from '../json/source-tree.js';
 import { rfc3339Micros } from './rfc3339.js';
+import { wellFormed, wellFormedJson } from './well-formed.js';
 
 export interface DecisionRow {
   decision_id: string | null;
@@ -46,8 +48,6 @@ const TYPED_FIELDS: readonly string[] = [...STRING_FIELDS, ...JSON_FIELDS, ...LI
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-/** A lone UTF-16 surrogate: a JSON escape can make one, UTF-8 (and so a Parquet STRING) cannot hold it. */
-const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /** The row of one decision's JSON text. Throws JsonSyntaxError on text that is not JSON. */
 export function decisionRow(text: string): DecisionRow {
@@ -57,7 +57,7 @@ export function decisionRow(text: string): DecisionRow {
   };
   const root = parseJson(text);
   if (root.type !== 'object') {
-    row.extra = text.slice(root.start, root.end);
+    row.extra = wellFormedJson(text.slice(root.start, root.end));
     return row;
   }
   const members = root.members;
@@ -88,7 +88,7 @@ function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
       return true;
     }
     case 'bundles': case 'input': case 'result': case 'metrics': case 'nd_builtin_cache':
-      row[field] = value.src.slice(value.start, value.end);
+      row[field] = wellFormedJson(value.src.slice(value.start, value.end));
       return true;
     case 'erased': case 'masked': {
       if (value.type !== 'array') return false;
@@ -115,7 +115,7 @@ function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
       for (const m of value.members) {
         const key = keyText(m);
         const s = stringOf(m.value);
-        if (key === undefined || s === undefined || keys.has(key)) return false;
+        if (s === undefined || keys.has(key)) return false;
         keys.add(key);
         labels.push([key, s]);
       }
@@ -136,19 +136,17 @@ function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
   }
 }
 
-/** A string value that UTF-8 can hold, else undefined. */
+/** A string node's value (only an escape can make a lone surrogate: the text itself is decoded UTF-8), else undefined. */
 function stringOf(node: JsonNode): string | undefined {
   if (node.type !== 'string') return undefined;
   const s = stringValue(node as JsonScalar);
-  return node.escaped && LONE_SURROGATE.test(s) ? undefined : s;
+  return node.escaped ? wellFormed(s) : s;
 }
 
-function keyText(m: JsonMember): string | undefined {
-  if (!m.escaped) return m.src.slice(m.keyStart + 1, m.keyEnd - 1);
-  const key = JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string;
-  return LONE_SURROGATE.test(key) ? undefined : key;
+function keyText(m: JsonMember): string {
+  return m.escaped ? wellFormed(JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string) : m.src.slice(m.keyStart + 1, m.keyEnd - 1);
 }
 
 function memberText(m: JsonMember): string {
-  return `${m.src.slice(m.keyStart, m.keyEnd)}:${m.value.src.slice(m.value.start, m.value.end)}`;
+  return wellFormedJson(`${m.src.slice(m.keyStart, m.keyEnd)}:${m.value.src.slice(m.value.start, m.value.end)}`);
 }

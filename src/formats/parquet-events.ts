@@ -7,9 +7,12 @@
  * | time | TIMESTAMP(MICROS, UTC) | its RFC 3339 time (null if the text is not one) |
  * | metadata | MAP<STRING, STRING> | its metadata, in key order as stored |
  * | data | JSON | its data's exact text |
+ *
+ * A lone UTF-16 surrogate in any of them becomes U+FFFD (src/formats/well-formed.ts).
  */
 
 import { rfc3339Micros } from './rfc3339.js';
+import { wellFormed, wellFormedJson } from './well-formed.js';
 import {
   jsonColumn, parquetTableWriter, stringColumn, stringMapColumn, timestampColumn,
   type ParquetColumn, type ParquetOptions, type ParquetTableWriter,
@@ -45,10 +48,11 @@ export class EventParquetWriter {
   }
 
   add(event: ParquetEvent): void {
-    const metadata = Object.entries(event.metadata);
+    const metadata = Object.entries(event.metadata).map(([k, v]): [string, string] => [wellFormed(k), wellFormed(v)]);
     let size = event.id.length + event.topic.length + event.time.length + event.data.length;
     for (const [k, v] of metadata) size += k.length + v.length;
-    this.table.add({ id: event.id, topic: event.topic, time: rfc3339Micros(event.time) ?? null, metadata, data: event.data }, size);
+    const row = { id: wellFormed(event.id), topic: wellFormed(event.topic), time: rfc3339Micros(event.time) ?? null, metadata, data: wellFormedJson(event.data) };
+    this.table.add(row, size);
   }
 
   takeChunks(): Buffer[] {
