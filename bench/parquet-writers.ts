@@ -3,7 +3,7 @@
  * Results and the reasoning: docs/parquet-writers.md.
  *
  *   mkdir -p /tmp/pq && cd /tmp/pq && npm init -y && npm install parquet-wasm apache-arrow hyparquet-writer \
- *     @hpcc-js/wasm-zstd @dsnp/parquetjs @duckdb/node-api
+ *     @bokuweb/zstd-wasm @hpcc-js/wasm-zstd @dsnp/parquetjs @duckdb/node-api
  *   node --import tsx bench/parquet-writers.ts --modules /tmp/pq/node_modules [--decisions 20000] [--out /tmp/pq-out]
  *
  * The candidates come from a scratch folder (--modules), not from the project's dependencies, so that
@@ -24,10 +24,11 @@ import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { decisionRow, type DecisionRow } from '../src/formats/decision-row.js';
+import { encodeDecisionsParquet } from '../src/formats/parquet-decisions.js';
 import { benchDecision } from './payloads.js';
 
 type Compression = 'zstd' | 'snappy' | 'gzip' | 'none';
-type Encoder = (rows: DecisionRow[], compression: Compression, file: string) => Promise<Uint8Array>;
+type Encoder = (rows: DecisionRow[], compression: Compression, file: string, texts: string[]) => Promise<Uint8Array>;
 
 const ROWS_PER_GROUP = 10_000;
 const COMPRESSIONS: Compression[] = ['zstd', 'snappy', 'gzip', 'none'];
@@ -55,11 +56,20 @@ const STRING_COLUMNS = ['decision_id', 'path', 'requested_by', 'revision'] as co
 // ---------------------------------------------------------------------------------------------------------
 // The candidates
 
-/** hyparquet-writer 0.17 (pure JS) with zstd from @hpcc-js/wasm-zstd and gzip from node:zlib. */
-const hyparquet: Encoder = async (rows, compression) => {
+interface Zstd { compress(b: Uint8Array, level?: number): Uint8Array }
+const zstdOf: Record<string, () => Promise<Zstd>> = {
+  '@bokuweb/zstd-wasm': async () => {
+    const z = await load<{ default: Zstd & { init(): Promise<void> } }>('@bokuweb/zstd-wasm');
+    await z.default.init();
+    return z.default;
+  },
+  '@hpcc-js/wasm-zstd': async () => (await load<{ Zstd: { load(): Promise<Zstd> } }>('@hpcc-js/wasm-zstd')).Zstd.load(),
+};
+
+/** hyparquet-writer 0.17 (pure JS) with zstd from a WebAssembly build of libzstd and gzip from node:zlib. */
+const hyparquet = (zstdPackage: string): Encoder => async (rows, compression) => {
   const { ParquetWriter, ByteWriter } = await load<typeof import('hyparquet-writer')>('hyparquet-writer');
-  const { Zstd } = await load<{ Zstd: { load(): Promise<{ compress(b: Uint8Array, level?: number): Uint8Array }> } }>('@hpcc-js/wasm-zstd');
-  const zstd = await Zstd.load();
+  const zstd = await zstdOf[zstdPackage]!();
   const str = (name: string, required = false) => ({ name, type: 'BYTE_ARRAY', repetition_type: required ? 'REQUIRED' : 'OPTIONAL', converted_type: 'UTF8', logical_type: { type: 'STRING' } });
   const json = (name: string) => ({ name, type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL', logical_type: { type: 'JSON' } });
   const list = (name: string) => [
@@ -192,7 +202,21 @@ const duckdb: Encoder = async (rows, compression, file) => {
   return readFileSync(file);
 };
 
-const CANDIDATES: Record<string, Encoder> = { 'hyparquet-writer': hyparquet, 'parquet-wasm + apache-arrow': parquetWasm, '@dsnp/parquetjs': parquetjs, '@duckdb/node-api': duckdb };
+const CANDIDATES: Record<string, Encoder> = {
+  'hyparquet-writer + @bokuweb/zstd-wasm': hyparquet('@bokuweb/zstd-wasm'),
+  'hyparquet-writer + @hpcc-js/wasm-zstd': hyparquet('@hpcc-js/wasm-zstd'),
+  'parquet-wasm + apache-arrow': parquetWasm,
+  '@dsnp/parquetjs': parquetjs,
+  '@duckdb/node-api': duckdb,
+  // what Sluice will run, from the project's own dependencies: NDJSON in, so splitting into rows is included
+  'Sluice: encodeDecisionsParquet (split included)': async (_rows, compression, _file, texts) => {
+    const lines = Buffer.from(texts.map((t) => `${t}\n`).join(''));
+    const rowGroupBytes = Math.round((lines.length / texts.length) * ROWS_PER_GROUP);
+    return (await encodeDecisionsParquet([lines], { compression, rowGroupBytes })).body;
+  },
+};
+/** Candidates that differ from another only in their zstd: measured with zstd alone. */
+const ZSTD_ONLY = new Set(['hyparquet-writer + @hpcc-js/wasm-zstd']);
 
 // ---------------------------------------------------------------------------------------------------------
 // One measurement (a child process)
@@ -230,11 +254,11 @@ async function child(candidate: string, compression: Compression): Promise<void>
   }
   try {
     // the first run loads the library (and compiles its WebAssembly) and warms the JIT; the second is timed
-    const first = await CANDIDATES[candidate]!(rows, compression, `${file}.1`);
+    const first = await CANDIDATES[candidate]!(rows, compression, `${file}.1`, texts);
     const firstHash = createHash('sha256').update(first).digest('hex');
     writeFileSync(file, first);
     const started = process.cpuUsage();
-    const second = await CANDIDATES[candidate]!(rows, compression, `${file}.2`);
+    const second = await CANDIDATES[candidate]!(rows, compression, `${file}.2`, texts);
     const encodeMs = cpuMs(started);
     const deterministic = createHash('sha256').update(second).digest('hex') === firstHash;
     rmSync(`${file}.1`, { force: true });
@@ -296,6 +320,7 @@ async function parent(): Promise<void> {
   console.log(`| NDJSON + gzip -6 (reference) | gzip | ${Math.round(decisions / (baseline.encodeMs! / 1000)).toLocaleString('en')} | - | ${(baseline.bytes! / decisions).toFixed(1)} | yes | - |`);
   for (const candidate of Object.keys(CANDIDATES)) {
     for (const compression of COMPRESSIONS) {
+      if (ZSTD_ONLY.has(candidate) && compression !== 'zstd') continue;
       const m = run(candidate, compression);
       if (!m.ok) {
         console.log(`| ${candidate} | ${compression} | fails: ${m.error} | | | | |`);
