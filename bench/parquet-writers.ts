@@ -4,7 +4,8 @@
  *
  *   mkdir -p /tmp/pq && cd /tmp/pq && npm init -y && npm install parquet-wasm apache-arrow hyparquet-writer \
  *     @bokuweb/zstd-wasm @hpcc-js/wasm-zstd @dsnp/parquetjs @duckdb/node-api
- *   node --import tsx bench/parquet-writers.ts --modules /tmp/pq/node_modules [--decisions 20000] [--out /tmp/pq-out]
+ *   node --import tsx bench/parquet-writers.ts --modules /tmp/pq/node_modules [--decisions 20000] [--out /tmp/pq-out] [--only NAME]
+ *   node --expose-gc --import tsx bench/parquet-writers.ts --memory 64 [--row-group-mib 8]   (see memory() below)
  *
  * The candidates come from a scratch folder (--modules), not from the project's dependencies, so that
  * measuring four libraries installs none of them into the project. Each (writer, compression) runs in a
@@ -59,9 +60,10 @@ const STRING_COLUMNS = ['decision_id', 'path', 'requested_by', 'revision'] as co
 interface Zstd { compress(b: Uint8Array, level?: number): Uint8Array }
 const zstdOf: Record<string, () => Promise<Zstd>> = {
   '@bokuweb/zstd-wasm': async () => {
-    const z = await load<{ default: Zstd & { init(): Promise<void> } }>('@bokuweb/zstd-wasm');
-    await z.default.init();
-    return z.default;
+    const z = await load<{ default?: Zstd & { init(): Promise<void> } } & Zstd & { init(): Promise<void> }>('@bokuweb/zstd-wasm');
+    const zstd = z.default ?? z;
+    await zstd.init();
+    return zstd;
   },
   '@hpcc-js/wasm-zstd': async () => (await load<{ Zstd: { load(): Promise<Zstd> } }>('@hpcc-js/wasm-zstd')).Zstd.load(),
 };
@@ -318,7 +320,8 @@ async function parent(): Promise<void> {
   console.log('| writer | compression | decisions per CPU-second encoded | peak RSS above baseline | bytes/decision | deterministic | DuckDB reads back |');
   console.log('| --- | --- | ---: | ---: | ---: | --- | --- |');
   console.log(`| NDJSON + gzip -6 (reference) | gzip | ${Math.round(decisions / (baseline.encodeMs! / 1000)).toLocaleString('en')} | - | ${(baseline.bytes! / decisions).toFixed(1)} | yes | - |`);
-  for (const candidate of Object.keys(CANDIDATES)) {
+  const only = arg('only', '');
+  for (const candidate of Object.keys(CANDIDATES).filter((c) => c.includes(only))) {
     for (const compression of COMPRESSIONS) {
       if (ZSTD_ONLY.has(candidate) && compression !== 'zstd') continue;
       const m = run(candidate, compression);
@@ -334,5 +337,42 @@ async function parent(): Promise<void> {
   }
 }
 
-if (args.includes('--child')) await child(arg('child', ''), arg('compression', 'zstd') as Compression);
+/**
+ * `--memory MiB [--row-group-mib 8]`: the peak RSS of Sluice's encoder over one batch of that many MiB of
+ * NDJSON (the default batch `max_bytes` is 64 MiB), with row groups of that size (default 8 MiB, as
+ * Sluice's), the decisions made 1 MiB at a time as the decision buffer yields them. Each row group's bytes are taken as it is written (`takeChunks`) and
+ * kept, as an upload of the whole object would keep them.
+ */
+async function memory(mib: number): Promise<void> {
+  const { decisionParquetWriter } = await import('../src/formats/parquet-decisions.js');
+  const now = new Date('2026-12-01T10:00:00Z');
+  const rowGroupMiB = Number(arg('row-group-mib', '8'));
+  const writer = await decisionParquetWriter({ compression: 'zstd', rowGroupBytes: rowGroupMiB * 1024 * 1024 });
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  const kept: Buffer[] = [];
+  let bytes = 0;
+  let seq = 0;
+  const started = process.cpuUsage();
+  while (bytes < mib * 1024 * 1024) {
+    const group: string[] = [];
+    for (let size = 0; size < 1024 * 1024; seq++) {
+      const text = `${JSON.stringify(benchDecision(`mem-${seq}`, seq, now))}\n`;
+      group.push(text);
+      size += text.length;
+      bytes += text.length;
+    }
+    writer.add(Buffer.from(group.join('')));
+    kept.push(...writer.takeChunks());
+  }
+  kept.push(writer.finish());
+  const cpu = cpuMs(started);
+  const size = kept.reduce((n, b) => n + b.length, 0);
+  const peak = process.resourceUsage().maxRSS * 1024;
+  const MiB = 1024 * 1024;
+  console.log(`${seq} decisions (${(bytes / MiB).toFixed(0)} MiB NDJSON) -> ${(size / MiB).toFixed(1)} MiB Parquet (zstd) with row groups of ${rowGroupMiB} MiB in ${(cpu / 1000).toFixed(1)} CPU-s, making the decisions included; RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB`);
+}
+
+if (args.includes('--memory')) await memory(Number(arg('memory', '64')));
+else if (args.includes('--child')) await child(arg('child', ''), arg('compression', 'zstd') as Compression);
 else await parent();
