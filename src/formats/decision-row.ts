@@ -1,0 +1,152 @@
+/**
+ * One OPA decision (its stored JSON text) split into the typed columns of the Parquet decision schema
+ * (src/formats/parquet-decisions.ts), independent of any Parquet writer.
+ *
+ * Every value is read from the decision's own text: a JSON column holds the exact source slice of its value
+ * (number text, key order and escapes as OPA sent them: a 20-digit integer stays 20 digits, which a
+ * JSON.parse + JSON.stringify round trip would round), never a re-serialization. The one change: a lone
+ * UTF-16 surrogate becomes U+FFFD, in strings and in JSON text alike (src/formats/well-formed.ts). A value that does not fit
+ * its typed column (a `timestamp` that is not RFC 3339, a `req_id` that is not an int64, `labels` with a
+ * non-string value, ...) is not an error: the column is null and the member goes to `extra`, with every
+ * top-level member the schema has no column for, so nothing the decision said is lost.
+ */
+
+import { keyIs, parseJson, stringValue, type JsonMember, type JsonNode, type JsonScalar } from '../json/source-tree.js';
+import { rfc3339Micros } from './rfc3339.js';
+import { wellFormed, wellFormedJson } from './well-formed.js';
+
+export interface DecisionRow {
+  decision_id: string | null;
+  path: string | null;
+  /** Microseconds since the epoch, UTC. */
+  timestamp: bigint | null;
+  /** In source order; keys are unique (a decision with duplicate label keys keeps its labels in `extra`). */
+  labels: Array<[key: string, value: string]> | null;
+  requested_by: string | null;
+  req_id: bigint | null;
+  revision: string | null;
+  bundles: string | null;
+  input: string | null;
+  result: string | null;
+  metrics: string | null;
+  nd_builtin_cache: string | null;
+  erased: string[] | null;
+  masked: string[] | null;
+  /**
+   * A JSON object of the members that have no column or did not fit theirs, in source order, each written
+   * as its source text; null when there are none. For a decision that is not a JSON object at all, its
+   * whole text.
+   */
+  extra: string | null;
+}
+
+const STRING_FIELDS = ['decision_id', 'path', 'requested_by', 'revision'] as const;
+const JSON_FIELDS = ['bundles', 'input', 'result', 'metrics', 'nd_builtin_cache'] as const;
+const LIST_FIELDS = ['erased', 'masked'] as const;
+/** Every member name with a column of its own, in the order the members are tried. */
+const TYPED_FIELDS: readonly string[] = [...STRING_FIELDS, ...JSON_FIELDS, ...LIST_FIELDS, 'timestamp', 'labels', 'req_id'];
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** The row of one decision's JSON text. Throws JsonSyntaxError on text that is not JSON. */
+export function decisionRow(text: string): DecisionRow {
+  const row: DecisionRow = {
+    decision_id: null, path: null, timestamp: null, labels: null, requested_by: null, req_id: null, revision: null,
+    bundles: null, input: null, result: null, metrics: null, nd_builtin_cache: null, erased: null, masked: null, extra: null,
+  };
+  const root = parseJson(text);
+  if (root.type !== 'object') {
+    row.extra = wellFormedJson(text.slice(root.start, root.end));
+    return row;
+  }
+  const members = root.members;
+  // the last member of a name is the decision's value (as JSON.parse reads it); earlier ones are shadowed
+  const extra: string[] = [];
+  const seen = new Set<string>();
+  for (let i = members.length - 1; i >= 0; i--) {
+    const member = members[i]!;
+    const field = TYPED_FIELDS.find((name) => keyIs(member, name));
+    if (field !== undefined) {
+      if (seen.has(field)) continue;
+      seen.add(field);
+      if (setTyped(row, field, member.value)) continue;
+    }
+    extra.push(memberText(member));
+  }
+  if (extra.length > 0) row.extra = `{${extra.reverse().join(',')}}`;
+  return row;
+}
+
+/** Puts a member's value in its typed column; false if it does not fit there. */
+function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
+  switch (field) {
+    case 'decision_id': case 'path': case 'requested_by': case 'revision': {
+      const s = stringOf(value);
+      if (s === undefined) return false;
+      row[field] = s;
+      return true;
+    }
+    case 'bundles': case 'input': case 'result': case 'metrics': case 'nd_builtin_cache':
+      row[field] = wellFormedJson(value.src.slice(value.start, value.end));
+      return true;
+    case 'erased': case 'masked': {
+      if (value.type !== 'array') return false;
+      const items: string[] = [];
+      for (const item of value.items) {
+        const s = stringOf(item);
+        if (s === undefined) return false;
+        items.push(s);
+      }
+      row[field] = items;
+      return true;
+    }
+    case 'timestamp': {
+      const s = stringOf(value);
+      const micros = s === undefined ? undefined : rfc3339Micros(s);
+      if (micros === undefined) return false;
+      row.timestamp = micros;
+      return true;
+    }
+    case 'labels': {
+      if (value.type !== 'object') return false;
+      const labels: Array<[string, string]> = [];
+      const keys = new Set<string>();
+      for (const m of value.members) {
+        const key = keyText(m);
+        const s = stringOf(m.value);
+        if (s === undefined || keys.has(key)) return false;
+        keys.add(key);
+        labels.push([key, s]);
+      }
+      row.labels = labels;
+      return true;
+    }
+    case 'req_id': {
+      if (value.type !== 'number') return false;
+      const digits = value.src.slice(value.start, value.end);
+      if (!/^-?\d+$/.test(digits)) return false;
+      const n = BigInt(digits);
+      if (n < INT64_MIN || n > INT64_MAX) return false;
+      row.req_id = n;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** A string node's value (only an escape can make a lone surrogate: the text itself is decoded UTF-8), else undefined. */
+function stringOf(node: JsonNode): string | undefined {
+  if (node.type !== 'string') return undefined;
+  const s = stringValue(node as JsonScalar);
+  return node.escaped ? wellFormed(s) : s;
+}
+
+function keyText(m: JsonMember): string {
+  return m.escaped ? wellFormed(JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string) : m.src.slice(m.keyStart + 1, m.keyEnd - 1);
+}
+
+function memberText(m: JsonMember): string {
+  return wellFormedJson(`${m.src.slice(m.keyStart, m.keyEnd)}:${m.value.src.slice(m.value.start, m.value.end)}`);
+}

@@ -1,0 +1,237 @@
+/**
+ * Parquet files of rows, row group by row group, with deterministic bytes: the same rows and options always
+ * give the same file (no creation time, no random id, a fixed `created_by`), so an object uploaded again
+ * after a crash is byte-identical under its key. The schemas are in parquet-decisions.ts and parquet-events.ts.
+ *
+ * The writer is hyparquet-writer (pure JavaScript, no native code, nothing downloaded at install), chosen by
+ * measurement over parquet-wasm + apache-arrow, @dsnp/parquetjs and DuckDB: docs/parquet-writers.md. Its
+ * codecs: snappy (its own), gzip (node:zlib) and zstd from @bokuweb/zstd-wasm (Node 20 has no zstd), always
+ * the WebAssembly build even where node:zlib has zstd, so the bytes do not change with the Node version.
+ * (@hpcc-js/wasm-zstd writes the same bytes, but copies its output out of WebAssembly memory through a JS
+ * array: zstd took 2.7 times the CPU, a quarter of the whole encoding.)
+ *
+ * Memory: rows are held until they make a row group of `rowGroupBytes` (by their JSON text's length, about
+ * their uncompressed size in the file), then encoded and dropped; the file so far is held as compressed
+ * chunks, which a caller can take (`takeChunks`) to send on while the next row group fills.
+ */
+
+import { gzipSync } from 'node:zlib';
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
+
+export type ParquetCompression = 'zstd' | 'snappy' | 'gzip' | 'none';
+
+export interface ParquetOptions {
+  /** Compression of every page; `zstd` is what outputs default to. */
+  compression: ParquetCompression;
+  /**
+   * A row group is written once its rows' JSON text reaches this many bytes (default 8 MiB). Athena and
+   * DuckDB read a file row group by row group; the writer's memory grows with it (docs/parquet-writers.md).
+   */
+  rowGroupBytes?: number;
+}
+
+/**
+ * 8 MiB of decisions' JSON per row group (~11,000 bench decisions, ~0.8 MiB of zstd Parquet); a 64 MiB batch
+ * (the default max_bytes) is eight. Chosen for the 256 MiB RSS bound rather than Athena's usual 64-128 MiB:
+ * measured over a 64 MiB batch (bench/parquet-writers.ts --memory), files are the same size with 8, 16 or
+ * 32 MiB row groups (79 bytes a decision with zstd), while the encoder's peak RSS above the process's start
+ * is ~115 / ~145 / ~130 MiB with a 96 MiB old generation, at 1.0 / 1.1 / 1.8 times the CPU, and 135-175 /
+ * ~240 / ~340 MiB with V8's default heap.
+ */
+export const DEFAULT_ROW_GROUP_BYTES = 8 * 1024 * 1024;
+
+/** What every file says wrote it: a constant, so that it never makes two encodings of the same rows differ. */
+const CREATED_BY = 'sluice';
+
+type SchemaElement = ConstructorParameters<typeof ParquetWriter>[0]['schema'][number];
+type Compressor = (input: Uint8Array) => Uint8Array;
+
+/** One top-level column: its schema elements (a group's children after it) and its value in a row. */
+export interface ParquetColumn<Row> {
+  schema: SchemaElement[];
+  value: (row: Row) => unknown;
+  /** Min/max statistics in the footer; off for JSON text, where they only cost space (default on). */
+  statistics?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Column kinds
+
+const utf8 = (name: string, required = false): SchemaElement => ({
+  name, type: 'BYTE_ARRAY', repetition_type: required ? 'REQUIRED' : 'OPTIONAL', converted_type: 'UTF8', logical_type: { type: 'STRING' },
+});
+
+/** A STRING column (UTF-8). */
+export function stringColumn<Row>(name: string, value: (row: Row) => string | null): ParquetColumn<Row> {
+  return { schema: [utf8(name)], value };
+}
+
+/**
+ * JSON text with Parquet's JSON logical type: DuckDB reads it as JSON, Athena as a string for json_extract.
+ * The values are the texts themselves, written byte for byte.
+ */
+export function jsonColumn<Row>(name: string, value: (row: Row) => string | null): ParquetColumn<Row> {
+  return { schema: [{ name, type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL', logical_type: { type: 'JSON' } }], value, statistics: false };
+}
+
+/** TIMESTAMP(MICROS, UTC) from microseconds since the epoch: the unit Athena and Spark read. */
+export function timestampColumn<Row>(name: string, value: (row: Row) => bigint | null): ParquetColumn<Row> {
+  return {
+    schema: [{ name, type: 'INT64', repetition_type: 'OPTIONAL', converted_type: 'TIMESTAMP_MICROS', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' } }],
+    value,
+  };
+}
+
+export function int64Column<Row>(name: string, value: (row: Row) => bigint | null): ParquetColumn<Row> {
+  return { schema: [{ name, type: 'INT64', repetition_type: 'OPTIONAL' }], value };
+}
+
+/** MAP<STRING, STRING>, entries in the order given. */
+export function stringMapColumn<Row>(name: string, value: (row: Row) => Array<[string, string]> | null): ParquetColumn<Row> {
+  return {
+    schema: [
+      { name, repetition_type: 'OPTIONAL', converted_type: 'MAP', logical_type: { type: 'MAP' }, num_children: 1 },
+      { name: 'key_value', repetition_type: 'REPEATED', num_children: 2 },
+      utf8('key', true),
+      utf8('value'),
+    ],
+    value,
+  };
+}
+
+/** LIST<STRING> (the three-level list of the Parquet spec). */
+export function stringListColumn<Row>(name: string, value: (row: Row) => string[] | null): ParquetColumn<Row> {
+  return {
+    schema: [
+      { name, repetition_type: 'OPTIONAL', converted_type: 'LIST', logical_type: { type: 'LIST' }, num_children: 1 },
+      { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+      utf8('element', true),
+    ],
+    value,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Codecs
+
+interface Zstd { init(): Promise<void>; compress(data: Uint8Array, level?: number): Uint8Array }
+let zstdLoading: Promise<Zstd> | undefined;
+
+/** The zstd module, its WebAssembly compiled (once per process: the package keeps one instance). */
+async function loadZstd(): Promise<Zstd> {
+  // a CommonJS package: its functions are on the default export
+  const imported = (await import('@bokuweb/zstd-wasm')) as unknown as { default?: Zstd } & Zstd;
+  const zstd = imported.default ?? imported;
+  await zstd.init();
+  return zstd;
+}
+
+/** The compressor of a codec; zstd's WebAssembly is compiled once per process, on first use. */
+async function compressorOf(compression: ParquetCompression): Promise<Compressor | undefined> {
+  switch (compression) {
+    case 'zstd': {
+      // a failed load is not kept: the next file tries again
+      zstdLoading ??= loadZstd().catch((err: unknown) => {
+        zstdLoading = undefined;
+        throw err;
+      });
+      const zstd = await zstdLoading;
+      // level 3: zstd's own default, and a constant, since the level is part of what the bytes depend on
+      return (data) => zstd.compress(data, 3);
+    }
+    case 'gzip':
+      return (data) => gzipSync(data, { level: 6 });
+    default:
+      return undefined;
+  }
+}
+
+const CODEC = { zstd: 'ZSTD', snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
+
+// ---------------------------------------------------------------------------------------------------------
+// The writer
+
+/** A ByteWriter whose written bytes can be taken away after each row group, so they are not held twice. */
+class ChunkWriter extends ByteWriter {
+  readonly chunks: Buffer[] = [];
+
+  // ParquetWriter calls the Writer interface's optional flush after each row group (ByteWriter has none)
+  flush(): void {
+    // a copy: the writer's buffer is reused for the next row group
+    if (this.index > 0) this.chunks.push(Buffer.from(this.buffer.slice(0, this.index)));
+    this.index = 0;
+  }
+
+  override finish(): void {
+    this.flush();
+  }
+}
+
+/** Rows into one Parquet file. Make one with `parquetTableWriter`; not reusable after `finish`. */
+export class ParquetTableWriter<Row> {
+  private readonly writer = new ChunkWriter();
+  private readonly parquet: ParquetWriter;
+  private pending: Row[] = [];
+  private pendingBytes = 0;
+  private finished = false;
+  /** Rows added so far. */
+  count = 0;
+
+  constructor(private readonly columns: ReadonlyArray<ParquetColumn<Row>>, codec: ParquetCompression, compressor: Compressor | undefined, private readonly rowGroupBytes: number) {
+    this.parquet = new ParquetWriter({
+      writer: this.writer,
+      schema: [{ name: 'root', num_children: columns.length }, ...columns.flatMap((c) => c.schema)],
+      codec: CODEC[codec],
+      compressors: compressor === undefined ? {} : { [CODEC[codec]]: compressor },
+      createdBy: CREATED_BY,
+    });
+  }
+
+  /**
+   * Adds a row of about `size` uncompressed bytes (its JSON text's length will do); writes a row group when
+   * the pending rows reach `rowGroupBytes`.
+   */
+  add(row: Row, size: number): void {
+    if (this.finished) throw new Error('Parquet file already finished');
+    this.pending.push(row);
+    this.pendingBytes += size;
+    this.count++;
+    if (this.pendingBytes >= this.rowGroupBytes) this.writeRowGroup();
+  }
+
+  /** The file's bytes written so far (whole row groups), handed over: they are not returned again. */
+  takeChunks(): Buffer[] {
+    return this.writer.chunks.splice(0);
+  }
+
+  /** Writes the last row group and the footer; returns the rest of the file (all of it if nothing was taken). */
+  finish(): Buffer {
+    if (this.finished) throw new Error('Parquet file already finished');
+    this.finished = true;
+    this.writeRowGroup();
+    // hyparquet-writer JSON.stringify()s the values of a column annotated with the JSON converted type, so
+    // the annotation (which DuckDB needs to read the column as JSON rather than BLOB) goes into the footer's
+    // schema only, after every exact text is written; the footer is the only place the schema is written
+    this.parquet.schema = this.parquet.schema.map((e) => (e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e));
+    void this.parquet.finish();
+    return Buffer.concat(this.takeChunks());
+  }
+
+  private writeRowGroup(): void {
+    const rows = this.pending;
+    if (rows.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    void this.parquet.write({
+      columnData: this.columns.map((c) => ({ name: c.schema[0]!.name, data: rows.map(c.value), statistics: c.statistics ?? true })) as never,
+      rowGroupSize: rows.length,
+    });
+  }
+}
+
+/** A writer of one file; async only to load the zstd codec on first use (the writer itself is synchronous). */
+export async function parquetTableWriter<Row>(columns: ReadonlyArray<ParquetColumn<Row>>, options: ParquetOptions): Promise<ParquetTableWriter<Row>> {
+  const rowGroupBytes = options.rowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES;
+  if (!(rowGroupBytes > 0)) throw new RangeError(`rowGroupBytes must be positive, got ${rowGroupBytes}`);
+  return new ParquetTableWriter(columns, options.compression, await compressorOf(options.compression), rowGroupBytes);
+}
