@@ -229,7 +229,7 @@ interface Measurement {
 }
 
 /**
- * CPU milliseconds (user + system, all threads) since `started`: other engineers' builds share this machine's
+ * CPU milliseconds (user + system, all threads) since `started`: other work may share this machine's
  * two cores, and CPU time, unlike wall time, does not count the time the process waited for a core.
  */
 function cpuMs(started: NodeJS.CpuUsage): number {
