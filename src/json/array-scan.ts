@@ -63,10 +63,17 @@ for (const c of '"\\/bfnrt') SIMPLE_ESCAPES[c.charCodeAt(0)] = 1;
 const HEX = new Uint8Array(256);
 for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
 
-const KEY_TIMESTAMP = Buffer.from('"timestamp"');
-const KEY_DECISION_ID = Buffer.from('"decision_id"');
-const KEY_LABELS = Buffer.from('"labels"');
-const KEY_ID = Buffer.from('"id"');
+/** The keys whose values the scan notes, at one level: each name (quotes included) and the field it is. */
+interface FieldKeys { names: Array<{ quoted: Buffer; name: string; field: number }>; shortest: number }
+
+function fieldKeys(entries: Array<[name: string, field: number]>): FieldKeys {
+  const names = entries.map(([name, field]) => ({ quoted: Buffer.from(JSON.stringify(name)), name, field }));
+  return { names, shortest: Math.min(...names.map((n) => n.quoted.length)) };
+}
+
+/** Keys of a decision (the element object) and of its `labels` object. */
+const ELEMENT_KEYS = fieldKeys([['timestamp', TIMESTAMP], ['decision_id', DECISION_ID], ['labels', LABELS]]);
+const LABELS_KEYS = fieldKeys([['id', LABELS_ID]]);
 
 class Invalid extends Error {
   constructor(readonly at: number, message: string) {
@@ -158,7 +165,7 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
       case KEY: {
         if (c !== QUOTE) throw new Invalid(i, `expected a string key at byte ${i}`);
         const end = (strings ? strings.endOf(i) : endOfStringByBytes(buf, i));
-        if (withFields) field = depth === 2 ? elementField(buf, i, end + 1) : depth === labelsDepth && isKey(buf, i, end + 1, KEY_ID) ? LABELS_ID : NO_FIELD;
+        if (withFields) field = depth === 2 ? fieldOf(buf, i, end + 1, ELEMENT_KEYS) : depth === labelsDepth ? fieldOf(buf, i, end + 1, LABELS_KEYS) : NO_FIELD;
         i = end;
         state = COLON_NEXT;
         break;
@@ -208,35 +215,26 @@ function setField(fields: number[], field: number, from: number, to: number): vo
   fields[at + 1] = to;
 }
 
-/** Which decision field a key of the element object names (JSON.parse's reading of it, escapes included). */
-function elementField(buf: Uint8Array, from: number, to: number): number {
-  // a key with escapes is decoded once, not once per name (`"labels"` is the shortest name: an escape makes
-  // a key longer than what it decodes to); one without is a name only when it is written exactly as it
-  if (to - from > KEY_LABELS.length && hasBackslash(buf, from, to)) {
-    const key = jsonString(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), from, to);
-    return key === 'timestamp' ? TIMESTAMP : key === 'decision_id' ? DECISION_ID : key === 'labels' ? LABELS : NO_FIELD;
+/** Which of `keys` the key at buf[from, to) (quotes included) names, as JSON.parse reads it, or NO_FIELD. */
+function fieldOf(buf: Uint8Array, from: number, to: number, keys: FieldKeys): number {
+  // `"time\u0073tamp"` is `timestamp` to JSON.parse. An escape makes a key longer than what it decodes to, so
+  // only a key longer than the shortest name can be one with escapes; it is decoded once, not once per name.
+  if (to - from > keys.shortest && hasBackslash(buf, from, to)) {
+    const key = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('utf8', from, to)) as string;
+    for (const n of keys.names) if (n.name === key) return n.field;
+    return NO_FIELD;
   }
-  if (isPlainKey(buf, from, to, KEY_TIMESTAMP)) return TIMESTAMP;
-  if (isPlainKey(buf, from, to, KEY_DECISION_ID)) return DECISION_ID;
-  if (isPlainKey(buf, from, to, KEY_LABELS)) return LABELS;
+  // without escapes a key is a name only when it is written exactly as it
+  for (const n of keys.names) if (isPlainKey(buf, from, to, n.quoted)) return n.field;
   return NO_FIELD;
 }
 
-/** Whether the key at buf[from, to) (quotes included) is `name` written without escapes. */
-function isPlainKey(buf: Uint8Array, from: number, to: number, name: Buffer): boolean {
+/** Whether the key at buf[from, to) (quotes included) is `quoted` byte for byte. */
+function isPlainKey(buf: Uint8Array, from: number, to: number, quoted: Buffer): boolean {
   const length = to - from;
-  if (length !== name.length) return false;
-  for (let k = 1; k < length - 1; k++) if (buf[from + k] !== name[k]) return false;
+  if (length !== quoted.length) return false;
+  for (let k = 1; k < length - 1; k++) if (buf[from + k] !== quoted[k]) return false;
   return true;
-}
-
-/** Whether the key at buf[from, to) (quotes included) is `name`, written plainly or with escapes. */
-function isKey(buf: Uint8Array, from: number, to: number, name: Buffer): boolean {
-  const length = to - from;
-  if (length === name.length) return isPlainKey(buf, from, to, name);
-  // `"time\u0073tamp"` is `timestamp` to JSON.parse: a key with escapes is decoded the same way
-  if (length < name.length || !hasBackslash(buf, from, to)) return false;
-  return jsonString(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), from, to) === name.toString('latin1', 1, name.length - 1);
 }
 
 function hasBackslash(buf: Uint8Array, from: number, to: number): boolean {
