@@ -2,12 +2,20 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
 /** Throughput, latency and memory per second of each scenario, as one SVG (vega-lite, rendered headless). */
-export async function renderChart(results: Array<{ scenario: string; timeline: number[]; latencyTimeline: number[]; rssTimeline: number[] }>): Promise<string> {
+export async function renderChart(
+  results: Array<{ scenario: string; timeline: number[]; latencyTimeline: number[]; rssTimeline: number[] }>,
+): Promise<string> {
   const rows: Array<{ scenario: string; second: number; metric: string; value: number }> = [];
   for (const r of results) {
-    r.timeline.forEach((v, s) => rows.push({ scenario: r.scenario, second: s, metric: 'acknowledged decisions/s', value: v }));
-    r.latencyTimeline.forEach((v, s) => rows.push({ scenario: r.scenario, second: s, metric: 'ingest p99 latency (ms)', value: v }));
-    r.rssTimeline.forEach((v, i) => rows.push({ scenario: r.scenario, second: i / 2, metric: 'server RSS (MiB)', value: v }));
+    r.timeline.forEach((v, s) =>
+      rows.push({ scenario: r.scenario, second: s, metric: 'acknowledged decisions/s', value: v }),
+    );
+    r.latencyTimeline.forEach((v, s) =>
+      rows.push({ scenario: r.scenario, second: s, metric: 'ingest p99 latency (ms)', value: v }),
+    );
+    r.rssTimeline.forEach((v, i) =>
+      rows.push({ scenario: r.scenario, second: i / 2, metric: 'server RSS (MiB)', value: v }),
+    );
   }
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',

@@ -9,17 +9,32 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { chunkBody } from './payloads.js';
 
-export interface PrepareMessage { type: 'prepare'; run: string; chunks: number; perChunk: number; partitions: number }
+export interface PrepareMessage {
+  type: 'prepare';
+  run: string;
+  chunks: number;
+  perChunk: number;
+  partitions: number;
+}
 export interface GoMessage {
-  type: 'go'; url: string; connections: number; durationMs: number;
+  type: 'go';
+  url: string;
+  connections: number;
+  durationMs: number;
   /** Decisions per second to offer (open loop); 0 = as fast as the service answers. */
   rate: number;
   /** Alternating on/off periods (burst scenario); 0 = steady. */
-  burstOnMs: number; burstOffMs: number;
+  burstOnMs: number;
+  burstOffMs: number;
 }
 export interface LoadResult {
-  sentChunks: number; ackedChunks: number; ackedDecisions: number; rejected: Record<string, number>; retries: number;
-  startedAt: number; endedAt: number;
+  sentChunks: number;
+  ackedChunks: number;
+  ackedDecisions: number;
+  rejected: Record<string, number>;
+  retries: number;
+  startedAt: number;
+  endedAt: number;
   latenciesMs: number[];
   /** Per chunk index: the time its upload was acknowledged (0 = never). */
   ackTimes: number[];
@@ -31,7 +46,13 @@ export interface LoadResult {
 
 if (process.env.SLUICE_BENCH_GENERATE) {
   // generation child: makes a range of chunk bodies and hands them back over IPC
-  const { run, from, to, perChunk, now } = JSON.parse(process.env.SLUICE_BENCH_GENERATE) as { run: string; from: number; to: number; perChunk: number; now: number };
+  const { run, from, to, perChunk, now } = JSON.parse(process.env.SLUICE_BENCH_GENERATE) as {
+    run: string;
+    from: number;
+    to: number;
+    perChunk: number;
+    now: number;
+  };
   const bodies: Buffer[] = [];
   for (let i = from; i < to; i++) bodies.push(chunkBody(run, i, perChunk, new Date(now)));
   process.send!(bodies, () => process.exit(0));
@@ -48,7 +69,9 @@ if (process.env.SLUICE_BENCH_GENERATE) {
         process.send!({ type: 'prepared' });
       });
     } else if (msg.type === 'go') {
-      void send(msg, bodies, partitions, perChunk).then((result) => process.send!({ type: 'done', result }, () => process.exit(0)));
+      void send(msg, bodies, partitions, perChunk).then((result) =>
+        process.send!({ type: 'done', result }, () => process.exit(0)),
+      );
     }
   });
 }
@@ -58,12 +81,33 @@ async function prepare(msg: PrepareMessage): Promise<Buffer[]> {
   const per = Math.ceil(msg.chunks / workers);
   const now = Date.now();
   // generated in two child processes (both cores), before the clock starts
-  const parts = await Promise.all(Array.from({ length: workers }, (_, w) => new Promise<Buffer[]>((resolve, reject) => {
-    const env = { ...process.env, SLUICE_BENCH_GENERATE: JSON.stringify({ run: msg.run, from: w * per, to: Math.min(msg.chunks, (w + 1) * per), perChunk: msg.perChunk, now }) };
-    const child = fork(fileURLToPath(import.meta.url), [], { env, execArgv: ['--import', 'tsx'], serialization: 'advanced' });
-    child.once('message', (bodies) => resolve((bodies as Uint8Array[]).map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))));
-    child.once('error', reject);
-  })));
+  const parts = await Promise.all(
+    Array.from(
+      { length: workers },
+      (_, w) =>
+        new Promise<Buffer[]>((resolve, reject) => {
+          const env = {
+            ...process.env,
+            SLUICE_BENCH_GENERATE: JSON.stringify({
+              run: msg.run,
+              from: w * per,
+              to: Math.min(msg.chunks, (w + 1) * per),
+              perChunk: msg.perChunk,
+              now,
+            }),
+          };
+          const child = fork(fileURLToPath(import.meta.url), [], {
+            env,
+            execArgv: ['--import', 'tsx'],
+            serialization: 'advanced',
+          });
+          child.once('message', (bodies) =>
+            resolve((bodies as Uint8Array[]).map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))),
+          );
+          child.once('error', reject);
+        }),
+    ),
+  );
   return parts.flat();
 }
 
@@ -72,26 +116,48 @@ async function send(go: GoMessage, bodies: Buffer[], partitions: number, perChun
   const agent = new http.Agent({ keepAlive: true, maxSockets: go.rate > 0 ? Infinity : go.connections });
   const url = new URL(go.url);
   const result: LoadResult = {
-    sentChunks: 0, ackedChunks: 0, ackedDecisions: 0, rejected: {}, retries: 0,
-    startedAt: Date.now(), endedAt: 0, latenciesMs: [], ackTimes: new Array(bodies.length).fill(0), timeline: [], latencyTimeline: [],
+    sentChunks: 0,
+    ackedChunks: 0,
+    ackedDecisions: 0,
+    rejected: {},
+    retries: 0,
+    startedAt: Date.now(),
+    endedAt: 0,
+    latenciesMs: [],
+    ackTimes: new Array(bodies.length).fill(0),
+    timeline: [],
+    latencyTimeline: [],
   };
   const slotLatencies: number[][] = [];
   const deadline = result.startedAt + go.durationMs;
   let next = 0;
   const interval = go.rate > 0 ? (1000 * perChunk) / go.rate : 0;
 
-  const post = (index: number): Promise<number> => new Promise((resolve) => {
-    const partition = partitions > 1 ? `/p${index % partitions}` : '';
-    const req = http.request({
-      host: url.hostname, port: url.port, path: `/logs${partition}`, method: 'POST', agent,
-      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': bodies[index]!.length, 'user-agent': 'Open Policy Agent/1.4.2 (linux, amd64)' },
-    }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+  const post = (index: number): Promise<number> =>
+    new Promise((resolve) => {
+      const partition = partitions > 1 ? `/p${index % partitions}` : '';
+      const req = http.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: `/logs${partition}`,
+          method: 'POST',
+          agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-encoding': 'gzip',
+            'content-length': bodies[index]!.length,
+            'user-agent': 'Open Policy Agent/1.4.2 (linux, amd64)',
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', () => resolve(0));
+      req.end(bodies[index]);
     });
-    req.on('error', () => resolve(0));
-    req.end(bodies[index]);
-  });
 
   const inBurstOff = (now: number) => {
     if (go.burstOnMs <= 0) return false;

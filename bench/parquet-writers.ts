@@ -57,10 +57,14 @@ const STRING_COLUMNS = ['decision_id', 'path', 'requested_by', 'revision'] as co
 // ---------------------------------------------------------------------------------------------------------
 // The candidates
 
-interface Zstd { compress(b: Uint8Array, level?: number): Uint8Array }
+interface Zstd {
+  compress(b: Uint8Array, level?: number): Uint8Array;
+}
 const zstdOf: Record<string, () => Promise<Zstd>> = {
   '@bokuweb/zstd-wasm': async () => {
-    const z = await load<{ default?: Zstd & { init(): Promise<void> } } & Zstd & { init(): Promise<void> }>('@bokuweb/zstd-wasm');
+    const z = await load<{ default?: Zstd & { init(): Promise<void> } } & Zstd & { init(): Promise<void> }>(
+      '@bokuweb/zstd-wasm',
+    );
     const zstd = z.default ?? z;
     await zstd.init();
     return zstd;
@@ -69,98 +73,198 @@ const zstdOf: Record<string, () => Promise<Zstd>> = {
 };
 
 /** hyparquet-writer 0.17 (pure JS) with zstd from a WebAssembly build of libzstd and gzip from node:zlib. */
-const hyparquet = (zstdPackage: string): Encoder => async (rows, compression) => {
-  const { ParquetWriter, ByteWriter } = await load<typeof import('hyparquet-writer')>('hyparquet-writer');
-  const zstd = await zstdOf[zstdPackage]!();
-  const str = (name: string, required = false) => ({ name, type: 'BYTE_ARRAY', repetition_type: required ? 'REQUIRED' : 'OPTIONAL', converted_type: 'UTF8', logical_type: { type: 'STRING' } });
-  const json = (name: string) => ({ name, type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL', logical_type: { type: 'JSON' } });
-  const list = (name: string) => [
-    { name, repetition_type: 'OPTIONAL', converted_type: 'LIST', logical_type: { type: 'LIST' }, num_children: 1 },
-    { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-    str('element', true),
-  ];
-  const schema = [
-    { name: 'root', num_children: 15 },
-    str('decision_id'), str('path'),
-    { name: 'timestamp', type: 'INT64', repetition_type: 'OPTIONAL', converted_type: 'TIMESTAMP_MICROS', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' } },
-    { name: 'labels', repetition_type: 'OPTIONAL', converted_type: 'MAP', logical_type: { type: 'MAP' }, num_children: 1 },
-    { name: 'key_value', repetition_type: 'REPEATED', num_children: 2 }, str('key', true), str('value'),
-    str('requested_by'), { name: 'req_id', type: 'INT64', repetition_type: 'OPTIONAL' }, str('revision'),
-    json('bundles'), json('input'), json('result'), json('metrics'), json('nd_builtin_cache'),
-    ...list('erased'), ...list('masked'), json('extra'),
-  ];
-  const writer = new ByteWriter();
-  const codec = ({ zstd: 'ZSTD', snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const)[compression];
-  const pq = new ParquetWriter({
-    writer, schema: schema as never, codec, createdBy: 'bench',
-    compressors: { ZSTD: (b: Uint8Array) => zstd.compress(b, 3), GZIP: (b: Uint8Array) => gzipSync(b) },
-  });
-  const col = <K extends keyof DecisionRow>(name: K) => rows.map((r) => r[name]);
-  pq.write({
-    columnData: [
-      ...STRING_COLUMNS.slice(0, 2).map((name) => ({ name, data: col(name) })),
-      { name: 'timestamp', data: col('timestamp') }, { name: 'labels', data: col('labels') },
-      { name: 'requested_by', data: col('requested_by') }, { name: 'req_id', data: col('req_id') }, { name: 'revision', data: col('revision') },
-      ...JSON_COLUMNS.slice(0, 5).map((name) => ({ name, data: col(name), statistics: false })),
-      { name: 'erased', data: col('erased') }, { name: 'masked', data: col('masked') }, { name: 'extra', data: col('extra'), statistics: false },
-    ] as never,
-    rowGroupSize: ROWS_PER_GROUP,
-  });
-  // hyparquet-writer JSON.stringify()s the values of a column whose converted_type is JSON; the footer gets
-  // that annotation (DuckDB reads a JSON column without it as BLOB) only after the exact texts are written
-  pq.schema = schema.map((e) => (e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e)) as never;
-  pq.finish();
-  return writer.getBytes();
-};
+const hyparquet =
+  (zstdPackage: string): Encoder =>
+  async (rows, compression) => {
+    const { ParquetWriter, ByteWriter } = await load<typeof import('hyparquet-writer')>('hyparquet-writer');
+    const zstd = await zstdOf[zstdPackage]!();
+    const str = (name: string, required = false) => ({
+      name,
+      type: 'BYTE_ARRAY',
+      repetition_type: required ? 'REQUIRED' : 'OPTIONAL',
+      converted_type: 'UTF8',
+      logical_type: { type: 'STRING' },
+    });
+    const json = (name: string) => ({
+      name,
+      type: 'BYTE_ARRAY',
+      repetition_type: 'OPTIONAL',
+      logical_type: { type: 'JSON' },
+    });
+    const list = (name: string) => [
+      { name, repetition_type: 'OPTIONAL', converted_type: 'LIST', logical_type: { type: 'LIST' }, num_children: 1 },
+      { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+      str('element', true),
+    ];
+    const schema = [
+      { name: 'root', num_children: 15 },
+      str('decision_id'),
+      str('path'),
+      {
+        name: 'timestamp',
+        type: 'INT64',
+        repetition_type: 'OPTIONAL',
+        converted_type: 'TIMESTAMP_MICROS',
+        logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' },
+      },
+      {
+        name: 'labels',
+        repetition_type: 'OPTIONAL',
+        converted_type: 'MAP',
+        logical_type: { type: 'MAP' },
+        num_children: 1,
+      },
+      { name: 'key_value', repetition_type: 'REPEATED', num_children: 2 },
+      str('key', true),
+      str('value'),
+      str('requested_by'),
+      { name: 'req_id', type: 'INT64', repetition_type: 'OPTIONAL' },
+      str('revision'),
+      json('bundles'),
+      json('input'),
+      json('result'),
+      json('metrics'),
+      json('nd_builtin_cache'),
+      ...list('erased'),
+      ...list('masked'),
+      json('extra'),
+    ];
+    const writer = new ByteWriter();
+    const codec = ({ zstd: 'ZSTD', snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const)[compression];
+    const pq = new ParquetWriter({
+      writer,
+      schema: schema as never,
+      codec,
+      createdBy: 'bench',
+      compressors: { ZSTD: (b: Uint8Array) => zstd.compress(b, 3), GZIP: (b: Uint8Array) => gzipSync(b) },
+    });
+    const col = <K extends keyof DecisionRow>(name: K) => rows.map((r) => r[name]);
+    pq.write({
+      columnData: [
+        ...STRING_COLUMNS.slice(0, 2).map((name) => ({ name, data: col(name) })),
+        { name: 'timestamp', data: col('timestamp') },
+        { name: 'labels', data: col('labels') },
+        { name: 'requested_by', data: col('requested_by') },
+        { name: 'req_id', data: col('req_id') },
+        { name: 'revision', data: col('revision') },
+        ...JSON_COLUMNS.slice(0, 5).map((name) => ({ name, data: col(name), statistics: false })),
+        { name: 'erased', data: col('erased') },
+        { name: 'masked', data: col('masked') },
+        { name: 'extra', data: col('extra'), statistics: false },
+      ] as never,
+      rowGroupSize: ROWS_PER_GROUP,
+    });
+    // hyparquet-writer JSON.stringify()s the values of a column whose converted_type is JSON; the footer gets
+    // that annotation (DuckDB reads a JSON column without it as BLOB) only after the exact texts are written
+    pq.schema = schema.map((e) => (e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e)) as never;
+    pq.finish();
+    return writer.getBytes();
+  };
 
 /** parquet-wasm 0.8 (arrow-rs compiled to WebAssembly) fed an apache-arrow 21 table through Arrow IPC. */
 const parquetWasm: Encoder = async (rows, compression) => {
   const arrow = await load<typeof import('apache-arrow')>('apache-arrow');
   const pw = await load<typeof import('parquet-wasm/node')>('parquet-wasm/node');
   const col = <K extends keyof DecisionRow>(name: K) => rows.map((r) => r[name]);
-  const int64 = (type: InstanceType<typeof arrow.Int64> | InstanceType<typeof arrow.TimestampMicrosecond>, values: Array<bigint | null>) => {
+  const int64 = (
+    type: InstanceType<typeof arrow.Int64> | InstanceType<typeof arrow.TimestampMicrosecond>,
+    values: Array<bigint | null>,
+  ) => {
     const data = new BigInt64Array(values.length);
     const valid = new Uint8Array(Math.ceil(values.length / 8));
     let nulls = 0;
     values.forEach((v, i) => {
       if (v === null) nulls++;
-      else { data[i] = v; valid[i >> 3]! |= 1 << (i & 7); }
+      else {
+        data[i] = v;
+        valid[i >> 3]! |= 1 << (i & 7);
+      }
     });
-    return arrow.makeVector(arrow.makeData({ type, length: values.length, nullCount: nulls, nullBitmap: valid, data } as never));
+    return arrow.makeVector(
+      arrow.makeData({ type, length: values.length, nullCount: nulls, nullBitmap: valid, data } as never),
+    );
   };
   const utf8 = (values: Array<string | null>) => arrow.vectorFromArray(values, new arrow.Utf8());
-  const mapType = new arrow.Map_(new arrow.Field('entries', new arrow.Struct([new arrow.Field('key', new arrow.Utf8(), false), new arrow.Field('value', new arrow.Utf8(), true)]), false));
+  const mapType = new arrow.Map_(
+    new arrow.Field(
+      'entries',
+      new arrow.Struct([
+        new arrow.Field('key', new arrow.Utf8(), false),
+        new arrow.Field('value', new arrow.Utf8(), true),
+      ]),
+      false,
+    ),
+  );
   const listType = new arrow.List(new arrow.Field('element', new arrow.Utf8(), false));
   const columns: Record<string, unknown> = {
-    decision_id: utf8(col('decision_id')), path: utf8(col('path')),
+    decision_id: utf8(col('decision_id')),
+    path: utf8(col('path')),
     timestamp: int64(new arrow.TimestampMicrosecond('UTC'), col('timestamp')),
-    labels: arrow.vectorFromArray(col('labels').map((l) => (l === null ? null : new Map(l))), mapType),
-    requested_by: utf8(col('requested_by')), req_id: int64(new arrow.Int64(), col('req_id')), revision: utf8(col('revision')),
+    labels: arrow.vectorFromArray(
+      col('labels').map((l) => (l === null ? null : new Map(l))),
+      mapType,
+    ),
+    requested_by: utf8(col('requested_by')),
+    req_id: int64(new arrow.Int64(), col('req_id')),
+    revision: utf8(col('revision')),
     ...Object.fromEntries(JSON_COLUMNS.slice(0, 5).map((name) => [name, utf8(col(name))])),
-    erased: arrow.vectorFromArray(col('erased'), listType), masked: arrow.vectorFromArray(col('masked'), listType), extra: utf8(col('extra')),
+    erased: arrow.vectorFromArray(col('erased'), listType),
+    masked: arrow.vectorFromArray(col('masked'), listType),
+    extra: utf8(col('extra')),
   };
   const table = new arrow.Table(columns as never);
-  const codec = { zstd: pw.Compression.ZSTD, snappy: pw.Compression.SNAPPY, gzip: pw.Compression.GZIP, none: pw.Compression.UNCOMPRESSED }[compression];
-  const props = new pw.WriterPropertiesBuilder().setCompression(codec).setMaxRowGroupSize(ROWS_PER_GROUP).setCreatedBy('bench').build();
+  const codec = {
+    zstd: pw.Compression.ZSTD,
+    snappy: pw.Compression.SNAPPY,
+    gzip: pw.Compression.GZIP,
+    none: pw.Compression.UNCOMPRESSED,
+  }[compression];
+  const props = new pw.WriterPropertiesBuilder()
+    .setCompression(codec)
+    .setMaxRowGroupSize(ROWS_PER_GROUP)
+    .setCreatedBy('bench')
+    .build();
   return pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(table, 'stream')), props);
 };
 
 /** @dsnp/parquetjs 1.9 (pure JS, row by row); it has no zstd, and its JSON type re-serializes values, so JSON columns are UTF8. */
 const parquetjs: Encoder = async (rows, compression) => {
   const pq = await load<{ default?: unknown } & Record<string, unknown>>('@dsnp/parquetjs');
-  const { ParquetSchema, ParquetWriter } = (pq.default ?? pq) as { ParquetSchema: new (s: unknown) => unknown; ParquetWriter: { openStream(s: unknown, out: unknown, o: unknown): Promise<{ appendRow(r: unknown): Promise<void>; close(): Promise<void> }> } };
+  const { ParquetSchema, ParquetWriter } = (pq.default ?? pq) as {
+    ParquetSchema: new (s: unknown) => unknown;
+    ParquetWriter: {
+      openStream(
+        s: unknown,
+        out: unknown,
+        o: unknown,
+      ): Promise<{ appendRow(r: unknown): Promise<void>; close(): Promise<void> }>;
+    };
+  };
   if (compression === 'zstd') throw new Error('no zstd codec');
   const c = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' }[compression];
   const text = { type: 'UTF8', optional: true, compression: c };
   const schema = new ParquetSchema({
-    decision_id: text, path: text, timestamp: { type: 'TIMESTAMP_MICROS', optional: true, compression: c },
-    labels: { repeated: true, fields: { key: { type: 'UTF8', compression: c }, value: { type: 'UTF8', compression: c } } },
-    requested_by: text, req_id: { type: 'INT64', optional: true, compression: c }, revision: text,
+    decision_id: text,
+    path: text,
+    timestamp: { type: 'TIMESTAMP_MICROS', optional: true, compression: c },
+    labels: {
+      repeated: true,
+      fields: { key: { type: 'UTF8', compression: c }, value: { type: 'UTF8', compression: c } },
+    },
+    requested_by: text,
+    req_id: { type: 'INT64', optional: true, compression: c },
+    revision: text,
     ...Object.fromEntries(JSON_COLUMNS.map((name) => [name, text])),
-    erased: { type: 'UTF8', repeated: true, compression: c }, masked: { type: 'UTF8', repeated: true, compression: c },
+    erased: { type: 'UTF8', repeated: true, compression: c },
+    masked: { type: 'UTF8', repeated: true, compression: c },
   });
   const chunks: Buffer[] = [];
-  const out = new Writable({ write(chunk: Buffer, _enc, done) { chunks.push(chunk); done(); } });
+  const out = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
   const writer = await ParquetWriter.openStream(schema, out, { rowGroupSize: ROWS_PER_GROUP });
   for (const r of rows) {
     const row: Record<string, unknown> = {};
@@ -224,8 +328,16 @@ const ZSTD_ONLY = new Set(['hyparquet-writer + @hpcc-js/wasm-zstd']);
 // One measurement (a child process)
 
 interface Measurement {
-  candidate: string; compression: Compression; ok: boolean; error?: string;
-  encodeMs?: number; extractMs?: number; bytes?: number; deterministic?: boolean; maxRssBytes: number; file?: string;
+  candidate: string;
+  compression: Compression;
+  ok: boolean;
+  error?: string;
+  encodeMs?: number;
+  extractMs?: number;
+  bytes?: number;
+  deterministic?: boolean;
+  maxRssBytes: number;
+  file?: string;
 }
 
 /**
@@ -274,21 +386,33 @@ async function child(candidate: string, compression: Compression): Promise<void>
 // ---------------------------------------------------------------------------------------------------------
 // The comparison (the parent)
 
-interface ReadBack { rows: number; inputExact: boolean; types: string; createdBy: string }
+interface ReadBack {
+  rows: number;
+  inputExact: boolean;
+  types: string;
+  createdBy: string;
+}
 
 async function readBack(file: string, texts: string[]): Promise<ReadBack | string> {
   try {
     const { DuckDBInstance } = await load<typeof import('@duckdb/node-api')>('@duckdb/node-api');
     const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
     const conn = await instance.connect();
-    const q = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS() as Array<Record<string, unknown>>;
+    const q = async (sql: string) =>
+      (await conn.runAndReadAll(sql)).getRowObjectsJS() as Array<Record<string, unknown>>;
     const count = Number((await q(`SELECT count(*) AS n FROM '${file}'`))[0]!.n);
     const probe = [0, 7, texts.length - 1];
-    const inputs = await q(`SELECT decision_id, input::VARCHAR AS input FROM '${file}' WHERE decision_id IN (${probe.map((i) => `'bench-${i}'`).join(',')})`);
+    const inputs = await q(
+      `SELECT decision_id, input::VARCHAR AS input FROM '${file}' WHERE decision_id IN (${probe.map((i) => `'bench-${i}'`).join(',')})`,
+    );
     const sent = new Map(probe.map((i) => [`bench-${i}`, decisionRow(texts[i]!).input]));
-    const inputExact = inputs.length === probe.length && inputs.every((r) => sent.get(String(r.decision_id)) === r.input);
-    const types = (await q(`SELECT name, logical_type FROM parquet_schema('${file}') WHERE name IN ('timestamp', 'input')`))
-      .map((r) => `${String(r.name)}: ${String(r.logical_type).replace(/\(.*$/, '')}`).join(', ');
+    const inputExact =
+      inputs.length === probe.length && inputs.every((r) => sent.get(String(r.decision_id)) === r.input);
+    const types = (
+      await q(`SELECT name, logical_type FROM parquet_schema('${file}') WHERE name IN ('timestamp', 'input')`)
+    )
+      .map((r) => `${String(r.name)}: ${String(r.logical_type).replace(/\(.*$/, '')}`)
+      .join(', ');
     const createdBy = String((await q(`SELECT created_by FROM parquet_file_metadata('${file}')`))[0]!.created_by);
     conn.closeSync();
     instance.closeSync();
@@ -302,24 +426,56 @@ async function parent(): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   const self = fileURLToPath(import.meta.url);
   const run = (candidate: string, compression: Compression): Measurement => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--child', candidate, '--compression', compression, '--modules', modules, '--decisions', String(decisions), '--out', outDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        self,
+        '--child',
+        candidate,
+        '--compression',
+        compression,
+        '--modules',
+        modules,
+        '--decisions',
+        String(decisions),
+        '--out',
+        outDir,
+      ],
+      { encoding: 'utf8', maxBuffer: 1 << 24 },
+    );
     const line = r.stdout.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(line) as Measurement;
     } catch {
-      return { candidate, compression, ok: false, error: (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 120), maxRssBytes: 0 };
+      return {
+        candidate,
+        compression,
+        ok: false,
+        error: (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 120),
+        maxRssBytes: 0,
+      };
     }
   };
   const baseline = run('baseline', 'gzip');
   const texts = decisionTexts(decisions);
   const ndjsonBytes = texts.reduce((n, t) => n + Buffer.byteLength(t) + 1, 0);
   const MiB = 1024 * 1024;
-  console.log(`${decisions} decisions, ${(ndjsonBytes / decisions).toFixed(0)} bytes each as NDJSON; row groups of ${ROWS_PER_GROUP}; node ${process.version}`);
-  console.log(`baseline child (decisions made and split into rows, no encoder): peak RSS ${(baseline.maxRssBytes / MiB).toFixed(0)} MiB; splitting into rows (src/formats/decision-row.ts, the same for every writer) ${Math.round(decisions / (baseline.extractMs! / 1000)).toLocaleString('en')} decisions per CPU-second`);
+  console.log(
+    `${decisions} decisions, ${(ndjsonBytes / decisions).toFixed(0)} bytes each as NDJSON; row groups of ${ROWS_PER_GROUP}; node ${process.version}`,
+  );
+  console.log(
+    `baseline child (decisions made and split into rows, no encoder): peak RSS ${(baseline.maxRssBytes / MiB).toFixed(0)} MiB; splitting into rows (src/formats/decision-row.ts, the same for every writer) ${Math.round(decisions / (baseline.extractMs! / 1000)).toLocaleString('en')} decisions per CPU-second`,
+  );
   console.log('');
-  console.log('| writer | compression | decisions per CPU-second encoded | peak RSS above baseline | bytes/decision | deterministic | DuckDB reads back |');
+  console.log(
+    '| writer | compression | decisions per CPU-second encoded | peak RSS above baseline | bytes/decision | deterministic | DuckDB reads back |',
+  );
   console.log('| --- | --- | ---: | ---: | ---: | --- | --- |');
-  console.log(`| NDJSON + gzip -6 (reference) | gzip | ${Math.round(decisions / (baseline.encodeMs! / 1000)).toLocaleString('en')} | - | ${(baseline.bytes! / decisions).toFixed(1)} | yes | - |`);
+  console.log(
+    `| NDJSON + gzip -6 (reference) | gzip | ${Math.round(decisions / (baseline.encodeMs! / 1000)).toLocaleString('en')} | - | ${(baseline.bytes! / decisions).toFixed(1)} | yes | - |`,
+  );
   const only = arg('only', '');
   for (const candidate of Object.keys(CANDIDATES).filter((c) => c.includes(only))) {
     for (const compression of COMPRESSIONS) {
@@ -330,9 +486,13 @@ async function parent(): Promise<void> {
         continue;
       }
       const back = await readBack(m.file!, texts);
-      const backText = typeof back === 'string' ? back
-        : `${back.rows === decisions ? 'all rows' : `${back.rows} rows!`}; input text ${back.inputExact ? 'exact' : 'CHANGED'}; ${back.types}; created_by "${back.createdBy}"`;
-      console.log(`| ${candidate} | ${compression} | ${Math.round(decisions / (m.encodeMs! / 1000)).toLocaleString('en')} | ${((m.maxRssBytes - baseline.maxRssBytes) / MiB).toFixed(0)} MiB | ${(m.bytes! / decisions).toFixed(1)} | ${m.deterministic ? 'yes' : 'NO'} | ${backText} |`);
+      const backText =
+        typeof back === 'string'
+          ? back
+          : `${back.rows === decisions ? 'all rows' : `${back.rows} rows!`}; input text ${back.inputExact ? 'exact' : 'CHANGED'}; ${back.types}; created_by "${back.createdBy}"`;
+      console.log(
+        `| ${candidate} | ${compression} | ${Math.round(decisions / (m.encodeMs! / 1000)).toLocaleString('en')} | ${((m.maxRssBytes - baseline.maxRssBytes) / MiB).toFixed(0)} MiB | ${(m.bytes! / decisions).toFixed(1)} | ${m.deterministic ? 'yes' : 'NO'} | ${backText} |`,
+      );
     }
   }
 }
@@ -370,7 +530,9 @@ async function memory(mib: number): Promise<void> {
   const size = kept.reduce((n, b) => n + b.length, 0);
   const peak = process.resourceUsage().maxRSS * 1024;
   const MiB = 1024 * 1024;
-  console.log(`${seq} decisions (${(bytes / MiB).toFixed(0)} MiB NDJSON) -> ${(size / MiB).toFixed(1)} MiB Parquet (zstd) with row groups of ${rowGroupMiB} MiB in ${(cpu / 1000).toFixed(1)} CPU-s, making the decisions included; RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB`);
+  console.log(
+    `${seq} decisions (${(bytes / MiB).toFixed(0)} MiB NDJSON) -> ${(size / MiB).toFixed(1)} MiB Parquet (zstd) with row groups of ${rowGroupMiB} MiB in ${(cpu / 1000).toFixed(1)} CPU-s, making the decisions included; RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB`,
+  );
 }
 
 if (args.includes('--memory')) await memory(Number(arg('memory', '64')));

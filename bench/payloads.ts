@@ -21,10 +21,20 @@ export function benchDecision(id: string, seq: number, now: Date): Record<string
         request: {
           http: {
             headers: { 'user-agent': 'envoy', 'x-request-id': `${hex(8)}-${hex(4)}-4${hex(3)}-${hex(4)}-${hex(12)}` },
-            host: 'orders.internal:8080', id: digits(20), method, path,
+            host: 'orders.internal:8080',
+            id: digits(20),
+            method,
+            path,
           },
         },
-        source: { address: { socketAddress: { address: `10.244.${seq % 250}.${Math.floor(random() * 250)}`, portValue: 32768 + Math.floor(random() * 28_000) } } },
+        source: {
+          address: {
+            socketAddress: {
+              address: `10.244.${seq % 250}.${Math.floor(random() * 250)}`,
+              portValue: 32768 + Math.floor(random() * 28_000),
+            },
+          },
+        },
       },
       user: { name: user, roles: seq % 5 === 0 ? ['admin'] : ['reader', 'orders'] },
     },
@@ -56,7 +66,12 @@ function mulberry32(seed: number): () => number {
 }
 
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
-const INSTANCES = ['6304e72a-dcd9-4dc7-b78f-ed3a10a74fd4', '9c7e1a52-5b3e-4f0a-8d2c-1e7f6a5b4c3d', 'b2d4f6a8-1c3e-4a5b-9d7f-0e2c4a6b8d0f', '3e5a7c9e-2b4d-4f6a-8c0e-1d3f5b7d9f1b'];
+const INSTANCES = [
+  '6304e72a-dcd9-4dc7-b78f-ed3a10a74fd4',
+  '9c7e1a52-5b3e-4f0a-8d2c-1e7f6a5b4c3d',
+  'b2d4f6a8-1c3e-4a5b-9d7f-0e2c4a6b8d0f',
+  '3e5a7c9e-2b4d-4f6a-8c0e-1d3f5b7d9f1b',
+];
 
 /**
  * How many decisions OPA puts in one upload of at most `limitBytes` compressed: OPA fills a gzip stream
@@ -76,6 +91,8 @@ export function decisionsPerChunk(limitBytes: number): number {
 }
 
 export function chunkBody(run: string, chunkIndex: number, perChunk: number, now: Date): Buffer {
-  const items = Array.from({ length: perChunk }, (_, i) => benchDecision(`${run}-${chunkIndex}-${i}`, chunkIndex * perChunk + i, now));
+  const items = Array.from({ length: perChunk }, (_, i) =>
+    benchDecision(`${run}-${chunkIndex}-${i}`, chunkIndex * perChunk + i, now),
+  );
   return gzipSync(JSON.stringify(items));
 }

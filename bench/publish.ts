@@ -48,7 +48,12 @@ interface PhaseResult {
   throttled: number;
 }
 
-async function api(base: string, method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+async function api(
+  base: string,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${base}/api/v1${route}`, {
     method,
     headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
@@ -59,41 +64,60 @@ async function api(base: string, method: string, route: string, body?: unknown):
 
 function eventOf(topic: string, n: number): Record<string, unknown> {
   return {
-    id: `${topic}-${n}`, tenant_id: 'bench', topic,
-    data: { n, topic, customer_id: `c-${n % 100}`, decision: { allow: n % 3 !== 0, path: 'authz/allow' }, padding: 'x'.repeat(400) },
+    id: `${topic}-${n}`,
+    tenant_id: 'bench',
+    topic,
+    data: {
+      n,
+      topic,
+      customer_id: `c-${n % 100}`,
+      decision: { allow: n % 3 !== 0, path: 'authz/allow' },
+      padding: 'x'.repeat(400),
+    },
   };
 }
 
 /** `count` events over `connections` publishers, `perRequest` to a request (1: `POST /publish`, more: `/publish/batch`). */
-async function publishAll(base: string, topic: string, count: number, connections: number, perRequest: number): Promise<{ seconds: number; latencies: number[]; throttled: number }> {
+async function publishAll(
+  base: string,
+  topic: string,
+  count: number,
+  connections: number,
+  perRequest: number,
+): Promise<{ seconds: number; latencies: number[]; throttled: number }> {
   const latencies: number[] = [];
   let throttled = 0;
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (next < count) {
-      const first = next;
-      next = Math.min(count, next + perRequest);
-      const t0 = performance.now();
-      const events = Array.from({ length: next - first }, (_, i) => eventOf(topic, first + i));
-      // a 429 (the tenant's pending bound: delivery is behind) is waited out and sent again, as a client should
-      for (let attempt = 0; ; attempt++) {
-        const { status } = perRequest === 1 ? await api(base, 'POST', '/publish', events[0]) : await api(base, 'POST', '/publish/batch', events);
-        if (status === 202) break;
-        if (status !== 429 || attempt >= 1000) throw new Error(`publish answered ${status}`);
-        throttled++;
-        await sleep(250);
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (next < count) {
+        const first = next;
+        next = Math.min(count, next + perRequest);
+        const t0 = performance.now();
+        const events = Array.from({ length: next - first }, (_, i) => eventOf(topic, first + i));
+        // a 429 (the tenant's pending bound: delivery is behind) is waited out and sent again, as a client should
+        for (let attempt = 0; ; attempt++) {
+          const { status } =
+            perRequest === 1
+              ? await api(base, 'POST', '/publish', events[0])
+              : await api(base, 'POST', '/publish/batch', events);
+          if (status === 202) break;
+          if (status !== 429 || attempt >= 1000) throw new Error(`publish answered ${status}`);
+          throttled++;
+          await sleep(250);
+        }
+        latencies.push(performance.now() - t0);
       }
-      latencies.push(performance.now() - t0);
-    }
-  }));
+    }),
+  );
   return { seconds: (performance.now() - started) / 1000, latencies, throttled };
 }
 
 async function waitDrained(base: string): Promise<void> {
   const deadline = Date.now() + DRAIN_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    const ready = await (await fetch(`${base}/ready`)).json() as { events: { pending_deliveries: number } };
+    const ready = (await (await fetch(`${base}/ready`)).json()) as { events: { pending_deliveries: number } };
     if (ready.events.pending_deliveries === 0) return;
     await sleep(200);
   }
@@ -113,7 +137,9 @@ async function landed(s3: S3Client, prefix: string, batched: boolean): Promise<{
       objects++;
       let body: Buffer;
       try {
-        body = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'logs', Key: o.Key }))).Body!.transformToByteArray());
+        body = Buffer.from(
+          await (await s3.send(new GetObjectCommand({ Bucket: 'logs', Key: o.Key }))).Body!.transformToByteArray(),
+        );
       } catch (err) {
         throw new Error(`reading back ${o.Key} failed: ${(err as Error).message}`);
       }
@@ -126,7 +152,17 @@ async function landed(s3: S3Client, prefix: string, batched: boolean): Promise<{
   return { objects, ns };
 }
 
-async function phase(name: string, base: string, sluice: ChildProcess, s3: S3Client, topic: string, prefix: string, batched: boolean, count: number, perRequest = 1): Promise<PhaseResult> {
+async function phase(
+  name: string,
+  base: string,
+  sluice: ChildProcess,
+  s3: S3Client,
+  topic: string,
+  prefix: string,
+  batched: boolean,
+  count: number,
+  perRequest = 1,
+): Promise<PhaseResult> {
   process.stdout.write(`  ${name}: publishing ${count.toLocaleString('en')} events... `);
   const cpu0 = cpuSeconds(sluice.pid);
   const started = performance.now();
@@ -158,16 +194,32 @@ const s3Port = await freePort();
 const port = await freePort();
 const s3Process = await startS3(path.join(dir, 's3'), s3Port);
 const file = path.join(dir, 'sluice.yaml');
-writeFileSync(file, stringify({
-  listen: `127.0.0.1:${port}`, data_dir: path.join(dir, 'data'), log: { level: 'warn' },
-  // s3rver on loopback: tenant destinations reach it only when it is allowed
-  api: { admin_key: ADMIN, retry: { initial_backoff: '200ms', max_backoff: '2s' }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } },
-}));
+writeFileSync(
+  file,
+  stringify({
+    listen: `127.0.0.1:${port}`,
+    data_dir: path.join(dir, 'data'),
+    log: { level: 'warn' },
+    // s3rver on loopback: tenant destinations reach it only when it is allowed
+    api: {
+      admin_key: ADMIN,
+      retry: { initial_backoff: '200ms', max_backoff: '2s' },
+      destinations: { allowed_endpoints: ['127.0.0.1/32'] },
+    },
+  }),
+);
 // --profile: a V8 CPU profile of the server in bench/results/profiles
 const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(ROOT, 'bench', 'results', 'profiles')] : [];
-const sluice = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+const sluice = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 const base = `http://127.0.0.1:${port}`;
-const s3 = new S3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+const s3 = new S3Client({
+  region: 'us-east-1',
+  endpoint: `http://127.0.0.1:${s3Port}`,
+  forcePathStyle: true,
+  credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+});
 const results: PhaseResult[] = [];
 try {
   await waitHealthy(port);
@@ -175,18 +227,44 @@ try {
   const credentials = { key: 'S3RVER', secret: 'S3RVER' };
   await api(base, 'PUT', '/tenants/bench');
   await api(base, 'POST', '/tenants/bench/destinations', {
-    type: 'aws_s3', topics: ['each'], config: { ...connection, key_template: "join('/', ['each', data.customer_id, join('', [metadata.\"event-id\", '.json'])])" }, credentials,
+    type: 'aws_s3',
+    topics: ['each'],
+    config: {
+      ...connection,
+      key_template: "join('/', ['each', data.customer_id, join('', [metadata.\"event-id\", '.json'])])",
+    },
+    credentials,
   });
   await api(base, 'POST', '/tenants/bench/destinations', {
-    type: 'aws_s3', topics: ['batch'], config: { ...connection, batching: { max_events: 10000, max_age: '1s' } }, credentials,
+    type: 'aws_s3',
+    topics: ['batch'],
+    config: { ...connection, batching: { max_events: 10000, max_age: '1s' } },
+    credentials,
   });
   results.push(await phase('one object per event', base, sluice, s3, 'each', 'each/', false, Number(args.each)));
   await api(base, 'POST', '/tenants/bench/destinations', {
-    type: 'aws_s3', topics: ['bulk'], config: { ...connection, batching: { max_events: 10000, max_age: '1s' } }, credentials,
+    type: 'aws_s3',
+    topics: ['bulk'],
+    config: { ...connection, batching: { max_events: 10000, max_age: '1s' } },
+    credentials,
   });
-  results.push(await phase('batched (10,000 events, 1 s)', base, sluice, s3, 'batch', 'batch/', true, Number(args.batched)));
+  results.push(
+    await phase('batched (10,000 events, 1 s)', base, sluice, s3, 'batch', 'batch/', true, Number(args.batched)),
+  );
   const perRequest = Number(args['batch-size']);
-  results.push(await phase(`batched, ${perRequest} events per POST /publish/batch`, base, sluice, s3, 'bulk', 'bulk/', true, Number(args.batched), perRequest));
+  results.push(
+    await phase(
+      `batched, ${perRequest} events per POST /publish/batch`,
+      base,
+      sluice,
+      s3,
+      'bulk',
+      'bulk/',
+      true,
+      Number(args.batched),
+      perRequest,
+    ),
+  );
 } finally {
   sluice.kill('SIGTERM');
   s3Process.kill('SIGTERM');
@@ -199,11 +277,20 @@ const markdown = [
   '',
   '| destination | events | acked/s | publish ms p50 / p99 | landed/s (publish to last object) | objects | missing / dup | 429s | sluice cores | peak RSS MiB |',
   '|---|---|---|---|---|---|---|---|---|---|',
-  ...results.map((r) => `| ${r.phase} | ${n(r.events)} | ${n(r.ackedPerSec)} | ${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} | ${n(r.landedPerSec)} | ${n(r.objects)} | ${r.missing} / ${r.duplicates} | ${n(r.throttled)} | ${r.sluiceCores.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`),
+  ...results.map(
+    (r) =>
+      `| ${r.phase} | ${n(r.events)} | ${n(r.ackedPerSec)} | ${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} | ${n(r.landedPerSec)} | ${n(r.objects)} | ${r.missing} / ${r.duplicates} | ${n(r.throttled)} | ${r.sluiceCores.toFixed(2)} | ${r.peakRssMiB.toFixed(0)} |`,
+  ),
 ].join('\n');
 mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(path.join(ROOT, 'bench', 'results', 'publish.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, args, results }, null, 2));
-writeFileSync(path.join(ROOT, 'bench', 'results', 'publish.md'), `# Publish benchmark ${new Date().toISOString()}\n\n${markdown}\n`);
+writeFileSync(
+  path.join(ROOT, 'bench', 'results', 'publish.json'),
+  JSON.stringify({ date: new Date().toISOString(), node: process.version, args, results }, null, 2),
+);
+writeFileSync(
+  path.join(ROOT, 'bench', 'results', 'publish.md'),
+  `# Publish benchmark ${new Date().toISOString()}\n\n${markdown}\n`,
+);
 console.log(`\n${markdown}\n\nwritten: bench/results/publish.json, publish.md`);
 rmSync(dir, { recursive: true, force: true });
 process.exit(results.every((r) => r.missing === 0 && r.duplicates === 0) ? 0 : 1);

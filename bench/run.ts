@@ -68,21 +68,87 @@ interface Scenario {
 
 const chunkBytes = Number(args['chunk-bytes']);
 const SCENARIOS: Record<string, Scenario> = {
-  steady: { name: 'steady', description: `closed loop, ${args.connections} connections, ${args.duration} s`, durationMs: DURATION_MS, count: 0, rate: 0, partitions: 1, chunkBytes },
-  latency: { name: 'latency', description: `open loop at ${LATENCY_RATE}/s offered (each chunk on schedule, on a connection of its own when needed), ${DURATION_MS / 2000} s`, durationMs: DURATION_MS / 2, count: 0, rate: LATENCY_RATE, partitions: 1, chunkBytes },
-  count: { name: 'count', description: `fixed count of ${Number(args.count).toLocaleString('en')} decisions`, durationMs: 600_000, count: Number(args.count), rate: 0, partitions: 1, chunkBytes },
-  burst: { name: 'burst', description: 'closed loop, 2 s on / 2 s off', durationMs: DURATION_MS / 2, count: 0, rate: 0, burst: { onMs: 2000, offMs: 2000 }, partitions: 1, chunkBytes },
-  backlog: { name: 'backlog', description: `S3 stopped while ${Number(args.backlog).toLocaleString('en')} decisions arrive, then started`, durationMs: 900_000, count: Number(args.backlog), rate: 0, partitions: 1, chunkBytes, s3Late: true, bufferMaxBytes: '16GiB' },
-  partitions: { name: 'partitions', description: '100 partitions (/logs/p0 .. /logs/p99)', durationMs: DURATION_MS / 2, count: 0, rate: 0, partitions: 100, chunkBytes },
-  large: { name: 'large', description: '1 MiB compressed chunks (upload_size_limit_bytes raised)', durationMs: DURATION_MS / 2, count: 0, rate: 0, partitions: 1, chunkBytes: 1024 * 1024 },
+  steady: {
+    name: 'steady',
+    description: `closed loop, ${args.connections} connections, ${args.duration} s`,
+    durationMs: DURATION_MS,
+    count: 0,
+    rate: 0,
+    partitions: 1,
+    chunkBytes,
+  },
+  latency: {
+    name: 'latency',
+    description: `open loop at ${LATENCY_RATE}/s offered (each chunk on schedule, on a connection of its own when needed), ${DURATION_MS / 2000} s`,
+    durationMs: DURATION_MS / 2,
+    count: 0,
+    rate: LATENCY_RATE,
+    partitions: 1,
+    chunkBytes,
+  },
+  count: {
+    name: 'count',
+    description: `fixed count of ${Number(args.count).toLocaleString('en')} decisions`,
+    durationMs: 600_000,
+    count: Number(args.count),
+    rate: 0,
+    partitions: 1,
+    chunkBytes,
+  },
+  burst: {
+    name: 'burst',
+    description: 'closed loop, 2 s on / 2 s off',
+    durationMs: DURATION_MS / 2,
+    count: 0,
+    rate: 0,
+    burst: { onMs: 2000, offMs: 2000 },
+    partitions: 1,
+    chunkBytes,
+  },
+  backlog: {
+    name: 'backlog',
+    description: `S3 stopped while ${Number(args.backlog).toLocaleString('en')} decisions arrive, then started`,
+    durationMs: 900_000,
+    count: Number(args.backlog),
+    rate: 0,
+    partitions: 1,
+    chunkBytes,
+    s3Late: true,
+    bufferMaxBytes: '16GiB',
+  },
+  partitions: {
+    name: 'partitions',
+    description: '100 partitions (/logs/p0 .. /logs/p99)',
+    durationMs: DURATION_MS / 2,
+    count: 0,
+    rate: 0,
+    partitions: 100,
+    chunkBytes,
+  },
+  large: {
+    name: 'large',
+    description: '1 MiB compressed chunks (upload_size_limit_bytes raised)',
+    durationMs: DURATION_MS / 2,
+    count: 0,
+    rate: 0,
+    partitions: 1,
+    chunkBytes: 1024 * 1024,
+  },
 };
 
 export interface ScenarioResult {
-  scenario: string; description: string;
-  acknowledged: number; ackedPerSec: number; landed: number; landedPerSec: number;
-  missing: number; duplicates: number;
+  scenario: string;
+  description: string;
+  acknowledged: number;
+  ackedPerSec: number;
+  landed: number;
+  landedPerSec: number;
+  missing: number;
+  duplicates: number;
   latencyMs: { p50: number; p99: number; max: number };
-  peakRssMiB: number; putsPerMillion: number; objects: number;
+  peakRssMiB: number;
+  putsPerMillion: number;
+  objects: number;
   e2eMs: { p50: number; p99: number };
   rejected: Record<string, number>;
   /** CPU cores each process used while the load ran (of this machine's cores). */
@@ -91,7 +157,9 @@ export interface ScenarioResult {
   /** Seconds from the last acknowledgement to the last object landed (max_age included). */
   tailSeconds?: number;
   ceilingRatio: number;
-  timeline: number[]; latencyTimeline: number[]; rssTimeline: number[];
+  timeline: number[];
+  latencyTimeline: number[];
+  rssTimeline: number[];
 }
 
 async function startSluice(dir: string, port: number, s3Port: number, scenario: Scenario): Promise<ChildProcess> {
@@ -104,21 +172,35 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
       ...(args['buffer-level'] ? { compression_level: Number(args['buffer-level']) } : {}),
     },
     ingest: { dedupe: { window: args['dedupe-window'] } },
-    outputs: [{
-      name: 'archive', type: 's3', bucket: 'logs', endpoint: `http://127.0.0.1:${s3Port}`, force_path_style: true,
-      access_key_id: 'S3RVER', secret_access_key: 'S3RVER', ...(args['compression-level'] ? { compression_level: Number(args['compression-level']) } : {}), retry: { initial_backoff: '200ms', max_backoff: '2s' },
-    }],
+    outputs: [
+      {
+        name: 'archive',
+        type: 's3',
+        bucket: 'logs',
+        endpoint: `http://127.0.0.1:${s3Port}`,
+        force_path_style: true,
+        access_key_id: 'S3RVER',
+        secret_access_key: 'S3RVER',
+        ...(args['compression-level'] ? { compression_level: Number(args['compression-level']) } : {}),
+        retry: { initial_backoff: '200ms', max_backoff: '2s' },
+      },
+    ],
   };
   const file = path.join(dir, 'sluice.yaml');
   writeFileSync(file, stringify(config));
   // --profile: a V8 CPU profile of the server per scenario, for `node --cpu-prof` style analysis
   const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(RESULTS, 'profiles')] : [];
-  const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   await waitHealthy(port);
   return child;
 }
 
-interface ReadyBody { buffer: { chunks: number }; outputs: Array<{ delivered: { objects: number; events: number }; retries: number; pending_batches: number }> }
+interface ReadyBody {
+  buffer: { chunks: number };
+  outputs: Array<{ delivered: { objects: number; events: number }; retries: number; pending_batches: number }>;
+}
 
 async function ready(port: number): Promise<ReadyBody> {
   return (await (await fetch(`http://127.0.0.1:${port}/ready`)).json()) as ReadyBody;
@@ -140,20 +222,38 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
   const dir = mkdtempSync(path.join(tmpdir(), `sluice-bench-${scenario.name}-`));
   const s3Port = await freePort();
   const port = await freePort();
-  const client = new S3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const client = new S3Client({
+    region: 'us-east-1',
+    endpoint: `http://127.0.0.1:${s3Port}`,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
   let s3Process = scenario.s3Late ? undefined : await startS3(path.join(dir, 's3'), s3Port);
   const sluice = await startSluice(dir, port, s3Port, scenario);
   const perChunk = decisionsPerChunk(scenario.chunkBytes);
-  const wanted = scenario.count > 0 ? scenario.count : (Math.max(TARGET, scenario.rate) * 1.6 * scenario.durationMs) / 1000;
+  const wanted =
+    scenario.count > 0 ? scenario.count : (Math.max(TARGET, scenario.rate) * 1.6 * scenario.durationMs) / 1000;
   const chunks = Math.ceil(wanted / perChunk);
   const run = `${scenario.name}${Date.now().toString(36)}`;
 
-  const loadgen = fork(path.join(ROOT, 'bench', 'loadgen.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
-  const message = (type: string) => new Promise<any>((resolve) => {
-    const onMessage = (m: { type: string }) => { if (m.type === type) { loadgen.off('message', onMessage); resolve(m); } };
-    loadgen.on('message', onMessage);
+  const loadgen = fork(path.join(ROOT, 'bench', 'loadgen.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'advanced',
   });
-  process.stdout.write(`  ${scenario.name}: preparing ${(chunks * perChunk).toLocaleString('en')} decisions (${perChunk}/chunk)... `);
+  const message = (type: string) =>
+    new Promise<any>((resolve) => {
+      const onMessage = (m: { type: string }) => {
+        if (m.type === type) {
+          loadgen.off('message', onMessage);
+          resolve(m);
+        }
+      };
+      loadgen.on('message', onMessage);
+    });
+  process.stdout.write(
+    `  ${scenario.name}: preparing ${(chunks * perChunk).toLocaleString('en')} decisions (${perChunk}/chunk)... `,
+  );
   loadgen.send({ type: 'prepare', run, chunks, perChunk, partitions: scenario.partitions });
   await message('prepared');
   process.stdout.write('sending\n');
@@ -167,15 +267,31 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
       rssTimeline.push(rssMiB(sluice.pid!, 'VmRSS'));
       if (s3Process && i % 2 === 0) {
         try {
-          await listKeys(client, (key) => { if (!firstSeen.has(key)) firstSeen.set(key, Date.now()); });
-        } catch { /* s3rver busy */ }
+          await listKeys(client, (key) => {
+            if (!firstSeen.has(key)) firstSeen.set(key, Date.now());
+          });
+        } catch {
+          /* s3rver busy */
+        }
       }
       await sleep(500);
     }
   })();
 
-  const cpuBefore = { sluice: cpuSeconds(sluice.pid), loadgen: cpuSeconds(loadgen.pid), s3: cpuSeconds(s3Process?.pid) };
-  loadgen.send({ type: 'go', url: `http://127.0.0.1:${port}`, connections: Number(args.connections), durationMs: scenario.durationMs, rate: scenario.rate, burstOnMs: scenario.burst?.onMs ?? 0, burstOffMs: scenario.burst?.offMs ?? 0 });
+  const cpuBefore = {
+    sluice: cpuSeconds(sluice.pid),
+    loadgen: cpuSeconds(loadgen.pid),
+    s3: cpuSeconds(s3Process?.pid),
+  };
+  loadgen.send({
+    type: 'go',
+    url: `http://127.0.0.1:${port}`,
+    connections: Number(args.connections),
+    durationMs: scenario.durationMs,
+    rate: scenario.rate,
+    burstOnMs: scenario.burst?.onMs ?? 0,
+    burstOffMs: scenario.burst?.offMs ?? 0,
+  });
   const { result } = (await message('done')) as { result: LoadResult };
   const loadSeconds = (result.endedAt - result.startedAt) / 1000;
   const cores = {
@@ -196,10 +312,14 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
     await sleep(250);
     state = await ready(port);
     if (scenario.s3Late) continue;
-    await listKeys(client, (key) => { if (!firstSeen.has(key)) firstSeen.set(key, Date.now()); }).catch(() => undefined);
+    await listKeys(client, (key) => {
+      if (!firstSeen.has(key)) firstSeen.set(key, Date.now());
+    }).catch(() => undefined);
   }
   const drainedAt = Date.now();
-  await listKeys(client, (key) => { if (!firstSeen.has(key)) firstSeen.set(key, drainedAt); });
+  await listKeys(client, (key) => {
+    if (!firstSeen.has(key)) firstSeen.set(key, drainedAt);
+  });
   sampling = false;
   await sampler;
   const peakRss = rssMiB(sluice.pid!, 'VmHWM');
@@ -252,7 +372,11 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
     landedPerSec: scenario.s3Late ? landed / ((drainedAt - drainStart) / 1000) : landed / landedSeconds,
     missing,
     duplicates,
-    latencyMs: { p50: percentile(result.latenciesMs, 0.5), p99: percentile(result.latenciesMs, 0.99), max: Math.max(0, ...result.latenciesMs) },
+    latencyMs: {
+      p50: percentile(result.latenciesMs, 0.5),
+      p99: percentile(result.latenciesMs, 0.99),
+      max: Math.max(0, ...result.latenciesMs),
+    },
     peakRssMiB: peakRss,
     objects,
     putsPerMillion: ((objects + retries) / Math.max(1, landed)) * 1e6,
@@ -281,7 +405,14 @@ async function listKeys(client: S3Client, onKey: (key: string) => void): Promise
 function table(results: ScenarioResult[], ceiling: number): string {
   const n = (v: number) => Math.round(v).toLocaleString('en');
   const ms = (v: number) => v.toFixed(1);
-  const rows = results.map((r) => `| ${r.scenario} | ${n(r.acknowledged)} | ${n(r.ackedPerSec)} | ${n(r.landedPerSec)} | ${ms(r.latencyMs.p50)} / ${ms(r.latencyMs.p99)} / ${ms(r.latencyMs.max)} | ${r.peakRssMiB.toFixed(0)} | ${r.putsPerMillion.toFixed(1)} | ${r.scenario === 'backlog' ? '-' : `${n(r.e2eMs.p50)} / ${n(r.e2eMs.p99)}`} | ${r.missing} / ${r.duplicates} | ${(r.ceilingRatio * 100).toFixed(0)} % | ${Object.entries(r.rejected).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'} |`);
+  const rows = results.map(
+    (r) =>
+      `| ${r.scenario} | ${n(r.acknowledged)} | ${n(r.ackedPerSec)} | ${n(r.landedPerSec)} | ${ms(r.latencyMs.p50)} / ${ms(r.latencyMs.p99)} / ${ms(r.latencyMs.max)} | ${r.peakRssMiB.toFixed(0)} | ${r.putsPerMillion.toFixed(1)} | ${r.scenario === 'backlog' ? '-' : `${n(r.e2eMs.p50)} / ${n(r.e2eMs.p99)}`} | ${r.missing} / ${r.duplicates} | ${(r.ceilingRatio * 100).toFixed(0)} % | ${
+        Object.entries(r.rejected)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(', ') || '-'
+      } |`,
+  );
   return [
     `Machine ceiling (gunzip + JSON.parse, one process): ${n(ceiling)} decisions/s`,
     '',
@@ -289,15 +420,24 @@ function table(results: ScenarioResult[], ceiling: number): string {
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    ...results.map((r) => `- ${r.scenario}: ${r.description}${r.drainPerSec ? `; drain ${n(r.drainPerSec)} decisions/s` : ''}${r.tailSeconds !== undefined ? `; last object ${r.tailSeconds.toFixed(1)} s after the last acknowledgement (max_age ${MAX_AGE_MS / 1000} s)` : ''}; CPU cores while loaded: sluice ${r.cores.sluice.toFixed(2)}, load generator ${r.cores.loadgen.toFixed(2)}, s3rver ${r.cores.s3rver.toFixed(2)}`),
+    ...results.map(
+      (r) =>
+        `- ${r.scenario}: ${r.description}${r.drainPerSec ? `; drain ${n(r.drainPerSec)} decisions/s` : ''}${r.tailSeconds !== undefined ? `; last object ${r.tailSeconds.toFixed(1)} s after the last acknowledgement (max_age ${MAX_AGE_MS / 1000} s)` : ''}; CPU cores while loaded: sluice ${r.cores.sluice.toFixed(2)}, load generator ${r.cores.loadgen.toFixed(2)}, s3rver ${r.cores.s3rver.toFixed(2)}`,
+    ),
   ].join('\n');
 }
 
-const names = args.scenario!.split(',').map((s) => s.trim()).filter(Boolean);
-for (const name of names) if (!SCENARIOS[name]) throw new Error(`unknown scenario ${name}; known: ${Object.keys(SCENARIOS).join(', ')}`);
+const names = args
+  .scenario!.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+for (const name of names)
+  if (!SCENARIOS[name]) throw new Error(`unknown scenario ${name}; known: ${Object.keys(SCENARIOS).join(', ')}`);
 const perChunk = decisionsPerChunk(chunkBytes);
 const ceiling = machineCeiling(perChunk);
-console.log(`machine ceiling: ${Math.round(ceiling).toLocaleString('en')} decisions/s (gunzip + JSON.parse, one process)`);
+console.log(
+  `machine ceiling: ${Math.round(ceiling).toLocaleString('en')} decisions/s (gunzip + JSON.parse, one process)`,
+);
 const results: ScenarioResult[] = [];
 for (const name of names) {
   const r = await runScenario(SCENARIOS[name]!, new S3Client({}));
@@ -306,7 +446,12 @@ for (const name of names) {
 }
 mkdirSync(RESULTS, { recursive: true });
 const markdown = table(results, ceiling);
-const meta = { date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, args };
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: (await import('node:os')).cpus().length,
+  args,
+};
 writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ ...meta, ceiling, results }, null, 2));
 writeFileSync(path.join(RESULTS, 'latest.md'), `# Benchmark ${meta.date}\n\n${markdown}\n`);
 writeFileSync(path.join(RESULTS, 'latest.svg'), await renderChart(results));

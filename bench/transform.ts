@@ -18,7 +18,9 @@ const count = Number(args.count);
 const lines = Array.from({ length: count }, () => JSON.stringify(decision()));
 const groups: Buffer[] = [];
 for (let i = 0; i < count; i += 1000) groups.push(Buffer.from(`${lines.slice(i, i + 1000).join('\n')}\n`));
-console.log(`${count} decisions, ${Math.round(lines.reduce((sum, l) => sum + l.length, 0) / count)} bytes each on average`);
+console.log(
+  `${count} decisions, ${Math.round(lines.reduce((sum, l) => sum + l.length, 0) / count)} bytes each on average`,
+);
 
 const scenarios: Record<string, unknown> = {
   'mask remove (present)': { mask: ['/input/headers/x-request-id'] },
@@ -27,7 +29,10 @@ const scenarios: Record<string, unknown> = {
   'drop (no match)': { drop: [{ field: 'path', prefix: 'system/health' }] },
   'drop + mask + when': {
     drop: [{ field: 'path', prefix: 'system/' }],
-    mask: ['/input/password', { op: 'upsert', path: '/input/user/name', value: 'x', when: { field: 'input.method', equals: 'GET' } }],
+    mask: [
+      '/input/password',
+      { op: 'upsert', path: '/input/user/name', value: 'x', when: { field: 'input.method', equals: 'GET' } },
+    ],
   },
 };
 
@@ -43,12 +48,21 @@ function rate(run: () => void): number {
 
 const fmt = (n: number) => `${Math.round(n).toLocaleString('en')} decisions/s`;
 // the machine's reference in the same run: JSON.parse + JSON.stringify of every decision
-console.log(`reference, JSON.parse + JSON.stringify: ${fmt(rate(() => {
-  for (const g of groups) for (const line of g.toString('utf8').split('\n')) if (line !== '') JSON.stringify(JSON.parse(line));
-}))}`);
+console.log(
+  `reference, JSON.parse + JSON.stringify: ${fmt(
+    rate(() => {
+      for (const g of groups)
+        for (const line of g.toString('utf8').split('\n')) if (line !== '') JSON.stringify(JSON.parse(line));
+    }),
+  )}`,
+);
 for (const [name, rules] of Object.entries(scenarios)) {
   const transform = buildTransform(undefined, rulesSchema.parse(rules))!;
-  console.log(`${name}: ${fmt(rate(() => {
-    for (const _ of transformLines(groups, transform));
-  }))}`);
+  console.log(
+    `${name}: ${fmt(
+      rate(() => {
+        for (const _ of transformLines(groups, transform));
+      }),
+    )}`,
+  );
 }

@@ -1,4 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { openBuffer, type OpenBufferOptions } from './buffer/buffer-identity.js';
@@ -16,7 +23,13 @@ import { consoleRoutes } from './api/console.js';
 import { History } from './observability/history.js';
 import { HttpError } from './http/http-error.js';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { clientErrorHandler, headerCountCheck, observabilityAuth, openApiTransform, SECURITY_SCHEMES } from './api/http-security.js';
+import {
+  clientErrorHandler,
+  headerCountCheck,
+  observabilityAuth,
+  openApiTransform,
+  SECURITY_SCHEMES,
+} from './api/http-security.js';
 import { hostCheck, HostPolicy } from './http/host-check.js';
 import { tightenDataDirLogged } from './sqlite/private-files.js';
 import fastifySwagger from '@fastify/swagger';
@@ -45,7 +58,11 @@ export interface RunningServer {
 }
 
 /** Builds the service from a validated config and wires its parts; nothing else. */
-export async function startServer(config: Config, log: Logger, options: OpenBufferOptions = {}): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  options: OpenBufferOptions = {},
+): Promise<RunningServer> {
   // the owner's only, before any database in it is opened (SQLite gives new -wal and -shm files the database's mode)
   tightenDataDirLogged(config.data_dir, log);
   // One process per data_dir, taken before anything in it is opened: two would overwrite each other's buffer.
@@ -67,22 +84,37 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   const workers: OutputWorker[] = [];
   const deadLetter = new DeadLetter(path.join(config.data_dir, 'dead-letter'));
   const budget = new DecodedBudget(config.ingest.max_decoded_in_flight, config.ingest.max_wait);
-  const metrics = new Metrics(buffer, store, () => workers.map((w) => w.status()), () => budget.inUse);
-  workers.push(...config.outputs.map((o) => new OutputWorker(o, buffer, createSink(o), log, deadLetter, buildTransform(config.rules, o.rules), metrics)));
+  const metrics = new Metrics(
+    buffer,
+    store,
+    () => workers.map((w) => w.status()),
+    () => budget.inUse,
+  );
+  workers.push(
+    ...config.outputs.map(
+      (o) =>
+        new OutputWorker(o, buffer, createSink(o), log, deadLetter, buildTransform(config.rules, o.rules), metrics),
+    ),
+  );
   const decoder = new DecoderPool(config.ingest.decode_threads);
 
   const auth = new ApiAuth(config.api.admin_key, jwtSecret.value, store);
   const publisher = new EventPublisher(store, config.api);
   const dispatcher = new EventDispatcher(store, config.api, log);
   if (auth.open) {
-    log.warn('api.admin_key is not set: the /api/v1 API is OPEN, anyone who reaches this port can manage tenants and destinations and publish. Set api.admin_key (or SLUICE_ADMIN_KEY).');
+    log.warn(
+      'api.admin_key is not set: the /api/v1 API is OPEN, anyone who reaches this port can manage tenants and destinations and publish. Set api.admin_key (or SLUICE_ADMIN_KEY).',
+    );
   }
   if (encryptionKey.generated) {
     const file = path.join(config.data_dir, 'secrets', 'encryption_key');
-    log.warn({ file }, `api.encryption_key is not set: destination credentials are encrypted with a key kept next to them in data_dir, so a copy of data_dir `
-      + `(a backup, a volume snapshot) can read them. To move the key out: put the contents of ${file} in your secret store, give it to Sluice as `
-      + 'SLUICE_ENCRYPTION_KEY (or api.encryption_key: ${SLUICE_ENCRYPTION_KEY} in the config), restart, then delete the file. '
-      + 'Credentials stored so far stay readable: it is the same key.');
+    log.warn(
+      { file },
+      `api.encryption_key is not set: destination credentials are encrypted with a key kept next to them in data_dir, so a copy of data_dir ` +
+        `(a backup, a volume snapshot) can read them. To move the key out: put the contents of ${file} in your secret store, give it to Sluice as ` +
+        'SLUICE_ENCRYPTION_KEY (or api.encryption_key: ${SLUICE_ENCRYPTION_KEY} in the config), restart, then delete the file. ' +
+        'Credentials stored so far stay readable: it is the same key.',
+    );
   }
   let closing = false;
 
@@ -96,13 +128,16 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
     requestTimeout: config.http.request_timeout,
     keepAliveTimeout: config.http.keep_alive_timeout,
     serverFactory: (handler) => {
-      const server = createHttpServer({
-        requestTimeout: config.http.request_timeout,
-        headersTimeout: config.http.headers_timeout,
-        keepAliveTimeout: config.http.keep_alive_timeout,
-        // how often Node checks requests against those timeouts (its default, 30 s, would make them that coarse)
-        connectionsCheckingInterval: Math.min(1000, config.http.headers_timeout),
-      }, handler);
+      const server = createHttpServer(
+        {
+          requestTimeout: config.http.request_timeout,
+          headersTimeout: config.http.headers_timeout,
+          keepAliveTimeout: config.http.keep_alive_timeout,
+          // how often Node checks requests against those timeouts (its default, 30 s, would make them that coarse)
+          connectionsCheckingInterval: Math.min(1000, config.http.headers_timeout),
+        },
+        handler,
+      );
       server.maxConnections = config.http.max_connections;
       // no count limit in Node (it would drop headers past it, Host among them, and answer 400): headerCountCheck
       // refuses too many with 431, and Node's 16 KiB header size bounds what is held meanwhile
@@ -134,25 +169,41 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   const tooLargeLog = new RateLimitedLog(log);
   app.setErrorHandler((raw: FastifyError | HttpError, request, reply) => {
     // a full or failing disk under the buffer or the store is a 503 to retry, not a 500
-    const error = hasZodFastifySchemaValidationErrors(raw) ? schemaValidationError(raw) : storageUnavailable(raw) ?? raw;
+    const error = hasZodFastifySchemaValidationErrors(raw)
+      ? schemaValidationError(raw)
+      : (storageUnavailable(raw) ?? raw);
     const status = error.statusCode ?? 500;
-    const message = status === 413 && !(error instanceof HttpError)
-      ? `request body is larger than ingest.max_body_bytes (${config.ingest.max_body_bytes} bytes): send smaller chunks`
-      : error.message;
+    const message =
+      status === 413 && !(error instanceof HttpError)
+        ? `request body is larger than ingest.max_body_bytes (${config.ingest.max_body_bytes} bytes): send smaller chunks`
+        : error.message;
     // A full disk refuses every write: one line a minute per cause, not one per request. A 5xx thrown on purpose
     // (HttpError, e.g. ingest's 503 when the buffer append fails) was logged with its cause where it was thrown.
     const storage = storageErrorCode(raw);
-    if (storage) storageFailures.error(storage, { err: raw, request_id: request.id, url: request.url }, 'request refused with 503: data_dir cannot take writes');
+    if (storage)
+      storageFailures.error(
+        storage,
+        { err: raw, request_id: request.id, url: request.url },
+        'request refused with 503: data_dir cannot take writes',
+      );
     else if (status >= 500 && !(raw instanceof HttpError)) request.log.error({ err: error }, 'request failed');
     else if (status === 413) warnTooLarge(tooLargeLog, error, message, request, config);
     else request.log.debug({ status, message }, 'request rejected');
     if (error instanceof HttpError) reply.headers(error.headers);
-    reply.code(status).send({ status, message, data: error instanceof HttpError ? error.data : { code: (error as FastifyError).code } });
+    reply.code(status).send({
+      status,
+      message,
+      data: error instanceof HttpError ? error.data : { code: (error as FastifyError).code },
+    });
   });
   // Every route's own schema becomes its OpenAPI description (GET /openapi.json): registered before the routes.
   await app.register(fastifySwagger, {
     openapi: {
-      info: { title: 'Sluice', version: VERSION, description: 'Decision log service for Open Policy Agent, and an Outpost-compatible event API.' },
+      info: {
+        title: 'Sluice',
+        version: VERSION,
+        description: 'Decision log service for Open Policy Agent, and an Outpost-compatible event API.',
+      },
       components: { securitySchemes: SECURITY_SCHEMES },
     },
     // each route's own `security`, as configured: [] for open ones
@@ -172,20 +223,42 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
     }
   }, 60_000);
   forgetTimer.unref();
-  await app.register(opaRoutes, { config, buffer, decoder, recent, metrics, budget, decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger) });
-  const observability = observabilityAuth(config.observability.token);
-  app.get('/metrics', { ...(observability ? { onRequest: observability } : {}), schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] } }, async (_request, reply) => {
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
+  await app.register(opaRoutes, {
+    config,
+    buffer,
+    decoder,
+    recent,
+    metrics,
+    budget,
+    decisionEvents: new DecisionEvents(config, publisher, log as FastifyBaseLogger),
   });
+  const observability = observabilityAuth(config.observability.token);
+  app.get(
+    '/metrics',
+    {
+      ...(observability ? { onRequest: observability } : {}),
+      schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'] },
+    },
+    async (_request, reply) => {
+      reply.type(metrics.registry.contentType);
+      return metrics.registry.metrics();
+    },
+  );
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, metrics, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, store, workers, closing: () => closing, observability });
   const history = new History(() => ({
-    ingested: metrics.totals.ingested, delivered: metrics.totals.delivered, bufferBytes: buffer.stats().bytes, pendingDeliveries: store.pendingDeliveries(),
+    ingested: metrics.totals.ingested,
+    delivered: metrics.totals.delivered,
+    bufferBytes: buffer.stats().bytes,
+    pendingDeliveries: store.pendingDeliveries(),
   }));
   history.start();
   await app.register(consoleRoutes, {
-    config, store, auth, history, ready: async () => readiness(buffer, store, workers, closing).body,
+    config,
+    store,
+    auth,
+    history,
+    ready: async () => readiness(buffer, store, workers, closing).body,
   });
 
   for (const w of workers) w.start();
@@ -196,7 +269,10 @@ export async function startServer(config: Config, log: Logger, options: OpenBuff
   const boundPort = typeof address === 'object' && address ? address.port : port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
   for (const note of config.notes) log.info(note);
-  log.info({ url, data_dir: config.data_dir, outputs: workers.map((w) => w.status().target) }, `sluice listening on ${url}`);
+  log.info(
+    { url, data_dir: config.data_dir, outputs: workers.map((w) => w.status().target) },
+    `sluice listening on ${url}`,
+  );
 
   return {
     app,
@@ -242,15 +318,19 @@ async function closeHttp(app: FastifyInstance, deadline: number): Promise<void> 
 /** What each 413 ran into, by the error's reason (Fastify's body limit has none): the setting and what to do. */
 const TOO_LARGE: Record<string, { setting: string; limit: (c: Config) => number; advice: string }> = {
   body_too_large: {
-    setting: 'ingest.max_body_bytes', limit: (c) => c.ingest.max_body_bytes,
+    setting: 'ingest.max_body_bytes',
+    limit: (c) => c.ingest.max_body_bytes,
     advice: "raise ingest.max_body_bytes above OPA's upload_size_limit_bytes, or lower that",
   },
   decoded_too_large: {
-    setting: 'ingest.max_decoded_bytes', limit: (c) => c.ingest.max_decoded_bytes,
-    advice: "raise ingest.max_decoded_bytes (a gzip chunk of decisions decodes to ~20 times its size), or lower OPA's upload_size_limit_bytes",
+    setting: 'ingest.max_decoded_bytes',
+    limit: (c) => c.ingest.max_decoded_bytes,
+    advice:
+      "raise ingest.max_decoded_bytes (a gzip chunk of decisions decodes to ~20 times its size), or lower OPA's upload_size_limit_bytes",
   },
   too_many_decisions: {
-    setting: 'ingest.max_decisions_per_request', limit: (c) => c.ingest.max_decisions_per_request,
+    setting: 'ingest.max_decisions_per_request',
+    limit: (c) => c.ingest.max_decisions_per_request,
     advice: "raise ingest.max_decisions_per_request, or lower OPA's upload_size_limit_bytes",
   },
 };
@@ -260,17 +340,34 @@ const TOO_LARGE: Record<string, { setting: string; limit: (c: Config) => number;
  * so its decisions stop arriving and are lost when OPA stops. One warning a minute per cause names the
  * setting to raise; the other refusals stay at debug.
  */
-function warnTooLarge(log: RateLimitedLog, error: FastifyError | HttpError, message: string, request: FastifyRequest, config: Config): void {
+function warnTooLarge(
+  log: RateLimitedLog,
+  error: FastifyError | HttpError,
+  message: string,
+  request: FastifyRequest,
+  config: Config,
+): void {
   const data = error instanceof HttpError && !Array.isArray(error.data) ? error.data : {};
   const reason = typeof data.reason === 'string' ? data.reason : 'body_too_large';
   const known = TOO_LARGE[reason];
   const fromOpa = /^\/logs(\/|\?|$)/.test(request.url);
   const fields = {
-    reason, setting: known?.setting, limit: known?.limit(config), url: request.url, request_id: request.id,
-    content_length: request.headers['content-length'], user_agent: request.headers['user-agent'],
+    reason,
+    setting: known?.setting,
+    limit: known?.limit(config),
+    url: request.url,
+    request_id: request.id,
+    content_length: request.headers['content-length'],
+    user_agent: request.headers['user-agent'],
   };
-  log.warn(reason, fields, `request refused with 413 (${message})${known ? `: ${known.advice}` : ''}`
-    + (fromOpa ? '. OPA retries this chunk for ever and never splits it: its decisions stop arriving, and are lost when OPA stops' : ''));
+  log.warn(
+    reason,
+    fields,
+    `request refused with 413 (${message})${known ? `: ${known.advice}` : ''}` +
+      (fromOpa
+        ? '. OPA retries this chunk for ever and never splits it: its decisions stop arriving, and are lost when OPA stops'
+        : ''),
+  );
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -18,9 +18,18 @@ const ADMIN = 'admin-secret';
 const DEAD_ENDPOINT = 'http://127.0.0.1:1';
 
 /** Keys from the environment of whoever runs the tests must not change what the server is configured with. */
-const CLEAN_ENV: NodeJS.ProcessEnv = { SLUICE_ADMIN_KEY: undefined, SLUICE_JWT_SECRET: undefined, SLUICE_ENCRYPTION_KEY: undefined };
+const CLEAN_ENV: NodeJS.ProcessEnv = {
+  SLUICE_ADMIN_KEY: undefined,
+  SLUICE_JWT_SECRET: undefined,
+  SLUICE_ENCRYPTION_KEY: undefined,
+};
 
-interface Server { sluice: SluiceProcess; admin: ApiClient; anon: ApiClient; dataDir: string }
+interface Server {
+  sluice: SluiceProcess;
+  admin: ApiClient;
+  anon: ApiClient;
+  dataDir: string;
+}
 
 /** One real server for the enclosing describe, stopped and removed after it. */
 function serve(api: Record<string, unknown>): Server {
@@ -33,7 +42,11 @@ function serve(api: Record<string, unknown>): Server {
     server.dataDir = dataDir;
     // destinations point at loopback (a closed port, s3rver), which tenant destinations reach only when allowed
     const withLoopback = { destinations: { allowed_endpoints: ['127.0.0.1/32'] }, ...api };
-    server.sluice = new SluiceProcess({ config: { data_dir: dataDir, shutdown_timeout: '2s', api: withLoopback, outputs: [] }, cwd, env: CLEAN_ENV });
+    server.sluice = new SluiceProcess({
+      config: { data_dir: dataDir, shutdown_timeout: '2s', api: withLoopback, outputs: [] },
+      cwd,
+      env: CLEAN_ENV,
+    });
     await server.sluice.start();
     server.admin = new ApiClient(server.sluice.url, typeof api.admin_key === 'string' ? api.admin_key : undefined);
     server.anon = new ApiClient(server.sluice.url);
@@ -172,7 +185,8 @@ describe('tenants and auth (admin_key configured)', () => {
       assert.notEqual(page.pagination.prev, null, 'a later page has a prev cursor');
       pages.push(ids(page.models));
     }
-    for (const p of pages) assert.ok(p.length >= 1 && p.length <= 2, `pages hold 1..limit tenants: ${JSON.stringify(pages)}`);
+    for (const p of pages)
+      assert.ok(p.length >= 1 && p.length <= 2, `pages hold 1..limit tenants: ${JSON.stringify(pages)}`);
     const walked = pages.flat();
     assert.equal(new Set(walked).size, walked.length, `no tenant on two pages: ${JSON.stringify(pages)}`);
     assert.deepEqual(sorted(walked), sorted(all), `the pages together are every tenant: ${JSON.stringify(pages)}`);
@@ -199,7 +213,10 @@ describe('tenants and auth (admin_key configured)', () => {
     assert.equal(payload.sub, 'tok');
     const now = Date.now() / 1000;
     assert.equal(typeof payload.exp, 'number', JSON.stringify(payload));
-    assert.ok(payload.exp > now + 23 * 3600 && payload.exp < now + 25 * 3600, `expires in 24 h: ${JSON.stringify(payload)}`);
+    assert.ok(
+      payload.exp > now + 23 * 3600 && payload.exp < now + 25 * 3600,
+      `expires in 24 h: ${JSON.stringify(payload)}`,
+    );
   });
 
   test("a tenant token reaches its own tenant, and is 403 on another tenant's paths and on admin-only routes", async () => {
@@ -229,8 +246,16 @@ describe('tenants and auth (admin_key configured)', () => {
     assertError(await alpha.get('/beta/destinations'), 403, "another tenant's destinations, older path");
     assertError(await alpha.get(`/tenants/beta/destinations/${betaDest.id}`), 403, "another tenant's destination");
     assertError(await alpha.post('/tenants/beta/destinations', s3Destination()), 403, 'create for another tenant');
-    assertError(await alpha.delete(`/tenants/beta/destinations/${betaDest.id}`), 403, "delete another tenant's destination");
-    assert.equal((await s.admin.get(`/tenants/beta/destinations/${betaDest.id}`)).status, 200, 'the 403 changed nothing');
+    assertError(
+      await alpha.delete(`/tenants/beta/destinations/${betaDest.id}`),
+      403,
+      "delete another tenant's destination",
+    );
+    assert.equal(
+      (await s.admin.get(`/tenants/beta/destinations/${betaDest.id}`)).status,
+      200,
+      'the 403 changed nothing',
+    );
 
     // as in Outpost: GET /tenants lists only itself, and it may PUT its own tenant (not another)
     const tenants = await alpha.get('/tenants');
@@ -244,7 +269,11 @@ describe('tenants and auth (admin_key configured)', () => {
     assertError(await alpha.put('/tenants/beta', { metadata: { x: 'y' } }), 403, 'PUT another tenant');
     assertError(await alpha.delete('/tenants/beta'), 403, 'DELETE another tenant');
     // admin-only routes, even for its own tenant
-    assertError(await alpha.post('/publish', { tenant_id: 'alpha', topic: 'orders', data: { a: 1 } }), 403, 'POST /publish');
+    assertError(
+      await alpha.post('/publish', { tenant_id: 'alpha', topic: 'orders', data: { a: 1 } }),
+      403,
+      'POST /publish',
+    );
     assertError(await alpha.get('/tenants/alpha/token'), 403, 'a token minting tokens');
     assertError(await alpha.get('/tenants/alpha/portal'), 403, 'the portal URL');
     assert.equal((await s.admin.get('/tenants/alpha')).status, 200, 'the tenant is still there');
@@ -264,17 +293,32 @@ describe('tenants and auth (admin_key configured)', () => {
       ['POST', '/publish', { tenant_id: 'gamma', topic: 'orders', data: { a: 1 } }],
     ] as const) {
       assertError(await s.anon.request(method, path, body), 401, `${method} ${path} without a token`);
-      assertError(await s.admin.as('not-the-admin-key').request(method, path, body), 401, `${method} ${path} with a wrong key`);
+      assertError(
+        await s.admin.as('not-the-admin-key').request(method, path, body),
+        401,
+        `${method} ${path} with a wrong key`,
+      );
     }
-    assertError(await s.anon.request('GET', '/tenants', undefined, { authorization: `Basic ${Buffer.from(`admin:${ADMIN}`).toString('base64')}` }), 401, 'Basic auth');
+    assertError(
+      await s.anon.request('GET', '/tenants', undefined, {
+        authorization: `Basic ${Buffer.from(`admin:${ADMIN}`).toString('base64')}`,
+      }),
+      401,
+      'Basic auth',
+    );
 
     // a real tenant token with its subject changed no longer verifies
     const token = (await s.admin.get('/tenants/gamma/token')).body.token as string;
     const [h, , sig] = token.split('.');
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(token).payload, sub: 'acme' })).toString('base64url')}.${sig}`;
     assertError(await s.admin.as(forged).get('/tenants/acme'), 401, 'a token whose sub was edited');
-    const foreign = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('gamma').setIssuer('outpost')
-      .setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode('some-other-secret'));
+    const foreign = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('gamma')
+      .setIssuer('outpost')
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode('some-other-secret'));
     assertError(await s.admin.as(foreign).get('/tenants/gamma'), 401, 'a token signed with another secret');
   });
 
@@ -289,7 +333,11 @@ describe('no admin_key configured', () => {
   const s = serve({});
 
   test('the API is open to every caller and the server warns about it at start', async () => {
-    await s.sluice.until('a warning mentioning admin_key', () => warningsMentioning(s.sluice.output, 'admin_key').length > 0, 5_000);
+    await s.sluice.until(
+      'a warning mentioning admin_key',
+      () => warningsMentioning(s.sluice.output, 'admin_key').length > 0,
+      5_000,
+    );
 
     const put = await s.anon.put('/tenants/open', {});
     assert.equal(put.status, 201, put.text);
@@ -328,7 +376,8 @@ describe('destinations', () => {
 
   test("the seed's curl body on the older path /api/v1/{tenant}/destinations: 201, and visible on both paths", async () => {
     // exactly the body of the Outpost documentation's example
-    const body = '{ "type": "aws_s3", "topics": ["orders"], "config": { "bucket": "my-events-bucket", "region": "us-east-1" }, "credentials": { "key": "<AWS_ACCESS_KEY_ID>", "secret": "<AWS_SECRET_ACCESS_KEY>" } }';
+    const body =
+      '{ "type": "aws_s3", "topics": ["orders"], "config": { "bucket": "my-events-bucket", "region": "us-east-1" }, "credentials": { "key": "<AWS_ACCESS_KEY_ID>", "secret": "<AWS_SECRET_ACCESS_KEY>" } }';
     const res = await s.admin.post('/acme/destinations', body);
     assert.equal(res.status, 201, res.text);
     const d = res.body;
@@ -339,7 +388,10 @@ describe('destinations', () => {
     assert.equal(d.config.bucket, 'my-events-bucket');
     assert.equal(d.config.region, 'us-east-1');
     assert.equal(d.credentials.secret, '****');
-    assert.ok(!res.text.includes('<AWS_SECRET_ACCESS_KEY>') && !res.text.includes('<AWS_ACCESS_KEY_ID>'), `credentials not echoed: ${res.text}`);
+    assert.ok(
+      !res.text.includes('<AWS_SECRET_ACCESS_KEY>') && !res.text.includes('<AWS_ACCESS_KEY_ID>'),
+      `credentials not echoed: ${res.text}`,
+    );
     assert.equal(d.disabled_at ?? null, null, 'a new destination is enabled');
     assertTimestamp(d.created_at, 'created_at');
 
@@ -357,34 +409,79 @@ describe('destinations', () => {
   });
 
   test('a body missing the required fields is 422 naming each of them', async () => {
-    const empty = await s.admin.post('/tenants/acme/destinations', { type: 'aws_s3', topics: ['orders'], config: {}, credentials: {} });
-    assertValidation(empty, ['config.bucket is required', 'config.region is required', 'credentials.key is required', 'credentials.secret is required'], 'empty config and credentials');
+    const empty = await s.admin.post('/tenants/acme/destinations', {
+      type: 'aws_s3',
+      topics: ['orders'],
+      config: {},
+      credentials: {},
+    });
+    assertValidation(
+      empty,
+      [
+        'config.bucket is required',
+        'config.region is required',
+        'credentials.key is required',
+        'credentials.secret is required',
+      ],
+      'empty config and credentials',
+    );
     const absent = await s.admin.post('/tenants/acme/destinations', { type: 'aws_s3', topics: ['orders'] });
-    assertValidation(absent, ['config.bucket is required', 'config.region is required', 'credentials.key is required', 'credentials.secret is required'], 'no config and no credentials');
-    const noRegion = await s.admin.post('/acme/destinations', { type: 'aws_s3', topics: ['orders'], config: { bucket: 'b-1' }, credentials: { key: 'k', secret: 's' } });
+    assertValidation(
+      absent,
+      [
+        'config.bucket is required',
+        'config.region is required',
+        'credentials.key is required',
+        'credentials.secret is required',
+      ],
+      'no config and no credentials',
+    );
+    const noRegion = await s.admin.post('/acme/destinations', {
+      type: 'aws_s3',
+      topics: ['orders'],
+      config: { bucket: 'b-1' },
+      credentials: { key: 'k', secret: 's' },
+    });
     assertValidation(noRegion, ['config.region is required'], 'no region, older path');
-    assert.ok(!noRegion.body.data.includes('config.bucket is required'), `only the missing field is named: ${noRegion.text}`);
+    assert.ok(
+      !noRegion.body.data.includes('config.bucket is required'),
+      `only the missing field is named: ${noRegion.text}`,
+    );
     const noTopics = await s.admin.post('/tenants/acme/destinations', s3Destination({ topics: undefined }));
     assertValidation(noTopics, [], 'no topics');
-    assert.ok(noTopics.body.data.some((p: unknown) => String(p).startsWith('topics')), `a problem names topics: ${noTopics.text}`);
+    assert.ok(
+      noTopics.body.data.some((p: unknown) => String(p).startsWith('topics')),
+      `a problem names topics: ${noTopics.text}`,
+    );
   });
 
   test('a bad storage_class and a key_template that does not compile are both listed', async () => {
     const res = await s.admin.post('/tenants/acme/destinations', {
-      type: 'aws_s3', topics: ['orders'],
+      type: 'aws_s3',
+      topics: ['orders'],
       config: { bucket: 'b-1', region: 'us-east-1', storage_class: 'SUPERFAST', key_template: "join('/'," },
       credentials: { key: 'AKIAX' },
     });
-    assertValidation(res, ['config.storage_class failed enum validation', 'config.key_template failed pattern validation', 'credentials.secret is required']);
+    assertValidation(res, [
+      'config.storage_class failed enum validation',
+      'config.key_template failed pattern validation',
+      'credentials.secret is required',
+    ]);
   });
 
   test('an unknown type or no type is 422', async () => {
     const before = await s.admin.get('/tenants/acme/destinations');
     assert.equal(before.status, 200, before.text);
-    for (const [what, type] of [['unknown type', 'aws_s4'], ['no type', undefined]] as const) {
+    for (const [what, type] of [
+      ['unknown type', 'aws_s4'],
+      ['no type', undefined],
+    ] as const) {
       const res = await s.admin.post('/tenants/acme/destinations', s3Destination({ type }));
       assertValidation(res, [], what);
-      assert.ok(res.body.data.some((p: unknown) => String(p).startsWith('type')), `${what}: a problem names type: ${res.text}`);
+      assert.ok(
+        res.body.data.some((p: unknown) => String(p).startsWith('type')),
+        `${what}: a problem names type: ${res.text}`,
+      );
     }
     const after = await s.admin.get('/tenants/acme/destinations');
     assert.deepEqual(sorted(ids(after.body)), sorted(ids(before.body)), `nothing was created: ${after.text}`);
@@ -392,18 +489,28 @@ describe('destinations', () => {
 
   test('storage_class in any case and a key_template that compiles are accepted', async () => {
     const d = await createDestination(s.admin, 'acme', {
-      config: { bucket: 'b-1', region: 'eu-west-1', storage_class: 'glacier', key_template: "join('/', ['orders', time.date, join('', [metadata.\"event-id\", '.json'])])" },
+      config: {
+        bucket: 'b-1',
+        region: 'eu-west-1',
+        storage_class: 'glacier',
+        key_template: "join('/', ['orders', time.date, join('', [metadata.\"event-id\", '.json'])])",
+      },
     });
     assert.equal(String(d.config.storage_class).toUpperCase(), 'GLACIER');
     assert.equal(d.config.key_template, "join('/', ['orders', time.date, join('', [metadata.\"event-id\", '.json'])])");
-    const mixed = await createDestination(s.admin, 'acme', { config: { bucket: 'b-1', region: 'eu-west-1', storage_class: 'Standard_Ia' } });
+    const mixed = await createDestination(s.admin, 'acme', {
+      config: { bucket: 'b-1', region: 'eu-west-1', storage_class: 'Standard_Ia' },
+    });
     assert.equal(String(mixed.config.storage_class).toUpperCase(), 'STANDARD_IA');
   });
 
   test('credentials are masked in every response and kept when PATCH sends the masked values back', async () => {
     const seen: string[] = [];
     const api = new ApiClient(s.sluice.url, ADMIN, seen);
-    const created = await api.post('/tenants/acme/destinations', s3Destination({ credentials: { key: KEY, secret: SECRET } }));
+    const created = await api.post(
+      '/tenants/acme/destinations',
+      s3Destination({ credentials: { key: KEY, secret: SECRET } }),
+    );
     assert.equal(created.status, 201, created.text);
     const id = created.body.id as string;
     assert.deepEqual(created.body.credentials, { key: 'AKIA****', secret: '****' });
@@ -417,14 +524,21 @@ describe('destinations', () => {
     await api.get('/acme/destinations');
 
     // the masked values sent back keep what is stored: accepted, and still the same masked key
-    const masked = await api.patch(`/tenants/acme/destinations/${id}`, { credentials: { key: 'AKIA****', secret: '****' } });
+    const masked = await api.patch(`/tenants/acme/destinations/${id}`, {
+      credentials: { key: 'AKIA****', secret: '****' },
+    });
     assert.equal(masked.status, 200, masked.text);
     assert.deepEqual(masked.body.credentials, { key: 'AKIA****', secret: '****' });
-    const maskedOld = await api.patch(`/acme/destinations/${id}`, { topics: ['orders'], credentials: { key: 'AKIA****', secret: '****' } });
+    const maskedOld = await api.patch(`/acme/destinations/${id}`, {
+      topics: ['orders'],
+      credentials: { key: 'AKIA****', secret: '****' },
+    });
     assert.equal(maskedOld.status, 200, maskedOld.text);
 
     // new credentials replace them (shown by the new key's prefix), and are masked too
-    const replaced = await api.patch(`/tenants/acme/destinations/${id}`, { credentials: { key: NEW_KEY, secret: NEW_SECRET, session: SESSION } });
+    const replaced = await api.patch(`/tenants/acme/destinations/${id}`, {
+      credentials: { key: NEW_KEY, secret: NEW_SECRET, session: SESSION },
+    });
     assert.equal(replaced.status, 200, replaced.text);
     assert.equal(replaced.body.credentials.key, 'ASIA****', replaced.text);
     assert.equal(replaced.body.credentials.secret, '****', replaced.text);
@@ -446,9 +560,14 @@ describe('destinations', () => {
 
   test('PATCH replaces topics and merges config', async () => {
     const d = await createDestination(s.admin, 'acme', {
-      topics: ['orders'], config: { bucket: 'patch-bucket', region: 'us-east-1', endpoint: DEAD_ENDPOINT }, metadata: { team: 'a' },
+      topics: ['orders'],
+      config: { bucket: 'patch-bucket', region: 'us-east-1', endpoint: DEAD_ENDPOINT },
+      metadata: { team: 'a' },
     });
-    const res = await s.admin.patch(`/tenants/acme/destinations/${d.id}`, { topics: ['refunds', 'orders'], config: { storage_class: 'STANDARD_IA' } });
+    const res = await s.admin.patch(`/tenants/acme/destinations/${d.id}`, {
+      topics: ['refunds', 'orders'],
+      config: { storage_class: 'STANDARD_IA' },
+    });
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(sorted(res.body.topics), ['orders', 'refunds']);
     assert.equal(res.body.config.bucket, 'patch-bucket', 'config fields not sent are kept');
@@ -468,13 +587,23 @@ describe('destinations', () => {
 
   test('PATCH with an invalid value is 422 and changes nothing', async () => {
     const d = await createDestination(s.admin, 'acme', { topics: ['orders'] });
-    assertValidation(await s.admin.patch(`/tenants/acme/destinations/${d.id}`, { topics: ['refunds'], config: { storage_class: 'NOPE' } }),
-      ['config.storage_class failed enum validation']);
-    assertValidation(await s.admin.patch(`/tenants/acme/destinations/${d.id}`, { config: { key_template: "join('/'," } }),
-      ['config.key_template failed pattern validation']);
+    assertValidation(
+      await s.admin.patch(`/tenants/acme/destinations/${d.id}`, {
+        topics: ['refunds'],
+        config: { storage_class: 'NOPE' },
+      }),
+      ['config.storage_class failed enum validation'],
+    );
+    assertValidation(
+      await s.admin.patch(`/tenants/acme/destinations/${d.id}`, { config: { key_template: "join('/'," } }),
+      ['config.key_template failed pattern validation'],
+    );
     const got = await s.admin.get(`/tenants/acme/destinations/${d.id}`);
     assert.deepEqual(got.body.topics, ['orders'], 'a refused PATCH changes nothing');
-    assert.ok(got.body.config.storage_class === undefined || String(got.body.config.storage_class).toUpperCase() === 'STANDARD', `storage_class unchanged: ${got.text}`);
+    assert.ok(
+      got.body.config.storage_class === undefined || String(got.body.config.storage_class).toUpperCase() === 'STANDARD',
+      `storage_class unchanged: ${got.text}`,
+    );
   });
 
   test('disable sets disabled_at, enable clears it (both path shapes)', async () => {
@@ -482,7 +611,10 @@ describe('destinations', () => {
     const off = await s.admin.put(`/tenants/acme/destinations/${d.id}/disable`);
     assert.equal(off.status, 200, off.text);
     assertTimestamp(off.body.disabled_at, 'disabled_at after disable');
-    assertTimestamp((await s.admin.get(`/tenants/acme/destinations/${d.id}`)).body.disabled_at, 'disabled_at as read back');
+    assertTimestamp(
+      (await s.admin.get(`/tenants/acme/destinations/${d.id}`)).body.disabled_at,
+      'disabled_at as read back',
+    );
     const on = await s.admin.put(`/tenants/acme/destinations/${d.id}/enable`);
     assert.equal(on.status, 200, on.text);
     assert.equal(on.body.disabled_at ?? null, null);
@@ -519,7 +651,10 @@ describe('destinations', () => {
     assertNotFound(await s.admin.put(`/tenants/globex/destinations/${d.id}/disable`), 'disable');
     assertNotFound(await s.admin.delete(`/tenants/globex/destinations/${d.id}`), 'DELETE');
     assertNotFound(await s.admin.get(`/tenants/globex/destinations/${d.id}/attempts`), 'its attempts');
-    assert.ok(!ids((await s.admin.get('/tenants/globex/destinations')).body).includes(d.id), "not in the other tenant's list");
+    assert.ok(
+      !ids((await s.admin.get('/tenants/globex/destinations')).body).includes(d.id),
+      "not in the other tenant's list",
+    );
     const still = await s.admin.get(`/tenants/acme/destinations/${d.id}`);
     assert.equal(still.status, 200, still.text);
     assert.deepEqual(still.body.topics, ['orders']);
@@ -544,7 +679,8 @@ describe('destinations', () => {
 
   test('credentials never appear in the log output, nor in plain text in data_dir', () => {
     const files = (readdirSync(s.dataDir, { recursive: true }) as string[])
-      .map((f) => path.join(s.dataDir, f)).filter((f) => statSync(f).isFile());
+      .map((f) => path.join(s.dataDir, f))
+      .filter((f) => statSync(f).isFile());
     assert.ok(files.length > 0, 'the store is in data_dir');
     for (const secret of [SECRET, NEW_SECRET, SESSION, '<AWS_SECRET_ACCESS_KEY>']) {
       assert.ok(!s.sluice.output.includes(secret), `the log carries ${secret}`);
@@ -578,11 +714,20 @@ describe('publish', () => {
   });
 
   test('202 with a generated UUID and the enabled destinations whose topics match (or are "*")', async () => {
-    const res = await s.admin.post('/publish', { tenant_id: 'shop', topic: 'orders', data: { order_id: '123', status: 'created' }, metadata: { source: 'checkout-service' } });
+    const res = await s.admin.post('/publish', {
+      tenant_id: 'shop',
+      topic: 'orders',
+      data: { order_id: '123', status: 'created' },
+      metadata: { source: 'checkout-service' },
+    });
     assert.equal(res.status, 202, res.text);
     assert.match(res.body.id, UUID, 'an id is made when none is given');
     assert.equal(res.body.duplicate, false);
-    assert.deepEqual(sorted(res.body.destination_ids), sorted([d.orders, d.all]), 'orders and *, not refunds, not the disabled one');
+    assert.deepEqual(
+      sorted(res.body.destination_ids),
+      sorted([d.orders, d.all]),
+      'orders and *, not refunds, not the disabled one',
+    );
 
     const refunds = await s.admin.post('/publish', { tenant_id: 'shop', topic: 'refunds', data: { refund_id: 'r1' } });
     assert.equal(refunds.status, 202, refunds.text);
@@ -607,11 +752,27 @@ describe('publish', () => {
   });
 
   test('destination_id targets only that destination; one that does not exist (for the tenant) is 404', async () => {
-    const res = await s.admin.post('/publish', { tenant_id: 'shop', destination_id: d.orders, topic: 'orders', data: { n: 4 } });
+    const res = await s.admin.post('/publish', {
+      tenant_id: 'shop',
+      destination_id: d.orders,
+      topic: 'orders',
+      data: { n: 4 },
+    });
     assert.equal(res.status, 202, res.text);
     assert.deepEqual(res.body.destination_ids, [d.orders]);
-    assertNotFound(await s.admin.post('/publish', { tenant_id: 'shop', destination_id: 'des_nope', topic: 'orders', data: { n: 5 } }), 'unknown destination_id');
-    assertNotFound(await s.admin.post('/publish', { tenant_id: 'quiet', destination_id: d.orders, topic: 'orders', data: { n: 6 } }), "another tenant's destination_id");
+    assertNotFound(
+      await s.admin.post('/publish', {
+        tenant_id: 'shop',
+        destination_id: 'des_nope',
+        topic: 'orders',
+        data: { n: 5 },
+      }),
+      'unknown destination_id',
+    );
+    assertNotFound(
+      await s.admin.post('/publish', { tenant_id: 'quiet', destination_id: d.orders, topic: 'orders', data: { n: 6 } }),
+      "another tenant's destination_id",
+    );
   });
 
   test('422 for a missing tenant_id, missing or non-object data, a missing topic, or a topic not configured', async () => {
@@ -622,17 +783,31 @@ describe('publish', () => {
       ['data is an array', { tenant_id: 'shop', topic: 'orders', data: [1, 2] }, 'data'],
       ['no topic', { tenant_id: 'shop', data: { a: 1 } }, 'topic'],
       ['a topic not in api.topics', { tenant_id: 'shop', topic: 'invoices', data: { a: 1 } }, 'topic'],
-      ['metadata that is not a string map', { tenant_id: 'shop', topic: 'orders', data: { a: 1 }, metadata: { n: 1 } }, 'metadata'],
-      ['a time that is not RFC 3339', { tenant_id: 'shop', topic: 'orders', data: { a: 1 }, time: 'yesterday' }, 'time'],
+      [
+        'metadata that is not a string map',
+        { tenant_id: 'shop', topic: 'orders', data: { a: 1 }, metadata: { n: 1 } },
+        'metadata',
+      ],
+      [
+        'a time that is not RFC 3339',
+        { tenant_id: 'shop', topic: 'orders', data: { a: 1 }, time: 'yesterday' },
+        'time',
+      ],
     ];
     for (const [what, body, field] of cases) {
       const res = await s.admin.post('/publish', body);
       assertValidation(res, [], what);
-      assert.ok(res.body.data.some((p: unknown) => String(p).includes(field)), `${what}: a problem names ${field}: ${res.text}`);
+      assert.ok(
+        res.body.data.some((p: unknown) => String(p).includes(field)),
+        `${what}: a problem names ${field}: ${res.text}`,
+      );
     }
     // not JSON at all: refused as the caller's mistake (400 or 422), with the error shape
     const broken = await s.admin.post('/publish', '{"tenant_id": "shop", ');
-    assert.ok(broken.status === 400 || broken.status === 422, `a body that is not JSON: ${broken.status} ${broken.text}`);
+    assert.ok(
+      broken.status === 400 || broken.status === 422,
+      `a body that is not JSON: ${broken.status} ${broken.text}`,
+    );
     assertError(broken, broken.status, 'a body that is not JSON');
   });
 
@@ -655,10 +830,28 @@ describe('publish', () => {
     // then for a marker event published after, so that a second delivery of the duplicate would be there too
     const attemptsOf = (id: string) => s.admin.all('/attempts', { event_id: id, limit: 1000 });
     await s.sluice.until('the attempts of evt-dup-1', async () => (await attemptsOf('evt-dup-1')).length >= 2, 15_000);
-    assert.equal((await s.admin.post('/publish', { id: 'evt-dup-marker', tenant_id: 'shop', topic: 'orders', data: { order_id: 'marker' } })).status, 202);
-    await s.sluice.until('the attempts of the marker', async () => (await attemptsOf('evt-dup-marker')).length >= 2, 15_000);
+    assert.equal(
+      (
+        await s.admin.post('/publish', {
+          id: 'evt-dup-marker',
+          tenant_id: 'shop',
+          topic: 'orders',
+          data: { order_id: 'marker' },
+        })
+      ).status,
+      202,
+    );
+    await s.sluice.until(
+      'the attempts of the marker',
+      async () => (await attemptsOf('evt-dup-marker')).length >= 2,
+      15_000,
+    );
     const attempts = await attemptsOf('evt-dup-1');
-    assert.deepEqual(sorted(attempts.map((a) => a.destination_id)), sorted([d.orders, d.all]), `one attempt per destination, not one per publish: ${JSON.stringify(attempts)}`);
+    assert.deepEqual(
+      sorted(attempts.map((a) => a.destination_id)),
+      sorted([d.orders, d.all]),
+      `one attempt per destination, not one per publish: ${JSON.stringify(attempts)}`,
+    );
   });
 });
 
@@ -692,22 +885,39 @@ describe('events, attempts and retry', () => {
   /** The attempts matching `query`, once there are at least `n` of them (bounded wait). */
   async function attemptsWhen(query: Record<string, string>, n: number): Promise<Json[]> {
     let models: Json[] = [];
-    await s.sluice.until(`${n} attempts for ${JSON.stringify(query)}`, async () => {
-      models = (await s.admin.page('/attempts', { ...query, limit: 1000 })).models;
-      return models.length >= n;
-    }, 15_000);
+    await s.sluice.until(
+      `${n} attempts for ${JSON.stringify(query)}`,
+      async () => {
+        models = (await s.admin.page('/attempts', { ...query, limit: 1000 })).models;
+        return models.length >= n;
+      },
+      15_000,
+    );
     return models;
   }
 
   test('GET /events lists published events newest first, filtered by tenant_id, topic, destination_id and time', async () => {
     assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1' })).models), ['evt-3', 'evt-2', 'evt-1']);
     assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't2' })).models), ['evt-4']);
-    assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1', topic: 'orders' })).models), ['evt-2', 'evt-1']);
+    assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1', topic: 'orders' })).models), [
+      'evt-2',
+      'evt-1',
+    ]);
     assert.deepEqual(ids((await s.admin.page('/events', { topic: 'refunds' })).models), ['evt-3']);
-    assert.deepEqual(ids((await s.admin.page('/events')).models), ['evt-4', 'evt-3', 'evt-2', 'evt-1'], 'the admin sees every tenant');
+    assert.deepEqual(
+      ids((await s.admin.page('/events')).models),
+      ['evt-4', 'evt-3', 'evt-2', 'evt-1'],
+      'the admin sees every tenant',
+    );
     assert.deepEqual(ids((await s.admin.page('/events', { destination_id: d.t1refunds })).models), ['evt-3']);
-    assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1', 'time[gte]': at(150) })).models), ['evt-3', 'evt-2']);
-    assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1', 'time[lte]': at(90) })).models), ['evt-2', 'evt-1']);
+    assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1', 'time[gte]': at(150) })).models), [
+      'evt-3',
+      'evt-2',
+    ]);
+    assert.deepEqual(ids((await s.admin.page('/events', { tenant_id: 't1', 'time[lte]': at(90) })).models), [
+      'evt-2',
+      'evt-1',
+    ]);
     const first = (await s.admin.page('/events', { tenant_id: 't1' })).models[2];
     assert.equal(first.tenant_id, 't1');
     assert.equal(first.topic, 'orders');
@@ -736,7 +946,10 @@ describe('events, attempts and retry', () => {
     assert.deepEqual(res.body.data, { n: 1 });
     assert.equal(res.body.metadata?.source, 'test', `the event's metadata: ${res.text}`);
     assert.equal(Date.parse(res.body.time), Date.parse(events[0]!.time), 'the time it was published with');
-    assert.ok(res.body.deliveries !== undefined && res.body.deliveries !== null, `per-destination deliveries: ${res.text}`);
+    assert.ok(
+      res.body.deliveries !== undefined && res.body.deliveries !== null,
+      `per-destination deliveries: ${res.text}`,
+    );
     assert.ok(JSON.stringify(res.body.deliveries).includes(d.t1orders), `deliveries name the destination: ${res.text}`);
     assertNotFound(await s.admin.get('/events/evt-never'), 'unknown event');
   });
@@ -750,28 +963,50 @@ describe('events, attempts and retry', () => {
     if (other.status === 403) assertError(other, 403, 'GET /events?tenant_id=<another tenant> with a tenant token');
     else {
       assert.equal(other.status, 200, other.text);
-      assert.deepEqual(ids(other.body.models).filter((id) => id !== 'evt-4'), [], `t1's events stay hidden: ${other.text}`);
+      assert.deepEqual(
+        ids(other.body.models).filter((id) => id !== 'evt-4'),
+        [],
+        `t1's events stay hidden: ${other.text}`,
+      );
     }
-    assertError(await t2.get('/tenants/t1/destinations/' + d.t1orders + '/attempts'), 403, "another tenant's destination attempts");
+    assertError(
+      await t2.get('/tenants/t1/destinations/' + d.t1orders + '/attempts'),
+      403,
+      "another tenant's destination attempts",
+    );
     const foreignEvent = await t2.get('/events/evt-1');
-    assert.ok(foreignEvent.status === 403 || foreignEvent.status === 404, `another tenant's event by id: ${foreignEvent.status} ${foreignEvent.text}`);
+    assert.ok(
+      foreignEvent.status === 403 || foreignEvent.status === 404,
+      `another tenant's event by id: ${foreignEvent.status} ${foreignEvent.text}`,
+    );
     const t1Attempt = (await attemptsWhen({ event_id: 'evt-1' }, 1))[0];
     const foreignAttempt = await t2.get(`/attempts/${t1Attempt.id}`);
-    assert.ok(foreignAttempt.status === 403 || foreignAttempt.status === 404, `another tenant's attempt by id: ${foreignAttempt.status} ${foreignAttempt.text}`);
+    assert.ok(
+      foreignAttempt.status === 403 || foreignAttempt.status === 404,
+      `another tenant's attempt by id: ${foreignAttempt.status} ${foreignAttempt.text}`,
+    );
     const foreignRetry = await t2.post('/retry', { event_id: 'evt-1', destination_id: d.t1orders });
-    assert.ok(foreignRetry.status === 403 || foreignRetry.status === 404, `retry of another tenant's event: ${foreignRetry.status} ${foreignRetry.text}`);
+    assert.ok(
+      foreignRetry.status === 403 || foreignRetry.status === 404,
+      `retry of another tenant's event: ${foreignRetry.status} ${foreignRetry.text}`,
+    );
     // evt-4's attempt (t2's only event, to t2all) exists before t2's list is read: "every" over nothing proves nothing
     await attemptsWhen({ event_id: 'evt-4' }, 1);
     const attempts = (await t2.page('/attempts', { limit: 1000 })).models;
     assert.ok(attempts.length > 0, 't2 sees its own attempts');
-    assert.ok(attempts.every((a) => a.tenant_id === 't2'), `only t2's attempts: ${JSON.stringify(attempts)}`);
+    assert.ok(
+      attempts.every((a) => a.tenant_id === 't2'),
+      `only t2's attempts: ${JSON.stringify(attempts)}`,
+    );
   });
 
   test('GET /attempts lists the failed attempts with their fields, and filters them', async () => {
     const t1 = await attemptsWhen({ tenant_id: 't1' }, 3);
     assert.equal(t1.length, 3, `one attempt per event and destination (max_retries 0): ${JSON.stringify(t1)}`);
-    assert.deepEqual(sorted(t1.map((a) => `${a.event_id}>${a.destination_id}`)),
-      sorted([`evt-1>${d.t1orders}`, `evt-2>${d.t1orders}`, `evt-3>${d.t1refunds}`]));
+    assert.deepEqual(
+      sorted(t1.map((a) => `${a.event_id}>${a.destination_id}`)),
+      sorted([`evt-1>${d.t1orders}`, `evt-2>${d.t1orders}`, `evt-3>${d.t1refunds}`]),
+    );
     for (const a of t1) {
       assert.equal(typeof a.id, 'string');
       assert.equal(a.tenant_id, 't1');
@@ -781,8 +1016,14 @@ describe('events, attempts and retry', () => {
     }
 
     const one = (await s.admin.page('/attempts', { event_id: 'evt-1' })).models;
-    assert.deepEqual(one.map((a) => [a.event_id, a.destination_id]), [['evt-1', d.t1orders]]);
-    assert.deepEqual((await s.admin.page('/attempts', { destination_id: d.t1refunds })).models.map((a) => a.event_id), ['evt-3']);
+    assert.deepEqual(
+      one.map((a) => [a.event_id, a.destination_id]),
+      [['evt-1', d.t1orders]],
+    );
+    assert.deepEqual(
+      (await s.admin.page('/attempts', { destination_id: d.t1refunds })).models.map((a) => a.event_id),
+      ['evt-3'],
+    );
     assert.equal((await s.admin.page('/attempts', { tenant_id: 't1', status: 'success' })).models.length, 0);
     assert.equal((await s.admin.page('/attempts', { tenant_id: 't1', status: 'failed' })).models.length, 3);
 
@@ -811,25 +1052,43 @@ describe('events, attempts and retry', () => {
     assert.equal(retry.status, 202, retry.text);
     const attempts = await attemptsWhen({ event_id: 'evt-1', destination_id: d.t1orders }, 2);
     assert.equal(attempts.length, 2, JSON.stringify(attempts));
-    assert.ok(attempts.some((a) => a.manual === true), `the retry is a manual attempt: ${JSON.stringify(attempts)}`);
+    assert.ok(
+      attempts.some((a) => a.manual === true),
+      `the retry is a manual attempt: ${JSON.stringify(attempts)}`,
+    );
 
-    for (const [what, body, field] of [['retry without destination_id', { event_id: 'evt-1' }, 'destination_id'], ['retry without event_id', { destination_id: d.t1orders }, 'event_id']] as const) {
+    for (const [what, body, field] of [
+      ['retry without destination_id', { event_id: 'evt-1' }, 'destination_id'],
+      ['retry without event_id', { destination_id: d.t1orders }, 'event_id'],
+    ] as const) {
       const res = await s.admin.post('/retry', body);
       assertValidation(res, [], what);
-      assert.ok(res.body.data.some((p: unknown) => String(p).startsWith(field)), `${what}: a problem names ${field}: ${res.text}`);
+      assert.ok(
+        res.body.data.some((p: unknown) => String(p).startsWith(field)),
+        `${what}: a problem names ${field}: ${res.text}`,
+      );
     }
 
     // evt-3 (refunds) never went to the orders destination; evt-never does not exist
-    assertNotFound(await s.admin.post('/retry', { event_id: 'evt-3', destination_id: d.t1orders }), 'no attempt of that event there');
-    assertNotFound(await s.admin.post('/retry', { event_id: 'evt-never', destination_id: d.t1orders }), 'unknown event');
+    assertNotFound(
+      await s.admin.post('/retry', { event_id: 'evt-3', destination_id: d.t1orders }),
+      'no attempt of that event there',
+    );
+    assertNotFound(
+      await s.admin.post('/retry', { event_id: 'evt-never', destination_id: d.t1orders }),
+      'unknown event',
+    );
 
     await attemptsWhen({ event_id: 'evt-2' }, 1);
     const off = await s.admin.put(`/tenants/t1/destinations/${d.t1orders}/disable`);
     assert.equal(off.status, 200, off.text);
-    assertError(await s.admin.post('/retry', { event_id: 'evt-2', destination_id: d.t1orders }), 400, 'retry to a disabled destination');
+    assertError(
+      await s.admin.post('/retry', { event_id: 'evt-2', destination_id: d.t1orders }),
+      400,
+      'retry to a disabled destination',
+    );
   });
 });
-
 
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -844,13 +1103,23 @@ describe('stored credentials are the ones used (s3rver checks the access key id)
 
   /** Publishes to one destination and returns the status of its (single) attempt. */
   async function deliver(tenant: string, destination: string, id: string): Promise<string> {
-    const res = await s.admin.post('/publish', { id, tenant_id: tenant, destination_id: destination, topic: 'orders', data: { id } });
+    const res = await s.admin.post('/publish', {
+      id,
+      tenant_id: tenant,
+      destination_id: destination,
+      topic: 'orders',
+      data: { id },
+    });
     assert.equal(res.status, 202, res.text);
     let models: Json[] = [];
-    await s.sluice.until(`an attempt of ${id}`, async () => {
-      models = (await s.admin.page('/attempts', { event_id: id })).models;
-      return models.length > 0;
-    }, 15_000);
+    await s.sluice.until(
+      `an attempt of ${id}`,
+      async () => {
+        models = (await s.admin.page('/attempts', { event_id: id })).models;
+        return models.length > 0;
+      },
+      15_000,
+    );
     return models[0].status as string;
   }
 
@@ -859,8 +1128,14 @@ describe('stored credentials are the ones used (s3rver checks the access key id)
   test('PATCH with the masked values (or without credentials) keeps the stored access key', async () => {
     await putTenant(s.admin, 'keeper');
     const config = { bucket: 'creds', region: 'us-east-1', endpoint: s3.endpoint };
-    const good = await createDestination(s.admin, 'keeper', { config, credentials: { key: S3_KEY, secret: S3_SECRET } });
-    const bad = await createDestination(s.admin, 'keeper', { config, credentials: { key: 'AKIANOTTHEKEY0000000', secret: S3_SECRET } });
+    const good = await createDestination(s.admin, 'keeper', {
+      config,
+      credentials: { key: S3_KEY, secret: S3_SECRET },
+    });
+    const bad = await createDestination(s.admin, 'keeper', {
+      config,
+      credentials: { key: 'AKIANOTTHEKEY0000000', secret: S3_SECRET },
+    });
     // the control: s3rver refuses another key id, so a success below means the stored key is the right one
     assert.equal(await deliver('keeper', bad.id, 'evt-wrong-key'), 'failed');
     assert.equal(await deliver('keeper', good.id, 'evt-before-patch'), 'success');
@@ -868,14 +1143,27 @@ describe('stored credentials are the ones used (s3rver checks the access key id)
     const masked = await s.admin.patch(`/tenants/keeper/destinations/${good.id}`, { credentials: good.credentials });
     assert.equal(masked.status, 200, masked.text);
     assert.deepEqual(masked.body.credentials, good.credentials);
-    assert.equal(await deliver('keeper', good.id, 'evt-after-masked-patch'), 'success', 'the masked values did not replace the stored ones');
+    assert.equal(
+      await deliver('keeper', good.id, 'evt-after-masked-patch'),
+      'success',
+      'the masked values did not replace the stored ones',
+    );
 
-    const other = await s.admin.patch(`/tenants/keeper/destinations/${good.id}`, { topics: ['orders', 'refunds'], config: { storage_class: 'STANDARD' } });
+    const other = await s.admin.patch(`/tenants/keeper/destinations/${good.id}`, {
+      topics: ['orders', 'refunds'],
+      config: { storage_class: 'STANDARD' },
+    });
     assert.equal(other.status, 200, other.text);
-    assert.equal(await deliver('keeper', good.id, 'evt-after-config-patch'), 'success', 'a PATCH without credentials keeps them');
+    assert.equal(
+      await deliver('keeper', good.id, 'evt-after-config-patch'),
+      'success',
+      'a PATCH without credentials keeps them',
+    );
 
     // and the other way round: the right key sent to the failing destination fixes it
-    const fixed = await s.admin.patch(`/keeper/destinations/${bad.id}`, { credentials: { key: S3_KEY, secret: S3_SECRET } });
+    const fixed = await s.admin.patch(`/keeper/destinations/${bad.id}`, {
+      credentials: { key: S3_KEY, secret: S3_SECRET },
+    });
     assert.equal(fixed.status, 200, fixed.text);
     assert.equal(await deliver('keeper', bad.id, 'evt-after-fix'), 'success');
   });

@@ -16,11 +16,18 @@ import { ApiClient, assertError, decodeJwt } from './helpers/api.js';
 const ADMIN = 'api-secrets-admin';
 const WAIT_MS = 20_000;
 /** Nothing of the environment of whoever runs the tests reaches the server unless a test sets it. */
-const CLEAN_ENV: NodeJS.ProcessEnv = { SLUICE_ADMIN_KEY: undefined, SLUICE_JWT_SECRET: undefined, SLUICE_ENCRYPTION_KEY: undefined };
+const CLEAN_ENV: NodeJS.ProcessEnv = {
+  SLUICE_ADMIN_KEY: undefined,
+  SLUICE_JWT_SECRET: undefined,
+  SLUICE_ENCRYPTION_KEY: undefined,
+};
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => {});
+  for (const c of cleanups.reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch(() => {});
 });
 
 function dir(): string {
@@ -39,9 +46,22 @@ async function startS3(buckets: string[]): Promise<TestS3> {
   return s3;
 }
 
-async function start(dataDir: string, api: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<SluiceProcess> {
+async function start(
+  dataDir: string,
+  api: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+): Promise<SluiceProcess> {
   const sluice = new SluiceProcess({
-    config: { data_dir: dataDir, outputs: [], shutdown_timeout: '2s', api: { destinations: { allowed_endpoints: ['127.0.0.1/32'] }, retry: { initial_backoff: '100ms', max_backoff: '300ms' }, ...api } },
+    config: {
+      data_dir: dataDir,
+      outputs: [],
+      shutdown_timeout: '2s',
+      api: {
+        destinations: { allowed_endpoints: ['127.0.0.1/32'] },
+        retry: { initial_backoff: '100ms', max_backoff: '300ms' },
+        ...api,
+      },
+    },
     env: { ...CLEAN_ENV, ...env },
   });
   cleanups.push(() => sluice.kill9());
@@ -62,20 +82,41 @@ async function tokenOf(admin: ApiClient, tenant: string): Promise<string> {
 
 /** A tenant token as Sluice issues them (sub, gen, exp, issuer outpost), signed with `secret`. */
 function sign(secret: string, tenant: string, gen: number, exp: number | string = '1h'): Promise<string> {
-  return new SignJWT({ gen }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuer('outpost').setSubject(tenant)
-    .setIssuedAt().setExpirationTime(exp).sign(new TextEncoder().encode(secret));
+  return new SignJWT({ gen })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuer('outpost')
+    .setSubject(tenant)
+    .setIssuedAt()
+    .setExpirationTime(exp)
+    .sign(new TextEncoder().encode(secret));
 }
 
-async function publishAndWaitForObject(sluice: SluiceProcess, admin: ApiClient, s3: TestS3, bucket: string, tenant: string, data: Record<string, unknown>): Promise<string> {
+async function publishAndWaitForObject(
+  sluice: SluiceProcess,
+  admin: ApiClient,
+  s3: TestS3,
+  bucket: string,
+  tenant: string,
+  data: Record<string, unknown>,
+): Promise<string> {
   const res = await admin.post('/publish', { tenant_id: tenant, topic: 'orders', data });
   assert.equal(res.status, 202, res.text);
   const id = res.body.id as string;
-  await sluice.until(`event ${id} in the bucket`, async () => (await s3.keys(bucket)).some((k) => k.endsWith(`_${id}.json`)), WAIT_MS);
+  await sluice.until(
+    `event ${id} in the bucket`,
+    async () => (await s3.keys(bucket)).some((k) => k.endsWith(`_${id}.json`)),
+    WAIT_MS,
+  );
   return id;
 }
 
 function destinationBody(s3: TestS3, bucket: string): Record<string, unknown> {
-  return { type: 'aws_s3', topics: ['orders'], config: { bucket, region: 'us-east-1', endpoint: s3.endpoint }, credentials: { key: S3_KEY, secret: S3_SECRET } };
+  return {
+    type: 'aws_s3',
+    topics: ['orders'],
+    config: { bucket, region: 'us-east-1', endpoint: s3.endpoint },
+    credentials: { key: S3_KEY, secret: S3_SECRET },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -83,7 +124,11 @@ function destinationBody(s3: TestS3, bucket: string): Record<string, unknown> {
 test('SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET and SLUICE_ENCRYPTION_KEY are used when the config leaves them out; the config wins over them', async () => {
   const s3 = await startS3(['env-keys']);
   const dataDir = dir();
-  const env = { SLUICE_ADMIN_KEY: 'admin-from-env', SLUICE_JWT_SECRET: 'jwt-from-env', SLUICE_ENCRYPTION_KEY: 'encryption-from-env' };
+  const env = {
+    SLUICE_ADMIN_KEY: 'admin-from-env',
+    SLUICE_JWT_SECRET: 'jwt-from-env',
+    SLUICE_ENCRYPTION_KEY: 'encryption-from-env',
+  };
   let sluice = await start(dataDir, {}, env);
   let admin = new ApiClient(sluice.url, 'admin-from-env');
   assertError(await admin.as(undefined).get('/tenants'), 401, 'the admin key from the environment is required');
@@ -92,11 +137,22 @@ test('SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET and SLUICE_ENCRYPTION_KEY are used whe
   const { payload } = await jwtVerify(issued, new TextEncoder().encode('jwt-from-env'), { issuer: 'outpost' });
   assert.equal(payload.sub, 'acme', 'the issued token is signed with SLUICE_JWT_SECRET');
   const gen = decodeJwt(issued).payload.gen as number;
-  assert.equal((await admin.as(await sign('jwt-from-env', 'acme', gen)).get('/tenants/acme')).status, 200, 'a token signed with SLUICE_JWT_SECRET is accepted');
-  assertError(await admin.as(await sign('another-secret', 'acme', gen)).get('/tenants/acme'), 401, 'one signed with another secret');
+  assert.equal(
+    (await admin.as(await sign('jwt-from-env', 'acme', gen)).get('/tenants/acme')).status,
+    200,
+    'a token signed with SLUICE_JWT_SECRET is accepted',
+  );
+  assertError(
+    await admin.as(await sign('another-secret', 'acme', gen)).get('/tenants/acme'),
+    401,
+    'one signed with another secret',
+  );
   assert.ok(!existsSync(path.join(dataDir, 'secrets', 'jwt_secret')), 'no jwt_secret generated into data_dir');
   assert.ok(!existsSync(path.join(dataDir, 'secrets', 'encryption_key')), 'no encryption_key generated into data_dir');
-  assert.ok(!sluice.logLines().some((l) => /encryption_key is not set/.test(l.msg ?? '')), 'no warning about a generated encryption key');
+  assert.ok(
+    !sluice.logLines().some((l) => /encryption_key is not set/.test(l.msg ?? '')),
+    'no warning about a generated encryption key',
+  );
 
   const create = await admin.post('/tenants/acme/destinations', destinationBody(s3, 'env-keys'));
   assert.equal(create.status, 201, create.text);
@@ -111,10 +167,22 @@ test('SLUICE_ADMIN_KEY, SLUICE_JWT_SECRET and SLUICE_ENCRYPTION_KEY are used whe
 
   // the config's values win over the environment's
   await sluice.stop();
-  sluice = await start(dataDir, { admin_key: ADMIN, jwt_secret: 'jwt-from-config', encryption_key: 'encryption-from-env' }, env);
+  sluice = await start(
+    dataDir,
+    { admin_key: ADMIN, jwt_secret: 'jwt-from-config', encryption_key: 'encryption-from-env' },
+    env,
+  );
   admin = new ApiClient(sluice.url, ADMIN);
-  assertError(await admin.as('admin-from-env').get('/tenants'), 401, 'SLUICE_ADMIN_KEY no longer counts once api.admin_key is set');
-  assertError(await admin.as(issued).get('/tenants/acme'), 401, 'a token signed with SLUICE_JWT_SECRET, once api.jwt_secret is set');
+  assertError(
+    await admin.as('admin-from-env').get('/tenants'),
+    401,
+    'SLUICE_ADMIN_KEY no longer counts once api.admin_key is set',
+  );
+  assertError(
+    await admin.as(issued).get('/tenants/acme'),
+    401,
+    'a token signed with SLUICE_JWT_SECRET, once api.jwt_secret is set',
+  );
   const fromConfig = await tokenOf(admin, 'acme');
   await jwtVerify(fromConfig, new TextEncoder().encode('jwt-from-config'), { issuer: 'outpost' });
   assert.equal((await admin.as(fromConfig).get('/tenants/acme')).status, 200);
@@ -133,18 +201,32 @@ test('tenant tokens: an expired one is 401 saying so; without jwt_secret the gen
   await jwtVerify(issued, new TextEncoder().encode(secret), { issuer: 'outpost' });
   const gen = decodeJwt(issued).payload.gen as number;
 
-  const expired = await admin.as(await sign(secret, 'acme', gen, Math.floor(Date.now() / 1000) - 60)).get('/tenants/acme');
+  const expired = await admin
+    .as(await sign(secret, 'acme', gen, Math.floor(Date.now() / 1000) - 60))
+    .get('/tenants/acme');
   assertError(expired, 401, 'a token past its exp');
   assert.match(String(expired.body.message), /expired/, `the answer says the token expired: ${expired.text}`);
-  assert.equal((await admin.as(await sign(secret, 'acme', gen)).get('/tenants/acme')).status, 200, 'the same token, not expired, is accepted');
-  const noExp = await new SignJWT({ gen }).setProtectedHeader({ alg: 'HS256' }).setIssuer('outpost').setSubject('acme').sign(new TextEncoder().encode(secret));
+  assert.equal(
+    (await admin.as(await sign(secret, 'acme', gen)).get('/tenants/acme')).status,
+    200,
+    'the same token, not expired, is accepted',
+  );
+  const noExp = await new SignJWT({ gen })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer('outpost')
+    .setSubject('acme')
+    .sign(new TextEncoder().encode(secret));
   assertError(await admin.as(noExp).get('/tenants/acme'), 401, 'a token without exp');
 
   await sluice.stop();
   sluice = await start(dataDir, { admin_key: ADMIN });
   admin = new ApiClient(sluice.url, ADMIN);
   assert.equal(readFileSync(secretFile, 'utf8').trim(), secret, 'the generated secret is read back, not made again');
-  assert.equal((await admin.as(issued).get('/tenants/acme')).status, 200, 'a token issued before the restart is accepted after it');
+  assert.equal(
+    (await admin.as(issued).get('/tenants/acme')).status,
+    200,
+    'a token issued before the restart is accepted after it',
+  );
   await sluice.stop();
 });
 
@@ -170,17 +252,33 @@ test('another encryption_key than the credentials were stored with: they are nev
   admin = new ApiClient(sluice.url, ADMIN);
   const listed = await admin.get('/tenants/acme/destinations');
   assertError(listed, 500, 'the destinations cannot be read with the wrong key');
-  assert.match(String(listed.body.message), /api\.encryption_key is not the key they were stored with/, 'the answer names the setting');
-  await sluice.until('an error naming api.encryption_key', () => sluice.logLines().some((l) => (l.level ?? 0) >= 50 && JSON.stringify(l).includes('api.encryption_key')), WAIT_MS);
+  assert.match(
+    String(listed.body.message),
+    /api\.encryption_key is not the key they were stored with/,
+    'the answer names the setting',
+  );
+  await sluice.until(
+    'an error naming api.encryption_key',
+    () => sluice.logLines().some((l) => (l.level ?? 0) >= 50 && JSON.stringify(l).includes('api.encryption_key')),
+    WAIT_MS,
+  );
   const keys = await s3.keys('wrong-key');
-  assert.ok(!keys.some((k) => k.endsWith(`_${pendingId}.json`)), 'the pending event was not delivered with undecryptable credentials');
-  for (const text of [listed.text, sluice.output]) assert.ok(!text.includes(S3_SECRET), 'no credential shown, nor a wrongly decrypted one');
+  assert.ok(
+    !keys.some((k) => k.endsWith(`_${pendingId}.json`)),
+    'the pending event was not delivered with undecryptable credentials',
+  );
+  for (const text of [listed.text, sluice.output])
+    assert.ok(!text.includes(S3_SECRET), 'no credential shown, nor a wrongly decrypted one');
   await sluice.stop();
 
   // the right key again: the pending event is delivered, and the destination reads as before
   sluice = await start(dataDir, { admin_key: ADMIN, encryption_key: 'the-right-key' });
   admin = new ApiClient(sluice.url, ADMIN);
-  await sluice.until('the pending event in the bucket', async () => (await s3.keys('wrong-key')).some((k) => k.endsWith(`_${pendingId}.json`)), WAIT_MS);
+  await sluice.until(
+    'the pending event in the bucket',
+    async () => (await s3.keys('wrong-key')).some((k) => k.endsWith(`_${pendingId}.json`)),
+    WAIT_MS,
+  );
   const again = await admin.get(`/tenants/acme/destinations/${destinationId}`);
   assert.equal(again.status, 200, again.text);
   assert.match(String(again.body.credentials?.key), /\*{4}$/, `the stored access key, masked: ${again.text}`);

@@ -27,18 +27,36 @@ function dirFor(t: TestContext): string {
 }
 
 /** A config file and a running sluice from it. */
-async function serve(t: TestContext, dir: string, config: Record<string, unknown>): Promise<{ sluice: SluiceProcess; file: string }> {
+async function serve(
+  t: TestContext,
+  dir: string,
+  config: Record<string, unknown>,
+): Promise<{ sluice: SluiceProcess; file: string }> {
   const file = path.join(dir, 'sluice.yaml');
-  writeFileSync(file, stringify({ listen: '127.0.0.1:0', data_dir: path.join(dir, 'data'), shutdown_timeout: '5s', ...config }));
+  writeFileSync(
+    file,
+    stringify({ listen: '127.0.0.1:0', data_dir: path.join(dir, 'data'), shutdown_timeout: '5s', ...config }),
+  );
   const sluice = await new SluiceProcess({ cwd: dir, args: ['--config', file] }).start();
   t.after(() => sluice.kill9());
   return { sluice, file };
 }
 
-const fileOutput = (dir: string, name: string, extra: Record<string, unknown> = {}) =>
-  ({ name, type: 'file', path: path.join(dir, name), batch: { max_age: '200ms' }, ...extra });
+const fileOutput = (dir: string, name: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  type: 'file',
+  path: path.join(dir, name),
+  batch: { max_age: '200ms' },
+  ...extra,
+});
 
-const idsOf = (stdout: string) => stdout.trim().split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { decision_id: string }).decision_id).sort();
+const idsOf = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => (JSON.parse(l) as { decision_id: string }).decision_id)
+    .sort();
 const idsOfDecisions = (ds: Array<Record<string, unknown>>) => ds.map((d) => d.decision_id as string).sort();
 
 test('sluice query over the hourly-per-decision, outpost and custom layouts: --from and --to bound the decisions by their timestamp', async (t) => {
@@ -51,7 +69,9 @@ test('sluice query over the hourly-per-decision, outpost and custom layouts: --f
     // one that cannot be narrowed by time: every key is read, the timestamps decide
     flat: 'by-partition/{partition}/{batch}.{ext}',
   };
-  const { sluice, file } = await serve(t, dir, { outputs: Object.entries(layouts).map(([name, key]) => fileOutput(dir, name, { key })) });
+  const { sluice, file } = await serve(t, dir, {
+    outputs: Object.entries(layouts).map(([name, key]) => fileOutput(dir, name, { key })),
+  });
   const now = Date.now();
   const at = (msAgo: number) => new Date(now - msAgo).toISOString();
   // decisions that arrive now, with timestamps of three hours ago, two hours ago and five minutes ago (OPA
@@ -60,7 +80,11 @@ test('sluice query over the hourly-per-decision, outpost and custom layouts: --f
   const mid = decisions(2, { timestamp: at(2 * 3_600_000) });
   const recent = decisions(2, { timestamp: at(5 * 60_000) });
   assert.equal((await postDecisions(sluice.url, [...old, ...mid, ...recent])).status, 200);
-  await sluice.until('every output delivered', async () => (await sluice.ready()).outputs.every((o) => o.delivered.events === 6), WAIT_MS);
+  await sluice.until(
+    'every output delivered',
+    async () => (await sluice.ready()).outputs.every((o) => o.delivered.events === 6),
+    WAIT_MS,
+  );
 
   for (const output of Object.keys(layouts)) {
     const ask = async (args: string[], want: Array<Record<string, unknown>>, what: string) => {
@@ -80,12 +104,38 @@ test('sluice query over the hourly-per-decision, outpost and custom layouts: --f
 test('sluice tail --path and --where: only the matching decisions of the objects that land after it starts', async (t) => {
   const dir = dirFor(t);
   const { sluice, file } = await serve(t, dir, { outputs: [fileOutput(dir, 'archive')] });
-  const child = spawn(process.execPath, [CLI, 'tail', '-c', file, '-o', 'archive', '--interval', '200ms', '--path', 'authz/admin', '--where', 'result=false', '--where', 'input.user.name=alice', '--max', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'tail',
+      '-c',
+      file,
+      '-o',
+      'archive',
+      '--interval',
+      '200ms',
+      '--path',
+      'authz/admin',
+      '--where',
+      'result=false',
+      '--where',
+      'input.user.name=alice',
+      '--max',
+      '2',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   t.after(() => child.kill('SIGKILL'));
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
   let code: number | null | undefined;
-  const exited = new Promise<void>((resolve) => child.on('exit', (c) => { code = c; resolve(); }));
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', (c) => {
+      code = c;
+      resolve();
+    }),
+  );
 
   // Each round, one object: three decisions that miss one filter each, then one that matches them all. tail
   // prints nothing to say its first listing is done, so rounds go on until it has printed two.
@@ -100,12 +150,19 @@ test('sluice tail --path and --where: only the matching decisions of the objects
     ];
     matching.add(object[3]!.decision_id as string);
     assert.equal((await postDecisions(sluice.url, object)).status, 200);
-    await sluice.until(`round ${round + 1} in the objects`, async () => (await sluice.ready()).outputs[0]!.delivered.events === 4 * (round + 1), WAIT_MS);
+    await sluice.until(
+      `round ${round + 1} in the objects`,
+      async () => (await sluice.ready()).outputs[0]!.delivered.events === 4 * (round + 1),
+      WAIT_MS,
+    );
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 600))]);
   }
   await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
   assert.equal(code, 0, `tail exits 0 after --max decisions: ${stdout}`);
-  const printed = stdout.trim().split('\n').map((l) => JSON.parse(l) as { decision_id: string; path: string; result: boolean });
+  const printed = stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { decision_id: string; path: string; result: boolean });
   assert.equal(printed.length, 2, `--max 2: ${stdout}`);
   for (const d of printed) {
     assert.ok(matching.has(d.decision_id), `only decisions matching --path and every --where: ${JSON.stringify(d)}`);
@@ -122,11 +179,19 @@ test('sluice send retries 429 and 5xx answers with the same bytes until accepted
   const file = path.join(dir, 'decisions.ndjson');
   writeFileSync(file, sent.map((d) => JSON.stringify(d)).join('\n'));
 
-  const answers = [{ status: 429, headers: { 'retry-after': '1' } }, { status: 503 }, { status: 500 }, { status: 200, body: '{"accepted":3}' }];
+  const answers = [
+    { status: 429, headers: { 'retry-after': '1' } },
+    { status: 503 },
+    { status: 500 },
+    { status: 200, body: '{"accepted":3}' },
+  ];
   receiver.answer = (_request, index) => answers[Math.min(index, answers.length - 1)]!;
   const ok = await runCli(['send', file, '--url', receiver.url, '--partition', 'replay', '--retries', '5']);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-  assert.match(ok.stdout, /done: 3 of 3 decisions sent to .*\/logs\/replay in 4 requests \(3 accepted, 0 already there, 3 retries\)/);
+  assert.match(
+    ok.stdout,
+    /done: 3 of 3 decisions sent to .*\/logs\/replay in 4 requests \(3 accepted, 0 already there, 3 retries\)/,
+  );
   assert.equal(receiver.requests.length, 4, 'one request and three retries');
   for (const r of receiver.requests) {
     assert.equal(r.method, 'POST');
@@ -134,7 +199,11 @@ test('sluice send retries 429 and 5xx answers with the same bytes until accepted
     assert.equal(r.headers['content-encoding'], 'gzip');
     assert.ok(r.body.equals(receiver.requests[0]!.body), 'every retry sends the same bytes');
   }
-  assert.deepEqual(JSON.parse(gunzipSync(receiver.requests[0]!.body).toString('utf8')), sent, 'a gzip JSON array of the decisions as in the file');
+  assert.deepEqual(
+    JSON.parse(gunzipSync(receiver.requests[0]!.body).toString('utf8')),
+    sent,
+    'a gzip JSON array of the decisions as in the file',
+  );
 
   // a receiver that never recovers: the retries end, and so does send, with exit 1 naming the answer
   receiver.requests.length = 0;
@@ -142,13 +211,19 @@ test('sluice send retries 429 and 5xx answers with the same bytes until accepted
   const exhausted = await runCli(['send', file, '--url', receiver.url, '--retries', '2']);
   assert.equal(exhausted.code, 1, exhausted.stdout + exhausted.stderr);
   assert.equal(receiver.requests.length, 3, 'the request and its two retries, no more');
-  assert.match(exhausted.stderr, /gave up after 2 retries: .* answered 503/, `the last answer is named: ${exhausted.stderr}`);
+  assert.match(
+    exhausted.stderr,
+    /gave up after 2 retries: .* answered 503/,
+    `the last answer is named: ${exhausted.stderr}`,
+  );
 });
 
 test('serve on SIGINT (Ctrl-C): stops taking requests, writes the open batches, and exits 0', async (t) => {
   const dir = dirFor(t);
   // max_age 1h: only the flush at the signal can write the object within this test
-  const { sluice } = await serve(t, dir, { outputs: [{ name: 'archive', type: 'file', path: path.join(dir, 'archive'), batch: { max_age: '1h' } }] });
+  const { sluice } = await serve(t, dir, {
+    outputs: [{ name: 'archive', type: 'file', path: path.join(dir, 'archive'), batch: { max_age: '1h' } }],
+  });
   const sent = decisions(5);
   assert.equal((await postDecisions(sluice.url, sent)).status, 200);
   assert.equal(linesUnder(path.join(dir, 'archive')).length, 0, 'nothing written before the signal');
@@ -156,7 +231,15 @@ test('serve on SIGINT (Ctrl-C): stops taking requests, writes the open batches, 
   assert.equal(code, 0, `SIGINT exits 0 (null: it had to be killed):\n${sluice.output.slice(-2000)}`);
   const stopping = sluice.logLines().find((l) => /stopping/.test(l.msg ?? ''));
   assert.equal(stopping?.signal, 'SIGINT', `the stop is logged with its signal: ${JSON.stringify(stopping)}`);
-  assert.deepEqual(linesUnder(path.join(dir, 'archive')).map((l) => (JSON.parse(l) as { decision_id: string }).decision_id).sort(), idsOfDecisions(sent),
-    'the open batch was written before the exit');
-  assert.ok(sluice.logLines().some((l) => /stopped; everything delivered/.test(l.msg ?? '')), 'and it says everything was delivered');
+  assert.deepEqual(
+    linesUnder(path.join(dir, 'archive'))
+      .map((l) => (JSON.parse(l) as { decision_id: string }).decision_id)
+      .sort(),
+    idsOfDecisions(sent),
+    'the open batch was written before the exit',
+  );
+  assert.ok(
+    sluice.logLines().some((l) => /stopped; everything delivered/.test(l.msg ?? '')),
+    'and it says everything was delivered',
+  );
 });

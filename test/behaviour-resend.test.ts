@@ -12,14 +12,20 @@ import { SluiceProcess, tempDir } from './helpers/sluice.js';
 import { decision, decisions, postDecisions } from './helpers/opa.js';
 import { linesUnder } from './helpers/files.js';
 
-interface Setup { sluice: SluiceProcess; objects: string; config: Record<string, unknown> }
+interface Setup {
+  sluice: SluiceProcess;
+  objects: string;
+  config: Record<string, unknown>;
+}
 
 async function serve(t: TestContext, dedupe: Record<string, unknown>): Promise<Setup> {
   const dir = tempDir('sluice-resend-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const objects = path.join(dir, 'objects');
   const config = {
-    data_dir: path.join(dir, 'data'), shutdown_timeout: '2s', ingest: { dedupe },
+    data_dir: path.join(dir, 'data'),
+    shutdown_timeout: '2s',
+    ingest: { dedupe },
     outputs: [{ name: 'local', type: 'file', path: objects, batch: { max_age: '100ms' } }],
   };
   const sluice = new SluiceProcess({ config });
@@ -60,7 +66,11 @@ test('ingest.dedupe.window: a re-send inside the window is acknowledged and not 
   const chunk = decisions(2);
   const firstSent = Date.now();
   assert.deepEqual(await answer(s.sluice.url, chunk), { accepted: 2 });
-  assert.deepEqual(await answer(s.sluice.url, chunk), { accepted: 0, duplicate_request: true }, 'the same bytes again, inside the window');
+  assert.deepEqual(
+    await answer(s.sluice.url, chunk),
+    { accepted: 0, duplicate_request: true },
+    'the same bytes again, inside the window',
+  );
 
   // The same chunk, again and again, until it is stored: each answer inside the window is a duplicate.
   let stored: Record<string, unknown> | undefined;
@@ -83,7 +93,12 @@ test('ingest.dedupe.window: a re-send inside the window is acknowledged and not 
 
   await settle(s);
   const counts = copies(s.objects);
-  for (const d of chunk) assert.equal(counts.get(d.decision_id as string), 2, `${d.decision_id as string}: stored once, and once more after the window`);
+  for (const d of chunk)
+    assert.equal(
+      counts.get(d.decision_id as string),
+      2,
+      `${d.decision_id as string}: stored once, and once more after the window`,
+    );
 });
 
 test('ingest.dedupe.max_entries: the oldest keys are forgotten first, in memory and after a restart', async (t) => {
@@ -91,8 +106,16 @@ test('ingest.dedupe.max_entries: the oldest keys are forgotten first, in memory 
   const s = await serve(t, { window: '10m', max_entries: 2 });
   const [a, b, c] = [decision(), decision(), decision()];
   for (const d of [a, b, c]) assert.deepEqual(await answer(s.sluice.url, [d]), { accepted: 1 });
-  assert.deepEqual(await answer(s.sluice.url, [c]), { accepted: 0, duplicate_request: true }, 'the newest request is remembered');
-  assert.deepEqual(await answer(s.sluice.url, [a]), { accepted: 1 }, 'the oldest was forgotten to keep max_entries: stored again');
+  assert.deepEqual(
+    await answer(s.sluice.url, [c]),
+    { accepted: 0, duplicate_request: true },
+    'the newest request is remembered',
+  );
+  assert.deepEqual(
+    await answer(s.sluice.url, [a]),
+    { accepted: 1 },
+    'the oldest was forgotten to keep max_entries: stored again',
+  );
 
   // what a restart reads back is bounded the same way: the newest keys (a's, stored just now), not older ones
   await s.sluice.stop();
@@ -100,7 +123,11 @@ test('ingest.dedupe.max_entries: the oldest keys are forgotten first, in memory 
   t.after(() => again.kill9());
   await again.start();
   const after = { ...s, sluice: again };
-  assert.deepEqual(await answer(again.url, [a]), { accepted: 0, duplicate_request: true }, 'the newest request, after the restart');
+  assert.deepEqual(
+    await answer(again.url, [a]),
+    { accepted: 0, duplicate_request: true },
+    'the newest request, after the restart',
+  );
   assert.deepEqual(await answer(again.url, [b]), { accepted: 1 }, 'an older one is not read back beyond max_entries');
 
   await settle(after);
@@ -115,11 +142,23 @@ test('ingest.dedupe.window: 0 (or max_entries: 0) turns re-send detection off: e
     const s = await serve(t, dedupe);
     const chunk = decisions(2);
     assert.deepEqual(await answer(s.sluice.url, chunk), { accepted: 2 });
-    assert.deepEqual(await answer(s.sluice.url, chunk), { accepted: 2 }, `${JSON.stringify(dedupe)}: the same bytes again are stored`);
-    assert.deepEqual(await answer(s.sluice.url, [chunk[0]!, decision()]), { accepted: 2 }, `${JSON.stringify(dedupe)}: a decision_id again is stored`);
+    assert.deepEqual(
+      await answer(s.sluice.url, chunk),
+      { accepted: 2 },
+      `${JSON.stringify(dedupe)}: the same bytes again are stored`,
+    );
+    assert.deepEqual(
+      await answer(s.sluice.url, [chunk[0]!, decision()]),
+      { accepted: 2 },
+      `${JSON.stringify(dedupe)}: a decision_id again is stored`,
+    );
     await settle(s);
     const counts = copies(s.objects);
-    assert.equal(counts.get(chunk[0]!.decision_id as string), 3, `${JSON.stringify(dedupe)}: three copies of the first decision`);
+    assert.equal(
+      counts.get(chunk[0]!.decision_id as string),
+      3,
+      `${JSON.stringify(dedupe)}: three copies of the first decision`,
+    );
     assert.equal(counts.get(chunk[1]!.decision_id as string), 2, `${JSON.stringify(dedupe)}: two of the second`);
     await s.sluice.stop();
   }

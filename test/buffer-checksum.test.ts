@@ -21,7 +21,15 @@ function dirFor(t: TestContext): string {
 
 function chunk(lines: string[], partition = 'default'): NewChunk {
   const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
-  return { partition, hour: '2026-05-01T12', instance: '', count: lines.length, payload, compressed: false, bytes: payload.length };
+  return {
+    partition,
+    hour: '2026-05-01T12',
+    instance: '',
+    count: lines.length,
+    payload,
+    compressed: false,
+    bytes: payload.length,
+  };
 }
 
 /** Another connection to the buffer's file, as a disk fault or a stray tool would change it. */
@@ -38,10 +46,16 @@ test('readChunk throws CorruptChunkError (positions, raw bytes) when a payload n
   const dir = dirFor(t);
   const buffer = new SqliteBuffer(dir, 1 << 20);
   t.after(() => buffer.close());
-  await buffer.append([chunk(['{"decision_id":"a1"}', '{"decision_id":"a2"}']), chunk(['{"decision_id":"b1"}', '{"decision_id":"b2"}', '{"decision_id":"b3"}'], 'other')]);
+  await buffer.append([
+    chunk(['{"decision_id":"a1"}', '{"decision_id":"a2"}']),
+    chunk(['{"decision_id":"b1"}', '{"decision_id":"b2"}', '{"decision_id":"b3"}'], 'other'),
+  ]);
   const [first, second] = buffer.readChunkMetas(0, 10);
   assert.ok(first && second);
-  assert.equal(buffer.readChunk(second.pos)!.payload.toString(), '{"decision_id":"b1"}\n{"decision_id":"b2"}\n{"decision_id":"b3"}\n');
+  assert.equal(
+    buffer.readChunk(second.pos)!.payload.toString(),
+    '{"decision_id":"b1"}\n{"decision_id":"b2"}\n{"decision_id":"b3"}\n',
+  );
   assert.equal(buffer.stats().corruptChunks, 0);
 
   // Same length, still valid NDJSON: only a checksum can tell these bytes are not the ones acknowledged.
@@ -72,7 +86,10 @@ test('a chunk from before checksums (crc NULL) is read unchecked; a buffer from 
   const old = new Database(path.join(dir, 'buffer.sqlite'));
   old.exec(`CREATE TABLE chunks (pos INTEGER PRIMARY KEY, last_pos INTEGER NOT NULL, partition TEXT NOT NULL, hour TEXT NOT NULL,
     count INTEGER NOT NULL, bytes INTEGER NOT NULL, received_at INTEGER NOT NULL, payload BLOB NOT NULL, instance TEXT NOT NULL DEFAULT '')`);
-  old.prepare('INSERT INTO chunks (pos, last_pos, partition, hour, count, bytes, received_at, payload) VALUES (1, 1, ?, ?, 1, 9, 0, ?)')
+  old
+    .prepare(
+      'INSERT INTO chunks (pos, last_pos, partition, hour, count, bytes, received_at, payload) VALUES (1, 1, ?, ?, 1, 9, 0, ?)',
+    )
     .run('default', '2026-05-01T12', Buffer.from('{"old":1}'));
   old.close();
 
@@ -83,7 +100,10 @@ test('a chunk from before checksums (crc NULL) is read unchecked; a buffer from 
   const fresh = buffer.readChunkMetas(1, 10)[0]!;
   assert.equal(fresh.pos, 2);
   tamper(dir, 'UPDATE chunks SET payload = ? WHERE pos = ?', Buffer.from('{"new":2}\n'), fresh.pos);
-  assert.throws(() => buffer.readChunk(fresh.pos), (err: unknown) => err instanceof CorruptChunkError && err.pos === 2 && err.lastPos === 2);
+  assert.throws(
+    () => buffer.readChunk(fresh.pos),
+    (err: unknown) => err instanceof CorruptChunkError && err.pos === 2 && err.lastPos === 2,
+  );
   // a checksum set to NULL (a row as the old release wrote it) is not checked
   tamper(dir, 'UPDATE chunks SET crc = NULL WHERE pos = ?', fresh.pos);
   assert.equal(buffer.readChunk(fresh.pos)!.payload.toString(), '{"new":2}\n');
@@ -93,14 +113,19 @@ test('a data_dir takes one lock holder at a time, and the lock is free again onc
   const dir = dirFor(t);
   const lock = DataDirLock.acquire(dir);
   let released = false;
-  t.after(() => { if (!released) lock.release(); });
-  // SQLite tracks its file locks per connection within a process too: a second holder is refused here as well
-  assert.throws(() => DataDirLock.acquire(dir), (err: unknown) => {
-    assert.ok(err instanceof DataDirInUseError, String(err));
-    assert.equal(err.holder?.pid, process.pid);
-    assert.ok(err.message.includes(dir) && err.message.includes(`pid ${process.pid}`), err.message);
-    return true;
+  t.after(() => {
+    if (!released) lock.release();
   });
+  // SQLite tracks its file locks per connection within a process too: a second holder is refused here as well
+  assert.throws(
+    () => DataDirLock.acquire(dir),
+    (err: unknown) => {
+      assert.ok(err instanceof DataDirInUseError, String(err));
+      assert.equal(err.holder?.pid, process.pid);
+      assert.ok(err.message.includes(dir) && err.message.includes(`pid ${process.pid}`), err.message);
+      return true;
+    },
+  );
   lock.release();
   released = true;
   DataDirLock.acquire(dir).release();
@@ -112,7 +137,17 @@ test('a compressed chunk reads back as its NDJSON; a byte changed in its gzip me
   t.after(() => buffer.close());
   const ndjson = Buffer.from('{"decision_id":"c1"}\n{"decision_id":"c2"}\n');
   const member = gzipSync(ndjson, { level: 1 });
-  await buffer.append([{ partition: 'default', hour: '2026-05-01T12', instance: '', count: 2, payload: member, compressed: true, bytes: ndjson.length }]);
+  await buffer.append([
+    {
+      partition: 'default',
+      hour: '2026-05-01T12',
+      instance: '',
+      count: 2,
+      payload: member,
+      compressed: true,
+      bytes: ndjson.length,
+    },
+  ]);
   const [meta] = buffer.readChunkMetas(0, 10);
   assert.ok(meta);
   assert.equal(meta.compressed, true);

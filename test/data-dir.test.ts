@@ -5,7 +5,17 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
@@ -25,7 +35,11 @@ function dataDirFor(t: TestContext): string {
   return dir;
 }
 
-function sluiceFor(t: TestContext, config: Record<string, unknown>, opts: { args?: string[]; env?: NodeJS.ProcessEnv; wrap?: string[] } = {}): SluiceProcess {
+function sluiceFor(
+  t: TestContext,
+  config: Record<string, unknown>,
+  opts: { args?: string[]; env?: NodeJS.ProcessEnv; wrap?: string[] } = {},
+): SluiceProcess {
   const sluice = new SluiceProcess({ config, ...opts });
   t.after(() => sluice.kill9());
   return sluice;
@@ -35,14 +49,23 @@ function config(dataDir: string, s3: TestS3, extra: Record<string, unknown> = {}
   return {
     data_dir: dataDir,
     shutdown_timeout: '2s',
-    outputs: [{
-      name: 's3', type: 's3', bucket: 'logs', endpoint: s3.endpoint, force_path_style: true, region: 'us-east-1',
-      access_key_id: S3_KEY, secret_access_key: S3_SECRET, retry: RETRY, batch: { max_age: '100ms' },
-    }],
+    outputs: [
+      {
+        name: 's3',
+        type: 's3',
+        bucket: 'logs',
+        endpoint: s3.endpoint,
+        force_path_style: true,
+        region: 'us-east-1',
+        access_key_id: S3_KEY,
+        secret_access_key: S3_SECRET,
+        retry: RETRY,
+        batch: { max_age: '100ms' },
+      },
+    ],
     ...extra,
   };
 }
-
 
 /** Posts `n` decisions; on 200 their ids join `acked`. */
 async function post(sluice: SluiceProcess, n: number, acked: Set<string>, partition?: string): Promise<Response> {
@@ -74,13 +97,21 @@ async function assertExactlyOnce(s3: TestS3, acked: Set<string>): Promise<void> 
   const counts = await bucketCounts(s3);
   const missing = [...acked].filter((id) => !counts.has(id));
   const twice = [...counts].filter(([, n]) => n > 1);
-  assert.deepEqual(missing, [], `${missing.length} of ${acked.size} acknowledged decisions are missing from the bucket`);
+  assert.deepEqual(
+    missing,
+    [],
+    `${missing.length} of ${acked.size} acknowledged decisions are missing from the bucket`,
+  );
   assert.deepEqual(twice, [], `${twice.length} decisions are in the bucket more than once`);
 }
 
 /** Starts a process that must refuse: its start fails (bounded by the helper's 15 s) and it exits 1. */
 async function assertRefused(sluice: SluiceProcess): Promise<LogLine> {
-  await assert.rejects(sluice.start(), /sluice exited with 1/, 'the process refuses to start (exit 1) instead of serving');
+  await assert.rejects(
+    sluice.start(),
+    /sluice exited with 1/,
+    'the process refuses to start (exit 1) instead of serving',
+  );
   assert.equal(sluice.exitCode, 1);
   assert.ok(!sluice.output.includes('sluice listening'), 'it never listened');
   const fatal = sluice.logLines().find((l) => l.level === 60);
@@ -112,7 +143,7 @@ test('a second sluice serve on a data_dir in use exits 1 naming the directory an
   assert.equal((await fetch(`${first.url}/ready`)).status, 200);
   await untilLanded(first, s3, acked);
   await assertExactlyOnce(s3, acked);
-  assert.ok(!/UNIQUE constraint/.test(first.output), 'no write of another process collided with the first one\'s');
+  assert.ok(!/UNIQUE constraint/.test(first.output), "no write of another process collided with the first one's");
 
   // kill -9 leaves no stale lock: the kernel drops it with the process, so a new one starts straight away.
   assert.equal((await post(first, 20, acked)).status, 200);
@@ -158,7 +189,7 @@ test('reliability: second processes started again and again on the data_dir of o
   assert.deepEqual([...statuses.keys()], [200], `every post under load was accepted: ${JSON.stringify([...statuses])}`);
   await untilLanded(first, s3, acked);
   await assertExactlyOnce(s3, acked);
-  assert.ok(!/UNIQUE constraint/.test(first.output), 'no write of another process collided with the first one\'s');
+  assert.ok(!/UNIQUE constraint/.test(first.output), "no write of another process collided with the first one's");
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -178,7 +209,9 @@ test('a deleted, emptied or swapped buffer.sqlite refuses the start with the com
   const id = readFileSync(path.join(dataDir, 'buffer.id'), 'utf8').trim();
   assert.match(id, /^[0-9a-f]{8}$/, 'data_dir/buffer.id names the buffer');
   const kept = readFileSync(bufferFile);
-  const removeBuffer = () => { for (const f of ['', '-wal', '-shm']) rmSync(`${bufferFile}${f}`, { force: true }); };
+  const removeBuffer = () => {
+    for (const f of ['', '-wal', '-shm']) rmSync(`${bufferFile}${f}`, { force: true });
+  };
 
   const assertLossRefused = async (what: RegExp, env: NodeJS.ProcessEnv = {}) => {
     const message = String((await assertRefused(sluiceFor(t, cfg, { env }))).msg);
@@ -199,7 +232,9 @@ test('a deleted, emptied or swapped buffer.sqlite refuses the start with the com
 
   removeBuffer();
   const other = new Database(bufferFile);
-  other.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('buffer_id', 'deadbeef')");
+  other.exec(
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('buffer_id', 'deadbeef')",
+  );
   other.close();
   await assertLossRefused(new RegExp(`holds buffer deadbeef, not buffer ${id}`));
 
@@ -210,7 +245,11 @@ test('a deleted, emptied or swapped buffer.sqlite refuses the start with the com
   const restored = sluiceFor(t, cfg);
   await restored.start();
   assert.equal((await restored.ready()).buffer.chunks, 2, 'the restored buffer holds both chunks');
-  assert.equal(readFileSync(path.join(dataDir, 'buffer.id'), 'utf8').trim(), id, 'buffer.id is written for a buffer from before it');
+  assert.equal(
+    readFileSync(path.join(dataDir, 'buffer.id'), 'utf8').trim(),
+    id,
+    'buffer.id is written for a buffer from before it',
+  );
   assert.equal(await restored.stop(), 0);
 
   // Nothing recorded the id, but a store.sqlite says Sluice ran here: a missing buffer is still refused.
@@ -233,7 +272,11 @@ test('a deleted, emptied or swapped buffer.sqlite refuses the start with the com
   const newId = readFileSync(path.join(dataDir, 'buffer.id'), 'utf8').trim();
   assert.notEqual(newId, id, 'buffer.id names the new buffer');
   const aside = readdirSync(dataDir).filter((f) => f.startsWith(`lost-buffer-${id}-`));
-  assert.equal(aside.length, 1, `what was left of the lost buffer is moved aside, not deleted: ${readdirSync(dataDir).join(', ')}`);
+  assert.equal(
+    aside.length,
+    1,
+    `what was left of the lost buffer is moved aside, not deleted: ${readdirSync(dataDir).join(', ')}`,
+  );
   assert.ok(existsSync(path.join(dataDir, aside[0]!, 'buffer.sqlite')));
   assert.equal((await post(accepted, 5, new Set())).status, 200);
   assert.equal(await accepted.stop(), 0);
@@ -267,11 +310,18 @@ test('a chunk whose bytes changed on disk (through SQLite, or raw in the file) i
 
   // 1. Through SQLite: one decision_id in the 'flipped' chunk replaced by as many other bytes (still valid NDJSON).
   const db = new Database(bufferFile);
-  const chunkOf = (partition: string) => db.prepare('SELECT pos, last_pos, payload FROM chunks WHERE partition = ?').get(partition) as { pos: number; last_pos: number; payload: Buffer };
+  const chunkOf = (partition: string) =>
+    db.prepare('SELECT pos, last_pos, payload FROM chunks WHERE partition = ?').get(partition) as {
+      pos: number;
+      last_pos: number;
+      payload: Buffer;
+    };
   const flippedChunk = chunkOf('flipped');
   const rottedChunk = chunkOf('rotted');
   const flippedId = [...flipped][3]!;
-  const flippedBytes = Buffer.from(flippedChunk.payload.toString('utf8').replace(flippedId, `FLIPPED-${'x'.repeat(flippedId.length - 8)}`));
+  const flippedBytes = Buffer.from(
+    flippedChunk.payload.toString('utf8').replace(flippedId, `FLIPPED-${'x'.repeat(flippedId.length - 8)}`),
+  );
   assert.equal(flippedBytes.length, flippedChunk.payload.length);
   db.prepare('UPDATE chunks SET payload = ? WHERE pos = ?').run(flippedBytes, flippedChunk.pos);
   // everything in the main file, so that the raw overwrite below finds the bytes where SQLite reads them
@@ -283,7 +333,10 @@ test('a chunk whose bytes changed on disk (through SQLite, or raw in the file) i
   const rottedId = [...rotted][5]!;
   const file = readFileSync(bufferFile);
   const at = file.indexOf(rottedId);
-  assert.ok(at >= 0 && file.indexOf(rottedId, at + 1) < 0, 'the decision_id is in the file exactly once (in its chunk)');
+  assert.ok(
+    at >= 0 && file.indexOf(rottedId, at + 1) < 0,
+    'the decision_id is in the file exactly once (in its chunk)',
+  );
   const fd = openSync(bufferFile, 'r+');
   writeSync(fd, Buffer.from(`ROTTED-${'y'.repeat(rottedId.length - 7)}`), 0, rottedId.length, at);
   closeSync(fd);
@@ -298,11 +351,19 @@ test('a chunk whose bytes changed on disk (through SQLite, or raw in the file) i
   });
   assert.match(await (await fetch(`${second.url}/metrics`)).text(), /^sluice_buffer_corrupt_chunks_total 2$/m);
   for (const chunk of [flippedChunk, rottedChunk]) {
-    const named = second.logLines().filter((l) => l.level! >= 50 && JSON.stringify(l).includes(`positions ${chunk.pos}-${chunk.last_pos}`));
-    assert.ok(named.length > 0, `an error line names positions ${chunk.pos}-${chunk.last_pos}:\n${second.output.slice(-4000)}`);
+    const named = second
+      .logLines()
+      .filter((l) => l.level! >= 50 && JSON.stringify(l).includes(`positions ${chunk.pos}-${chunk.last_pos}`));
+    assert.ok(
+      named.length > 0,
+      `an error line names positions ${chunk.pos}-${chunk.last_pos}:\n${second.output.slice(-4000)}`,
+    );
   }
   // The output goes on past them (the delivery code sets corrupt chunks aside).
-  await second.until('the buffer to drain past the corrupt chunks', async () => (await second.ready()).buffer.chunks === 0);
+  await second.until(
+    'the buffer to drain past the corrupt chunks',
+    async () => (await second.ready()).buffer.chunks === 0,
+  );
   for (const key of await s3.keys('logs')) {
     const { body } = await s3.object(key, 'logs');
     const text = (key.endsWith('.gz') ? gunzipSync(body) : body).toString('utf8');
@@ -369,7 +430,10 @@ test('a full disk: ingest and the control plane answer 503 with Retry-After, one
 
   // Space is back: /ready recovers without any client write, and both sides take writes again.
   disk.free();
-  await sluice.until('/ready to answer 200 again without any write', async () => (await fetch(`${sluice.url}/ready`)).status === 200);
+  await sluice.until(
+    '/ready to answer 200 again without any write',
+    async () => (await fetch(`${sluice.url}/ready`)).status === 200,
+  );
   assert.equal((await post(sluice, 20, acked)).status, 200);
   assert.ok([200, 201].includes((await putTenant()).status));
   await untilLanded(sluice, s3, acked);

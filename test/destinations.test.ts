@@ -33,7 +33,10 @@ const DEFAULT_KEY = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{0,8}[1-9])?Z)_
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => {});
+  for (const c of cleanups.reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch(() => {});
 });
 
 async function startS3(buckets: string[], opts: { running?: boolean } = {}): Promise<TestS3> {
@@ -53,7 +56,11 @@ function dataDir(): string {
   return dir;
 }
 
-function sluiceConfig(dir: string, api: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function sluiceConfig(
+  dir: string,
+  api: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     data_dir: dir,
     outputs: [],
@@ -73,7 +80,11 @@ async function startSluice(config: Record<string, unknown>): Promise<{ sluice: S
 }
 
 /** An aws_s3 destination body for a bucket of `s3` (config and top-level fields may be added or replaced). */
-function s3Destination(s3: TestS3 | string, bucket: string, extra: { config?: Record<string, unknown>; [k: string]: unknown } = {}): Record<string, unknown> {
+function s3Destination(
+  s3: TestS3 | string,
+  bucket: string,
+  extra: { config?: Record<string, unknown>; [k: string]: unknown } = {},
+): Record<string, unknown> {
   const { config, ...rest } = extra;
   const endpoint = typeof s3 === 'string' ? s3 : s3.endpoint;
   return {
@@ -91,25 +102,49 @@ async function tenant(api: OutpostApi, id: string): Promise<void> {
 }
 
 /** Waits until a key matching `match` is in the bucket, and returns it. */
-async function waitForKey(sluice: SluiceProcess, s3: TestS3, bucket: string, match: (key: string) => boolean, what: string, timeoutMs = WAIT_MS): Promise<string> {
+async function waitForKey(
+  sluice: SluiceProcess,
+  s3: TestS3,
+  bucket: string,
+  match: (key: string) => boolean,
+  what: string,
+  timeoutMs = WAIT_MS,
+): Promise<string> {
   let found: string | undefined;
-  await sluice.until(what, async () => {
-    found = (await s3.keys(bucket)).find(match);
-    return found !== undefined;
-  }, timeoutMs);
+  await sluice.until(
+    what,
+    async () => {
+      found = (await s3.keys(bucket)).find(match);
+      return found !== undefined;
+    },
+    timeoutMs,
+  );
   return found!;
 }
 
 /** Waits until the attempts matching `filters` satisfy `check`, and returns them. */
-async function waitForAttempts(sluice: SluiceProcess, api: OutpostApi, filters: Record<string, string>, check: (attempts: any[]) => boolean, what: string, timeoutMs = WAIT_MS): Promise<any[]> {
+async function waitForAttempts(
+  sluice: SluiceProcess,
+  api: OutpostApi,
+  filters: Record<string, string>,
+  check: (attempts: any[]) => boolean,
+  what: string,
+  timeoutMs = WAIT_MS,
+): Promise<any[]> {
   let attempts: any[] = [];
   try {
-    await sluice.until(what, async () => {
-      attempts = await api.attempts(filters);
-      return check(attempts);
-    }, timeoutMs);
+    await sluice.until(
+      what,
+      async () => {
+        attempts = await api.attempts(filters);
+        return check(attempts);
+      },
+      timeoutMs,
+    );
   } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- last attempts ---\n${JSON.stringify(attempts, null, 1).slice(0, 3000)}`);
+    throw new Error(
+      `${(err as Error).message}\n--- last attempts ---\n${JSON.stringify(attempts, null, 1).slice(0, 3000)}`,
+    );
   }
   return attempts;
 }
@@ -129,7 +164,10 @@ function unixSeconds(rfc3339: string): number {
 /** GET /events/{id} shows the delivery to the destination as done (neither failed nor still pending). */
 function assertDelivered(event: any, destinationId: string): void {
   const status = deliveryStatus(event, destinationId);
-  assert.ok(status !== undefined && !/fail|pend|retry|queue/i.test(status), `the event shows as delivered to ${destinationId}: ${JSON.stringify(event.deliveries)}`);
+  assert.ok(
+    status !== undefined && !/fail|pend|retry|queue/i.test(status),
+    `the event shows as delivered to ${destinationId}: ${JSON.stringify(event.deliveries)}`,
+  );
 }
 
 function assertJsonContentType(contentType: string | undefined): void {
@@ -139,7 +177,20 @@ function assertJsonContentType(contentType: string | undefined): void {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('aws_s3: one object per event (s3 up)', () => {
-  const BUCKETS = ['my-events-bucket', 'times', 'meta', 'tmpl', 'nullkey', 'idem', 'disabled', 'disabled-control', 'creds', 'batched', 'routing-a', 'routing-b'];
+  const BUCKETS = [
+    'my-events-bucket',
+    'times',
+    'meta',
+    'tmpl',
+    'nullkey',
+    'idem',
+    'disabled',
+    'disabled-control',
+    'creds',
+    'batched',
+    'routing-a',
+    'routing-b',
+  ];
   let s3: TestS3;
   let sluice: SluiceProcess;
   let api: OutpostApi;
@@ -171,7 +222,8 @@ describe('aws_s3: one object per event (s3 up)', () => {
 
     const before = Date.now();
     const published = await api.publish({
-      tenant_id: 'seed', topic: 'orders',
+      tenant_id: 'seed',
+      topic: 'orders',
       data: { order_id: '123', status: 'created' },
       metadata: { source: 'checkout-service' },
     });
@@ -181,7 +233,13 @@ describe('aws_s3: one object per event (s3 up)', () => {
     assert.equal(published.duplicate, false);
     assert.deepEqual(published.destination_ids, [destination.id]);
 
-    const key = await waitForKey(sluice, s3, 'my-events-bucket', (k) => k.endsWith(`_${published.id}.json`), `the seed event's object`);
+    const key = await waitForKey(
+      sluice,
+      s3,
+      'my-events-bucket',
+      (k) => k.endsWith(`_${published.id}.json`),
+      `the seed event's object`,
+    );
     assert.deepEqual(await s3.keys('my-events-bucket'), [key], 'one object for one event');
     const m = DEFAULT_KEY.exec(key);
     assert.ok(m, `default key is <RFC3339 nano UTC>_<event-id>.json: ${key}`);
@@ -198,7 +256,10 @@ describe('aws_s3: one object per event (s3 up)', () => {
     assert.match(meta.timestamp ?? '', /^\d+$/, `timestamp is Unix seconds: ${meta.timestamp}`);
     const ts = Number(meta.timestamp);
     assert.equal(ts, unixSeconds(m[1]!), 'the timestamp metadata and the key name the same time');
-    assert.ok(ts >= Math.floor(before / 1000) - 1 && ts <= Math.ceil(after / 1000) + 1, `timestamp ${ts} is the publish time (${before}..${after} ms)`);
+    assert.ok(
+      ts >= Math.floor(before / 1000) - 1 && ts <= Math.ceil(after / 1000) + 1,
+      `timestamp ${ts} is the publish time (${before}..${after} ms)`,
+    );
   });
 
   test('default key: the event time in UTC RFC 3339 with nanoseconds, trailing zeros dropped', async () => {
@@ -216,7 +277,11 @@ describe('aws_s3: one object per event (s3 up)', () => {
       expected.push({ key: `${keyTime}_${id}.json`, id, time });
     }
     await sluice.until('every timed event in s3://times', async () => (await s3.keys('times')).length >= cases.length);
-    assert.deepEqual(await s3.keys('times'), expected.map((e) => e.key).sort(), 'each object is under <UTC time>_<event-id>.json');
+    assert.deepEqual(
+      await s3.keys('times'),
+      expected.map((e) => e.key).sort(),
+      'each object is under <UTC time>_<event-id>.json',
+    );
     for (const e of expected) {
       const object = await s3.object(e.key, 'times');
       assert.deepEqual(json(object.body), { time: e.time });
@@ -227,15 +292,35 @@ describe('aws_s3: one object per event (s3 up)', () => {
 
   test('delivery_metadata goes into the object metadata; event metadata wins on the same key', async () => {
     await tenant(api, 'meta');
-    const destination = await api.createDestination('meta', s3Destination(s3, 'meta', {
-      delivery_metadata: { team: 'payments', source: 'from-destination' },
-    }));
-    const withMeta = await api.publish({ tenant_id: 'meta', topic: 'orders', data: { n: 1 }, metadata: { source: 'checkout-service', region: 'eu-west-1' } });
+    const destination = await api.createDestination(
+      'meta',
+      s3Destination(s3, 'meta', {
+        delivery_metadata: { team: 'payments', source: 'from-destination' },
+      }),
+    );
+    const withMeta = await api.publish({
+      tenant_id: 'meta',
+      topic: 'orders',
+      data: { n: 1 },
+      metadata: { source: 'checkout-service', region: 'eu-west-1' },
+    });
     const without = await api.publish({ tenant_id: 'meta', topic: 'orders', data: { n: 2 } });
     assert.deepEqual(withMeta.destination_ids, [destination.id]);
 
-    const k1 = await waitForKey(sluice, s3, 'meta', (k) => k.endsWith(`_${withMeta.id}.json`), 'the object of the event with metadata');
-    const k2 = await waitForKey(sluice, s3, 'meta', (k) => k.endsWith(`_${without.id}.json`), 'the object of the event without metadata');
+    const k1 = await waitForKey(
+      sluice,
+      s3,
+      'meta',
+      (k) => k.endsWith(`_${withMeta.id}.json`),
+      'the object of the event with metadata',
+    );
+    const k2 = await waitForKey(
+      sluice,
+      s3,
+      'meta',
+      (k) => k.endsWith(`_${without.id}.json`),
+      'the object of the event without metadata',
+    );
     const m1 = (await s3.object(k1, 'meta')).metadata ?? {};
     assert.equal(m1.team, 'payments', 'delivery_metadata is added');
     assert.equal(m1.source, 'checkout-service', 'event metadata overrides delivery_metadata');
@@ -261,7 +346,12 @@ describe('aws_s3: one object per event (s3 up)', () => {
       await api.createDestination('tmpl', s3Destination(s3, 'tmpl', { config: { key_template } }));
     }
     const data = { customer_id: 'c-42', order_id: '123', n: 42 };
-    const { id, destination_ids } = await api.publish({ tenant_id: 'tmpl', topic: 'orders', time: '2026-01-02T03:04:05.678Z', data });
+    const { id, destination_ids } = await api.publish({
+      tenant_id: 'tmpl',
+      topic: 'orders',
+      time: '2026-01-02T03:04:05.678Z',
+      data,
+    });
     assert.equal(destination_ids.length, 4);
     const expected = [`c-42/${id}/.json`, `2026/01/02/${id}.json`, `orders/2026-01-02/03/${id}.json`, '42'].sort();
     await sluice.until('four templated objects in s3://tmpl', async () => (await s3.keys('tmpl')).length >= 4);
@@ -276,21 +366,41 @@ describe('aws_s3: one object per event (s3 up)', () => {
 
   test('a key_template that yields null, "" or a key over 1024 bytes makes one failed attempt saying so, no object, no retry', async () => {
     await tenant(api, 'nullkey');
-    const destination = await api.createDestination('nullkey', s3Destination(s3, 'nullkey', { config: { key_template: 'data.missing' } }));
+    const destination = await api.createDestination(
+      'nullkey',
+      s3Destination(s3, 'nullkey', { config: { key_template: 'data.missing' } }),
+    );
     const absent = await api.publish({ tenant_id: 'nullkey', topic: 'orders', data: { order_id: '1' } });
     const empty = await api.publish({ tenant_id: 'nullkey', topic: 'orders', data: { order_id: '2', missing: '' } });
-    const present = await api.publish({ tenant_id: 'nullkey', topic: 'orders', data: { order_id: '3', missing: 'present.json' } });
-    const long = await api.publish({ tenant_id: 'nullkey', topic: 'orders', data: { order_id: '4', missing: `${'k'.repeat(1025)}.json` } });
+    const present = await api.publish({
+      tenant_id: 'nullkey',
+      topic: 'orders',
+      data: { order_id: '3', missing: 'present.json' },
+    });
+    const long = await api.publish({
+      tenant_id: 'nullkey',
+      topic: 'orders',
+      data: { order_id: '4', missing: `${'k'.repeat(1025)}.json` },
+    });
     assert.deepEqual(present.destination_ids, [destination.id]);
 
     await waitForKey(sluice, s3, 'nullkey', (k) => k === 'present.json', 'the object whose template yields a key');
     for (const e of [absent, empty]) {
-      await waitForAttempts(sluice, api, { event_id: e.id, destination_id: destination.id }, (a) => a.length >= 1, `an attempt for event ${e.id}`);
+      await waitForAttempts(
+        sluice,
+        api,
+        { event_id: e.id, destination_id: destination.id },
+        (a) => a.length >= 1,
+        `an attempt for event ${e.id}`,
+      );
     }
     // a delivery's status is 'failed' only once no attempt is left for it ('pending' while a retry is due):
     // that state, not a pause, says there will be no retry
     for (const e of [absent, empty]) {
-      await sluice.until(`event ${e.id}: failed for good`, async () => deliveryStatus(await api.event(e.id), destination.id) === 'failed');
+      await sluice.until(
+        `event ${e.id}: failed for good`,
+        async () => deliveryStatus(await api.event(e.id), destination.id) === 'failed',
+      );
     }
     for (const e of [absent, empty]) {
       const attempts = await api.attempts({ event_id: e.id, destination_id: destination.id });
@@ -299,13 +409,31 @@ describe('aws_s3: one object per event (s3 up)', () => {
       assert.equal(a.status, 'failed');
       assert.equal(a.event_id, e.id);
       assert.equal(a.destination_id, destination.id);
-      assert.match(JSON.stringify({ error: a.error, message: a.message }), /template/i, `the error names the key template: ${JSON.stringify(a)}`);
-      assert.equal(deliveryStatus(await api.event(e.id), destination.id), 'failed', 'the event is failed for that destination');
+      assert.match(
+        JSON.stringify({ error: a.error, message: a.message }),
+        /template/i,
+        `the error names the key template: ${JSON.stringify(a)}`,
+      );
+      assert.equal(
+        deliveryStatus(await api.event(e.id), destination.id),
+        'failed',
+        'the event is failed for that destination',
+      );
     }
-    const longAttempts = await waitForAttempts(sluice, api, { event_id: long.id, destination_id: destination.id }, (a) => a.length >= 1, 'an attempt for the event with a long key');
+    const longAttempts = await waitForAttempts(
+      sluice,
+      api,
+      { event_id: long.id, destination_id: destination.id },
+      (a) => a.length >= 1,
+      'an attempt for the event with a long key',
+    );
     assert.equal(longAttempts.length, 1, `a key over 1024 bytes is not retried: ${JSON.stringify(longAttempts)}`);
     assert.equal(longAttempts[0].status, 'failed');
-    assert.match(JSON.stringify({ error: longAttempts[0].error, message: longAttempts[0].message }), /1024|too long|long/i, `the error says the key is too long: ${JSON.stringify(longAttempts[0])}`);
+    assert.match(
+      JSON.stringify({ error: longAttempts[0].error, message: longAttempts[0].message }),
+      /1024|too long|long/i,
+      `the error says the key is too long: ${JSON.stringify(longAttempts[0])}`,
+    );
     assert.deepEqual(await s3.keys('nullkey'), ['present.json'], 'no object for the events without a usable key');
   });
 
@@ -315,18 +443,55 @@ describe('aws_s3: one object per event (s3 up)', () => {
     const all = await api.createDestination('routing', s3Destination(s3, 'routing-b', { topics: ['*'] }));
     const refund = await api.publish({ tenant_id: 'routing', topic: 'refunds', data: { n: 'refund' } });
     assert.deepEqual(refund.destination_ids, [all.id]);
-    const targeted = await api.publish({ tenant_id: 'routing', topic: 'orders', destination_id: orders.id, data: { n: 'targeted' } });
+    const targeted = await api.publish({
+      tenant_id: 'routing',
+      topic: 'orders',
+      destination_id: orders.id,
+      data: { n: 'targeted' },
+    });
     assert.deepEqual(targeted.destination_ids, [orders.id]);
     const both = await api.publish({ tenant_id: 'routing', topic: 'orders', data: { n: 'both' } });
     assert.deepEqual([...both.destination_ids].sort(), [orders.id, all.id].sort());
 
-    const a1 = await waitForKey(sluice, s3, 'routing-a', (k) => k.endsWith(`_${both.id}.json`), 'the orders destination to get the untargeted event');
-    const a2 = await waitForKey(sluice, s3, 'routing-a', (k) => k.endsWith(`_${targeted.id}.json`), 'the targeted event');
-    const b1 = await waitForKey(sluice, s3, 'routing-b', (k) => k.endsWith(`_${both.id}.json`), 'the "*" destination to get the orders event');
-    const b2 = await waitForKey(sluice, s3, 'routing-b', (k) => k.endsWith(`_${refund.id}.json`), 'the "*" destination to get the refunds event');
+    const a1 = await waitForKey(
+      sluice,
+      s3,
+      'routing-a',
+      (k) => k.endsWith(`_${both.id}.json`),
+      'the orders destination to get the untargeted event',
+    );
+    const a2 = await waitForKey(
+      sluice,
+      s3,
+      'routing-a',
+      (k) => k.endsWith(`_${targeted.id}.json`),
+      'the targeted event',
+    );
+    const b1 = await waitForKey(
+      sluice,
+      s3,
+      'routing-b',
+      (k) => k.endsWith(`_${both.id}.json`),
+      'the "*" destination to get the orders event',
+    );
+    const b2 = await waitForKey(
+      sluice,
+      s3,
+      'routing-b',
+      (k) => k.endsWith(`_${refund.id}.json`),
+      'the "*" destination to get the refunds event',
+    );
     await sleep(300);
-    assert.deepEqual(await s3.keys('routing-a'), [a1, a2].sort(), 'the orders destination got neither the refund nor anything else');
-    assert.deepEqual(await s3.keys('routing-b'), [b1, b2].sort(), 'the "*" destination did not get the event targeted elsewhere');
+    assert.deepEqual(
+      await s3.keys('routing-a'),
+      [a1, a2].sort(),
+      'the orders destination got neither the refund nor anything else',
+    );
+    assert.deepEqual(
+      await s3.keys('routing-b'),
+      [b1, b2].sort(),
+      'the "*" destination did not get the event targeted elsewhere',
+    );
     assert.equal((await s3.object(b2, 'routing-b')).metadata?.topic, 'refunds');
   });
 
@@ -366,9 +531,18 @@ describe('aws_s3: one object per event (s3 up)', () => {
     assert.ok(off.body.disabled_at, 'disabled_at is set');
 
     const whileDisabled = await api.publish({ tenant_id: 'dis', topic: 'orders', data: { n: 'while-disabled' } });
-    assert.ok(!whileDisabled.destination_ids.includes(disabled.id), `the disabled destination is not a target: ${whileDisabled.destination_ids}`);
+    assert.ok(
+      !whileDisabled.destination_ids.includes(disabled.id),
+      `the disabled destination is not a target: ${whileDisabled.destination_ids}`,
+    );
     assert.ok(whileDisabled.destination_ids.includes(control.id));
-    await waitForKey(sluice, s3, 'disabled-control', (k) => k.endsWith(`_${whileDisabled.id}.json`), 'the enabled destination to get the event');
+    await waitForKey(
+      sluice,
+      s3,
+      'disabled-control',
+      (k) => k.endsWith(`_${whileDisabled.id}.json`),
+      'the enabled destination to get the event',
+    );
     await sleep(300);
     assert.deepEqual(await s3.keys('disabled'), [], 'nothing for the disabled destination');
 
@@ -376,7 +550,13 @@ describe('aws_s3: one object per event (s3 up)', () => {
     assert.equal(on.status, 200, `enable: ${on.text}`);
     const afterEnable = await api.publish({ tenant_id: 'dis', topic: 'orders', data: { n: 'after-enable' } });
     assert.ok(afterEnable.destination_ids.includes(disabled.id));
-    const key = await waitForKey(sluice, s3, 'disabled', (k) => k.endsWith(`_${afterEnable.id}.json`), 'the re-enabled destination to get a new event');
+    const key = await waitForKey(
+      sluice,
+      s3,
+      'disabled',
+      (k) => k.endsWith(`_${afterEnable.id}.json`),
+      'the re-enabled destination to get a new event',
+    );
     await sleep(300);
     assert.deepEqual(await s3.keys('disabled'), [key], 'the event published while disabled never reaches it');
   });
@@ -390,18 +570,39 @@ describe('aws_s3: one object per event (s3 up)', () => {
     await tenant(api, 'creds');
     const working = await api.createDestination('creds', s3Destination(s3, 'creds'));
     const port = await closedPort();
-    const broken = await api.createDestination('creds', s3Destination(`http://127.0.0.1:${port}`, 'creds', { credentials: secrets }));
+    const broken = await api.createDestination(
+      'creds',
+      s3Destination(`http://127.0.0.1:${port}`, 'creds', { credentials: secrets }),
+    );
     const published = await api.publish({ tenant_id: 'creds', topic: 'orders', data: { n: 1 } });
     assert.deepEqual([...published.destination_ids].sort(), [working.id, broken.id].sort());
 
-    await waitForKey(sluice, s3, 'creds', (k) => k.endsWith(`_${published.id}.json`), 'the working destination to deliver');
-    await waitForAttempts(sluice, api, { destination_id: broken.id }, (a) => failed(a).length >= 2, 'two failed attempts of the broken destination');
+    await waitForKey(
+      sluice,
+      s3,
+      'creds',
+      (k) => k.endsWith(`_${published.id}.json`),
+      'the working destination to deliver',
+    );
+    await waitForAttempts(
+      sluice,
+      api,
+      { destination_id: broken.id },
+      (a) => failed(a).length >= 2,
+      'two failed attempts of the broken destination',
+    );
 
     // Read everything that could echo a credential.
     for (const path of [
-      '/tenants/creds', '/tenants/creds/destinations', '/creds/destinations',
-      `/tenants/creds/destinations/${broken.id}`, `/creds/destinations/${broken.id}`, `/tenants/creds/destinations/${working.id}`,
-      `/tenants/creds/destinations/${broken.id}/attempts`, `/attempts?destination_id=${broken.id}`, `/events?tenant_id=creds`,
+      '/tenants/creds',
+      '/tenants/creds/destinations',
+      '/creds/destinations',
+      `/tenants/creds/destinations/${broken.id}`,
+      `/creds/destinations/${broken.id}`,
+      `/tenants/creds/destinations/${working.id}`,
+      `/tenants/creds/destinations/${broken.id}/attempts`,
+      `/attempts?destination_id=${broken.id}`,
+      `/events?tenant_id=creds`,
       `/events/${published.id}`,
     ]) {
       const res = await api.call('GET', path);
@@ -420,7 +621,10 @@ describe('aws_s3: one object per event (s3 up)', () => {
 
   test('batched destination: events gathered into .ndjson.gz objects under {topic}/dt=/hour=, each event once', async () => {
     await tenant(api, 'batched');
-    const destination = await api.createDestination('batched', s3Destination(s3, 'batched', { config: { batching: { max_events: 5, max_age: '500ms' } } }));
+    const destination = await api.createDestination(
+      'batched',
+      s3Destination(s3, 'batched', { config: { batching: { max_events: 5, max_age: '500ms' } } }),
+    );
     const hours = new Set<string>();
     const hourOf = (d: Date) => d.toISOString().slice(0, 13); // YYYY-MM-DDTHH (UTC)
     hours.add(hourOf(new Date()));
@@ -439,11 +643,20 @@ describe('aws_s3: one object per event (s3 up)', () => {
       for (const key of await s3.keys('batched')) {
         const { body } = await s3.object(key, 'batched');
         const text = key.endsWith('.gz') ? gunzipSync(body).toString('utf8') : body.toString('utf8');
-        out.push({ key, rows: text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l)) });
+        out.push({
+          key,
+          rows: text
+            .split('\n')
+            .filter((l) => l.length > 0)
+            .map((l) => JSON.parse(l)),
+        });
       }
       return out;
     };
-    await sluice.until('12 events in batched objects', async () => (await lines()).reduce((n, o) => n + o.rows.length, 0) >= 12);
+    await sluice.until(
+      '12 events in batched objects',
+      async () => (await lines()).reduce((n, o) => n + o.rows.length, 0) >= 12,
+    );
     // every delivery done: nothing of these events can be written again after this
     await sluice.until('every delivery of the 12 events succeeded', async () => {
       for (const id of ids) if (deliveryStatus(await api.event(id), destination.id) !== 'success') return false;
@@ -453,13 +666,23 @@ describe('aws_s3: one object per event (s3 up)', () => {
     const objects = await lines();
 
     const all = objects.flatMap((o) => o.rows) as Array<{ n: number }>;
-    assert.equal(all.length, 12, `exactly the 12 events, no duplicates: ${objects.map((o) => `${o.key}: ${o.rows.length}`).join(', ')}`);
-    assert.deepEqual([...all].sort((a, b) => a.n - b.n), published, 'the objects hold the data of each event');
+    assert.equal(
+      all.length,
+      12,
+      `exactly the 12 events, no duplicates: ${objects.map((o) => `${o.key}: ${o.rows.length}`).join(', ')}`,
+    );
+    assert.deepEqual(
+      [...all].sort((a, b) => a.n - b.n),
+      published,
+      'the objects hold the data of each event',
+    );
     assert.ok(objects.length >= 3, `max_events 5: at least 3 objects for 12 events, got ${objects.length}`);
     const ranges: Array<[number, number]> = [];
     const misnamed: string[] = [];
     for (const { key, rows } of objects) {
-      const m = /^orders\/dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/(.+)-[0-9a-f]{8}-(\d{16})-(\d{16})\.ndjson\.gz$/.exec(key);
+      const m = /^orders\/dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/(.+)-[0-9a-f]{8}-(\d{16})-(\d{16})\.ndjson\.gz$/.exec(
+        key,
+      );
       assert.ok(m, `key is orders/dt=YYYY-MM-DD/hour=HH/{destination}-{store id}-{first}-{last}.ndjson.gz: ${key}`);
       assert.ok(hours.has(`${m[1]}T${m[2]}`), `dt/hour of ${key} is the UTC hour of publishing (${[...hours]})`);
       if (m[3] !== destination.id) misnamed.push(key); // checked last, after the content checks
@@ -470,12 +693,22 @@ describe('aws_s3: one object per event (s3 up)', () => {
       ranges.push([first, last]);
     }
     ranges.sort((a, b) => a[0] - b[0]);
-    for (let i = 1; i < ranges.length; i++) assert.ok(ranges[i]![0] > ranges[i - 1]![1], `batches overlap: ${JSON.stringify(ranges)}`);
+    for (let i = 1; i < ranges.length; i++)
+      assert.ok(ranges[i]![0] > ranges[i - 1]![1], `batches overlap: ${JSON.stringify(ranges)}`);
 
     const attempts = await api.attempts({ destination_id: destination.id });
     assert.equal(attempts.length, objects.length, `one attempt per batch: ${JSON.stringify(attempts)}`);
-    assert.deepEqual(succeeded(attempts).map((a) => a.response_data?.key).sort(), objects.map((o) => o.key).sort());
-    assert.deepEqual(misnamed, [], `the documented name is {destination}-{store id}-{first}-{last}.ndjson.gz with {destination} = ${destination.id}`);
+    assert.deepEqual(
+      succeeded(attempts)
+        .map((a) => a.response_data?.key)
+        .sort(),
+      objects.map((o) => o.key).sort(),
+    );
+    assert.deepEqual(
+      misnamed,
+      [],
+      `the documented name is {destination}-{store id}-{first}-{last}.ndjson.gz with {destination} = ${destination.id}`,
+    );
   });
 });
 
@@ -485,7 +718,9 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
   let s3: TestS3;
 
   before(async () => {
-    s3 = await startS3(['retry', 'noretry', 'manual', 'pending', 'pending-control', 'batch-outage', 'deleted'], { running: false });
+    s3 = await startS3(['retry', 'noretry', 'manual', 'pending', 'pending-control', 'batch-outage', 'deleted'], {
+      running: false,
+    });
   });
   after(async () => {
     await s3.stop();
@@ -494,17 +729,30 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
   test('the attempt log is pruned to log_retention.max_count at start: the newest attempts are kept, the events stay', async () => {
     await s3.stop();
     const dir = dataDir();
-    const config = sluiceConfig(dir, { retry: { ...FAST_RETRY, max_retries: 0 }, log_retention: { max_age: '7d', max_count: 3 } });
+    const config = sluiceConfig(dir, {
+      retry: { ...FAST_RETRY, max_retries: 0 },
+      log_retention: { max_age: '7d', max_count: 3 },
+    });
     const first = await startSluice(config);
     await tenant(first.api, 'pruned');
     const destination = await first.api.createDestination('pruned', s3Destination(s3, 'retry'));
     for (let n = 0; n < 6; n++) await first.api.publish({ tenant_id: 'pruned', topic: 'orders', data: { n } });
-    await waitForAttempts(first.sluice, first.api, { destination_id: destination.id }, (a) => failed(a).length >= 6, 'six failed attempts');
+    await waitForAttempts(
+      first.sluice,
+      first.api,
+      { destination_id: destination.id },
+      (a) => failed(a).length >= 6,
+      'six failed attempts',
+    );
     await first.sluice.stop();
 
     const second = await startSluice(config);
     const kept = await second.api.attempts({ destination_id: destination.id });
-    assert.equal(kept.length, 3, `the newest 3 attempts are kept: ${JSON.stringify(kept.map((a) => a.attempt_number))}`);
+    assert.equal(
+      kept.length,
+      3,
+      `the newest 3 attempts are kept: ${JSON.stringify(kept.map((a) => a.attempt_number))}`,
+    );
     const events = await second.api.call('GET', '/events?tenant_id=pruned');
     assert.equal(events.body.models.length, 6, 'events younger than max_age stay in the log');
     await second.sluice.stop();
@@ -515,10 +763,21 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     const { sluice, api } = await startSluice(sluiceConfig(dataDir()));
     await tenant(api, 'retry');
     const destination = await api.createDestination('retry', s3Destination(s3, 'retry'));
-    const { id } = await api.publish({ tenant_id: 'retry', topic: 'orders', time: '2026-05-01T12:00:00.123456789Z', data: { order_id: 'r-1' } });
+    const { id } = await api.publish({
+      tenant_id: 'retry',
+      topic: 'orders',
+      time: '2026-05-01T12:00:00.123456789Z',
+      data: { order_id: 'r-1' },
+    });
     const filters = { event_id: id, destination_id: destination.id };
 
-    const failures = await waitForAttempts(sluice, api, filters, (a) => failed(a).length >= 2, 'two failed attempts while S3 is down');
+    const failures = await waitForAttempts(
+      sluice,
+      api,
+      filters,
+      (a) => failed(a).length >= 2,
+      'two failed attempts while S3 is down',
+    );
     for (const a of failures) {
       assert.equal(a.status, 'failed');
       assert.equal(a.event_id, id);
@@ -532,7 +791,10 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     await waitForKey(sluice, s3, 'retry', (k) => k === key, 'the object once S3 is back');
     await waitForAttempts(sluice, api, filters, (a) => succeeded(a).length >= 1, 'a success attempt');
     // 'success' is final: no attempt of this delivery is left to make (its status, not a pause, says so)
-    await sluice.until('the delivery to be done', async () => deliveryStatus(await api.event(id), destination.id) === 'success');
+    await sluice.until(
+      'the delivery to be done',
+      async () => deliveryStatus(await api.event(id), destination.id) === 'success',
+    );
     const attempts = await api.attempts(filters);
     assert.deepEqual(await s3.keys('retry'), [key], 'exactly one object: a retry rewrites the same key');
     const final = await api.attempts(filters);
@@ -542,7 +804,11 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     assert.deepEqual(success.response_data, { bucket: 'retry', key });
     assert.equal(success.manual, false);
     assert.ok(failed(final).length >= 2);
-    assert.deepEqual(final.map((a) => a.attempt_number).sort((a, b) => a - b), final.map((_, i) => i + 1), 'attempts are numbered 1..n');
+    assert.deepEqual(
+      final.map((a) => a.attempt_number).sort((a, b) => a - b),
+      final.map((_, i) => i + 1),
+      'attempts are numbered 1..n',
+    );
     assert.equal(success.attempt_number, final.length, 'the success is the last attempt');
     assertDelivered(await api.event(id), destination.id);
     assert.deepEqual(json((await s3.object(key, 'retry')).body), { order_id: 'r-1' });
@@ -554,11 +820,19 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     const { sluice, api } = await startSluice(sluiceConfig(dataDir()));
     await tenant(api, 'noretry');
     const destination = await api.createDestination('noretry', s3Destination(s3, 'noretry'));
-    const once = await api.publish({ tenant_id: 'noretry', topic: 'orders', eligible_for_retry: false, data: { order_id: 'once' } });
+    const once = await api.publish({
+      tenant_id: 'noretry',
+      topic: 'orders',
+      eligible_for_retry: false,
+      data: { order_id: 'once' },
+    });
     const filters = { event_id: once.id, destination_id: destination.id };
     await waitForAttempts(sluice, api, filters, (a) => a.length >= 1, 'the one attempt');
     // 'failed' is final ('pending' while a retry is due): no retry is left to come
-    await sluice.until('the delivery to be failed for good', async () => deliveryStatus(await api.event(once.id), destination.id) === 'failed');
+    await sluice.until(
+      'the delivery to be failed for good',
+      async () => deliveryStatus(await api.event(once.id), destination.id) === 'failed',
+    );
     const attempts = await api.attempts(filters);
     assert.equal(attempts.length, 1, `not retried: ${JSON.stringify(attempts)}`);
     assert.equal(attempts[0].status, 'failed');
@@ -567,8 +841,18 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     const control = await api.publish({ tenant_id: 'noretry', topic: 'orders', data: { order_id: 'control' } });
     // the control event, published after, has landed: the destination delivers again, and the ineligible
     // event (failed for good, above) is not among what it delivered
-    await waitForKey(sluice, s3, 'noretry', (k) => k.endsWith(`_${control.id}.json`), 'an eligible event once S3 is back');
-    assert.equal((await s3.keys('noretry')).some((k) => k.includes(once.id)), false, 'the ineligible event is not delivered later');
+    await waitForKey(
+      sluice,
+      s3,
+      'noretry',
+      (k) => k.endsWith(`_${control.id}.json`),
+      'an eligible event once S3 is back',
+    );
+    assert.equal(
+      (await s3.keys('noretry')).some((k) => k.includes(once.id)),
+      false,
+      'the ineligible event is not delivered later',
+    );
     assert.equal((await api.attempts(filters)).length, 1);
     assert.equal(deliveryStatus(await api.event(once.id), destination.id), 'failed');
     await sluice.stop();
@@ -576,37 +860,61 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
 
   test('max_retries 1: two attempts then failed; POST /retry delivers it with a manual attempt', async () => {
     await s3.stop();
-    const { sluice, api } = await startSluice(sluiceConfig(dataDir(), { retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 1 } }));
+    const { sluice, api } = await startSluice(
+      sluiceConfig(dataDir(), { retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 1 } }),
+    );
     await tenant(api, 'manual');
     const destination = await api.createDestination('manual', s3Destination(s3, 'manual'));
     const { id } = await api.publish({ tenant_id: 'manual', topic: 'orders', data: { order_id: 'm-1' } });
     const filters = { event_id: id, destination_id: destination.id };
 
     // 'failed' is final: the retries (max_retries 1) are used up
-    await sluice.until('the event to be failed for the destination', async () => deliveryStatus(await api.event(id), destination.id) === 'failed');
+    await sluice.until(
+      'the event to be failed for the destination',
+      async () => deliveryStatus(await api.event(id), destination.id) === 'failed',
+    );
     const attempts = await api.attempts(filters);
     assert.equal(attempts.length, 2, `the first attempt and max_retries 1: ${JSON.stringify(attempts)}`);
-    assert.deepEqual(attempts.map((a) => a.status), ['failed', 'failed']);
+    assert.deepEqual(
+      attempts.map((a) => a.status),
+      ['failed', 'failed'],
+    );
     assert.ok(attempts.every((a) => a.manual === false));
 
     await s3.start();
     // a control event to the same destination lands once S3 is back; the failed one stays undelivered
     const control = await api.publish({ tenant_id: 'manual', topic: 'orders', data: { order_id: 'control' } });
-    const controlKey = await waitForKey(sluice, s3, 'manual', (k) => k.endsWith(`_${control.id}.json`), 'the control event once S3 is back');
+    const controlKey = await waitForKey(
+      sluice,
+      s3,
+      'manual',
+      (k) => k.endsWith(`_${control.id}.json`),
+      'the control event once S3 is back',
+    );
     assert.deepEqual(await s3.keys('manual'), [controlKey], 'a failed event is not delivered by itself');
     assert.equal(deliveryStatus(await api.event(id), destination.id), 'failed');
     assert.equal((await api.attempts(filters)).length, 2);
 
     const retry = await api.call('POST', '/retry', { event_id: id, destination_id: destination.id });
     assert.equal(retry.status, 202, `POST /retry: ${retry.text}`);
-    const key = await waitForKey(sluice, s3, 'manual', (k) => k.endsWith(`_${id}.json`), 'the object after POST /retry');
+    const key = await waitForKey(
+      sluice,
+      s3,
+      'manual',
+      (k) => k.endsWith(`_${id}.json`),
+      'the object after POST /retry',
+    );
     const final = await waitForAttempts(sluice, api, filters, (a) => a.length >= 3, 'the manual attempt');
     assert.equal(final.length, 3, JSON.stringify(final));
     const manual = final.filter((a) => a.manual === true);
     assert.equal(manual.length, 1, `one manual attempt: ${JSON.stringify(final)}`);
     assert.equal(manual[0].status, 'success');
     assert.deepEqual(manual[0].response_data, { bucket: 'manual', key });
-    assert.deepEqual(await s3.keys('manual'), [controlKey, key].sort(), 'the retried event once, beside the control event');
+    assert.deepEqual(
+      await s3.keys('manual'),
+      [controlKey, key].sort(),
+      'the retried event once, beside the control event',
+    );
     assert.deepEqual(json((await s3.object(key, 'manual')).body), { order_id: 'm-1' });
     assertDelivered(await api.event(id), destination.id);
     await sluice.stop();
@@ -620,15 +928,34 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     // a control destination gets the same event, failing and retrying on the same schedule while S3 is down
     const control = await api.createDestination('pending', s3Destination(s3, 'pending-control'));
     const { id } = await api.publish({ tenant_id: 'pending', topic: 'orders', data: { order_id: 'p-1' } });
-    await waitForAttempts(sluice, api, { event_id: id }, (a) => failed(a).some((x) => x.destination_id === destination.id)
-      && failed(a).some((x) => x.destination_id === control.id), 'a failed attempt to each destination while S3 is down');
+    await waitForAttempts(
+      sluice,
+      api,
+      { event_id: id },
+      (a) =>
+        failed(a).some((x) => x.destination_id === destination.id) &&
+        failed(a).some((x) => x.destination_id === control.id),
+      'a failed attempt to each destination while S3 is down',
+    );
     assert.equal((await api.call('PUT', `/tenants/pending/destinations/${destination.id}/disable`)).status, 200);
     await s3.start();
     // once the control's retry has landed, the disabled destination's retry was due too: it must not have run
-    await waitForKey(sluice, s3, 'pending-control', (k) => k.endsWith(`_${id}.json`), 'the control destination to get the event');
+    await waitForKey(
+      sluice,
+      s3,
+      'pending-control',
+      (k) => k.endsWith(`_${id}.json`),
+      'the control destination to get the event',
+    );
     assert.deepEqual(await s3.keys('pending'), [], 'nothing is delivered to a disabled destination');
     assert.equal((await api.call('PUT', `/tenants/pending/destinations/${destination.id}/enable`)).status, 200);
-    const key = await waitForKey(sluice, s3, 'pending', (k) => k.endsWith(`_${id}.json`), 'the pending event once the destination is enabled');
+    const key = await waitForKey(
+      sluice,
+      s3,
+      'pending',
+      (k) => k.endsWith(`_${id}.json`),
+      'the pending event once the destination is enabled',
+    );
     await sleep(300);
     assert.deepEqual(await s3.keys('pending'), [key]);
     await sluice.stop();
@@ -638,10 +965,22 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     await s3.stop();
     const { sluice, api } = await startSluice(sluiceConfig(dataDir()));
     await tenant(api, 'deleted');
-    const doomed = await api.createDestination('deleted', s3Destination(s3, 'deleted', { config: { key_template: `join('', ['doomed-', metadata."event-id"])` } }));
-    const kept = await api.createDestination('deleted', s3Destination(s3, 'deleted', { config: { key_template: `join('', ['kept-', metadata."event-id"])` } }));
+    const doomed = await api.createDestination(
+      'deleted',
+      s3Destination(s3, 'deleted', { config: { key_template: `join('', ['doomed-', metadata."event-id"])` } }),
+    );
+    const kept = await api.createDestination(
+      'deleted',
+      s3Destination(s3, 'deleted', { config: { key_template: `join('', ['kept-', metadata."event-id"])` } }),
+    );
     const { id } = await api.publish({ tenant_id: 'deleted', topic: 'orders', data: { order_id: 'd-1' } });
-    await waitForAttempts(sluice, api, { event_id: id, destination_id: doomed.id }, (a) => failed(a).length >= 1, 'a failed attempt while S3 is down');
+    await waitForAttempts(
+      sluice,
+      api,
+      { event_id: id, destination_id: doomed.id },
+      (a) => failed(a).length >= 1,
+      'a failed attempt while S3 is down',
+    );
     const del = await api.call('DELETE', `/tenants/deleted/destinations/${doomed.id}`);
     assert.equal(del.status, 200, `DELETE destination: ${del.text}`);
     await s3.start();
@@ -656,7 +995,10 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
     await s3.stop();
     const { sluice, api } = await startSluice(sluiceConfig(dataDir()));
     await tenant(api, 'outage');
-    const destination = await api.createDestination('outage', s3Destination(s3, 'batch-outage', { config: { batching: { max_events: 5, max_age: '200ms' } } }));
+    const destination = await api.createDestination(
+      'outage',
+      s3Destination(s3, 'batch-outage', { config: { batching: { max_events: 5, max_age: '200ms' } } }),
+    );
     const sent: number[] = [];
     for (let n = 0; n < 7; n++) {
       await api.publish({ tenant_id: 'outage', topic: 'orders', data: { n } });
@@ -667,16 +1009,30 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
       const m = /-(\d+)-(\d+)\.ndjson\.gz$/.exec(key);
       return m ? Number(m[2]) - Number(m[1]) + 1 : 0;
     };
-    const failures = await waitForAttempts(sluice, api, { destination_id: destination.id }, (a) => {
-      const keys = new Set<string>(failed(a).map((x) => x.response_data?.key));
-      return [...keys].reduce((n, k) => n + span(k), 0) >= sent.length;
-    }, 'failed attempts of every batch while S3 is down');
+    const failures = await waitForAttempts(
+      sluice,
+      api,
+      { destination_id: destination.id },
+      (a) => {
+        const keys = new Set<string>(failed(a).map((x) => x.response_data?.key));
+        return [...keys].reduce((n, k) => n + span(k), 0) >= sent.length;
+      },
+      'failed attempts of every batch while S3 is down',
+    );
     const failedKeys = [...new Set(failed(failures).map((a) => a.response_data?.key as string))].sort();
 
     await s3.start();
-    await sluice.until('the batches after S3 is back', async () => (await s3.keys('batch-outage')).length >= failedKeys.length);
+    await sluice.until(
+      'the batches after S3 is back',
+      async () => (await s3.keys('batch-outage')).length >= failedKeys.length,
+    );
     // nothing pending any more: no object can be written after this
-    await sluice.until('no delivery pending', async () => ((await (await fetch(`${sluice.url}/ready`)).json()) as { events: { pending_deliveries: number } }).events.pending_deliveries === 0);
+    await sluice.until(
+      'no delivery pending',
+      async () =>
+        ((await (await fetch(`${sluice.url}/ready`)).json()) as { events: { pending_deliveries: number } }).events
+          .pending_deliveries === 0,
+    );
     const keys = await s3.keys('batch-outage');
     assert.deepEqual(keys, failedKeys, 'the objects are under the keys fixed before the first upload');
     const rows: number[] = [];
@@ -684,9 +1040,17 @@ describe('aws_s3: failures and retries (s3 goes down and comes back)', () => {
       const text = gunzipSync((await s3.object(key, 'batch-outage')).body).toString('utf8');
       for (const line of text.split('\n').filter((l) => l.length > 0)) rows.push((JSON.parse(line) as { n: number }).n);
     }
-    assert.deepEqual(rows.sort((a, b) => a - b), sent, 'each event exactly once');
+    assert.deepEqual(
+      rows.sort((a, b) => a - b),
+      sent,
+      'each event exactly once',
+    );
     const attempts = await api.attempts({ destination_id: destination.id });
-    assert.equal(succeeded(attempts).length, keys.length, `one success per batch: ${JSON.stringify(succeeded(attempts))}`);
+    assert.equal(
+      succeeded(attempts).length,
+      keys.length,
+      `one success per batch: ${JSON.stringify(succeeded(attempts))}`,
+    );
     await sluice.stop();
   });
 });
@@ -700,8 +1064,19 @@ test('restart: an event acknowledged while S3 was down lands after SIGTERM and a
   const first = await startSluice(config);
   await tenant(first.api, 'restart');
   const destination = await first.api.createDestination('restart', s3Destination(s3, 'restart'));
-  const { id } = await first.api.publish({ tenant_id: 'restart', topic: 'orders', time: '2026-05-01T12:00:00Z', data: { order_id: 'durable' } });
-  await waitForAttempts(first.sluice, first.api, { event_id: id }, (a) => failed(a).length >= 1, 'a failed attempt while S3 is down');
+  const { id } = await first.api.publish({
+    tenant_id: 'restart',
+    topic: 'orders',
+    time: '2026-05-01T12:00:00Z',
+    data: { order_id: 'durable' },
+  });
+  await waitForAttempts(
+    first.sluice,
+    first.api,
+    { event_id: id },
+    (a) => failed(a).length >= 1,
+    'a failed attempt while S3 is down',
+  );
   const code = await first.sluice.stop('SIGTERM', 15_000);
   assert.equal(code, 0, `sluice exits 0 on SIGTERM (null: it had to be killed):\n${first.sluice.output.slice(-2000)}`);
 
@@ -709,8 +1084,17 @@ test('restart: an event acknowledged while S3 was down lands after SIGTERM and a
   const second = await startSluice(config);
   const key = `2026-05-01T12:00:00Z_${id}.json`;
   await waitForKey(second.sluice, s3, 'restart', (k) => k === key, 'the object after the restart');
-  await waitForAttempts(second.sluice, second.api, { event_id: id, destination_id: destination.id }, (a) => succeeded(a).length === 1, 'the success attempt');
-  await second.sluice.until('the delivery to be done', async () => deliveryStatus(await second.api.event(id), destination.id) === 'success');
+  await waitForAttempts(
+    second.sluice,
+    second.api,
+    { event_id: id, destination_id: destination.id },
+    (a) => succeeded(a).length === 1,
+    'the success attempt',
+  );
+  await second.sluice.until(
+    'the delivery to be done',
+    async () => deliveryStatus(await second.api.event(id), destination.id) === 'success',
+  );
   assert.deepEqual(await s3.keys('restart'), [key], 'exactly one object');
   assert.deepEqual(json((await s3.object(key, 'restart')).body), { order_id: 'durable' });
   await second.sluice.stop();
@@ -720,9 +1104,14 @@ test('restart: an event acknowledged while S3 was down lands after SIGTERM and a
 
 test('POST /retry of every event of a failed batch: the new batch gets a key of its own (-r<n>) and lands, and batching goes on', async () => {
   const s3 = await startS3(['retried', 'other'], { running: false });
-  const { sluice, api } = await startSluice(sluiceConfig(dataDir(), { retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 0 } }));
+  const { sluice, api } = await startSluice(
+    sluiceConfig(dataDir(), { retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 0 } }),
+  );
   await tenant(api, 'again');
-  const destination = await api.createDestination('again', s3Destination(s3, 'retried', { config: { batching: { max_events: 3, max_age: '200ms' } } }));
+  const destination = await api.createDestination(
+    'again',
+    s3Destination(s3, 'retried', { config: { batching: { max_events: 3, max_age: '200ms' } } }),
+  );
   const ids: string[] = [];
   for (let n = 0; n < 3; n++) ids.push((await api.publish({ tenant_id: 'again', topic: 'orders', data: { n } })).id);
   // S3 is down and no retry is left: the batch of the three fails, and so do its events
@@ -730,7 +1119,11 @@ test('POST /retry of every event of a failed batch: the new batch gets a key of 
     for (const id of ids) if (deliveryStatus(await api.event(id), destination.id) !== 'failed') return false;
     return true;
   });
-  const failedKeys = [...new Set(failed(await api.attempts({ destination_id: destination.id })).map((a) => a.response_data?.key as string))];
+  const failedKeys = [
+    ...new Set(
+      failed(await api.attempts({ destination_id: destination.id })).map((a) => a.response_data?.key as string),
+    ),
+  ];
   assert.equal(failedKeys.length, 1, `one failed batch: ${failedKeys.join(', ')}`);
 
   await s3.start();
@@ -741,18 +1134,43 @@ test('POST /retry of every event of a failed batch: the new batch gets a key of 
   // the retried deliveries are found by the batcher's rescan (every 10 s) and sealed anew
   const retriedKey = await waitForKey(sluice, s3, 'retried', () => true, 'the retried batch to land', 30_000);
   assert.notEqual(retriedKey, failedKeys[0], 'not the key of the failed batch');
-  assert.equal(retriedKey, failedKeys[0]!.replace(/\.ndjson\.gz$/, '-r1.ndjson.gz'), 'the failed batch\'s name with -r1');
-  const lines = (key: string) => s3.object(key, 'retried').then(({ body }) => gunzipSync(body).toString('utf8').split('\n').filter((l) => l.length > 0));
+  assert.equal(
+    retriedKey,
+    failedKeys[0]!.replace(/\.ndjson\.gz$/, '-r1.ndjson.gz'),
+    "the failed batch's name with -r1",
+  );
+  const lines = (key: string) =>
+    s3.object(key, 'retried').then(({ body }) =>
+      gunzipSync(body)
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.length > 0),
+    );
   assert.deepEqual(await lines(retriedKey), ['{"n":0}', '{"n":1}', '{"n":2}'], 'each retried event once');
-  for (const id of ids) await sluice.until(`event ${id} delivered`, async () => deliveryStatus(await api.event(id), destination.id) === 'success');
+  for (const id of ids)
+    await sluice.until(
+      `event ${id} delivered`,
+      async () => deliveryStatus(await api.event(id), destination.id) === 'success',
+    );
   // and batching goes on: a batched destination made now seals and uploads
-  const other = await api.createDestination('again', s3Destination(s3, 'other', { topics: ['refunds'], config: { batching: { max_events: 1, max_age: '200ms' } } }));
+  const other = await api.createDestination(
+    'again',
+    s3Destination(s3, 'other', { topics: ['refunds'], config: { batching: { max_events: 1, max_age: '200ms' } } }),
+  );
   await api.publish({ tenant_id: 'again', topic: 'refunds', data: { refund: 1 } });
   await waitForKey(sluice, s3, 'other', (k) => k.includes(`/${other.id}-`), 'the other batched destination to deliver');
 
   // retried once more after their success: again a key never used before, and the earlier object stays as it was
-  for (const id of ids) assert.equal((await api.call('POST', '/retry', { event_id: id, destination_id: destination.id })).status, 202);
-  const again = await waitForKey(sluice, s3, 'retried', (k) => k !== retriedKey, 'the second retried batch to land', 30_000);
+  for (const id of ids)
+    assert.equal((await api.call('POST', '/retry', { event_id: id, destination_id: destination.id })).status, 202);
+  const again = await waitForKey(
+    sluice,
+    s3,
+    'retried',
+    (k) => k !== retriedKey,
+    'the second retried batch to land',
+    30_000,
+  );
   assert.equal(again, failedKeys[0]!.replace(/\.ndjson\.gz$/, '-r2.ndjson.gz'));
   assert.deepEqual(await lines(again), ['{"n":0}', '{"n":1}', '{"n":2}']);
   assert.deepEqual(await s3.keys('retried'), [retriedKey, again].sort());
@@ -764,7 +1182,9 @@ test('POST /retry of every event of a failed batch: the new batch gets a key of 
 
 test('decisions to tenants: each decision POSTed to /logs/acme is one object, once, even when re-sent', async () => {
   const s3 = await startS3(['decisions']);
-  const { sluice, api } = await startSluice(sluiceConfig(dataDir(), {}, { ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] } }));
+  const { sluice, api } = await startSluice(
+    sluiceConfig(dataDir(), {}, { ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] } }),
+  );
   await tenant(api, 'acme');
   const destination = await api.createDestination('acme', s3Destination(s3, 'decisions', { topics: ['decisions'] }));
 
@@ -775,7 +1195,11 @@ test('decisions to tenants: each decision POSTed to /logs/acme is one object, on
   // The helper's timestamps have 9 fraction digits ending in 6: the default key prints them unchanged.
   for (const key of expected) assert.match(key, DEFAULT_KEY);
   await sluice.until('three decision objects', async () => (await s3.keys('decisions')).length >= 3);
-  assert.deepEqual(await s3.keys('decisions'), expected, 'one object per decision, under <timestamp>_<decision_id>.json');
+  assert.deepEqual(
+    await s3.keys('decisions'),
+    expected,
+    'one object per decision, under <timestamp>_<decision_id>.json',
+  );
   for (const d of sent) {
     const key = `${d.timestamp as string}_${d.decision_id as string}.json`;
     const object = await s3.object(key, 'decisions');
@@ -792,11 +1216,21 @@ test('decisions to tenants: each decision POSTed to /logs/acme is one object, on
   assert.equal(again.status, 200, `re-sent: ${await again.text()}`);
   const marker = decisions(1);
   assert.equal((await postDecisions(sluice.url, marker, { partition: 'acme' })).status, 200);
-  await waitForKey(sluice, s3, 'decisions', (k) => k.endsWith(`_${marker[0]!.decision_id as string}.json`), 'a later decision');
+  await waitForKey(
+    sluice,
+    s3,
+    'decisions',
+    (k) => k.endsWith(`_${marker[0]!.decision_id as string}.json`),
+    'a later decision',
+  );
   assert.equal((await s3.keys('decisions')).length, 4, 'the re-sent decisions made no new objects');
   for (const d of sent) {
     const attempts = await api.attempts({ event_id: d.decision_id as string, destination_id: destination.id });
-    assert.equal(attempts.length, 1, `decision ${d.decision_id as string} was delivered once: ${JSON.stringify(attempts)}`);
+    assert.equal(
+      attempts.length,
+      1,
+      `decision ${d.decision_id as string} was delivered once: ${JSON.stringify(attempts)}`,
+    );
   }
   await sluice.stop();
 });

@@ -49,7 +49,11 @@ function s3Output(s3: TestS3, overrides: Record<string, unknown> = {}): Record<s
   };
 }
 
-function config(dataDir: string, outputs: Array<Record<string, unknown>>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function config(
+  dataDir: string,
+  outputs: Array<Record<string, unknown>>,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { data_dir: dataDir, outputs, ...extra };
 }
 
@@ -59,7 +63,12 @@ const idOf = (d: Record<string, unknown>): string => d.decision_id as string;
 const TIMESTAMP = new Date().toISOString();
 
 /** Posts `n` decisions; on 200 their ids join `acked`. Returns the response (its body unread unless not 200). */
-async function post(sluice: SluiceProcess, n: number, acked: Set<string>, opts: { partition?: string } = {}): Promise<Response> {
+async function post(
+  sluice: SluiceProcess,
+  n: number,
+  acked: Set<string>,
+  opts: { partition?: string } = {},
+): Promise<Response> {
   const body = decisions(n, { timestamp: TIMESTAMP });
   const res = await postDecisions(sluice.url, body, opts);
   if (res.status === 200) {
@@ -73,17 +82,28 @@ async function post(sluice: SluiceProcess, n: number, acked: Set<string>, opts: 
 /** decision_id -> how many times it is in the bucket. */
 async function bucketCounts(s3: TestS3, bucket = 'logs'): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (const { decision } of await s3.decisions(bucket)) counts.set(idOf(decision), (counts.get(idOf(decision)) ?? 0) + 1);
+  for (const { decision } of await s3.decisions(bucket))
+    counts.set(idOf(decision), (counts.get(idOf(decision)) ?? 0) + 1);
   return counts;
 }
 
 /** Waits until every acknowledged decision is in the bucket (cheap count first, then ids). */
-async function untilLanded(sluice: SluiceProcess, s3: TestS3, acked: Set<string>, bucket = 'logs', timeoutMs = 20_000): Promise<void> {
-  await sluice.until(`${acked.size} acknowledged decisions in s3://${bucket}`, async () => {
-    const counts = await bucketCounts(s3, bucket);
-    for (const id of acked) if (!counts.has(id)) return false;
-    return true;
-  }, timeoutMs);
+async function untilLanded(
+  sluice: SluiceProcess,
+  s3: TestS3,
+  acked: Set<string>,
+  bucket = 'logs',
+  timeoutMs = 20_000,
+): Promise<void> {
+  await sluice.until(
+    `${acked.size} acknowledged decisions in s3://${bucket}`,
+    async () => {
+      const counts = await bucketCounts(s3, bucket);
+      for (const id of acked) if (!counts.has(id)) return false;
+      return true;
+    },
+    timeoutMs,
+  );
 }
 
 /** Every acknowledged decision is in the bucket exactly once, and nothing appears more than once. */
@@ -91,12 +111,23 @@ async function assertExactlyOnce(s3: TestS3, acked: Set<string>, bucket = 'logs'
   const counts = await bucketCounts(s3, bucket);
   const missing = [...acked].filter((id) => !counts.has(id));
   const duplicated = [...counts].filter(([, n]) => n > 1);
-  assert.deepEqual(missing, [], `${missing.length} of ${acked.size} acknowledged decisions are missing from s3://${bucket}`);
+  assert.deepEqual(
+    missing,
+    [],
+    `${missing.length} of ${acked.size} acknowledged decisions are missing from s3://${bucket}`,
+  );
   assert.deepEqual(duplicated, [], `${duplicated.length} decisions are in s3://${bucket} more than once`);
   return counts;
 }
 
-interface BatchKey { key: string; dir: string; output: string; bufferId: string; first: number; last: number }
+interface BatchKey {
+  key: string;
+  dir: string;
+  output: string;
+  bufferId: string;
+  first: number;
+  last: number;
+}
 
 /** Parses `<prefix>/<output>-<bufferid>-<first>-<last>.<ext>` (the default key template). */
 function parseKey(key: string): BatchKey {
@@ -117,7 +148,8 @@ function assertNoOverlappingBatches(keys: string[]): BatchKey[] {
     group.sort((a, b) => a.first - b.first);
     for (let i = 0; i < group.length; i++) {
       assert.ok(group[i]!.first <= group[i]!.last, `batch ${group[i]!.key} has first > last`);
-      if (i > 0) assert.ok(group[i]!.first > group[i - 1]!.last, `batches overlap: ${group[i - 1]!.key} and ${group[i]!.key}`);
+      if (i > 0)
+        assert.ok(group[i]!.first > group[i - 1]!.last, `batches overlap: ${group[i - 1]!.key} and ${group[i]!.key}`);
     }
   }
   return parsed;
@@ -150,12 +182,18 @@ test('a full buffer answers 429 with Retry-After, stores nothing of that request
       rejected = { res, body };
     }
   }
-  assert.ok(rejected, 'the buffer never filled up: no post was refused after 200 posts of 20 decisions into 16KiB (stored compressed)');
+  assert.ok(
+    rejected,
+    'the buffer never filled up: no post was refused after 200 posts of 20 decisions into 16KiB (stored compressed)',
+  );
   assert.ok(acked.size > 0, 'some posts were accepted before the buffer filled up');
   const { res } = rejected;
   assert.equal(res.status, 429, `a full buffer answers 429, got ${res.status}`);
   const retryAfter = res.headers.get('retry-after');
-  assert.ok(retryAfter !== null && /^\d+$/.test(retryAfter) && Number(retryAfter) > 0, `Retry-After is a positive number of seconds: ${retryAfter}`);
+  assert.ok(
+    retryAfter !== null && /^\d+$/.test(retryAfter) && Number(retryAfter) > 0,
+    `Retry-After is a positive number of seconds: ${retryAfter}`,
+  );
   const error = (await res.json()) as { status: unknown; message: unknown; data: unknown };
   assert.equal(error.status, 429);
   assert.equal(typeof error.message, 'string');
@@ -165,7 +203,10 @@ test('a full buffer answers 429 with Retry-After, stores nothing of that request
 
   // Nothing of the refused request is stored: the buffer did not grow, and stays within its bound.
   const full = await sluice.ready();
-  assert.ok(full.buffer.bytes <= full.buffer.max_bytes, `buffer ${full.buffer.bytes} bytes exceeds max_bytes ${full.buffer.max_bytes}`);
+  assert.ok(
+    full.buffer.bytes <= full.buffer.max_bytes,
+    `buffer ${full.buffer.bytes} bytes exceeds max_bytes ${full.buffer.max_bytes}`,
+  );
   const again = await postDecisions(sluice.url, decisions(20));
   assert.equal(again.status, 429, 'still full while S3 is down');
   await again.arrayBuffer();
@@ -173,7 +214,10 @@ test('a full buffer answers 429 with Retry-After, stores nothing of that request
 
   // S3 comes back: the backlog drains and the buffer shrinks.
   await s3.start();
-  await sluice.until('the buffer to shrink after S3 is back', async () => (await sluice.ready()).buffer.bytes < full.buffer.bytes);
+  await sluice.until(
+    'the buffer to shrink after S3 is back',
+    async () => (await sluice.ready()).buffer.bytes < full.buffer.bytes,
+  );
   // The client retries the refused request, as OPA does: now it is accepted (once).
   const retried = await postDecisions(sluice.url, rejected.body);
   assert.equal(retried.status, 200, `the refused request is accepted once the buffer has room, got ${retried.status}`);
@@ -210,8 +254,16 @@ test('kill -9 after acknowledgements: every acknowledged decision lands exactly 
   assert.equal(counts.size, acked.size, 'no decision that was not acknowledged appears');
   const keys = await s3.keys();
   const batches = assertNoOverlappingBatches(keys);
-  assert.equal(new Set(batches.map((b) => b.bufferId)).size, 1, 'the same data_dir keeps its buffer id across a kill -9');
-  assert.equal(output(await second.ready()).delivered.events, acked.size, 'the restarted process delivered each decision once');
+  assert.equal(
+    new Set(batches.map((b) => b.bufferId)).size,
+    1,
+    'the same data_dir keeps its buffer id across a kill -9',
+  );
+  assert.equal(
+    output(await second.ready()).delivered.events,
+    acked.size,
+    'the restarted process delivered each decision once',
+  );
 
   // Another restart of the same data_dir must not deliver anything again.
   assert.equal(await second.stop('SIGTERM'), 0);
@@ -224,9 +276,17 @@ test('kill -9 after acknowledgements: every acknowledged decision lands exactly 
   await untilLanded(third, s3, marker);
   const after = await s3.keys();
   const added = after.filter((k) => !keys.includes(k));
-  assert.deepEqual(after.filter((k) => keys.includes(k)), keys, 'the objects of before are all still there');
+  assert.deepEqual(
+    after.filter((k) => keys.includes(k)),
+    keys,
+    'the objects of before are all still there',
+  );
   assert.equal(added.length, 1, `one new object, the marker's: ${added.join(', ')}`);
-  assert.deepEqual((await s3.decisions()).filter((d) => d.key === added[0]).map((d) => idOf(d.decision)), [...marker], 'it holds the marker alone');
+  assert.deepEqual(
+    (await s3.decisions()).filter((d) => d.key === added[0]).map((d) => idOf(d.decision)),
+    [...marker],
+    'it holds the marker alone',
+  );
   assert.equal(output(await third.ready()).delivered.events, 1, 'nothing is delivered twice after a clean restart');
 });
 
@@ -256,7 +316,8 @@ test('kill -9 with sealed batches pending (S3 down): the restart uploads them un
   await untilLanded(second, s3, acked);
   await second.until('the buffer to empty', async () => (await second.ready()).buffer.chunks === 0);
   const keys = await s3.keys();
-  for (const key of failedKeys) assert.ok(keys.includes(key), `sealed batch ${key} was uploaded under its original key; keys: ${keys.join(', ')}`);
+  for (const key of failedKeys)
+    assert.ok(keys.includes(key), `sealed batch ${key} was uploaded under its original key; keys: ${keys.join(', ')}`);
   assertNoOverlappingBatches(keys);
   const counts = await assertExactlyOnce(s3, acked);
   assert.equal(counts.size, acked.size);
@@ -275,7 +336,10 @@ test('kill -9 after a batch was delivered ahead of an older open one: the restar
   assert.equal((await post(first, 4, older, { partition: 'a' })).status, 200);
   assert.equal((await post(first, 10, ahead, { partition: 'b' })).status, 200);
   await untilLanded(first, s3, ahead);
-  await first.until('b\'s batch to be recorded as delivered', async () => output(await first.ready()).pending_batches === 0);
+  await first.until(
+    "b's batch to be recorded as delivered",
+    async () => output(await first.ready()).pending_batches === 0,
+  );
   const keysBefore = await s3.keys();
   assert.equal(keysBefore.length, 1, `only b's batch is delivered before the kill: ${keysBefore.join(', ')}`);
   await first.kill9();
@@ -285,7 +349,11 @@ test('kill -9 after a batch was delivered ahead of an older open one: the restar
   await second.start();
   await untilLanded(second, s3, older);
   await second.until('the buffer to empty', async () => (await second.ready()).buffer.chunks === 0);
-  assert.equal(output(await second.ready()).delivered.events, older.size, 'the restart delivers only what was not delivered before');
+  assert.equal(
+    output(await second.ready()).delivered.events,
+    older.size,
+    'the restart delivers only what was not delivered before',
+  );
   const all = new Set([...older, ...ahead]);
   const counts = await assertExactlyOnce(s3, all);
   assert.equal(counts.size, all.size);
@@ -324,13 +392,20 @@ test('kill -9 during delivery, several times: no acknowledged decision is lost a
     const clients = [client('p1'), client('p2'), client('p3')];
     const deliveredBefore = (await s3.keys()).length;
     // Kill once delivery is under way in this round (objects are being written), while clients still post.
-    await sluice.until(`round ${round}: delivery under way`, async () => (await s3.keys()).length >= deliveredBefore + 3, 10_000);
+    await sluice.until(
+      `round ${round}: delivery under way`,
+      async () => (await s3.keys()).length >= deliveredBefore + 3,
+      10_000,
+    );
     await sleep(20 + round * 15);
     await sluice.kill9();
     stop = true;
     await Promise.all(clients);
   }
-  assert.ok(acked.size >= 100, `enough decisions were acknowledged to mean something: ${acked.size} of ${attempted * 10}`);
+  assert.ok(
+    acked.size >= 100,
+    `enough decisions were acknowledged to mean something: ${acked.size} of ${attempted * 10}`,
+  );
 
   await sluice.start();
   await untilLanded(sluice, s3, acked);
@@ -357,7 +432,8 @@ test('S3 down while decisions arrive: /ready shows retrying with last_error, the
   assert.equal(output(await sluice.ready()).state, 'ok');
 
   await s3.stop();
-  for (let i = 0; i < 5; i++) assert.equal((await post(sluice, 20, acked)).status, 200, 'decisions are accepted while S3 is down');
+  for (let i = 0; i < 5; i++)
+    assert.equal((await post(sluice, 20, acked)).status, 200, 'decisions are accepted while S3 is down');
   await sluice.until('the output to report retrying', async () => {
     const ready = await sluice.ready();
     const o = output(ready);
@@ -399,7 +475,10 @@ test('a missing bucket is a permanent error: failing with NoSuchBucket, data sta
   assert.equal(failing.last_error.code, 'NoSuchBucket');
   // It keeps failing (and keeps the data) for as long as the bucket is missing: two more attempts, each
   // failed, and the decisions still buffered (counted attempts, not a pause that proves nothing when slow).
-  await sluice.until('two more failed attempts', async () => output(await sluice.ready()).retries >= failing.retries + 2);
+  await sluice.until(
+    'two more failed attempts',
+    async () => output(await sluice.ready()).retries >= failing.retries + 2,
+  );
   const later = await sluice.ready();
   assert.equal(output(later).state, 'failing');
   assert.ok(later.buffer.chunks > 0, 'decisions stay buffered while the output fails');
@@ -422,11 +501,21 @@ test('SIGTERM flushes open batches before exiting 0', async (t) => {
   // `marker`, a file output with a short max_age, reads the same buffer: once it has written every decision,
   // the s3 output (max_age 1h) has had them as long, and must still have written nothing
   const markerDir = path.join(dataDir, 'objects');
-  const sluice = sluiceFor(t, config(dataDir, [s3Output(s3, { batch: { max_age: '1h' } }), { name: 'marker', type: 'file', path: markerDir, batch: { max_age: '50ms' } }]));
+  const sluice = sluiceFor(
+    t,
+    config(dataDir, [
+      s3Output(s3, { batch: { max_age: '1h' } }),
+      { name: 'marker', type: 'file', path: markerDir, batch: { max_age: '50ms' } },
+    ]),
+  );
   await sluice.start();
 
-  for (let i = 0; i < 4; i++) assert.equal((await post(sluice, 25, acked, { partition: i % 2 ? 'team-a' : 'team-b' })).status, 200);
-  await sluice.until('the marker output wrote every decision', async () => output(await sluice.ready(), 'marker').delivered.events === acked.size);
+  for (let i = 0; i < 4; i++)
+    assert.equal((await post(sluice, 25, acked, { partition: i % 2 ? 'team-a' : 'team-b' })).status, 200);
+  await sluice.until(
+    'the marker output wrote every decision',
+    async () => output(await sluice.ready(), 'marker').delivered.events === acked.size,
+  );
   assert.deepEqual(await s3.keys(), [], 'max_age 1h: nothing is delivered before the shutdown');
 
   const started = Date.now();
@@ -436,7 +525,10 @@ test('SIGTERM flushes open batches before exiting 0', async (t) => {
   const counts = await assertExactlyOnce(s3, acked);
   assert.equal(counts.size, acked.size);
   const keys = await s3.keys();
-  assert.ok(keys.some((k) => k.startsWith('team-a/')) && keys.some((k) => k.startsWith('team-b/')), `one batch per partition: ${keys.join(', ')}`);
+  assert.ok(
+    keys.some((k) => k.startsWith('team-a/')) && keys.some((k) => k.startsWith('team-b/')),
+    `one batch per partition: ${keys.join(', ')}`,
+  );
   assert.match(sluice.output, /"flushed":true/);
 });
 
@@ -461,14 +553,21 @@ test('SIGTERM with S3 down and a short shutdown_timeout exits 0 promptly; the re
   assert.ok(sealedKeys.length > 0, `the drain tried to upload sealed batches:\n${sluice.output.slice(-2000)}`);
 
   await s3.start();
-  const restarted = sluiceFor(t, config(dataDir, [s3Output(s3, { batch: { max_age: '100ms' } })], { shutdown_timeout: '1s' }));
+  const restarted = sluiceFor(
+    t,
+    config(dataDir, [s3Output(s3, { batch: { max_age: '100ms' } })], { shutdown_timeout: '1s' }),
+  );
   await restarted.start();
   await untilLanded(restarted, s3, acked);
   await restarted.until('the buffer to empty', async () => (await restarted.ready()).buffer.chunks === 0);
   const counts = await assertExactlyOnce(s3, acked);
   assert.equal(counts.size, acked.size);
   const keys = await s3.keys();
-  for (const key of sealedKeys) assert.ok(keys.includes(key), `batch sealed during the shutdown landed under its key ${key}; keys: ${keys.join(', ')}`);
+  for (const key of sealedKeys)
+    assert.ok(
+      keys.includes(key),
+      `batch sealed during the shutdown landed under its key ${key}; keys: ${keys.join(', ')}`,
+    );
   assertNoOverlappingBatches(keys);
 });
 
@@ -488,8 +587,11 @@ test('SIGTERM when everything is already delivered completes the shutdown', asyn
   const code = await sluice.stop('SIGTERM', 15_000);
   assert.equal(code, 0);
   // cli.ts logs this once server.shutdown() (drain, stop the outputs, close the buffer) has returned.
-  assert.match(sluice.output, /"flushed":true[^\n]*"msg":"stopped; everything delivered"/,
-    `the shutdown ran to its end (drain, stop outputs, close the buffer):\n${sluice.output.slice(-1500)}`);
+  assert.match(
+    sluice.output,
+    /"flushed":true[^\n]*"msg":"stopped; everything delivered"/,
+    `the shutdown ran to its end (drain, stop outputs, close the buffer):\n${sluice.output.slice(-1500)}`,
+  );
 });
 
 test('delivered data is removed from the buffer, and positions never repeat after it is gone', async (t) => {
@@ -521,7 +623,8 @@ test('delivered data is removed from the buffer, and positions never repeat afte
   const lastBefore = Math.max(...keysBefore.map((k) => parseKey(k).last));
   const newer = keys.filter((k) => !keysBefore.includes(k)).map(parseKey);
   assert.ok(newer.length > 0);
-  for (const b of newer) assert.ok(b.first > lastBefore, `position ${b.first} of ${b.key} repeats one delivered before (<= ${lastBefore})`);
+  for (const b of newer)
+    assert.ok(b.first > lastBefore, `position ${b.first} of ${b.key} repeats one delivered before (<= ${lastBefore})`);
   await assertExactlyOnce(s3, acked);
 });
 
@@ -529,10 +632,10 @@ test('with two outputs, chunks stay until both have delivered', async (t) => {
   const s3 = await s3For(t);
   const dataDir = dataDirFor(t);
   const acked = new Set<string>();
-  const sluice = sluiceFor(t, config(dataDir, [
-    s3Output(s3, { name: 'primary' }),
-    s3Output(s3, { name: 'archive', bucket: 'archive-later' }),
-  ]));
+  const sluice = sluiceFor(
+    t,
+    config(dataDir, [s3Output(s3, { name: 'primary' }), s3Output(s3, { name: 'archive', bucket: 'archive-later' })]),
+  );
   await sluice.start();
 
   for (let i = 0; i < 3; i++) assert.equal((await post(sluice, 20, acked)).status, 200);
@@ -543,7 +646,10 @@ test('with two outputs, chunks stay until both have delivered', async (t) => {
   });
   // two more failed attempts of archive (counted, not waited for by a pause) and the chunks are still there
   const retries = output(await sluice.ready(), 'archive').retries;
-  await sluice.until('two more failed attempts of archive', async () => output(await sluice.ready(), 'archive').retries >= retries + 2);
+  await sluice.until(
+    'two more failed attempts of archive',
+    async () => output(await sluice.ready(), 'archive').retries >= retries + 2,
+  );
   const held = await sluice.ready();
   assert.ok(held.buffer.chunks > 0, 'chunks stay while one output has not delivered them');
   assert.equal(output(held, 'primary').state, 'ok');

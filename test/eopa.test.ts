@@ -55,12 +55,20 @@ function writeFile(dir: string, name: string, text: string): string {
 function decode(key: string, body: Buffer): Decision[] {
   const text = (key.endsWith('.gz') ? gunzipSync(body) : body).toString('utf8');
   const name = key.replace(/\.gz$/, '');
-  if (name.endsWith('.jsonl') || name.endsWith('.ndjson')) return text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l));
+  if (name.endsWith('.jsonl') || name.endsWith('.ndjson'))
+    return text
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l));
   const parsed = JSON.parse(text);
   return Array.isArray(parsed) ? parsed : [parsed];
 }
 
-interface StoredObject { key: string; body: Buffer; decisions: Decision[] }
+interface StoredObject {
+  key: string;
+  body: Buffer;
+  decisions: Decision[];
+}
 
 /** Every object (file) under a file output's directory, keyed by its path relative to it; temp files left out. */
 function fileObjects(root: string): StoredObject[] {
@@ -86,11 +94,20 @@ function fileObjects(root: string): StoredObject[] {
   return out;
 }
 
-async function s3Objects(s3: TestS3, bucket = 'logs'): Promise<Array<StoredObject & { contentType?: string; contentEncoding?: string }>> {
+async function s3Objects(
+  s3: TestS3,
+  bucket = 'logs',
+): Promise<Array<StoredObject & { contentType?: string; contentEncoding?: string }>> {
   const out: Array<StoredObject & { contentType?: string; contentEncoding?: string }> = [];
   for (const key of await s3.keys(bucket)) {
     const o = await s3.object(key, bucket);
-    out.push({ key, body: o.body, contentType: o.contentType, contentEncoding: o.contentEncoding, decisions: decode(key, o.body) });
+    out.push({
+      key,
+      body: o.body,
+      contentType: o.contentType,
+      contentEncoding: o.contentEncoding,
+      decisions: decode(key, o.body),
+    });
   }
   return out;
 }
@@ -122,7 +139,10 @@ function hasAll(objects: StoredObject[], ids: Iterable<string>): boolean {
   return true;
 }
 
-function outputOf(ready: ReadyStatus, name: string): ReadyStatus['outputs'][number] & { dropped?: number; retries?: number } {
+function outputOf(
+  ready: ReadyStatus,
+  name: string,
+): ReadyStatus['outputs'][number] & { dropped?: number; retries?: number } {
   const o = ready.outputs.find((x) => x.name === name);
   assert.ok(o, `/ready lists output ${name}: ${JSON.stringify(ready.outputs.map((x) => x.name))}`);
   return o;
@@ -138,7 +158,13 @@ function seedDecision(overrides: Decision = {}): Decision {
   return {
     decision_id: randomUUID(),
     labels: { id: '5758c49f-c271-4cff-adbe-07b3558ff8a1', type: 'enterprise-opa', version: '0.52.0' },
-    metrics: { counter_regovm_eval_instructions: 5, counter_server_query_cache_hit: 1, timer_rego_input_parse_ns: 417, timer_regovm_eval_ns: 53511, timer_server_handler_ns: 76383 },
+    metrics: {
+      counter_regovm_eval_instructions: 5,
+      counter_server_query_cache_hit: 1,
+      timer_rego_input_parse_ns: 417,
+      timer_regovm_eval_ns: 53511,
+      timer_server_handler_ns: 76383,
+    },
     nd_builtin_cache: {},
     path: 'foo',
     req_id: 19,
@@ -152,12 +178,18 @@ function seedDecision(overrides: Decision = {}): Decision {
 
 /** POSTs exactly these bytes (a gzip JSON array) to /logs, as OPA re-sends a chunk. */
 async function postRaw(url: string, gz: Buffer): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gz as unknown as BodyInit });
+  const res = await fetch(`${url}/logs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    body: gz as unknown as BodyInit,
+  });
   const text = await res.text();
   let body: unknown = text;
   try {
     body = JSON.parse(text);
-  } catch { /* not JSON: kept as text for the assertion message */ }
+  } catch {
+    /* not JSON: kept as text for the assertion message */
+  }
   return { status: res.status, body };
 }
 
@@ -170,23 +202,37 @@ async function post200(url: string, body: Decision[], opts: { token?: string } =
 
 /** Waits until `ids` are in the file output `out` under `root` and it has no batch sealed or in flight. */
 async function untilSettled(sluice: SluiceProcess, root: string, ids: string[]): Promise<void> {
-  await sluice.until('the last decisions delivered and nothing pending', async () =>
-    hasAll(fileObjects(root), ids) && outputOf(await sluice.ready(), 'out').pending_batches === 0, WAIT_MS);
+  await sluice.until(
+    'the last decisions delivered and nothing pending',
+    async () => hasAll(fileObjects(root), ids) && outputOf(await sluice.ready(), 'out').pending_batches === 0,
+    WAIT_MS,
+  );
 }
 
 function fileOutput(name: string, dir: string, extra: Decision = {}): Decision {
-  return { name, type: 'file', path: path.join(dir, name), compression: 'none', batch: { max_age: '100ms' }, retry: RETRY, ...extra };
+  return {
+    name,
+    type: 'file',
+    path: path.join(dir, name),
+    compression: 'none',
+    batch: { max_age: '100ms' },
+    retry: RETRY,
+    ...extra,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Enterprise OPA configs
 
-test('eopa: the seed\'s S3 config, unchanged, writes one object per decision as eopa=<labels.id>/ts=<unix>/decision_id=<id>.json', async (t) => {
+test("eopa: the seed's S3 config, unchanged, writes one object per decision as eopa=<labels.id>/ts=<unix>/decision_id=<id>.json", async (t) => {
   const s3 = await s3For(t);
   const dir = dirFor(t);
   // The seed's "simplest-possible configuration", in a whole Enterprise OPA config, with endpoint and force_path
   // to reach s3rver; Sluice's own listen and data_dir beside it. Credentials come from the environment.
-  const file = writeFile(dir, 'eopa.yaml', `
+  const file = writeFile(
+    dir,
+    'eopa.yaml',
+    `
 services:
   acmecorp:
     url: https://example.com/control-plane-api/v1
@@ -209,23 +255,38 @@ plugins:
         force_path: true
 listen: 127.0.0.1:0
 data_dir: ${path.join(dir, 'data')}
-`);
+`,
+  );
   const sluice = await sluiceFor(t, { args: ['--config', file], env: EOPA_ENV });
 
   const sent = [
     seedDecision(),
     seedDecision({ timestamp: '2023-05-24T10:13:15.000001Z', result: false, input: { user: 'bob' } }),
-    seedDecision({ timestamp: '2023-05-24T12:13:16.9+02:00', labels: { id: 'b3d656eb-186b-45d4-9c25-8a8ea0dc80b3', type: 'enterprise-opa', version: '0.52.0' } }),
+    seedDecision({
+      timestamp: '2023-05-24T12:13:16.9+02:00',
+      labels: { id: 'b3d656eb-186b-45d4-9c25-8a8ea0dc80b3', type: 'enterprise-opa', version: '0.52.0' },
+    }),
   ];
   await post200(sluice.url, sent);
 
   let objects: Awaited<ReturnType<typeof s3Objects>> = [];
-  await sluice.until('one object per decision in s3://logs', async () => (objects = await s3Objects(s3)).length >= sent.length, WAIT_MS);
+  await sluice.until(
+    'one object per decision in s3://logs',
+    async () => (objects = await s3Objects(s3)).length >= sent.length,
+    WAIT_MS,
+  );
   // a moment later nothing more has appeared (each decision is one object, not more)
-  const expectedKeys = sent.map((d) => `eopa=${(d.labels as Decision).id}/ts=${unixSeconds(d.timestamp as string)}/decision_id=${idOf(d)}.json`).sort();
+  const expectedKeys = sent
+    .map(
+      (d) => `eopa=${(d.labels as Decision).id}/ts=${unixSeconds(d.timestamp as string)}/decision_id=${idOf(d)}.json`,
+    )
+    .sort();
   // hand-checked: 2023-05-24T12:13:14.50627+02:00 is 10:13:14Z, Unix 1684923194
   assert.equal(expectedKeys.filter((k) => k.includes('/ts=1684923194/')).length, 1);
-  assert.deepEqual(objects.map((o) => o.key), expectedKeys);
+  assert.deepEqual(
+    objects.map((o) => o.key),
+    expectedKeys,
+  );
   for (const d of sent) {
     const o = objects.find((x) => x.key.endsWith(`/decision_id=${idOf(d)}.json`))!;
     assert.deepEqual(JSON.parse(o.body.toString('utf8')), d, `the object ${o.key} is the decision as sent`);
@@ -233,14 +294,21 @@ data_dir: ${path.join(dir, 'data')}
     assert.equal(o.contentEncoding, undefined, `${o.key} is not compressed`);
   }
   const ready = await sluice.ready();
-  assert.deepEqual(ready.outputs.map((o) => o.name), ['s3'], 'a single output is named after its type');
+  assert.deepEqual(
+    ready.outputs.map((o) => o.name),
+    ['s3'],
+    'a single output is named after its type',
+  );
   assert.equal(outputOf(ready, 's3').state, 'ok');
 });
 
 test('eopa: batching {at_count 5, at_period 1s, lines, compress} gives .jsonl.gz batches per OPA instance; list rules apply', async (t) => {
   const s3 = await s3For(t);
   const dir = dirFor(t);
-  const file = writeFile(dir, 'eopa.yaml', `
+  const file = writeFile(
+    dir,
+    'eopa.yaml',
+    `
 decision_logs:
   plugin: eopa_dl
 plugins:
@@ -265,22 +333,34 @@ plugins:
         - /input/password
 listen: 127.0.0.1:0
 data_dir: ${path.join(dir, 'data')}
-`);
+`,
+  );
   const sluice = await sluiceFor(t, { args: ['--config', file], env: EOPA_ENV });
   const A = 'opa-a-0001';
   const B = 'opa-b-0002';
   const labels = (id: string) => ({ id, type: 'enterprise-opa', version: '0.52.0' });
   const at = (s: number) => `2023-05-24T10:00:${String(s).padStart(2, '0')}.25Z`;
   // 7 of A (seconds 1..7), 3 of B (seconds 11..13) interleaved, and 2 health checks of A that are dropped
-  const a = Array.from({ length: 7 }, (_, i) => seedDecision({ labels: labels(A), timestamp: at(i + 1), input: { user: `a${i}`, password: 'hunter2' } }));
-  const b = Array.from({ length: 3 }, (_, i) => seedDecision({ labels: labels(B), timestamp: at(i + 11), input: { user: `b${i}`, password: 'hunter2' } }));
-  const health = [seedDecision({ labels: labels(A), path: 'system/health', timestamp: at(20) }), seedDecision({ labels: labels(A), path: 'system/health/live', timestamp: at(21) })];
+  const a = Array.from({ length: 7 }, (_, i) =>
+    seedDecision({ labels: labels(A), timestamp: at(i + 1), input: { user: `a${i}`, password: 'hunter2' } }),
+  );
+  const b = Array.from({ length: 3 }, (_, i) =>
+    seedDecision({ labels: labels(B), timestamp: at(i + 11), input: { user: `b${i}`, password: 'hunter2' } }),
+  );
+  const health = [
+    seedDecision({ labels: labels(A), path: 'system/health', timestamp: at(20) }),
+    seedDecision({ labels: labels(A), path: 'system/health/live', timestamp: at(21) }),
+  ];
   const all = [a[0]!, b[0]!, a[1]!, a[2]!, health[0]!, b[1]!, a[3]!, a[4]!, a[5]!, b[2]!, health[1]!, a[6]!];
   await post200(sluice.url, all);
   const kept = [...a, ...b];
 
   let objects: Awaited<ReturnType<typeof s3Objects>> = [];
-  await sluice.until('the 10 kept decisions in s3://logs', async () => hasAll((objects = await s3Objects(s3)), kept.map(idOf)), WAIT_MS);
+  await sluice.until(
+    'the 10 kept decisions in s3://logs',
+    async () => hasAll((objects = await s3Objects(s3)), kept.map(idOf)),
+    WAIT_MS,
+  );
   assertEachOnce(objects, kept.map(idOf), 's3://logs');
 
   const KEY = /^eopa=([^/]+)\/first_ts=(\d+)\/last_ts=(\d+)\/batch_id=([^/]+)\.jsonl\.gz$/;
@@ -294,15 +374,22 @@ data_dir: ${path.join(dir, 'data')}
     batchIds.add(batchId!);
     assert.equal(o.contentEncoding, 'gzip', `${o.key} is sent with Content-Encoding gzip`);
     assert.equal(o.contentType, 'application/json', `${o.key} has Enterprise OPA's Content-Type`);
-    assert.ok(o.decisions.length >= 1 && o.decisions.length <= 5, `${o.key} holds 1 to 5 decisions (at_count 5): ${o.decisions.length}`);
-    for (const d of o.decisions) assert.equal((d.labels as Decision).id, instance, `${o.key} holds only decisions of OPA ${instance}`);
+    assert.ok(
+      o.decisions.length >= 1 && o.decisions.length <= 5,
+      `${o.key} holds 1 to 5 decisions (at_count 5): ${o.decisions.length}`,
+    );
+    for (const d of o.decisions)
+      assert.equal((d.labels as Decision).id, instance, `${o.key} holds only decisions of OPA ${instance}`);
     const seconds = o.decisions.map((d) => unixSeconds(d.timestamp as string));
     assert.equal(Number(first), Math.min(...seconds), `first_ts of ${o.key}`);
     assert.equal(Number(last), Math.max(...seconds), `last_ts of ${o.key}`);
     instances.set(instance!, (instances.get(instance!) ?? 0) + o.decisions.length);
   }
   assert.deepEqual(Object.fromEntries(instances), { [A]: 7, [B]: 3 });
-  assert.ok(objects.filter((o) => o.key.startsWith(`eopa=${A}/`)).length >= 2, '7 decisions of A with at_count 5 make at least 2 objects');
+  assert.ok(
+    objects.filter((o) => o.key.startsWith(`eopa=${A}/`)).length >= 2,
+    '7 decisions of A with at_count 5 make at least 2 objects',
+  );
   // the body: each kept decision as sent, with its password masked away (mask_decision as a Sluice rule list)
   for (const o of objects) {
     for (const d of o.decisions) {
@@ -326,7 +413,10 @@ data_dir: ${path.join(dir, 'data')}
 
 test('eopa: sluice check names what Sluice cannot do (kafka, Rego drop_decision); serve refuses to start', async (t) => {
   const dir = dirFor(t);
-  const kafka = writeFile(dir, 'kafka.yaml', `
+  const kafka = writeFile(
+    dir,
+    'kafka.yaml',
+    `
 decision_logs:
   plugin: eopa_dl
 plugins:
@@ -335,25 +425,31 @@ plugins:
       - type: kafka
         urls: [127.0.0.1:9092]
         topic: logs
-`);
+`,
+  );
   const res = await runCli(['check', '--config', kafka]);
   assert.equal(res.code, 1, `check of a kafka output exits 1: ${res.stdout}${res.stderr}`);
   assert.match(res.stderr, /plugins\.eopa_dl\.output\.0\.type/, `the error names the eopa field: ${res.stderr}`);
   assert.match(res.stderr, /kafka/);
-  for (const type of ['s3', 'console', 'http', 'service']) assert.match(res.stderr, new RegExp(`\\b${type}\\b`), `the error names the supported type ${type}: ${res.stderr}`);
+  for (const type of ['s3', 'console', 'http', 'service'])
+    assert.match(res.stderr, new RegExp(`\\b${type}\\b`), `the error names the supported type ${type}: ${res.stderr}`);
 
   const served = await runCli(['serve', '--config', kafka]);
   assert.equal(served.code, 1, 'serve with a kafka output does not start');
   assert.match(served.stderr, /kafka/);
   assert.doesNotMatch(served.stdout + served.stderr, /listening on/);
 
-  const rego = writeFile(dir, 'rego.yaml', `
+  const rego = writeFile(
+    dir,
+    'rego.yaml',
+    `
 plugins:
   eopa_dl:
     output:
       type: console
       drop_decision: /system/log/drop
-`);
+`,
+  );
   const r = await runCli(['check', '--config', rego], { env: EOPA_ENV });
   assert.equal(r.code, 1, `check of a Rego drop_decision exits 1: ${r.stdout}${r.stderr}`);
   assert.match(r.stderr, /plugins\.eopa_dl\.output\.drop_decision/, r.stderr);
@@ -385,23 +481,50 @@ test('eopa: sluice check of the seed config (the block alone) and of each batchi
   const ok = await runCli(['check', '--config', file], { env: EOPA_ENV });
   assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
   assert.match(ok.stdout, /output s3: s3:\/\/logs/);
-  assert.ok(ok.stdout.includes(`an example decision's object: eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`), ok.stdout);
+  assert.ok(
+    ok.stdout.includes(`an example decision's object: eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`),
+    ok.stdout,
+  );
 
   // batching formats: none is one object per decision; array is .json; compress adds .gz; several outputs are s3-<i>
-  const s3 = (batching?: Record<string, unknown>) => ({ type: 's3', bucket: 'logs', access_key_id: 'k', access_secret: 's', ...(batching ? { batching } : {}) });
-  const formats = writeFile(dir, 'formats.yaml', JSON.stringify({
-    decision_logs: { plugin: 'eopa_dl' },
-    plugins: { eopa_dl: { output: [s3({ format: 'none', at_count: 10 }), s3({ format: 'array', compress: true }), s3({ format: 'lines' }), s3()] } },
-  }));
+  const s3 = (batching?: Record<string, unknown>) => ({
+    type: 's3',
+    bucket: 'logs',
+    access_key_id: 'k',
+    access_secret: 's',
+    ...(batching ? { batching } : {}),
+  });
+  const formats = writeFile(
+    dir,
+    'formats.yaml',
+    JSON.stringify({
+      decision_logs: { plugin: 'eopa_dl' },
+      plugins: {
+        eopa_dl: {
+          output: [
+            s3({ format: 'none', at_count: 10 }),
+            s3({ format: 'array', compress: true }),
+            s3({ format: 'lines' }),
+            s3(),
+          ],
+        },
+      },
+    }),
+  );
   const f = await runCli(['check', '--config', formats]);
   assert.equal(f.code, 0, `${f.stdout}${f.stderr}`);
-  const batch = (name: string, ext: string) => `eopa=opa-1/first_ts=1777638896/last_ts=1777638896/batch_id=${name}-0a1b2c3d-0000000000000001-0000000000001000.${ext}`;
-  assert.deepEqual([...f.stdout.matchAll(/output (\S+):.*\n\s+an example decision's object: (\S+)/g)].map((m) => [m[1], m[2]]), [
-    ['s3-0', `eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`],
-    ['s3-1', batch('s3-1', 'json.gz')],
-    ['s3-2', batch('s3-2', 'jsonl')],
-    ['s3-3', `eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`],
-  ], f.stdout);
+  const batch = (name: string, ext: string) =>
+    `eopa=opa-1/first_ts=1777638896/last_ts=1777638896/batch_id=${name}-0a1b2c3d-0000000000000001-0000000000001000.${ext}`;
+  assert.deepEqual(
+    [...f.stdout.matchAll(/output (\S+):.*\n\s+an example decision's object: (\S+)/g)].map((m) => [m[1], m[2]]),
+    [
+      ['s3-0', `eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`],
+      ['s3-1', batch('s3-1', 'json.gz')],
+      ['s3-2', batch('s3-2', 'jsonl')],
+      ['s3-3', `eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`],
+    ],
+    f.stdout,
+  );
 });
 
 test('eopa: a missing credential variable is reported at the field the eopa config has (access_secret)', async (t) => {
@@ -411,38 +534,62 @@ test('eopa: a missing credential variable is reported at the field the eopa conf
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /AWS_ACCESS_SECRET is not set/);
   // the user wrote access_secret: an error about it should name that field, not Sluice's secret_access_key
-  assert.match(missing.stderr, /output\.0\.access_secret:/, `the problem is reported at the field the eopa config has: ${missing.stderr}`);
+  assert.match(
+    missing.stderr,
+    /output\.0\.access_secret:/,
+    `the problem is reported at the field the eopa config has: ${missing.stderr}`,
+  );
 });
 
 test('eopa: console output (the eopa_dl block alone) writes decisions as NDJSON lines on stdout', async (t) => {
   const dir = dirFor(t);
   const sluice = await sluiceFor(t, {
     // the eopa_dl block alone (it has `output`), with Sluice's listen/log (added by the helper) and data_dir beside it
-    config: { data_dir: path.join(dir, 'data'), buffer: { type: 'memory', flush_at_period: '200ms' }, output: { type: 'console' } },
+    config: {
+      data_dir: path.join(dir, 'data'),
+      buffer: { type: 'memory', flush_at_period: '200ms' },
+      output: { type: 'console' },
+    },
   });
   const sent = decisions(3);
   await post200(sluice.url, sent);
-  const lines = () => sluice.output.split('\n').flatMap((l) => {
-    try {
-      const v = JSON.parse(l);
-      return v && typeof v === 'object' && typeof v.decision_id === 'string' && !('msg' in v) ? [v as Decision] : [];
-    } catch {
-      return [];
-    }
-  });
-  await sluice.until('the 3 decisions on stdout', () => sent.every((d) => lines().some((l) => idOf(l) === idOf(d))), WAIT_MS);
+  const lines = () =>
+    sluice.output.split('\n').flatMap((l) => {
+      try {
+        const v = JSON.parse(l);
+        return v && typeof v === 'object' && typeof v.decision_id === 'string' && !('msg' in v) ? [v as Decision] : [];
+      } catch {
+        return [];
+      }
+    });
+  await sluice.until(
+    'the 3 decisions on stdout',
+    () => sent.every((d) => lines().some((l) => idOf(l) === idOf(d))),
+    WAIT_MS,
+  );
   for (const d of sent) {
     const found = lines().filter((l) => idOf(l) === idOf(d));
     assert.equal(found.length, 1, `decision ${idOf(d)} is printed once`);
     assert.deepEqual(found[0], d, 'the line is the decision as sent');
   }
-  assert.deepEqual((await sluice.ready()).outputs.map((o) => o.name), ['console']);
+  assert.deepEqual(
+    (await sluice.ready()).outputs.map((o) => o.name),
+    ['console'],
+  );
 });
 
-interface Recorded { path: string; headers: IncomingHttpHeaders; body: Buffer; status: number }
+interface Recorded {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  status: number;
+}
 
 /** A node:http server on 127.0.0.1 that records every request and answers `status(request, n-th to its path)`. */
-async function recorder(t: TestContext, status: (path: string, nth: number) => number): Promise<{ url: string; requests: Recorded[] }> {
+async function recorder(
+  t: TestContext,
+  status: (path: string, nth: number) => number,
+): Promise<{ url: string; requests: Recorded[] }> {
   const requests: Recorded[] = [];
   const perPath = new Map<string, number>();
   const server = createServer((req, res) => {
@@ -454,11 +601,19 @@ async function recorder(t: TestContext, status: (path: string, nth: number) => n
       perPath.set(p, nth);
       const code = status(p, nth);
       requests.push({ path: p, headers: req.headers, body: Buffer.concat(chunks), status: code });
-      res.writeHead(code, { 'content-type': 'application/json' }).end(code === 200 ? '{"ok":true}' : '{"error":"try later"}');
+      res
+        .writeHead(code, { 'content-type': 'application/json' })
+        .end(code === 200 ? '{"ok":true}' : '{"error":"try later"}');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
 }
 
@@ -472,8 +627,19 @@ test('eopa: http outputs (lines, and a gzip array) POST with their headers and a
       plugins: {
         eopa_dl: {
           output: [
-            { type: 'http', url: `${receiver.url}/plain`, headers: { 'x-team': 'policy' }, timeout: '5s', batching: { at_period: '200ms', format: 'lines' } },
-            { type: 'http', url: `${receiver.url}/gz`, headers: { 'x-team': 'policy-gz' }, batching: { at_period: '200ms', format: 'array', compress: true } },
+            {
+              type: 'http',
+              url: `${receiver.url}/plain`,
+              headers: { 'x-team': 'policy' },
+              timeout: '5s',
+              batching: { at_period: '200ms', format: 'lines' },
+            },
+            {
+              type: 'http',
+              url: `${receiver.url}/gz`,
+              headers: { 'x-team': 'policy-gz' },
+              batching: { at_period: '200ms', format: 'array', compress: true },
+            },
           ],
         },
       },
@@ -482,11 +648,27 @@ test('eopa: http outputs (lines, and a gzip array) POST with their headers and a
   const sent = decisions(4);
   await post200(sluice.url, sent);
   const delivered = (p: string) => receiver.requests.filter((r) => r.path === p && r.status === 200);
-  const bodyOf = (r: Recorded): Decision[] => (r.path === '/gz' ? JSON.parse(gunzipSync(r.body).toString('utf8')) : r.body.toString('utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l)));
-  await sluice.until('both http outputs delivered after their 503', () =>
-    ['/plain', '/gz'].every((p) => hasAll([{ key: p, body: Buffer.alloc(0), decisions: delivered(p).flatMap(bodyOf) }], sent.map(idOf))), WAIT_MS);
+  const bodyOf = (r: Recorded): Decision[] =>
+    r.path === '/gz'
+      ? JSON.parse(gunzipSync(r.body).toString('utf8'))
+      : r.body
+          .toString('utf8')
+          .split('\n')
+          .filter((l) => l)
+          .map((l) => JSON.parse(l));
+  await sluice.until(
+    'both http outputs delivered after their 503',
+    () =>
+      ['/plain', '/gz'].every((p) =>
+        hasAll([{ key: p, body: Buffer.alloc(0), decisions: delivered(p).flatMap(bodyOf) }], sent.map(idOf)),
+      ),
+    WAIT_MS,
+  );
 
-  for (const [p, header] of [['/plain', 'policy'], ['/gz', 'policy-gz']] as const) {
+  for (const [p, header] of [
+    ['/plain', 'policy'],
+    ['/gz', 'policy-gz'],
+  ] as const) {
     const all = receiver.requests.filter((r) => r.path === p);
     assert.equal(all[0]!.status, 503, `${p}: the first request was answered 503`);
     const retry = all.find((r, i) => i > 0 && r.headers['idempotency-key'] === all[0]!.headers['idempotency-key']);
@@ -499,7 +681,11 @@ test('eopa: http outputs (lines, and a gzip array) POST with their headers and a
     }
     const objects = delivered(p).map((r) => ({ key: p, body: r.body, decisions: bodyOf(r) }));
     assertEachOnce(objects, sent.map(idOf), `http ${p}`);
-    for (const d of objects.flatMap((o) => o.decisions)) assert.deepEqual(d, sent.find((s) => idOf(s) === idOf(d)));
+    for (const d of objects.flatMap((o) => o.decisions))
+      assert.deepEqual(
+        d,
+        sent.find((s) => idOf(s) === idOf(d)),
+      );
   }
   const plain = receiver.requests.filter((r) => r.path === '/plain');
   const gz = receiver.requests.filter((r) => r.path === '/gz');
@@ -513,7 +699,11 @@ test('eopa: http outputs (lines, and a gzip array) POST with their headers and a
     assert.ok(Array.isArray(JSON.parse(gunzipSync(r.body).toString('utf8'))), '/gz is a JSON array');
   }
   const ready = await sluice.ready();
-  assert.deepEqual(ready.outputs.map((o) => o.name), ['http-0', 'http-1'], 'several outputs are named <type>-<index>');
+  assert.deepEqual(
+    ready.outputs.map((o) => o.name),
+    ['http-0', 'http-1'],
+    'several outputs are named <type>-<index>',
+  );
   for (const name of ['http-0', 'http-1']) {
     const o = outputOf(ready, name);
     assert.equal(o.state, 'ok');
@@ -544,10 +734,19 @@ test('eopa: a service output (service: <name> with a bearer token) forwards to a
   const sent = [...decisions(3), ...decisions(2, { labels: { id: 'opa-2', version: '1.4.2' } })];
   await post200(sender.url, sent);
   const root = path.join(dir, 'out');
-  await receiver.until('the forwarded decisions in the receiver\'s file output', () => hasAll(fileObjects(root), sent.map(idOf)), WAIT_MS);
+  await receiver.until(
+    "the forwarded decisions in the receiver's file output",
+    () => hasAll(fileObjects(root), sent.map(idOf)),
+    WAIT_MS,
+  );
   const objects = fileObjects(root);
   assertEachOnce(objects, sent.map(idOf), 'the receiver');
-  for (const d of objects.flatMap((o) => o.decisions)) assert.deepEqual(d, sent.find((s) => idOf(s) === idOf(d)), 'forwarded unchanged');
+  for (const d of objects.flatMap((o) => o.decisions))
+    assert.deepEqual(
+      d,
+      sent.find((s) => idOf(s) === idOf(d)),
+      'forwarded unchanged',
+    );
   const out = outputOf(await sender.ready(), 'service');
   assert.equal(out.state, 'ok');
   assert.equal(out.delivered.events, sent.length);
@@ -563,14 +762,28 @@ test('rules: a global drop, then per-output mask (erased/masked) and drop, hand-
       data_dir: path.join(dir, 'data'),
       rules: { drop: [{ field: 'path', prefix: 'system/health' }] },
       outputs: [
-        fileOutput('masked', dir, { rules: { mask: ['/input/password', { op: 'upsert', path: '/input/ssn', value: '***' }] } }),
+        fileOutput('masked', dir, {
+          rules: { mask: ['/input/password', { op: 'upsert', path: '/input/ssn', value: '***' }] },
+        }),
         fileOutput('denials', dir, { rules: { drop: [{ field: 'result', equals: true }] } }),
       ],
     },
   });
   const base = { labels: { id: 'opa-1', version: '1.4.2' }, timestamp: '2026-03-01T09:00:00Z' };
-  const d1 = { ...base, decision_id: 'd1', path: 'http/authz/allow', input: { user: 'alice', password: 'pw1', ssn: '111-11-1111' }, result: true };
-  const d2 = { ...base, decision_id: 'd2', path: 'http/authz/allow', input: { user: 'bob', password: 'pw2', ssn: '222-22-2222' }, result: false };
+  const d1 = {
+    ...base,
+    decision_id: 'd1',
+    path: 'http/authz/allow',
+    input: { user: 'alice', password: 'pw1', ssn: '111-11-1111' },
+    result: true,
+  };
+  const d2 = {
+    ...base,
+    decision_id: 'd2',
+    path: 'http/authz/allow',
+    input: { user: 'bob', password: 'pw2', ssn: '222-22-2222' },
+    result: false,
+  };
   const d3 = { ...base, decision_id: 'd3', path: 'system/health', input: { password: 'pw3' }, result: true };
   const d4 = { ...base, decision_id: 'd4', path: 'system/health/live', input: {}, result: false };
   const d5 = { ...base, decision_id: 'd5', path: 'http/authz/allow', input: { user: 'carol' }, result: false };
@@ -588,15 +801,26 @@ test('rules: a global drop, then per-output mask (erased/masked) and drop, hand-
   ];
   const expectedDenials: Decision[] = [s2!, s5!]; // unmasked: the mask is output "masked"'s own
   const ids = (list: Decision[]) => list.map(idOf);
-  await sluice.until('both outputs delivered', async () => {
-    const ready = await sluice.ready();
-    return outputOf(ready, 'masked').delivered.events === 4 && outputOf(ready, 'denials').delivered.events === 2;
-  }, WAIT_MS);
-  for (const [name, expected] of [['masked', expectedMasked], ['denials', expectedDenials]] as const) {
+  await sluice.until(
+    'both outputs delivered',
+    async () => {
+      const ready = await sluice.ready();
+      return outputOf(ready, 'masked').delivered.events === 4 && outputOf(ready, 'denials').delivered.events === 2;
+    },
+    WAIT_MS,
+  );
+  for (const [name, expected] of [
+    ['masked', expectedMasked],
+    ['denials', expectedDenials],
+  ] as const) {
     const objects = fileObjects(path.join(dir, name));
     assertEachOnce(objects, ids(expected), `output ${name}`);
     const got = objects.flatMap((o) => o.decisions).sort((a, b) => idOf(a).localeCompare(idOf(b)));
-    assert.deepEqual(got, [...expected].sort((a, b) => idOf(a).localeCompare(idOf(b))), `output ${name} holds the hand-checked decisions`);
+    assert.deepEqual(
+      got,
+      [...expected].sort((a, b) => idOf(a).localeCompare(idOf(b))),
+      `output ${name} holds the hand-checked decisions`,
+    );
   }
   const ready = await sluice.ready();
   assert.equal(outputOf(ready, 'masked').dropped, 2, 'masked: the 2 health checks');
@@ -608,10 +832,20 @@ test('one output failing (no such bucket) while another delivers; once the bucke
   const s3 = await s3For(t, ['logs']);
   const dir = dirFor(t);
   const s3Output = (name: string, bucket: string) => ({
-    name, type: 's3', bucket, endpoint: s3.endpoint, force_path_style: true, region: 'us-east-1',
-    access_key_id: S3_KEY, secret_access_key: S3_SECRET, retry: RETRY, batch: { max_age: '100ms' },
+    name,
+    type: 's3',
+    bucket,
+    endpoint: s3.endpoint,
+    force_path_style: true,
+    region: 'us-east-1',
+    access_key_id: S3_KEY,
+    secret_access_key: S3_SECRET,
+    retry: RETRY,
+    batch: { max_age: '100ms' },
   });
-  const sluice = await sluiceFor(t, { config: { data_dir: path.join(dir, 'data'), outputs: [s3Output('good', 'logs'), s3Output('late', 'late-bucket')] } });
+  const sluice = await sluiceFor(t, {
+    config: { data_dir: path.join(dir, 'data'), outputs: [s3Output('good', 'logs'), s3Output('late', 'late-bucket')] },
+  });
 
   const acked: string[] = [];
   for (let round = 0; round < 3; round++) {
@@ -620,7 +854,11 @@ test('one output failing (no such bucket) while another delivers; once the bucke
     acked.push(...body.map(idOf));
   }
   await sluice.until('everything in the good bucket', async () => hasAll(await s3Objects(s3, 'logs'), acked), WAIT_MS);
-  await sluice.until('the late output to report its error', async () => outputOf(await sluice.ready(), 'late').last_error !== null, WAIT_MS);
+  await sluice.until(
+    'the late output to report its error',
+    async () => outputOf(await sluice.ready(), 'late').last_error !== null,
+    WAIT_MS,
+  );
   let ready = await sluice.ready();
   const late = outputOf(ready, 'late');
   assert.notEqual(late.state, 'ok', `the failing output is not ok: ${JSON.stringify(late)}`);
@@ -634,9 +872,21 @@ test('one output failing (no such bucket) while another delivers; once the bucke
   acked.push(...more.map(idOf));
 
   await s3.client.send(new CreateBucketCommand({ Bucket: 'late-bucket' }));
-  await sluice.until('everything in the late bucket', async () => hasAll(await s3Objects(s3, 'late-bucket'), acked), WAIT_MS);
-  await sluice.until('good to deliver the last decisions', async () => hasAll(await s3Objects(s3, 'logs'), acked), WAIT_MS);
-  await sluice.until('the late output ok again', async () => outputOf(await sluice.ready(), 'late').state === 'ok', WAIT_MS);
+  await sluice.until(
+    'everything in the late bucket',
+    async () => hasAll(await s3Objects(s3, 'late-bucket'), acked),
+    WAIT_MS,
+  );
+  await sluice.until(
+    'good to deliver the last decisions',
+    async () => hasAll(await s3Objects(s3, 'logs'), acked),
+    WAIT_MS,
+  );
+  await sluice.until(
+    'the late output ok again',
+    async () => outputOf(await sluice.ready(), 'late').state === 'ok',
+    WAIT_MS,
+  );
   assertEachOnce(await s3Objects(s3, 'logs'), acked, 's3://logs');
   assertEachOnce(await s3Objects(s3, 'late-bucket'), acked, 's3://late-bucket');
   ready = await sluice.ready();
@@ -660,7 +910,11 @@ test('re-sends: the same chunk again is acknowledged and not stored; a decision 
   const fresh = decisions(3);
   const mixed = [first[1]!, fresh[0]!, first[3]!, fresh[1]!, fresh[2]!];
   res = await postRaw(sluice.url, gzipSync(Buffer.from(JSON.stringify(mixed))));
-  assert.deepEqual([res.status, res.body], [200, { accepted: 3, duplicates: 2 }], 'two decisions of the first chunk in another chunk');
+  assert.deepEqual(
+    [res.status, res.body],
+    [200, { accepted: 3, duplicates: 2 }],
+    'two decisions of the first chunk in another chunk',
+  );
   const twice = decisions(1)[0]!;
   res = await postRaw(sluice.url, gzipSync(Buffer.from(JSON.stringify([twice, twice]))));
   assert.deepEqual([res.status, res.body], [200, { accepted: 1, duplicates: 1 }], 'a decision twice in one request');
@@ -678,7 +932,11 @@ test('re-sends: the same chunk again is acknowledged and not stored; a decision 
   assert.equal(await sluice.stop(), 0, 'a clean stop');
   sluice = await sluiceFor(t, { config });
   res = await postRaw(sluice.url, chunk);
-  assert.deepEqual([res.status, res.body], [200, { accepted: 0, duplicate_request: true }], 'the same bytes again after a restart');
+  assert.deepEqual(
+    [res.status, res.body],
+    [200, { accepted: 0, duplicate_request: true }],
+    'the same bytes again after a restart',
+  );
   const after = decisions(1);
   res = await postRaw(sluice.url, gzipSync(Buffer.from(JSON.stringify([first[0]!, after[0]!, fresh[2]!]))));
   assert.deepEqual([res.status, res.body], [200, { accepted: 1, duplicates: 2 }], 'known decision_ids after a restart');
@@ -690,7 +948,9 @@ test('re-sends: the same chunk again is acknowledged and not stored; a decision 
 test('re-sends while the first request is still in flight (OPA timed out and sent again) are not stored twice', async (t) => {
   const dir = dirFor(t);
   const root = path.join(dir, 'out');
-  const sluice = await sluiceFor(t, { config: { data_dir: path.join(dir, 'data'), outputs: [fileOutput('out', dir)] } });
+  const sluice = await sluiceFor(t, {
+    config: { data_dir: path.join(dir, 'data'), outputs: [fileOutput('out', dir)] },
+  });
   const sent = decisions(1000);
   const chunk = gzipSync(Buffer.from(JSON.stringify(sent)));
   const other = decisions(1);
@@ -704,16 +964,26 @@ test('re-sends while the first request is still in flight (OPA timed out and sen
   await untilSettled(sluice, root, [idOf(sentinel[0]!)]);
   const accepted = answers.reduce((n, a) => n + (a.body.accepted as number), 0);
   const counts = idCounts(fileObjects(root));
-  assertEachOnce(fileObjects(root), [...expected, idOf(sentinel[0]!)],
-    `the file output (${counts.size} distinct decisions in ${[...counts.values()].reduce((a, b) => a + b, 0)} lines; answers ${JSON.stringify(answers.map((a) => a.body))})`);
-  assert.equal(accepted, 1001, `the answers accept the 1001 distinct decisions in all: ${JSON.stringify(answers.map((a) => a.body))}`);
+  assertEachOnce(
+    fileObjects(root),
+    [...expected, idOf(sentinel[0]!)],
+    `the file output (${counts.size} distinct decisions in ${[...counts.values()].reduce((a, b) => a + b, 0)} lines; answers ${JSON.stringify(answers.map((a) => a.body))})`,
+  );
+  assert.equal(
+    accepted,
+    1001,
+    `the answers accept the 1001 distinct decisions in all: ${JSON.stringify(answers.map((a) => a.body))}`,
+  );
 });
 
 test('key presets: hourly-per-decision (hour received, UTC) and outpost (RFC 3339 nano) for file outputs; sluice check shows example keys', async (t) => {
   const dir = dirFor(t);
   const config = {
     data_dir: path.join(dir, 'data'),
-    outputs: [fileOutput('hourly', dir, { key: 'hourly-per-decision' }), fileOutput('outpost', dir, { key: 'outpost' })],
+    outputs: [
+      fileOutput('hourly', dir, { key: 'hourly-per-decision' }),
+      fileOutput('outpost', dir, { key: 'outpost' }),
+    ],
   };
   const sluice = await sluiceFor(t, { config });
   const sent = [
@@ -724,8 +994,13 @@ test('key presets: hourly-per-decision (hour received, UTC) and outpost (RFC 333
   const before = new Date().toISOString();
   await post200(sluice.url, sent);
   const after = new Date().toISOString();
-  await sluice.until('both outputs have the 3 decisions', () =>
-    hasAll(fileObjects(path.join(dir, 'hourly')), sent.map(idOf)) && hasAll(fileObjects(path.join(dir, 'outpost')), sent.map(idOf)), WAIT_MS);
+  await sluice.until(
+    'both outputs have the 3 decisions',
+    () =>
+      hasAll(fileObjects(path.join(dir, 'hourly')), sent.map(idOf)) &&
+      hasAll(fileObjects(path.join(dir, 'outpost')), sent.map(idOf)),
+    WAIT_MS,
+  );
 
   // hourly: the hour the decision was received (not its timestamp), UTC
   const hourDir = (iso: string) => `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}`;
@@ -736,31 +1011,54 @@ test('key presets: hourly-per-decision (hour received, UTC) and outpost (RFC 333
     const o = hourly.find((x) => x.key.endsWith(`/${idOf(d)}.json`));
     assert.ok(o, `hourly object of ${idOf(d)}: ${hourly.map((x) => x.key).join(', ')}`);
     const m = /^(\d{4}\/\d{2}\/\d{2}\/\d{2})\/([^/]+)\.json$/.exec(o.key);
-    assert.ok(m && hours.has(m[1]!), `${o.key} is YYYY/MM/DD/HH/<decision_id>.json in the hour it was received (${[...hours].join(' or ')})`);
+    assert.ok(
+      m && hours.has(m[1]!),
+      `${o.key} is YYYY/MM/DD/HH/<decision_id>.json in the hour it was received (${[...hours].join(' or ')})`,
+    );
     assert.deepEqual(JSON.parse(o.body.toString('utf8')), d);
   }
   // outpost: <timestamp as RFC 3339 nano in UTC>_<decision_id>.json, hand-checked
   const outpost = fileObjects(path.join(dir, 'outpost'));
-  assert.deepEqual(outpost.map((o) => o.key).sort(), [
-    `2023-05-24T10:13:14.50627Z_${idOf(sent[0]!)}.json`,
-    `2026-01-02T03:04:05.123456789Z_${idOf(sent[1]!)}.json`,
-    `2026-01-02T03:04:05Z_${idOf(sent[2]!)}.json`,
-  ].sort());
-  for (const o of outpost) assert.deepEqual(JSON.parse(o.body.toString('utf8')), sent.find((d) => o.key.endsWith(`_${idOf(d)}.json`)));
+  assert.deepEqual(
+    outpost.map((o) => o.key).sort(),
+    [
+      `2023-05-24T10:13:14.50627Z_${idOf(sent[0]!)}.json`,
+      `2026-01-02T03:04:05.123456789Z_${idOf(sent[1]!)}.json`,
+      `2026-01-02T03:04:05Z_${idOf(sent[2]!)}.json`,
+    ].sort(),
+  );
+  for (const o of outpost)
+    assert.deepEqual(
+      JSON.parse(o.body.toString('utf8')),
+      sent.find((d) => o.key.endsWith(`_${idOf(d)}.json`)),
+    );
 
   // sluice check: one example key per output, for every preset (hand-checked from the made-up decision)
-  const file = writeFile(dir, 'presets.yaml', JSON.stringify({
-    data_dir: path.join(dir, 'data'),
-    outputs: ['hive', 'eopa', 'eopa-per-decision', 'hourly-per-decision', 'outpost'].map((key) => ({ name: key, type: 'file', path: path.join(dir, key), key })),
-  }));
+  const file = writeFile(
+    dir,
+    'presets.yaml',
+    JSON.stringify({
+      data_dir: path.join(dir, 'data'),
+      outputs: ['hive', 'eopa', 'eopa-per-decision', 'hourly-per-decision', 'outpost'].map((key) => ({
+        name: key,
+        type: 'file',
+        path: path.join(dir, key),
+        key,
+      })),
+    }),
+  );
   const check = await runCli(['check', '--config', file]);
   assert.equal(check.code, 0, check.stderr);
   const examples = [...check.stdout.matchAll(/an example decision's object: (\S+)/g)].map((m) => m[1]);
-  assert.deepEqual(examples, [
-    'default/dt=2026-05-01/hour=12/hive-0a1b2c3d-0000000000000001-0000000000001000.ndjson.gz',
-    'eopa=opa-1/first_ts=1777638896/last_ts=1777638896/batch_id=eopa-0a1b2c3d-0000000000000001-0000000000001000.jsonl.gz',
-    `eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`,
-    `2026/05/01/12/${EXAMPLE_ID}.json`,
-    `2026-05-01T12:34:56.789012345Z_${EXAMPLE_ID}.json`,
-  ], check.stdout);
+  assert.deepEqual(
+    examples,
+    [
+      'default/dt=2026-05-01/hour=12/hive-0a1b2c3d-0000000000000001-0000000000001000.ndjson.gz',
+      'eopa=opa-1/first_ts=1777638896/last_ts=1777638896/batch_id=eopa-0a1b2c3d-0000000000000001-0000000000001000.jsonl.gz',
+      `eopa=opa-1/ts=1777638896/decision_id=${EXAMPLE_ID}.json`,
+      `2026/05/01/12/${EXAMPLE_ID}.json`,
+      `2026-05-01T12:34:56.789012345Z_${EXAMPLE_ID}.json`,
+    ],
+    check.stdout,
+  );
 });

@@ -15,7 +15,6 @@ import { tmpfsDataDir, type TmpfsDataDir } from './helpers/full-disk.js';
 
 const ADMIN_KEY = 'full-disk-test-admin-key';
 
-
 async function diskFor(t: TestContext): Promise<TmpfsDataDir | undefined> {
   const disk = await tmpfsDataDir(t, 30);
   if ('skip' in disk) {
@@ -41,7 +40,11 @@ function sluiceOn(t: TestContext, disk: TmpfsDataDir, api: Record<string, unknow
 
 /** Fails at once, with the output, when the process is gone: what the tests below are about. */
 function assertAlive(sluice: SluiceProcess, when: string): void {
-  assert.equal(sluice.exitCode, undefined, `sluice exited (${sluice.exitCode}) ${when}:\n${sluice.output.slice(-4000)}`);
+  assert.equal(
+    sluice.exitCode,
+    undefined,
+    `sluice exited (${sluice.exitCode}) ${when}:\n${sluice.output.slice(-4000)}`,
+  );
 }
 
 async function status(url: string): Promise<number> {
@@ -50,14 +53,20 @@ async function status(url: string): Promise<number> {
   return res.status;
 }
 
-async function ready(sluice: SluiceProcess): Promise<{ status: number; body: { events: { writable: boolean; pending_deliveries: number } } }> {
+async function ready(
+  sluice: SluiceProcess,
+): Promise<{ status: number; body: { events: { writable: boolean; pending_deliveries: number } } }> {
   const res = await fetch(`${sluice.url}/ready`);
-  return { status: res.status, body: (await res.json()) as { events: { writable: boolean; pending_deliveries: number } } };
+  return {
+    status: res.status,
+    body: (await res.json()) as { events: { writable: boolean; pending_deliveries: number } },
+  };
 }
 
 function destination(endpoint: string, config: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    type: 'aws_s3', topics: ['orders'],
+    type: 'aws_s3',
+    topics: ['orders'],
     config: { bucket: 'events', region: 'us-east-1', endpoint, ...config },
     credentials: { key: S3_KEY, secret: S3_SECRET },
   };
@@ -76,13 +85,18 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   const dest = await api.createDestination('acme', destination(refusing));
   // and a batched one: its batch's attempts fail (and go unrecorded) the same way; its three events make one
   // batch (sealed at the third, not by age), so nothing is left to seal once the disk is full
-  const batched = await api.createDestination('acme', destination(refusing, { bucket: 'batches', batching: { max_events: 3, max_age: '1h' } }));
+  const batched = await api.createDestination(
+    'acme',
+    destination(refusing, { bucket: 'batches', batching: { max_events: 3, max_age: '1h' } }),
+  );
   const ids: string[] = [];
   for (let n = 0; n < 3; n++) ids.push((await api.publish({ tenant_id: 'acme', topic: 'orders', data: { n } })).id);
   await first.until('a failed attempt of each event, and of the batch', async () => {
     const attempts = await api.attempts({ tenant_id: 'acme' });
-    return ids.every((id) => attempts.some((a) => a.event_id === id && a.status === 'failed'))
-      && attempts.some((a) => a.destination_id === batched.id && a.status === 'failed');
+    return (
+      ids.every((id) => attempts.some((a) => a.event_id === id && a.status === 'failed')) &&
+      attempts.some((a) => a.destination_id === batched.id && a.status === 'failed')
+    );
   });
 
   assert.ok(disk.fill() > 0, 'the tmpfs takes the filler until it is full');
@@ -101,7 +115,11 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   const notReady = await ready(first);
   assert.equal(notReady.status, 503, '/ready: the store cannot take writes');
   assert.equal(notReady.body.events.writable, false);
-  assert.equal(first.logLines().filter((l) => /attempt could not be recorded/.test(String(l.msg))).length, 1, 'one line, not one per attempt');
+  assert.equal(
+    first.logLines().filter((l) => /attempt could not be recorded/.test(String(l.msg))).length,
+    1,
+    'one line, not one per attempt',
+  );
   assert.ok(!first.output.includes('unhandled rejection'), 'nothing reached the unhandledRejection handler');
   const refused = await api.call('POST', '/publish', { tenant_id: 'acme', topic: 'orders', data: { n: 'refused' } });
   assert.equal(refused.status, 503, `a publish is refused while the disk is full: ${refused.text}`);
@@ -122,7 +140,10 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   disk.free();
   await second.until('/ready to answer 200 again', async () => (await ready(second)).status === 200);
   for (const d of [dest, batched]) {
-    const patched = await api2.call('PATCH', `/tenants/acme/destinations/${d.id}`, { config: { endpoint: s3.endpoint }, credentials: { key: S3_KEY, secret: S3_SECRET } });
+    const patched = await api2.call('PATCH', `/tenants/acme/destinations/${d.id}`, {
+      config: { endpoint: s3.endpoint },
+      credentials: { key: S3_KEY, secret: S3_SECRET },
+    });
     assert.equal(patched.status, 200, `PATCH the endpoint: ${patched.text}`);
   }
   await second.until('the three events in the bucket', async () => {
@@ -132,12 +153,19 @@ test('a full disk while deliveries fail: the process stays up (/health 200, /rea
   const keys = await s3.keys('events');
   assert.equal(keys.length, 3, `one object per event: ${keys.join(', ')}`);
   for (const id of ids) {
-    await second.until(`event ${id} shown delivered`, async () => deliveryStatus(await api2.event(id), dest.id) === 'success');
+    await second.until(
+      `event ${id} shown delivered`,
+      async () => deliveryStatus(await api2.event(id), dest.id) === 'success',
+    );
   }
   await second.until('the batch in its bucket', async () => (await s3.keys('batches')).length > 0);
   const batches = await s3.keys('batches');
   assert.equal(batches.length, 1, `one batch: ${batches.join(', ')}`);
-  assert.deepEqual(decodeObject(batches[0]!, (await s3.object(batches[0]!, 'batches')).body), [{ n: 0 }, { n: 1 }, { n: 2 }], 'each event once');
+  assert.deepEqual(
+    decodeObject(batches[0]!, (await s3.object(batches[0]!, 'batches')).body),
+    [{ n: 0 }, { n: 1 }, { n: 2 }],
+    'each event once',
+  );
   assertAlive(second, 'at the end');
   assert.ok(!second.output.includes('unhandled rejection'));
 });
@@ -165,7 +193,7 @@ test('a SIGTERM on a full disk, and a start on it: it starts, answers 503 to wri
   assert.equal((await api2.call('PUT', '/tenants/globex')).status, 201);
 });
 
-test('the pending-delivery count stays the database\'s across publishes refused on a full disk: the per-tenant quota is not used up by them', async (t) => {
+test("the pending-delivery count stays the database's across publishes refused on a full disk: the per-tenant quota is not used up by them", async (t) => {
   const disk = await diskFor(t);
   if (!disk) return;
   // a destination that takes the connection and never answers: the one attempt hangs, nothing is recorded meanwhile
@@ -198,7 +226,11 @@ test('the pending-delivery count stays the database\'s across publishes refused 
   }
   disk.free();
   await sluice.until('/ready to answer 200 again', async () => (await ready(sluice)).status === 200);
-  assert.equal((await ready(sluice)).body.events.pending_deliveries, 1, 'the refused publishes are not counted: the database holds one pending delivery');
+  assert.equal(
+    (await ready(sluice)).body.events.pending_deliveries,
+    1,
+    'the refused publishes are not counted: the database holds one pending delivery',
+  );
 
   // the quota (5) counts what is stored: four more are taken, the sixth is refused
   for (let n = 0; n < 4; n++) {

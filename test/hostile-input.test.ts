@@ -31,12 +31,21 @@ async function started(t: TestContext, config: Record<string, unknown>): Promise
 }
 
 function fileOutput(dir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { name: 'archive', type: 'file', path: dir, batch: { max_age: '100ms' }, retry: { initial_backoff: '50ms', max_backoff: '200ms' }, ...extra };
+  return {
+    name: 'archive',
+    type: 'file',
+    path: dir,
+    batch: { max_age: '100ms' },
+    retry: { initial_backoff: '50ms', max_backoff: '200ms' },
+    ...extra,
+  };
 }
 
 async function postRaw(url: string, json: string | Buffer, opts: { partition?: string } = {}): Promise<Response> {
   return fetch(`${url}/logs${opts.partition ? `/${opts.partition}` : ''}`, {
-    method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(json),
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    body: gzipSync(json),
   });
 }
 
@@ -51,14 +60,21 @@ async function health(sluice: SluiceProcess): Promise<number> {
 test('nesting: a decision 1,000 levels deep lands masked; 1,001 levels is a 400 that stores nothing; 20,000 levels in 280 bytes of gzip too', async (t) => {
   const dir = dataDirFor(t);
   const objects = path.join(dir, 'objects');
-  const sluice = await started(t, { data_dir: dir, outputs: [fileOutput(objects)], rules: { mask: ['/input/password'] } });
+  const sluice = await started(t, {
+    data_dir: dir,
+    outputs: [fileOutput(objects)],
+    rules: { mask: ['/input/password'] },
+  });
 
   const deepest = `{"decision_id":"deep-ok","input":{"password":"x"},"result":${nested(998)}}`;
   const ok = await postRaw(sluice.url, `[${deepest}]`);
   assert.equal(ok.status, 200, await ok.text());
 
   for (const depth of [1000, 20_000]) {
-    const res = await postRaw(sluice.url, `[{"decision_id":"too-deep-${depth}","input":{"password":"x"},"result":${nested(depth)}}]`);
+    const res = await postRaw(
+      sluice.url,
+      `[{"decision_id":"too-deep-${depth}","input":{"password":"x"},"result":${nested(depth)}}]`,
+    );
     assert.equal(res.status, 400, `depth ${depth}`);
     const body = (await res.json()) as { status: number; message: string; data: { reason: string } };
     assert.equal(body.data.reason, 'too_deep');
@@ -85,18 +101,37 @@ test('a buffer holding a decision the rules cannot process (an invalid line left
   const hour = new Date().toISOString().slice(0, 13);
   const chunk = (lines: string[]) => {
     const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
-    return { partition: 'default', hour, instance: '', count: lines.length, payload, compressed: false, bytes: payload.length };
+    return {
+      partition: 'default',
+      hour,
+      instance: '',
+      count: lines.length,
+      payload,
+      compressed: false,
+      bytes: payload.length,
+    };
   };
   const lines = good.map((d) => JSON.stringify(d));
   await buffer.append([chunk(lines.slice(0, 25)), chunk([poison]), chunk(lines.slice(25))]);
   buffer.close();
 
-  const sluice = await started(t, { data_dir: dir, outputs: [fileOutput(objects)], rules: { mask: ['/input/password'] } });
+  const sluice = await started(t, {
+    data_dir: dir,
+    outputs: [fileOutput(objects)],
+    rules: { mask: ['/input/password'] },
+  });
   await sluice.until('the good decisions land', () => linesUnder(objects).length >= 50);
   const landed = linesUnder(objects).map((l) => JSON.parse(l) as { decision_id: string });
-  assert.deepEqual(landed.map((d) => d.decision_id).sort(), good.map((d) => d.decision_id as string).sort(), 'every good decision, once');
+  assert.deepEqual(
+    landed.map((d) => d.decision_id).sort(),
+    good.map((d) => d.decision_id as string).sort(),
+    'every good decision, once',
+  );
 
-  const ready = (await sluice.ready()) as unknown as { status: string; outputs: Array<{ state: string; dead_letter: { events: number; file: string }; cursor: number }> };
+  const ready = (await sluice.ready()) as unknown as {
+    status: string;
+    outputs: Array<{ state: string; dead_letter: { events: number; file: string }; cursor: number }>;
+  };
   const output = ready.outputs[0]!;
   assert.equal(output.dead_letter.events, 1, 'the poison decision is counted in /ready');
   assert.equal(output.state, 'ok', 'the output is not stopped by it');
@@ -104,7 +139,10 @@ test('a buffer holding a decision the rules cannot process (an invalid line left
     const r = (await sluice.ready()) as unknown as { buffer: { events: number } };
     return r.buffer.events === 0;
   });
-  const letter = readFileSync(output.dead_letter.file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const letter = readFileSync(output.dead_letter.file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(letter.length, 1);
   assert.equal(letter[0]!.reason, 'rule_failed');
   assert.equal(letter[0]!.decision_text, poison, 'the dead letter keeps the line itself');
@@ -136,7 +174,10 @@ test('elements per request: 400,000 {} in 1 KiB of gzip is a 413 naming the limi
 test('a one-object-per-decision layout takes 5,000 tiny decisions of one request in bounded steps: every one lands once, across a kill -9', async (t) => {
   const dir = dataDirFor(t);
   const objects = path.join(dir, 'objects');
-  const config = { data_dir: dir, outputs: [fileOutput(objects, { key: 'hourly-per-decision', upload_concurrency: 2 })] };
+  const config = {
+    data_dir: dir,
+    outputs: [fileOutput(objects, { key: 'hourly-per-decision', upload_concurrency: 2 })],
+  };
   let sluice = await started(t, config);
   const timestamp = new Date().toISOString();
   const sent = Array.from({ length: 5000 }, (_, i) => `{"decision_id":"tiny-${i}","timestamp":"${timestamp}"}`);
@@ -156,15 +197,24 @@ test('a one-object-per-decision layout takes 5,000 tiny decisions of one request
   const texts = objectsUnder(objects).map((o) => o.text.trim());
   assert.equal(texts.length, 5000, 'one object per decision, none twice');
   assert.deepEqual([...texts].sort(), [...sent].sort(), 'each object is the decision exactly as sent');
-  await sluice.until('the buffer is empty', async () => ((await sluice.ready()) as unknown as { buffer: { events: number } }).buffer.events === 0);
+  await sluice.until(
+    'the buffer is empty',
+    async () => ((await sluice.ready()) as unknown as { buffer: { events: number } }).buffer.events === 0,
+  );
 });
 
 test('a tenant over api.max_pending_deliveries: the refused request stores nothing and remembers nothing, so its re-send is stored later', async (t) => {
   const dir = dataDirFor(t);
   const objects = path.join(dir, 'objects');
   const sluice = await started(t, {
-    data_dir: dir, outputs: [fileOutput(objects)],
-    api: { admin_key: ADMIN_KEY, max_pending_deliveries: 5, retry: { initial_backoff: '1h', max_backoff: '1h' }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } },
+    data_dir: dir,
+    outputs: [fileOutput(objects)],
+    api: {
+      admin_key: ADMIN_KEY,
+      max_pending_deliveries: 5,
+      retry: { initial_backoff: '1h', max_backoff: '1h' },
+      destinations: { allowed_endpoints: ['127.0.0.1/32'] },
+    },
     ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] },
   });
   const api = new OutpostApi(sluice.url, ADMIN_KEY);
@@ -172,11 +222,17 @@ test('a tenant over api.max_pending_deliveries: the refused request stores nothi
   // a destination that never answers (a closed loopback port), so deliveries stay pending
   const port = await closedPort();
   const destination = await api.createDestination('acme', {
-    type: 'aws_s3', topics: ['decisions'], config: { bucket: 'nowhere', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}` },
+    type: 'aws_s3',
+    topics: ['decisions'],
+    config: { bucket: 'nowhere', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}` },
     credentials: { key: 'k', secret: 's' },
   });
   const first = decisions(10);
-  assert.equal((await postDecisions(sluice.url, first, { partition: 'acme' })).status, 200, 'a request over the bound passes while nothing is pending');
+  assert.equal(
+    (await postDecisions(sluice.url, first, { partition: 'acme' })).status,
+    200,
+    'a request over the bound passes while nothing is pending',
+  );
   const second = decisions(3);
   const refused = await postDecisions(sluice.url, second, { partition: 'acme' });
   assert.equal(refused.status, 429);
@@ -199,7 +255,11 @@ test('a tenant over api.max_pending_deliveries: the refused request stores nothi
 test('decoded bytes in flight are bounded: concurrent requests beyond the bound wait or get 429, and everything acknowledged lands', async (t) => {
   const dir = dataDirFor(t);
   const objects = path.join(dir, 'objects');
-  const sluice = await started(t, { data_dir: dir, outputs: [fileOutput(objects)], ingest: { max_decoded_in_flight: '256KiB', max_wait: '50ms' } });
+  const sluice = await started(t, {
+    data_dir: dir,
+    outputs: [fileOutput(objects)],
+    ingest: { max_decoded_in_flight: '256KiB', max_wait: '50ms' },
+  });
   const acked = new Set<string>();
   let busy = 0;
   const sendOne = async () => {
@@ -232,10 +292,19 @@ test('decisions without an RFC 3339 timestamp are stored as sent, under the arri
   const sluice = await started(t, { data_dir: dir, outputs: [fileOutput(objects)] });
   const odd = [decision({ timestamp: 'yesterday' }), decision({ timestamp: 12 }), decision({ timestamp: undefined })];
   assert.equal((await postDecisions(sluice.url, odd)).status, 200);
-  assert.equal((await postDecisions(sluice.url, odd.map((d) => ({ ...d, decision_id: `${d.decision_id as string}-b` })))).status, 200);
+  assert.equal(
+    (
+      await postDecisions(
+        sluice.url,
+        odd.map((d) => ({ ...d, decision_id: `${d.decision_id as string}-b` })),
+      )
+    ).status,
+    200,
+  );
   await sluice.until('they land', () => linesUnder(objects).length === 6);
   const hour = new Date().toISOString().slice(0, 10);
-  for (const { file } of objectsUnder(objects)) assert.ok(file.includes(`dt=${hour}`), `${file} is under the arrival day`);
+  for (const { file } of objectsUnder(objects))
+    assert.ok(file.includes(`dt=${hour}`), `${file} is under the arrival day`);
   const metrics = await (await fetch(`${sluice.url}/metrics`)).text();
   assert.match(metrics, /sluice_ingest_untimed_decisions_total\{partition="default"\} 6/);
   assert.equal((sluice.output.match(/without an RFC 3339 timestamp/g) ?? []).length, 1, 'logged once, not per request');
@@ -243,7 +312,11 @@ test('decisions without an RFC 3339 timestamp are stored as sent, under the arri
 
 test('slow clients: a body trickled byte by byte is cut off at http.request_timeout; http.max_connections bounds open connections', async (t) => {
   const dir = dataDirFor(t);
-  const sluice = await started(t, { data_dir: dir, outputs: [], http: { request_timeout: '1s', headers_timeout: '1s', max_connections: 8 } });
+  const sluice = await started(t, {
+    data_dir: dir,
+    outputs: [],
+    http: { request_timeout: '1s', headers_timeout: '1s', max_connections: 8 },
+  });
   const { hostname, port } = new URL(sluice.url);
   // one connection that sends headers and then a byte every 200 ms of a body that never ends
   const trickled = await new Promise<{ closed: boolean; answer: string }>((resolve) => {
@@ -253,30 +326,56 @@ test('slow clients: a body trickled byte by byte is cut off at http.request_time
     const timer = setInterval(() => {
       if (sent++ < 300) socket.write('[');
     }, 200);
-    const giveUp = setTimeout(() => { clearInterval(timer); socket.destroy(); resolve({ closed: false, answer }); }, 30_000);
-    socket.on('connect', () => socket.write(`POST /logs HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`));
+    const giveUp = setTimeout(() => {
+      clearInterval(timer);
+      socket.destroy();
+      resolve({ closed: false, answer });
+    }, 30_000);
+    socket.on('connect', () =>
+      socket.write(
+        `POST /logs HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`,
+      ),
+    );
     socket.on('data', (d) => (answer += d));
     socket.on('error', () => undefined);
-    socket.on('close', () => { clearInterval(timer); clearTimeout(giveUp); resolve({ closed: true, answer }); });
+    socket.on('close', () => {
+      clearInterval(timer);
+      clearTimeout(giveUp);
+      resolve({ closed: true, answer });
+    });
   });
   assert.ok(trickled.closed, 'the server closed the trickling connection');
   assert.match(trickled.answer, /^HTTP\/1\.1 408/, 'with 408 Request Timeout');
 
   // connections beyond max_connections are refused while the first ones stay open
-  const sockets = await Promise.all(Array.from({ length: 8 }, () => new Promise<import('node:net').Socket>((resolve) => {
-    const s = connect(Number(port), hostname, () => resolve(s));
-    s.on('error', () => undefined);
-  })));
-  t.after(() => { for (const s of sockets) s.destroy(); });
+  const sockets = await Promise.all(
+    Array.from(
+      { length: 8 },
+      () =>
+        new Promise<import('node:net').Socket>((resolve) => {
+          const s = connect(Number(port), hostname, () => resolve(s));
+          s.on('error', () => undefined);
+        }),
+    ),
+  );
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+  });
   const extra = await new Promise<'closed' | 'open'>((resolve) => {
     const s = connect(Number(port), hostname);
     s.on('error', () => undefined);
     s.on('close', () => resolve('closed'));
     s.on('connect', () => {
       s.write(`GET /health HTTP/1.1\r\nhost: ${hostname}\r\n\r\n`);
-      s.on('data', () => { s.destroy(); resolve('open'); });
+      s.on('data', () => {
+        s.destroy();
+        resolve('open');
+      });
     });
-    setTimeout(() => { s.destroy(); resolve('open'); }, 10_000).unref();
+    setTimeout(() => {
+      s.destroy();
+      resolve('open');
+    }, 10_000).unref();
   });
   assert.equal(extra, 'closed', 'the ninth connection is closed at once');
   for (const s of sockets) s.destroy();
@@ -287,22 +386,43 @@ test('one request spread over 100,000 hours becomes a bounded number of streams;
   const dir = dataDirFor(t);
   const hive = path.join(dir, 'hive');
   const eopa = path.join(dir, 'eopa');
-  const sluice = await started(t, { data_dir: dir, outputs: [fileOutput(hive), fileOutput(eopa, { name: 'eopa', key: 'eopa', batch: { max_age: '2s' } })] });
+  const sluice = await started(t, {
+    data_dir: dir,
+    outputs: [fileOutput(hive), fileOutput(eopa, { name: 'eopa', key: 'eopa', batch: { max_age: '2s' } })],
+  });
   const base = Date.parse('1980-01-01T00:00:00Z');
-  const spread = Array.from({ length: 100_000 }, (_, i) => `{"decision_id":"h-${i}","labels":{"id":"opa-1"},"timestamp":"${new Date(base + i * 3_600_000).toISOString()}"}`);
+  const spread = Array.from(
+    { length: 100_000 },
+    (_, i) =>
+      `{"decision_id":"h-${i}","labels":{"id":"opa-1"},"timestamp":"${new Date(base + i * 3_600_000).toISOString()}"}`,
+  );
   const res = await postRaw(sluice.url, `[${spread.join(',')}]`);
   assert.equal(res.status, 200, await res.text());
-  const same = Array.from({ length: 100_000 }, (_, i) => `{"decision_id":"s-${i}","labels":{"id":"opa-1"},"timestamp":"${new Date().toISOString()}"}`);
+  const same = Array.from(
+    { length: 100_000 },
+    (_, i) => `{"decision_id":"s-${i}","labels":{"id":"opa-1"},"timestamp":"${new Date().toISOString()}"}`,
+  );
   assert.equal((await postRaw(sluice.url, `[${same.join(',')}]`)).status, 200);
   assert.equal(await health(sluice), 200);
-  await sluice.until('all 200,000 land in both outputs', () => linesUnder(hive).length >= 200_000 && linesUnder(eopa).length >= 200_000, 120_000);
-  assert.ok(objectsUnder(hive).length <= 70, `the hive output wrote ${objectsUnder(hive).length} objects for one request of 100,000 hours`);
+  await sluice.until(
+    'all 200,000 land in both outputs',
+    () => linesUnder(hive).length >= 200_000 && linesUnder(eopa).length >= 200_000,
+    120_000,
+  );
+  assert.ok(
+    objectsUnder(hive).length <= 70,
+    `the hive output wrote ${objectsUnder(hive).length} objects for one request of 100,000 hours`,
+  );
   for (const where of [hive, eopa]) {
     const ids = new Set(linesUnder(where).map((l) => (JSON.parse(l) as { decision_id: string }).decision_id));
     assert.equal(ids.size, 200_000, `${where}: every decision once`);
   }
   const metrics = await (await fetch(`${sluice.url}/metrics`)).text();
-  assert.match(metrics, /sluice_ingest_untimed_decisions_total\{partition="default"\} \d+/, 'the decisions filed under the arrival hour are counted');
+  assert.match(
+    metrics,
+    /sluice_ingest_untimed_decisions_total\{partition="default"\} \d+/,
+    'the decisions filed under the arrival hour are counted',
+  );
   const ready = (await sluice.ready()) as unknown as { outputs: Array<{ name: string; state: string }> };
   for (const o of ready.outputs) assert.equal(o.state, 'ok', `${o.name} is ok`);
 });
@@ -310,8 +430,10 @@ test('one request spread over 100,000 hours becomes a bounded number of streams;
 test('a re-sent decision inside a new request: the tenant gets every other decision of it, each with its own data', async (t) => {
   const dir = dataDirFor(t);
   const sluice = await started(t, {
-    data_dir: dir, outputs: [fileOutput(path.join(dir, 'objects'))],
-    api: { admin_key: ADMIN_KEY }, ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] },
+    data_dir: dir,
+    outputs: [fileOutput(path.join(dir, 'objects'))],
+    api: { admin_key: ADMIN_KEY },
+    ingest: { tenants: [{ tenant: 'acme', partition: 'acme' }] },
   });
   const api = new OutpostApi(sluice.url, ADMIN_KEY);
   assert.equal((await api.putTenant('acme')).status, 201);

@@ -7,7 +7,17 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { JsonDepthError, JsonSyntaxError, parseJson, toText, toValue, withMember, withoutMember, fromValue, type JsonObject } from '../src/json/source-tree.js';
+import {
+  JsonDepthError,
+  JsonSyntaxError,
+  parseJson,
+  toText,
+  toValue,
+  withMember,
+  withoutMember,
+  fromValue,
+  type JsonObject,
+} from '../src/json/source-tree.js';
 import { exceedsDepth } from '../src/json/depth.js';
 import { MAX_JSON_DEPTH } from '../src/json/limits.js';
 import { RawJson, stringifyWithRaw } from '../src/json/raw-json.js';
@@ -26,20 +36,59 @@ function parses(text: string): boolean {
 
 describe('parseJson', () => {
   test('keeps every number and key as written, and the whole text when nothing is edited', () => {
-    const text = ' {"b":1,"2":2,"n":[12345678901234567890123,9007199254740993,0.10000000000000000555,1E+400,-0.0],"s":"\\u00e9\\n"} ';
+    const text =
+      ' {"b":1,"2":2,"n":[12345678901234567890123,9007199254740993,0.10000000000000000555,1E+400,-0.0],"s":"\\u00e9\\n"} ';
     const tree = parseJson(text);
     assert.equal(toText(tree), text.trim());
-    assert.deepEqual((tree as JsonObject).members.map((m) => m.src.slice(m.keyStart, m.keyEnd)), ['"b"', '"2"', '"n"', '"s"']);
+    assert.deepEqual(
+      (tree as JsonObject).members.map((m) => m.src.slice(m.keyStart, m.keyEnd)),
+      ['"b"', '"2"', '"n"', '"s"'],
+    );
     assert.deepEqual(toValue(tree), JSON.parse(text));
   });
 
   test('refuses what JSON.parse refuses, with the position', () => {
-    for (const bad of ['', ' ', '{', '}', '{"a":}', '{"a" 1}', '{"a":1,}', '[1,]', '[1 2]', '01', '-', '1.', '.5', '1e', '1e+', '+1', '0x10',
-      'tru', 'nul', 'NaN', 'Infinity', '"\\x"', '"\\u12"', '"a', '"\u0001"', '"\t"', '{"a":1}x', '[', '[[]', '{a:1}', "'a'", '\u00a0[]']) {
+    for (const bad of [
+      '',
+      ' ',
+      '{',
+      '}',
+      '{"a":}',
+      '{"a" 1}',
+      '{"a":1,}',
+      '[1,]',
+      '[1 2]',
+      '01',
+      '-',
+      '1.',
+      '.5',
+      '1e',
+      '1e+',
+      '+1',
+      '0x10',
+      'tru',
+      'nul',
+      'NaN',
+      'Infinity',
+      '"\\x"',
+      '"\\u12"',
+      '"a',
+      '"\u0001"',
+      '"\t"',
+      '{"a":1}x',
+      '[',
+      '[[]',
+      '{a:1}',
+      "'a'",
+      '\u00a0[]',
+    ]) {
       assert.equal(parses(bad), false, `JSON.parse refuses ${JSON.stringify(bad)}`);
       assert.throws(() => parseJson(bad), JsonSyntaxError, JSON.stringify(bad));
     }
-    assert.throws(() => parseJson('{"a":1,}'), (err: JsonSyntaxError) => err.position === 7 && /position 7/.test(err.message));
+    assert.throws(
+      () => parseJson('{"a":1,}'),
+      (err: JsonSyntaxError) => err.position === 7 && /position 7/.test(err.message),
+    );
   });
 
   test('is iterative: 100,000 levels parse and write back; a depth bound refuses them', () => {
@@ -54,26 +103,35 @@ describe('parseJson', () => {
   });
 
   test('accepts exactly what JSON.parse accepts, with the same values (random texts and mutations of JSON)', () => {
-    const almostJson = fc.tuple(fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)), fc.nat(), fc.constantFrom('', ',', ']', '}', '"', '\\', '-', 'e', '0', ' ', '\u0000', 'x'), fc.boolean())
+    const almostJson = fc
+      .tuple(
+        fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+        fc.nat(),
+        fc.constantFrom('', ',', ']', '}', '"', '\\', '-', 'e', '0', ' ', '\u0000', 'x'),
+        fc.boolean(),
+      )
       .map(([text, at, insert, remove]) => {
         const i = at % (text.length + 1);
         return text.slice(0, i) + insert + text.slice(remove ? i + 1 : i);
       });
-    fc.assert(fc.property(fc.oneof(almostJson, fc.string({ maxLength: 12 }), fc.json()), (text) => {
-      let ours: unknown;
-      let ok = true;
-      try {
-        ours = toValue(parseJson(text));
-      } catch (err) {
-        assert.ok(err instanceof JsonSyntaxError, `only JsonSyntaxError: ${String(err)}`);
-        ok = false;
-      }
-      assert.equal(ok, parses(text), `parseJson and JSON.parse agree on ${JSON.stringify(text)}`);
-      if (ok) {
-        assert.deepEqual(ours, JSON.parse(text));
-        assert.equal(toText(parseJson(text)), text.trim());
-      }
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.oneof(almostJson, fc.string({ maxLength: 12 }), fc.json()), (text) => {
+        let ours: unknown;
+        let ok = true;
+        try {
+          ours = toValue(parseJson(text));
+        } catch (err) {
+          assert.ok(err instanceof JsonSyntaxError, `only JsonSyntaxError: ${String(err)}`);
+          ok = false;
+        }
+        assert.equal(ok, parses(text), `parseJson and JSON.parse agree on ${JSON.stringify(text)}`);
+        if (ok) {
+          assert.deepEqual(ours, JSON.parse(text));
+          assert.equal(toText(parseJson(text)), text.trim());
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   test('edits share untouched nodes and never change the tree they start from', () => {
@@ -82,7 +140,10 @@ describe('parseJson', () => {
     const edited = withMember(tree, 'a', fromValue('z'));
     assert.equal(toText(edited), '{"b":[1E+400],"a":"z"}', 'the last duplicate takes the value, the earlier one goes');
     assert.equal(edited.members[0]!.value, tree.members[1]!.value);
-    assert.equal(toText(withMember(tree, 'c', fromValue({ d: null }))), '{"a":{"x":1},"b":[1E+400],"a":{"y":2},"c":{"d":null}}');
+    assert.equal(
+      toText(withMember(tree, 'c', fromValue({ d: null }))),
+      '{"a":{"x":1},"b":[1E+400],"a":{"y":2},"c":{"d":null}}',
+    );
     assert.equal(withoutMember(tree, 'nothing'), tree);
     assert.equal(toText(tree), before);
   });
@@ -94,23 +155,30 @@ describe('exceedsDepth (the scan before JSON.parse)', () => {
     assert.equal(exceedsDepth(nested(MAX_JSON_DEPTH + 1)), true);
     assert.equal(exceedsDepth(`{"a":${nested(999)}}`), false);
     assert.equal(exceedsDepth(`{"a":${nested(1000)}}`), true);
-    assert.equal(exceedsDepth(`{"s":"${'['.repeat(5000)}\\"${'{'.repeat(5000)}"}`), false, 'brackets in strings, an escaped quote');
+    assert.equal(
+      exceedsDepth(`{"s":"${'['.repeat(5000)}\\"${'{'.repeat(5000)}"}`),
+      false,
+      'brackets in strings, an escaped quote',
+    );
     assert.equal(exceedsDepth('[[[', 2), true);
     assert.equal(exceedsDepth('"never ends [[[[', 2), false);
     assert.equal(exceedsDepth(nested(100_000)), true);
   });
 
   test('agrees with the parser on JSON texts', () => {
-    fc.assert(fc.property(fc.json({ maxDepth: 6 }), fc.integer({ min: 0, max: 7 }), (text, max) => {
-      let tooDeep = false;
-      try {
-        parseJson(text, max);
-      } catch (err) {
-        assert.ok(err instanceof JsonDepthError);
-        tooDeep = true;
-      }
-      assert.equal(exceedsDepth(text, max), tooDeep);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 6 }), fc.integer({ min: 0, max: 7 }), (text, max) => {
+        let tooDeep = false;
+        try {
+          parseJson(text, max);
+        } catch (err) {
+          assert.ok(err instanceof JsonDepthError);
+          tooDeep = true;
+        }
+        assert.equal(exceedsDepth(text, max), tooDeep);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
@@ -119,13 +187,22 @@ describe('stringifyWithRaw', () => {
     const value = { a: [1, 'x', null, undefined, { b: true }], c: undefined, d: new Date(0), e: {}, f: [], g: 'é"\n' };
     assert.equal(stringifyWithRaw(value), JSON.stringify(value));
     const raw = '{"n":12345678901234567890123,"2":-0.0,"b":1E+400}';
-    assert.equal(stringifyWithRaw({ models: [{ id: 'e1', data: new RawJson(raw) }], next: null }), `{"models":[{"id":"e1","data":${raw}}],"next":null}`);
-    assert.equal(stringifyWithRaw([new RawJson('1E+400'), new RawJson(nested(100_000))]), `[1E+400,${nested(100_000)}]`);
+    assert.equal(
+      stringifyWithRaw({ models: [{ id: 'e1', data: new RawJson(raw) }], next: null }),
+      `{"models":[{"id":"e1","data":${raw}}],"next":null}`,
+    );
+    assert.equal(
+      stringifyWithRaw([new RawJson('1E+400'), new RawJson(nested(100_000))]),
+      `[1E+400,${nested(100_000)}]`,
+    );
   });
 
   test('matches JSON.stringify on random values', () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => {
-      assert.equal(stringifyWithRaw(v), JSON.stringify(v));
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        assert.equal(stringifyWithRaw(v), JSON.stringify(v));
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -39,7 +39,10 @@ const OVER_BUDGET = /key_template (took longer than 1 s|used more memory than al
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => {});
+  for (const c of cleanups.reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch(() => {});
 });
 
 function dataDir(): string {
@@ -70,11 +73,21 @@ async function startSluice(dir: string): Promise<{ sluice: SluiceProcess; api: O
   return { sluice, api: new OutpostApi(sluice.url, ADMIN_KEY) };
 }
 
-function s3Destination(s3: TestS3, bucket: string, keyTemplate: string | undefined, topics = ['orders']): Record<string, unknown> {
+function s3Destination(
+  s3: TestS3,
+  bucket: string,
+  keyTemplate: string | undefined,
+  topics = ['orders'],
+): Record<string, unknown> {
   return {
     type: 'aws_s3',
     topics,
-    config: { bucket, region: 'us-east-1', endpoint: s3.endpoint, ...(keyTemplate === undefined ? {} : { key_template: keyTemplate }) },
+    config: {
+      bucket,
+      region: 'us-east-1',
+      endpoint: s3.endpoint,
+      ...(keyTemplate === undefined ? {} : { key_template: keyTemplate }),
+    },
     credentials: { key: S3_KEY, secret: S3_SECRET },
   };
 }
@@ -84,15 +97,27 @@ async function tenant(api: OutpostApi, id: string): Promise<void> {
   assert.ok(res.status === 201 || res.status === 200, `PUT /tenants/${id}: ${res.status} ${res.text}`);
 }
 
-async function waitForAttempts(sluice: SluiceProcess, api: OutpostApi, filters: Record<string, string>, check: (attempts: any[]) => boolean, what: string): Promise<any[]> {
+async function waitForAttempts(
+  sluice: SluiceProcess,
+  api: OutpostApi,
+  filters: Record<string, string>,
+  check: (attempts: any[]) => boolean,
+  what: string,
+): Promise<any[]> {
   let attempts: any[] = [];
   try {
-    await sluice.until(what, async () => {
-      attempts = await api.attempts(filters);
-      return check(attempts);
-    }, WAIT_MS);
+    await sluice.until(
+      what,
+      async () => {
+        attempts = await api.attempts(filters);
+        return check(attempts);
+      },
+      WAIT_MS,
+    );
   } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- last attempts ---\n${JSON.stringify(attempts, null, 1).slice(0, 3000)}`);
+    throw new Error(
+      `${(err as Error).message}\n--- last attempts ---\n${JSON.stringify(attempts, null, 1).slice(0, 3000)}`,
+    );
   }
   return attempts;
 }
@@ -165,20 +190,51 @@ describe('key templates over budget', () => {
     await tenant(api, 'doubling');
     const d24 = await api.createDestination('doubling', s3Destination(s3, 'evil', doubling(24)));
     const d30 = await api.createDestination('doubling', s3Destination(s3, 'evil', doubling(30)));
-    const normal = await api.createDestination('doubling', s3Destination(s3, 'normal', `join('', ['ok-', metadata."event-id", '.json'])`));
+    const normal = await api.createDestination(
+      'doubling',
+      s3Destination(s3, 'normal', `join('', ['ok-', metadata."event-id", '.json'])`),
+    );
     const poll = pollHealth(sluice.url);
-    const { id, destination_ids } = await api.publish({ tenant_id: 'doubling', topic: 'orders', data: { a: 'x', order_id: 'd-1' } });
+    const { id, destination_ids } = await api.publish({
+      tenant_id: 'doubling',
+      topic: 'orders',
+      data: { a: 'x', order_id: 'd-1' },
+    });
     assert.equal(destination_ids.length, 3);
 
     // the other destination of the tenant delivers meanwhile
-    await sluice.until('the normal destination to deliver', async () => (await s3.keys('normal')).includes(`ok-${id}.json`), WAIT_MS);
-    for (const [stages, d] of [[24, d24], [30, d30]] as const) {
-      await waitForAttempts(sluice, api, { event_id: id, destination_id: d.id }, (a) => a.length >= 1, `the attempt of the ${stages}-stage template`);
+    await sluice.until(
+      'the normal destination to deliver',
+      async () => (await s3.keys('normal')).includes(`ok-${id}.json`),
+      WAIT_MS,
+    );
+    for (const [stages, d] of [
+      [24, d24],
+      [30, d30],
+    ] as const) {
+      await waitForAttempts(
+        sluice,
+        api,
+        { event_id: id, destination_id: d.id },
+        (a) => a.length >= 1,
+        `the attempt of the ${stages}-stage template`,
+      );
     }
     await sleep(SETTLE_MS);
-    for (const [stages, d] of [[24, d24], [30, d30]] as const) {
-      assertOneFailedAttempt(await api.attempts({ event_id: id, destination_id: d.id }), OVER_BUDGET, `${stages} stages`);
-      assert.equal(deliveryStatus(await api.event(id), d.id), 'failed', `${stages} stages: the delivery is failed, not pending`);
+    for (const [stages, d] of [
+      [24, d24],
+      [30, d30],
+    ] as const) {
+      assertOneFailedAttempt(
+        await api.attempts({ event_id: id, destination_id: d.id }),
+        OVER_BUDGET,
+        `${stages} stages`,
+      );
+      assert.equal(
+        deliveryStatus(await api.event(id), d.id),
+        'failed',
+        `${stages} stages: the delivery is failed, not pending`,
+      );
     }
     assert.deepEqual(await s3.keys('evil'), [], 'no object for the templates over budget');
     assert.equal(sluice.exitCode, undefined, `the process is still up:\n${sluice.output.slice(-2000)}`);
@@ -191,14 +247,28 @@ describe('key templates over budget', () => {
       const retry = await api.call('POST', '/retry', { event_id: id, destination_id: d.id });
       assert.equal(retry.status, 202, `POST /retry: ${retry.text}`);
     }
-    for (const [stages, d] of [[24, d24], [30, d30]] as const) {
-      const attempts = await waitForAttempts(sluice, api, { event_id: id, destination_id: d.id }, (a) => a.length >= 2, `the manual attempt of the ${stages}-stage template`);
+    for (const [stages, d] of [
+      [24, d24],
+      [30, d30],
+    ] as const) {
+      const attempts = await waitForAttempts(
+        sluice,
+        api,
+        { event_id: id, destination_id: d.id },
+        (a) => a.length >= 2,
+        `the manual attempt of the ${stages}-stage template`,
+      );
       const manual = attempts.filter((a) => a.manual === true);
       assert.equal(manual.length, 1, `${stages} stages: one manual attempt: ${JSON.stringify(attempts)}`);
       assertOneFailedAttempt(manual, OVER_BUDGET, `${stages} stages, the manual retry`);
     }
     await sleep(SETTLE_MS);
-    for (const d of [d24, d30]) assert.equal((await api.attempts({ event_id: id, destination_id: d.id })).length, 2, 'a failed manual attempt is not retried either');
+    for (const d of [d24, d30])
+      assert.equal(
+        (await api.attempts({ event_id: id, destination_id: d.id })).length,
+        2,
+        'a failed manual attempt is not retried either',
+      );
     await assertHealthy(again, 'the manual retries');
     assert.equal(sluice.exitCode, undefined, `the process is still up:\n${sluice.output.slice(-2000)}`);
   });
@@ -209,9 +279,22 @@ describe('key templates over budget', () => {
     const hungry = await api.createDestination('budgets', s3Destination(s3, 'evil', HUNGRY, ['hungry']));
     const poll = pollHealth(sluice.url);
     const slowEvent = await api.publish({ tenant_id: 'budgets', topic: 'slow', data: { a: 'x' } });
-    const hungryEvent = await api.publish({ tenant_id: 'budgets', topic: 'hungry', data: { big: 'y'.repeat(1 << 20) } });
-    for (const [e, d, message] of [[slowEvent, slow, OVER_TIME], [hungryEvent, hungry, OVER_MEMORY]] as const) {
-      await waitForAttempts(sluice, api, { event_id: e.id, destination_id: d.id }, (a) => a.length >= 1, `the attempt of ${d.id}`);
+    const hungryEvent = await api.publish({
+      tenant_id: 'budgets',
+      topic: 'hungry',
+      data: { big: 'y'.repeat(1 << 20) },
+    });
+    for (const [e, d, message] of [
+      [slowEvent, slow, OVER_TIME],
+      [hungryEvent, hungry, OVER_MEMORY],
+    ] as const) {
+      await waitForAttempts(
+        sluice,
+        api,
+        { event_id: e.id, destination_id: d.id },
+        (a) => a.length >= 1,
+        `the attempt of ${d.id}`,
+      );
       await sleep(SETTLE_MS);
       assertOneFailedAttempt(await api.attempts({ event_id: e.id, destination_id: d.id }), message, String(message));
     }
@@ -222,7 +305,11 @@ describe('key templates over budget', () => {
     await tenant(api, 'after');
     await api.createDestination('after', s3Destination(s3, 'normal', `join('/', ['after', data.order_id])`));
     await api.publish({ tenant_id: 'after', topic: 'orders', data: { order_id: 'a-1' } });
-    await sluice.until('the key of a normal template after the failed ones', async () => (await s3.keys('normal')).includes('after/a-1'), WAIT_MS);
+    await sluice.until(
+      'the key of a normal template after the failed ones',
+      async () => (await s3.keys('normal')).includes('after/a-1'),
+      WAIT_MS,
+    );
   });
 
   test('a restart with such a delivery pending starts, listens and fails it the same way', async () => {
@@ -235,12 +322,28 @@ describe('key templates over budget', () => {
     await sluice.kill9();
     ({ sluice, api } = await startSluice(dir));
     const poll = pollHealth(sluice.url);
-    for (const [d, message] of [[slow, OVER_TIME], [d30, OVER_BUDGET]] as const) {
-      await waitForAttempts(sluice, api, { event_id: id, destination_id: d.id }, (a) => a.length >= 1, `the attempt of ${d.id}`);
+    for (const [d, message] of [
+      [slow, OVER_TIME],
+      [d30, OVER_BUDGET],
+    ] as const) {
+      await waitForAttempts(
+        sluice,
+        api,
+        { event_id: id, destination_id: d.id },
+        (a) => a.length >= 1,
+        `the attempt of ${d.id}`,
+      );
     }
     await sleep(SETTLE_MS);
-    for (const [d, message] of [[slow, OVER_TIME], [d30, OVER_BUDGET]] as const) {
-      assertOneFailedAttempt(await api.attempts({ event_id: id, destination_id: d.id }), message, `${d.id} after the restart`);
+    for (const [d, message] of [
+      [slow, OVER_TIME],
+      [d30, OVER_BUDGET],
+    ] as const) {
+      assertOneFailedAttempt(
+        await api.attempts({ event_id: id, destination_id: d.id }),
+        message,
+        `${d.id} after the restart`,
+      );
     }
     await assertHealthy(poll, 'the evaluations at start');
     assert.equal(sluice.exitCode, undefined, `the process is still up:\n${sluice.output.slice(-2000)}`);
@@ -260,10 +363,18 @@ describe('key templates over budget', () => {
     const message = 'config.key_template failed length validation: at most 1024 characters';
 
     const path = '/tenants/length/destinations';
-    assertValidation(await api.call('POST', path, s3Destination(s3, 'normal', tooLong)), [message], 'create with 1,025 characters');
+    assertValidation(
+      await api.call('POST', path, s3Destination(s3, 'normal', tooLong)),
+      [message],
+      'create with 1,025 characters',
+    );
     const created = await api.createDestination('length', s3Destination(s3, 'normal', longest));
     assert.equal(created.config.key_template, longest, '1,024 characters are accepted');
-    assertValidation(await api.call('PATCH', `${path}/${created.id}`, { config: { key_template: tooLong } }), [message], 'PATCH with 1,025 characters');
+    assertValidation(
+      await api.call('PATCH', `${path}/${created.id}`, { config: { key_template: tooLong } }),
+      [message],
+      'PATCH with 1,025 characters',
+    );
     const got = await api.call('GET', `${path}/${created.id}`);
     assert.equal(got.body.config.key_template, longest, `a refused PATCH changes nothing: ${got.text}`);
     // far longer (and nested too deep to compile): refused for its length alone, it is not compiled

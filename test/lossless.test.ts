@@ -22,19 +22,24 @@ const ADMIN_KEY = 'lossless-test-admin-key';
 const MAX_JSON_DEPTH = 1000;
 
 /** Numbers a JS value cannot hold as written, and integer-like keys (JS objects would move them first). */
-const EXOTIC = '"n":{"big":12345678901234567890123,"beyond_2_53":9007199254740993,"digits":0.10000000000000000555,'
-  + '"huge":1E+400,"negative_zero":-0.0,"exp":2.50e-7},"order":{"b":1,"2":2,"a":3,"1":4}';
+const EXOTIC =
+  '"n":{"big":12345678901234567890123,"beyond_2_53":9007199254740993,"digits":0.10000000000000000555,' +
+  '"huge":1E+400,"negative_zero":-0.0,"exp":2.50e-7},"order":{"b":1,"2":2,"a":3,"1":4}';
 
 /** A decision's text as OPA could send it (compact), with a password to mask and EXOTIC in input and result. */
 function decisionText(id: string, timestamp: string): string {
-  return `{"decision_id":"${id}","path":"authz/allow","input":{"password":"hunter2",${EXOTIC}},"result":{${EXOTIC}},`
-    + `"timestamp":"${timestamp}","labels":{"id":"opa-1","version":"1.4.2"}}`;
+  return (
+    `{"decision_id":"${id}","path":"authz/allow","input":{"password":"hunter2",${EXOTIC}},"result":{${EXOTIC}},` +
+    `"timestamp":"${timestamp}","labels":{"id":"opa-1","version":"1.4.2"}}`
+  );
 }
 
 /** The same decision as the masking output must write it: the password member gone, erased appended. */
 function maskedText(id: string, timestamp: string): string {
-  return `{"decision_id":"${id}","path":"authz/allow","input":{${EXOTIC}},"result":{${EXOTIC}},`
-    + `"timestamp":"${timestamp}","labels":{"id":"opa-1","version":"1.4.2"},"erased":["/input/password"]}`;
+  return (
+    `{"decision_id":"${id}","path":"authz/allow","input":{${EXOTIC}},"result":{${EXOTIC}},` +
+    `"timestamp":"${timestamp}","labels":{"id":"opa-1","version":"1.4.2"},"erased":["/input/password"]}`
+  );
 }
 
 /** POSTs decision texts as OPA does (a gzip JSON array), built from the texts themselves, not from JS values. */
@@ -59,7 +64,10 @@ function fileObjects(root: string): Map<string, string> {
 
 const cleanups: Array<() => unknown> = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => {});
+  for (const c of cleanups.reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch(() => {});
 });
 
 describe('decisions through outputs with rules, query, tail and the console', () => {
@@ -72,7 +80,15 @@ describe('decisions through outputs with rules, query, tail and the console', ()
       shutdown_timeout: '2s',
       outputs: [
         // the same decisions, masked (and as a gzip JSON array, the other way query reads objects) and as received
-        { name: 'masked', type: 'file', path: path.join(dir, 'masked'), format: 'json_array', compression: 'gzip', batch: { max_age: '200ms' }, rules: { mask: ['/input/password'] } },
+        {
+          name: 'masked',
+          type: 'file',
+          path: path.join(dir, 'masked'),
+          format: 'json_array',
+          compression: 'gzip',
+          batch: { max_age: '200ms' },
+          rules: { mask: ['/input/password'] },
+        },
         { name: 'raw', type: 'file', path: path.join(dir, 'raw'), compression: 'none', batch: { max_age: '200ms' } },
       ],
     },
@@ -84,9 +100,14 @@ describe('decisions through outputs with rules, query, tail and the console', ()
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     cleanups.push(() => sluice.kill9());
     await sluice.start();
-    const res = await postTexts(sluice.url, ids.map((id) => decisionText(id, timestamp)));
+    const res = await postTexts(
+      sluice.url,
+      ids.map((id) => decisionText(id, timestamp)),
+    );
     assert.equal(res.status, 200, await res.text());
-    await sluice.until('both outputs delivered the three decisions', async () => (await sluice.ready()).outputs.every((o) => o.delivered.events === 3));
+    await sluice.until('both outputs delivered the three decisions', async () =>
+      (await sluice.ready()).outputs.every((o) => o.delivered.events === 3),
+    );
   });
 
   test('an output with a mask rule writes each decision with its numbers and key order intact', () => {
@@ -94,7 +115,11 @@ describe('decisions through outputs with rules, query, tail and the console', ()
     assert.equal(masked.length, 1, 'one request, one batch, one object');
     assert.equal(masked[0], `[${ids.map((id) => maskedText(id, timestamp)).join(',')}]`);
     const raw = [...fileObjects(path.join(dir, 'raw')).values()];
-    assert.deepEqual(raw, [`${ids.map((id) => decisionText(id, timestamp)).join('\n')}\n`], 'an output without rules: the bytes received');
+    assert.deepEqual(
+      raw,
+      [`${ids.map((id) => decisionText(id, timestamp)).join('\n')}\n`],
+      'an output without rules: the bytes received',
+    );
   });
 
   test('sluice query prints each decision as stored, and --where compares number and object text', async () => {
@@ -103,23 +128,48 @@ describe('decisions through outputs with rules, query, tail and the console', ()
     assert.deepEqual(all.stdout.trim().split('\n').sort(), ids.map((id) => maskedText(id, timestamp)).sort());
     const raw = await runCli(['query', '-c', configFile, '-o', 'raw', '--from', '2h', '--decision-id', ids[1]!]);
     assert.equal(raw.stdout, `${decisionText(ids[1]!, timestamp)}\n`);
-    for (const where of ['input.n.big=12345678901234567890123', 'input.n.beyond_2_53=9007199254740993', 'result.n.huge=1E+400',
-      'input.n.negative_zero=-0.0', 'input.order={"b":1,"2":2,"a":3,"1":4}', 'input.n.negative_zero=0']) {
+    for (const where of [
+      'input.n.big=12345678901234567890123',
+      'input.n.beyond_2_53=9007199254740993',
+      'result.n.huge=1E+400',
+      'input.n.negative_zero=-0.0',
+      'input.order={"b":1,"2":2,"a":3,"1":4}',
+      'input.n.negative_zero=0',
+    ]) {
       const found = await runCli(['query', '-c', configFile, '-o', 'masked', '--from', '2h', '--where', where]);
       assert.equal(found.code, 0, `--where ${where}: ${found.stderr}`);
       assert.equal(found.stdout.trim().split('\n').length, 3, `--where ${where} matches every decision`);
     }
-    const none = await runCli(['query', '-c', configFile, '-o', 'masked', '--from', '2h', '--where', 'input.order={"2":2,"a":3,"b":1,"1":4}']);
+    const none = await runCli([
+      'query',
+      '-c',
+      configFile,
+      '-o',
+      'masked',
+      '--from',
+      '2h',
+      '--where',
+      'input.order={"2":2,"a":3,"b":1,"1":4}',
+    ]);
     assert.equal(none.code, 1, 'another key order is other text');
   });
 
   test('sluice tail prints the decisions that land, as stored', async (t) => {
-    const child = spawn(process.execPath, [CLI, 'tail', '-c', configFile, '-o', 'masked', '--interval', '200ms', '--max', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'tail', '-c', configFile, '-o', 'masked', '--interval', '200ms', '--max', '1'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     t.after(() => child.kill('SIGKILL'));
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     let code: number | null | undefined;
-    const exited = new Promise<void>((resolve) => child.on('exit', (c) => { code = c; resolve(); }));
+    const exited = new Promise<void>((resolve) =>
+      child.on('exit', (c) => {
+        code = c;
+        resolve();
+      }),
+    );
     // tail does not say when its first listing is done, and objects that land before it are not printed:
     // one decision at a time, each waited for in the objects, until tail has printed one
     const posted = new Map<string, string>();
@@ -127,7 +177,10 @@ describe('decisions through outputs with rules, query, tail and the console', ()
       const id = randomUUID();
       posted.set(id, maskedText(id, timestamp));
       assert.equal((await postTexts(sluice.url, [decisionText(id, timestamp)])).status, 200);
-      await sluice.until('the decision in the objects', async () => (await sluice.ready()).outputs[0]!.delivered.events === 3 + posted.size);
+      await sluice.until(
+        'the decision in the objects',
+        async () => (await sluice.ready()).outputs[0]!.delivered.events === 3 + posted.size,
+      );
       await untilOrTimeout(exited, 1_000);
     }
     await untilOrTimeout(exited, 15_000);
@@ -153,12 +206,17 @@ describe('published events keep their data as sent; publish bodies have a depth 
   const s3 = new TestS3(['events', 'batched']);
   let sluice: SluiceProcess;
   const auth = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
-  const api = (route: string, init: RequestInit = {}) => fetch(`${sluice.url}/api/v1${route}`, { ...init, headers: { ...auth, ...init.headers } });
+  const api = (route: string, init: RequestInit = {}) =>
+    fetch(`${sluice.url}/api/v1${route}`, { ...init, headers: { ...auth, ...init.headers } });
   /** Publishes a body given as text; returns the answer's status and parsed body. */
   const publish = async (body: string) => {
     const res = await api('/publish', { method: 'POST', body });
     const text = await res.text();
-    return { status: res.status, text, body: JSON.parse(text) as { id: string; status?: number; message?: string; data?: { reason?: string } } };
+    return {
+      status: res.status,
+      text,
+      body: JSON.parse(text) as { id: string; status?: number; message?: string; data?: { reason?: string } },
+    };
   };
   const publishBody = (data: string, extra = '') => `{"tenant_id":"acme","topic":"orders"${extra},"data":${data}}`;
   let perEvent = '';
@@ -171,19 +229,36 @@ describe('published events keep their data as sent; publish bodies have a depth 
       rmSync(s3.directory, { recursive: true, force: true });
     });
     sluice = new SluiceProcess({
-      config: { data_dir: dir, outputs: [], shutdown_timeout: '2s', api: { admin_key: ADMIN_KEY, retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 50 }, destinations: { allowed_endpoints: ['127.0.0.1/32'] } } },
+      config: {
+        data_dir: dir,
+        outputs: [],
+        shutdown_timeout: '2s',
+        api: {
+          admin_key: ADMIN_KEY,
+          retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 50 },
+          destinations: { allowed_endpoints: ['127.0.0.1/32'] },
+        },
+      },
     });
     cleanups.push(() => sluice.kill9());
     await sluice.start();
     assert.equal((await api('/tenants/acme', { method: 'PUT', body: '{}' })).status, 201);
-    const destination = (bucket: string, config: Record<string, unknown> = {}) => JSON.stringify({
-      type: 'aws_s3', topics: ['orders'], credentials: { key: S3_KEY, secret: S3_SECRET },
-      config: { bucket, region: 'us-east-1', endpoint: s3.endpoint, ...config },
-    });
+    const destination = (bucket: string, config: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        type: 'aws_s3',
+        topics: ['orders'],
+        credentials: { key: S3_KEY, secret: S3_SECRET },
+        config: { bucket, region: 'us-east-1', endpoint: s3.endpoint, ...config },
+      });
     const created = await api('/tenants/acme/destinations', { method: 'POST', body: destination('events') });
     assert.equal(created.status, 201, await created.clone().text());
     perEvent = ((await created.json()) as { id: string }).id;
-    const batched = await api('/tenants/acme/destinations', { method: 'POST', body: destination('batched', { batching: { max_events: 1, max_age: '200ms', compression: 'none', format: 'ndjson' } }) });
+    const batched = await api('/tenants/acme/destinations', {
+      method: 'POST',
+      body: destination('batched', {
+        batching: { max_events: 1, max_age: '200ms', compression: 'none', format: 'ndjson' },
+      }),
+    });
     assert.equal(batched.status, 201);
   });
 
@@ -218,10 +293,14 @@ describe('published events keep their data as sent; publish bodies have a depth 
 
     // a batched destination writes it as one NDJSON line: only the raw newline (whitespace) becomes a space
     await sluice.until('the batched object', async () => {
-      for (const key of await s3.keys('batched')) if ((await s3.object(key, 'batched')).body.toString('utf8').includes(`"order_id": 12345678901234567890123`)) return true;
+      for (const key of await s3.keys('batched'))
+        if ((await s3.object(key, 'batched')).body.toString('utf8').includes(`"order_id": 12345678901234567890123`))
+          return true;
       return false;
     });
-    const bodies = await Promise.all((await s3.keys('batched')).map(async (key) => (await s3.object(key, 'batched')).body.toString('utf8')));
+    const bodies = await Promise.all(
+      (await s3.keys('batched')).map(async (key) => (await s3.object(key, 'batched')).body.toString('utf8')),
+    );
     assert.ok(bodies.includes(`${data.replace('\n', ' ')}\n`), bodies.join('\n---\n'));
   });
 
@@ -235,7 +314,10 @@ describe('published events keep their data as sent; publish bodies have a depth 
     // one level past the bound is refused the same way, on every /api/v1 route that takes a body
     const justOver = `${'['.repeat(MAX_JSON_DEPTH)}${']'.repeat(MAX_JSON_DEPTH)}`;
     assert.equal((await publish(publishBody(`{"x":${justOver}}`))).status, 400);
-    const tenant = await api('/tenants/deep', { method: 'PUT', body: `{"metadata":${'['.repeat(MAX_JSON_DEPTH + 1)}${']'.repeat(MAX_JSON_DEPTH + 1)}}` });
+    const tenant = await api('/tenants/deep', {
+      method: 'PUT',
+      body: `{"metadata":${'['.repeat(MAX_JSON_DEPTH + 1)}${']'.repeat(MAX_JSON_DEPTH + 1)}}`,
+    });
     assert.equal(tenant.status, 400);
     // still serving
     assert.equal((await api('/events?limit=1')).status, 200);
@@ -263,7 +345,8 @@ describe('published events keep their data as sent; publish bodies have a depth 
   });
 
   test('a body that is not valid UTF-8 is a 400 (invalid_utf8) that stores nothing; valid UTF-8, U+FFFD itself included, is kept byte for byte', async () => {
-    const bytes = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    const bytes = (...parts: Array<string | number[]>) =>
+      Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
     const invalid: Array<[string, number[]]> = [
       ['a lone continuation byte', [0x80]],
       ['0xFF', [0xff]],
@@ -273,7 +356,10 @@ describe('published events keep their data as sent; publish bodies have a depth 
     ];
     for (const [what, bad] of invalid) {
       const marker = `utf8-${what.replace(/\W+/g, '-')}`;
-      const res = await api('/publish', { method: 'POST', body: bytes(`{"tenant_id":"acme","topic":"orders","id":"${marker}","data":{"s":"x`, bad, 'y"}}') });
+      const res = await api('/publish', {
+        method: 'POST',
+        body: bytes(`{"tenant_id":"acme","topic":"orders","id":"${marker}","data":{"s":"x`, bad, 'y"}}'),
+      });
       const text = await res.text();
       assert.equal(res.status, 400, `${what}: ${text}`);
       const body = JSON.parse(text) as { status: number; message: string; data: { reason: string } };
@@ -293,13 +379,21 @@ describe('published events keep their data as sent; publish bodies have a depth 
     const published = await api('/publish', { method: 'POST', body: Buffer.from(publishBody(data)) });
     const text = await published.text();
     assert.equal(published.status, 202, text);
-    assert.ok(Buffer.from(await objectOf((JSON.parse(text) as { id: string }).id)).equals(Buffer.from(data)), 'the object holds the bytes sent');
+    assert.ok(
+      Buffer.from(await objectOf((JSON.parse(text) as { id: string }).id)).equals(Buffer.from(data)),
+      'the object holds the bytes sent',
+    );
   });
 });
 
 /** Resolves when `promise` does or after `ms`, whichever is first; the timer never outlives it. */
 async function untilOrTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  await Promise.race([
+    promise,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
   clearTimeout(timer);
 }

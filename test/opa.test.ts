@@ -31,7 +31,10 @@ allow if {
 }
 `;
 
-interface Sent { input: Record<string, unknown>; result: unknown }
+interface Sent {
+  input: Record<string, unknown>;
+  result: unknown;
+}
 
 function dirFor(t: TestContext): string {
   const dir = tempDir('sluice-opa-test-');
@@ -59,7 +62,12 @@ function landed(root: string): Array<Record<string, unknown>> {
   if (!existsSync(root)) return [];
   return (readdirSync(root, { recursive: true }) as string[])
     .filter((f) => f.endsWith('.ndjson.gz') && statSync(path.join(root, f)).isFile())
-    .flatMap((f) => gunzipSync(readFileSync(path.join(root, f))).toString('utf8').trim().split('\n'))
+    .flatMap((f) =>
+      gunzipSync(readFileSync(path.join(root, f)))
+        .toString('utf8')
+        .trim()
+        .split('\n'),
+    )
     .filter((line) => line !== '')
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
@@ -68,15 +76,30 @@ function landed(root: string): Array<Record<string, unknown>> {
  * `count` policy queries, `concurrency` at a time; each answer's decision_id is recorded with the input sent.
  * `onProgress` sees the number answered so far after each answer.
  */
-async function query(opaUrl: string, count: number, sent: Map<string, Sent>, onProgress?: (done: number) => Promise<void> | void, concurrency = 16): Promise<void> {
+async function query(
+  opaUrl: string,
+  count: number,
+  sent: Map<string, Sent>,
+  onProgress?: (done: number) => Promise<void> | void,
+  concurrency = 16,
+): Promise<void> {
   let next = 0;
   const users = ['alice', 'bob', 'carol'];
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      const input = { user: users[i % 3], method: i % 2 === 0 ? 'GET' : 'POST', path: ['salary', String(i)], nonce: randomUUID(), n: i };
+      const input = {
+        user: users[i % 3],
+        method: i % 2 === 0 ? 'GET' : 'POST',
+        path: ['salary', String(i)],
+        nonce: randomUUID(),
+        n: i,
+      };
       const res = await fetch(`${opaUrl}/v1/data/authz/allow`, {
-        method: 'POST', body: JSON.stringify({ input }), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(30_000),
+        method: 'POST',
+        body: JSON.stringify({ input }),
+        headers: { 'content-type': 'application/json' },
+        signal: AbortSignal.timeout(30_000),
       });
       assert.equal(res.status, 200, `OPA answers the query: ${await res.clone().text()}`);
       const answer = (await res.json()) as { decision_id?: string; result: unknown };
@@ -89,23 +112,39 @@ async function query(opaUrl: string, count: number, sent: Map<string, Sent>, onP
 }
 
 /** Waits (bounded) until every decision OPA answered is in the objects, then checks each is there once, as sent. */
-async function assertLandedOnce(sluice: SluiceProcess, opaServer: OpaProcess, root: string, sent: Map<string, Sent>, t: TestContext): Promise<void> {
+async function assertLandedOnce(
+  sluice: SluiceProcess,
+  opaServer: OpaProcess,
+  root: string,
+  sent: Map<string, Sent>,
+  t: TestContext,
+): Promise<void> {
   let stored: Array<Record<string, unknown>> = [];
-  await sluice.until(`${sent.size} decisions from OPA in the objects`, () => {
-    stored = landed(root);
-    const ids = new Set(stored.map((d) => d.decision_id));
-    for (const id of sent.keys()) if (!ids.has(id)) return false;
-    return true;
-  }, 90_000).catch((err: Error) => {
-    const ids = new Set(landed(root).map((d) => d.decision_id));
-    const missing = [...sent.keys()].filter((id) => !ids.has(id)).length;
-    throw new Error(`${missing} of ${sent.size} decisions never landed\n--- opa output ---\n${opaServer.output.slice(-4000)}\n${err.message}`);
-  });
+  await sluice
+    .until(
+      `${sent.size} decisions from OPA in the objects`,
+      () => {
+        stored = landed(root);
+        const ids = new Set(stored.map((d) => d.decision_id));
+        for (const id of sent.keys()) if (!ids.has(id)) return false;
+        return true;
+      },
+      90_000,
+    )
+    .catch((err: Error) => {
+      const ids = new Set(landed(root).map((d) => d.decision_id));
+      const missing = [...sent.keys()].filter((id) => !ids.has(id)).length;
+      throw new Error(
+        `${missing} of ${sent.size} decisions never landed\n--- opa output ---\n${opaServer.output.slice(-4000)}\n${err.message}`,
+      );
+    });
   const counts = new Map<unknown, number>();
   for (const d of stored) counts.set(d.decision_id, (counts.get(d.decision_id) ?? 0) + 1);
   const duplicated = [...counts].filter(([, n]) => n > 1);
   const unknown = [...counts.keys()].filter((id) => !sent.has(id as string));
-  t.diagnostic(`${sent.size} decisions answered by OPA, ${stored.length} stored, ${duplicated.length} duplicated, ${unknown.length} unknown`);
+  t.diagnostic(
+    `${sent.size} decisions answered by OPA, ${stored.length} stored, ${duplicated.length} duplicated, ${unknown.length} unknown`,
+  );
   assert.deepEqual(duplicated, [], 'no decision is stored twice');
   assert.deepEqual(unknown, [], 'nothing is stored that OPA did not answer');
   for (const d of stored) {

@@ -6,7 +6,18 @@
  * RELIABILITY_SEED fixes the seed of the property-based test (fast-check prints it on failure).
  */
 import { after, describe, test, type TestContext } from 'node:test';
-import { backpressure, badInput, crashLoop, formatSummary, hostileStream, LONG, s3Faults, SHORT, type ScenarioResult, type Scope } from './reliability.js';
+import {
+  backpressure,
+  badInput,
+  crashLoop,
+  formatSummary,
+  hostileStream,
+  LONG,
+  s3Faults,
+  SHORT,
+  type ScenarioResult,
+  type Scope,
+} from './reliability.js';
 
 const long = process.env.RELIABILITY === 'long';
 const sizes = long ? LONG : SHORT;
@@ -17,7 +28,10 @@ const results: ScenarioResult[] = [];
 async function run(t: TestContext, scenario: (scope: Scope) => Promise<ScenarioResult>): Promise<void> {
   let reported: ScenarioResult | undefined;
   const scope: Scope = {
-    after: (fn) => t.after(async () => { await fn(); }),
+    after: (fn) =>
+      t.after(async () => {
+        await fn();
+      }),
     diagnostic: (m) => t.diagnostic(m),
     report: (r) => results.push((reported = r)),
   };
@@ -36,28 +50,33 @@ after(() => {
 });
 
 describe(`reliability (${long ? 'long' : 'short'} form)`, () => {
-  test(`kill -9 ${sizes.crashLoop.kills} times under load: every acknowledged decision reaches the bucket, once`,
-    { timeout: long ? 300_000 : 60_000 }, async (t) => {
-      await run(t, (scope) => crashLoop(scope, sizes.crashLoop));
-    });
+  test(`kill -9 ${sizes.crashLoop.kills} times under load: every acknowledged decision reaches the bucket, once`, {
+    timeout: long ? 300_000 : 60_000,
+  }, async (t) => {
+    await run(t, (scope) => crashLoop(scope, sizes.crashLoop));
+  });
 
-  test(`S3 answers 503 SlowDown, resets mid-upload, stalls, then is gone for ${sizes.s3Faults.goneSeconds} s: nothing is lost`,
-    { timeout: long ? 300_000 : 60_000 }, async (t) => {
-      await run(t, (scope) => s3Faults(scope, sizes.s3Faults));
-    });
+  test(`S3 answers 503 SlowDown, resets mid-upload, stalls, then is gone for ${sizes.s3Faults.goneSeconds} s: nothing is lost`, {
+    timeout: long ? 300_000 : 60_000,
+  }, async (t) => {
+    await run(t, (scope) => s3Faults(scope, sizes.s3Faults));
+  });
 
-  test('a full buffer answers 429 with Retry-After; a client retrying like OPA loses nothing; ingest resumes with S3',
-    { timeout: long ? 180_000 : 60_000 }, async (t) => {
-      await run(t, (scope) => backpressure(scope, sizes.backpressure));
-    });
+  test('a full buffer answers 429 with Retry-After; a client retrying like OPA loses nothing; ingest resumes with S3', {
+    timeout: long ? 180_000 : 60_000,
+  }, async (t) => {
+    await run(t, (scope) => backpressure(scope, sizes.backpressure));
+  });
 
-  test(`${sizes.badInput.runs} random bad requests: never 5xx, never down, 4xx JSON, nothing stored of a rejection`,
-    { timeout: long ? 900_000 : 90_000 }, async (t) => {
-      await run(t, (scope) => badInput(scope, { ...sizes.badInput, seed }));
-    });
+  test(`${sizes.badInput.runs} random bad requests: never 5xx, never down, 4xx JSON, nothing stored of a rejection`, {
+    timeout: long ? 900_000 : 90_000,
+  }, async (t) => {
+    await run(t, (scope) => badInput(scope, { ...sizes.badInput, seed }));
+  });
 
-  test(`hostile requests (deep nesting, tiny-element bombs) amid good load for ${sizes.hostileStream.seconds} s: refused, and every good decision lands once in every key layout`,
-    { timeout: long ? 300_000 : 90_000 }, async (t) => {
-      await run(t, (scope) => hostileStream(scope, sizes.hostileStream));
-    });
+  test(`hostile requests (deep nesting, tiny-element bombs) amid good load for ${sizes.hostileStream.seconds} s: refused, and every good decision lands once in every key layout`, {
+    timeout: long ? 300_000 : 90_000,
+  }, async (t) => {
+    await run(t, (scope) => hostileStream(scope, sizes.hostileStream));
+  });
 });

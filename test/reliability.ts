@@ -77,10 +77,16 @@ export function formatSummary(results: ScenarioResult[]): string {
     r.duplicates === null ? '-' : String(r.duplicates),
     r.retries === null ? '-' : String(r.retries),
     r.drainMs === null ? '-' : `${(r.drainMs / 1000).toFixed(2)} s`,
-    Object.entries(r.notes).map(([k, v]) => `${k}=${v}`).join(' '),
+    Object.entries(r.notes)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i <= 1 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i <= 1 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
@@ -160,10 +166,14 @@ async function ready(proc: SluiceProcess): Promise<Ready> {
 /** Everything acknowledged went out: the buffer is empty and no batch is pending. Returns the time it took. */
 async function waitIdle(proc: SluiceProcess, timeoutMs: number): Promise<number> {
   const t0 = performance.now();
-  await proc.until('the buffer to drain (buffer.chunks 0, pending_batches 0)', async () => {
-    const r = await ready(proc);
-    return r.buffer.chunks === 0 && r.outputs.every((o) => o.pending_batches === 0);
-  }, timeoutMs);
+  await proc.until(
+    'the buffer to drain (buffer.chunks 0, pending_batches 0)',
+    async () => {
+      const r = await ready(proc);
+      return r.buffer.chunks === 0 && r.outputs.every((o) => o.pending_batches === 0);
+    },
+    timeoutMs,
+  );
   return performance.now() - t0;
 }
 
@@ -193,7 +203,8 @@ async function retried<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const KEY_FORMAT = /^[A-Za-z0-9._-]{1,128}\/dt=\d{4}-\d{2}-\d{2}\/hour=\d{2}\/archive-[0-9a-f]{8}-\d{16}-\d{16}\.ndjson\.gz$/;
+const KEY_FORMAT =
+  /^[A-Za-z0-9._-]{1,128}\/dt=\d{4}-\d{2}-\d{2}\/hour=\d{2}\/archive-[0-9a-f]{8}-\d{16}-\d{16}\.ndjson\.gz$/;
 
 /** The bucket as seen by the test: every decision_id and how often it occurs, read incrementally. */
 class BucketView {
@@ -211,7 +222,10 @@ class BucketView {
       if (this.ids.has(key)) continue; // keys are written once (a rewrite carries the same bytes)
       if (!KEY_FORMAT.test(key)) this.badKeys.push(key);
       const { body } = await retried(() => this.s3.object(key));
-      this.ids.set(key, decodeObject(key, body).map((d) => String(d.decision_id)));
+      this.ids.set(
+        key,
+        decodeObject(key, body).map((d) => String(d.decision_id)),
+      );
     }
     const counts = new Map<string, number>();
     for (const list of this.ids.values()) for (const id of list) counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -219,7 +233,16 @@ class BucketView {
   }
 
   /** Polls until every acknowledged id is in the bucket (or the time is up), then counts what is wrong. */
-  async verify(acked: Set<string>, timeoutMs: number): Promise<{ missing: number; duplicates: number; unacknowledged: number; inBucket: number; missingSample: string[] }> {
+  async verify(
+    acked: Set<string>,
+    timeoutMs: number,
+  ): Promise<{
+    missing: number;
+    duplicates: number;
+    unacknowledged: number;
+    inBucket: number;
+    missingSample: string[];
+  }> {
     const deadline = Date.now() + timeoutMs;
     let counts = new Map<string, number>();
     let missing: string[] = [];
@@ -258,7 +281,11 @@ export class Loader {
   constructor(
     private readonly target: () => string,
     private readonly opts: {
-      concurrency: number; batch: [number, number]; partitions: string[]; maxMs: number; maxRequests: number;
+      concurrency: number;
+      batch: [number, number];
+      partitions: string[];
+      maxMs: number;
+      maxRequests: number;
       /** Each worker starts a request at most this often (0: back to back). */
       intervalMs?: number;
     },
@@ -301,7 +328,10 @@ export class Loader {
       let res: Response | undefined;
       let text: string;
       try {
-        res = await within(postDecisions(this.target(), batch, { partition: partition === 'default' ? undefined : partition }), 15_000);
+        res = await within(
+          postDecisions(this.target(), batch, { partition: partition === 'default' ? undefined : partition }),
+          15_000,
+        );
         if (!res) {
           this.count('timeout');
           continue;
@@ -333,7 +363,10 @@ export class Loader {
 }
 
 function statusSummary(statuses: Map<string, number>): string {
-  return [...statuses].sort().map(([s, n]) => `${s}:${n}`).join(',');
+  return [...statuses]
+    .sort()
+    .map(([s, n]) => `${s}:${n}`)
+    .join(',');
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -357,8 +390,11 @@ export async function crashLoop(scope: Scope, opts: CrashLoopOptions): Promise<S
   const { proc } = sluice(defer, { outputs: [s3Output(s3.endpoint, { request_timeout: '5s' })] });
   await proc.start();
   const loader = new Loader(() => proc.url, {
-    concurrency: 8, batch: [1, 40], partitions: ['default', 'team-a', 'team-b'],
-    maxMs: opts.kills * (opts.killAfterMs[1] + 5_000) + opts.settleMs + 30_000, maxRequests: 1_000_000,
+    concurrency: 8,
+    batch: [1, 40],
+    partitions: ['default', 'team-a', 'team-b'],
+    maxMs: opts.kills * (opts.killAfterMs[1] + 5_000) + opts.settleMs + 30_000,
+    maxRequests: 1_000_000,
   }).start();
   defer(() => loader.stop());
 
@@ -401,12 +437,28 @@ export async function crashLoop(scope: Scope, opts: CrashLoopOptions): Promise<S
   };
   publish(scope, result);
 
-  const context = () => `result: ${JSON.stringify(result)}\nmissing (sample): ${verdict.missingSample.join(' ')}\n--- last sluice output ---\n${proc.output.slice(-3000)}`;
-  assert.ok(exits.every((code) => code === null), `every kill -9 ended the process by the signal: ${exits}`);
+  const context = () =>
+    `result: ${JSON.stringify(result)}\nmissing (sample): ${verdict.missingSample.join(' ')}\n--- last sluice output ---\n${proc.output.slice(-3000)}`;
+  assert.ok(
+    exits.every((code) => code === null),
+    `every kill -9 ended the process by the signal: ${exits}`,
+  );
   assert.ok(acknowledged > 0 && loader.failures > 0, `the load ran and met the kills: ${context()}`);
-  assert.equal(loader.wrongCounts, 0, `a 200 was not {accepted: <the request's count>} (a wrong count or a malformed body): ${context()}`);
-  assert.equal(verdict.missing, 0, `acknowledged decisions missing from the bucket after ${opts.kills} kill -9: ${context()}`);
-  assert.deepEqual(bucket.badKeys, [], 'object keys follow <partition>/dt=/hour=/<output>-<bufferid>-<first>-<last>.ndjson.gz');
+  assert.equal(
+    loader.wrongCounts,
+    0,
+    `a 200 was not {accepted: <the request's count>} (a wrong count or a malformed body): ${context()}`,
+  );
+  assert.equal(
+    verdict.missing,
+    0,
+    `acknowledged decisions missing from the bucket after ${opts.kills} kill -9: ${context()}`,
+  );
+  assert.deepEqual(
+    bucket.badKeys,
+    [],
+    'object keys follow <partition>/dt=/hour=/<output>-<bufferid>-<first>-<last>.ndjson.gz',
+  );
   assert.equal(verdict.duplicates, 0, `decisions written to the bucket more than once: ${context()}`);
   assert.notEqual(drainMs, null, `the buffer drained after the last restart: ${context()}`);
   assert.equal(exitCode, 0, `SIGTERM after the crash loop exits 0: ${context()}`);
@@ -435,7 +487,12 @@ export async function s3Faults(scope: Scope, opts: S3FaultsOptions): Promise<Sce
   await proc.start();
   const totalMs = (opts.faultSeconds + opts.goneSeconds) * 1000;
   const loader = new Loader(() => proc.url, {
-    concurrency: 4, batch: [5, 40], partitions: ['default', 'p1', 'p2', 'p3'], maxMs: totalMs + 60_000, maxRequests: 1_000_000, intervalMs: 20,
+    concurrency: 4,
+    batch: [5, 40],
+    partitions: ['default', 'p1', 'p2', 'p3'],
+    maxMs: totalMs + 60_000,
+    maxRequests: 1_000_000,
+    intervalMs: 20,
   }).start();
   defer(() => loader.stop());
 
@@ -444,7 +501,10 @@ export async function s3Faults(scope: Scope, opts: S3FaultsOptions): Promise<Sce
   const faultStart = Date.now();
   const enough = () => {
     const c = proxy.counts;
-    return Math.min(c.slowDown, c.resets, c.stalls) >= opts.minEachFault && Date.now() - faultStart >= opts.faultSeconds * 1000;
+    return (
+      Math.min(c.slowDown, c.resets, c.stalls) >= opts.minEachFault &&
+      Date.now() - faultStart >= opts.faultSeconds * 1000
+    );
   };
   const errorCodes = new Set<string>();
   const sampleErrors = async () => {
@@ -507,15 +567,23 @@ export async function s3Faults(scope: Scope, opts: S3FaultsOptions): Promise<Sce
   };
   publish(scope, result);
 
-  const context = () => `result: ${JSON.stringify(result)}\nmissing (sample): ${verdict.missingSample.join(' ')}\n--- sluice output ---\n${proc.output.slice(-3000)}`;
-  assert.ok(Math.min(afterFaults.slowDown, afterFaults.resets, afterFaults.stalls) >= opts.minEachFault,
-    `the proxy injected every kind of fault at least ${opts.minEachFault} times: ${JSON.stringify(afterFaults)}`);
-  assert.ok(faultCodes.includes('SlowDown'), `/ready reported the proxy's 503 as an S3 SlowDown error (saw ${faultCodes}): ${context()}`);
+  const context = () =>
+    `result: ${JSON.stringify(result)}\nmissing (sample): ${verdict.missingSample.join(' ')}\n--- sluice output ---\n${proc.output.slice(-3000)}`;
+  assert.ok(
+    Math.min(afterFaults.slowDown, afterFaults.resets, afterFaults.stalls) >= opts.minEachFault,
+    `the proxy injected every kind of fault at least ${opts.minEachFault} times: ${JSON.stringify(afterFaults)}`,
+  );
+  assert.ok(
+    faultCodes.includes('SlowDown'),
+    `/ready reported the proxy's 503 as an S3 SlowDown error (saw ${faultCodes}): ${context()}`,
+  );
   assert.equal(loader.failures, 0, `ingest answers 200 whatever S3 does: ${context()}`);
   assert.ok(ackedDuringGone > 0, `ingest goes on while S3 is gone: ${context()}`);
   assert.ok(sawRetrying, `/ready shows the output retrying while S3 is gone: ${context()}`);
-  assert.ok(final.retries >= afterFaults.slowDown + afterFaults.resets,
-    `every 503 SlowDown and every reset costs at least one retry (retries ${final.retries}): ${context()}`);
+  assert.ok(
+    final.retries >= afterFaults.slowDown + afterFaults.resets,
+    `every 503 SlowDown and every reset costs at least one retry (retries ${final.retries}): ${context()}`,
+  );
   assert.equal(verdict.missing, 0, `acknowledged decisions missing from the bucket after S3 faults: ${context()}`);
   assert.equal(verdict.duplicates, 0, `decisions written to the bucket more than once: ${context()}`);
   assert.deepEqual(bucket.badKeys, []);
@@ -544,7 +612,10 @@ export async function backpressure(scope: Scope, opts: BackpressureOptions): Pro
   const s3 = await startS3(defer);
   await s3.stop();
   const maxBytes = 256 * 1024;
-  const { proc } = sluice(defer, { buffer: { max_bytes: maxBytes }, outputs: [s3Output(s3.endpoint, { request_timeout: '5s' })] });
+  const { proc } = sluice(defer, {
+    buffer: { max_bytes: maxBytes },
+    outputs: [s3Output(s3.endpoint, { request_timeout: '5s' })],
+  });
   await proc.start();
 
   const acked = new Set<string>();
@@ -572,14 +643,22 @@ export async function backpressure(scope: Scope, opts: BackpressureOptions): Pro
           if (res.status === 429) {
             stats.tooMany++;
             const body = JSON.parse(text) as { status?: unknown; message?: unknown; data?: unknown };
-            if (!/^\d+$/.test(res.headers.get('retry-after') ?? '') || body.status !== 429 || typeof body.message !== 'string' || typeof body.data !== 'object') {
+            if (
+              !/^\d+$/.test(res.headers.get('retry-after') ?? '') ||
+              body.status !== 429 ||
+              typeof body.message !== 'string' ||
+              typeof body.data !== 'object'
+            ) {
               stats.badTooMany.push(`retry-after=${res.headers.get('retry-after')} body=${text}`);
             }
           } else {
             stats.other.set(String(res.status), (stats.other.get(String(res.status)) ?? 0) + 1);
           }
         } catch (err) {
-          stats.other.set(`error ${(err as Error).message}`, (stats.other.get(`error ${(err as Error).message}`) ?? 0) + 1);
+          stats.other.set(
+            `error ${(err as Error).message}`,
+            (stats.other.get(`error ${(err as Error).message}`) ?? 0) + 1,
+          );
         }
         await sleep(Math.random() * Math.min(1_000, 100 * 2 ** attempt));
       }
@@ -642,7 +721,11 @@ export async function backpressure(scope: Scope, opts: BackpressureOptions): Pro
 
   const context = () => `result: ${JSON.stringify(result)}\n--- sluice output ---\n${proc.output.slice(-3000)}`;
   assert.ok(tooManyWhileDown >= 10, `with S3 stopped and a ${maxBytes}-byte buffer, clients get 429: ${context()}`);
-  assert.deepEqual(stats.badTooMany.slice(0, 3), [], 'every 429 carries Retry-After and a JSON {status, message, data}');
+  assert.deepEqual(
+    stats.badTooMany.slice(0, 3),
+    [],
+    'every 429 carries Retry-After and a JSON {status, message, data}',
+  );
   assert.ok(maxSeen <= maxBytes, `the buffer never holds more than buffer.max_bytes: ${context()}`);
   assert.ok(maxSeen >= maxBytes / 2, `the buffer filled up before pushing back: ${context()}`);
   assert.equal(stats.other.size, 0, `no answer but 200 and 429: ${context()}`);
@@ -679,18 +762,29 @@ interface Case {
 }
 
 function show(c: Case): string {
-  const head = c.body.subarray(0, 80).toString('latin1').replace(/[^\x20-\x7e]/g, '.');
-  return `{kind: ${c.kind}, path: ${JSON.stringify(c.path)}, content-encoding: ${JSON.stringify(c.contentEncoding)}, ` +
-    `content-type: ${JSON.stringify(c.contentType)}, body: ${c.body.length} bytes "${head}${c.body.length > 80 ? '...' : ''}"}`;
+  const head = c.body
+    .subarray(0, 80)
+    .toString('latin1')
+    .replace(/[^\x20-\x7e]/g, '.');
+  return (
+    `{kind: ${c.kind}, path: ${JSON.stringify(c.path)}, content-encoding: ${JSON.stringify(c.contentEncoding)}, ` +
+    `content-type: ${JSON.stringify(c.contentType)}, body: ${c.body.length} bytes "${head}${c.body.length > 80 ? '...' : ''}"}`
+  );
 }
 
 /** What the README promises for a request: 200 with `accepted`, or a 4xx (with its code when it is certain). */
 function expected(c: Case): { ok: true; accepted: number } | { ok: false; status?: number; why: string } {
-  if (c.partition !== undefined && c.partition !== 'unknown' && (!PARTITION.test(c.partition) || c.partition === '.' || c.partition === '..')) return { ok: false, status: 400, why: 'partition' };
+  if (
+    c.partition !== undefined &&
+    c.partition !== 'unknown' &&
+    (!PARTITION.test(c.partition) || c.partition === '.' || c.partition === '..')
+  )
+    return { ok: false, status: 400, why: 'partition' };
   // what a web page could send without a CORS preflight (text/plain, a form type, no type) and not gzip: 415
   const sentEncoding = (c.contentEncoding ?? '').trim().toLowerCase();
   const mediaType = (c.contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  if (sentEncoding !== 'gzip' && sentEncoding !== 'x-gzip' && mediaType !== 'application/json') return { ok: false, status: 415, why: 'content-type' };
+  if (sentEncoding !== 'gzip' && sentEncoding !== 'x-gzip' && mediaType !== 'application/json')
+    return { ok: false, status: 415, why: 'content-type' };
   if (c.body.length > LIMITS.maxBodyBytes) return { ok: false, status: 413, why: 'body too large' };
   if (c.body.length === 0) return { ok: false, why: 'empty body' };
   const encoding = (c.contentEncoding ?? '').trim().toLowerCase();
@@ -722,7 +816,8 @@ function expected(c: Case): { ok: true; accepted: number } | { ok: false; status
   }
   if (!Array.isArray(value)) return { ok: false, status: 400, why: 'not an array' };
   if (nestingOf(text) - 1 > MAX_DECISION_DEPTH) return { ok: false, status: 400, why: 'a decision nests too deep' };
-  if (!value.every((v) => v !== null && typeof v === 'object' && !Array.isArray(v))) return { ok: false, status: 400, why: 'element not an object' };
+  if (!value.every((v) => v !== null && typeof v === 'object' && !Array.isArray(v)))
+    return { ok: false, status: 400, why: 'element not an object' };
   return { ok: true, accepted: value.length };
 }
 
@@ -748,99 +843,199 @@ function nestingOf(text: string): number {
 
 function nested(depth: number, kind: 'arrays' | 'objects' | 'objects-newline' | 'truncated'): string {
   switch (kind) {
-    case 'arrays': return '['.repeat(depth) + ']'.repeat(depth);
-    case 'objects': return '[' + '{"a":'.repeat(depth) + '1' + '}'.repeat(depth) + ']';
+    case 'arrays':
+      return '['.repeat(depth) + ']'.repeat(depth);
+    case 'objects':
+      return '[' + '{"a":'.repeat(depth) + '1' + '}'.repeat(depth) + ']';
     // a newline inside the element: Sluice re-serializes such a decision to keep one line per decision
-    case 'objects-newline': return '[{"a":\n' + '{"a":'.repeat(depth - 1) + '1' + '}'.repeat(depth) + ']';
-    case 'truncated': return '[' + '{"a":'.repeat(depth) + '1' + '}'.repeat(depth - 1);
+    case 'objects-newline':
+      return '[{"a":\n' + '{"a":'.repeat(depth - 1) + '1' + '}'.repeat(depth) + ']';
+    case 'truncated':
+      return '[' + '{"a":'.repeat(depth) + '1' + '}'.repeat(depth - 1);
   }
 }
 
 /** Made once: inflating them is what costs. */
 const BOMBS = {
   zeros: gzipSync(Buffer.alloc(16 * 1024 * 1024)),
-  jsonString: gzipSync(Buffer.concat([Buffer.from('[{"s":"'), Buffer.alloc(8 * 1024 * 1024, 0x61), Buffer.from('"}]')])),
-  justUnder: gzipSync(Buffer.concat([Buffer.from('[{"s":"'), Buffer.alloc(LIMITS.maxDecodedBytes - 64, 0x61), Buffer.from('"}]')])),
+  jsonString: gzipSync(
+    Buffer.concat([Buffer.from('[{"s":"'), Buffer.alloc(8 * 1024 * 1024, 0x61), Buffer.from('"}]')]),
+  ),
+  justUnder: gzipSync(
+    Buffer.concat([Buffer.from('[{"s":"'), Buffer.alloc(LIMITS.maxDecodedBytes - 64, 0x61), Buffer.from('"}]')]),
+  ),
 };
 
 function caseArbitrary(): fc.Arbitrary<Case> {
-  const jsonText = (value: unknown, pretty: boolean) => Buffer.from(JSON.stringify(value, null, pretty ? 2 : undefined));
-  const decisionArb = fc.record({ id: fc.uuid(), extra: fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }) })
+  const jsonText = (value: unknown, pretty: boolean) =>
+    Buffer.from(JSON.stringify(value, null, pretty ? 2 : undefined));
+  const decisionArb = fc
+    .record({ id: fc.uuid(), extra: fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }) })
     .map(({ id, extra }) => ({ ...extra, ...decision({ decision_id: id }) }));
 
   // bodies as JSON text (before any content encoding)
   const bodies: fc.Arbitrary<{ kind: string; json: Buffer; gzipOnly?: boolean }> = fc.oneof(
-    { weight: 3, arbitrary: fc.uint8Array({ maxLength: 2048 }).map((b) => ({ kind: 'random bytes', json: Buffer.from(b) })) },
+    {
+      weight: 3,
+      arbitrary: fc.uint8Array({ maxLength: 2048 }).map((b) => ({ kind: 'random bytes', json: Buffer.from(b) })),
+    },
     { weight: 3, arbitrary: fc.jsonValue().map((v) => ({ kind: 'random JSON', json: jsonText(v, false) })) },
-    { weight: 3, arbitrary: fc.tuple(fc.array(fc.oneof(decisionArb, fc.jsonValue({ maxDepth: 3 })), { maxLength: 12 }), fc.boolean())
-      .map(([v, pretty]) => ({ kind: 'array with non-objects', json: jsonText(v, pretty) })) },
-    { weight: 3, arbitrary: fc.tuple(fc.array(decisionArb, { maxLength: 20 }), fc.boolean())
-      .map(([v, pretty]) => ({ kind: pretty ? 'decisions (pretty)' : 'decisions', json: jsonText(v, pretty) })) },
-    { weight: 2, arbitrary: fc.tuple(fc.constantFrom('arrays', 'objects', 'objects-newline', 'truncated' as const), fc.constantFrom(1_000, 1_001, 10_000, 100_000))
-      .map(([k, depth]) => ({ kind: `nested ${k} ${depth}`, json: Buffer.from(nested(depth, k)) })) },
-    { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1, max: 3 * 1024 * 1024 }), fc.constantFrom('x', 'é', '\\"', '\\u0000'))
-      .map(([n, unit]) => ({ kind: `huge string ${n}`, json: Buffer.from(`[{"decision_id":"huge","s":"${unit.repeat(Math.ceil(n / unit.length))}"}]`) })) },
-    { weight: 2, arbitrary: fc.tuple(fc.array(decisionArb, { minLength: 1, maxLength: 5 }), fc.nat(), fc.constantFrom(
-      [0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80], [0x80], [0xfe, 0xff]))
-      .map(([v, at, bad]) => {
-        // invalid UTF-8 inside a string value
-        const text = JSON.stringify(v);
-        const quote = text.indexOf('"', 1 + (at % Math.max(1, text.length - 2)));
-        const i = quote < 0 ? 2 : quote + 1;
-        return { kind: 'invalid UTF-8', json: Buffer.concat([Buffer.from(text.slice(0, i)), Buffer.from(bad), Buffer.from(text.slice(i))]) };
-      }) },
-    { weight: 1, arbitrary: fc.constantFrom(
-      { kind: 'gzip bomb (zeros)', json: BOMBS.zeros, gzipOnly: true },
-      { kind: 'gzip bomb (JSON string)', json: BOMBS.jsonString, gzipOnly: true },
-      { kind: 'gzip just under the limit', json: BOMBS.justUnder, gzipOnly: true }) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(fc.array(fc.oneof(decisionArb, fc.jsonValue({ maxDepth: 3 })), { maxLength: 12 }), fc.boolean())
+        .map(([v, pretty]) => ({ kind: 'array with non-objects', json: jsonText(v, pretty) })),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(fc.array(decisionArb, { maxLength: 20 }), fc.boolean())
+        .map(([v, pretty]) => ({ kind: pretty ? 'decisions (pretty)' : 'decisions', json: jsonText(v, pretty) })),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(
+          fc.constantFrom('arrays', 'objects', 'objects-newline', 'truncated' as const),
+          fc.constantFrom(1_000, 1_001, 10_000, 100_000),
+        )
+        .map(([k, depth]) => ({ kind: `nested ${k} ${depth}`, json: Buffer.from(nested(depth, k)) })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(fc.integer({ min: 1, max: 3 * 1024 * 1024 }), fc.constantFrom('x', 'é', '\\"', '\\u0000'))
+        .map(([n, unit]) => ({
+          kind: `huge string ${n}`,
+          json: Buffer.from(`[{"decision_id":"huge","s":"${unit.repeat(Math.ceil(n / unit.length))}"}]`),
+        })),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(
+          fc.array(decisionArb, { minLength: 1, maxLength: 5 }),
+          fc.nat(),
+          fc.constantFrom(
+            [0xff],
+            [0xc0, 0x80],
+            [0xed, 0xa0, 0x80],
+            [0xe2, 0x82],
+            [0xf4, 0x90, 0x80, 0x80],
+            [0x80],
+            [0xfe, 0xff],
+          ),
+        )
+        .map(([v, at, bad]) => {
+          // invalid UTF-8 inside a string value
+          const text = JSON.stringify(v);
+          const quote = text.indexOf('"', 1 + (at % Math.max(1, text.length - 2)));
+          const i = quote < 0 ? 2 : quote + 1;
+          return {
+            kind: 'invalid UTF-8',
+            json: Buffer.concat([Buffer.from(text.slice(0, i)), Buffer.from(bad), Buffer.from(text.slice(i))]),
+          };
+        }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        { kind: 'gzip bomb (zeros)', json: BOMBS.zeros, gzipOnly: true },
+        { kind: 'gzip bomb (JSON string)', json: BOMBS.jsonString, gzipOnly: true },
+        { kind: 'gzip just under the limit', json: BOMBS.justUnder, gzipOnly: true },
+      ),
+    },
   );
 
   const encodings = fc.oneof(
     { weight: 6, arbitrary: fc.constantFrom('gzip', undefined) },
-    { weight: 3, arbitrary: fc.constantFrom('', 'identity', 'GZIP', ' gzip ', 'x-gzip', 'deflate', 'br', 'zstd', 'gzip, gzip', 'gzip;q=1') },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
+        '',
+        'identity',
+        'GZIP',
+        ' gzip ',
+        'x-gzip',
+        'deflate',
+        'br',
+        'zstd',
+        'gzip, gzip',
+        'gzip;q=1',
+      ),
+    },
     { weight: 1, arbitrary: fc.string({ maxLength: 20 }) }, // printable ASCII: what a header can carry
   );
 
   const partitions: fc.Arbitrary<{ path: string; partition: string | undefined | 'unknown' }> = fc.oneof(
     { weight: 6, arbitrary: fc.constant({ path: '/logs', partition: undefined }) },
-    { weight: 3, arbitrary: fc.stringMatching(/^[A-Za-z0-9._-]{1,128}$/).map((p) => ({ path: `/logs/${p}`, partition: p })) },
-    { weight: 3, arbitrary: fc.oneof(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 140 }), fc.constantFrom('.', '..', 'a'.repeat(129), 'a b', 'ü', 'a/b', '%'))
-      .map((p) => ({ path: `/logs/${encodeURIComponent(p)}`, partition: p })) },
-    { weight: 1, arbitrary: fc.constantFrom<{ path: string; partition: string | undefined | 'unknown' }>(
-      // percent-encoding that does not decode, and a name longer than 128 once decoded: 400 like any bad name
-      { path: '/logs/%zz', partition: '%zz' }, { path: '/logs/%E0%A4%A', partition: '%E0%A4%A' },
-      { path: `/logs/${'%41'.repeat(40)}`, partition: 'A'.repeat(40) }, { path: '/logs/%00', partition: '\u0000' },
-      { path: '/logs/..%2F..%2Fetc', partition: '../../etc' }, { path: '/logs/p?x=%ff&y', partition: 'p' }, { path: '/logs?p=1', partition: undefined },
-      // what these route to is Fastify's business: any 4xx, or a 200 if the body is valid
-      { path: '/logs//x', partition: 'unknown' }, { path: '/logs/a/b', partition: 'unknown' }, { path: '/LOGS', partition: 'unknown' }) },
+    {
+      weight: 3,
+      arbitrary: fc.stringMatching(/^[A-Za-z0-9._-]{1,128}$/).map((p) => ({ path: `/logs/${p}`, partition: p })),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .oneof(
+          fc.string({ unit: 'grapheme', minLength: 1, maxLength: 140 }),
+          fc.constantFrom('.', '..', 'a'.repeat(129), 'a b', 'ü', 'a/b', '%'),
+        )
+        .map((p) => ({ path: `/logs/${encodeURIComponent(p)}`, partition: p })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom<{ path: string; partition: string | undefined | 'unknown' }>(
+        // percent-encoding that does not decode, and a name longer than 128 once decoded: 400 like any bad name
+        { path: '/logs/%zz', partition: '%zz' },
+        { path: '/logs/%E0%A4%A', partition: '%E0%A4%A' },
+        { path: `/logs/${'%41'.repeat(40)}`, partition: 'A'.repeat(40) },
+        { path: '/logs/%00', partition: '\u0000' },
+        { path: '/logs/..%2F..%2Fetc', partition: '../../etc' },
+        { path: '/logs/p?x=%ff&y', partition: 'p' },
+        { path: '/logs?p=1', partition: undefined },
+        // what these route to is Fastify's business: any 4xx, or a 200 if the body is valid
+        { path: '/logs//x', partition: 'unknown' },
+        { path: '/logs/a/b', partition: 'unknown' },
+        { path: '/LOGS', partition: 'unknown' },
+      ),
+    },
   );
 
-  return fc.record({
-    body: bodies,
-    gzip: fc.boolean(),
-    consistent: fc.boolean(),
-    encoding: encodings,
-    truncateAt: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { freq: 4 }),
-    target: partitions,
-    contentType: fc.constantFrom('application/json', 'application/json', undefined, 'text/plain', 'application/x-www-form-urlencoded'),
-  }).map(({ body, gzip, consistent, encoding, truncateAt, target, contentType }) => {
-    // mostly the header says what the body is; sometimes it lies
-    let contentEncoding = encoding;
-    let bytes: Buffer;
-    let kind = body.kind;
-    if (body.gzipOnly) {
-      bytes = body.json;
-      if (consistent) contentEncoding = 'gzip';
-    } else {
-      const zip = consistent ? ['gzip', 'x-gzip', 'GZIP', ' gzip '].includes(encoding ?? '') : gzip;
-      bytes = zip ? gzipSync(body.json) : body.json;
-      if (zip && truncateAt !== null) {
-        bytes = bytes.subarray(0, Math.floor(bytes.length * truncateAt));
-        kind += ' (truncated gzip)';
+  return fc
+    .record({
+      body: bodies,
+      gzip: fc.boolean(),
+      consistent: fc.boolean(),
+      encoding: encodings,
+      truncateAt: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { freq: 4 }),
+      target: partitions,
+      contentType: fc.constantFrom(
+        'application/json',
+        'application/json',
+        undefined,
+        'text/plain',
+        'application/x-www-form-urlencoded',
+      ),
+    })
+    .map(({ body, gzip, consistent, encoding, truncateAt, target, contentType }) => {
+      // mostly the header says what the body is; sometimes it lies
+      let contentEncoding = encoding;
+      let bytes: Buffer;
+      let kind = body.kind;
+      if (body.gzipOnly) {
+        bytes = body.json;
+        if (consistent) contentEncoding = 'gzip';
+      } else {
+        const zip = consistent ? ['gzip', 'x-gzip', 'GZIP', ' gzip '].includes(encoding ?? '') : gzip;
+        bytes = zip ? gzipSync(body.json) : body.json;
+        if (zip && truncateAt !== null) {
+          bytes = bytes.subarray(0, Math.floor(bytes.length * truncateAt));
+          kind += ' (truncated gzip)';
+        }
       }
-    }
-    return { kind, path: target.path, partition: target.partition, contentEncoding, contentType, body: bytes };
-  }).map((c) => Object.assign(c, { [fc.toStringMethod]: () => show(c) }));
+      return { kind, path: target.path, partition: target.partition, contentEncoding, contentType, body: bytes };
+    })
+    .map((c) => Object.assign(c, { [fc.toStringMethod]: () => show(c) }));
 }
 
 /**
@@ -854,7 +1049,10 @@ const KEEP_ALIVE = new http.Agent({ keepAlive: true, maxSockets: 1 });
  * stops as soon as an answer arrives: a server may answer (413, or 400 for a partition) before it read the
  * body, and writing on would only reset the connection under the answer. `reset` tells when it was lost anyway.
  */
-function rawPost(url: string, c: Case): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string } | { reset: string }> {
+function rawPost(
+  url: string,
+  c: Case,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string } | { reset: string }> {
   const { port } = new URL(url);
   const headers: Record<string, string | number> = { 'content-length': c.body.length };
   if (c.contentEncoding !== undefined) headers['content-encoding'] = c.contentEncoding;
@@ -868,18 +1066,35 @@ function rawPost(url: string, c: Case): Promise<{ status: number; headers: http.
         fn();
       }
     };
-    const req = http.request({ host: '127.0.0.1', port: Number(port), method: 'POST', path: c.path, headers, agent: KEEP_ALIVE, timeout: 30_000 }, (res) => {
-      answered = true;
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => {
-        settle(() => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }));
-        req.destroy();
-      });
-      res.on('error', (err) => settle(() => resolve({ reset: `${err.message} while reading the answer` })));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: Number(port),
+        method: 'POST',
+        path: c.path,
+        headers,
+        agent: KEEP_ALIVE,
+        timeout: 30_000,
+      },
+      (res) => {
+        answered = true;
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => {
+          settle(() =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }),
+          );
+          req.destroy();
+        });
+        res.on('error', (err) => settle(() => resolve({ reset: `${err.message} while reading the answer` })));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
-    req.on('error', (err) => settle(() => (/ECONNRESET|EPIPE|socket hang up/.test(err.message) ? resolve({ reset: err.message }) : reject(err))));
+    req.on('error', (err) =>
+      settle(() =>
+        /ECONNRESET|EPIPE|socket hang up/.test(err.message) ? resolve({ reset: err.message }) : reject(err),
+      ),
+    );
     void (async () => {
       const piece = 64 * 1024;
       for (let off = 0; off < c.body.length && !answered && !req.destroyed; off += piece) {
@@ -911,7 +1126,14 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
   const { proc } = sluice(defer, {
     ingest: { max_body_bytes: LIMITS.maxBodyBytes, max_decoded_bytes: LIMITS.maxDecodedBytes },
     // nothing is delivered while the property runs, so /ready buffer.chunks only grows with accepted requests
-    outputs: [{ name: 'local', type: 'file', path: 'objects', batch: { max_age: '1h', max_bytes: '1GiB', max_events: 100_000_000 } }],
+    outputs: [
+      {
+        name: 'local',
+        type: 'file',
+        path: 'objects',
+        batch: { max_age: '1h', max_bytes: '1GiB', max_events: 100_000_000 },
+      },
+    ],
   });
   await proc.start();
 
@@ -922,7 +1144,11 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
   let runs = 0;
   const property = fc.asyncProperty(caseArbitrary(), async (c) => {
     runs++;
-    assert.equal(proc.exitCode, undefined, `sluice is not running any more (exit ${proc.exitCode}):\n${proc.output.slice(-2000)}`);
+    assert.equal(
+      proc.exitCode,
+      undefined,
+      `sluice is not running any more (exit ${proc.exitCode}):\n${proc.output.slice(-2000)}`,
+    );
     const before = (await ready(proc)).buffer.chunks;
     const answer = await rawPost(proc.url, c);
     const after = (await ready(proc)).buffer.chunks;
@@ -931,14 +1157,20 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
       // Only a request refused before its body was read may lose its answer to a reset (the server closes
       // such connections); it must still store nothing.
       note('reset');
-      assert.ok(!want.ok && c.body.length > LIMITS.maxBodyBytes, `the connection was reset (${answer.reset}) instead of an answer`);
+      assert.ok(
+        !want.ok && c.body.length > LIMITS.maxBodyBytes,
+        `the connection was reset (${answer.reset}) instead of an answer`,
+      );
       assert.equal(after, before, `a request that got no answer stored ${after - before} chunk(s)`);
       rejected++;
       return;
     }
     const res = answer;
     note(`${res.status}`);
-    assert.ok(res.status < 500, `answered ${res.status}: ${res.body.slice(0, 300)}\n--- sluice output ---\n${proc.output.slice(-1500)}`);
+    assert.ok(
+      res.status < 500,
+      `answered ${res.status}: ${res.body.slice(0, 300)}\n--- sluice output ---\n${proc.output.slice(-1500)}`,
+    );
     const health = await fetch(`${proc.url}/health`);
     assert.equal(health.status, 200, 'GET /health answers 200 after every request');
     let body: Record<string, unknown>;
@@ -957,7 +1189,11 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
         assert.equal(body.accepted, 0, 'a re-sent request adds nothing');
       } else {
         const duplicates = typeof body.duplicates === 'number' ? body.duplicates : 0;
-        assert.equal((body.accepted as number) + duplicates, want.accepted, 'accepted and duplicates count every decision of the request');
+        assert.equal(
+          (body.accepted as number) + duplicates,
+          want.accepted,
+          'accepted and duplicates count every decision of the request',
+        );
         if ((body.accepted as number) > 0) assert.ok(after > before, 'an accepted request is in the buffer');
         accepted += body.accepted as number;
       }
@@ -965,8 +1201,16 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
       rejected++;
       assert.ok(res.status >= 400 && res.status < 500, `a rejection is a 4xx, not ${res.status}`);
       if (pathKnown) {
-        assert.ok(!want.ok, `rejected (${res.status} ${res.body.slice(0, 200)}) a valid request of ${want.ok && want.accepted} decisions`);
-        if (want.status !== undefined) assert.equal(res.status, want.status, `${want.why}: expected ${want.status}, got ${res.status} ${res.body.slice(0, 200)}`);
+        assert.ok(
+          !want.ok,
+          `rejected (${res.status} ${res.body.slice(0, 200)}) a valid request of ${want.ok && want.accepted} decisions`,
+        );
+        if (want.status !== undefined)
+          assert.equal(
+            res.status,
+            want.status,
+            `${want.why}: expected ${want.status}, got ${res.status} ${res.body.slice(0, 200)}`,
+          );
       }
       const shape = `an error answers JSON {status, message, data}; got ${res.status} ${res.body.slice(0, 200)}`;
       assert.equal(body.status, res.status, shape);
@@ -1000,8 +1244,21 @@ export async function badInput(scope: Scope, opts: BadInputOptions): Promise<Sce
     retries: null,
     drainMs: null,
     notes: {
-      runs, rejected, seconds: Math.round(elapsed / 1000), statuses: [...tally].sort().map(([k, v]) => `${k}:${v}`).join(','),
-      ...(failure ? { FAILED: ((failure as Error).message.match(/Got (?:AssertionError \[ERR_ASSERTION\]: )?(.*)/)?.[1] ?? 'see the test output').slice(0, 120) } : {}),
+      runs,
+      rejected,
+      seconds: Math.round(elapsed / 1000),
+      statuses: [...tally]
+        .sort()
+        .map(([k, v]) => `${k}:${v}`)
+        .join(','),
+      ...(failure
+        ? {
+            FAILED: (
+              (failure as Error).message.match(/Got (?:AssertionError \[ERR_ASSERTION\]: )?(.*)/)?.[1] ??
+              'see the test output'
+            ).slice(0, 120),
+          }
+        : {}),
     },
   };
   publish(scope, result);
@@ -1023,8 +1280,16 @@ const HOSTILE_LAYOUTS = ['hive', 'eopa', 'eopa-per-decision', 'hourly-per-decisi
 
 /** Hostile requests, each with the answer it must get: nothing of them may be stored, nothing good lost. */
 const HOSTILE: Array<{ kind: string; body: () => Buffer; status: number }> = [
-  { kind: 'decision 1,001 levels deep', status: 400, body: () => gzipSync(`[{"decision_id":"deep","result":${'{"a":'.repeat(1001)}1${'}'.repeat(1001)}}]`) },
-  { kind: '20,000 levels in ~300 bytes', status: 400, body: () => gzipSync(`[${'['.repeat(20_000)}${']'.repeat(20_000)}]`) },
+  {
+    kind: 'decision 1,001 levels deep',
+    status: 400,
+    body: () => gzipSync(`[{"decision_id":"deep","result":${'{"a":'.repeat(1001)}1${'}'.repeat(1001)}}]`),
+  },
+  {
+    kind: '20,000 levels in ~300 bytes',
+    status: 400,
+    body: () => gzipSync(`[${'['.repeat(20_000)}${']'.repeat(20_000)}]`),
+  },
   { kind: '400,000 {} in ~1 KiB', status: 413, body: () => gzipSync(`[${'{},'.repeat(399_999)}{}]`) },
   { kind: '10,000,000 {} in ~30 KiB', status: 413, body: () => gzipSync(`[${'{},'.repeat(9_999_999)}{}]`) },
 ];
@@ -1038,11 +1303,22 @@ export async function hostileStream(scope: Scope, opts: HostileStreamOptions): P
   const defer = cleanups(scope);
   const root = tempDir('sluice-hostile-stream-');
   defer(() => rmSync(root, { recursive: true, force: true }));
-  const outputs = HOSTILE_LAYOUTS.map((key) => ({ name: key, type: 'file', path: path.join(root, key), key, batch: { max_age: '200ms' } }));
+  const outputs = HOSTILE_LAYOUTS.map((key) => ({
+    name: key,
+    type: 'file',
+    path: path.join(root, key),
+    key,
+    batch: { max_age: '200ms' },
+  }));
   const { proc } = sluice(defer, { outputs });
   await proc.start();
   const loader = new Loader(() => proc.url, {
-    concurrency: 2, batch: [5, 30], partitions: ['default'], maxMs: opts.seconds * 1000, maxRequests: 100_000, intervalMs: 50,
+    concurrency: 2,
+    batch: [5, 30],
+    partitions: ['default'],
+    maxMs: opts.seconds * 1000,
+    maxRequests: 100_000,
+    intervalMs: 50,
   }).start();
   defer(() => loader.stop());
   const bodies = HOSTILE.map((h) => ({ ...h, bytes: h.body() }));
@@ -1050,11 +1326,20 @@ export async function hostileStream(scope: Scope, opts: HostileStreamOptions): P
   const deadline = Date.now() + opts.seconds * 1000;
   for (let i = 0; Date.now() < deadline && i < 1000; i++) {
     const h = bodies[i % bodies.length]!;
-    const res = await fetch(`${proc.url}/logs`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: h.bytes, signal: AbortSignal.timeout(60_000) });
+    const res = await fetch(`${proc.url}/logs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: h.bytes,
+      signal: AbortSignal.timeout(60_000),
+    });
     await res.text();
     assert.equal(res.status, h.status, `${h.kind}: answered ${res.status}`);
     refused.set(h.kind, (refused.get(h.kind) ?? 0) + 1);
-    assert.equal((await fetch(`${proc.url}/health`, { signal: AbortSignal.timeout(10_000) })).status, 200, `/health after ${h.kind}`);
+    assert.equal(
+      (await fetch(`${proc.url}/health`, { signal: AbortSignal.timeout(10_000) })).status,
+      200,
+      `/health after ${h.kind}`,
+    );
   }
   await loader.stop();
   const acknowledged = loader.acked.size;
@@ -1072,8 +1357,17 @@ export async function hostileStream(scope: Scope, opts: HostileStreamOptions): P
     for (const n of counts.values()) if (n > 1) duplicates++;
   }
   const result: ScenarioResult = {
-    scenario: 'hostileStream', acknowledged, missing, duplicates, retries: null, drainMs,
-    notes: { layouts: outputs.length, refused: [...refused].map(([k, n]) => `${k}: ${n}`).join('; '), statuses: statusSummary(loader.statuses) },
+    scenario: 'hostileStream',
+    acknowledged,
+    missing,
+    duplicates,
+    retries: null,
+    drainMs,
+    notes: {
+      layouts: outputs.length,
+      refused: [...refused].map(([k, n]) => `${k}: ${n}`).join('; '),
+      statuses: statusSummary(loader.statuses),
+    },
   };
   publish(scope, result);
   assert.ok(acknowledged > 0, 'the good load ran');

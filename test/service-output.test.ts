@@ -43,13 +43,26 @@ function upstreamConfig(dir: string, ingest: Record<string, unknown> = {}, name 
   return {
     data_dir: path.join(dir, name),
     ingest,
-    outputs: [{ name: 'out', type: 'file', path: path.join(dir, `${name}-out`), compression: 'none', batch: { max_age: '200ms' } }],
+    outputs: [
+      {
+        name: 'out',
+        type: 'file',
+        path: path.join(dir, `${name}-out`),
+        compression: 'none',
+        batch: { max_age: '200ms' },
+      },
+    ],
   };
 }
 
 /** Small decisions, each with its own id. */
 function smallDecisions(n: number): Decision[] {
-  return Array.from({ length: n }, (_, i) => ({ decision_id: randomUUID(), path: 'authz/allow', result: i % 3 !== 0, timestamp: new Date().toISOString() }));
+  return Array.from({ length: n }, (_, i) => ({
+    decision_id: randomUUID(),
+    path: 'authz/allow',
+    result: i % 3 !== 0,
+    timestamp: new Date().toISOString(),
+  }));
 }
 
 async function post200(url: string, body: Decision[]): Promise<void> {
@@ -94,7 +107,9 @@ function landedCount(root: string): number {
     try {
       const bytes = readFileSync(path.join(root, rel));
       for (let i = bytes.indexOf(0x0a); i !== -1; i = bytes.indexOf(0x0a, i + 1)) n++;
-    } catch { /* renamed meanwhile */ }
+    } catch {
+      /* renamed meanwhile */
+    }
   }
   return n;
 }
@@ -107,7 +122,11 @@ function assertEachOnce(decisions: Decision[], ids: string[], where: string): vo
   const twice = [...counts].filter(([, n]) => n > 1);
   const want = new Set(ids);
   const extra = [...counts.keys()].filter((id) => !want.has(id));
-  assert.deepEqual([missing.length, twice.length, extra.length], [0, 0, 0], `${where}: ${missing.length} missing, ${twice.length} more than once, ${extra.length} unexpected`);
+  assert.deepEqual(
+    [missing.length, twice.length, extra.length],
+    [0, 0, 0],
+    `${where}: ${missing.length} missing, ${twice.length} more than once, ${extra.length} unexpected`,
+  );
 }
 
 function outputOf(ready: ReadyStatus, name: string): Output {
@@ -128,7 +147,13 @@ async function counter(url: string, name: string, labels: Record<string, string>
   return sum;
 }
 
-interface Forwarded { key: string; bytes: number; decisions: number; status: number; md5: string }
+interface Forwarded {
+  key: string;
+  bytes: number;
+  decisions: number;
+  status: number;
+  md5: string;
+}
 
 /**
  * Passes each request on to `target` (a real Sluice) as it came, and records it: its Idempotency-Key, body
@@ -141,27 +166,40 @@ async function recordingProxy(t: TestContext, beforeForward: (nth: number) => Pr
   const server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
-    req.on('end', () => void (async () => {
-      const body = Buffer.concat(parts);
-      const nth = ++seen;
-      await beforeForward(nth);
-      const decisions = (JSON.parse(gunzipSync(body).toString('utf8')) as unknown[]).length;
-      const headers: Record<string, string> = {};
-      for (const h of ['content-type', 'content-encoding', 'idempotency-key', 'authorization']) if (req.headers[h]) headers[h] = req.headers[h] as string;
-      let status = 502;
-      let answer = '{"message":"bad gateway"}';
-      try {
-        const upstream = await fetch(`${state.target}${req.url}`, { method: 'POST', headers, body });
-        status = upstream.status;
-        answer = await upstream.text();
-      } catch { /* the target is down */ }
-      const md5 = createHash('md5').update(body).digest('hex');
-      state.forwarded.push({ key: headers['idempotency-key'] ?? '', bytes: body.length, decisions, status, md5 });
-      res.writeHead(status, { 'content-type': 'application/json' }).end(answer);
-    })());
+    req.on(
+      'end',
+      () =>
+        void (async () => {
+          const body = Buffer.concat(parts);
+          const nth = ++seen;
+          await beforeForward(nth);
+          const decisions = (JSON.parse(gunzipSync(body).toString('utf8')) as unknown[]).length;
+          const headers: Record<string, string> = {};
+          for (const h of ['content-type', 'content-encoding', 'idempotency-key', 'authorization'])
+            if (req.headers[h]) headers[h] = req.headers[h] as string;
+          let status = 502;
+          let answer = '{"message":"bad gateway"}';
+          try {
+            const upstream = await fetch(`${state.target}${req.url}`, { method: 'POST', headers, body });
+            status = upstream.status;
+            answer = await upstream.text();
+          } catch {
+            /* the target is down */
+          }
+          const md5 = createHash('md5').update(body).digest('hex');
+          state.forwarded.push({ key: headers['idempotency-key'] ?? '', bytes: body.length, decisions, status, md5 });
+          res.writeHead(status, { 'content-type': 'application/json' }).end(answer);
+        })(),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, state };
 }
 
@@ -176,20 +214,36 @@ test('service output, the repro: 120,000 decisions in one batch reach a default 
   await post200(sender.url, sent.slice(0, 60_000));
   await post200(sender.url, sent.slice(60_000));
   const root = path.join(dir, 'upstream-out');
-  await sender.until('every decision forwarded and in the upstream\'s files', async () => {
-    const fwd = outputOf(await sender.ready(), 'fwd');
-    assert.notEqual(fwd.state, 'failing', `the output does not fail: ${JSON.stringify(fwd.last_error)}`);
-    return fwd.delivered.events === sent.length && fwd.pending_batches === 0 && landedCount(root) >= sent.length;
-  }, WAIT_MS);
-  assertEachOnce(landed(root), sent.map((d) => d.decision_id as string), 'the upstream');
+  await sender.until(
+    "every decision forwarded and in the upstream's files",
+    async () => {
+      const fwd = outputOf(await sender.ready(), 'fwd');
+      assert.notEqual(fwd.state, 'failing', `the output does not fail: ${JSON.stringify(fwd.last_error)}`);
+      return fwd.delivered.events === sent.length && fwd.pending_batches === 0 && landedCount(root) >= sent.length;
+    },
+    WAIT_MS,
+  );
+  assertEachOnce(
+    landed(root),
+    sent.map((d) => d.decision_id as string),
+    'the upstream',
+  );
   const fwd = outputOf(await sender.ready(), 'fwd');
   assert.equal(fwd.state, 'ok');
   assert.equal(fwd.dead_letter.events, 0);
-  assert.equal(await counter(upstream.url, 'sluice_ingest_rejected_requests_total', { code: '413' }), 0, 'the upstream refused no request as too large');
+  assert.equal(
+    await counter(upstream.url, 'sluice_ingest_rejected_requests_total', { code: '413' }),
+    0,
+    'the upstream refused no request as too large',
+  );
   // at most 10,000 decisions a request (max_request_decisions): at least 12 requests for 120,000
   const requests = await counter(upstream.url, 'sluice_ingest_requests_total', { code: '200' });
   assert.ok(requests >= 12, `${requests} requests upstream`);
-  assert.equal(await counter(upstream.url, 'sluice_ingest_events_total'), sent.length, 'the upstream accepted each decision once');
+  assert.equal(
+    await counter(upstream.url, 'sluice_ingest_events_total'),
+    sent.length,
+    'the upstream accepted each decision once',
+  );
 });
 
 test('service output: every request within the limits; after the upstream was down a retry resumes after the acknowledged requests, each decision lands once', async (t) => {
@@ -213,16 +267,29 @@ test('service output: every request within the limits; after the upstream was do
   const sent = [...smallDecisions(60_000), ...smallDecisions(60_000)];
   await post200(sender.url, sent.slice(0, 60_000));
   await post200(sender.url, sent.slice(60_000));
-  await sender.until('the sender retrying while the upstream is down', async () =>
-    proxy.state.forwarded.filter((f) => f.status === 502).length >= 3 && outputOf(await sender.ready(), 'fwd').state === 'retrying', WAIT_MS);
+  await sender.until(
+    'the sender retrying while the upstream is down',
+    async () =>
+      proxy.state.forwarded.filter((f) => f.status === 502).length >= 3 &&
+      outputOf(await sender.ready(), 'fwd').state === 'retrying',
+    WAIT_MS,
+  );
   upstream = await sluiceFor(t, config);
   proxy.state.target = upstream.url;
   const root = path.join(dir, 'upstream-out');
-  await sender.until('every decision forwarded and in the upstream\'s files', async () => {
-    const fwd = outputOf(await sender.ready(), 'fwd');
-    return fwd.delivered.events === sent.length && fwd.pending_batches === 0 && landedCount(root) >= sent.length;
-  }, WAIT_MS);
-  assertEachOnce(landed(root), sent.map((d) => d.decision_id as string), 'the upstream');
+  await sender.until(
+    "every decision forwarded and in the upstream's files",
+    async () => {
+      const fwd = outputOf(await sender.ready(), 'fwd');
+      return fwd.delivered.events === sent.length && fwd.pending_batches === 0 && landedCount(root) >= sent.length;
+    },
+    WAIT_MS,
+  );
+  assertEachOnce(
+    landed(root),
+    sent.map((d) => d.decision_id as string),
+    'the upstream',
+  );
 
   const { forwarded } = proxy.state;
   for (const f of forwarded) {
@@ -231,12 +298,26 @@ test('service output: every request within the limits; after the upstream was do
     assert.notEqual(f.status, 413);
   }
   const acknowledged = forwarded.filter((f) => f.status === 200);
-  assert.equal(acknowledged.reduce((n, f) => n + f.decisions, 0), sent.length, 'the acknowledged requests hold each decision once');
-  assert.equal(new Set(acknowledged.map((f) => f.key)).size, acknowledged.length, 'no acknowledged request was sent again');
+  assert.equal(
+    acknowledged.reduce((n, f) => n + f.decisions, 0),
+    sent.length,
+    'the acknowledged requests hold each decision once',
+  );
+  assert.equal(
+    new Set(acknowledged.map((f) => f.key)).size,
+    acknowledged.length,
+    'no acknowledged request was sent again',
+  );
   for (const f of forwarded.filter((x) => x.status === 502)) {
-    assert.ok(acknowledged.some((a) => a.key === f.key && a.md5 === f.md5), `the request refused while down (${f.key}) was re-sent with the same key and bytes`);
+    assert.ok(
+      acknowledged.some((a) => a.key === f.key && a.md5 === f.md5),
+      `the request refused while down (${f.key}) was re-sent with the same key and bytes`,
+    );
   }
-  assert.ok(acknowledged.slice(0, 3).every((a) => /#\d+-\d+$/.test(a.key)), `requests are pieces of a batch: ${acknowledged.slice(0, 3).map((a) => a.key)}`);
+  assert.ok(
+    acknowledged.slice(0, 3).every((a) => /#\d+-\d+$/.test(a.key)),
+    `requests are pieces of a batch: ${acknowledged.slice(0, 3).map((a) => a.key)}`,
+  );
   assert.equal(await counter(upstream.url, 'sluice_ingest_rejected_requests_total', { code: '413' }), 0);
   assert.equal(outputOf(await sender.ready(), 'fwd').state, 'ok');
 });
@@ -245,36 +326,68 @@ test('service and http outputs against receivers with smaller limits: 413s answe
   const dir = dirFor(t);
   // one upstream per output: a Sluice stores a decision_id once, whichever partition it comes in
   const limits = { max_body_bytes: '64KiB', max_decisions_per_request: 500 };
-  const upstreams = { fwd: await sluiceFor(t, upstreamConfig(dir, limits, 'fwd')), hook: await sluiceFor(t, upstreamConfig(dir, limits, 'hook')) };
+  const upstreams = {
+    fwd: await sluiceFor(t, upstreamConfig(dir, limits, 'fwd')),
+    hook: await sluiceFor(t, upstreamConfig(dir, limits, 'hook')),
+  };
   const sender = await sluiceFor(t, {
     data_dir: path.join(dir, 'sender'),
     outputs: [
       // the service output's own limits (1 MiB, 10,000) are above the receiver's
       { name: 'fwd', type: 'service', url: upstreams.fwd.url, batch: { max_age: '500ms' }, retry: RETRY },
       // an http output POSTs a batch whole unless it is told a limit: the receiver's 413s cut it
-      { name: 'hook', type: 'http', url: `${upstreams.hook.url}/logs`, format: 'json_array', compression: 'gzip', batch: { max_age: '500ms' }, retry: RETRY },
+      {
+        name: 'hook',
+        type: 'http',
+        url: `${upstreams.hook.url}/logs`,
+        format: 'json_array',
+        compression: 'gzip',
+        batch: { max_age: '500ms' },
+        retry: RETRY,
+      },
     ],
   });
   const sent = smallDecisions(3_000);
   // ~270 KB of base64 of random bytes: over 64 KiB compressed even alone
-  const huge: Decision = { decision_id: randomUUID(), path: 'authz/allow', result: true, timestamp: new Date().toISOString(), input: { blob: randomBytes(200_000).toString('base64') } };
+  const huge: Decision = {
+    decision_id: randomUUID(),
+    path: 'authz/allow',
+    result: true,
+    timestamp: new Date().toISOString(),
+    input: { blob: randomBytes(200_000).toString('base64') },
+  };
   await post200(sender.url, [...sent.slice(0, 1_500), huge, ...sent.slice(1_500)]);
   const names = ['fwd', 'hook'] as const;
-  await sender.until('both outputs done, the huge decision set aside by each', async () => {
-    const ready = await sender.ready();
-    return names.every((name) => {
-      const o = outputOf(ready, name);
-      return o.delivered.events === sent.length && o.dead_letter.events === 1 && o.pending_batches === 0 && landedCount(path.join(dir, `${name}-out`)) >= sent.length;
-    });
-  }, WAIT_MS);
+  await sender.until(
+    'both outputs done, the huge decision set aside by each',
+    async () => {
+      const ready = await sender.ready();
+      return names.every((name) => {
+        const o = outputOf(ready, name);
+        return (
+          o.delivered.events === sent.length &&
+          o.dead_letter.events === 1 &&
+          o.pending_batches === 0 &&
+          landedCount(path.join(dir, `${name}-out`)) >= sent.length
+        );
+      });
+    },
+    WAIT_MS,
+  );
   const ids = sent.map((d) => d.decision_id as string);
   const ready = await sender.ready();
   for (const name of names) {
     assertEachOnce(landed(path.join(dir, `${name}-out`)), ids, `the upstream of ${name}`);
-    assert.ok(await counter(upstreams[name].url, 'sluice_ingest_rejected_requests_total', { code: '413' }) > 0, `${name}'s receiver did refuse requests as too large`);
+    assert.ok(
+      (await counter(upstreams[name].url, 'sluice_ingest_rejected_requests_total', { code: '413' })) > 0,
+      `${name}'s receiver did refuse requests as too large`,
+    );
     const o = outputOf(ready, name);
     assert.equal(o.state, 'ok', `${name} goes on: ${JSON.stringify(o.last_error)}`);
-    const lines = readFileSync(o.dead_letter.file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = readFileSync(o.dead_letter.file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(lines.length, 1, `${name}: one incident in ${o.dead_letter.file}`);
     assert.equal(lines[0]!.reason, 'too_large');
     assert.equal(lines[0]!.events, 1);

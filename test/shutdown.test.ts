@@ -46,14 +46,21 @@ function landedIds(root: string): string[] {
   if (!existsSync(root)) return [];
   return (readdirSync(root, { recursive: true }) as string[])
     .filter((f) => f.endsWith('.ndjson.gz') && statSync(path.join(root, f)).isFile())
-    .flatMap((f) => gunzipSync(readFileSync(path.join(root, f))).toString('utf8').trim().split('\n'))
+    .flatMap((f) =>
+      gunzipSync(readFileSync(path.join(root, f)))
+        .toString('utf8')
+        .trim()
+        .split('\n'),
+    )
     .map((line) => (JSON.parse(line) as { decision_id: string }).decision_id);
 }
 
 /** Rejects after `ms` (the timer is cleared when `promise` settles first, so nothing is left running). */
 async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms); });
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
   try {
     return await Promise.race([promise, timeout]);
   } finally {
@@ -72,24 +79,35 @@ async function uploadInFlight(t: TestContext, url: string, body: Buffer) {
   const req = http.request(`${url}/logs`, {
     method: 'POST',
     agent,
-    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': body.length, expect: '100-continue' },
+    headers: {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+      'content-length': body.length,
+      expect: '100-continue',
+    },
   });
-  const response = new Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }>((resolve, reject) => {
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      // the socket goes back to the agent as an idle keep-alive connection, as OPA leaves it
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
-    });
-    req.on('error', reject);
-  });
+  const response = new Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }>(
+    (resolve, reject) => {
+      req.on('response', (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        // the socket goes back to the agent as an idle keep-alive connection, as OPA leaves it
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
+      });
+      req.on('error', reject);
+    },
+  );
   response.catch(() => {}); // the stalled upload's request fails by design; the test awaits it itself
-  await within(10_000, 'the server answers 100 Continue', new Promise<void>((resolve, reject) => {
-    req.once('continue', resolve);
-    req.once('error', reject);
-    req.flushHeaders();
-  }));
+  await within(
+    10_000,
+    'the server answers 100 Continue',
+    new Promise<void>((resolve, reject) => {
+      req.once('continue', resolve);
+      req.once('error', reject);
+      req.flushHeaders();
+    }),
+  );
   req.write(body.subarray(0, body.length >> 1));
   return { req, response, rest: body.subarray(body.length >> 1) };
 }
@@ -111,10 +129,21 @@ test('SIGTERM during an upload on a keep-alive connection: answered, flushed, an
   const code = await stopped;
   const tookMs = Date.now() - signalledAt;
   t.diagnostic(`exited ${code} ${tookMs} ms after SIGTERM`);
-  assert.equal(code, 0, `exits 0 within ${EXIT_WITHIN_MS} ms although the client keeps its connection (took ${tookMs} ms)\n${sluice.output.slice(-3000)}`);
-  assert.equal(answer.headers.connection, 'close', 'answers during the shutdown tell the client not to reuse the connection');
-  assert.deepEqual(landedIds(path.join(dir, 'objects')).sort(), sent.map((d) => d.decision_id as string).sort(),
-    'the decisions accepted during the shutdown were flushed before the exit');
+  assert.equal(
+    code,
+    0,
+    `exits 0 within ${EXIT_WITHIN_MS} ms although the client keeps its connection (took ${tookMs} ms)\n${sluice.output.slice(-3000)}`,
+  );
+  assert.equal(
+    answer.headers.connection,
+    'close',
+    'answers during the shutdown tell the client not to reuse the connection',
+  );
+  assert.deepEqual(
+    landedIds(path.join(dir, 'objects')).sort(),
+    sent.map((d) => d.decision_id as string).sort(),
+    'the decisions accepted during the shutdown were flushed before the exit',
+  );
 });
 
 test('SIGTERM while an upload stalls mid-body: its connection is cut at shutdown_timeout and the process exits 0', async (t) => {
@@ -126,9 +155,19 @@ test('SIGTERM while an upload stalls mid-body: its connection is cut at shutdown
   const code = await sluice.stop('SIGTERM', EXIT_WITHIN_MS);
   const tookMs = Date.now() - signalledAt;
   t.diagnostic(`exited ${code} ${tookMs} ms after SIGTERM`);
-  assert.equal(code, 0, `exits 0 within ${EXIT_WITHIN_MS} ms although a client never finishes its body (took ${tookMs} ms)\n${sluice.output.slice(-3000)}`);
-  assert.ok(tookMs >= SHUTDOWN_TIMEOUT_MS - 100, `the stalled request was given shutdown_timeout to finish (took ${tookMs} ms)`);
-  await assert.rejects(within(10_000, 'the stalled request to fail', upload.response), 'the stalled request gets no answer: its connection is closed');
+  assert.equal(
+    code,
+    0,
+    `exits 0 within ${EXIT_WITHIN_MS} ms although a client never finishes its body (took ${tookMs} ms)\n${sluice.output.slice(-3000)}`,
+  );
+  assert.ok(
+    tookMs >= SHUTDOWN_TIMEOUT_MS - 100,
+    `the stalled request was given shutdown_timeout to finish (took ${tookMs} ms)`,
+  );
+  await assert.rejects(
+    within(10_000, 'the stalled request to fail', upload.response),
+    'the stalled request gets no answer: its connection is closed',
+  );
   assert.deepEqual(landedIds(path.join(dir, 'objects')), [], 'nothing of the unfinished request is stored');
 });
 
@@ -151,12 +190,20 @@ test('npm start: SIGTERM to npm reaches the server, which flushes and exits, lea
   const dataDir = path.join(dir, 'data');
   const file = path.join(dir, 'sluice.yaml');
   // max_age 1h: only the SIGTERM flush can write the object within this test
-  writeFileSync(file, stringify({
-    listen: '127.0.0.1:0', data_dir: dataDir, shutdown_timeout: '10s',
-    outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects'), batch: { max_age: '1h' } }],
-  }));
+  writeFileSync(
+    file,
+    stringify({
+      listen: '127.0.0.1:0',
+      data_dir: dataDir,
+      shutdown_timeout: '10s',
+      outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects'), batch: { max_age: '1h' } }],
+    }),
+  );
   // --prefix runs the repo's own start script (in the repo's directory); the config keeps every file in `dir`
-  const npm = spawn('npm', ['--prefix', REPO, 'start', '--silent', '--', '--config', file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const npm = spawn('npm', ['--prefix', REPO, 'start', '--silent', '--', '--config', file], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   t.after(() => {
     npm.kill('SIGKILL');
     for (const pid of processesMentioning(file)) process.kill(pid, 'SIGKILL'); // a server npm left behind
@@ -179,7 +226,11 @@ test('npm start: SIGTERM to npm reaches the server, which flushes and exits, lea
   const code = await within(30_000, 'npm to exit after SIGTERM', exited);
   assert.equal(code, 0, `npm exits 0 once the server has stopped:\n${output}`);
   assert.match(output, /stopping: no new requests/, 'the server itself got the SIGTERM');
-  assert.deepEqual(landedIds(path.join(dataDir, 'objects')).sort(), sent.map((d) => d.decision_id as string).sort(), 'the server flushed before npm exited');
+  assert.deepEqual(
+    landedIds(path.join(dataDir, 'objects')).sort(),
+    sent.map((d) => d.decision_id as string).sort(),
+    'the server flushed before npm exited',
+  );
   assert.deepEqual(processesMentioning(file), [], 'no server process is left behind');
   await assert.rejects(fetch(`${url}/health`), 'nothing listens on the port any more');
 });

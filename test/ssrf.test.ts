@@ -36,35 +36,82 @@ const REFUSED_ADDRESSES = [
   'http://169.254.169.254/latest/meta-data/', // cloud metadata (IPv4)
   'http://[fd00:ec2::254]/', // cloud metadata (IPv6, unique local)
   'http://[fe80::a9fe:a9fe]/', // link-local IPv6
-  'http://10.0.0.1/', 'http://172.16.0.1/', 'http://192.168.1.1/', // RFC 1918
-  'http://127.0.0.1:6379/', 'http://127.0.0.2/', 'http://[::1]:9000/', // loopback
+  'http://10.0.0.1/',
+  'http://172.16.0.1/',
+  'http://192.168.1.1/', // RFC 1918
+  'http://127.0.0.1:6379/',
+  'http://127.0.0.2/',
+  'http://[::1]:9000/', // loopback
   'http://100.64.0.1/', // carrier-grade NAT
-  'http://0.0.0.0:9000/', 'http://0.1.2.3/', 'http://[::]/', // unspecified, 0.0.0.0/8
-  'http://224.0.0.1/', 'http://[ff02::1]/', 'http://255.255.255.255/', // multicast, broadcast
-  'http://240.0.0.1/', 'http://192.0.2.1/', // reserved
+  'http://0.0.0.0:9000/',
+  'http://0.1.2.3/',
+  'http://[::]/', // unspecified, 0.0.0.0/8
+  'http://224.0.0.1/',
+  'http://[ff02::1]/',
+  'http://255.255.255.255/', // multicast, broadcast
+  'http://240.0.0.1/',
+  'http://192.0.2.1/', // reserved
   'http://[fc00::1]/', // unique local
-  'http://[::ffff:127.0.0.1]/', 'http://[::ffff:169.254.169.254]/', // IPv4-mapped
+  'http://[::ffff:127.0.0.1]/',
+  'http://[::ffff:169.254.169.254]/', // IPv4-mapped
   'http://[64:ff9b::a9fe:a9fe]/', // NAT64
   'http://[2002:a9fe:a9fe::1]/', // 6to4
   'http://[2001::a9fe:a9fe]/', // Teredo
   'http://[::7f00:1]/', // IPv4-compatible (deprecated)
-  'http://2130706433:18281/', 'http://0x7f000001/', 'http://0x7f.0.0.1/', 'http://0177.0.0.1/', 'http://127.1/', // other spellings of 127.0.0.1
+  'http://2130706433:18281/',
+  'http://0x7f000001/',
+  'http://0x7f.0.0.1/',
+  'http://0177.0.0.1/',
+  'http://127.1/', // other spellings of 127.0.0.1
   'http://134744072/', // a decimal spelling, even of a public address
-  'http://localhost:9000/', 'http://localhost../', 'http://sub.localhost/', 'http://minio:9000/', 'http://metadata.google.internal/', 'http://nas.local/', // local names
+  'http://localhost:9000/',
+  'http://localhost../',
+  'http://sub.localhost/',
+  'http://minio:9000/',
+  'http://metadata.google.internal/',
+  'http://nas.local/', // local names
   'http://user:password@s3.example.com/', // user info
 ];
 
-const REFUSED_SCHEMES = ['file:///etc/passwd', 'gopher://127.0.0.1:6379/_INFO', 'ftp://s3.example.com/', 'ws://s3.example.com/', 'dict://127.0.0.1:11211/'];
+const REFUSED_SCHEMES = [
+  'file:///etc/passwd',
+  'gopher://127.0.0.1:6379/_INFO',
+  'ftp://s3.example.com/',
+  'ws://s3.example.com/',
+  'dict://127.0.0.1:11211/',
+];
 
-const BAD_BUCKETS = ['ab', 'a'.repeat(64), 'Internal-Api', 'internal_api', 'internal-api/..', '..', 'a..b', 'a.-b', '-abc', 'abc-', '192.168.1.1', 'xn--abc', 'sthree-abc', 'abc-s3alias'];
+const BAD_BUCKETS = [
+  'ab',
+  'a'.repeat(64),
+  'Internal-Api',
+  'internal_api',
+  'internal-api/..',
+  '..',
+  'a..b',
+  'a.-b',
+  '-abc',
+  'abc-',
+  '192.168.1.1',
+  'xn--abc',
+  'sthree-abc',
+  'abc-s3alias',
+];
 
 const cleanups: Array<() => unknown> = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => {});
+  for (const c of cleanups.reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch(() => {});
 });
 
 /** One request a LocalServer received. */
-interface Received { method: string; url: string; headers: http.IncomingHttpHeaders }
+interface Received {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
 
 /** A tiny HTTP server on 127.0.0.1 that records what it receives and answers as told. */
 class LocalServer {
@@ -111,7 +158,10 @@ async function startSluice(allowed: string[] | undefined): Promise<{ sluice: Slu
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const sluice = new SluiceProcess({
     config: {
-      data_dir: dir, outputs: [], shutdown_timeout: '2s', log: { level: 'debug' },
+      data_dir: dir,
+      outputs: [],
+      shutdown_timeout: '2s',
+      log: { level: 'debug' },
       api: {
         admin_key: ADMIN_KEY,
         retry: { max_retries: 1, initial_backoff: '50ms', max_backoff: '100ms' },
@@ -132,11 +182,24 @@ async function tenantClient(admin: OutpostApi, tenant: string): Promise<OutpostA
   return new OutpostApi(admin.baseUrl, token);
 }
 
-function destination(endpoint: string | undefined, over: { bucket?: string; topics?: string[]; config?: Record<string, unknown>; credentials?: Record<string, string> } = {}): Record<string, unknown> {
+function destination(
+  endpoint: string | undefined,
+  over: {
+    bucket?: string;
+    topics?: string[];
+    config?: Record<string, unknown>;
+    credentials?: Record<string, string>;
+  } = {},
+): Record<string, unknown> {
   return {
     type: 'aws_s3',
     topics: over.topics ?? [NEVER],
-    config: { bucket: over.bucket ?? 'events', region: 'us-east-1', ...(endpoint === undefined ? {} : { endpoint }), ...over.config },
+    config: {
+      bucket: over.bucket ?? 'events',
+      region: 'us-east-1',
+      ...(endpoint === undefined ? {} : { endpoint }),
+      ...over.config,
+    },
     credentials: over.credentials ?? { key: S3_KEY, secret: S3_SECRET },
   };
 }
@@ -154,27 +217,39 @@ function assert422(res: { status: number; body: any; text: string }, field: stri
 /** Waits until the event's delivery to the destination is no longer pending; returns the event. */
 async function settled(sluice: SluiceProcess, api: OutpostApi, eventId: string, destinationId: string): Promise<any> {
   let event: any;
-  await sluice.until(`event ${eventId} settled at ${destinationId}`, async () => {
-    event = await api.event(eventId);
-    const status = deliveryStatus(event, destinationId);
-    return status === 'success' || status === 'failed';
-  }, WAIT_MS);
+  await sluice.until(
+    `event ${eventId} settled at ${destinationId}`,
+    async () => {
+      event = await api.event(eventId);
+      const status = deliveryStatus(event, destinationId);
+      return status === 'success' || status === 'failed';
+    },
+    WAIT_MS,
+  );
   return event;
 }
 
 describe('the connect-time guard, called directly', () => {
-  const lookup = (guard: EndpointGuard, host: string, all: boolean) => new Promise<{ err: NodeJS.ErrnoException | null; addresses: LookupAddress[] }>((resolve) => {
-    guard.lookup(host, { all }, (err, address, family) => {
-      resolve({ err, addresses: err ? [] : Array.isArray(address) ? address : [{ address, family: family ?? 0 }] });
+  const lookup = (guard: EndpointGuard, host: string, all: boolean) =>
+    new Promise<{ err: NodeJS.ErrnoException | null; addresses: LookupAddress[] }>((resolve) => {
+      guard.lookup(host, { all }, (err, address, family) => {
+        resolve({ err, addresses: err ? [] : Array.isArray(address) ? address : [{ address, family: family ?? 0 }] });
+      });
     });
-  });
 
   test('a host name resolving only to refused addresses (localhost) is refused, also when the name itself is allowed', async () => {
     for (const allowed of [[], ['localhost']]) {
       for (const all of [false, true]) {
         const { err } = await lookup(new EndpointGuard(allowed), 'localhost', all);
-        assert.equal(err?.code, ENDPOINT_NOT_ALLOWED, `localhost with allowed_endpoints ${JSON.stringify(allowed)}, all=${all}: ${err?.message}`);
-        assert.ok(!/127\.0\.0\.1|::1/.test(err!.message), `the refusal does not tell what the name resolves to: ${err!.message}`);
+        assert.equal(
+          err?.code,
+          ENDPOINT_NOT_ALLOWED,
+          `localhost with allowed_endpoints ${JSON.stringify(allowed)}, all=${all}: ${err?.message}`,
+        );
+        assert.ok(
+          !/127\.0\.0\.1|::1/.test(err!.message),
+          `the refusal does not tell what the name resolves to: ${err!.message}`,
+        );
       }
     }
   });
@@ -183,7 +258,11 @@ describe('the connect-time guard, called directly', () => {
     for (const all of [false, true]) {
       const { err, addresses } = await lookup(new EndpointGuard(['127.0.0.1/32']), 'localhost', all);
       assert.equal(err, null, `localhost resolves to 127.0.0.1 here: ${err?.message}`);
-      assert.deepEqual(addresses.map((a) => a.address), ['127.0.0.1'], 'only the allowed address is handed to the socket (::1, if localhost has it, is left out)');
+      assert.deepEqual(
+        addresses.map((a) => a.address),
+        ['127.0.0.1'],
+        'only the allowed address is handed to the socket (::1, if localhost has it, is left out)',
+      );
     }
     const { err } = await lookup(new EndpointGuard(['127.0.0.2/32']), 'localhost', true);
     assert.equal(err?.code, ENDPOINT_NOT_ALLOWED, 'a neighbouring address opens nothing');
@@ -192,13 +271,38 @@ describe('the connect-time guard, called directly', () => {
   test('address classification: refused forms, and what the allow-list opens', () => {
     const guard = new EndpointGuard();
     const refused = [
-      '169.254.169.254', 'fd00:ec2::254', 'fe80::1', 'fe80::1%eth0', '10.0.0.1', '172.31.255.255', '192.168.0.1', '127.0.0.1', '127.255.255.254', '::1',
-      '100.64.0.1', '0.0.0.0', '0.255.255.255', '::', '224.0.0.251', 'ff02::fb', '255.255.255.255', '240.0.0.1', '198.18.0.1',
-      'fc00::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::', '2001::1', '::7f00:1', 'not-an-address',
+      '169.254.169.254',
+      'fd00:ec2::254',
+      'fe80::1',
+      'fe80::1%eth0',
+      '10.0.0.1',
+      '172.31.255.255',
+      '192.168.0.1',
+      '127.0.0.1',
+      '127.255.255.254',
+      '::1',
+      '100.64.0.1',
+      '0.0.0.0',
+      '0.255.255.255',
+      '::',
+      '224.0.0.251',
+      'ff02::fb',
+      '255.255.255.255',
+      '240.0.0.1',
+      '198.18.0.1',
+      'fc00::1',
+      '::ffff:127.0.0.1',
+      '::ffff:10.0.0.1',
+      '64:ff9b::a9fe:a9fe',
+      '2002:7f00:1::',
+      '2001::1',
+      '::7f00:1',
+      'not-an-address',
     ];
     for (const a of refused) assert.ok(guard.addressRefusal(a), `${a} is refused`);
     // classification only: nothing connects to these
-    for (const a of ['93.184.216.34', '2606:4700:4700::1111']) assert.equal(guard.addressRefusal(a), undefined, `${a} is a public address`);
+    for (const a of ['93.184.216.34', '2606:4700:4700::1111'])
+      assert.equal(guard.addressRefusal(a), undefined, `${a} is a public address`);
 
     const open = new EndpointGuard(['127.0.0.1/32', '10.1.0.0/16', 'fd00:ec2::/64', 'minio.example.com']);
     assert.equal(open.addressRefusal('127.0.0.1'), undefined);
@@ -212,14 +316,15 @@ describe('the connect-time guard, called directly', () => {
 
   test('the guarded agents refuse IP literals before connecting, and check names through the lookup', async () => {
     const server = await new LocalServer(() => ({ status: 200, type: 'text/plain', body: 'ok' })).start();
-    const get = (agent: http.Agent, host: string) => new Promise<NodeJS.ErrnoException | number>((resolve) => {
-      const req = http.request({ host, port: server.port, path: '/', agent }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
+    const get = (agent: http.Agent, host: string) =>
+      new Promise<NodeJS.ErrnoException | number>((resolve) => {
+        const req = http.request({ host, port: server.port, path: '/', agent }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', (err) => resolve(err));
+        req.end();
       });
-      req.on('error', (err) => resolve(err));
-      req.end();
-    });
     const closed = new EndpointGuard(['localhost']).agents();
     cleanups.push(() => closed.httpAgent.destroy());
     for (const host of ['127.0.0.1', 'localhost']) {
@@ -236,12 +341,28 @@ describe('the connect-time guard, called directly', () => {
   });
 
   test('allowed_endpoints entries are checked when the config is read', () => {
-    const parse = (allowed: unknown[]) => configSchema.safeParse({ api: { destinations: { allowed_endpoints: allowed } } });
-    assert.ok(parse(['127.0.0.1/32', '10.0.0.0/8', '::1', 'fd00::/8', '127.0.0.1', 'minio.example.com', 'localhost', 'MinIO.Example.com.']).success);
+    const parse = (allowed: unknown[]) =>
+      configSchema.safeParse({ api: { destinations: { allowed_endpoints: allowed } } });
+    assert.ok(
+      parse([
+        '127.0.0.1/32',
+        '10.0.0.0/8',
+        '::1',
+        'fd00::/8',
+        '127.0.0.1',
+        'minio.example.com',
+        'localhost',
+        'MinIO.Example.com.',
+      ]).success,
+    );
     for (const bad of ['10/8', '2130706433', '0x7f.1', 'not a host', 'http://minio:9000', '10.0.0.0/33', '']) {
       const result = parse([bad]);
       assert.ok(!result.success, `${JSON.stringify(bad)} is refused`);
-      assert.match(JSON.stringify(result.error!.issues), /allowed_endpoints/, `the error names the field for ${JSON.stringify(bad)}`);
+      assert.match(
+        JSON.stringify(result.error!.issues),
+        /allowed_endpoints/,
+        `the error names the field for ${JSON.stringify(bad)}`,
+      );
     }
   });
 });
@@ -265,21 +386,43 @@ describe('by default, destinations reach public addresses only (no allow-list)',
 
   test('every refused address form is 422 naming config.endpoint at create, for a tenant token and the admin key', async () => {
     for (const endpoint of REFUSED_ADDRESSES) {
-      for (const [who, api] of [['tenant', tenant], ['admin', admin]] as const) {
-        const message = assert422(await api.call('POST', '/tenants/acme/destinations', destination(endpoint)), 'config.endpoint', `${who} creates ${endpoint}`);
+      for (const [who, api] of [
+        ['tenant', tenant],
+        ['admin', admin],
+      ] as const) {
+        const message = assert422(
+          await api.call('POST', '/tenants/acme/destinations', destination(endpoint)),
+          'config.endpoint',
+          `${who} creates ${endpoint}`,
+        );
         assert.match(message, /^config\.endpoint (is not allowed|failed)/, message);
       }
     }
     const list = await admin.expect<any[]>(200, 'GET', '/tenants/acme/destinations');
-    assert.deepEqual(list.map((d) => d.id), [existing.id], 'nothing refused was stored');
+    assert.deepEqual(
+      list.map((d) => d.id),
+      [existing.id],
+      'nothing refused was stored',
+    );
   });
 
   test('every refused address form is 422 at PATCH, which changes nothing', async () => {
     for (const endpoint of REFUSED_ADDRESSES) {
-      for (const [who, api] of [['tenant', tenant], ['admin', admin]] as const) {
+      for (const [who, api] of [
+        ['tenant', tenant],
+        ['admin', admin],
+      ] as const) {
         const body = { config: { endpoint }, credentials: { key: 'AKIANEWKEY0000000000', secret: 'new-secret' } };
-        assert422(await api.call('PATCH', `/tenants/acme/destinations/${existing.id}`, body), 'config.endpoint', `${who} patches ${endpoint}`);
-        assert422(await api.call('PATCH', `/acme/destinations/${existing.id}`, body), 'config.endpoint', `${who} patches ${endpoint} (older path)`);
+        assert422(
+          await api.call('PATCH', `/tenants/acme/destinations/${existing.id}`, body),
+          'config.endpoint',
+          `${who} patches ${endpoint}`,
+        );
+        assert422(
+          await api.call('PATCH', `/acme/destinations/${existing.id}`, body),
+          'config.endpoint',
+          `${who} patches ${endpoint} (older path)`,
+        );
       }
     }
     const got = await admin.expect(200, 'GET', `/tenants/acme/destinations/${existing.id}`);
@@ -288,19 +431,51 @@ describe('by default, destinations reach public addresses only (no allow-list)',
 
   test('schemes other than http and https are refused, naming config.endpoint', async () => {
     for (const endpoint of REFUSED_SCHEMES) {
-      for (const [who, api] of [['tenant', tenant], ['admin', admin]] as const) {
-        assert422(await api.call('POST', '/tenants/acme/destinations', destination(endpoint)), 'config.endpoint', `${who} creates ${endpoint}`);
-        assert422(await api.call('PATCH', `/tenants/acme/destinations/${existing.id}`, { config: { endpoint }, credentials: { key: 'k', secret: 's' } }), 'config.endpoint', `${who} patches ${endpoint}`);
+      for (const [who, api] of [
+        ['tenant', tenant],
+        ['admin', admin],
+      ] as const) {
+        assert422(
+          await api.call('POST', '/tenants/acme/destinations', destination(endpoint)),
+          'config.endpoint',
+          `${who} creates ${endpoint}`,
+        );
+        assert422(
+          await api.call('PATCH', `/tenants/acme/destinations/${existing.id}`, {
+            config: { endpoint },
+            credentials: { key: 'k', secret: 's' },
+          }),
+          'config.endpoint',
+          `${who} patches ${endpoint}`,
+        );
       }
     }
-    const scheme = await tenant.call('POST', '/tenants/acme/destinations', destination('gopher://127.0.0.1:6379/_INFO'));
-    assert.ok((scheme.body.data as string[]).some((m) => m.startsWith('config.endpoint failed') && /http/.test(m)), `the message says what is allowed: ${scheme.text}`);
+    const scheme = await tenant.call(
+      'POST',
+      '/tenants/acme/destinations',
+      destination('gopher://127.0.0.1:6379/_INFO'),
+    );
+    assert.ok(
+      (scheme.body.data as string[]).some((m) => m.startsWith('config.endpoint failed') && /http/.test(m)),
+      `the message says what is allowed: ${scheme.text}`,
+    );
   });
 
   test('bucket names must be S3 bucket names', async () => {
     for (const bucket of BAD_BUCKETS) {
-      assert422(await tenant.call('POST', '/tenants/acme/destinations', destination(undefined, { bucket })), 'config.bucket', `bucket ${JSON.stringify(bucket)}`);
-      assert422(await tenant.call('PATCH', `/tenants/acme/destinations/${existing.id}`, { config: { bucket }, credentials: { key: 'k', secret: 's' } }), 'config.bucket', `PATCH bucket ${JSON.stringify(bucket)}`);
+      assert422(
+        await tenant.call('POST', '/tenants/acme/destinations', destination(undefined, { bucket })),
+        'config.bucket',
+        `bucket ${JSON.stringify(bucket)}`,
+      );
+      assert422(
+        await tenant.call('PATCH', `/tenants/acme/destinations/${existing.id}`, {
+          config: { bucket },
+          credentials: { key: 'k', secret: 's' },
+        }),
+        'config.bucket',
+        `PATCH bucket ${JSON.stringify(bucket)}`,
+      );
     }
     for (const bucket of ['abc', 'my-events-bucket', 'logs.2026.example', 'a'.repeat(63)]) {
       const d = await tenant.createDestination('acme', destination(undefined, { bucket }));
@@ -309,7 +484,12 @@ describe('by default, destinations reach public addresses only (no allow-list)',
   });
 
   test('public endpoints, by name or address, are accepted (on a topic nothing publishes to, then deleted)', async () => {
-    for (const endpoint of ['https://s3.example.com', 'http://minio.example.com:9000/', 'https://93.184.216.34', 'https://[2606:4700:4700::1111]:9000']) {
+    for (const endpoint of [
+      'https://s3.example.com',
+      'http://minio.example.com:9000/',
+      'https://93.184.216.34',
+      'https://[2606:4700:4700::1111]:9000',
+    ]) {
       const d = await tenant.createDestination('acme', destination(endpoint));
       await admin.expect(200, 'DELETE', `/tenants/acme/destinations/${d.id}`);
     }
@@ -336,17 +516,46 @@ describe('allowed_endpoints opens exactly what it lists', () => {
 
   test('127.0.0.1 is allowed; 127.0.0.2, ::1 and the rest are still refused', async () => {
     const ok = await tenant.createDestination('acme', destination(`http://127.0.0.1:${s3.port}`));
-    const patched = await tenant.call('PATCH', `/tenants/acme/destinations/${ok.id}`, { config: { endpoint: `http://127.0.0.1:${s3.port + 1}/` }, credentials: { key: S3_KEY, secret: S3_SECRET } });
+    const patched = await tenant.call('PATCH', `/tenants/acme/destinations/${ok.id}`, {
+      config: { endpoint: `http://127.0.0.1:${s3.port + 1}/` },
+      credentials: { key: S3_KEY, secret: S3_SECRET },
+    });
     assert.equal(patched.status, 200, patched.text);
-    for (const endpoint of ['http://127.0.0.2:9000', 'http://[::1]:9000', 'http://[::ffff:127.0.0.1]:9000', 'http://2130706433:9000', 'http://10.0.0.1', 'http://169.254.169.254', 'http://minio:9000']) {
-      assert422(await tenant.call('POST', '/tenants/acme/destinations', destination(endpoint)), 'config.endpoint', endpoint);
-      assert422(await tenant.call('PATCH', `/tenants/acme/destinations/${ok.id}`, { config: { endpoint }, credentials: { key: S3_KEY, secret: S3_SECRET } }), 'config.endpoint', `PATCH ${endpoint}`);
+    for (const endpoint of [
+      'http://127.0.0.2:9000',
+      'http://[::1]:9000',
+      'http://[::ffff:127.0.0.1]:9000',
+      'http://2130706433:9000',
+      'http://10.0.0.1',
+      'http://169.254.169.254',
+      'http://minio:9000',
+    ]) {
+      assert422(
+        await tenant.call('POST', '/tenants/acme/destinations', destination(endpoint)),
+        'config.endpoint',
+        endpoint,
+      );
+      assert422(
+        await tenant.call('PATCH', `/tenants/acme/destinations/${ok.id}`, {
+          config: { endpoint },
+          credentials: { key: S3_KEY, secret: S3_SECRET },
+        }),
+        'config.endpoint',
+        `PATCH ${endpoint}`,
+      );
     }
     await admin.expect(200, 'DELETE', `/tenants/acme/destinations/${ok.id}`);
   });
 
   test('end to end through an allowed name: http://localhost:<s3rver> delivers (localhost resolves to the allowed 127.0.0.1)', async () => {
-    const d = await tenant.createDestination('acme', destination(`http://localhost:${s3.port}`, { bucket: 'via-name', topics: ['by-name'], config: { key_template: `join('', ['by-name-', metadata."event-id"])` } }));
+    const d = await tenant.createDestination(
+      'acme',
+      destination(`http://localhost:${s3.port}`, {
+        bucket: 'via-name',
+        topics: ['by-name'],
+        config: { key_template: `join('', ['by-name-', metadata."event-id"])` },
+      }),
+    );
     const { id } = await admin.publish({ tenant_id: 'acme', topic: 'by-name', data: { n: 1 } });
     const event = await settled(sluice, admin, id, d.id);
     assert.equal(deliveryStatus(event, d.id), 'success', JSON.stringify(event));
@@ -365,7 +574,12 @@ describe('allowed_endpoints opens exactly what it lists', () => {
     };
     const ids: Record<string, string> = {};
     for (const [name, key_template] of Object.entries(templates)) {
-      ids[name] = (await tenant.createDestination('acme', destination(proxy.endpoint, { bucket: 'tmpl', topics: [`tmpl-${name}`], config: { key_template } }))).id;
+      ids[name] = (
+        await tenant.createDestination(
+          'acme',
+          destination(proxy.endpoint, { bucket: 'tmpl', topics: [`tmpl-${name}`], config: { key_template } }),
+        )
+      ).id;
     }
     for (const [name, destinationId] of Object.entries(ids)) {
       const { id } = await admin.publish({ tenant_id: 'acme', topic: `tmpl-${name}`, data: { n: 1 } });
@@ -379,13 +593,28 @@ describe('allowed_endpoints opens exactly what it lists', () => {
       assert.match(attempts[0].error, /must not start with "\/" nor hold empty, "\." or "\.\." segments/);
     }
     // the default key is checked too: an event id with dot segments cannot steer it
-    const plain = await tenant.createDestination('acme', destination(proxy.endpoint, { bucket: 'tmpl', topics: ['tmpl-default'] }));
-    const dotted = await admin.publish({ id: 'x/../../../admin', tenant_id: 'acme', topic: 'tmpl-default', data: { n: 1 } });
+    const plain = await tenant.createDestination(
+      'acme',
+      destination(proxy.endpoint, { bucket: 'tmpl', topics: ['tmpl-default'] }),
+    );
+    const dotted = await admin.publish({
+      id: 'x/../../../admin',
+      tenant_id: 'acme',
+      topic: 'tmpl-default',
+      data: { n: 1 },
+    });
     assert.equal(deliveryStatus(await settled(sluice, admin, dotted.id, plain.id), plain.id), 'failed');
     assert.equal(proxy.counts.requests, 0, 'no request reached the store');
 
     // the control: the same path does carry a good key
-    const good = await tenant.createDestination('acme', destination(proxy.endpoint, { bucket: 'tmpl', topics: ['tmpl-good'], config: { key_template: `join('/', ['ok', metadata."event-id"])` } }));
+    const good = await tenant.createDestination(
+      'acme',
+      destination(proxy.endpoint, {
+        bucket: 'tmpl',
+        topics: ['tmpl-good'],
+        config: { key_template: `join('/', ['ok', metadata."event-id"])` },
+      }),
+    );
     const { id } = await admin.publish({ tenant_id: 'acme', topic: 'tmpl-good', data: { n: 1 } });
     assert.equal(deliveryStatus(await settled(sluice, admin, id, good.id), good.id), 'success');
     assert.ok(proxy.counts.requests >= 1, 'the proxy is on the path');
@@ -395,9 +624,16 @@ describe('allowed_endpoints opens exactly what it lists', () => {
   test("moving an operator's destination drops its credentials: the operator's keys never reach the tenant's listener", async () => {
     const listener = await new LocalServer(() => ({ status: 200, type: 'text/plain', body: '' })).start();
     const own = `http://127.0.0.1:${listener.port}`;
-    const d = await admin.createDestination('acme', destination(s3.endpoint, { bucket: 'operator-bucket', topics: ['moved'] }));
+    const d = await admin.createDestination(
+      'acme',
+      destination(s3.endpoint, { bucket: 'operator-bucket', topics: ['moved'] }),
+    );
     const before = await admin.publish({ tenant_id: 'acme', topic: 'moved', data: { n: 1 } });
-    assert.equal(deliveryStatus(await settled(sluice, admin, before.id, d.id), d.id), 'success', "the operator's keys work where they were given");
+    assert.equal(
+      deliveryStatus(await settled(sluice, admin, before.id, d.id), d.id),
+      'success',
+      "the operator's keys work where they were given",
+    );
 
     const attemptsToMove = [
       { config: { endpoint: own }, credentials: d.credentials }, // the masked values sent back
@@ -406,14 +642,22 @@ describe('allowed_endpoints opens exactly what it lists', () => {
       { config: { bucket: 'other-bucket' }, credentials: d.credentials },
       { config: { region: 'eu-west-1' } },
     ];
-    for (const [who, api] of [['tenant', tenant], ['admin', admin]] as const) {
+    for (const [who, api] of [
+      ['tenant', tenant],
+      ['admin', admin],
+    ] as const) {
       for (const body of attemptsToMove) {
         const res = await api.call('PATCH', `/tenants/acme/destinations/${d.id}`, body);
         const what = `${who} PATCH ${JSON.stringify(body)}`;
         assert422(res, 'credentials.key', what);
         assert.ok(res.body.data.includes('credentials.key is required'), `${what}: ${res.text}`);
         assert.ok(res.body.data.includes('credentials.secret is required'), `${what}: ${res.text}`);
-        assert.ok((res.body.data as string[]).some((m) => /stored credentials are not kept when config\.(endpoint|bucket|region) changes/.test(m)), `${what} says why: ${res.text}`);
+        assert.ok(
+          (res.body.data as string[]).some((m) =>
+            /stored credentials are not kept when config\.(endpoint|bucket|region) changes/.test(m),
+          ),
+          `${what} says why: ${res.text}`,
+        );
       }
     }
     const unchanged = await admin.expect(200, 'GET', `/tenants/acme/destinations/${d.id}`);
@@ -422,7 +666,10 @@ describe('allowed_endpoints opens exactly what it lists', () => {
 
     // with its own credentials the tenant may move it; what arrives is signed with the tenant's key
     const tenantKey = 'AKIATENANTOWNKEY0000';
-    const moved = await tenant.call('PATCH', `/tenants/acme/destinations/${d.id}`, { config: { endpoint: own }, credentials: { key: tenantKey, secret: 'tenant-secret' } });
+    const moved = await tenant.call('PATCH', `/tenants/acme/destinations/${d.id}`, {
+      config: { endpoint: own },
+      credentials: { key: tenantKey, secret: 'tenant-secret' },
+    });
     assert.equal(moved.status, 200, moved.text);
     const after = await admin.publish({ tenant_id: 'acme', topic: 'moved', data: { n: 2 } });
     assert.equal(deliveryStatus(await settled(sluice, admin, after.id, d.id), d.id), 'success');
@@ -438,16 +685,31 @@ describe('allowed_endpoints opens exactly what it lists', () => {
     const MARKER = 'SSRF-MARKER-7f3a9c';
     const remote = await new LocalServer((req) => {
       if (req.url?.startsWith('/marker-xml/')) {
-        return { status: 500, type: 'application/xml', body: `<?xml version="1.0"?><Error><Code>InternalError</Code><Message>${MARKER} internal admin page</Message><RequestId>${MARKER}</RequestId></Error>` };
+        return {
+          status: 500,
+          type: 'application/xml',
+          body: `<?xml version="1.0"?><Error><Code>InternalError</Code><Message>${MARKER} internal admin page</Message><RequestId>${MARKER}</RequestId></Error>`,
+        };
       }
       if (req.url?.startsWith('/marker-code/')) {
-        return { status: 403, type: 'application/xml', body: `<Error><Code>${MARKER}</Code><Message>${MARKER}</Message></Error>` };
+        return {
+          status: 403,
+          type: 'application/xml',
+          body: `<Error><Code>${MARKER}</Code><Message>${MARKER}</Message></Error>`,
+        };
       }
       return { status: 500, type: 'text/html', body: `<html><body>${MARKER}: redis_version:7.2.4</body></html>` };
     }).start();
-    const expected = { 'marker-xml': 'InternalError', 'marker-html': undefined, 'marker-code': 'UnknownError' } as const;
+    const expected = {
+      'marker-xml': 'InternalError',
+      'marker-html': undefined,
+      'marker-code': 'UnknownError',
+    } as const;
     for (const [bucket, code] of Object.entries(expected)) {
-      const d = await tenant.createDestination('acme', destination(`http://127.0.0.1:${remote.port}`, { bucket, topics: [bucket] }));
+      const d = await tenant.createDestination(
+        'acme',
+        destination(`http://127.0.0.1:${remote.port}`, { bucket, topics: [bucket] }),
+      );
       const { id } = await admin.publish({ tenant_id: 'acme', topic: bucket, data: { n: 1 } });
       assert.equal(deliveryStatus(await settled(sluice, admin, id, d.id), d.id), 'failed');
       const attempts = await admin.attempts({ event_id: id });
@@ -490,7 +752,10 @@ describe('an allowed name that resolves to an address nobody allowed is refused 
 
   test('saved, then every attempt (retries, POST /retry, a body big enough for Expect: 100-continue) is refused before connecting', async () => {
     const local = await new LocalServer(() => ({ status: 200, type: 'text/plain', body: '' })).start();
-    const d = await tenant.createDestination('acme', destination(`http://localhost:${local.port}`, { topics: ['rebound'] }));
+    const d = await tenant.createDestination(
+      'acme',
+      destination(`http://localhost:${local.port}`, { topics: ['rebound'] }),
+    );
     const small = await admin.publish({ tenant_id: 'acme', topic: 'rebound', data: { n: 1 } });
     const big = await admin.publish({ tenant_id: 'acme', topic: 'rebound', data: { blob: 'x'.repeat(2_200_000) } });
     for (const id of [small.id, big.id]) {
@@ -506,7 +771,11 @@ describe('an allowed name that resolves to an address nobody allowed is refused 
     }
     const retry = await tenant.call('POST', '/retry', { event_id: small.id, destination_id: d.id });
     assert.equal(retry.status, 202, retry.text);
-    await sluice.until('the manual attempt', async () => (await admin.attempts({ event_id: small.id })).length === 3, WAIT_MS);
+    await sluice.until(
+      'the manual attempt',
+      async () => (await admin.attempts({ event_id: small.id })).length === 3,
+      WAIT_MS,
+    );
     const manual = (await admin.attempts({ event_id: small.id })).find((a) => a.manual);
     assert.equal(manual?.code, ENDPOINT_NOT_ALLOWED, JSON.stringify(manual));
     assert.equal(local.connections, 0, 'nothing ever connected to the local server');

@@ -14,7 +14,8 @@ import { decisions, postDecisions } from './helpers/opa.js';
 
 function recorder() {
   const lines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
-  const record = (level: string) => (fields: object, message: string) => lines.push({ level, fields: fields as Record<string, unknown>, message });
+  const record = (level: string) => (fields: object, message: string) =>
+    lines.push({ level, fields: fields as Record<string, unknown>, message });
   return { lines, log: { warn: record('warn'), error: record('error') } };
 }
 
@@ -48,7 +49,10 @@ test('RateLimitedLog: remembers at most maxKeys keys, forgetting the one logged 
   assert.equal(limited.warn('a', {}, 'a'), true, 'a was forgotten, so it logs again (and b, now the oldest, goes)');
   assert.equal(limited.warn('c', {}, 'c'), false, 'c is still remembered');
   assert.equal(limited.warn('b', {}, 'b'), true, 'b was forgotten');
-  assert.deepEqual(lines.map((l) => l.message), ['a', 'b', 'c', 'a', 'b']);
+  assert.deepEqual(
+    lines.map((l) => l.message),
+    ['a', 'b', 'c', 'a', 'b'],
+  );
 });
 
 function dirFor(t: TestContext): string {
@@ -86,13 +90,19 @@ test('413s: one warning per cause naming the setting to raise, not one per reque
   // the log is complete once the process has exited (pino writes stderr synchronously)
   assert.equal(await sluice.stop('SIGTERM'), 0);
 
-  const warnings = sluice.output.split('\n').filter((l) => l.startsWith('{'))
+  const warnings = sluice.output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as { level: number; msg: string; reason?: string; setting?: string; limit?: number })
     .filter((l) => l.level === 40 && /413/.test(l.msg));
-  assert.deepEqual(warnings.map((w) => [w.reason, w.setting, w.limit]), [
-    ['body_too_large', 'ingest.max_body_bytes', 2048],
-    ['decoded_too_large', 'ingest.max_decoded_bytes', 8192],
-  ], `one warning per cause:\n${warnings.map((w) => w.msg).join('\n')}`);
+  assert.deepEqual(
+    warnings.map((w) => [w.reason, w.setting, w.limit]),
+    [
+      ['body_too_large', 'ingest.max_body_bytes', 2048],
+      ['decoded_too_large', 'ingest.max_decoded_bytes', 8192],
+    ],
+    `one warning per cause:\n${warnings.map((w) => w.msg).join('\n')}`,
+  );
   for (const w of warnings) {
     assert.match(w.msg, new RegExp(`raise ${w.setting!.replace('.', '\\.')}`));
     assert.match(w.msg, /OPA retries this chunk for ever/);

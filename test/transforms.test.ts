@@ -21,7 +21,10 @@ function rules(input: unknown): RulesConfig {
 }
 
 function transform(global: unknown, output?: unknown): DecisionTransform {
-  const t = buildTransform(global === undefined ? undefined : rules(global), output === undefined ? undefined : rules(output));
+  const t = buildTransform(
+    global === undefined ? undefined : rules(global),
+    output === undefined ? undefined : rules(output),
+  );
   assert.ok(t, 'expected a transform');
   return t;
 }
@@ -86,7 +89,12 @@ describe('buildTransform without rules', () => {
 
 describe('drop conditions', () => {
   test('drops health checks by path prefix or equality, keeps the rest as the same object', () => {
-    const t = transform({ drop: [{ field: 'path', prefix: 'system/health' }, { field: 'path', equals: 'system/ready' }] });
+    const t = transform({
+      drop: [
+        { field: 'path', prefix: 'system/health' },
+        { field: 'path', equals: 'system/ready' },
+      ],
+    });
     assert.equal(t(decision({ path: 'system/health/live' })), undefined);
     assert.equal(t(decision({ path: 'system/health' })), undefined);
     assert.equal(t(decision({ path: 'system/ready' })), undefined);
@@ -155,7 +163,12 @@ describe('drop conditions', () => {
     assert.ok(present(decision({ input: { user: {} } })));
     assert.equal(absent(decision({ input: { user: {} } })), undefined);
     assert.equal(absent(decision({ input: 'not an object' })), undefined, 'a step through a string is missing');
-    const proto = transform({ drop: [{ field: 'input.constructor', exists: true }, { field: 'input.toString', exists: true }] });
+    const proto = transform({
+      drop: [
+        { field: 'input.constructor', exists: true },
+        { field: 'input.toString', exists: true },
+      ],
+    });
     assert.ok(proto(decision()));
   });
 
@@ -163,7 +176,12 @@ describe('drop conditions', () => {
     const t = transform({ drop: [{ field: '/input/headers/x~1forwarded~0for', equals: '10.0.0.1' }] });
     assert.equal(t(decision({ input: { headers: { 'x/forwarded~for': '10.0.0.1' } } })), undefined);
     assert.ok(t(decision({ input: { headers: { 'x~1forwarded~0for': '10.0.0.1' } } })));
-    const idx = transform({ drop: [{ field: 'input.items.1', equals: 'b' }, { field: '/input/list/0/name', prefix: 'adm' }] });
+    const idx = transform({
+      drop: [
+        { field: 'input.items.1', equals: 'b' },
+        { field: '/input/list/0/name', prefix: 'adm' },
+      ],
+    });
     assert.equal(idx(decision({ input: { items: ['a', 'b'] } })), undefined);
     assert.equal(idx(decision({ input: { list: [{ name: 'admin' }] } })), undefined);
     assert.ok(idx(decision({ input: { items: ['b'], list: [] } })));
@@ -172,13 +190,22 @@ describe('drop conditions', () => {
   test('all, any and not nest', () => {
     // drop allowed http decisions unless the user is an admin or it was a write
     const t = transform({
-      drop: [{
-        all: [
-          { field: 'path', prefix: 'http/' },
-          { field: 'result', equals: true },
-          { not: { any: [{ field: 'input.user.role', equals: 'admin' }, { field: 'input.method', in: ['POST', 'PUT', 'DELETE'] }] } },
-        ],
-      }],
+      drop: [
+        {
+          all: [
+            { field: 'path', prefix: 'http/' },
+            { field: 'result', equals: true },
+            {
+              not: {
+                any: [
+                  { field: 'input.user.role', equals: 'admin' },
+                  { field: 'input.method', in: ['POST', 'PUT', 'DELETE'] },
+                ],
+              },
+            },
+          ],
+        },
+      ],
     });
     assert.equal(t(decision()), undefined);
     assert.ok(t(decision({ result: false })));
@@ -222,7 +249,9 @@ describe('mask', () => {
 
   test('appends to an erased list OPA already sent, without touching it', () => {
     const original = decision({ erased: ['/input/token'], masked: ['/input/ssn'] });
-    const out = js(transform({ mask: ['/input/password', { op: 'upsert', path: '/input/method', value: 'X' }] })(original));
+    const out = js(
+      transform({ mask: ['/input/password', { op: 'upsert', path: '/input/method', value: 'X' }] })(original),
+    );
     assert.deepEqual(out.erased, ['/input/token', '/input/password']);
     assert.deepEqual(out.masked, ['/input/ssn', '/input/method']);
     assert.deepEqual(js(original).erased, ['/input/token']);
@@ -230,7 +259,9 @@ describe('mask', () => {
   });
 
   test('a remove of a missing path changes and records nothing', () => {
-    const t = transform({ mask: ['/input/secret', '/input/user/token', '/input/method/x', '/result/x', '/nd_builtin_cache'] });
+    const t = transform({
+      mask: ['/input/secret', '/input/user/token', '/input/method/x', '/result/x', '/nd_builtin_cache'],
+    });
     const original = decision();
     const out = t(original);
     assert.equal(out, original);
@@ -238,7 +269,9 @@ describe('mask', () => {
   });
 
   test('the first segment picks input, result or nd_builtin_cache; absent or null does nothing', () => {
-    const t = transform({ mask: ['/result', '/nd_builtin_cache/time.now_ns', { op: 'upsert', path: '/input', value: 'gone' }] });
+    const t = transform({
+      mask: ['/result', '/nd_builtin_cache/time.now_ns', { op: 'upsert', path: '/input', value: 'gone' }],
+    });
     const out = js(t(decision({ nd_builtin_cache: { 'time.now_ns': { '[]': 1 }, 'rand.intn': {} } })));
     assert.equal('result' in out, false);
     assert.deepEqual(out.nd_builtin_cache, { 'rand.intn': {} });
@@ -292,7 +325,12 @@ describe('mask', () => {
 
   test('an upsert through a non-object changes and records nothing', () => {
     const d = decision({ input: { user: 'bob', nothing: null } });
-    const t = transform({ mask: [{ op: 'upsert', path: '/input/user/ssn', value: '***' }, { op: 'upsert', path: '/input/nothing/x', value: 1 }] });
+    const t = transform({
+      mask: [
+        { op: 'upsert', path: '/input/user/ssn', value: '***' },
+        { op: 'upsert', path: '/input/nothing/x', value: 1 },
+      ],
+    });
     assert.equal(t(d), d);
   });
 
@@ -303,7 +341,11 @@ describe('mask', () => {
   });
 
   test('pointer segments are RFC 6901: ~1 is / and ~0 is ~; the recorded pointer is as written', () => {
-    const out = js(transform({ mask: ['/input/headers/x~1api~0key'] })(decision({ input: { headers: { 'x/api~key': 'k', other: 'o' } } })));
+    const out = js(
+      transform({ mask: ['/input/headers/x~1api~0key'] })(
+        decision({ input: { headers: { 'x/api~key': 'k', other: 'o' } } }),
+      ),
+    );
     assert.deepEqual(out.input, { headers: { other: 'o' } });
     assert.deepEqual(out.erased, ['/input/headers/x~1api~0key']);
   });
@@ -335,7 +377,10 @@ describe('mask', () => {
   });
 
   test('global rules apply first, then the output rules; either drop drops', () => {
-    const global = { drop: [{ field: 'path', prefix: 'system/' }], mask: [{ op: 'upsert', path: '/input/user/name', value: 'global' }] };
+    const global = {
+      drop: [{ field: 'path', prefix: 'system/' }],
+      mask: [{ op: 'upsert', path: '/input/user/name', value: 'global' }],
+    };
     const output = {
       drop: [{ field: 'result', equals: false }],
       mask: [{ op: 'upsert', path: '/input/user/name', value: 'output' }, '/input/password'],
@@ -356,7 +401,12 @@ describe('mask', () => {
   });
 
   test('a later entry writing inside an upserted value does not change the configured value', () => {
-    const config = rules({ mask: [{ op: 'upsert', path: '/input/user', value: { name: 'x' } }, { op: 'upsert', path: '/input/user/name', value: 'y' }] });
+    const config = rules({
+      mask: [
+        { op: 'upsert', path: '/input/user', value: { name: 'x' } },
+        { op: 'upsert', path: '/input/user/name', value: 'y' },
+      ],
+    });
     const t = buildTransform(undefined, config)!;
     const out = js(t(decision()));
     assert.deepEqual((out.input as Decision).user, { name: 'y' });
@@ -381,7 +431,9 @@ describe('rulesSchema errors name the rule', () => {
     const [top] = issues({ drop: [{ field: 'input.method', matches: '(GET' }] });
     assert.equal(top!.path, 'drop.0.matches');
     assert.match(top!.message, /^not a valid regular expression: /);
-    const [nested] = issues({ drop: [{ field: 'path', equals: 'x' }, { any: [{ not: { field: 'input.a', matches: '[' } }] }] });
+    const [nested] = issues({
+      drop: [{ field: 'path', equals: 'x' }, { any: [{ not: { field: 'input.a', matches: '[' } }] }],
+    });
     assert.equal(nested!.path, 'drop.1.any.0.not.matches');
     const [inWhen] = issues({ mask: [{ op: 'remove', path: '/input/a', when: { field: 'path', matches: '*' } }] });
     assert.equal(inWhen!.path, 'mask.0.when.matches');
@@ -389,24 +441,52 @@ describe('rulesSchema errors name the rule', () => {
 
   test('a condition with two operators, or none', () => {
     assert.deepEqual(issues({ drop: [{ field: 'path', prefix: 'system/', equals: 'x' }] }), [
-      { path: 'drop.0', message: 'a condition takes exactly one operator, this one has prefix and equals: combine conditions with all: [...] or any: [...]' },
+      {
+        path: 'drop.0',
+        message:
+          'a condition takes exactly one operator, this one has prefix and equals: combine conditions with all: [...] or any: [...]',
+      },
     ]);
-    assert.match(issues({ drop: [{ all: [{ field: 'a', exists: true }], any: [{ field: 'b', exists: true }] }] })[0]!.message, /exactly one operator, this one has all and any/);
+    assert.match(
+      issues({ drop: [{ all: [{ field: 'a', exists: true }], any: [{ field: 'b', exists: true }] }] })[0]!.message,
+      /exactly one operator, this one has all and any/,
+    );
     assert.deepEqual(issues({ drop: [{ field: 'path' }] }), [
-      { path: 'drop.0', message: 'a condition needs field with one of equals, in, prefix, matches, exists, or one of all, any, not' },
+      {
+        path: 'drop.0',
+        message: 'a condition needs field with one of equals, in, prefix, matches, exists, or one of all, any, not',
+      },
     ]);
   });
 
   test('other mistakes: a missing field, a bad field, empty lists, unknown keys, upsert without value', () => {
-    assert.deepEqual(issues({ drop: [{ equals: 1 }] }).map((i) => i.path), ['drop.0.field']);
+    assert.deepEqual(
+      issues({ drop: [{ equals: 1 }] }).map((i) => i.path),
+      ['drop.0.field'],
+    );
     assert.match(issues({ drop: [{ field: 'input..x', exists: true }] })[0]!.message, /empty segment/);
-    assert.deepEqual(issues({ drop: [{ all: [] }] }), [{ path: 'drop.0.all', message: 'all needs at least one condition' }]);
-    assert.deepEqual(issues({ drop: [{ field: 'a', in: [] }] }), [{ path: 'drop.0.in', message: 'in needs at least one value' }]);
-    assert.deepEqual(issues({ drop: [{ not: { field: 'a', exists: 'yes' } }] }), [{ path: 'drop.0.not.exists', message: 'exists must be true or false' }]);
-    assert.match(issues({ drop: [{ any: [{ field: 'a', exists: true }], field: 'a' }] })[0]!.message, /any does not take a field/);
+    assert.deepEqual(issues({ drop: [{ all: [] }] }), [
+      { path: 'drop.0.all', message: 'all needs at least one condition' },
+    ]);
+    assert.deepEqual(issues({ drop: [{ field: 'a', in: [] }] }), [
+      { path: 'drop.0.in', message: 'in needs at least one value' },
+    ]);
+    assert.deepEqual(issues({ drop: [{ not: { field: 'a', exists: 'yes' } }] }), [
+      { path: 'drop.0.not.exists', message: 'exists must be true or false' },
+    ]);
+    assert.match(
+      issues({ drop: [{ any: [{ field: 'a', exists: true }], field: 'a' }] })[0]!.message,
+      /any does not take a field/,
+    );
     const unknown = rulesSchema.safeParse({ drop: [{ field: 'a', exists: true, when: 1 }], masks: [] });
     assert.equal(unknown.success, false);
-    assert.deepEqual(unknown.error!.issues.map((i) => [i.code, i.path.join('.')]), [['unrecognized_keys', 'drop.0'], ['unrecognized_keys', '']]);
+    assert.deepEqual(
+      unknown.error!.issues.map((i) => [i.code, i.path.join('.')]),
+      [
+        ['unrecognized_keys', 'drop.0'],
+        ['unrecognized_keys', ''],
+      ],
+    );
     assert.deepEqual(issues({ mask: [{ op: 'upsert', path: '/input/ssn' }] }), [
       { path: 'mask.0.value', message: 'an upsert needs a value (what replaces the data, e.g. "***")' },
     ]);
@@ -418,7 +498,8 @@ describe('rulesSchema errors name the rule', () => {
   test('defaults and the parsed shape', () => {
     assert.deepEqual(rules({}), { drop: [], mask: [] });
     assert.deepEqual(rules({ mask: ['/input/a', { op: 'upsert', path: '/result', value: null }] }), {
-      drop: [], mask: ['/input/a', { op: 'upsert', path: '/result', value: null }],
+      drop: [],
+      mask: ['/input/a', { op: 'upsert', path: '/result', value: null }],
     });
   });
 });
@@ -479,56 +560,81 @@ function written(t: DecisionTransform, text: string): string | undefined {
 }
 
 /** Numbers JS cannot hold as written, and integer-like keys (which JS objects would move first). */
-const EXOTIC = '"n":{"big":12345678901234567890123,"beyond_2_53":9007199254740993,"digits":0.10000000000000000555,'
-  + '"huge":1E+400,"negative_zero":-0.0,"exp":2.50e-7},"order":{"b":1,"2":2,"a":3,"1":4}';
+const EXOTIC =
+  '"n":{"big":12345678901234567890123,"beyond_2_53":9007199254740993,"digits":0.10000000000000000555,' +
+  '"huge":1E+400,"negative_zero":-0.0,"exp":2.50e-7},"order":{"b":1,"2":2,"a":3,"1":4}';
 
 describe('a masked decision is the received text, changed only where masked', () => {
   test('remove: numbers and key order elsewhere stay as sent; erased is appended', () => {
     const text = `{"decision_id":"d-1","input":{"password":"hunter2",${EXOTIC},"user":"bob"},"result":{${EXOTIC}},"timestamp":"2026-11-21T10:13:14.123456Z"}`;
     const out = written(transform({ mask: ['/input/password'] }), text);
-    assert.equal(out, `{"decision_id":"d-1","input":{${EXOTIC},"user":"bob"},"result":{${EXOTIC}},"timestamp":"2026-11-21T10:13:14.123456Z","erased":["/input/password"]}`);
+    assert.equal(
+      out,
+      `{"decision_id":"d-1","input":{${EXOTIC},"user":"bob"},"result":{${EXOTIC}},"timestamp":"2026-11-21T10:13:14.123456Z","erased":["/input/password"]}`,
+    );
   });
 
   test('upsert: only the value at the pointer changes; masked is appended after an existing list', () => {
     const text = `{"input":{"user":{"ssn":"123-45-6789","id":12345678901234567890123},${EXOTIC}},"masked":["/input/x"],"result":-0.0}`;
     const out = written(transform({ mask: [{ op: 'upsert', path: '/input/user/ssn', value: '***' }] }), text);
-    assert.equal(out, `{"input":{"user":{"ssn":"***","id":12345678901234567890123},${EXOTIC}},"masked":["/input/x","/input/user/ssn"],"result":-0.0}`);
+    assert.equal(
+      out,
+      `{"input":{"user":{"ssn":"***","id":12345678901234567890123},${EXOTIC}},"masked":["/input/x","/input/user/ssn"],"result":-0.0}`,
+    );
   });
 
   test('upsert creating objects appends them; an integer-like key stays where it is', () => {
     const text = '{"input":{"9":1,"b":{"2":0.10000000000000000555}},"result":1E+400}';
     const out = written(transform({ mask: [{ op: 'upsert', path: '/input/b/c/d', value: { z: 1, 3: 'x' } }] }), text);
     // the configured value is a JS object: its own keys are in JS order ({3, z}), the decision's are not
-    assert.equal(out, '{"input":{"9":1,"b":{"2":0.10000000000000000555,"c":{"d":{"3":"x","z":1}}}},"result":1E+400,"masked":["/input/b/c/d"]}');
+    assert.equal(
+      out,
+      '{"input":{"9":1,"b":{"2":0.10000000000000000555,"c":{"d":{"3":"x","z":1}}}},"result":1E+400,"masked":["/input/b/c/d"]}',
+    );
   });
 
   test('an array element removed from an array of exotic numbers', () => {
     const text = '{"input":{"list":[12345678901234567890123,9007199254740993,-0.0,1E+400]}}';
-    assert.equal(written(transform({ mask: ['/input/list/1'] }), text), '{"input":{"list":[12345678901234567890123,-0.0,1E+400]},"erased":["/input/list/1"]}');
+    assert.equal(
+      written(transform({ mask: ['/input/list/1'] }), text),
+      '{"input":{"list":[12345678901234567890123,-0.0,1E+400]},"erased":["/input/list/1"]}',
+    );
   });
 
   test('whitespace is kept too, but next to a change: runs of untouched members are slices of the source', () => {
     const text = '{ "input" : { "password" : "x" , "keep" : { "a" : [ 1 , 2 ] } } , "result" : true , "also" :1E+400 }';
-    assert.equal(written(transform({ mask: ['/input/password'] }), text),
-      '{"input":{"keep" : { "a" : [ 1 , 2 ] }},"result" : true , "also" :1E+400,"erased":["/input/password"]}');
+    assert.equal(
+      written(transform({ mask: ['/input/password'] }), text),
+      '{"input":{"keep" : { "a" : [ 1 , 2 ] }},"result" : true , "also" :1E+400,"erased":["/input/password"]}',
+    );
     const list = '{"input":{"l":[ 1 , 2 ,\n3 , 4 ]}}';
-    assert.equal(written(transform({ mask: ['/input/l/1'] }), list), '{"input":{"l":[1,3 , 4]},"erased":["/input/l/1"]}');
+    assert.equal(
+      written(transform({ mask: ['/input/l/1'] }), list),
+      '{"input":{"l":[1,3 , 4]},"erased":["/input/l/1"]}',
+    );
   });
 
   test('kept by drop rules, or masks that match nothing: the very same tree, so the line is written as it is', () => {
     const text = `{"path":"x",${EXOTIC},"input":{"a":1}}`;
     const tree = frozen(text);
     assert.equal(transform({ drop: [{ field: 'path', prefix: 'system/' }] })(tree), tree);
-    assert.equal(transform({ mask: ['/input/b', '/result', { op: 'upsert', path: '/input/a/b', value: 1 }] })(tree), tree);
+    assert.equal(
+      transform({ mask: ['/input/b', '/result', { op: 'upsert', path: '/input/a/b', value: 1 }] })(tree),
+      tree,
+    );
     assert.equal(written(transform({ mask: ['/input/b'] }), text), text);
   });
 
   test('conditions read exotic numbers and escaped strings as JSON.parse would', () => {
-    const text = '{"path":"sys\\u0074em/health","input":{"n":1E+400,"z":-0.0,"big":9007199254740993,"o":{"2":1,"a":[1]}}}';
+    const text =
+      '{"path":"sys\\u0074em/health","input":{"n":1E+400,"z":-0.0,"big":9007199254740993,"o":{"2":1,"a":[1]}}}';
     const drops = (condition: unknown) => written(transform({ drop: [condition] }), text) === undefined;
     assert.ok(drops({ field: 'path', prefix: 'system/' }), 'an escaped string is decoded');
     assert.ok(drops({ field: 'input.z', equals: 0 }), '-0.0 equals 0, as in JS');
-    assert.ok(drops({ field: 'input.big', equals: 9007199254740992 }), 'a number compares as the double JSON.parse gives');
+    assert.ok(
+      drops({ field: 'input.big', equals: 9007199254740992 }),
+      'a number compares as the double JSON.parse gives',
+    );
     assert.ok(drops({ field: 'input.o', equals: { a: [1], 2: 1 } }), 'objects compare deeply, key order aside');
     assert.ok(drops({ field: 'input.n', exists: true }));
     assert.ok(!drops({ field: 'input.o.a', equals: [2] }));
@@ -537,9 +643,14 @@ describe('a masked decision is the received text, changed only where masked', ()
 
   test('duplicate keys: the last one counts, and a masked key leaves no earlier copy behind', () => {
     const text = '{"input":{"password":"first","user":"bob","password":"second"}}';
-    assert.equal(written(transform({ mask: ['/input/password'] }), text), '{"input":{"user":"bob"},"erased":["/input/password"]}');
-    assert.equal(written(transform({ mask: [{ op: 'upsert', path: '/input/password', value: '***' }] }), text),
-      '{"input":{"user":"bob","password":"***"},"masked":["/input/password"]}');
+    assert.equal(
+      written(transform({ mask: ['/input/password'] }), text),
+      '{"input":{"user":"bob"},"erased":["/input/password"]}',
+    );
+    assert.equal(
+      written(transform({ mask: [{ op: 'upsert', path: '/input/password', value: '***' }] }), text),
+      '{"input":{"user":"bob","password":"***"},"masked":["/input/password"]}',
+    );
     assert.equal(written(transform({ drop: [{ field: 'input.password', equals: 'second' }] }), text), undefined);
   });
 });
@@ -548,31 +659,75 @@ describe('a masked decision is the received text, changed only where masked', ()
 // fc.jsonValue gives), integer-like and escaped keys, duplicates, and whitespace between tokens.
 const ws = fc.constantFrom('', '', '', ' ', '\n', '\t', ' \r\n ');
 const numberText = fc.oneof(
-  fc.constantFrom('12345678901234567890123', '9007199254740993', '0.10000000000000000555', '1E+400', '-0.0', '-0', '1e-400',
-    '2.50E-7', '0', '-123456789012345678901234567890.5e+10', '1.0', '100e0'),
+  fc.constantFrom(
+    '12345678901234567890123',
+    '9007199254740993',
+    '0.10000000000000000555',
+    '1E+400',
+    '-0.0',
+    '-0',
+    '1e-400',
+    '2.50E-7',
+    '0',
+    '-123456789012345678901234567890.5e+10',
+    '1.0',
+    '100e0',
+  ),
   fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }).map(String),
   fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => JSON.stringify(d)),
 );
 const keyString = fc.oneof(
-  fc.constantFrom('0', '1', '2', '10', '007', '-1', '4294967295', '__proto__', 'constructor', 'a', 'b', 'password', 'a/b', 'a~b', 'é', 'x"y', ''),
+  fc.constantFrom(
+    '0',
+    '1',
+    '2',
+    '10',
+    '007',
+    '-1',
+    '4294967295',
+    '__proto__',
+    'constructor',
+    'a',
+    'b',
+    'password',
+    'a/b',
+    'a~b',
+    'é',
+    'x"y',
+    '',
+  ),
   fc.string({ maxLength: 6 }),
 );
 /** A key as JSON text: usually JSON.stringify'd, sometimes with an escape where none is needed. */
-const keyText = fc.tuple(keyString, fc.boolean()).map(([k, escape]) => (escape && k.length > 0
-  ? `"\\u${k.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(k.slice(1)).slice(1)}`
-  : JSON.stringify(k)));
+const keyText = fc
+  .tuple(keyString, fc.boolean())
+  .map(([k, escape]) =>
+    escape && k.length > 0
+      ? `"\\u${k.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(k.slice(1)).slice(1)}`
+      : JSON.stringify(k),
+  );
 const { value: jsonText } = fc.letrec<{ value: string; array: string; object: string }>((tie) => ({
-  value: fc.oneof({ depthSize: 'small', withCrossShrink: true },
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
     numberText,
     fc.string({ maxLength: 8 }).map((s) => JSON.stringify(s)),
     fc.constantFrom('true', 'false', 'null'),
     fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
     tie('array'),
-    tie('object')),
-  array: fc.tuple(fc.array(fc.tuple(ws, tie('value'), ws), { maxLength: 4 }), ws)
-    .map(([items, inner]) => (items.length === 0 ? `[${inner}]` : `[${items.map(([a, v, b]) => a + v + b).join(',')}]`)),
-  object: fc.tuple(fc.array(fc.tuple(ws, keyText, ws, ws, tie('value'), ws), { maxLength: 4 }), ws)
-    .map(([members, inner]) => (members.length === 0 ? `{${inner}}` : `{${members.map(([a, k, b, c, v, d]) => `${a}${k}${b}:${c}${v}${d}`).join(',')}}`)),
+    tie('object'),
+  ),
+  array: fc
+    .tuple(fc.array(fc.tuple(ws, tie('value'), ws), { maxLength: 4 }), ws)
+    .map(([items, inner]) =>
+      items.length === 0 ? `[${inner}]` : `[${items.map(([a, v, b]) => a + v + b).join(',')}]`,
+    ),
+  object: fc
+    .tuple(fc.array(fc.tuple(ws, keyText, ws, ws, tie('value'), ws), { maxLength: 4 }), ws)
+    .map(([members, inner]) =>
+      members.length === 0
+        ? `{${inner}}`
+        : `{${members.map(([a, k, b, c, v, d]) => `${a}${k}${b}:${c}${v}${d}`).join(',')}}`,
+    ),
 }));
 
 /** RFC 6901 escaping of one pointer segment. */
@@ -596,65 +751,90 @@ function parsedAt(doc: unknown, segments: string[]): { found: boolean } {
 
 describe('properties on random documents', () => {
   test('the generated texts are JSON', () => {
-    fc.assert(fc.property(jsonText, (text) => {
-      JSON.parse(text);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(jsonText, (text) => {
+        JSON.parse(text);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test('a remove of an absent pointer leaves the text byte for byte', () => {
     const pointer = fc.array(fc.oneof(keyString, fc.constantFrom('0', '1', '2')), { minLength: 1, maxLength: 4 });
-    fc.assert(fc.property(jsonText, jsonText, ws, pointer, fc.constantFrom('input', 'result'), (input, result, space, segments, root) => {
-      const text = `{${space}"decision_id":"d",${space}"input":${space}${input},"result":${result}${space}}`;
-      fc.pre(!parsedAt(JSON.parse(text), [root, ...segments]).found);
-      const path = `/${[root, ...segments].map(escapeSegment).join('/')}`;
-      assert.equal(written(transform({ mask: [path] }), text), text);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        jsonText,
+        jsonText,
+        ws,
+        pointer,
+        fc.constantFrom('input', 'result'),
+        (input, result, space, segments, root) => {
+          const text = `{${space}"decision_id":"d",${space}"input":${space}${input},"result":${result}${space}}`;
+          fc.pre(!parsedAt(JSON.parse(text), [root, ...segments]).found);
+          const path = `/${[root, ...segments].map(escapeSegment).join('/')}`;
+          assert.equal(written(transform({ mask: [path] }), text), text);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   test('a remove of a present member is the original with exactly that member gone (and erased appended)', () => {
     const member = fc.tuple(ws, keyString, ws, ws, jsonText, ws);
-    fc.assert(fc.property(fc.array(member, { minLength: 1, maxLength: 6 }), fc.nat(), jsonText, fc.array(fc.tuple(keyString, jsonText), { maxLength: 3 }),
-      (members, pick, result, siblings, ) => {
-        const target = members[pick % members.length]![1];
-        const objText = `{${members.map(([a, k, b, c, v, d]) => `${a}${JSON.stringify(k)}${b}:${c}${v}${d}`).join(',')}}`;
-        const others = siblings.filter(([k]) => k !== 'obj');
-        const inputText = `{${[...others.map(([k, v]) => `${JSON.stringify(k)}: ${v}`), `"obj" : ${objText}`].join(' , ')}}`;
-        const text = `{"decision_id":"d", "input":${inputText}, "result":${result}}`;
-        const pointer = `/input/obj/${escapeSegment(target)}`;
-        // built from the generated parts: in a container on the path, members that stood next to each other
-        // keep the text between them; a change (here: where a member went, and the changed member itself)
-        // is joined compactly; every member with the removed key goes (duplicates included)
-        const runs: string[] = [];
-        members.forEach(([a, k, b, c, v], i) => {
-          if (k === target) return;
-          const core = `${JSON.stringify(k)}${b}:${c}${v}`;
-          const previous = members[i - 1];
-          if (runs.length > 0 && previous !== undefined && previous[1] !== target) runs[runs.length - 1] += `${previous[5]},${a}${core}`;
-          else runs.push(core);
-        });
-        const objExpected = `{${runs.join(',')}}`;
-        const inputExpected = `{${[...(others.length > 0 ? [others.map(([k, v]) => `${JSON.stringify(k)}: ${v}`).join(' , ')] : []), `"obj":${objExpected}`].join(',')}}`;
-        const expected = `{"decision_id":"d","input":${inputExpected},"result":${result},"erased":[${JSON.stringify(pointer)}]}`;
-        const out = written(transform({ mask: [pointer] }), text);
-        assert.equal(out, expected);
-        // and, read as JS values, the same as deleting the key from JSON.parse's object
-        const parsed = JSON.parse(text) as Decision;
-        delete ((parsed.input as Decision).obj as Decision)[target];
-        parsed.erased = [pointer];
-        assert.deepEqual(JSON.parse(out!), parsed);
-      }), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        fc.array(member, { minLength: 1, maxLength: 6 }),
+        fc.nat(),
+        jsonText,
+        fc.array(fc.tuple(keyString, jsonText), { maxLength: 3 }),
+        (members, pick, result, siblings) => {
+          const target = members[pick % members.length]![1];
+          const objText = `{${members.map(([a, k, b, c, v, d]) => `${a}${JSON.stringify(k)}${b}:${c}${v}${d}`).join(',')}}`;
+          const others = siblings.filter(([k]) => k !== 'obj');
+          const inputText = `{${[...others.map(([k, v]) => `${JSON.stringify(k)}: ${v}`), `"obj" : ${objText}`].join(' , ')}}`;
+          const text = `{"decision_id":"d", "input":${inputText}, "result":${result}}`;
+          const pointer = `/input/obj/${escapeSegment(target)}`;
+          // built from the generated parts: in a container on the path, members that stood next to each other
+          // keep the text between them; a change (here: where a member went, and the changed member itself)
+          // is joined compactly; every member with the removed key goes (duplicates included)
+          const runs: string[] = [];
+          members.forEach(([a, k, b, c, v], i) => {
+            if (k === target) return;
+            const core = `${JSON.stringify(k)}${b}:${c}${v}`;
+            const previous = members[i - 1];
+            if (runs.length > 0 && previous !== undefined && previous[1] !== target)
+              runs[runs.length - 1] += `${previous[5]},${a}${core}`;
+            else runs.push(core);
+          });
+          const objExpected = `{${runs.join(',')}}`;
+          const inputExpected = `{${[...(others.length > 0 ? [others.map(([k, v]) => `${JSON.stringify(k)}: ${v}`).join(' , ')] : []), `"obj":${objExpected}`].join(',')}}`;
+          const expected = `{"decision_id":"d","input":${inputExpected},"result":${result},"erased":[${JSON.stringify(pointer)}]}`;
+          const out = written(transform({ mask: [pointer] }), text);
+          assert.equal(out, expected);
+          // and, read as JS values, the same as deleting the key from JSON.parse's object
+          const parsed = JSON.parse(text) as Decision;
+          delete ((parsed.input as Decision).obj as Decision)[target];
+          parsed.erased = [pointer];
+          assert.deepEqual(JSON.parse(out!), parsed);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   test('an upsert of a present member changes only its value (its earlier duplicates go)', () => {
     const member = fc.tuple(keyString, jsonText);
-    fc.assert(fc.property(fc.array(member, { minLength: 1, maxLength: 6 }), fc.nat(), jsonText, (members, pick, result) => {
-      const target = members[pick % members.length]![0];
-      const text = `{"input":{${members.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}},"result":${result}}`;
-      const pointer = `/input/${escapeSegment(target)}`;
-      const last = members.map(([k]) => k).lastIndexOf(target);
-      const kept = members.flatMap(([k, v], i) => (i === last ? [[k, '"***"']] : k === target ? [] : [[k, v]]));
-      const expected = `{"input":{${kept.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}},"result":${result},"masked":[${JSON.stringify(pointer)}]}`;
-      assert.equal(written(transform({ mask: [{ op: 'upsert', path: pointer, value: '***' }] }), text), expected);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.array(member, { minLength: 1, maxLength: 6 }), fc.nat(), jsonText, (members, pick, result) => {
+        const target = members[pick % members.length]![0];
+        const text = `{"input":{${members.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}},"result":${result}}`;
+        const pointer = `/input/${escapeSegment(target)}`;
+        const last = members.map(([k]) => k).lastIndexOf(target);
+        const kept = members.flatMap(([k, v], i) => (i === last ? [[k, '"***"']] : k === target ? [] : [[k, v]]));
+        const expected = `{"input":{${kept.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}},"result":${result},"masked":[${JSON.stringify(pointer)}]}`;
+        assert.equal(written(transform({ mask: [{ op: 'upsert', path: pointer, value: '***' }] }), text), expected);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -60,18 +60,25 @@
 
   function fill(tableId, rows) {
     const body = $(tableId).querySelector('tbody');
-    body.replaceChildren(...rows.map((cells) => {
-      const tr = document.createElement('tr');
-      tr.append(...cells);
-      return tr;
-    }));
+    body.replaceChildren(
+      ...rows.map((cells) => {
+        const tr = document.createElement('tr');
+        tr.append(...cells);
+        return tr;
+      }),
+    );
   }
 
   // rates are the differences of running totals between samples
   function series(history) {
-    const t = [], received = [], delivered = [], bytes = [], pending = [];
+    const t = [],
+      received = [],
+      delivered = [],
+      bytes = [],
+      pending = [];
     for (let i = 1; i < history.length; i++) {
-      const a = history[i - 1], b = history[i];
+      const a = history[i - 1],
+        b = history[i];
       const seconds = Math.max((b.at - a.at) / 1000, 0.001);
       t.push(b.at / 1000);
       received.push((b.ingested - a.ingested) / seconds);
@@ -86,7 +93,10 @@
   const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   function bytes(n) {
     let i = 0;
-    while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
+    while (Math.abs(n) >= 1024 && i < UNITS.length - 1) {
+      n /= 1024;
+      i++;
+    }
     return `${i === 0 ? Math.round(n) : n.toFixed(n < 10 ? 1 : 0)} ${UNITS[i]}`;
   }
   function count(n) {
@@ -100,15 +110,26 @@
   // step between ticks needs, so that neighbouring labels never read the same
   // [from, divisor, unit]: the largest tick picks the row
   const BYTE_STEPS = UNITS.map((u, i) => [1024 ** i, 1024 ** i, ` ${u}`]);
-  const COUNT_STEPS = [[0, 1, ''], [1e4, 1e3, 'k'], [1e6, 1e6, 'M'], [1e9, 1e9, 'G']];
-  const ticks = (steps, suffix = '') => (u, splits, axisIdx, space, incr) => {
-    const largest = Math.max(0, ...splits.map((v) => Math.abs(v)));
-    let [, div, unit] = steps[0];
-    for (const [from, d, name] of steps) if (largest >= from) [div, unit] = [d, name];
-    const decimals = Math.min(3, Math.max(0, Math.ceil(-Math.log10((incr || 1) / div) - 1e-9)));
-    return splits.map((v) => `${(v / div).toFixed(decimals)}${unit}${suffix}`);
-  };
-  const hhmm = (u, splits) => splits.map((t) => { const d = new Date(t * 1000); return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`; });
+  const COUNT_STEPS = [
+    [0, 1, ''],
+    [1e4, 1e3, 'k'],
+    [1e6, 1e6, 'M'],
+    [1e9, 1e9, 'G'],
+  ];
+  const ticks =
+    (steps, suffix = '') =>
+    (u, splits, axisIdx, space, incr) => {
+      const largest = Math.max(0, ...splits.map((v) => Math.abs(v)));
+      let [, div, unit] = steps[0];
+      for (const [from, d, name] of steps) if (largest >= from) [div, unit] = [d, name];
+      const decimals = Math.min(3, Math.max(0, Math.ceil(-Math.log10((incr || 1) / div) - 1e-9)));
+      return splits.map((v) => `${(v / div).toFixed(decimals)}${unit}${suffix}`);
+    };
+  const hhmm = (u, splits) =>
+    splits.map((t) => {
+      const d = new Date(t * 1000);
+      return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+    });
 
   // A y axis as wide as its longest label (measured in the axis's font), so no label is cut, whatever the
   // numbers: a fixed width clipped "1,000,000" to "000,000".
@@ -140,22 +161,39 @@
     if (!charts[id]) {
       const scales = [...new Set(specs.map((s) => s.scale))];
       const ticksOf = (scale) => specs.find((s) => s.scale === scale).ticks;
-      charts[id] = new uPlot({
-        width, height: 180,
-        // the x axis in UTC, like every other time on the page
-        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
-        // always the last hour, however few samples there are yet
-        scales: { x: { time: true, range: () => [Date.now() / 1000 - 3600, Date.now() / 1000] } },
-        series: [
-          { label: 'time (UTC)', value: legendValue((t) => utc(t * 1000)) },
-          ...specs.map((s, i) => ({ label: s.label, scale: s.scale, stroke: ['#2563eb', '#16a34a'][i], width: 2, value: legendValue(s.format) })),
-        ],
-        axes: [
-          // HH:MM in UTC (the legend gives the whole date); uPlot's own default is a 12-hour US format
-          { values: hhmm },
-          ...scales.map((scale, i) => ({ scale, side: i === 0 ? 3 : 1, grid: { show: i === 0 }, size: axisSize, values: ticksOf(scale) })),
-        ],
-      }, data, $(id));
+      charts[id] = new uPlot(
+        {
+          width,
+          height: 180,
+          // the x axis in UTC, like every other time on the page
+          tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+          // always the last hour, however few samples there are yet
+          scales: { x: { time: true, range: () => [Date.now() / 1000 - 3600, Date.now() / 1000] } },
+          series: [
+            { label: 'time (UTC)', value: legendValue((t) => utc(t * 1000)) },
+            ...specs.map((s, i) => ({
+              label: s.label,
+              scale: s.scale,
+              stroke: ['#2563eb', '#16a34a'][i],
+              width: 2,
+              value: legendValue(s.format),
+            })),
+          ],
+          axes: [
+            // HH:MM in UTC (the legend gives the whole date); uPlot's own default is a 12-hour US format
+            { values: hhmm },
+            ...scales.map((scale, i) => ({
+              scale,
+              side: i === 0 ? 3 : 1,
+              grid: { show: i === 0 },
+              size: axisSize,
+              values: ticksOf(scale),
+            })),
+          ],
+        },
+        data,
+        $(id),
+      );
       // reachable for inspection (and the console tests): the drawn chart with its axes and legend
       $(id).uplot = charts[id];
     } else {
@@ -169,38 +207,87 @@
     $('status').className = `badge ${ready.status}`;
     $('updated').textContent = `updated ${utc(Date.now())}`;
     const b = ready.buffer;
-    $('buffer').textContent = `Buffer: ${(b.bytes / 1048576).toFixed(1)} MiB of ${(b.max_bytes / 1048576).toFixed(0)} MiB, `
-      + `oldest undelivered ${b.oldest_age_seconds.toFixed(1)} s; event deliveries pending: ${ready.events.pending_deliveries}`;
+    $('buffer').textContent =
+      `Buffer: ${(b.bytes / 1048576).toFixed(1)} MiB of ${(b.max_bytes / 1048576).toFixed(0)} MiB, ` +
+      `oldest undelivered ${b.oldest_age_seconds.toFixed(1)} s; event deliveries pending: ${ready.events.pending_deliveries}`;
 
     const s = series(o.history);
     const perSecond = (v) => `${count(v)}/s`;
     const rate = ticks(COUNT_STEPS, '/s');
-    chart('chart-rates', [{ label: 'received', scale: 'rate', format: perSecond, ticks: rate }, { label: 'delivered', scale: 'rate', format: perSecond, ticks: rate }], [s.t, s.received, s.delivered]);
-    chart('chart-backlog', [{ label: 'buffer', scale: 'bytes', format: bytes, ticks: ticks(BYTE_STEPS) }, { label: 'pending deliveries', scale: 'deliveries', format: count, ticks: ticks(COUNT_STEPS) }], [s.t, s.bytes, s.pending]);
+    chart(
+      'chart-rates',
+      [
+        { label: 'received', scale: 'rate', format: perSecond, ticks: rate },
+        { label: 'delivered', scale: 'rate', format: perSecond, ticks: rate },
+      ],
+      [s.t, s.received, s.delivered],
+    );
+    chart(
+      'chart-backlog',
+      [
+        { label: 'buffer', scale: 'bytes', format: bytes, ticks: ticks(BYTE_STEPS) },
+        { label: 'pending deliveries', scale: 'deliveries', format: count, ticks: ticks(COUNT_STEPS) },
+      ],
+      [s.t, s.bytes, s.pending],
+    );
 
-    fill('outputs', ready.outputs.map((x) => [
-      cell(x.name), cell(x.type), cell(x.target), cell(x.state, x.state), cell(String(x.delivered.events)),
-      cell(String(x.delivered.objects)), cell(String(x.dropped || 0)), cell(String(x.retries)),
-      cell(x.last_error ? `${x.last_error.code ? `${x.last_error.code}: ` : ''}${x.last_error.message}` : ''),
-    ]));
+    fill(
+      'outputs',
+      ready.outputs.map((x) => [
+        cell(x.name),
+        cell(x.type),
+        cell(x.target),
+        cell(x.state, x.state),
+        cell(String(x.delivered.events)),
+        cell(String(x.delivered.objects)),
+        cell(String(x.dropped || 0)),
+        cell(String(x.retries)),
+        cell(x.last_error ? `${x.last_error.code ? `${x.last_error.code}: ` : ''}${x.last_error.message}` : ''),
+      ]),
+    );
 
-    fill('destinations', o.destinations.map((d) => {
-      const state = d.disabled_at ? 'disabled' : d.last_failure ? 'failing' : 'ok';
-      return [cell(d.tenant_id), cell(d.id), cell(d.type), cell(d.target || ''), cell(d.topics.join(', ')), cell(state, state),
-        cell(d.last_failure ? `${utc(d.last_failure.time)} ${d.last_failure.error || d.last_failure.code || ''}` : '')];
-    }));
+    fill(
+      'destinations',
+      o.destinations.map((d) => {
+        const state = d.disabled_at ? 'disabled' : d.last_failure ? 'failing' : 'ok';
+        return [
+          cell(d.tenant_id),
+          cell(d.id),
+          cell(d.type),
+          cell(d.target || ''),
+          cell(d.topics.join(', ')),
+          cell(state, state),
+          cell(
+            d.last_failure ? `${utc(d.last_failure.time)} ${d.last_failure.error || d.last_failure.code || ''}` : '',
+          ),
+        ];
+      }),
+    );
 
-    fill('failures', o.failed_attempts.map((a) => {
-      const button = document.createElement('button');
-      button.textContent = 'Retry';
-      button.disabled = !a.event_id;
-      button.addEventListener('click', () => retry(a, button));
-      const td = document.createElement('td');
-      td.appendChild(button);
-      return [timeCell(a.time), cell(a.tenant_id), cell(a.event_id || '(batch)'), cell(a.destination_id), cell(a.error || a.code || ''), td];
-    }));
+    fill(
+      'failures',
+      o.failed_attempts.map((a) => {
+        const button = document.createElement('button');
+        button.textContent = 'Retry';
+        button.disabled = !a.event_id;
+        button.addEventListener('click', () => retry(a, button));
+        const td = document.createElement('td');
+        td.appendChild(button);
+        return [
+          timeCell(a.time),
+          cell(a.tenant_id),
+          cell(a.event_id || '(batch)'),
+          cell(a.destination_id),
+          cell(a.error || a.code || ''),
+          td,
+        ];
+      }),
+    );
 
-    fill('tenants', o.tenants.map((t) => [cell(t.id), cell(String(t.destinations)), timeCell(t.created_at)]));
+    fill(
+      'tenants',
+      o.tenants.map((t) => [cell(t.id), cell(String(t.destinations)), timeCell(t.created_at)]),
+    );
 
     const select = $('lookup-output');
     if (select.options.length !== o.outputs.length) {
@@ -211,7 +298,15 @@
   async function retry(attempt, button) {
     button.disabled = true;
     try {
-      await api('/api/v1/retry', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event_id: attempt.event_id, destination_id: attempt.destination_id, tenant_id: attempt.tenant_id }) });
+      await api('/api/v1/retry', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          event_id: attempt.event_id,
+          destination_id: attempt.destination_id,
+          tenant_id: attempt.tenant_id,
+        }),
+      });
       $('retry-result').textContent = `Retry of ${attempt.event_id} on ${attempt.destination_id} queued.`;
     } catch (err) {
       $('retry-result').textContent = `Retry failed: ${err.message}`;
@@ -221,18 +316,35 @@
 
   async function lookup(event) {
     event.preventDefault();
-    const params = new URLSearchParams({ output: $('lookup-output').value, from: $('lookup-from').value || '1h', to: $('lookup-to').value || 'now' });
+    const params = new URLSearchParams({
+      output: $('lookup-output').value,
+      from: $('lookup-from').value || '1h',
+      to: $('lookup-to').value || 'now',
+    });
     if ($('lookup-id').value.trim()) params.set('decision_id', $('lookup-id').value.trim());
     $('lookup-summary').textContent = 'Searching…';
     $('lookup-detail').textContent = '';
     try {
       const r = await api(`/ui/api/decisions?${params}`);
-      $('lookup-summary').textContent = `${r.decisions.length} decision${r.decisions.length === 1 ? '' : 's'} in ${r.objects} objects${r.truncated ? ' (first 100)' : ''}`;
-      fill('lookup-results', r.decisions.map((d) => {
-        const cells = [timeCell(d.timestamp), cell(d.decision_id || ''), cell(d.path || ''), cell(JSON.stringify(d.result ?? null).slice(0, 80))];
-        cells.forEach((c) => c.addEventListener('click', () => { $('lookup-detail').textContent = JSON.stringify(d, null, 2); }));
-        return cells;
-      }));
+      $('lookup-summary').textContent =
+        `${r.decisions.length} decision${r.decisions.length === 1 ? '' : 's'} in ${r.objects} objects${r.truncated ? ' (first 100)' : ''}`;
+      fill(
+        'lookup-results',
+        r.decisions.map((d) => {
+          const cells = [
+            timeCell(d.timestamp),
+            cell(d.decision_id || ''),
+            cell(d.path || ''),
+            cell(JSON.stringify(d.result ?? null).slice(0, 80)),
+          ];
+          cells.forEach((c) =>
+            c.addEventListener('click', () => {
+              $('lookup-detail').textContent = JSON.stringify(d, null, 2);
+            }),
+          );
+          return cells;
+        }),
+      );
       document.querySelectorAll('#lookup-results tbody tr').forEach((tr) => tr.classList.add('clickable'));
     } catch (err) {
       $('lookup-summary').textContent = `Search failed: ${err.message}`;

@@ -35,7 +35,11 @@ export class ApiAuth {
   private readonly adminKey: BearerTokens<Principal>;
   private readonly jwtKey: Uint8Array;
 
-  constructor(adminKey: string | undefined, jwtSecret: string, private readonly store: Pick<Store, 'getTenant'>) {
+  constructor(
+    adminKey: string | undefined,
+    jwtSecret: string,
+    private readonly store: Pick<Store, 'getTenant'>,
+  ) {
     this.adminKey = new BearerTokens(adminKey ? [[adminKey, ADMIN]] : []);
     this.jwtKey = new TextEncoder().encode(jwtSecret);
   }
@@ -51,22 +55,37 @@ export class ApiAuth {
     const admin = this.adminKey.find(token);
     if (admin) return admin;
     try {
-      const { payload } = await jwtVerify(token, this.jwtKey, { issuer: ACCEPTED_ISSUERS, algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+      const { payload } = await jwtVerify(token, this.jwtKey, {
+        issuer: ACCEPTED_ISSUERS,
+        algorithms: ['HS256'],
+        requiredClaims: ['exp', 'sub'],
+      });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthorized('the token names no tenant');
       const tenant = this.store.getTenant(payload.sub);
       if (!tenant || payload[GENERATION_CLAIM] !== tenant.generation) {
-        throw unauthorized('the token is revoked: its tenant was deleted (or does not exist); get a new one from GET /api/v1/tenants/{id}/token');
+        throw unauthorized(
+          'the token is revoked: its tenant was deleted (or does not exist); get a new one from GET /api/v1/tenants/{id}/token',
+        );
       }
       return { admin: false, tenantId: payload.sub };
     } catch (err) {
       if (err instanceof HttpError) throw err;
-      throw unauthorized(err instanceof errors.JWTExpired ? 'the token has expired: get a new one from GET /api/v1/tenants/{id}/token' : 'the bearer token is not accepted');
+      throw unauthorized(
+        err instanceof errors.JWTExpired
+          ? 'the token has expired: get a new one from GET /api/v1/tenants/{id}/token'
+          : 'the bearer token is not accepted',
+      );
     }
   }
 
   issueToken(tenant: Pick<Tenant, 'id' | 'generation'>): Promise<string> {
-    return new SignJWT({ [GENERATION_CLAIM]: tenant.generation }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuer(ISSUER).setSubject(tenant.id)
-      .setIssuedAt().setExpirationTime(TOKEN_LIFETIME).sign(this.jwtKey);
+    return new SignJWT({ [GENERATION_CLAIM]: tenant.generation })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setIssuer(ISSUER)
+      .setSubject(tenant.id)
+      .setIssuedAt()
+      .setExpirationTime(TOKEN_LIFETIME)
+      .sign(this.jwtKey);
   }
 }
 
@@ -82,14 +101,16 @@ export async function requireAdmin(request: FastifyRequest): Promise<void> {
 export async function requireTenant(request: FastifyRequest): Promise<void> {
   const p = request.principal;
   const { tenant_id: tenantId } = request.params as { tenant_id: string };
-  if (!p.admin && p.tenantId !== tenantId) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
+  if (!p.admin && p.tenantId !== tenantId)
+    throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
 }
 
 /** The tenant a log query is limited to: a tenant token sees only its own tenant, and asking for another is 403. */
 export function tenantScope(request: FastifyRequest, requested: string | undefined): string | undefined {
   const p = request.principal;
   if (p.admin) return requested;
-  if (requested !== undefined && requested !== p.tenantId) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
+  if (requested !== undefined && requested !== p.tenantId)
+    throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
   return p.tenantId;
 }
 
@@ -97,6 +118,7 @@ export function tenantScope(request: FastifyRequest, requested: string | undefin
 export function tenantsScope(request: FastifyRequest, requested: string[] | undefined): string[] | undefined {
   const p = request.principal;
   if (p.admin) return requested;
-  if (requested !== undefined && requested.some((t) => t !== p.tenantId)) throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
+  if (requested !== undefined && requested.some((t) => t !== p.tenantId))
+    throw new HttpError(403, 'the token does not reach this tenant', { reason: 'forbidden' });
   return [p.tenantId];
 }

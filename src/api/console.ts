@@ -30,9 +30,16 @@ const LOOKUP_LIMIT = 100;
  * The page itself holds no data; its API needs the admin key when one is configured (the page asks for it
  * and keeps it in the browser's session storage).
  */
-export async function consoleRoutes(app: FastifyInstance, opts: {
-  config: Config; store: Store; auth: ApiAuth; history: History; ready: () => Promise<unknown>;
-}): Promise<void> {
+export async function consoleRoutes(
+  app: FastifyInstance,
+  opts: {
+    config: Config;
+    store: Store;
+    auth: ApiAuth;
+    history: History;
+    ready: () => Promise<unknown>;
+  },
+): Promise<void> {
   const { config, store, auth, history } = opts;
   const page = readFileSync(new URL('index.html', UI), 'utf8');
   // The console's routes only (this plugin's scope): scripts, styles and fetches from Sluice itself, never framed
@@ -41,18 +48,28 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
-        defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'data:'], connectSrc: ["'self'"],
-        formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"],
+        defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
       },
     },
     frameguard: { action: 'deny' },
     strictTransportSecurity: false,
   });
 
-  app.get('/ui', { schema: { summary: 'The operator console (HTML)', tags: ['operations'], security: [] } }, async (_request, reply) => {
-    reply.type('text/html; charset=utf-8');
-    return page;
-  });
+  app.get(
+    '/ui',
+    { schema: { summary: 'The operator console (HTML)', tags: ['operations'], security: [] } },
+    async (_request, reply) => {
+      reply.type('text/html; charset=utf-8');
+      return page;
+    },
+  );
   app.get('/ui/assets/:name', { schema: { hide: true } }, async (request, reply) => {
     const asset = ASSETS.get((request.params as { name: string }).name);
     if (!asset) throw new HttpError(404, 'no such asset', { reason: 'not_found' });
@@ -65,22 +82,41 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     if (!principal.admin) throw new HttpError(403, 'the console needs the admin key', { reason: 'forbidden' });
   };
 
-  app.get('/ui/api/overview', { schema: { summary: "The console's data: rates, outputs, destinations, failed attempts, tenants", tags: ['operations'] } }, async (request) => {
-    await admin(request);
-    const tenants = store.listTenants({ limit: 100 }).models.map((t) => ({ tenant: t, destinations: store.listDestinations(t.id) }));
-    const destinations = tenants.flatMap((t) => t.destinations).map((d) => {
-      const lastFailure = store.listAttempts({ tenant_id: d.tenant_id, destination_id: d.id, status: 'failed' }, { limit: 1 }).models[0] ?? null;
-      return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: lastFailure };
-    });
-    return {
-      history: history.read(),
-      ready: await opts.ready(),
-      destinations,
-      failed_attempts: store.listAttempts({ status: 'failed' }, { limit: 20 }).models,
-      tenants: tenants.map(({ tenant, destinations: list }) => ({ id: tenant.id, destinations: list.length, created_at: tenant.created_at })),
-      outputs: config.outputs.filter(canReadBack).map((o) => o.name),
-    };
-  });
+  app.get(
+    '/ui/api/overview',
+    {
+      schema: {
+        summary: "The console's data: rates, outputs, destinations, failed attempts, tenants",
+        tags: ['operations'],
+      },
+    },
+    async (request) => {
+      await admin(request);
+      const tenants = store
+        .listTenants({ limit: 100 })
+        .models.map((t) => ({ tenant: t, destinations: store.listDestinations(t.id) }));
+      const destinations = tenants
+        .flatMap((t) => t.destinations)
+        .map((d) => {
+          const lastFailure =
+            store.listAttempts({ tenant_id: d.tenant_id, destination_id: d.id, status: 'failed' }, { limit: 1 })
+              .models[0] ?? null;
+          return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: lastFailure };
+        });
+      return {
+        history: history.read(),
+        ready: await opts.ready(),
+        destinations,
+        failed_attempts: store.listAttempts({ status: 'failed' }, { limit: 20 }).models,
+        tenants: tenants.map(({ tenant, destinations: list }) => ({
+          id: tenant.id,
+          destinations: list.length,
+          created_at: tenant.created_at,
+        })),
+        outputs: config.outputs.filter(canReadBack).map((o) => o.name),
+      };
+    },
+  );
 
   const lookup = z.object({
     output: z.string().min(1),
@@ -88,28 +124,41 @@ export async function consoleRoutes(app: FastifyInstance, opts: {
     from: z.string().default('1h'),
     to: z.string().default('now'),
   });
-  app.get('/ui/api/decisions', { schema: { summary: 'Find decisions by id or time range over an output', tags: ['operations'] } }, async (request, reply) => {
-    await admin(request);
-    const query = lookup.safeParse(request.query);
-    if (!query.success) throw new HttpError(400, 'give output, and decision_id or from/to', { reason: 'bad_query' });
-    const output = config.outputs.find((o) => o.name === query.data.output);
-    if (!output || !canReadBack(output)) throw new HttpError(404, `no ${READABLE_OUTPUT_TYPES.join(' or ')} output named ${query.data.output}`, { reason: 'not_found' });
-    const from = parseWhen(query.data.from);
-    const to = parseWhen(query.data.to);
-    if (from === undefined || to === undefined) throw new HttpError(400, 'from and to take RFC 3339 times or durations ago (15m, 2h)', { reason: 'bad_query' });
-    const objects = outputObjects(output);
-    try {
-      const keys = await candidateKeys(output, objects, from, to);
-      const found: RawJson[] = [];
-      for await (const d of matchingDecisions(objects, keys, { from, to, decisionId: query.data.decision_id, where: [] })) {
-        found.push(new RawJson(d.text));
-        if (found.length >= LOOKUP_LIMIT) break;
+  app.get(
+    '/ui/api/decisions',
+    { schema: { summary: 'Find decisions by id or time range over an output', tags: ['operations'] } },
+    async (request, reply) => {
+      await admin(request);
+      const query = lookup.safeParse(request.query);
+      if (!query.success) throw new HttpError(400, 'give output, and decision_id or from/to', { reason: 'bad_query' });
+      const output = config.outputs.find((o) => o.name === query.data.output);
+      if (!output || !canReadBack(output))
+        throw new HttpError(404, `no ${READABLE_OUTPUT_TYPES.join(' or ')} output named ${query.data.output}`, {
+          reason: 'not_found',
+        });
+      const from = parseWhen(query.data.from);
+      const to = parseWhen(query.data.to);
+      if (from === undefined || to === undefined)
+        throw new HttpError(400, 'from and to take RFC 3339 times or durations ago (15m, 2h)', { reason: 'bad_query' });
+      const objects = outputObjects(output);
+      try {
+        const keys = await candidateKeys(output, objects, from, to);
+        const found: RawJson[] = [];
+        for await (const d of matchingDecisions(objects, keys, {
+          from,
+          to,
+          decisionId: query.data.decision_id,
+          where: [],
+        })) {
+          found.push(new RawJson(d.text));
+          if (found.length >= LOOKUP_LIMIT) break;
+        }
+        // each decision as stored (number text, key order, any depth), never parsed and re-serialized
+        reply.type('application/json; charset=utf-8');
+        return stringifyWithRaw({ decisions: found, objects: keys.length, truncated: found.length >= LOOKUP_LIMIT });
+      } finally {
+        objects.close();
       }
-      // each decision as stored (number text, key order, any depth), never parsed and re-serialized
-      reply.type('application/json; charset=utf-8');
-      return stringifyWithRaw({ decisions: found, objects: keys.length, truncated: found.length >= LOOKUP_LIMIT });
-    } finally {
-      objects.close();
-    }
-  });
+    },
+  );
 }

@@ -29,19 +29,29 @@ export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     // JSON is UTF-8 (RFC 8259), checked before decoding: a lenient decoding (parseAs 'string') would store
     // U+FFFD in place of every invalid byte, and acknowledge data that is not what was sent (/logs refuses it too)
-    if (!isUtf8(body as Buffer)) return done(new HttpError(400, 'the body is not valid UTF-8', { reason: 'invalid_utf8' }), undefined);
+    if (!isUtf8(body as Buffer))
+      return done(new HttpError(400, 'the body is not valid UTF-8', { reason: 'invalid_utf8' }), undefined);
     const text = (body as Buffer).toString('utf8');
     if (text.trim() === '') return done(null, undefined);
     // before anything builds a tree of it: nothing later (validation, a key template, an answer that
     // serializes it) has to cope with hostile depth
     if (exceedsDepth(text, MAX_JSON_DEPTH)) {
-      return done(new HttpError(400, `the body is nested deeper than ${MAX_JSON_DEPTH} levels`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH }), undefined);
+      return done(
+        new HttpError(400, `the body is nested deeper than ${MAX_JSON_DEPTH} levels`, {
+          reason: 'too_deep',
+          max_depth: MAX_JSON_DEPTH,
+        }),
+        undefined,
+      );
     }
     request.bodyText = text;
     try {
       done(null, JSON.parse(text));
     } catch (err) {
-      done(new HttpError(400, `the body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' }), undefined);
+      done(
+        new HttpError(400, `the body is not valid JSON: ${(err as Error).message}`, { reason: 'invalid_json' }),
+        undefined,
+      );
     }
   });
 
@@ -50,7 +60,13 @@ export const controlPlaneRoutes: ControlPlaneRoutes = async (app, opts) => {
   });
 
   // only the shared parts: opts also holds this plugin's own prefix
-  const shared: ControlPlane = { config: opts.config, store: opts.store, auth: opts.auth, publisher: opts.publisher, metrics: opts.metrics };
+  const shared: ControlPlane = {
+    config: opts.config,
+    store: opts.store,
+    auth: opts.auth,
+    publisher: opts.publisher,
+    metrics: opts.metrics,
+  };
   await app.register(tenantRoutes, shared);
   await app.register(destinationRoutes, { ...shared, prefix: '/tenants/:tenant_id' });
   // the older path shape of the same routes: /api/v1/{tenant_id}/destinations

@@ -19,7 +19,10 @@ export const MAX_HEADERS = 200;
 /** An onRequest hook: 431 for a request with more than MAX_HEADERS headers (all of them under Node's 16 KiB). */
 export async function headerCountCheck(request: FastifyRequest): Promise<void> {
   if (request.raw.rawHeaders.length / 2 > MAX_HEADERS) {
-    throw new HttpError(431, `the request has more than ${MAX_HEADERS} headers`, { reason: 'too_many_headers', max_headers: MAX_HEADERS });
+    throw new HttpError(431, `the request has more than ${MAX_HEADERS} headers`, {
+      reason: 'too_many_headers',
+      max_headers: MAX_HEADERS,
+    });
   }
 }
 
@@ -43,16 +46,19 @@ function refuse(app: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex
   // the parser fails again on every later read of this connection: it got its answer already
   if (answered.has(socket)) return;
   answered.add(socket);
-  const [status, message] = err.code === 'HPE_HEADER_OVERFLOW'
-    ? [431, `the request headers are larger than ${Math.round(maxHeaderSize / 1024)} KiB (all of them together)`]
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, 'the request did not arrive within http.request_timeout (or its headers within http.headers_timeout)']
-      : [400, 'the request is not valid HTTP'];
+  const [status, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, `the request headers are larger than ${Math.round(maxHeaderSize / 1024)} KiB (all of them together)`]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request did not arrive within http.request_timeout (or its headers within http.headers_timeout)']
+        : [400, 'the request is not valid HTTP'];
   app.log.debug({ err, status }, 'request refused by the HTTP parser');
   const body = JSON.stringify({ status, message, data: { code: err.code } });
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n`
-      + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   }
   if (status !== 431) {
     socket.destroy(err);
@@ -84,7 +90,12 @@ export function observabilityAuth(token: string | undefined): ((request: Fastify
 /** The bearer credentials, each by what it is in the config. */
 export const SECURITY_SCHEMES = {
   admin: { type: 'http', scheme: 'bearer', description: 'api.admin_key (or SLUICE_ADMIN_KEY)' },
-  tenant: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: "a tenant's token, from GET /api/v1/tenants/{tenant_id}/token" },
+  tenant: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: "a tenant's token, from GET /api/v1/tenants/{tenant_id}/token",
+  },
   ingest: { type: 'http', scheme: 'bearer', description: 'one of ingest.tokens' },
   observability: { type: 'http', scheme: 'bearer', description: 'observability.token' },
 } as const;
@@ -93,8 +104,11 @@ type Security = Array<Record<string, string[]>>;
 
 /** /api/v1 routes that a tenant token does not reach (their preHandler is requireAdmin); every other one takes either. */
 const ADMIN_ONLY = new Set([
-  'GET /api/v1/tenants/:tenant_id/token', 'GET /api/v1/tenants/:tenant_id/portal', 'POST /api/v1/publish',
-  'GET /api/v1/config', 'PATCH /api/v1/config',
+  'GET /api/v1/tenants/:tenant_id/token',
+  'GET /api/v1/tenants/:tenant_id/portal',
+  'POST /api/v1/publish',
+  'GET /api/v1/config',
+  'PATCH /api/v1/config',
 ]);
 
 /** /api/v1 routes that need no credential. */
@@ -119,6 +133,9 @@ export function openApiTransform(config: Config): SwaggerTransform<FastifySchema
   return (input) => {
     const result = jsonSchemaTransform(input);
     const methods = Array.isArray(input.route.method) ? input.route.method : [input.route.method];
-    return { ...result, schema: { ...result.schema, security: routeSecurity(methods[0] ?? 'GET', input.url, config) } as FastifySchema };
+    return {
+      ...result,
+      schema: { ...result.schema, security: routeSecurity(methods[0] ?? 'GET', input.url, config) } as FastifySchema,
+    };
   };
 }

@@ -21,16 +21,36 @@ export const managedConfigRoutes: ControlPlaneRoutes = async (plain, { config })
       ? { RETRY_SCHEDULE: api.retry.schedule.map((ms) => String(Math.round(ms / 1000))).join(',') }
       : { RETRY_INTERVAL_SECONDS: String(Math.round(api.retry.initial_backoff / 1000)) }),
   };
-  app.get('/config', {
-    preHandler: requireAdmin,
-    schema: { summary: "Outpost's managed configuration keys that Sluice's config file sets (read-only)", tags: ['operations'], response: responses({ 200: configSchema }, [403]) },
-  }, async (request) => {
-    return settings;
-  });
-  app.patch('/config', {
-    preHandler: requireAdmin,
-    schema: { summary: 'Not supported: Sluice is configured by its config file (501)', tags: ['operations'], response: responses({}, [403, 501]) },
-  }, async (request) => {
-    throw new HttpError(501, "Sluice's configuration is its config file (sluice.yaml): change it there and restart; GET /api/v1/config shows what applies", { reason: 'not_implemented' });
-  });
+  app.get(
+    '/config',
+    {
+      preHandler: requireAdmin,
+      schema: {
+        summary: "Outpost's managed configuration keys that Sluice's config file sets (read-only)",
+        tags: ['operations'],
+        response: responses({ 200: configSchema }, [403]),
+      },
+    },
+    async (request) => {
+      return settings;
+    },
+  );
+  app.patch(
+    '/config',
+    {
+      preHandler: requireAdmin,
+      schema: {
+        summary: 'Not supported: Sluice is configured by its config file (501)',
+        tags: ['operations'],
+        response: responses({}, [403, 501]),
+      },
+    },
+    async (request) => {
+      throw new HttpError(
+        501,
+        "Sluice's configuration is its config file (sluice.yaml): change it there and restart; GET /api/v1/config shows what applies",
+        { reason: 'not_implemented' },
+      );
+    },
+  );
 };

@@ -17,7 +17,10 @@ const granularity = z.string().transform((g, ctx): Granularity => {
   const unit = match?.[2] as Granularity['unit'] | undefined;
   const value = Number(match?.[1]);
   if (!unit || value < 1 || value > GRANULARITY_MAX[unit]) {
-    ctx.addIssue({ code: 'custom', message: 'failed pattern validation (<number><unit>: s 1-60, m 1-60, h 1-24, d 1-31, w 1-4, M 1-12)' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'failed pattern validation (<number><unit>: s 1-60, m 1-60, h 1-24, d 1-31, w 1-4, M 1-12)',
+    });
     return z.NEVER;
   }
   return { value, unit };
@@ -28,7 +31,10 @@ interface Kind {
   summary: string;
   measures: readonly string[];
   dimensions: readonly string[];
-  read: (store: Parameters<ControlPlaneRoutes>[1]['store'], q: MetricsQuery) => { rows: MetricsRow[]; truncated: boolean };
+  read: (
+    store: Parameters<ControlPlaneRoutes>[1]['store'],
+    q: MetricsQuery,
+  ) => { rows: MetricsRow[]; truncated: boolean };
   /** A measure's value from a row's counts and its bucket's length in seconds. */
   measure: (name: string, counts: Record<string, number>, seconds: number) => number;
 }
@@ -41,24 +47,51 @@ const EVENTS: Kind = {
   measures: ['count', 'rate'],
   dimensions: ['tenant_id', 'topic', 'destination_id'],
   read: (store, q) => store.eventMetrics(q),
-  measure: (name, c, seconds) => (name === 'rate' ? rate(c.count, seconds) : c.count ?? 0),
+  measure: (name, c, seconds) => (name === 'rate' ? rate(c.count, seconds) : (c.count ?? 0)),
 };
 
 const ATTEMPTS: Kind = {
   path: '/metrics/attempts',
   summary: 'Delivery attempts, counted per time bucket and dimension (by when they were made)',
-  measures: ['count', 'successful_count', 'failed_count', 'error_rate', 'first_attempt_count', 'retry_count', 'manual_retry_count', 'avg_attempt_number', 'rate', 'successful_rate', 'failed_rate'],
-  dimensions: ['tenant_id', 'destination_id', 'destination_type', 'topic', 'status', 'code', 'manual', 'attempt_number'],
+  measures: [
+    'count',
+    'successful_count',
+    'failed_count',
+    'error_rate',
+    'first_attempt_count',
+    'retry_count',
+    'manual_retry_count',
+    'avg_attempt_number',
+    'rate',
+    'successful_rate',
+    'failed_rate',
+  ],
+  dimensions: [
+    'tenant_id',
+    'destination_id',
+    'destination_type',
+    'topic',
+    'status',
+    'code',
+    'manual',
+    'attempt_number',
+  ],
   read: (store, q) => store.attemptMetrics(q),
   measure: (name, c, seconds) => {
     const count = c.count ?? 0;
     switch (name) {
-      case 'error_rate': return count > 0 ? (c.failed_count ?? 0) / count : 0;
-      case 'avg_attempt_number': return count > 0 ? (c.attempt_number_sum ?? 0) / count : 0;
-      case 'rate': return rate(count, seconds);
-      case 'successful_rate': return rate(c.successful_count, seconds);
-      case 'failed_rate': return rate(c.failed_count, seconds);
-      default: return c[name] ?? 0;
+      case 'error_rate':
+        return count > 0 ? (c.failed_count ?? 0) / count : 0;
+      case 'avg_attempt_number':
+        return count > 0 ? (c.attempt_number_sum ?? 0) / count : 0;
+      case 'rate':
+        return rate(count, seconds);
+      case 'successful_rate':
+        return rate(c.successful_count, seconds);
+      case 'failed_rate':
+        return rate(c.failed_count, seconds);
+      default:
+        return c[name] ?? 0;
     }
   },
 };
@@ -71,7 +104,9 @@ function querySchema(kind: Kind) {
     'time[end]': queryTime.describe('exclusive'),
     granularity: granularity.optional(),
     measures: oneOrMore(z.enum(kind.measures as [string, ...string[]], { error: 'failed enum validation' })),
-    dimensions: oneOrMore(z.enum(kind.dimensions as [string, ...string[]], { error: 'failed enum validation' })).optional(),
+    dimensions: oneOrMore(
+      z.enum(kind.dimensions as [string, ...string[]], { error: 'failed enum validation' }),
+    ).optional(),
     ...filters,
   });
 }
@@ -86,7 +121,11 @@ function bucketSeconds(bucket: number | null, g: Granularity | undefined, start:
 function timeSlots(start: number, end: number, g: Granularity): number[] {
   const slots: number[] = [];
   for (let t = truncateTime(start, g); t < end; t = advanceTime(t, g)) {
-    if (slots.length >= MAX_BUCKETS) throw new HttpError(400, 'query too broad: try fewer dimensions, more filters, or a shorter time range', { reason: 'too_many_buckets', max_buckets: MAX_BUCKETS });
+    if (slots.length >= MAX_BUCKETS)
+      throw new HttpError(400, 'query too broad: try fewer dimensions, more filters, or a shorter time range', {
+        reason: 'too_many_buckets',
+        max_buckets: MAX_BUCKETS,
+      });
     slots.push(t);
   }
   return slots;
@@ -117,46 +156,75 @@ function filled(rows: MetricsRow[], slots: number[], withDimensions: boolean): M
 export const metricsRoutes: ControlPlaneRoutes = async (plain, { store }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
   for (const kind of [EVENTS, ATTEMPTS]) {
-    app.get(kind.path, { schema: { summary: kind.summary, tags: ['events'], querystring: querySchema(kind), response: responses({ 200: metricsSchema }, [400, 403, 422]) } }, async (request) => {
-      const began = performance.now();
-      const q = request.query as Record<string, unknown> & { 'time[start]': number; 'time[end]': number; granularity?: Granularity; measures: string[]; dimensions?: string[] };
-      const dimensions = q.dimensions ?? [];
-      const filters: Record<string, string[]> = {};
-      for (const d of kind.dimensions) if (q[`filters[${d}]`] !== undefined) filters[d] = q[`filters[${d}]`] as string[];
-      const p = request.principal;
-      if (!p.admin) {
-        // as Outpost: a tenant token counts its own tenant only, and cannot group by tenant
-        if (dimensions.includes('tenant_id')) throw new HttpError(403, 'tenant_id dimension is not allowed for tenant-scoped requests', { reason: 'forbidden' });
-        if (filters.tenant_id && (filters.tenant_id.length !== 1 || filters.tenant_id[0] !== p.tenantId)) {
-          throw new HttpError(403, 'filters[tenant_id] does not match authenticated tenant', { reason: 'forbidden' });
-        }
-        filters.tenant_id = [p.tenantId];
-      }
-      const start = q['time[start]'];
-      const end = q['time[end]'];
-      if (end <= start) throw new HttpError(400, 'time[end] must be after time[start]', { reason: 'invalid_time_range' });
-      const g = q.granularity;
-      const slots = g ? timeSlots(start, end, g) : undefined;
-      const { rows, truncated } = kind.read(store, { start, end, granularity: g, dimensions, filters, rowLimit: ROW_LIMIT });
-      const all = slots ? filled(rows, slots, dimensions.length > 0) : rows;
-      const data = all.map((row) => {
-        const seconds = bucketSeconds(row.bucket, g, start, end);
-        return {
-          ...(row.bucket !== null ? { time_bucket: new Date(row.bucket).toISOString().replace('.000Z', 'Z') } : {}),
-          dimensions: row.dimensions,
-          metrics: Object.fromEntries(q.measures.map((m) => [m, kind.measure(m, row.counts, seconds)])),
-        };
-      });
-      return {
-        data,
-        metadata: {
-          ...(g ? { granularity: `${g.value}${g.unit}` } : {}),
-          query_time_ms: Math.round(performance.now() - began),
-          row_count: data.length,
-          row_limit: ROW_LIMIT,
-          truncated,
+    app.get(
+      kind.path,
+      {
+        schema: {
+          summary: kind.summary,
+          tags: ['events'],
+          querystring: querySchema(kind),
+          response: responses({ 200: metricsSchema }, [400, 403, 422]),
         },
-      };
-    });
+      },
+      async (request) => {
+        const began = performance.now();
+        const q = request.query as Record<string, unknown> & {
+          'time[start]': number;
+          'time[end]': number;
+          granularity?: Granularity;
+          measures: string[];
+          dimensions?: string[];
+        };
+        const dimensions = q.dimensions ?? [];
+        const filters: Record<string, string[]> = {};
+        for (const d of kind.dimensions)
+          if (q[`filters[${d}]`] !== undefined) filters[d] = q[`filters[${d}]`] as string[];
+        const p = request.principal;
+        if (!p.admin) {
+          // as Outpost: a tenant token counts its own tenant only, and cannot group by tenant
+          if (dimensions.includes('tenant_id'))
+            throw new HttpError(403, 'tenant_id dimension is not allowed for tenant-scoped requests', {
+              reason: 'forbidden',
+            });
+          if (filters.tenant_id && (filters.tenant_id.length !== 1 || filters.tenant_id[0] !== p.tenantId)) {
+            throw new HttpError(403, 'filters[tenant_id] does not match authenticated tenant', { reason: 'forbidden' });
+          }
+          filters.tenant_id = [p.tenantId];
+        }
+        const start = q['time[start]'];
+        const end = q['time[end]'];
+        if (end <= start)
+          throw new HttpError(400, 'time[end] must be after time[start]', { reason: 'invalid_time_range' });
+        const g = q.granularity;
+        const slots = g ? timeSlots(start, end, g) : undefined;
+        const { rows, truncated } = kind.read(store, {
+          start,
+          end,
+          granularity: g,
+          dimensions,
+          filters,
+          rowLimit: ROW_LIMIT,
+        });
+        const all = slots ? filled(rows, slots, dimensions.length > 0) : rows;
+        const data = all.map((row) => {
+          const seconds = bucketSeconds(row.bucket, g, start, end);
+          return {
+            ...(row.bucket !== null ? { time_bucket: new Date(row.bucket).toISOString().replace('.000Z', 'Z') } : {}),
+            dimensions: row.dimensions,
+            metrics: Object.fromEntries(q.measures.map((m) => [m, kind.measure(m, row.counts, seconds)])),
+          };
+        });
+        return {
+          data,
+          metadata: {
+            ...(g ? { granularity: `${g.value}${g.unit}` } : {}),
+            query_time_ms: Math.round(performance.now() - began),
+            row_count: data.length,
+            row_limit: ROW_LIMIT,
+            truncated,
+          },
+        };
+      },
+    );
   }
 };

@@ -5,8 +5,12 @@ import { HttpError } from '../http/http-error.js';
 /** `limit`, `next`, `prev` of a list route; Outpost's bounds are 1..1000 (default 100), tenants 1..100 (default 20). */
 export function pageParams(bounds: { default: number; max: number } = { default: 100, max: 1000 }) {
   return {
-    limit: z.coerce.number({ error: 'failed type validation' }).int('failed type validation').min(1, 'failed min validation')
-      .max(bounds.max, `failed max validation (at most ${bounds.max})`).default(bounds.default),
+    limit: z.coerce
+      .number({ error: 'failed type validation' })
+      .int('failed type validation')
+      .min(1, 'failed min validation')
+      .max(bounds.max, `failed max validation (at most ${bounds.max})`)
+      .default(bounds.default),
     next: z.string().min(1).optional(),
     prev: z.string().min(1).optional(),
   };
@@ -27,8 +31,14 @@ export const paginationSchema = z.object({
  * Reads a page, answering 400 for a cursor this API did not give out, or for `next` and `prev` together.
  * `orderBy` and the query's `dir` are said back in `pagination`.
  */
-export function paged<T, V>(read: (query: PageQuery) => Page<T>, query: PageQuery, view: (model: T) => V, orderBy: string) {
-  if (query.next && query.prev) throw new HttpError(400, "cannot specify both 'next' and 'prev' cursors", { reason: 'bad_cursor' });
+export function paged<T, V>(
+  read: (query: PageQuery) => Page<T>,
+  query: PageQuery,
+  view: (model: T) => V,
+  orderBy: string,
+) {
+  if (query.next && query.prev)
+    throw new HttpError(400, "cannot specify both 'next' and 'prev' cursors", { reason: 'bad_cursor' });
   const dir = query.dir ?? 'desc';
   let page: Page<T>;
   try {
@@ -37,5 +47,8 @@ export function paged<T, V>(read: (query: PageQuery) => Page<T>, query: PageQuer
     if (err instanceof CursorError) throw new HttpError(400, err.message, { reason: 'bad_cursor' });
     throw err;
   }
-  return { models: page.models.map(view), pagination: { order_by: orderBy, dir, limit: query.limit, next: page.next, prev: page.prev } };
+  return {
+    models: page.models.map(view),
+    pagination: { order_by: orderBy, dir, limit: query.limit, next: page.next, prev: page.prev },
+  };
 }

@@ -14,9 +14,14 @@ const publishBody = z.object({
   destination_id: z.string().min(1).optional(),
   topic: z.string().optional(),
   eligible_for_retry: z.boolean({ error: 'failed type validation' }).optional(),
-  time: z.string().refine((t) => parseEventTime(t) !== undefined, 'failed pattern validation (RFC 3339, e.g. 2026-05-01T12:00:00Z)').optional(),
+  time: z
+    .string()
+    .refine((t) => parseEventTime(t) !== undefined, 'failed pattern validation (RFC 3339, e.g. 2026-05-01T12:00:00Z)')
+    .optional(),
   metadata: z.record(z.string(), z.string({ error: 'failed type validation' })).optional(),
-  data: z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { error: required }),
+  data: z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), {
+    error: required,
+  }),
 });
 
 /** Events one `POST /publish/batch` may carry. */
@@ -52,60 +57,84 @@ export const publishRoutes: ControlPlaneRoutes = async (plain, { config, publish
   const topics = new Set(config.api.topics);
   // published events have no partition: the label says so
   app.addHook('onResponse', async (request, reply) => {
-    if (/\/publish(\/batch)?$/.test(request.routeOptions.url ?? '')) metrics.request('publish', 'none', reply.statusCode);
+    if (/\/publish(\/batch)?$/.test(request.routeOptions.url ?? ''))
+      metrics.request('publish', 'none', reply.statusCode);
   });
   app.addHook('onError', async (request, _reply, error) => {
     if (!/\/publish(\/batch)?$/.test(request.routeOptions.url ?? '')) return;
     if (hasZodFastifySchemaValidationErrors(error)) return metrics.rejection('publish', 'validation', 422);
-    const reason = error instanceof HttpError && !Array.isArray(error.data) ? String(error.data.reason ?? 'error') : error.statusCode === 422 ? 'validation' : 'error';
+    const reason =
+      error instanceof HttpError && !Array.isArray(error.data)
+        ? String(error.data.reason ?? 'error')
+        : error.statusCode === 422
+          ? 'validation'
+          : 'error';
     metrics.rejection('publish', reason, error.statusCode ?? 500);
   });
 
-  app.post('/publish', {
-    preHandler: requireAdmin,
-    schema: { summary: 'Publish an event (202 once durable)', tags: ['events'], body: publishBody, response: responses({ 202: publishSchema }, [400, 403, 404, 422, 429]) },
-  }, async (request, reply) => {
-    const body = request.body;
-    if (topics.size > 0) {
-      if (!body.topic) throw validationError(['topic is required']);
-      if (!topics.has(body.topic)) throw validationError([`topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
-    }
-    const data = dataText(request.bodyText, body.data);
-    const result = await publisher.publish({ ...body, data });
-    if (result.duplicate) metrics.duplicate('request');
-    else metrics.accepted('publish', 'none', 1, Buffer.byteLength(data));
-    reply.code(202);
-    return { id: result.id, duplicate: result.duplicate, destination_ids: result.destination_ids };
-  });
+  app.post(
+    '/publish',
+    {
+      preHandler: requireAdmin,
+      schema: {
+        summary: 'Publish an event (202 once durable)',
+        tags: ['events'],
+        body: publishBody,
+        response: responses({ 202: publishSchema }, [400, 403, 404, 422, 429]),
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      if (topics.size > 0) {
+        if (!body.topic) throw validationError(['topic is required']);
+        if (!topics.has(body.topic))
+          throw validationError([`topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
+      }
+      const data = dataText(request.bodyText, body.data);
+      const result = await publisher.publish({ ...body, data });
+      if (result.duplicate) metrics.duplicate('request');
+      else metrics.accepted('publish', 'none', 1, Buffer.byteLength(data));
+      reply.code(202);
+      return { id: result.id, duplicate: result.duplicate, destination_ids: result.destination_ids };
+    },
+  );
 
   // An extension of Outpost's API: many events in one request, for publishers that outrun one request per event.
-  app.post('/publish/batch', {
-    preHandler: requireAdmin,
-    schema: {
-      summary: `Publish up to ${MAX_PUBLISH_BATCH} events (202 once all are durable; all or none are checked first)`,
-      tags: ['events'],
-      body: z.array(publishBody).min(1, 'holds no event').max(MAX_PUBLISH_BATCH, `holds more than ${MAX_PUBLISH_BATCH} events`),
-      response: responses({ 202: z.array(publishSchema) }, [400, 403, 404, 422, 429]),
+  app.post(
+    '/publish/batch',
+    {
+      preHandler: requireAdmin,
+      schema: {
+        summary: `Publish up to ${MAX_PUBLISH_BATCH} events (202 once all are durable; all or none are checked first)`,
+        tags: ['events'],
+        body: z
+          .array(publishBody)
+          .min(1, 'holds no event')
+          .max(MAX_PUBLISH_BATCH, `holds more than ${MAX_PUBLISH_BATCH} events`),
+        response: responses({ 202: z.array(publishSchema) }, [400, 403, 404, 422, 429]),
+      },
     },
-  }, async (request, reply) => {
-    const events = request.body;
-    if (topics.size > 0) {
-      events.forEach((event, i) => {
-        if (!event.topic) throw validationError([`${i}.topic is required`]);
-        if (!topics.has(event.topic)) throw validationError([`${i}.topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
+    async (request, reply) => {
+      const events = request.body;
+      if (topics.size > 0) {
+        events.forEach((event, i) => {
+          if (!event.topic) throw validationError([`${i}.topic is required`]);
+          if (!topics.has(event.topic))
+            throw validationError([`${i}.topic failed enum validation (configured topics: ${[...topics].join(', ')})`]);
+        });
+      }
+      const texts = dataTexts(request.bodyText, events);
+      const results = await publisher.publishMany(events.map((event, i) => ({ ...event, data: texts[i]! })));
+      let duplicates = 0;
+      let bytes = 0;
+      results.forEach((result, i) => {
+        if (result.duplicate) duplicates++;
+        else bytes += Buffer.byteLength(texts[i]!);
       });
-    }
-    const texts = dataTexts(request.bodyText, events);
-    const results = await publisher.publishMany(events.map((event, i) => ({ ...event, data: texts[i]! })));
-    let duplicates = 0;
-    let bytes = 0;
-    results.forEach((result, i) => {
-      if (result.duplicate) duplicates++;
-      else bytes += Buffer.byteLength(texts[i]!);
-    });
-    metrics.duplicate('request', duplicates);
-    metrics.accepted('publish', 'none', results.length - duplicates, bytes);
-    reply.code(202);
-    return results.map((r) => ({ id: r.id, duplicate: r.duplicate, destination_ids: r.destination_ids }));
-  });
+      metrics.duplicate('request', duplicates);
+      metrics.accepted('publish', 'none', results.length - duplicates, bytes);
+      reply.code(202);
+      return results.map((r) => ({ id: r.id, duplicate: r.duplicate, destination_ids: r.destination_ids }));
+    },
+  );
 };

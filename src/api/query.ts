@@ -42,7 +42,8 @@ function append(target: Record<string, unknown>, key: string, value: unknown): v
 
 /** A filter of one value or several (`topic=a` or `topic=a&topic=b`), as a list. */
 export function oneOrMore<T extends z.ZodType<string, string>>(item: T) {
-  return z.union([item, z.array(item).min(1, 'failed min validation')], { error: 'failed type validation' })
+  return z
+    .union([item, z.array(item).min(1, 'failed min validation')], { error: 'failed type validation' })
     .transform((v): Array<z.output<T>> => (Array.isArray(v) ? v : [v]));
 }
 
@@ -52,7 +53,10 @@ export const anyString = z.string().min(1, 'failed min validation');
 export const queryTime = z.string().transform((t, ctx) => {
   const parsed = /^\d{4}-\d{2}-\d{2}$/.test(t) ? parseEventTime(`${t}T00:00:00Z`) : parseEventTime(t);
   if (!parsed) {
-    ctx.addIssue({ code: 'custom', message: 'failed pattern validation (RFC 3339, e.g. 2026-05-01T12:00:00Z, or YYYY-MM-DD)' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'failed pattern validation (RFC 3339, e.g. 2026-05-01T12:00:00Z, or YYYY-MM-DD)',
+    });
     return z.NEVER;
   }
   return parsed.ms;
@@ -66,7 +70,12 @@ export const timeParams = {
   'time[lt]': queryTime.optional(),
 };
 
-export function timeRange(q: { 'time[gte]'?: number; 'time[gt]'?: number; 'time[lte]'?: number; 'time[lt]'?: number }): TimeRange | undefined {
+export function timeRange(q: {
+  'time[gte]'?: number;
+  'time[gt]'?: number;
+  'time[lte]'?: number;
+  'time[lt]'?: number;
+}): TimeRange | undefined {
   const range: TimeRange = { gte: q['time[gte]'], gt: q['time[gt]'], lte: q['time[lte]'], lt: q['time[lt]'] };
   return Object.values(range).some((v) => v !== undefined) ? range : undefined;
 }

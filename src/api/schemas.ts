@@ -10,11 +10,13 @@ import { paginationSchema } from './paging.js';
 const stringMap = z.record(z.string(), z.string());
 const time = z.string().describe('RFC 3339, UTC');
 
-export const errorSchema = z.object({
-  status: z.number().int(),
-  message: z.string(),
-  data: z.unknown().describe('what was wrong: every problem by field (422), or {reason, ...}'),
-}).describe('An error');
+export const errorSchema = z
+  .object({
+    status: z.number().int(),
+    message: z.string(),
+    data: z.unknown().describe('what was wrong: every problem by field (422), or {reason, ...}'),
+  })
+  .describe('An error');
 
 export const successSchema = z.object({ success: z.boolean() });
 
@@ -27,7 +29,11 @@ export const tenantSchema = z.object({
   updated_at: time,
 });
 
-export const tenantListSchema = z.object({ models: z.array(tenantSchema), pagination: paginationSchema, count: z.number().int().describe('tenants matching the filter, over all pages') });
+export const tenantListSchema = z.object({
+  models: z.array(tenantSchema),
+  pagination: paginationSchema,
+  count: z.number().int().describe('tenants matching the filter, over all pages'),
+});
 
 export const tokenSchema = z.object({ token: z.string(), tenant_id: z.string() });
 
@@ -65,7 +71,14 @@ export const eventSchema = z.object({
 });
 
 export const eventWithDeliveriesSchema = eventSchema.extend({
-  deliveries: z.array(z.object({ destination_id: z.string(), status: z.enum(['pending', 'success', 'failed']), attempts: z.number().int(), object_key: z.string().nullable() })),
+  deliveries: z.array(
+    z.object({
+      destination_id: z.string(),
+      status: z.enum(['pending', 'success', 'failed']),
+      attempts: z.number().int(),
+      object_key: z.string().nullable(),
+    }),
+  ),
 });
 
 export const eventListSchema = z.object({ models: z.array(eventSchema), pagination: paginationSchema });
@@ -83,7 +96,11 @@ export const attemptSchema = z.object({
   manual: z.boolean(),
   time,
   duration_ms: z.number(),
-  event: z.object({ ...eventFields, data: z.record(z.string(), z.unknown()).optional() }).nullable().optional().describe('with include=event (or event.data)'),
+  event: z
+    .object({ ...eventFields, data: z.record(z.string(), z.unknown()).optional() })
+    .nullable()
+    .optional()
+    .describe('with include=event (or event.data)'),
   destination: destinationSchema.optional().describe('with include=destination'),
 });
 
@@ -103,19 +120,39 @@ const fieldSchema = z.object({
 });
 
 export const destinationTypeSchema = z.object({
-  type: z.string(), label: z.string(), description: z.string(), config_fields: z.array(fieldSchema), credential_fields: z.array(fieldSchema),
+  type: z.string(),
+  label: z.string(),
+  description: z.string(),
+  config_fields: z.array(fieldSchema),
+  credential_fields: z.array(fieldSchema),
 });
 
 export const metricsSchema = z.object({
-  data: z.array(z.object({ time_bucket: time.optional(), dimensions: z.record(z.string(), z.string()), metrics: z.record(z.string(), z.number()) })),
-  metadata: z.object({ granularity: z.string().optional(), query_time_ms: z.number().int(), row_count: z.number().int(), row_limit: z.number().int(), truncated: z.boolean() }),
+  data: z.array(
+    z.object({
+      time_bucket: time.optional(),
+      dimensions: z.record(z.string(), z.string()),
+      metrics: z.record(z.string(), z.number()),
+    }),
+  ),
+  metadata: z.object({
+    granularity: z.string().optional(),
+    query_time_ms: z.number().int(),
+    row_count: z.number().int(),
+    row_limit: z.number().int(),
+    truncated: z.boolean(),
+  }),
 });
 
 export const healthzSchema = z.object({
-  status: z.enum(['healthy', 'failed']), timestamp: time, workers: z.record(z.string(), z.object({ status: z.enum(['healthy', 'failed']) })),
+  status: z.enum(['healthy', 'failed']),
+  timestamp: time,
+  workers: z.record(z.string(), z.object({ status: z.enum(['healthy', 'failed']) })),
 });
 
-export const configSchema = z.record(z.string(), z.string()).describe("Outpost's managed-config keys that Sluice's config answers (read-only)");
+export const configSchema = z
+  .record(z.string(), z.string())
+  .describe("Outpost's managed-config keys that Sluice's config answers (read-only)");
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Bad request: not JSON, an unknown query parameter, a bad cursor',
@@ -134,7 +171,10 @@ export function responses(success: Record<number, z.ZodType>, errors: number[] =
   const out: Record<number, unknown> = {};
   for (const [code, schema] of Object.entries(success)) out[Number(code)] = schema;
   for (const code of [...new Set([...errors, 401, 503])].sort()) {
-    out[code] = { description: ERROR_DESCRIPTIONS[code] ?? 'Error', content: { 'application/json': { schema: errorSchema } } };
+    out[code] = {
+      description: ERROR_DESCRIPTIONS[code] ?? 'Error',
+      content: { 'application/json': { schema: errorSchema } },
+    };
   }
   return out;
 }

@@ -12,6 +12,10 @@ const RETRY_AFTER_SECONDS = 5;
 export function storageUnavailable(err: unknown): HttpError | undefined {
   const code = storageErrorCode(err);
   if (!code) return undefined;
-  return new HttpError(503, `Sluice cannot write to its data_dir right now (${code}: ${(err as Error).message}); retry later`,
-    { reason: 'storage_unavailable', code }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+  return new HttpError(
+    503,
+    `Sluice cannot write to its data_dir right now (${code}: ${(err as Error).message}); retry later`,
+    { reason: 'storage_unavailable', code },
+    { 'retry-after': String(RETRY_AFTER_SECONDS) },
+  );
 }

@@ -65,9 +65,16 @@ export function eventView(store: Store, e: StoredEvent, withDeliveries = false) 
     // Outpost's name for the destinations it was routed to; destination_ids is what earlier versions answered
     matched_destination_ids: destinationIds,
     destination_ids: destinationIds,
-    ...(withDeliveries ? {
-      deliveries: deliveries.map((d) => ({ destination_id: d.destination_id, status: d.status, attempts: d.attempts, object_key: d.object_key })),
-    } : {}),
+    ...(withDeliveries
+      ? {
+          deliveries: deliveries.map((d) => ({
+            destination_id: d.destination_id,
+            status: d.status,
+            attempts: d.attempts,
+            object_key: d.object_key,
+          })),
+        }
+      : {}),
   };
 }
 
@@ -84,13 +91,26 @@ export interface AttemptIncludes {
  */
 export function attemptView(store: Store, a: Attempt, includes: AttemptIncludes = {}) {
   const { event_id: eventId, code, ...rest } = a;
-  const view: Record<string, unknown> = { ...rest, ...(eventId !== null ? { event_id: eventId } : {}), ...(code !== null ? { code } : {}) };
+  const view: Record<string, unknown> = {
+    ...rest,
+    ...(eventId !== null ? { event_id: eventId } : {}),
+    ...(code !== null ? { code } : {}),
+  };
   if (includes.event) {
     const event = eventId === null ? undefined : store.getEvent(a.tenant_id, eventId);
-    view.event = event === undefined ? null : {
-      id: event.id, tenant_id: event.tenant_id, destination_id: a.destination_id, topic: event.topic, time: event.time,
-      eligible_for_retry: event.eligible_for_retry, metadata: event.metadata, ...(includes.event === 'data' ? { data: new RawJson(event.data) } : {}),
-    };
+    view.event =
+      event === undefined
+        ? null
+        : {
+            id: event.id,
+            tenant_id: event.tenant_id,
+            destination_id: a.destination_id,
+            topic: event.topic,
+            time: event.time,
+            eligible_for_retry: event.eligible_for_retry,
+            metadata: event.metadata,
+            ...(includes.event === 'data' ? { data: new RawJson(event.data) } : {}),
+          };
   }
   if (includes.destination) {
     const destination = store.getDestination(a.tenant_id, a.destination_id);

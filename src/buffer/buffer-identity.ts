@@ -42,17 +42,23 @@ export function openBuffer(dataDir: string, maxBytes: number, log: Logger, opts:
   const problem = ranHere ? findProblem(file, expected) : undefined;
   let resets = 0;
   if (problem) {
-    const which = expected ? `buffer ${expected} (recorded in ${markerFile})` : `the buffer of ${dir} (its id was not recorded)`;
+    const which = expected
+      ? `buffer ${expected} (recorded in ${markerFile})`
+      : `the buffer of ${dir} (its id was not recorded)`;
     if (!opts.acceptLoss) {
       const command = `${opts.serveCommand ?? 'sluice serve'} --accept-buffer-loss`;
-      throw new BufferLostError(`refusing to start: ${problem}. It held ${which}: the decisions it held that no output had delivered yet `
-        + `would be lost. Restore the file if you can (stop Sluice first); to accept the loss and start with a new, empty buffer, run once: ${command} `
-        + '(or set SLUICE_ACCEPT_BUFFER_LOSS=true).');
+      throw new BufferLostError(
+        `refusing to start: ${problem}. It held ${which}: the decisions it held that no output had delivered yet ` +
+          `would be lost. Restore the file if you can (stop Sluice first); to accept the loss and start with a new, empty buffer, run once: ${command} ` +
+          '(or set SLUICE_ACCEPT_BUFFER_LOSS=true).',
+      );
     }
     const movedTo = moveAside(dir, expected);
-    log.error({ lost_buffer_id: expected ?? null, problem, moved_to: movedTo ?? null },
-      `buffer lost: ${problem}. Starting a new, empty buffer as --accept-buffer-loss allows; the decisions ${which} held that no output had delivered are gone`
-      + (movedTo ? ` (what was left of its files is in ${movedTo})` : ''));
+    log.error(
+      { lost_buffer_id: expected ?? null, problem, moved_to: movedTo ?? null },
+      `buffer lost: ${problem}. Starting a new, empty buffer as --accept-buffer-loss allows; the decisions ${which} held that no output had delivered are gone` +
+        (movedTo ? ` (what was left of its files is in ${movedTo})` : ''),
+    );
     resets = 1;
   }
   const buffer = new SqliteBuffer(dir, maxBytes);
@@ -76,8 +82,11 @@ function findProblem(file: string, expected: string | undefined): string | undef
   try {
     const db = new Database(file, { fileMustExist: true });
     try {
-      const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
-      found = hasMeta ? (db.prepare("SELECT value FROM meta WHERE key = 'buffer_id'").pluck().get() as string | undefined) : undefined;
+      const hasMeta =
+        db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
+      found = hasMeta
+        ? (db.prepare("SELECT value FROM meta WHERE key = 'buffer_id'").pluck().get() as string | undefined)
+        : undefined;
     } finally {
       db.close();
     }

@@ -15,12 +15,17 @@ export interface LockHolder {
 }
 
 export class DataDirInUseError extends StartRefusedError {
-  constructor(readonly dataDir: string, readonly holder: LockHolder | undefined) {
+  constructor(
+    readonly dataDir: string,
+    readonly holder: LockHolder | undefined,
+  ) {
     const who = holder
       ? `pid ${holder.pid} on ${holder.hostname}${holder.hostname === hostname() ? '' : ' (another host: data_dir is on a shared file system)'}, started ${holder.started_at}`
       : 'a process that has not written data_dir/lock.json: it is starting, or could not write it (a full disk)';
-    super(`data_dir ${dataDir} is in use by another Sluice (${who}). Two processes on one data_dir would overwrite each other's `
-      + 'buffer and lose acknowledged decisions: stop that one first, or give this one a data_dir of its own.');
+    super(
+      `data_dir ${dataDir} is in use by another Sluice (${who}). Two processes on one data_dir would overwrite each other's ` +
+        'buffer and lose acknowledged decisions: stop that one first, or give this one a data_dir of its own.',
+    );
     this.name = 'DataDirInUseError';
   }
 }
@@ -39,7 +44,10 @@ export class DataDirInUseError extends StartRefusedError {
 export class DataDirLock {
   private released = false;
 
-  private constructor(private readonly db: Database.Database, private readonly infoFile: string) {}
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly infoFile: string,
+  ) {}
 
   /** Takes the lock at once, or throws DataDirInUseError naming the holder. `log` hears of a lock.json that could not be written. */
   static acquire(dataDir: string, log?: { warn(fields: object, message: string): void }): DataDirLock {
@@ -54,7 +62,10 @@ export class DataDirLock {
       db.exec('BEGIN EXCLUSIVE; COMMIT');
     } catch (err) {
       db.close();
-      if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY') || (err as { code?: string }).code?.startsWith('SQLITE_LOCKED')) {
+      if (
+        (err as { code?: string }).code?.startsWith('SQLITE_BUSY') ||
+        (err as { code?: string }).code?.startsWith('SQLITE_LOCKED')
+      ) {
         throw new DataDirInUseError(dir, readHolder(infoFile));
       }
       throw err;
@@ -65,7 +76,10 @@ export class DataDirLock {
     } catch (err) {
       // the lock is held all the same: only a refusal of a second process would name no holder
       rmSync(infoFile, { force: true });
-      log?.warn({ err, file: infoFile }, 'could not write data_dir/lock.json (the lock is held; a second Sluice on this data_dir is refused without naming this one)');
+      log?.warn(
+        { err, file: infoFile },
+        'could not write data_dir/lock.json (the lock is held; a second Sluice on this data_dir is refused without naming this one)',
+      );
     }
     return new DataDirLock(db, infoFile);
   }
@@ -82,7 +96,8 @@ export class DataDirLock {
 function readHolder(file: string): LockHolder | undefined {
   try {
     const holder = JSON.parse(readFileSync(file, 'utf8')) as Partial<LockHolder>;
-    if (typeof holder.pid === 'number' && typeof holder.hostname === 'string' && typeof holder.started_at === 'string') return holder as LockHolder;
+    if (typeof holder.pid === 'number' && typeof holder.hostname === 'string' && typeof holder.started_at === 'string')
+      return holder as LockHolder;
   } catch {
     // missing (the holder is still starting, or a version before lock.json) or being replaced: unknown
   }

@@ -4,16 +4,40 @@ import { crc32, gunzipSync } from 'node:zlib';
 import type { WalGroupCommit } from '../sqlite/group-commit.js';
 import { WalDatabase } from '../sqlite/wal-database.js';
 import { ADDED_COLUMNS, SCHEMA } from './sqlite-schema.js';
-import { CorruptChunkError, type BufferStats, type Chunk, type ChunkMeta, type DecisionBuffer, type NewChunk, type SealedBatch } from './types.js';
+import {
+  CorruptChunkError,
+  type BufferStats,
+  type Chunk,
+  type ChunkMeta,
+  type DecisionBuffer,
+  type NewChunk,
+  type SealedBatch,
+} from './types.js';
 
 interface ChunkRow {
-  pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number; received_at: number;
-  compressed: number; stored_bytes: number | null;
-  payload?: Buffer; crc?: number | null;
+  pos: number;
+  last_pos: number;
+  partition: string;
+  hour: string;
+  instance: string;
+  count: number;
+  bytes: number;
+  received_at: number;
+  compressed: number;
+  stored_bytes: number | null;
+  payload?: Buffer;
+  crc?: number | null;
 }
 
 interface BatchRow {
-  output: string; first_pos: number; last_pos: number; partition: string; hour: string; instance: string; count: number; bytes: number;
+  output: string;
+  first_pos: number;
+  last_pos: number;
+  partition: string;
+  hour: string;
+  instance: string;
+  count: number;
+  bytes: number;
 }
 
 /**
@@ -41,26 +65,32 @@ export class SqliteBuffer implements DecisionBuffer {
   resets = 0;
   private readonly stmt;
 
-  constructor(dataDir: string, private readonly maxBytes: number) {
+  constructor(
+    dataDir: string,
+    private readonly maxBytes: number,
+  ) {
     this.wal = new WalDatabase(dataDir, 'buffer.sqlite', SCHEMA, ADDED_COLUMNS);
     this.db = this.wal.db;
     this.commits = this.wal.commits;
     this.stmt = {
       insertChunk: this.db.prepare(
-        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload, crc, compressed, stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
-      metas: this.db.prepare(
-        `SELECT ${META_COLUMNS} FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?`),
+        'INSERT INTO chunks (pos, last_pos, partition, hour, instance, count, bytes, received_at, payload, crc, compressed, stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      metas: this.db.prepare(`SELECT ${META_COLUMNS} FROM chunks WHERE pos >= ? ORDER BY pos LIMIT ?`),
       chunkAtOrBefore: this.db.prepare('SELECT pos FROM chunks WHERE pos <= ? ORDER BY pos DESC LIMIT 1').pluck(),
       chunk: this.db.prepare('SELECT * FROM chunks WHERE pos = ?'),
       stream: this.db.prepare(
-        `SELECT ${META_COLUMNS} FROM chunks WHERE partition = ? AND hour = ? AND last_pos >= ? ORDER BY last_pos`),
+        `SELECT ${META_COLUMNS} FROM chunks WHERE partition = ? AND hour = ? AND last_pos >= ? ORDER BY last_pos`,
+      ),
       cursor: this.db.prepare('SELECT pos FROM cursors WHERE output = ?').pluck(),
       setCursor: this.db.prepare(
-        'INSERT INTO cursors (output, pos) VALUES (?, ?) ON CONFLICT (output) DO UPDATE SET pos = max(pos, excluded.pos)'),
+        'INSERT INTO cursors (output, pos) VALUES (?, ?) ON CONFLICT (output) DO UPDATE SET pos = max(pos, excluded.pos)',
+      ),
       batches: this.db.prepare('SELECT * FROM batches WHERE output = ? AND done = 0 ORDER BY first_pos'),
       doneBatches: this.db.prepare('SELECT * FROM batches WHERE output = ? AND done = 1 ORDER BY first_pos'),
       seal: this.db.prepare(
-        'INSERT OR IGNORE INTO batches (output, first_pos, last_pos, partition, hour, instance, count, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+        'INSERT OR IGNORE INTO batches (output, first_pos, last_pos, partition, hour, instance, count, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       markDone: this.db.prepare('UPDATE batches SET done = 1 WHERE output = ? AND first_pos = ?'),
       forgetDone: this.db.prepare('DELETE FROM batches WHERE output = ? AND done = 1 AND last_pos <= ?'),
       outputs: this.db.prepare('SELECT output FROM cursors UNION SELECT output FROM batches').pluck(),
@@ -69,7 +99,9 @@ export class SqliteBuffer implements DecisionBuffer {
         this.db.prepare('DELETE FROM batches WHERE output = ?'),
       ],
       minCursor: this.db.prepare('SELECT min(pos) FROM cursors').pluck(),
-      trimmable: this.db.prepare(`SELECT count(*) AS n, coalesce(sum(${STORED_BYTES}), 0) AS b, coalesce(sum(count), 0) AS e FROM chunks WHERE pos <= ? AND last_pos <= ?`),
+      trimmable: this.db.prepare(
+        `SELECT count(*) AS n, coalesce(sum(${STORED_BYTES}), 0) AS b, coalesce(sum(count), 0) AS e FROM chunks WHERE pos <= ? AND last_pos <= ?`,
+      ),
       trim: this.db.prepare('DELETE FROM chunks WHERE pos <= ? AND last_pos <= ?'),
       oldest: this.db.prepare('SELECT received_at FROM chunks ORDER BY pos LIMIT 1').pluck(),
       oldestPos: this.db.prepare('SELECT pos FROM chunks ORDER BY pos LIMIT 1').pluck(),
@@ -77,7 +109,9 @@ export class SqliteBuffer implements DecisionBuffer {
       insertAccepted: this.db.prepare('INSERT INTO accepted (at, keys) VALUES (?, ?)'),
       acceptedSince: this.db.prepare('SELECT at, keys FROM accepted WHERE at >= ? ORDER BY at DESC'),
       forgetAccepted: this.db.prepare('DELETE FROM accepted WHERE at < ?'),
-      setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      setMeta: this.db.prepare(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
     };
 
     let id = this.stmt.getMeta.get('buffer_id') as string | undefined;
@@ -86,7 +120,10 @@ export class SqliteBuffer implements DecisionBuffer {
       this.stmt.setMeta.run('buffer_id', id);
     }
     this.id = id;
-    const totals = this.db.prepare(`SELECT count(*) AS n, coalesce(sum(${STORED_BYTES}), 0) AS b, coalesce(sum(count), 0) AS e, coalesce(max(last_pos), 0) AS last FROM chunks`)
+    const totals = this.db
+      .prepare(
+        `SELECT count(*) AS n, coalesce(sum(${STORED_BYTES}), 0) AS b, coalesce(sum(count), 0) AS e, coalesce(max(last_pos), 0) AS last FROM chunks`,
+      )
       .get() as { n: number; b: number; e: number; last: number };
     const savedNext = Number(this.stmt.getMeta.get('next_pos') ?? 1);
     this.nextPos = Math.max(savedNext, totals.last + 1);
@@ -103,22 +140,37 @@ export class SqliteBuffer implements DecisionBuffer {
       const receivedAt = Date.now();
       for (const c of chunks) {
         // SQLite keeps no checksum of its own: a flipped bit on disk would otherwise be uploaded as data.
-        this.stmt.insertChunk.run(this.nextPos, this.nextPos + c.count - 1, c.partition, c.hour, c.instance, c.count, c.bytes, receivedAt, c.payload,
-          crc32(c.payload), c.compressed ? 1 : 0, c.payload.length);
+        this.stmt.insertChunk.run(
+          this.nextPos,
+          this.nextPos + c.count - 1,
+          c.partition,
+          c.hour,
+          c.instance,
+          c.count,
+          c.bytes,
+          receivedAt,
+          c.payload,
+          crc32(c.payload),
+          c.compressed ? 1 : 0,
+          c.payload.length,
+        );
         // A position of a rolled-back write is simply never used: positions must be unique, not dense.
         this.nextPos += c.count;
       }
       if (accepted.length > 0) this.stmt.insertAccepted.run(receivedAt, accepted.join('\n'));
     });
-    return written.then(() => {
-      this.pendingBytes -= bytes;
-      this.storedBytes += bytes;
-      this.storedChunks += chunks.length;
-      this.storedEvents += chunks.reduce((sum, c) => sum + c.count, 0);
-    }, (err: Error) => {
-      this.pendingBytes -= bytes;
-      throw err;
-    });
+    return written.then(
+      () => {
+        this.pendingBytes -= bytes;
+        this.storedBytes += bytes;
+        this.storedChunks += chunks.length;
+        this.storedEvents += chunks.reduce((sum, c) => sum + c.count, 0);
+      },
+      (err: Error) => {
+        this.pendingBytes -= bytes;
+        throw err;
+      },
+    );
   }
 
   acceptedSince(since: number, maxKeys: number): Array<{ at: number; keys: string[] }> {
@@ -216,7 +268,8 @@ export class SqliteBuffer implements DecisionBuffer {
     if (batches.length === 0) return;
     // A seal must be on disk before its upload starts: this commit fsyncs (and so covers earlier appends).
     this.wal.commitNow(() => {
-      for (const b of batches) this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.instance, b.count, b.bytes);
+      for (const b of batches)
+        this.stmt.seal.run(b.output, b.first, b.last, b.partition, b.hour, b.instance, b.count, b.bytes);
     });
   }
 
@@ -297,8 +350,15 @@ export class SqliteBuffer implements DecisionBuffer {
 
 function toMeta(row: ChunkRow): ChunkMeta {
   return {
-    pos: row.pos, partition: row.partition, hour: row.hour, instance: row.instance, count: row.count, bytes: row.bytes,
-    storedBytes: row.stored_bytes ?? row.bytes, compressed: row.compressed === 1, receivedAt: row.received_at,
+    pos: row.pos,
+    partition: row.partition,
+    hour: row.hour,
+    instance: row.instance,
+    count: row.count,
+    bytes: row.bytes,
+    storedBytes: row.stored_bytes ?? row.bytes,
+    compressed: row.compressed === 1,
+    receivedAt: row.received_at,
   };
 }
 
@@ -308,7 +368,13 @@ const STORED_BYTES = 'coalesce(stored_bytes, bytes)';
 
 function toBatch(row: BatchRow): SealedBatch {
   return {
-    output: row.output, first: row.first_pos, last: row.last_pos, partition: row.partition, hour: row.hour, instance: row.instance,
-    count: row.count, bytes: row.bytes,
+    output: row.output,
+    first: row.first_pos,
+    last: row.last_pos,
+    partition: row.partition,
+    hour: row.hour,
+    instance: row.instance,
+    count: row.count,
+    bytes: row.bytes,
   };
 }

@@ -28,7 +28,10 @@ export interface NewChunk {
   events?: DecisionEventFields[];
 }
 
-export interface DecisionEventFields { id: string | undefined; timestamp: string | undefined }
+export interface DecisionEventFields {
+  id: string | undefined;
+  timestamp: string | undefined;
+}
 
 export interface ChunkMeta {
   pos: number;
@@ -130,7 +133,11 @@ export interface DecisionBuffer {
  * Thrown by readChunk; the delivery code sets such a chunk aside (never uploads it) and moves on.
  */
 export class CorruptChunkError extends Error {
-  constructor(readonly pos: number, readonly lastPos: number, readonly payload: Buffer) {
+  constructor(
+    readonly pos: number,
+    readonly lastPos: number,
+    readonly payload: Buffer,
+  ) {
     super(`buffer chunk of positions ${pos}-${lastPos} is corrupt: its checksum does not match its bytes`);
     this.name = 'CorruptChunkError';
     // Up to 1 MiB of bytes that are not data: kept for whoever sets them aside, but out of `{ err }` in a log line.

@@ -36,36 +36,45 @@ export async function send(file: string, opts: SendOptions): Promise<number> {
   const target = `${opts.url.replace(/\/+$/, '')}/logs${opts.partition ? `/${encodeURIComponent(opts.partition)}` : ''}`;
   const started = performance.now();
   const totals = { sent: 0, accepted: 0, duplicates: 0, requests: 0, retries: 0, failed: 0 };
-  const bar = opts.progress ? new cliProgress.SingleBar({ format: 'sending [{bar}] {value}/{total} decisions | {eta_formatted} left', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  const bar = opts.progress
+    ? new cliProgress.SingleBar(
+        { format: 'sending [{bar}] {value}/{total} decisions | {eta_formatted} left', hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
   bar?.start(decisions.length, 0);
   let lastLine = 0;
   let next = 0;
   let failure: string | undefined;
-  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency) }, async () => {
-    while (next < chunks.length && failure === undefined) {
-      const c = chunks[next++]!;
-      const outcome = await post(target, c.body, opts, totals);
-      if (!outcome.ok) {
-        failure = outcome.message;
-        totals.failed += c.count;
-        return;
+  await Promise.all(
+    Array.from({ length: Math.max(1, opts.concurrency) }, async () => {
+      while (next < chunks.length && failure === undefined) {
+        const c = chunks[next++]!;
+        const outcome = await post(target, c.body, opts, totals);
+        if (!outcome.ok) {
+          failure = outcome.message;
+          totals.failed += c.count;
+          return;
+        }
+        totals.sent += c.count;
+        totals.accepted += outcome.accepted;
+        // a whole request already there (a re-run) is reported as such, not as accepted
+        totals.duplicates += outcome.duplicateRequest ? c.count : outcome.duplicates;
+        bar?.update(totals.sent);
+        if (!bar && performance.now() - lastLine > 1000) {
+          lastLine = performance.now();
+          console.log(`sent ${totals.sent}/${decisions.length} decisions`);
+        }
       }
-      totals.sent += c.count;
-      totals.accepted += outcome.accepted;
-      // a whole request already there (a re-run) is reported as such, not as accepted
-      totals.duplicates += outcome.duplicateRequest ? c.count : outcome.duplicates;
-      bar?.update(totals.sent);
-      if (!bar && performance.now() - lastLine > 1000) {
-        lastLine = performance.now();
-        console.log(`sent ${totals.sent}/${decisions.length} decisions`);
-      }
-    }
-  }));
+    }),
+  );
   bar?.stop();
   const seconds = (performance.now() - started) / 1000;
-  console.log(`${failure ? 'stopped' : 'done'}: ${totals.sent} of ${decisions.length} decisions sent to ${target} in ${totals.requests} requests`
-    + ` (${totals.accepted} accepted, ${totals.duplicates} already there, ${totals.retries} retries) in ${seconds.toFixed(1)} s`
-    + ` (${Math.round(totals.sent / Math.max(seconds, 0.001))}/s)`);
+  console.log(
+    `${failure ? 'stopped' : 'done'}: ${totals.sent} of ${decisions.length} decisions sent to ${target} in ${totals.requests} requests` +
+      ` (${totals.accepted} accepted, ${totals.duplicates} already there, ${totals.retries} retries) in ${seconds.toFixed(1)} s` +
+      ` (${Math.round(totals.sent / Math.max(seconds, 0.001))}/s)`,
+  );
   if (failure) {
     console.error(failure);
     return SEND_EXIT.rejected;
@@ -83,7 +92,10 @@ export function readDecisions(raw: Buffer): string[] {
     if (!Array.isArray(array)) throw new Error('not a JSON array');
     return arrayElementTexts(Buffer.from(trimmed));
   }
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   lines.forEach((line, i) => {
     try {
       JSON.parse(line);
@@ -128,10 +140,19 @@ export function chunk(decisions: string[], limit: number): Array<{ body: Buffer;
 }
 
 /** One request, retried as OPA retries (100 ms x 1.6^n, jitter) on 408, 429, 5xx and network errors. */
-async function post(target: string, body: Buffer, opts: SendOptions, totals: { requests: number; retries: number }): Promise<
+async function post(
+  target: string,
+  body: Buffer,
+  opts: SendOptions,
+  totals: { requests: number; retries: number },
+): Promise<
   { ok: true; accepted: number; duplicates: number; duplicateRequest: boolean } | { ok: false; message: string }
 > {
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'content-encoding': 'gzip', 'user-agent': 'sluice send' };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'content-encoding': 'gzip',
+    'user-agent': 'sluice send',
+  };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   let lastProblem = '';
   for (let attempt = 0; attempt <= opts.retries; attempt++) {
@@ -141,12 +162,24 @@ async function post(target: string, body: Buffer, opts: SendOptions, totals: { r
     }
     totals.requests++;
     try {
-      const res = await fetch(target, { method: 'POST', headers, body: body as unknown as BodyInit, signal: AbortSignal.timeout(60_000) });
+      const res = await fetch(target, {
+        method: 'POST',
+        headers,
+        body: body as unknown as BodyInit,
+        signal: AbortSignal.timeout(60_000),
+      });
       const text = await res.text();
       if (res.ok) {
-        const answer = safeJson(text) as { accepted?: number; duplicates?: number; duplicate_request?: boolean } | undefined;
+        const answer = safeJson(text) as
+          | { accepted?: number; duplicates?: number; duplicate_request?: boolean }
+          | undefined;
         const accepted = typeof answer?.accepted === 'number' ? answer.accepted : 0;
-        return { ok: true, accepted, duplicates: answer?.duplicates ?? 0, duplicateRequest: answer?.duplicate_request === true };
+        return {
+          ok: true,
+          accepted,
+          duplicates: answer?.duplicates ?? 0,
+          duplicateRequest: answer?.duplicate_request === true,
+        };
       }
       lastProblem = `${target} answered ${res.status}: ${text.slice(0, 300)}`;
       if (!isRetryableStatus(res.status)) return { ok: false, message: lastProblem };

@@ -4,8 +4,15 @@ interface Ready {
   status: string;
   buffer: { writable: boolean; bytes: number; max_bytes: number; chunks: number; oldest_age_seconds: number };
   outputs: Array<{
-    name: string; type: string; target: string; state: string; last_error: { message: string; code?: string; at: string } | null;
-    delivered: { events: number; objects: number; bytes: number }; dropped?: number; retries: number; pending_batches: number;
+    name: string;
+    type: string;
+    target: string;
+    state: string;
+    last_error: { message: string; code?: string; at: string } | null;
+    delivered: { events: number; objects: number; bytes: number };
+    dropped?: number;
+    retries: number;
+    pending_batches: number;
   }>;
   events?: { writable: boolean; pending_deliveries: number };
 }
@@ -31,7 +38,8 @@ export function readyUrlOf(input: string): { base: string; ready: string } {
   } catch {
     throw new Error(`--url takes Sluice's URL, e.g. http://127.0.0.1:8181, not "${input}"`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`--url takes an http or https URL, not "${input}"`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new Error(`--url takes an http or https URL, not "${input}"`);
   const segments = url.pathname.split('/');
   const route = segments.findIndex((s, i) => i > 0 && ROUTE_SEGMENTS.has(s));
   const prefix = (route === -1 ? segments : segments.slice(0, route)).join('/').replace(/\/+$/, '');
@@ -56,20 +64,27 @@ export async function status(url: string, opts: { json: boolean; token?: string 
     const headers: Record<string, string> = opts.token ? { authorization: `Bearer ${opts.token}` } : {};
     const res = await fetch(where.ready, { headers, signal: AbortSignal.timeout(10_000) });
     if (res.status === 401) {
-      console.error(`sluice at ${where.base} wants observability.token for /ready: pass --token (or SLUICE_OBSERVABILITY_TOKEN)`);
+      console.error(
+        `sluice at ${where.base} wants observability.token for /ready: pass --token (or SLUICE_OBSERVABILITY_TOKEN)`,
+      );
       return STATUS_EXIT.unreachable;
     }
     const body = await res.json().catch(() => undefined);
     // 503 is a Sluice that cannot take writes or is stopping: its body still says why. Anything else that is
     // not /ready's shape is not Sluice (a wrong port, another service): said as such, never a TypeError.
     if (!isReady(body)) {
-      console.error(`${where.ready} answered HTTP ${res.status}, not Sluice's /ready: give the URL Sluice listens on (e.g. http://127.0.0.1:8181)`);
+      console.error(
+        `${where.ready} answered HTTP ${res.status}, not Sluice's /ready: give the URL Sluice listens on (e.g. http://127.0.0.1:8181)`,
+      );
       return STATUS_EXIT.unreachable;
     }
     ready = body;
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const reason = (err as Error).name === 'TimeoutError' ? 'no answer within 10 s' : cause?.code ?? cause?.message ?? (err as Error).message;
+    const reason =
+      (err as Error).name === 'TimeoutError'
+        ? 'no answer within 10 s'
+        : (cause?.code ?? cause?.message ?? (err as Error).message);
     console.error(`cannot reach sluice at ${where.base}: ${reason}`);
     return STATUS_EXIT.unreachable;
   }
@@ -79,16 +94,37 @@ export async function status(url: string, opts: { json: boolean; token?: string 
   } else {
     const b = ready.buffer;
     console.log(`sluice at ${url}: ${ready.status}`);
-    console.log(`buffer: ${b.writable ? 'writable' : 'NOT writable'}, ${mib(b.bytes)} of ${mib(b.max_bytes)} (${Math.round((100 * b.bytes) / b.max_bytes)} %), ${b.chunks} chunks, oldest ${b.oldest_age_seconds.toFixed(1)} s`);
+    console.log(
+      `buffer: ${b.writable ? 'writable' : 'NOT writable'}, ${mib(b.bytes)} of ${mib(b.max_bytes)} (${Math.round((100 * b.bytes) / b.max_bytes)} %), ${b.chunks} chunks, oldest ${b.oldest_age_seconds.toFixed(1)} s`,
+    );
     if (ready.events) console.log(`event deliveries pending: ${ready.events.pending_deliveries}`);
     const table = new Table({
-      head: ['output', 'type', 'target', 'state', 'delivered', 'objects', 'dropped', 'retries', 'pending', 'last error'],
+      head: [
+        'output',
+        'type',
+        'target',
+        'state',
+        'delivered',
+        'objects',
+        'dropped',
+        'retries',
+        'pending',
+        'last error',
+      ],
       // colours only on a terminal: piped output stays plain text
       style: process.stdout.isTTY ? undefined : { head: [], border: [] },
     });
     for (const o of ready.outputs) {
       table.push([
-        o.name, o.type, o.target, o.state, o.delivered.events, o.delivered.objects, o.dropped ?? 0, o.retries, o.pending_batches,
+        o.name,
+        o.type,
+        o.target,
+        o.state,
+        o.delivered.events,
+        o.delivered.objects,
+        o.dropped ?? 0,
+        o.retries,
+        o.pending_batches,
         // the code first: it is what tells what to fix (NoSuchBucket, AccessDenied, ECONNREFUSED ...)
         o.last_error ? `${o.last_error.code ? `${o.last_error.code}: ` : ''}${o.last_error.message}`.slice(0, 100) : '',
       ]);
@@ -100,8 +136,15 @@ export async function status(url: string, opts: { json: boolean; token?: string 
 
 function isReady(body: unknown): body is Ready {
   const b = body as Partial<Ready> | undefined;
-  return typeof b === 'object' && b !== null && typeof b.status === 'string' && typeof b.buffer === 'object' && b.buffer !== null
-    && typeof b.buffer.bytes === 'number' && Array.isArray(b.outputs);
+  return (
+    typeof b === 'object' &&
+    b !== null &&
+    typeof b.status === 'string' &&
+    typeof b.buffer === 'object' &&
+    b.buffer !== null &&
+    typeof b.buffer.bytes === 'number' &&
+    Array.isArray(b.outputs)
+  );
 }
 
 function mib(bytes: number): string {

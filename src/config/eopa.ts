@@ -41,7 +41,11 @@ export function findEopaBlock(document: unknown): { block: Doc; at: string } | u
   return undefined;
 }
 
-export function translateEopa(document: Doc, found: { block: Doc; at: string }, problems: ConfigProblem[]): EopaTranslation {
+export function translateEopa(
+  document: Doc,
+  found: { block: Doc; at: string },
+  problems: ConfigProblem[],
+): EopaTranslation {
   const { block, at } = found;
   const where = (path: string) => (at ? `${at}.${path}` : path);
   const notes: string[] = [];
@@ -52,16 +56,27 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
   const buffer = isObject(block.buffer) ? block.buffer : {};
   const bufferType = typeof buffer.type === 'string' ? buffer.type : 'memory';
   if (!['memory', 'disk', 'unbuffered'].includes(bufferType)) {
-    problems.push({ path: where('buffer.type'), message: `"${bufferType}" is not a buffer type (memory, disk, unbuffered)` });
+    problems.push({
+      path: where('buffer.type'),
+      message: `"${bufferType}" is not a buffer type (memory, disk, unbuffered)`,
+    });
   }
-  notes.push(`eopa_dl buffer "${bufferType}": Sluice's buffer is always durable on disk; every decision is fsync'd before OPA gets its 200`);
-  if (bufferType === 'disk' && typeof buffer.path === 'string' && sluice.data_dir === undefined) sluice.data_dir = buffer.path;
+  notes.push(
+    `eopa_dl buffer "${bufferType}": Sluice's buffer is always durable on disk; every decision is fsync'd before OPA gets its 200`,
+  );
+  if (bufferType === 'disk' && typeof buffer.path === 'string' && sluice.data_dir === undefined)
+    sluice.data_dir = buffer.path;
   if (buffer.max_bytes !== undefined) sluice.buffer = { max_bytes: buffer.max_bytes };
-  const flush = { at_count: positive(buffer.flush_at_count), at_bytes: positive(buffer.flush_at_bytes), at_period: positive(buffer.flush_at_period) };
+  const flush = {
+    at_count: positive(buffer.flush_at_count),
+    at_bytes: positive(buffer.flush_at_bytes),
+    at_period: positive(buffer.flush_at_period),
+  };
 
   const raw = block.output;
   const list = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
-  if (list.length === 0) problems.push({ path: where('output'), message: 'an output is required (type s3, console, http or service)' });
+  if (list.length === 0)
+    problems.push({ path: where('output'), message: 'an output is required (type s3, console, http or service)' });
   const outputs: Doc[] = [];
   const paths: EopaTranslation['paths'] = [];
   list.forEach((item, i) => {
@@ -72,8 +87,14 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
     }
     const type = item.type;
     if (typeof type !== 'string' || !SUPPORTED_OUTPUTS.includes(type)) {
-      const what = typeof type === 'string' ? `"${type}"${KNOWN_UNSUPPORTED.includes(type) ? ' (an Enterprise OPA output type Sluice does not have)' : ''}` : 'a missing type';
-      problems.push({ path: `${path}.type`, message: `${what} is not supported; supported output types: ${SUPPORTED_OUTPUTS.join(', ')}` });
+      const what =
+        typeof type === 'string'
+          ? `"${type}"${KNOWN_UNSUPPORTED.includes(type) ? ' (an Enterprise OPA output type Sluice does not have)' : ''}`
+          : 'a missing type';
+      problems.push({
+        path: `${path}.type`,
+        message: `${what} is not supported; supported output types: ${SUPPORTED_OUTPUTS.join(', ')}`,
+      });
       return;
     }
     const name = `${type}${list.length > 1 ? `-${i}` : ''}`;
@@ -89,8 +110,14 @@ export function translateEopa(document: Doc, found: { block: Doc; at: string }, 
 }
 
 function translateOutput(
-  item: Doc, type: string, name: string, flush: { at_count?: unknown; at_bytes?: unknown; at_period?: unknown },
-  path: string, document: Doc, problems: ConfigProblem[], renamed: Record<string, string>,
+  item: Doc,
+  type: string,
+  name: string,
+  flush: { at_count?: unknown; at_bytes?: unknown; at_period?: unknown },
+  path: string,
+  document: Doc,
+  problems: ConfigProblem[],
+  renamed: Record<string, string>,
 ): Doc | undefined {
   const out: Doc = { name, type };
   const used = new Set(['type', 'batching', 'drop_decision', 'mask_decision']);
@@ -102,15 +129,25 @@ function translateOutput(
 
   switch (type) {
     case 's3':
-      take('bucket'); take('region'); take('endpoint'); take('force_path', 'force_path_style');
-      take('access_key_id'); take('access_secret', 'secret_access_key');
+      take('bucket');
+      take('region');
+      take('endpoint');
+      take('force_path', 'force_path_style');
+      take('access_key_id');
+      take('access_secret', 'secret_access_key');
       break;
     case 'http':
-      take('url'); take('headers'); take('timeout');
+      take('url');
+      take('headers');
+      take('timeout');
       used.add('retry'); // delivery retries without end, with backoff: nothing to translate
       break;
     case 'service': {
-      take('url'); take('resource'); take('headers'); take('timeout'); take('token');
+      take('url');
+      take('resource');
+      take('headers');
+      take('timeout');
+      take('token');
       used.add('service');
       if (typeof item.service === 'string') {
         const service = findService(document, item.service);
@@ -118,7 +155,10 @@ function translateOutput(
           problems.push({ path: `${path}.service`, message: `no service named "${item.service}" in services` });
         } else {
           out.url ??= service.url;
-          const credentials = isObject(service.credentials) && isObject(service.credentials.bearer) ? service.credentials.bearer : undefined;
+          const credentials =
+            isObject(service.credentials) && isObject(service.credentials.bearer)
+              ? service.credentials.bearer
+              : undefined;
           if (credentials && typeof credentials.token === 'string') out.token ??= envShorthand(credentials.token);
         }
       }
@@ -128,7 +168,8 @@ function translateOutput(
       break;
   }
   for (const key of Object.keys(item)) {
-    if (!used.has(key)) problems.push({ path: `${path}.${key}`, message: `is not supported by Sluice's ${type} output` });
+    if (!used.has(key))
+      problems.push({ path: `${path}.${key}`, message: `is not supported by Sluice's ${type} output` });
   }
 
   const batching = isObject(item.batching) ? item.batching : undefined;
@@ -137,7 +178,10 @@ function translateOutput(
   const atPeriod = batching?.at_period ?? flush.at_period;
   const format = batching?.format ?? 'lines';
   if (!['lines', 'array', 'none'].includes(String(format))) {
-    problems.push({ path: `${path}.batching.format`, message: `"${String(format)}" is not a format (lines, array, none)` });
+    problems.push({
+      path: `${path}.batching.format`,
+      message: `"${String(format)}" is not a format (lines, array, none)`,
+    });
   }
   // Enterprise OPA wrote one object per decision unless batching was configured (or format none)
   const perDecision = type === 's3' && (batching === undefined || format === 'none');
@@ -153,7 +197,10 @@ function translateOutput(
   if (type === 's3') out.key = perDecision ? 'eopa-per-decision' : 'eopa';
 
   const rules: Doc = {};
-  for (const [field, kind] of [['drop_decision', 'drop'], ['mask_decision', 'mask']] as const) {
+  for (const [field, kind] of [
+    ['drop_decision', 'drop'],
+    ['mask_decision', 'mask'],
+  ] as const) {
     const value = item[field];
     if (value === undefined) continue;
     if (typeof value === 'string') {

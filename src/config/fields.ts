@@ -37,11 +37,17 @@ export const duration = (fallback: string) => z.union([z.number(), z.string()]).
 export const durationItem = z.union([z.number(), z.string()]).transform(toMillis);
 
 /** An optional string where an empty value (e.g. `${VAR:-}`) means "not set". */
-export const optionalText = z.string().optional().transform((v) => (v === undefined || v === '' ? undefined : v));
+export const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v === '' ? undefined : v));
 
 /** An output's `batch`: a batch closes at the first of these limits it reaches. */
-export const batchWith = (maxEvents: number, maxBytes: string, maxAge: string) => z.strictObject({
-  max_events: z.number().int().positive().default(maxEvents),
-  max_bytes: size(maxBytes).refine((v) => v > 0, 'must be greater than 0'),
-  max_age: duration(maxAge).refine((v) => v > 0, 'must be greater than 0'),
-}).prefault({});
+export const batchWith = (maxEvents: number, maxBytes: string, maxAge: string) =>
+  z
+    .strictObject({
+      max_events: z.number().int().positive().default(maxEvents),
+      max_bytes: size(maxBytes).refine((v) => v > 0, 'must be greater than 0'),
+      max_age: duration(maxAge).refine((v) => v > 0, 'must be greater than 0'),
+    })
+    .prefault({});

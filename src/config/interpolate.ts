@@ -20,7 +20,10 @@ export function interpolate(
       const found = Object.hasOwn(env, name!) ? env[name!] : undefined;
       if (found !== undefined && found !== '') return found;
       if (fallback !== undefined) return fallback;
-      problems.push({ path: path.join('.') || '(root)', message: `environment variable ${name} is not set (write \${${name}:-} to allow it to be empty)` });
+      problems.push({
+        path: path.join('.') || '(root)',
+        message: `environment variable ${name} is not set (write \${${name}:-} to allow it to be empty)`,
+      });
       return '';
     });
   }

@@ -28,7 +28,8 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
     for (const issue of result.error.issues) {
       if (issue.code === 'unrecognized_keys') {
         // one line per unknown field, at its own path, so a typo is found where it is
-        for (const key of issue.keys) problems.push({ path: origin([...issue.path, key].join('.')), message: 'unknown field' });
+        for (const key of issue.keys)
+          problems.push({ path: origin([...issue.path, key].join('.')), message: 'unknown field' });
       } else {
         problems.push({ path: origin(issue.path.join('.')) || '(root)', message: issue.message });
       }
@@ -50,16 +51,25 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
   // on loopback, refused before anything listens elsewhere unless the operator says so.
   const listenHost = raw.listen.slice(0, raw.listen.lastIndexOf(':'));
   if (!api.admin_key && !api.open && !isLoopbackHost(listenHost)) {
-    throw new ConfigError([{
-      path: 'api.admin_key',
-      message: `is not set, and listen ${raw.listen} is not a loopback address: the API and the console would be open to anyone who reaches it. `
-        + 'Set api.admin_key (or SLUICE_ADMIN_KEY), listen on 127.0.0.1, or set api.open: true to accept an open API',
-    }], source);
+    throw new ConfigError(
+      [
+        {
+          path: 'api.admin_key',
+          message:
+            `is not set, and listen ${raw.listen} is not a loopback address: the API and the console would be open to anyone who reaches it. ` +
+            'Set api.admin_key (or SLUICE_ADMIN_KEY), listen on 127.0.0.1, or set api.open: true to accept an open API',
+        },
+      ],
+      source,
+    );
   }
   return {
     ...raw,
     api,
-    observability: { ...raw.observability, token: raw.observability.token ?? (env.SLUICE_OBSERVABILITY_TOKEN || undefined) },
+    observability: {
+      ...raw.observability,
+      token: raw.observability.token ?? (env.SLUICE_OBSERVABILITY_TOKEN || undefined),
+    },
     notes: translation?.notes ?? [],
     data_dir: dataDir,
     outputs,
@@ -72,7 +82,9 @@ export function buildConfig(document: unknown, source: string, env: NodeJS.Proce
  * engine wait.
  */
 function defaultFileOutput(dataDir: string): OutputConfig {
-  const parsed = configSchema.parse({ outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects'), batch: { max_age: '10s' } }] });
+  const parsed = configSchema.parse({
+    outputs: [{ name: 'local', type: 'file', path: path.join(dataDir, 'objects'), batch: { max_age: '10s' } }],
+  });
   return parsed.outputs![0]!;
 }
 

@@ -8,10 +8,13 @@ import { allowedEndpoint } from '../sinks/endpoint-guard.js';
 import type { OutputProvider, ProviderConfig } from '../sinks/provider.js';
 import { OUTPUT_PROVIDERS } from '../sinks/registry.js';
 
-const listen = z.string().default('127.0.0.1:8181').refine(
-  (v) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v),
-  'must be host:port, e.g. 127.0.0.1:8181 or [::1]:8181',
-);
+const listen = z
+  .string()
+  .default('127.0.0.1:8181')
+  .refine(
+    (v) => /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v),
+    'must be host:port, e.g. 127.0.0.1:8181 or [::1]:8181',
+  );
 
 /**
  * Objects for a query engine (Athena, DuckDB, Trino): large ones, since each costs a request to write and to
@@ -20,10 +23,12 @@ const listen = z.string().default('127.0.0.1:8181').refine(
  */
 const batch = batchWith(1_000_000, '64MiB', '60s');
 
-const retry = z.strictObject({
-  initial_backoff: duration('1s').refine((v) => v > 0, 'must be greater than 0'),
-  max_backoff: duration('30s').refine((v) => v > 0, 'must be greater than 0'),
-}).prefault({});
+const retry = z
+  .strictObject({
+    initial_backoff: duration('1s').refine((v) => v > 0, 'must be greater than 0'),
+    max_backoff: duration('30s').refine((v) => v > 0, 'must be greater than 0'),
+  })
+  .prefault({});
 
 const outputName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, "_" or "-"');
 
@@ -40,11 +45,15 @@ const sharedOutput = z.strictObject({
    */
   compression_level: z.number().int().min(1).max(9).optional(),
   /** A preset (hive, eopa, eopa-per-decision, hourly-per-decision, outpost) or a template of {placeholders}. */
-  key: z.string().default(DEFAULT_KEY_TEMPLATE).superRefine((template, ctx) => {
-    if (isKeyPreset(template)) return;
-    const problem = checkKeyTemplate(template);
-    if (problem) ctx.addIssue({ code: 'custom', message: `${problem} (or name a preset: ${KEY_PRESETS.join(', ')})` });
-  }),
+  key: z
+    .string()
+    .default(DEFAULT_KEY_TEMPLATE)
+    .superRefine((template, ctx) => {
+      if (isKeyPreset(template)) return;
+      const problem = checkKeyTemplate(template);
+      if (problem)
+        ctx.addIssue({ code: 'custom', message: `${problem} (or name a preset: ${KEY_PRESETS.join(', ')})` });
+    }),
   retry,
   upload_concurrency: z.number().int().min(1).max(64).default(4),
   /** This output's drop and mask rules, applied after the global ones. */
@@ -64,13 +73,18 @@ function outputSchema<Type extends string, Fields extends z.ZodRawShape>(provide
 
 /** The schemas of a list of providers, typed one by one, so that OutputConfig is a union narrowed by `type`. */
 type OutputSchemas<Providers> = {
-  [K in keyof Providers]: Providers[K] extends OutputProvider<infer Type extends string, infer Fields extends z.ZodRawShape>
+  [K in keyof Providers]: Providers[K] extends OutputProvider<
+    infer Type extends string,
+    infer Fields extends z.ZodRawShape
+  >
     ? ReturnType<typeof outputSchema<Type, Fields>>
     : never;
 };
 
 const OUTPUT_TYPES = OUTPUT_PROVIDERS.map((p) => p.type);
-const outputSchemas = OUTPUT_PROVIDERS.map((p) => outputSchema(p as OutputProvider)) as unknown as OutputSchemas<typeof OUTPUT_PROVIDERS>;
+const outputSchemas = OUTPUT_PROVIDERS.map((p) => outputSchema(p as OutputProvider)) as unknown as OutputSchemas<
+  typeof OUTPUT_PROVIDERS
+>;
 
 const output = z.discriminatedUnion('type', outputSchemas, {
   error: (issue) => (issue.code === 'invalid_union' ? `type must be one of: ${OUTPUT_TYPES.join(', ')}` : undefined),
@@ -79,123 +93,167 @@ const output = z.discriminatedUnion('type', outputSchemas, {
 /** Tenant ids: what fits in a URL path segment without escaping. */
 export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 
-const decisionTenant = z.strictObject({
-  tenant: z.string().regex(TENANT_ID, 'must be 1 to 128 of A-Z a-z 0-9 . _ : @ -'),
-  token: optionalText,
-  partition: optionalText,
-}).refine((m) => Boolean(m.token) !== Boolean(m.partition), 'set exactly one of token or partition');
-
-const api = z.strictObject({
-  admin_key: optionalText,
-  /** Accepts an API without admin_key on a listen address that is not loopback (refused otherwise). */
-  open: z.boolean().default(false),
-  jwt_secret: optionalText,
-  encryption_key: optionalText,
-  topics: z.array(z.string().min(1)).default([]),
-  idempotency_window: duration('1h'),
-  max_pending_deliveries: z.number().int().positive().default(1_000_000),
-  /** Tenant destinations reach public addresses only; each entry (CIDR, IP or host name) opens more. README "Security". */
-  destinations: z.strictObject({
-    allowed_endpoints: z.array(allowedEndpoint).default([]),
-  }).prefault({}),
-  /** What one tenant may hold, so that no tenant can exhaust what all of them share. */
-  quotas: z.strictObject({
-    destinations_per_tenant: z.number().int().positive().default(20),
-    /** Each string map (tenant metadata, a destination's metadata and delivery_metadata, an event's metadata): UTF-8 bytes of keys and values. */
-    metadata_bytes: size('4KiB').refine((v) => v > 0, 'must be greater than 0'),
-    /** A tenant's share of api.max_pending_deliveries: one tenant's backlog cannot push every other tenant into 429. */
-    pending_deliveries_per_tenant: z.number().int().positive().default(100_000),
-  }).prefault({}),
-  delivery_concurrency: z.number().int().min(1).max(256).default(8),
-  retry: z.strictObject({
-    max_retries: z.number().int().min(0).max(1000).default(10),
-    initial_backoff: duration('30s').refine((v) => v > 0, 'must be greater than 0'),
-    max_backoff: duration('1h').refine((v) => v > 0, 'must be greater than 0'),
-    schedule: z.array(durationItem).min(1, 'list at least one wait, or leave schedule out').optional(),
-  }).prefault({}),
-  log_retention: z.strictObject({
-    max_age: duration('7d').refine((v) => v > 0, 'must be greater than 0'),
-    max_count: z.number().int().positive().default(100_000),
-  }).prefault({}),
-}).prefault({});
-
-export const configSchema = z.strictObject({
-  listen,
-  data_dir: z.string().min(1).default('./data'),
-  buffer: z.strictObject({
-    max_bytes: size('1GiB').refine((v) => v > 0, 'must be greater than 0'),
-    /**
-     * gzip level of decisions as stored (1 fastest .. 9 smallest; 0 stores them uncompressed). Compressed
-     * once, at ingest: outputs that write gzip NDJSON without rules send the stored bytes as they are.
-     */
-    compression_level: z.number().int().min(0).max(9).default(1),
-  }).prefault({}),
-  ingest: z.strictObject({
-    tokens: z.array(z.string().min(1, 'a token must not be empty')).default([]),
-    max_body_bytes: size('8MiB').refine((v) => v > 0, 'must be greater than 0'),
-    max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
-    /** OPA's chunks hold a few hundred to a few thousand decisions; far more is a mistake or an attack (413). */
-    max_decisions_per_request: z.number().int().min(1).default(100_000),
-    /**
-     * Decoded bytes all requests together may hold between decoding and their durable commit: requests beyond
-     * it wait their turn (at most `max_wait`), then get 429. Keeps memory bounded whatever the clients send.
-     */
-    max_decoded_in_flight: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
-    /** How long a request may wait for room (decoded bytes in flight) before it is answered 429. */
-    max_wait: duration('10s'),
-    /** Worker threads that decode requests; default: one per CPU. */
-    decode_threads: z.number().int().min(1).max(64).optional(),
-    /** OPA's re-sends (the same request body, or a decision_id again) within the window are not stored twice; 0 turns it off. */
-    dedupe: z.strictObject({
-      window: duration('10m'),
-      max_entries: z.number().int().min(0).default(500_000),
-    }).prefault({}),
-    /** Decisions that also become events of topic `decisions` for a tenant's destinations. */
-    tenants: z.array(decisionTenant).default([]),
-  }).prefault({}),
-  api,
-  outputs: z.array(output).optional(),
-  /** Drop and mask rules for every output, applied before each output's own. */
-  rules: rulesSchema.optional(),
-  log: z.strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  }).prefault({}),
-  shutdown_timeout: duration('30s'),
-  /** A bearer token for /metrics and /ready (unset: open, for probes and Prometheus; /health stays open). */
-  observability: z.strictObject({
+const decisionTenant = z
+  .strictObject({
+    tenant: z.string().regex(TENANT_ID, 'must be 1 to 128 of A-Z a-z 0-9 . _ : @ -'),
     token: optionalText,
-  }).prefault({}),
-  /** The HTTP server's own bounds: slow or idle clients cannot hold connections and memory forever. */
-  http: z.strictObject({
-    /** Time to receive a whole request, headers and body (a client trickling bytes is cut off). */
-    request_timeout: duration('60s').refine((v) => v > 0, 'must be greater than 0'),
-    /** Time to receive the headers of a request. */
-    headers_timeout: duration('20s').refine((v) => v > 0, 'must be greater than 0'),
-    /** An idle keep-alive connection is closed after this long. */
-    keep_alive_timeout: duration('65s').refine((v) => v > 0, 'must be greater than 0'),
-    /** Connections open at once; more are refused until some close. */
-    max_connections: z.number().int().min(1).default(1024),
-    /**
-     * Host names (or IPs) the API and console answer to besides the listen address, against DNS rebinding;
-     * `*.example.com` takes subdomains, `*` any host. README "Security".
-     */
-    allowed_hosts: z.array(z.string().refine(
-      (h) => h === '*' || /^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/.test(h) || isIPv6(h.replace(/^\[(.*)\]$/, '$1')),
-      'must be a host name or IP without a port, *.domain, or *',
-    )).default([]),
-  }).prefault({}),
-}).superRefine((c, ctx) => {
-  const seen = new Set<string>();
-  (c.outputs ?? []).forEach((o, i) => {
-    if (seen.has(o.name)) ctx.addIssue({ code: 'custom', path: ['outputs', i, 'name'], message: `output name "${o.name}" is used twice` });
-    seen.add(o.name);
+    partition: optionalText,
+  })
+  .refine((m) => Boolean(m.token) !== Boolean(m.partition), 'set exactly one of token or partition');
+
+const api = z
+  .strictObject({
+    admin_key: optionalText,
+    /** Accepts an API without admin_key on a listen address that is not loopback (refused otherwise). */
+    open: z.boolean().default(false),
+    jwt_secret: optionalText,
+    encryption_key: optionalText,
+    topics: z.array(z.string().min(1)).default([]),
+    idempotency_window: duration('1h'),
+    max_pending_deliveries: z.number().int().positive().default(1_000_000),
+    /** Tenant destinations reach public addresses only; each entry (CIDR, IP or host name) opens more. README "Security". */
+    destinations: z
+      .strictObject({
+        allowed_endpoints: z.array(allowedEndpoint).default([]),
+      })
+      .prefault({}),
+    /** What one tenant may hold, so that no tenant can exhaust what all of them share. */
+    quotas: z
+      .strictObject({
+        destinations_per_tenant: z.number().int().positive().default(20),
+        /** Each string map (tenant metadata, a destination's metadata and delivery_metadata, an event's metadata): UTF-8 bytes of keys and values. */
+        metadata_bytes: size('4KiB').refine((v) => v > 0, 'must be greater than 0'),
+        /** A tenant's share of api.max_pending_deliveries: one tenant's backlog cannot push every other tenant into 429. */
+        pending_deliveries_per_tenant: z.number().int().positive().default(100_000),
+      })
+      .prefault({}),
+    delivery_concurrency: z.number().int().min(1).max(256).default(8),
+    retry: z
+      .strictObject({
+        max_retries: z.number().int().min(0).max(1000).default(10),
+        initial_backoff: duration('30s').refine((v) => v > 0, 'must be greater than 0'),
+        max_backoff: duration('1h').refine((v) => v > 0, 'must be greater than 0'),
+        schedule: z.array(durationItem).min(1, 'list at least one wait, or leave schedule out').optional(),
+      })
+      .prefault({}),
+    log_retention: z
+      .strictObject({
+        max_age: duration('7d').refine((v) => v > 0, 'must be greater than 0'),
+        max_count: z.number().int().positive().default(100_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    listen,
+    data_dir: z.string().min(1).default('./data'),
+    buffer: z
+      .strictObject({
+        max_bytes: size('1GiB').refine((v) => v > 0, 'must be greater than 0'),
+        /**
+         * gzip level of decisions as stored (1 fastest .. 9 smallest; 0 stores them uncompressed). Compressed
+         * once, at ingest: outputs that write gzip NDJSON without rules send the stored bytes as they are.
+         */
+        compression_level: z.number().int().min(0).max(9).default(1),
+      })
+      .prefault({}),
+    ingest: z
+      .strictObject({
+        tokens: z.array(z.string().min(1, 'a token must not be empty')).default([]),
+        max_body_bytes: size('8MiB').refine((v) => v > 0, 'must be greater than 0'),
+        max_decoded_bytes: size('128MiB').refine((v) => v > 0, 'must be greater than 0'),
+        /** OPA's chunks hold a few hundred to a few thousand decisions; far more is a mistake or an attack (413). */
+        max_decisions_per_request: z.number().int().min(1).default(100_000),
+        /**
+         * Decoded bytes all requests together may hold between decoding and their durable commit: requests beyond
+         * it wait their turn (at most `max_wait`), then get 429. Keeps memory bounded whatever the clients send.
+         */
+        max_decoded_in_flight: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
+        /** How long a request may wait for room (decoded bytes in flight) before it is answered 429. */
+        max_wait: duration('10s'),
+        /** Worker threads that decode requests; default: one per CPU. */
+        decode_threads: z.number().int().min(1).max(64).optional(),
+        /** OPA's re-sends (the same request body, or a decision_id again) within the window are not stored twice; 0 turns it off. */
+        dedupe: z
+          .strictObject({
+            window: duration('10m'),
+            max_entries: z.number().int().min(0).default(500_000),
+          })
+          .prefault({}),
+        /** Decisions that also become events of topic `decisions` for a tenant's destinations. */
+        tenants: z.array(decisionTenant).default([]),
+      })
+      .prefault({}),
+    api,
+    outputs: z.array(output).optional(),
+    /** Drop and mask rules for every output, applied before each output's own. */
+    rules: rulesSchema.optional(),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+    shutdown_timeout: duration('30s'),
+    /** A bearer token for /metrics and /ready (unset: open, for probes and Prometheus; /health stays open). */
+    observability: z
+      .strictObject({
+        token: optionalText,
+      })
+      .prefault({}),
+    /** The HTTP server's own bounds: slow or idle clients cannot hold connections and memory forever. */
+    http: z
+      .strictObject({
+        /** Time to receive a whole request, headers and body (a client trickling bytes is cut off). */
+        request_timeout: duration('60s').refine((v) => v > 0, 'must be greater than 0'),
+        /** Time to receive the headers of a request. */
+        headers_timeout: duration('20s').refine((v) => v > 0, 'must be greater than 0'),
+        /** An idle keep-alive connection is closed after this long. */
+        keep_alive_timeout: duration('65s').refine((v) => v > 0, 'must be greater than 0'),
+        /** Connections open at once; more are refused until some close. */
+        max_connections: z.number().int().min(1).default(1024),
+        /**
+         * Host names (or IPs) the API and console answer to besides the listen address, against DNS rebinding;
+         * `*.example.com` takes subdomains, `*` any host. README "Security".
+         */
+        allowed_hosts: z
+          .array(
+            z
+              .string()
+              .refine(
+                (h) =>
+                  h === '*' ||
+                  /^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/.test(h) ||
+                  isIPv6(h.replace(/^\[(.*)\]$/, '$1')),
+                'must be a host name or IP without a port, *.domain, or *',
+              ),
+          )
+          .default([]),
+      })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    (c.outputs ?? []).forEach((o, i) => {
+      if (seen.has(o.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['outputs', i, 'name'],
+          message: `output name "${o.name}" is used twice`,
+        });
+      seen.add(o.name);
+    });
+    c.ingest.tenants.forEach((m, i) => {
+      if (m.token && c.ingest.tokens.length > 0 && !c.ingest.tokens.includes(m.token)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ingest', 'tenants', i, 'token'],
+          message: 'is not one of ingest.tokens: OPA could not send with it',
+        });
+      }
+    });
   });
-  c.ingest.tenants.forEach((m, i) => {
-    if (m.token && c.ingest.tokens.length > 0 && !c.ingest.tokens.includes(m.token)) {
-      ctx.addIssue({ code: 'custom', path: ['ingest', 'tenants', i, 'token'], message: 'is not one of ingest.tokens: OPA could not send with it' });
-    }
-  });
-});
 
 export type RawConfig = z.output<typeof configSchema>;
 export type OutputConfig = z.output<typeof output>;

@@ -3,8 +3,14 @@ import ms from 'ms';
 /** Binary (KiB) and decimal (KB) size units; a bare number is a count of bytes. */
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
-  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
-  kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, tb: 1000 ** 4,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+  kb: 1000,
+  mb: 1000 ** 2,
+  gb: 1000 ** 3,
+  tb: 1000 ** 4,
 };
 
 /** Parses `64MiB`, `1GiB`, `512KB`, `100` (bytes). Returns undefined when the text is not a size. */

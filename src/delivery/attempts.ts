@@ -77,19 +77,38 @@ export const noRetry: RetryPolicy = () => undefined;
 
 export type Outcome<T> =
   | { ok: true; value: T; attempt: number; startedAt: number; durationMs: number }
-  | { ok: false; failure: Failure; attempt: number; startedAt: number; durationMs: number; retryIn: number | undefined };
+  | {
+      ok: false;
+      failure: Failure;
+      attempt: number;
+      startedAt: number;
+      durationMs: number;
+      retryIn: number | undefined;
+    };
 
 export type FailedOutcome = Extract<Outcome<unknown>, { ok: false }>;
 
 /** Makes attempt number `attempt` and says what came of it; never rejects. */
-export async function attemptOnce<T>(attempt: number, work: () => Promise<T>, policy: RetryPolicy, clock: Clock = systemClock): Promise<Outcome<T>> {
+export async function attemptOnce<T>(
+  attempt: number,
+  work: () => Promise<T>,
+  policy: RetryPolicy,
+  clock: Clock = systemClock,
+): Promise<Outcome<T>> {
   const startedAt = clock.now();
   try {
     const value = await work();
     return { ok: true, value, attempt, startedAt, durationMs: clock.now() - startedAt };
   } catch (err) {
     const failure = classify(err);
-    return { ok: false, failure, attempt, startedAt, durationMs: clock.now() - startedAt, retryIn: policy(attempt, failure) };
+    return {
+      ok: false,
+      failure,
+      attempt,
+      startedAt,
+      durationMs: clock.now() - startedAt,
+      retryIn: policy(attempt, failure),
+    };
   }
 }
 

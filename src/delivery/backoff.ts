@@ -1,4 +1,7 @@
-export interface BackoffPolicy { initial: number; max: number }
+export interface BackoffPolicy {
+  initial: number;
+  max: number;
+}
 
 /** "Full jitter": a uniformly random wait up to the capped exponential, so retries do not stampede. */
 export function backoffDelay(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {

@@ -33,11 +33,25 @@ export class DeadLetter {
    * batch's range). `decision` is a decision's exact text (kept as a JSON string: it may not even be valid
    * JSON, which may be why the rules failed); `payload` raw bytes that may be anything (kept as base64).
    */
-  write(output: string, entry: {
-    reason: DeadLetterReason; first: number; last: number; events: number; error: string; decision?: string; payload?: Buffer;
-  }): void {
+  write(
+    output: string,
+    entry: {
+      reason: DeadLetterReason;
+      first: number;
+      last: number;
+      events: number;
+      error: string;
+      decision?: string;
+      payload?: Buffer;
+    },
+  ): void {
     const line = `${JSON.stringify({
-      at: new Date().toISOString(), output, reason: entry.reason, first_position: entry.first, last_position: entry.last, events: entry.events,
+      at: new Date().toISOString(),
+      output,
+      reason: entry.reason,
+      first_position: entry.first,
+      last_position: entry.last,
+      events: entry.events,
       error: entry.error,
       ...(entry.decision !== undefined ? { decision_text: entry.decision } : {}),
       ...(entry.payload ? { payload_base64: entry.payload.toString('base64') } : {}),

@@ -8,7 +8,11 @@ import type { DecisionTransform } from '../transforms/decision-transform.js';
 export type Format = 'ndjson' | 'json_array';
 export type Compression = 'gzip' | 'none';
 
-export interface Encoding { format: Format; compression: Compression; compression_level?: number }
+export interface Encoding {
+  format: Format;
+  compression: Compression;
+  compression_level?: number;
+}
 
 export function extension({ format, compression }: Encoding): string {
   return (format === 'ndjson' ? 'ndjson' : 'json') + (compression === 'gzip' ? '.gz' : '');
@@ -26,7 +30,11 @@ export type Unprocessable = (line: string, err: Error) => void;
  * with the number of lines it holds. Read group by group: with gzip only the compressed bytes are held in
  * memory. The same lines always encode to the same bytes, so a re-upload is identical.
  */
-export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, key: string): Promise<StoredObject & { count: number }> {
+export async function encodeLines(
+  lines: Iterable<Buffer>,
+  encoding: Encoding,
+  key: string,
+): Promise<StoredObject & { count: number }> {
   let count = 0;
   const counted = function* () {
     for (const group of lines) {
@@ -64,7 +72,11 @@ export async function encodeLines(lines: Iterable<Buffer>, encoding: Encoding, k
  * The batch's decisions as NDJSON, one buffer chunk at a time, as they were received. A chunk whose checksum
  * fails is skipped (never yielded as data) and handed to `onCorrupt`.
  */
-export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch, onCorrupt?: (err: CorruptChunkError) => void): Generator<Buffer> {
+export function* bufferLines(
+  buffer: DecisionBuffer,
+  batch: SealedBatch,
+  onCorrupt?: (err: CorruptChunkError) => void,
+): Generator<Buffer> {
   for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)) {
     let chunk;
     try {
@@ -87,7 +99,11 @@ export function* bufferLines(buffer: DecisionBuffer, batch: SealedBatch, onCorru
  * A decision the parser or the transform throws on is handed to `onUnprocessable` and left out (without a
  * callback the error propagates).
  */
-export function* transformLines(groups: Iterable<Buffer>, transform: DecisionTransform, onUnprocessable?: Unprocessable): Generator<Buffer> {
+export function* transformLines(
+  groups: Iterable<Buffer>,
+  transform: DecisionTransform,
+  onUnprocessable?: Unprocessable,
+): Generator<Buffer> {
   for (const group of groups) {
     const out: string[] = [];
     for (const line of group.toString('utf8').split('\n')) {
@@ -114,7 +130,10 @@ export function* transformLines(groups: Iterable<Buffer>, transform: DecisionTra
  * decision_id, timestamp and labels). A line that does not parse is handed to `onUnprocessable` and
  * skipped (without a callback the error propagates).
  */
-export function* parsedDecisions(groups: Iterable<Buffer>, onUnprocessable?: Unprocessable): Generator<Record<string, unknown>> {
+export function* parsedDecisions(
+  groups: Iterable<Buffer>,
+  onUnprocessable?: Unprocessable,
+): Generator<Record<string, unknown>> {
   for (const group of groups) {
     for (const line of group.toString('utf8').split('\n')) {
       if (line === '') continue;

@@ -62,7 +62,11 @@ export class EventBatcher {
   private active = false;
   private lastPass = 0;
 
-  constructor(private readonly store: Store, private readonly dispatcher: EventDispatcher, private readonly log: Logger) {
+  constructor(
+    private readonly store: Store,
+    private readonly dispatcher: EventDispatcher,
+    private readonly log: Logger,
+  ) {
     this.failures = new RateLimitedLog(log);
   }
 
@@ -86,8 +90,13 @@ export class EventBatcher {
         this.seal(destination, awsS3ConfigOf(destination).batching!, now);
       } catch (err) {
         const code = storageErrorCode(err);
-        this.failures.error(`seal:${code ?? destinationKey(destination.tenant_id, destination.id)}`, { err, code, tenant_id: destination.tenant_id, destination_id: destination.id },
-          code ? 'sealing a batch failed: the store cannot write to its data_dir; sealed by a later pass' : 'sealing a batch failed; sealed by a later pass');
+        this.failures.error(
+          `seal:${code ?? destinationKey(destination.tenant_id, destination.id)}`,
+          { err, code, tenant_id: destination.tenant_id, destination_id: destination.id },
+          code
+            ? 'sealing a batch failed: the store cannot write to its data_dir; sealed by a later pass'
+            : 'sealing a batch failed; sealed by a later pass',
+        );
         if (code) return;
       }
     }
@@ -120,26 +129,64 @@ export class EventBatcher {
       const first = group.seqs[0]!;
       const last = group.seqs[group.seqs.length - 1]!;
       const values = keyValues({
-        output: destination.id, bufferId: this.store.id, partition: group.topic, hour: group.hour, first, last, ext: extension(batching),
+        output: destination.id,
+        bufferId: this.store.id,
+        partition: group.topic,
+        hour: group.hour,
+        first,
+        last,
+        ext: extension(batching),
       });
       let key = renderKey(DEFAULT_KEY_TEMPLATE, values);
       // a key already recorded can only be another batch's: never taken again (the primary key would refuse it)
       const retried = group.retried || this.store.batchExists(key);
-      if (retried) key = renderKey(DEFAULT_KEY_TEMPLATE, { ...values, batch: `${values.batch}-r${this.store.nextRetriedBatch()}` });
+      if (retried)
+        key = renderKey(DEFAULT_KEY_TEMPLATE, {
+          ...values,
+          batch: `${values.batch}-r${this.store.nextRetriedBatch()}`,
+        });
       // open -> sealed in one step: the store records it durably, and only then is it no longer open
-      this.store.sealBatch({ key, tenant_id: destination.tenant_id, destination_id: destination.id, first_seq: first, last_seq: last, count: group.seqs.length, attempts: 0, next_attempt_at: now }, group.seqs, retried);
+      this.store.sealBatch(
+        {
+          key,
+          tenant_id: destination.tenant_id,
+          destination_id: destination.id,
+          first_seq: first,
+          last_seq: last,
+          count: group.seqs.length,
+          attempts: 0,
+          next_attempt_at: now,
+        },
+        group.seqs,
+        retried,
+      );
       open.close(streamKey);
       for (const seq of group.seqs) state.inOpen.delete(seq);
     };
     const rescan = now - state.rescannedAt >= RESCAN_MS;
     if (rescan) state.rescannedAt = now;
-    for (const row of this.store.unbatched(destination.tenant_id, destination.id, rescan ? 0 : state.readAfter, READ_LIMIT)) {
+    for (const row of this.store.unbatched(
+      destination.tenant_id,
+      destination.id,
+      rescan ? 0 : state.readAfter,
+      READ_LIMIT,
+    )) {
       state.readAfter = Math.max(state.readAfter, row.seq);
       if (state.inOpen.has(row.seq)) continue;
       const hour = new Date(row.time_ms).toISOString().slice(0, 13);
       const topic = safeTopic(row.topic);
       const streamKey = `${topic}\u0000${hour}`;
-      const group = open.get(streamKey) ?? open.open(streamKey, { topic, hour, seqs: [], count: 0, bytes: 0, openedAt: row.received_at_ms, retried: false });
+      const group =
+        open.get(streamKey) ??
+        open.open(streamKey, {
+          topic,
+          hour,
+          seqs: [],
+          count: 0,
+          bytes: 0,
+          openedAt: row.received_at_ms,
+          retried: false,
+        });
       group.seqs.push(row.seq);
       group.count++;
       if (row.retried === 1) group.retried = true;
@@ -161,32 +208,67 @@ export class EventBatcher {
   private async upload(destination: Destination, batch: EventBatch): Promise<'pending' | 'ended'> {
     const attemptNumber = batch.attempts + 1;
     const started = Date.now();
-    const base = { tenant_id: destination.tenant_id, event_id: null, destination_id: destination.id, attempt_number: attemptNumber, manual: false };
+    const base = {
+      tenant_id: destination.tenant_id,
+      event_id: null,
+      destination_id: destination.id,
+      attempt_number: attemptNumber,
+      manual: false,
+    };
     try {
       const batching = awsS3ConfigOf(destination).batching!;
       const events = this.store.batchEvents(batch);
       const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
-      const outcome = await attemptOnce(attemptNumber, async () => {
-        const object = await encodeLines(events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)), batching, batch.key);
-        await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
-      }, this.dispatcher.retry);
+      const outcome = await attemptOnce(
+        attemptNumber,
+        async () => {
+          const object = await encodeLines(
+            events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)),
+            batching,
+            batch.key,
+          );
+          await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
+        },
+        this.dispatcher.retry,
+      );
       if (!outcome.ok && this.dispatcher.signal.aborted) return 'ended';
       let end: 'pending' | 'ended' = 'ended';
       if (!outcome.ok) {
         const { failure, retryIn: wait } = outcome;
-        const code = failure.fromSink ? failure.code ?? null : 'error';
+        const code = failure.fromSink ? (failure.code ?? null) : 'error';
         this.store.recordBatchAttempt(
-          { ...base, status: 'failed', code, response_data: response, error: failure.error.message, duration_ms: Date.now() - started },
+          {
+            ...base,
+            status: 'failed',
+            code,
+            response_data: response,
+            error: failure.error.message,
+            duration_ms: Date.now() - started,
+          },
           { key: batch.key, attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
           wait === undefined ? 'failed' : 'pending',
         );
-        const fields = { destination_id: destination.id, key: batch.key, attempt: attemptNumber, code, err: failure.error.message };
-        if (wait === undefined) this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
+        const fields = {
+          destination_id: destination.id,
+          key: batch.key,
+          attempt: attemptNumber,
+          code,
+          err: failure.error.message,
+        };
+        if (wait === undefined)
+          this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
         else this.log.debug(fields, 'batch delivery failed; retrying');
         if (wait !== undefined) end = 'pending';
       } else {
         this.store.recordBatchAttempt(
-          { ...base, status: 'success', code: '200', response_data: response, error: null, duration_ms: Date.now() - started },
+          {
+            ...base,
+            status: 'success',
+            code: '200',
+            response_data: response,
+            error: null,
+            duration_ms: Date.now() - started,
+          },
           { key: batch.key, attempts: attemptNumber, next_attempt_at: 0 },
           'success',
         );
@@ -199,9 +281,20 @@ export class EventBatcher {
       const wait = this.holds.hold(batch.key, Date.now());
       if (this.dispatcher.signal.aborted) return 'pending';
       const code = storageErrorCode(err);
-      this.failures.error(`record:${code ?? 'error'}`, { err, code, tenant_id: destination.tenant_id, destination_id: destination.id, key: batch.key, retry_in_ms: wait },
-        code ? 'a batch attempt could not be recorded: the store cannot write to its data_dir; the batch stays pending and is attempted again later'
-          : 'a batch attempt could not be recorded; the batch stays pending and is attempted again later');
+      this.failures.error(
+        `record:${code ?? 'error'}`,
+        {
+          err,
+          code,
+          tenant_id: destination.tenant_id,
+          destination_id: destination.id,
+          key: batch.key,
+          retry_in_ms: wait,
+        },
+        code
+          ? 'a batch attempt could not be recorded: the store cannot write to its data_dir; the batch stays pending and is attempted again later'
+          : 'a batch attempt could not be recorded; the batch stays pending and is attempted again later',
+      );
       return 'pending';
     }
   }

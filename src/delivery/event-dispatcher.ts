@@ -5,10 +5,24 @@ import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
 import { S3Sink } from '../sinks/s3/s3-sink.js';
 import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/aws-s3/destination-type.js';
-import { defaultObjectKey, eventObject, keyTemplateTask, KeyTemplateError, objectMetadata } from '../sinks/aws-s3/event-object.js';
+import {
+  defaultObjectKey,
+  eventObject,
+  keyTemplateTask,
+  KeyTemplateError,
+  objectMetadata,
+} from '../sinks/aws-s3/event-object.js';
 import { KeyTemplatePool } from '../sinks/aws-s3/key-template-pool.js';
 import type { Sink } from '../sinks/types.js';
-import { destinationKey, type Destination, type DueDelivery, type NewAttempt, type Store, type StoredEvent, type StringMap } from '../store/types.js';
+import {
+  destinationKey,
+  type Destination,
+  type DueDelivery,
+  type NewAttempt,
+  type Store,
+  type StoredEvent,
+  type StringMap,
+} from '../store/types.js';
 import { attemptOnce, noRetry, retryLimited, type Outcome, type RetryPolicy } from './attempts.js';
 import { EventBatcher } from './event-batcher.js';
 import { RecordHolds } from './record-holds.js';
@@ -62,7 +76,11 @@ export class EventDispatcher {
    */
   readonly retry: RetryPolicy;
 
-  constructor(private readonly store: Store, private readonly config: ApiConfig, private readonly log: Logger) {
+  constructor(
+    private readonly store: Store,
+    private readonly config: ApiConfig,
+    private readonly log: Logger,
+  ) {
     this.retry = retryLimited(config.retry);
     this.batcher = new EventBatcher(store, this, log);
     this.failures = new RateLimitedLog(log);
@@ -86,7 +104,9 @@ export class EventDispatcher {
     for (const { sink } of this.sinks.values()) sink.close();
     this.sinks.clear();
     // evaluations still running end (rejected) with it: their attempts see `stopped` and record nothing
-    this.keyTemplates.close().catch((err: unknown) => this.log.debug({ err }, 'closing the key_template workers failed'));
+    this.keyTemplates
+      .close()
+      .catch((err: unknown) => this.log.debug({ err }, 'closing the key_template workers failed'));
   }
 
   get signal(): AbortSignal {
@@ -124,7 +144,8 @@ export class EventDispatcher {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
     const next = this.store.nextDueAt();
-    const wake = next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
+    const wake =
+      next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
     this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn()));
   }
 
@@ -189,9 +210,13 @@ export class EventDispatcher {
       if (this.stopped) return;
       const code = storageErrorCode(err);
       const { tenant_id: tenantId, destination_id: destinationId } = item.delivery;
-      this.failures.error(`record:${code ?? 'error'}`, { err, code, tenant_id: tenantId, destination_id: destinationId, event_id: item.event.id, retry_in_ms: wait },
-        code ? 'an event delivery attempt could not be recorded: the store cannot write to its data_dir; the delivery stays pending and is attempted again later'
-          : 'an event delivery attempt could not be recorded; the delivery stays pending and is attempted again later');
+      this.failures.error(
+        `record:${code ?? 'error'}`,
+        { err, code, tenant_id: tenantId, destination_id: destinationId, event_id: item.event.id, retry_in_ms: wait },
+        code
+          ? 'an event delivery attempt could not be recorded: the store cannot write to its data_dir; the delivery stays pending and is attempted again later'
+          : 'an event delivery attempt could not be recorded; the delivery stays pending and is attempted again later',
+      );
     }
   }
 
@@ -202,18 +227,27 @@ export class EventDispatcher {
     const attemptNumber = delivery.attempts + 1;
     const started = Date.now();
     const base: Omit<NewAttempt, 'status' | 'code' | 'response_data' | 'error' | 'duration_ms'> = {
-      tenant_id: event.tenant_id, event_id: event.id, destination_id: destination.id, attempt_number: attemptNumber, manual: delivery.manual,
+      tenant_id: event.tenant_id,
+      event_id: event.id,
+      destination_id: destination.id,
+      attempt_number: attemptNumber,
+      manual: delivery.manual,
     };
     const bucket = String(destination.config.bucket);
     // a template that fails fails again (it is evaluated on the same event); a manual retry is one attempt
-    const policy: RetryPolicy = event.eligible_for_retry && !delivery.manual
-      ? (n, failure) => (failure.error instanceof KeyTemplateError ? undefined : this.retry(n, failure))
-      : noRetry;
+    const policy: RetryPolicy =
+      event.eligible_for_retry && !delivery.manual
+        ? (n, failure) => (failure.error instanceof KeyTemplateError ? undefined : this.retry(n, failure))
+        : noRetry;
     // The attempt is the key's evaluation (on the first attempt only) and the upload: a failure of either is the attempt's.
     let key = delivery.object_key;
     let outcome: Outcome<unknown> | undefined;
     if (key === null) {
-      const keyed = await attemptOnce(attemptNumber, () => this.objectKey(event, metadata, awsS3ConfigOf(destination).key_template), policy);
+      const keyed = await attemptOnce(
+        attemptNumber,
+        () => this.objectKey(event, metadata, awsS3ConfigOf(destination).key_template),
+        policy,
+      );
       // Stopped while the template was evaluated (the pool is closed), or the destination was deleted, disabled or
       // changed meanwhile: nothing is recorded, and the delivery stays pending (attempted again with what it is now).
       if (this.stopped || this.changedSince(destination)) return;
@@ -227,23 +261,59 @@ export class EventDispatcher {
     }
     if (key !== null) {
       const objectKey = key;
-      outcome = await attemptOnce(attemptNumber, () => this.sinkOf(destination).put(eventObject(event, metadata, objectKey), this.abort.signal), policy);
+      outcome = await attemptOnce(
+        attemptNumber,
+        () => this.sinkOf(destination).put(eventObject(event, metadata, objectKey), this.abort.signal),
+        policy,
+      );
     }
     if (outcome && !outcome.ok) {
       if (this.stopped) return;
       const { failure, retryIn: wait } = outcome;
-      const code = failure.error instanceof KeyTemplateError ? 'key_template' : failure.fromSink ? failure.code ?? null : 'error';
+      const code =
+        failure.error instanceof KeyTemplateError
+          ? 'key_template'
+          : failure.fromSink
+            ? (failure.code ?? null)
+            : 'error';
       this.store.recordAttempt(
-        { ...base, status: 'failed', code, response_data: key ? { bucket, key } : null, error: failure.error.message, duration_ms: Date.now() - started },
-        { seq: delivery.seq, status: wait === undefined ? 'failed' : 'pending', attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
+        {
+          ...base,
+          status: 'failed',
+          code,
+          response_data: key ? { bucket, key } : null,
+          error: failure.error.message,
+          duration_ms: Date.now() - started,
+        },
+        {
+          seq: delivery.seq,
+          status: wait === undefined ? 'failed' : 'pending',
+          attempts: attemptNumber,
+          next_attempt_at: Date.now() + (wait ?? 0),
+        },
       );
-      const fields = { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id, attempt: attemptNumber, code, err: failure.error.message };
-      if (wait === undefined) this.log.warn(fields, 'event delivery failed; no retry left (POST /api/v1/retry attempts it again)');
+      const fields = {
+        tenant_id: event.tenant_id,
+        destination_id: destination.id,
+        event_id: event.id,
+        attempt: attemptNumber,
+        code,
+        err: failure.error.message,
+      };
+      if (wait === undefined)
+        this.log.warn(fields, 'event delivery failed; no retry left (POST /api/v1/retry attempts it again)');
       else this.log.debug({ ...fields, retry_in_ms: Math.round(wait) }, 'event delivery failed; retrying');
       return;
     }
     this.store.recordAttempt(
-      { ...base, status: 'success', code: '200', response_data: { bucket, key }, error: null, duration_ms: Date.now() - started },
+      {
+        ...base,
+        status: 'success',
+        code: '200',
+        response_data: { bucket, key },
+        error: null,
+        duration_ms: Date.now() - started,
+      },
       { seq: delivery.seq, status: 'success', attempts: attemptNumber, next_attempt_at: 0 },
     );
   }

@@ -60,21 +60,39 @@ export function isKeyPreset(key: string): key is KeyPreset {
 /** The layout of an output's `key`: a preset name or a template. */
 export function keyLayout(key: string): KeyLayout {
   switch (key) {
-    case 'hive': return templateLayout(DEFAULT_KEY_TEMPLATE);
-    case 'eopa': return EOPA;
-    case 'eopa-per-decision': return EOPA_PER_DECISION;
-    case 'hourly-per-decision': return HOURLY_PER_DECISION;
-    case 'outpost': return OUTPOST;
-    default: return templateLayout(key);
+    case 'hive':
+      return templateLayout(DEFAULT_KEY_TEMPLATE);
+    case 'eopa':
+      return EOPA;
+    case 'eopa-per-decision':
+      return EOPA_PER_DECISION;
+    case 'hourly-per-decision':
+      return HOURLY_PER_DECISION;
+    case 'outpost':
+      return OUTPOST;
+    default:
+      return templateLayout(key);
   }
 }
 
 function templateLayout(template: string): KeyLayout {
   return {
-    perDecision: false, byInstance: false, needsDecisions: false,
-    key: ({ output, bufferId, batch, encoding }) => renderKey(template, keyValues({
-      output, bufferId, partition: batch.partition, hour: batch.hour, first: batch.first, last: batch.last, ext: extension(encoding),
-    })),
+    perDecision: false,
+    byInstance: false,
+    needsDecisions: false,
+    key: ({ output, bufferId, batch, encoding }) =>
+      renderKey(
+        template,
+        keyValues({
+          output,
+          bufferId,
+          partition: batch.partition,
+          hour: batch.hour,
+          first: batch.first,
+          last: batch.last,
+          ext: extension(encoding),
+        }),
+      ),
     keysBetween: (objects, output, from, to) => templateKeysBetween(template, objects, output, from, to),
   };
 }
@@ -83,19 +101,29 @@ function templateLayout(template: string): KeyLayout {
  * One prefix per hour (and partition) when the keys start with the time, as hive-style templates do; every
  * key for a template whose keys do not.
  */
-async function templateKeysBetween(template: string, objects: KeyListing, output: string, from: number, to: number): Promise<string[]> {
+async function templateKeysBetween(
+  template: string,
+  objects: KeyListing,
+  output: string,
+  from: number,
+  to: number,
+): Promise<string[]> {
   const head = template.slice(0, template.indexOf('{batch}'));
   const placeholders = [...head.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
-  const byHour = placeholders.includes('hour') && placeholders.every((p) => ['partition', 'date', 'year', 'month', 'day', 'hour', 'output'].includes(p));
+  const byHour =
+    placeholders.includes('hour') &&
+    placeholders.every((p) => ['partition', 'date', 'year', 'month', 'day', 'hour', 'output'].includes(p));
   // a template whose keys do not start with the time cannot be narrowed: every key is a candidate
   if (!byHour || (placeholders.includes('partition') && !template.startsWith('{partition}/'))) return objects.list('');
   // partitions are the first level when the template starts with {partition}/
-  const partitions = template.startsWith('{partition}/') ? (await objects.children('')).map((p) => p.slice(0, -1)) : ['default'];
+  const partitions = template.startsWith('{partition}/')
+    ? (await objects.children('')).map((p) => p.slice(0, -1))
+    : ['default'];
   const keys: string[] = [];
   for (const partition of partitions) {
     for (const hour of hoursBetween(from, to)) {
       const values = keyValues({ output, bufferId: '', partition, hour, first: 0, last: 0, ext: '' });
-      keys.push(...await objects.list(renderKey(head, values)));
+      keys.push(...(await objects.list(renderKey(head, values))));
     }
   }
   return keys;
@@ -105,7 +133,8 @@ async function templateKeysBetween(template: string, objects: KeyListing, output
 function hoursBetween(from: number, to: number): string[] {
   const hours: string[] = [];
   const start = Math.floor(from / 3_600_000) * 3_600_000;
-  for (let t = start; t <= to && hours.length < 24 * 31; t += 3_600_000) hours.push(new Date(t).toISOString().slice(0, 13));
+  for (let t = start; t <= to && hours.length < 24 * 31; t += 3_600_000)
+    hours.push(new Date(t).toISOString().slice(0, 13));
   return hours;
 }
 
@@ -116,7 +145,10 @@ function eopaExtension({ format, compression }: Encoding): string {
 
 const EOPA: KeyLayout = {
   // Enterprise OPA wrote application/json for lines and arrays alike
-  perDecision: false, byInstance: true, needsDecisions: true, contentType: 'application/json',
+  perDecision: false,
+  byInstance: true,
+  needsDecisions: true,
+  contentType: 'application/json',
   key: ({ output, bufferId, batch, encoding, receivedAt, decisions }) => {
     // a loop, not Math.min(...spread): a batch may hold a million decisions, far more than a call's arguments
     let first = Infinity;
@@ -133,7 +165,9 @@ const EOPA: KeyLayout = {
 };
 
 const EOPA_PER_DECISION: KeyLayout = {
-  perDecision: true, byInstance: true, needsDecisions: true,
+  perDecision: true,
+  byInstance: true,
+  needsDecisions: true,
   key: ({ batch, receivedAt, decisions, output, bufferId }) => {
     const d = decisions[0]!;
     return `eopa=${instanceName(batch.instance)}/ts=${unixSeconds(d, receivedAt)}/decision_id=${decisionId(d, output, bufferId, batch)}.json`;
@@ -144,7 +178,8 @@ const EOPA_PER_DECISION: KeyLayout = {
 /** Every key of each OPA instance (`eopa=<id>/`), kept when the times in it meet [from, to]. */
 async function eopaKeysBetween(objects: KeyListing, from: number, to: number): Promise<string[]> {
   const keys: string[] = [];
-  for (const prefix of await objects.children('')) if (prefix.startsWith('eopa=')) keys.push(...await objects.list(prefix));
+  for (const prefix of await objects.children(''))
+    if (prefix.startsWith('eopa=')) keys.push(...(await objects.list(prefix)));
   return keys.filter((k) => eopaKeyOverlaps(k, from, to));
 }
 
@@ -158,7 +193,9 @@ function eopaKeyOverlaps(key: string, from: number, to: number): boolean {
 }
 
 const HOURLY_PER_DECISION: KeyLayout = {
-  perDecision: true, byInstance: false, needsDecisions: true,
+  perDecision: true,
+  byInstance: false,
+  needsDecisions: true,
   key: ({ batch, receivedAt, decisions, output, bufferId }) => {
     const iso = new Date(receivedAt).toISOString();
     return `${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/${decisionId(decisions[0]!, output, bufferId, batch)}.json`;
@@ -166,12 +203,20 @@ const HOURLY_PER_DECISION: KeyLayout = {
   // One prefix per hour, `YYYY/MM/DD/HH/`. Keys carry the hour a decision was received, never before its
   // timestamp (an upload late after an outage, the last moments of an hour): decisions of [from, to] may be
   // under any hour from `from` until now.
-  keysBetween: async (objects, _output, from, to) => (await Promise.all(hoursBetween(from, Math.max(to, Date.now())).map((h) => (
-    objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`))))).flat(),
+  keysBetween: async (objects, _output, from, to) =>
+    (
+      await Promise.all(
+        hoursBetween(from, Math.max(to, Date.now())).map((h) =>
+          objects.list(`${h.slice(0, 4)}/${h.slice(5, 7)}/${h.slice(8, 10)}/${h.slice(11, 13)}/`),
+        ),
+      )
+    ).flat(),
 };
 
 const OUTPOST: KeyLayout = {
-  perDecision: true, byInstance: false, needsDecisions: true,
+  perDecision: true,
+  byInstance: false,
+  needsDecisions: true,
   key: ({ batch, receivedAt, decisions, output, bufferId }) => {
     const d = decisions[0]!;
     const time = typeof d.timestamp === 'string' ? parseEventTime(d.timestamp) : undefined;
@@ -179,7 +224,8 @@ const OUTPOST: KeyLayout = {
     return `${rfc3339}_${decisionId(d, output, bufferId, batch)}.json`;
   },
   // keys start with the RFC 3339 time: one prefix per hour, `YYYY-MM-DDTHH`
-  keysBetween: async (objects, _output, from, to) => (await Promise.all(hoursBetween(from, to).map((h) => objects.list(h)))).flat(),
+  keysBetween: async (objects, _output, from, to) =>
+    (await Promise.all(hoursBetween(from, to).map((h) => objects.list(h)))).flat(),
 };
 
 /** labels.id as one key segment: characters that could add levels or climb out (/, ..) become `_`. */
@@ -190,7 +236,10 @@ function instanceName(instance: string | null): string {
 }
 
 /** The only fields of a decision a key is made of: a batch keeps these, not its parsed decisions. */
-export interface KeyFields { decision_id?: unknown; timestamp?: unknown }
+export interface KeyFields {
+  decision_id?: unknown;
+  timestamp?: unknown;
+}
 
 function unixSeconds(decision: KeyFields, fallbackMs: number): number {
   const time = typeof decision.timestamp === 'string' ? parseEventTime(decision.timestamp) : undefined;
@@ -200,5 +249,7 @@ function unixSeconds(decision: KeyFields, fallbackMs: number): number {
 /** A decision without a decision_id (OPA always sends one) is named by its position, still unique and stable. */
 function decisionId(decision: KeyFields, output: string, bufferId: string, batch: SealedBatch): string {
   const id = decision.decision_id;
-  return typeof id === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(id) ? id : `${output}-${bufferId}-${padPosition(batch.first)}`;
+  return typeof id === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(id)
+    ? id
+    : `${output}-${bufferId}-${padPosition(batch.first)}`;
 }

@@ -32,7 +32,9 @@ export function checkKeyTemplate(template: string): string | undefined {
   const names = [...template.matchAll(PLACEHOLDER)].map((m) => m[1]!);
   const unknown = names.filter((n) => !(n in KEY_PLACEHOLDERS));
   if (unknown.length > 0) {
-    return `unknown placeholder ${unknown.map((n) => `{${n}}`).join(', ')}; known: ${Object.keys(KEY_PLACEHOLDERS).map((n) => `{${n}}`).join(' ')}`;
+    return `unknown placeholder ${unknown.map((n) => `{${n}}`).join(', ')}; known: ${Object.keys(KEY_PLACEHOLDERS)
+      .map((n) => `{${n}}`)
+      .join(' ')}`;
   }
   if (!names.includes('batch')) return 'the key template must contain {batch}, or batches would overwrite each other';
   if (template.startsWith('/')) return 'the key template must not start with "/"';
@@ -49,7 +51,13 @@ export function padPosition(position: number): string {
 
 /** `hour` is the stream hour `YYYY-MM-DDTHH` (UTC) that every decision of a batch shares. */
 export function keyValues(opts: {
-  output: string; bufferId: string; partition: string; hour: string; first: number; last: number; ext: string;
+  output: string;
+  bufferId: string;
+  partition: string;
+  hour: string;
+  first: number;
+  last: number;
+  ext: string;
 }): KeyValues {
   const { hour } = opts;
   const first = padPosition(opts.first);

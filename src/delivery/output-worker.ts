@@ -104,28 +104,48 @@ export class OutputWorker {
     this.name = config.name;
     this.errorLog = new RateLimitedLog(log);
     this.layout = keyLayout(config.key);
-    this.concatenates = config.format === 'ndjson' && config.compression === 'gzip' && config.compression_level === undefined
-      && transform === undefined && !this.layout.needsDecisions && !this.layout.perDecision;
+    this.concatenates =
+      config.format === 'ndjson' &&
+      config.compression === 'gzip' &&
+      config.compression_level === undefined &&
+      transform === undefined &&
+      !this.layout.needsDecisions &&
+      !this.layout.perDecision;
     this.retry = retryForever({ initial: config.retry.initial_backoff, max: config.retry.max_backoff });
     this.batcher = new DecisionBatcher(buffer, {
       output: config.name,
       // 1 for layouts of one object per decision
-      limits: { maxEvents: this.layout.perDecision ? 1 : config.batch.max_events, maxBytes: config.batch.max_bytes, maxAge: config.batch.max_age },
+      limits: {
+        maxEvents: this.layout.perDecision ? 1 : config.batch.max_events,
+        maxBytes: config.batch.max_bytes,
+        maxAge: config.batch.max_age,
+      },
       byInstance: this.layout.byInstance,
       wholeChunks: this.concatenates,
       readAhead: config.upload_concurrency * READ_AHEAD_BATCHES_PER_UPLOAD,
     });
     const restored = this.batcher.restored;
-    if (restored.length > 0) this.log.info({ output: this.name, batches: restored.length }, 'uploading batches sealed before the restart');
+    if (restored.length > 0)
+      this.log.info({ output: this.name, batches: restored.length }, 'uploading batches sealed before the restart');
     // Batches sealed under another key, format or compression (the config changed across the restart) go out
     // as they were named then: under the new settings their objects would be written a second time.
     const shape = shapeOf(config);
     const before = buffer.outputShape(config.name);
     if (before !== undefined && before !== shape && restored.length > 0) {
-      const [key, format, compression] = JSON.parse(before) as [string, OutputConfig['format'], OutputConfig['compression']];
-      this.legacy = { layout: keyLayout(key), encoding: { ...config, key, format, compression } as OutputConfig, batches: new Set(restored) };
-      this.log.warn({ output: this.name, batches: restored.length, was: { key, format, compression } },
-        'the output\'s key, format or compression changed: batches sealed before go out as they were named then');
+      const [key, format, compression] = JSON.parse(before) as [
+        string,
+        OutputConfig['format'],
+        OutputConfig['compression'],
+      ];
+      this.legacy = {
+        layout: keyLayout(key),
+        encoding: { ...config, key, format, compression } as OutputConfig,
+        batches: new Set(restored),
+      };
+      this.log.warn(
+        { output: this.name, batches: restored.length, was: { key, format, compression } },
+        "the output's key, format or compression changed: batches sealed before go out as they were named then",
+      );
     } else if (before !== shape) {
       buffer.setOutputShape(config.name, shape);
     }
@@ -136,7 +156,8 @@ export class OutputWorker {
 
   /** The key layout and encoding a batch is written with: its own, if it was sealed under older settings. */
   private shapeFor(batch: SealedBatch): { layout: KeyLayout; encoding: OutputConfig; current: boolean } {
-    if (this.legacy?.batches.has(batch)) return { layout: this.legacy.layout, encoding: this.legacy.encoding, current: false };
+    if (this.legacy?.batches.has(batch))
+      return { layout: this.legacy.layout, encoding: this.legacy.encoding, current: false };
     return { layout: this.layout, encoding: this.config, current: true };
   }
 
@@ -177,7 +198,9 @@ export class OutputWorker {
     this.pump();
     // Not unref'd: the process must stay up until the drain ends or the deadline passes.
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), 'timeout'); });
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), 'timeout');
+    });
     const result = await Promise.race([idle, timeout]);
     clearTimeout(timer);
     return result !== 'timeout';
@@ -238,16 +261,34 @@ export class OutputWorker {
     const onCorrupt = (err: CorruptChunkError) => {
       const first = Math.max(err.pos, batch.first);
       const last = Math.min(err.lastPos, batch.last);
-      this.setAside(setAside, { reason: 'corrupt_chunk', first, last, events: last - first + 1, error: err.message, payload: err.payload });
+      this.setAside(setAside, {
+        reason: 'corrupt_chunk',
+        first,
+        last,
+        events: last - first + 1,
+        error: err.message,
+        payload: err.payload,
+      });
     };
     const { layout, encoding, current } = this.shapeFor(batch);
     const metas = this.buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last);
     const receivedAt = metas[0]?.receivedAt ?? Date.now();
-    if (current && this.concatenates && metas.every((m) => m.compressed && m.pos >= batch.first && m.pos + m.count - 1 <= batch.last)) {
+    if (
+      current &&
+      this.concatenates &&
+      metas.every((m) => m.compressed && m.pos >= batch.first && m.pos + m.count - 1 <= batch.last)
+    ) {
       return this.concatenated(batch, metas, receivedAt, onCorrupt);
     }
     const onUnprocessable = (decision: string, err: Error) => {
-      this.setAside(setAside, { reason: 'rule_failed', first: batch.first, last: batch.last, events: 1, error: err.message, decision });
+      this.setAside(setAside, {
+        reason: 'rule_failed',
+        first: batch.first,
+        last: batch.last,
+        events: 1,
+        error: err.message,
+        decision,
+      });
     };
     const read = () => {
       const lines = bufferLines(this.buffer, batch, onCorrupt);
@@ -260,12 +301,18 @@ export class OutputWorker {
     // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
     // only the fields keys read are kept: a parsed batch of a million decisions would not fit in memory
     const decisions: KeyFields[] = [];
-    if (groups) for (const d of parsedDecisions(groups)) decisions.push({ decision_id: d.decision_id, timestamp: d.timestamp });
+    if (groups)
+      for (const d of parsedDecisions(groups)) decisions.push({ decision_id: d.decision_id, timestamp: d.timestamp });
     if (groups && decisions.length === 0) return undefined;
     const key = layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding, receivedAt, decisions });
     if (layout.perDecision) {
       // one decision, as its own JSON document (Enterprise OPA's per-decision objects)
-      const body = Buffer.from([...lines()].map((b) => b.toString('utf8')).join('').trimEnd());
+      const body = Buffer.from(
+        [...lines()]
+          .map((b) => b.toString('utf8'))
+          .join('')
+          .trimEnd(),
+      );
       return { key, body, contentType: 'application/json', contentMD5: md5(body) };
     }
     const object = await encodeLines(lines(), encoding, key);
@@ -278,7 +325,12 @@ export class OutputWorker {
    * one valid gzip stream of their NDJSON (RFC 1952: a gzip file is a series of members). Nothing is decoded
    * or compressed again; the same chunks always give the same bytes.
    */
-  private concatenated(batch: SealedBatch, metas: ChunkMeta[], receivedAt: number, onCorrupt: (err: CorruptChunkError) => void): StoredObject & { count: number } | undefined {
+  private concatenated(
+    batch: SealedBatch,
+    metas: ChunkMeta[],
+    receivedAt: number,
+    onCorrupt: (err: CorruptChunkError) => void,
+  ): (StoredObject & { count: number }) | undefined {
     const members: Buffer[] = [];
     let count = 0;
     for (const meta of metas) {
@@ -293,10 +345,22 @@ export class OutputWorker {
       }
     }
     if (count === 0) return undefined;
-    const key = this.layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding: this.config, receivedAt, decisions: [] });
+    const key = this.layout.key({
+      output: this.name,
+      bufferId: this.buffer.id,
+      batch,
+      encoding: this.config,
+      receivedAt,
+      decisions: [],
+    });
     const body = Buffer.concat(members);
     return {
-      key, body, contentType: this.layout.contentType ?? contentType('ndjson'), contentEncoding: 'gzip', contentMD5: md5(body), count,
+      key,
+      body,
+      contentType: this.layout.contentType ?? contentType('ndjson'),
+      contentEncoding: 'gzip',
+      contentMD5: md5(body),
+      count,
     };
   }
 
@@ -304,8 +368,17 @@ export class OutputWorker {
     this.deadLetter.write(this.name, entry);
     tally.events += entry.events;
     this.metrics?.deadLettered(this.name, entry.reason, entry.events);
-    this.log.error({ output: this.name, reason: entry.reason, first_position: entry.first, last_position: entry.last, err: entry.error, file: this.deadLetter.fileOf(this.name) },
-      'decisions set aside in the dead letter instead of written; the output goes on');
+    this.log.error(
+      {
+        output: this.name,
+        reason: entry.reason,
+        first_position: entry.first,
+        last_position: entry.last,
+        err: entry.error,
+        file: this.deadLetter.fileOf(this.name),
+      },
+      'decisions set aside in the dead letter instead of written; the output goes on',
+    );
   }
 
   /**
@@ -315,40 +388,56 @@ export class OutputWorker {
   private async deliver(batch: SealedBatch): Promise<void> {
     const { signal } = this.abort;
     const setAside = { events: 0 };
-    const built = await attemptUntilDone(async () => {
-      setAside.events = 0;
-      return this.objectOf(batch, setAside);
-    }, this.retry, {
-      signal,
-      onFailure: ({ failure }) => {
-        this.retries++;
-        this.noteError(batch, failure, '(building the object)', true);
+    const built = await attemptUntilDone(
+      async () => {
+        setAside.events = 0;
+        return this.objectOf(batch, setAside);
       },
-    });
+      this.retry,
+      {
+        signal,
+        onFailure: ({ failure }) => {
+          this.retries++;
+          this.noteError(batch, failure, '(building the object)', true);
+        },
+      },
+    );
     if (!built?.ok) return;
     const object = built.value;
     const key = object?.key ?? '(nothing to write)';
     // every decision dropped by the rules (or set aside): nothing to upload, the batch is done
     if (object) {
-      const uploaded = await attemptUntilDone(async () => {
-        try {
-          await this.sink.put(object, signal);
-          return 0;
-        } catch (err) {
-          // the receiver took every decision but these, each refused alone as too large: set aside, the batch is done
-          if (!(err instanceof RefusedDecisionsError)) throw err;
-          const tally = { events: 0 };
-          for (const r of err.refused) this.setAside(tally, { reason: 'too_large', first: batch.first, last: batch.last, events: 1, error: r.error, decision: r.decision });
-          return tally.events;
-        }
-      }, this.retry, {
-        signal,
-        onFailure: ({ failure }) => {
-          this.retries++;
-          this.metrics?.failed(this.name, failure.permanent);
-          this.noteError(batch, failure, key);
+      const uploaded = await attemptUntilDone(
+        async () => {
+          try {
+            await this.sink.put(object, signal);
+            return 0;
+          } catch (err) {
+            // the receiver took every decision but these, each refused alone as too large: set aside, the batch is done
+            if (!(err instanceof RefusedDecisionsError)) throw err;
+            const tally = { events: 0 };
+            for (const r of err.refused)
+              this.setAside(tally, {
+                reason: 'too_large',
+                first: batch.first,
+                last: batch.last,
+                events: 1,
+                error: r.error,
+                decision: r.decision,
+              });
+            return tally.events;
+          }
         },
-      });
+        this.retry,
+        {
+          signal,
+          onFailure: ({ failure }) => {
+            this.retries++;
+            this.metrics?.failed(this.name, failure.permanent);
+            this.noteError(batch, failure, key);
+          },
+        },
+      );
       if (!uploaded?.ok) return;
       const refused = uploaded.value;
       setAside.events += refused;
@@ -360,7 +449,10 @@ export class OutputWorker {
       this.metrics?.dropped(this.name, batch.count - written - setAside.events);
       this.delivered.objects++;
       this.delivered.bytes += object.body.length;
-      this.log.debug({ output: this.name, key, events: written, bytes: object.body.length, attempt: uploaded.attempt }, 'batch delivered');
+      this.log.debug(
+        { output: this.name, key, events: written, bytes: object.body.length, attempt: uploaded.attempt },
+        'batch delivered',
+      );
     }
     if (this.stopped) return;
     if (!object) {
@@ -403,10 +495,16 @@ export class OutputWorker {
   private recover(batch: SealedBatch): void {
     const before = this.state();
     this.failingBatches.delete(batch);
-    if (before !== 'ok' && this.state() === 'ok') this.log.info({ output: this.name, target: this.sink.target }, 'output delivers again');
+    if (before !== 'ok' && this.state() === 'ok')
+      this.log.info({ output: this.name, target: this.sink.target }, 'output delivers again');
   }
 
-  private noteError(batch: SealedBatch, { error: err, permanent: sinkPermanent, code }: Failure, key: string, internal = false): void {
+  private noteError(
+    batch: SealedBatch,
+    { error: err, permanent: sinkPermanent, code }: Failure,
+    key: string,
+    internal = false,
+  ): void {
     const permanent = internal || sinkPermanent;
     const wasState = this.state();
     // one batch that cannot be fixed by retrying makes the output failing, whatever the others do
@@ -416,10 +514,18 @@ export class OutputWorker {
     this.lastError = { message, code, at: new Date().toISOString() };
     const fields = { output: this.name, target: this.sink.target, key, code, err: message };
     if (internal) {
-      this.errorLog.error(`internal:${err.message}`, { ...fields, stack: err.stack }, 'output cannot build an object (an error of Sluice itself); retrying with backoff, decisions stay buffered');
+      this.errorLog.error(
+        `internal:${err.message}`,
+        { ...fields, stack: err.stack },
+        'output cannot build an object (an error of Sluice itself); retrying with backoff, decisions stay buffered',
+      );
     } else if (permanent) {
       // Retrying cannot fix this one; say it loudly, keep the data, and keep trying in case it gets fixed.
-      this.errorLog.error(`permanent:${code ?? err.message}`, fields, 'output cannot deliver: fix the bucket, credentials or permissions; decisions stay buffered');
+      this.errorLog.error(
+        `permanent:${code ?? err.message}`,
+        fields,
+        'output cannot deliver: fix the bucket, credentials or permissions; decisions stay buffered',
+      );
     } else if (wasState === 'ok') {
       this.log.warn(fields, 'upload failed; retrying with backoff');
     }
@@ -429,7 +535,11 @@ export class OutputWorker {
   private fail(err: Error): void {
     this.passFailed = true;
     this.lastError = { message: err.message, at: new Date().toISOString() };
-    this.errorLog.error(`pass:${err.message}`, { output: this.name, err }, 'output hit an internal error; it tries again at its next pass, decisions stay buffered');
+    this.errorLog.error(
+      `pass:${err.message}`,
+      { output: this.name, err },
+      'output hit an internal error; it tries again at its next pass, decisions stay buffered',
+    );
   }
 }
 

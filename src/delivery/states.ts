@@ -5,7 +5,11 @@
 export class States<S extends string> {
   private current: S;
 
-  constructor(private readonly what: string, initial: S, private readonly allowed: { readonly [K in S]: readonly S[] }) {
+  constructor(
+    private readonly what: string,
+    initial: S,
+    private readonly allowed: { readonly [K in S]: readonly S[] },
+  ) {
     this.current = initial;
   }
 
@@ -18,7 +22,8 @@ export class States<S extends string> {
   }
 
   to(next: S): void {
-    if (!this.allowed[this.current].includes(next)) throw new Error(`${this.what}: ${this.current} -> ${next} is not a transition`);
+    if (!this.allowed[this.current].includes(next))
+      throw new Error(`${this.what}: ${this.current} -> ${next} is not a transition`);
     this.current = next;
   }
 }

@@ -44,7 +44,14 @@ const STRING_FIELDS = ['decision_id', 'path', 'requested_by', 'revision'] as con
 const JSON_FIELDS = ['bundles', 'input', 'result', 'metrics', 'nd_builtin_cache'] as const;
 const LIST_FIELDS = ['erased', 'masked'] as const;
 /** Every member name with a column of its own, in the order the members are tried. */
-const TYPED_FIELDS: readonly string[] = [...STRING_FIELDS, ...JSON_FIELDS, ...LIST_FIELDS, 'timestamp', 'labels', 'req_id'];
+const TYPED_FIELDS: readonly string[] = [
+  ...STRING_FIELDS,
+  ...JSON_FIELDS,
+  ...LIST_FIELDS,
+  'timestamp',
+  'labels',
+  'req_id',
+];
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -52,8 +59,21 @@ const INT64_MAX = 2n ** 63n - 1n;
 /** The row of one decision's JSON text. Throws JsonSyntaxError on text that is not JSON. */
 export function decisionRow(text: string): DecisionRow {
   const row: DecisionRow = {
-    decision_id: null, path: null, timestamp: null, labels: null, requested_by: null, req_id: null, revision: null,
-    bundles: null, input: null, result: null, metrics: null, nd_builtin_cache: null, erased: null, masked: null, extra: null,
+    decision_id: null,
+    path: null,
+    timestamp: null,
+    labels: null,
+    requested_by: null,
+    req_id: null,
+    revision: null,
+    bundles: null,
+    input: null,
+    result: null,
+    metrics: null,
+    nd_builtin_cache: null,
+    erased: null,
+    masked: null,
+    extra: null,
   };
   const root = parseJson(text);
   if (root.type !== 'object') {
@@ -81,16 +101,24 @@ export function decisionRow(text: string): DecisionRow {
 /** Puts a member's value in its typed column; false if it does not fit there. */
 function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
   switch (field) {
-    case 'decision_id': case 'path': case 'requested_by': case 'revision': {
+    case 'decision_id':
+    case 'path':
+    case 'requested_by':
+    case 'revision': {
       const s = stringOf(value);
       if (s === undefined) return false;
       row[field] = s;
       return true;
     }
-    case 'bundles': case 'input': case 'result': case 'metrics': case 'nd_builtin_cache':
+    case 'bundles':
+    case 'input':
+    case 'result':
+    case 'metrics':
+    case 'nd_builtin_cache':
       row[field] = wellFormedJson(value.src.slice(value.start, value.end));
       return true;
-    case 'erased': case 'masked': {
+    case 'erased':
+    case 'masked': {
       if (value.type !== 'array') return false;
       const items: string[] = [];
       for (const item of value.items) {
@@ -144,7 +172,9 @@ function stringOf(node: JsonNode): string | undefined {
 }
 
 function keyText(m: JsonMember): string {
-  return m.escaped ? wellFormed(JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string) : m.src.slice(m.keyStart + 1, m.keyEnd - 1);
+  return m.escaped
+    ? wellFormed(JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string)
+    : m.src.slice(m.keyStart + 1, m.keyEnd - 1);
 }
 
 function memberText(m: JsonMember): string {

@@ -19,8 +19,16 @@
 import { decisionRow, type DecisionRow } from './decision-row.js';
 import { ndjsonLines } from './ndjson-lines.js';
 import {
-  int64Column, jsonColumn, parquetTableWriter, stringColumn, stringListColumn, stringMapColumn, timestampColumn,
-  type ParquetColumn, type ParquetOptions, type ParquetTableWriter,
+  int64Column,
+  jsonColumn,
+  parquetTableWriter,
+  stringColumn,
+  stringListColumn,
+  stringMapColumn,
+  timestampColumn,
+  type ParquetColumn,
+  type ParquetOptions,
+  type ParquetTableWriter,
 } from './parquet-writer.js';
 
 export const DECISION_COLUMNS: ReadonlyArray<ParquetColumn<DecisionRow>> = [
@@ -48,7 +56,10 @@ export interface DecisionParquetOptions extends ParquetOptions {
 
 /** Decisions into one Parquet file, a row group at a time (see ParquetTableWriter for memory and chunks). */
 export class DecisionParquetWriter {
-  constructor(private readonly table: ParquetTableWriter<DecisionRow>, private readonly onUnprocessable?: (line: string, err: Error) => void) {}
+  constructor(
+    private readonly table: ParquetTableWriter<DecisionRow>,
+    private readonly onUnprocessable?: (line: string, err: Error) => void,
+  ) {}
 
   /** Decisions written so far. */
   get count(): number {
@@ -87,7 +98,10 @@ export async function decisionParquetWriter(options: DecisionParquetOptions): Pr
  * A Parquet file of NDJSON decisions (buffers of whole lines, as the decision buffer yields them), and how
  * many it holds. The same lines and options always give the same bytes.
  */
-export async function encodeDecisionsParquet(lines: Iterable<Buffer>, options: DecisionParquetOptions): Promise<{ body: Buffer; count: number }> {
+export async function encodeDecisionsParquet(
+  lines: Iterable<Buffer>,
+  options: DecisionParquetOptions,
+): Promise<{ body: Buffer; count: number }> {
   const writer = await decisionParquetWriter(options);
   for (const group of lines) writer.add(group);
   const body = writer.finish();

@@ -14,8 +14,14 @@
 import { rfc3339Micros } from './rfc3339.js';
 import { wellFormed, wellFormedJson } from './well-formed.js';
 import {
-  jsonColumn, parquetTableWriter, stringColumn, stringMapColumn, timestampColumn,
-  type ParquetColumn, type ParquetOptions, type ParquetTableWriter,
+  jsonColumn,
+  parquetTableWriter,
+  stringColumn,
+  stringMapColumn,
+  timestampColumn,
+  type ParquetColumn,
+  type ParquetOptions,
+  type ParquetTableWriter,
 } from './parquet-writer.js';
 
 /** What the file holds of an event (a stored event has these fields, and more). */
@@ -29,7 +35,13 @@ export interface ParquetEvent {
   data: string;
 }
 
-interface EventRow { id: string; topic: string; time: bigint | null; metadata: Array<[string, string]>; data: string }
+interface EventRow {
+  id: string;
+  topic: string;
+  time: bigint | null;
+  metadata: Array<[string, string]>;
+  data: string;
+}
 
 export const EVENT_COLUMNS: ReadonlyArray<ParquetColumn<EventRow>> = [
   stringColumn('id', (r) => r.id),
@@ -51,7 +63,13 @@ export class EventParquetWriter {
     const metadata = Object.entries(event.metadata).map(([k, v]): [string, string] => [wellFormed(k), wellFormed(v)]);
     let size = event.id.length + event.topic.length + event.time.length + event.data.length;
     for (const [k, v] of metadata) size += k.length + v.length;
-    const row = { id: wellFormed(event.id), topic: wellFormed(event.topic), time: rfc3339Micros(event.time) ?? null, metadata, data: wellFormedJson(event.data) };
+    const row = {
+      id: wellFormed(event.id),
+      topic: wellFormed(event.topic),
+      time: rfc3339Micros(event.time) ?? null,
+      metadata,
+      data: wellFormedJson(event.data),
+    };
     this.table.add(row, size);
   }
 
@@ -69,7 +87,10 @@ export async function eventParquetWriter(options: ParquetOptions): Promise<Event
 }
 
 /** A Parquet file of events, and how many it holds. The same events and options always give the same bytes. */
-export async function encodeEventsParquet(events: Iterable<ParquetEvent>, options: ParquetOptions): Promise<{ body: Buffer; count: number }> {
+export async function encodeEventsParquet(
+  events: Iterable<ParquetEvent>,
+  options: ParquetOptions,
+): Promise<{ body: Buffer; count: number }> {
   const writer = await eventParquetWriter(options);
   for (const event of events) writer.add(event);
   const body = writer.finish();

@@ -58,7 +58,11 @@ export interface ParquetColumn<Row> {
 // Column kinds
 
 const utf8 = (name: string, required = false): SchemaElement => ({
-  name, type: 'BYTE_ARRAY', repetition_type: required ? 'REQUIRED' : 'OPTIONAL', converted_type: 'UTF8', logical_type: { type: 'STRING' },
+  name,
+  type: 'BYTE_ARRAY',
+  repetition_type: required ? 'REQUIRED' : 'OPTIONAL',
+  converted_type: 'UTF8',
+  logical_type: { type: 'STRING' },
 });
 
 /** A STRING column (UTF-8). */
@@ -71,13 +75,25 @@ export function stringColumn<Row>(name: string, value: (row: Row) => string | nu
  * The values are the texts themselves, written byte for byte.
  */
 export function jsonColumn<Row>(name: string, value: (row: Row) => string | null): ParquetColumn<Row> {
-  return { schema: [{ name, type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL', logical_type: { type: 'JSON' } }], value, statistics: false };
+  return {
+    schema: [{ name, type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL', logical_type: { type: 'JSON' } }],
+    value,
+    statistics: false,
+  };
 }
 
 /** TIMESTAMP(MICROS, UTC) from microseconds since the epoch: the unit Athena and Spark read. */
 export function timestampColumn<Row>(name: string, value: (row: Row) => bigint | null): ParquetColumn<Row> {
   return {
-    schema: [{ name, type: 'INT64', repetition_type: 'OPTIONAL', converted_type: 'TIMESTAMP_MICROS', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' } }],
+    schema: [
+      {
+        name,
+        type: 'INT64',
+        repetition_type: 'OPTIONAL',
+        converted_type: 'TIMESTAMP_MICROS',
+        logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' },
+      },
+    ],
     value,
   };
 }
@@ -87,7 +103,10 @@ export function int64Column<Row>(name: string, value: (row: Row) => bigint | nul
 }
 
 /** MAP<STRING, STRING>, entries in the order given. */
-export function stringMapColumn<Row>(name: string, value: (row: Row) => Array<[string, string]> | null): ParquetColumn<Row> {
+export function stringMapColumn<Row>(
+  name: string,
+  value: (row: Row) => Array<[string, string]> | null,
+): ParquetColumn<Row> {
   return {
     schema: [
       { name, repetition_type: 'OPTIONAL', converted_type: 'MAP', logical_type: { type: 'MAP' }, num_children: 1 },
@@ -114,7 +133,10 @@ export function stringListColumn<Row>(name: string, value: (row: Row) => string[
 // ---------------------------------------------------------------------------------------------------------
 // Codecs
 
-interface Zstd { init(): Promise<void>; compress(data: Uint8Array, level?: number): Uint8Array }
+interface Zstd {
+  init(): Promise<void>;
+  compress(data: Uint8Array, level?: number): Uint8Array;
+}
 let zstdLoading: Promise<Zstd> | undefined;
 
 /** The zstd module, its WebAssembly compiled (once per process: the package keeps one instance). */
@@ -177,7 +199,12 @@ export class ParquetTableWriter<Row> {
   /** Rows added so far. */
   count = 0;
 
-  constructor(private readonly columns: ReadonlyArray<ParquetColumn<Row>>, codec: ParquetCompression, compressor: Compressor | undefined, private readonly rowGroupBytes: number) {
+  constructor(
+    private readonly columns: ReadonlyArray<ParquetColumn<Row>>,
+    codec: ParquetCompression,
+    compressor: Compressor | undefined,
+    private readonly rowGroupBytes: number,
+  ) {
     this.parquet = new ParquetWriter({
       writer: this.writer,
       schema: [{ name: 'root', num_children: columns.length }, ...columns.flatMap((c) => c.schema)],
@@ -212,7 +239,9 @@ export class ParquetTableWriter<Row> {
     // hyparquet-writer JSON.stringify()s the values of a column annotated with the JSON converted type, so
     // the annotation (which DuckDB needs to read the column as JSON rather than BLOB) goes into the footer's
     // schema only, after every exact text is written; the footer is the only place the schema is written
-    this.parquet.schema = this.parquet.schema.map((e) => (e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e));
+    this.parquet.schema = this.parquet.schema.map((e) =>
+      e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e,
+    );
     void this.parquet.finish();
     return Buffer.concat(this.takeChunks());
   }
@@ -223,14 +252,21 @@ export class ParquetTableWriter<Row> {
     this.pending = [];
     this.pendingBytes = 0;
     void this.parquet.write({
-      columnData: this.columns.map((c) => ({ name: c.schema[0]!.name, data: rows.map(c.value), statistics: c.statistics ?? true })) as never,
+      columnData: this.columns.map((c) => ({
+        name: c.schema[0]!.name,
+        data: rows.map(c.value),
+        statistics: c.statistics ?? true,
+      })) as never,
       rowGroupSize: rows.length,
     });
   }
 }
 
 /** A writer of one file; async only to load the zstd codec on first use (the writer itself is synchronous). */
-export async function parquetTableWriter<Row>(columns: ReadonlyArray<ParquetColumn<Row>>, options: ParquetOptions): Promise<ParquetTableWriter<Row>> {
+export async function parquetTableWriter<Row>(
+  columns: ReadonlyArray<ParquetColumn<Row>>,
+  options: ParquetOptions,
+): Promise<ParquetTableWriter<Row>> {
   const rowGroupBytes = options.rowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES;
   if (!(rowGroupBytes > 0)) throw new RangeError(`rowGroupBytes must be positive, got ${rowGroupBytes}`);
   return new ParquetTableWriter(columns, options.compression, await compressorOf(options.compression), rowGroupBytes);

@@ -34,7 +34,8 @@ export class BearerTokens<T> {
   find(token: string | undefined): T | undefined {
     const presented = digest(token ?? '');
     let found: { value: T } | undefined;
-    for (const entry of this.entries) if (timingSafeEqual(presented, entry.digest) && token !== undefined) found ??= entry;
+    for (const entry of this.entries)
+      if (timingSafeEqual(presented, entry.digest) && token !== undefined) found ??= entry;
     return found?.value;
   }
 

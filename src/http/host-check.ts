@@ -9,7 +9,10 @@ LOOPBACK.addAddress('::1', 'ipv6');
 
 /** True for addresses only this machine can reach: 127.0.0.0/8, ::1 (IPv4-mapped too), and `localhost`. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '').toLowerCase();
+  const h = host
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '')
+    .toLowerCase();
   // names under .localhost are reserved for loopback (RFC 6761): no one can point them elsewhere
   if (h === 'localhost' || h.endsWith('.localhost')) return true;
   const family = isIP(h);
@@ -49,13 +52,17 @@ export class HostPolicy {
     this.loopback = isLoopbackHost(listen);
     this.any = allowedHosts.includes('*');
     for (const entry of allowedHosts) {
-      const h = entry.replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '').toLowerCase();
+      const h = entry
+        .replace(/^\[(.*)\]$/, '$1')
+        .replace(/\.$/, '')
+        .toLowerCase();
       if (h.startsWith('*.')) this.suffixes.push(h.slice(1));
       else if (h !== '*') this.exact.add(h);
     }
     if (isWildcard(listen)) {
       this.exact.add(hostname().toLowerCase());
-      for (const addresses of Object.values(networkInterfaces())) for (const a of addresses ?? []) this.exact.add(a.address.toLowerCase());
+      for (const addresses of Object.values(networkInterfaces()))
+        for (const a of addresses ?? []) this.exact.add(a.address.toLowerCase());
     } else if (!this.loopback) {
       this.exact.add(listen);
     }
@@ -92,7 +99,11 @@ export function hostCheck(policy: HostPolicy) {
     if (!policy.loopbackOnly && (path === '/logs' || path.startsWith('/logs/'))) return;
     const host = hostOf(header);
     if (policy.allows(host)) return;
-    throw new HttpError(421, `Host ${JSON.stringify(header.slice(0, 200))} is not a name this server answers to (a guard against DNS rebinding): `
-      + 'add it to http.allowed_hosts', { reason: 'host_not_allowed' });
+    throw new HttpError(
+      421,
+      `Host ${JSON.stringify(header.slice(0, 200))} is not a name this server answers to (a guard against DNS rebinding): ` +
+        'add it to http.allowed_hosts',
+      { reason: 'host_not_allowed' },
+    );
   };
 }

@@ -6,7 +6,8 @@ import type { z } from 'zod';
 import { HttpError } from './http-error.js';
 
 /** Outpost's field messages are "<field> is required" or "<field> failed <rule> validation". */
-export const required = (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : 'failed type validation');
+export const required = (issue: { input?: unknown }) =>
+  issue.input === undefined ? 'is required' : 'failed type validation';
 
 /**
  * Zod issues as the messages Outpost's clients show: the field's dotted path, then what is wrong, e.g.
@@ -26,7 +27,10 @@ export function issueMessages(issues: readonly z.core.$ZodIssue[], prefix: strin
 }
 
 /** Problems found outside a schema (`{path: ['endpoint'], message: 'is not allowed: ...'}`) as the same messages. */
-export function problemMessages(problems: ReadonlyArray<{ path: string[]; message: string }>, prefix: string[] = []): string[] {
+export function problemMessages(
+  problems: ReadonlyArray<{ path: string[]; message: string }>,
+  prefix: string[] = [],
+): string[] {
   return problems.map((p) => fieldMessage([...prefix, ...p.path], p.message));
 }
 
@@ -40,19 +44,28 @@ export function validationError(messages: string[]): HttpError {
  * parameter the route does not know is a 400 naming it (Outpost's clients must not believe a filter applied).
  */
 export function schemaValidationError(error: {
-  validation: Array<{ instancePath: string; message?: string; keyword?: string; params?: Record<string, unknown> }>; validationContext?: string;
+  validation: Array<{ instancePath: string; message?: string; keyword?: string; params?: Record<string, unknown> }>;
+  validationContext?: string;
 }): HttpError {
   if (error.validationContext === 'querystring') {
-    const unknown = error.validation.filter((v) => v.keyword === 'unrecognized_keys').flatMap((v) => (v.params?.keys as string[] | undefined) ?? []);
+    const unknown = error.validation
+      .filter((v) => v.keyword === 'unrecognized_keys')
+      .flatMap((v) => (v.params?.keys as string[] | undefined) ?? []);
     if (unknown.length > 0) {
-      return new HttpError(400, `unknown query parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`, { reason: 'unknown_parameter', parameters: unknown });
+      return new HttpError(400, `unknown query parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`, {
+        reason: 'unknown_parameter',
+        parameters: unknown,
+      });
     }
   }
   const prefix = error.validationContext === 'querystring' ? ['query'] : [];
-  return validationError(error.validation.map((v) => {
-    if (v.keyword === 'unrecognized_keys') return `${[...prefix, ...v.instancePath.split('/').filter(Boolean)].join('.') || 'body'}: not known fields: ${((v.params?.keys as string[]) ?? []).join(', ')}`;
-    return fieldMessage([...prefix, ...v.instancePath.split('/').filter(Boolean)], v.message ?? 'is not valid');
-  }));
+  return validationError(
+    error.validation.map((v) => {
+      if (v.keyword === 'unrecognized_keys')
+        return `${[...prefix, ...v.instancePath.split('/').filter(Boolean)].join('.') || 'body'}: not known fields: ${((v.params?.keys as string[]) ?? []).join(', ')}`;
+      return fieldMessage([...prefix, ...v.instancePath.split('/').filter(Boolean)], v.message ?? 'is not valid');
+    }),
+  );
 }
 
 /** A string map's size for api.quotas.metadata_bytes: the UTF-8 bytes of its keys and values. */
@@ -71,8 +84,11 @@ export function checkMetadataQuota(limit: number, maps: Record<string, Record<st
     if (map === undefined) continue;
     const bytes = metadataBytes(map);
     if (bytes > limit) {
-      throw new HttpError(422, `${field} is ${bytes} bytes (keys and values), over api.quotas.metadata_bytes (${limit})`,
-        { reason: 'quota_exceeded', quota: 'api.quotas.metadata_bytes', limit, field, bytes });
+      throw new HttpError(
+        422,
+        `${field} is ${bytes} bytes (keys and values), over api.quotas.metadata_bytes (${limit})`,
+        { reason: 'quota_exceeded', quota: 'api.quotas.metadata_bytes', limit, field, bytes },
+      );
     }
   }
 }

@@ -10,22 +10,34 @@
  * UTF-8 validity is the caller's (Node's native isUtf8); everything else JSON.parse would refuse, this refuses.
  */
 
-import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COLON, COMMA, DOT, MINUS, OPEN_ARRAY, OPEN_OBJECT, PLUS, QUOTE } from './chars.js';
+import {
+  BACKSLASH,
+  CLOSE_ARRAY,
+  CLOSE_OBJECT,
+  COLON,
+  COMMA,
+  DOT,
+  MINUS,
+  OPEN_ARRAY,
+  OPEN_OBJECT,
+  PLUS,
+  QUOTE,
+} from './chars.js';
 
 export type ArrayScan =
   | {
-    kind: 'array';
-    /** start0, end0, start1, end1, ...: byte offsets, end exclusive, whitespace trimmed. */
-    spans: number[];
-    /**
-     * With `fields`: per element, the spans (quotes included) of the string values of `timestamp`,
-     * `decision_id` and `labels.id`, as six offsets, -1 where the element has no such string. As JSON.parse
-     * does, the last of duplicate keys wins.
-     */
-    fields?: number[];
-    /** Whether the text holds any byte below 0x20 (then tab, LF or CR, as whitespace: nothing else is valid). */
-    controlBytes: boolean;
-  }
+      kind: 'array';
+      /** start0, end0, start1, end1, ...: byte offsets, end exclusive, whitespace trimmed. */
+      spans: number[];
+      /**
+       * With `fields`: per element, the spans (quotes included) of the string values of `timestamp`,
+       * `decision_id` and `labels.id`, as six offsets, -1 where the element has no such string. As JSON.parse
+       * does, the last of duplicate keys wins.
+       */
+      fields?: number[];
+      /** Whether the text holds any byte below 0x20 (then tab, LF or CR, as whitespace: nothing else is valid). */
+      controlBytes: boolean;
+    }
   | { kind: 'not_an_array' }
   | { kind: 'invalid'; at: number; message: string }
   | { kind: 'too_deep'; at: number }
@@ -64,7 +76,10 @@ const HEX = new Uint8Array(256);
 for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
 
 /** The keys whose values the scan notes, at one level: each name (quotes included) and the field it is. */
-interface FieldKeys { names: Array<{ quoted: Buffer; name: string; field: number }>; shortest: number }
+interface FieldKeys {
+  names: Array<{ quoted: Buffer; name: string; field: number }>;
+  shortest: number;
+}
 
 function fieldKeys(entries: Array<[name: string, field: number]>): FieldKeys {
   const names = entries.map(([name, field]) => ({ quoted: Buffer.from(JSON.stringify(name)), name, field }));
@@ -72,11 +87,18 @@ function fieldKeys(entries: Array<[name: string, field: number]>): FieldKeys {
 }
 
 /** Keys of a decision (the element object) and of its `labels` object. */
-const ELEMENT_KEYS = fieldKeys([['timestamp', TIMESTAMP], ['decision_id', DECISION_ID], ['labels', LABELS]]);
+const ELEMENT_KEYS = fieldKeys([
+  ['timestamp', TIMESTAMP],
+  ['decision_id', DECISION_ID],
+  ['labels', LABELS],
+]);
 const LABELS_KEYS = fieldKeys([['id', LABELS_ID]]);
 
 class Invalid extends Error {
-  constructor(readonly at: number, message: string) {
+  constructor(
+    readonly at: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -131,7 +153,7 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
         const valueField = field;
         field = NO_FIELD;
         if (c === QUOTE) {
-          const end = (strings ? strings.endOf(i) : endOfStringByBytes(buf, i));
+          const end = strings ? strings.endOf(i) : endOfStringByBytes(buf, i);
           if (valueField === LABELS) setField(fields!, LABELS_ID, -1, -1);
           else if (withFields && valueField >= 0) setField(fields, valueField, i, end + 1);
           i = end;
@@ -164,8 +186,14 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
       // falls through: a key
       case KEY: {
         if (c !== QUOTE) throw new Invalid(i, `expected a string key at byte ${i}`);
-        const end = (strings ? strings.endOf(i) : endOfStringByBytes(buf, i));
-        if (withFields) field = depth === 2 ? fieldOf(buf, i, end + 1, ELEMENT_KEYS) : depth === labelsDepth ? fieldOf(buf, i, end + 1, LABELS_KEYS) : NO_FIELD;
+        const end = strings ? strings.endOf(i) : endOfStringByBytes(buf, i);
+        if (withFields)
+          field =
+            depth === 2
+              ? fieldOf(buf, i, end + 1, ELEMENT_KEYS)
+              : depth === labelsDepth
+                ? fieldOf(buf, i, end + 1, LABELS_KEYS)
+                : NO_FIELD;
         i = end;
         state = COLON_NEXT;
         break;
@@ -199,11 +227,18 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
   throw new Invalid(n, 'the text ends before the array does');
 
   function close(level: number, c: number, at: number): void {
-    if (opened[level] !== (c === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY)) throw new Invalid(at, `unmatched '${String.fromCharCode(c)}' at byte ${at}`);
+    if (opened[level] !== (c === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY))
+      throw new Invalid(at, `unmatched '${String.fromCharCode(c)}' at byte ${at}`);
   }
 }
 
-function finish(buf: Uint8Array, close: number, spans: number[], fields: number[] | undefined, controlBytes: boolean): ArrayScan {
+function finish(
+  buf: Uint8Array,
+  close: number,
+  spans: number[],
+  fields: number[] | undefined,
+  controlBytes: boolean,
+): ArrayScan {
   const after = skipSpace(buf, close + 1);
   if (after < buf.length) throw new Invalid(after, `unexpected text after the array at byte ${after}`);
   return fields ? { kind: 'array', spans, fields, controlBytes } : { kind: 'array', spans, controlBytes };
@@ -220,7 +255,9 @@ function fieldOf(buf: Uint8Array, from: number, to: number, keys: FieldKeys): nu
   // `"time\u0073tamp"` is `timestamp` to JSON.parse. An escape makes a key longer than what it decodes to, so
   // only a key longer than the shortest name can be one with escapes; it is decoded once, not once per name.
   if (to - from > keys.shortest && hasBackslash(buf, from, to)) {
-    const key = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('utf8', from, to)) as string;
+    const key = JSON.parse(
+      Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('utf8', from, to),
+    ) as string;
     for (const n of keys.names) if (n.name === key) return n.field;
     return NO_FIELD;
   }
@@ -244,7 +281,9 @@ function hasBackslash(buf: Uint8Array, from: number, to: number): boolean {
 
 /** The value of the JSON string at buf[from, to) (quotes included), escapes decoded as JSON.parse does. */
 export function jsonString(buf: Buffer, from: number, to: number): string {
-  return hasBackslash(buf, from, to) ? (JSON.parse(buf.toString('utf8', from, to)) as string) : buf.toString('utf8', from + 1, to - 1);
+  return hasBackslash(buf, from, to)
+    ? (JSON.parse(buf.toString('utf8', from, to)) as string)
+    : buf.toString('utf8', from + 1, to - 1);
 }
 
 /**
@@ -287,7 +326,8 @@ class StringEnds {
 function escapeLength(buf: Uint8Array, at: number): number {
   const e = buf[at + 1] ?? 0;
   if (SIMPLE_ESCAPES[e]) return 2;
-  if (e === 0x75 && HEX[buf[at + 2] ?? 0] && HEX[buf[at + 3] ?? 0] && HEX[buf[at + 4] ?? 0] && HEX[buf[at + 5] ?? 0]) return 6; // \uXXXX
+  if (e === 0x75 && HEX[buf[at + 2] ?? 0] && HEX[buf[at + 3] ?? 0] && HEX[buf[at + 4] ?? 0] && HEX[buf[at + 5] ?? 0])
+    return 6; // \uXXXX
   throw new Invalid(at, `a bad escape at byte ${at}`);
 }
 
@@ -297,7 +337,8 @@ function endOfStringByBytes(buf: Uint8Array, open: number): number {
   for (let i = open + 1; i < n; i++) {
     const c = buf[i]!;
     if (c === QUOTE) return i;
-    if (c < 0x20) throw new Invalid(i, `a control character (0x${c.toString(16).padStart(2, '0')}) in a string at byte ${i}`);
+    if (c < 0x20)
+      throw new Invalid(i, `a control character (0x${c.toString(16).padStart(2, '0')}) in a string at byte ${i}`);
     if (c === BACKSLASH) i += escapeLength(buf, i) - 1;
   }
   throw new Invalid(n, `a string opened at byte ${open} never ends`);
@@ -340,7 +381,9 @@ function isDigit(c: number | undefined): boolean {
 }
 
 function printable(c: number | undefined): string {
-  return c !== undefined && c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${(c ?? 0).toString(16).padStart(2, '0')}`;
+  return c !== undefined && c >= 0x20 && c < 0x7f
+    ? String.fromCharCode(c)
+    : `\\x${(c ?? 0).toString(16).padStart(2, '0')}`;
 }
 
 function skipSpace(buf: Uint8Array, from: number): number {
@@ -367,6 +410,7 @@ export function arrayElementTexts(bytes: Uint8Array): string[] {
   if (scan.kind !== 'array') throw new Error('not a JSON array');
   const decoder = new TextDecoder();
   const texts: string[] = [];
-  for (let i = 0; i < scan.spans.length; i += 2) texts.push(decoder.decode(bytes.subarray(scan.spans[i], scan.spans[i + 1])));
+  for (let i = 0; i < scan.spans.length; i += 2)
+    texts.push(decoder.decode(bytes.subarray(scan.spans[i], scan.spans[i + 1])));
   return texts;
 }

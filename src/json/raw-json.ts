@@ -28,7 +28,12 @@ export function stringifyWithRaw(value: unknown): string {
   const parts: string[] = [];
   const stack: Frame[] = [];
   const write = (v: unknown, inArray: boolean): void => {
-    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function' && !(v instanceof RawJson)) {
+    if (
+      v !== null &&
+      typeof v === 'object' &&
+      typeof (v as { toJSON?: unknown }).toJSON === 'function' &&
+      !(v instanceof RawJson)
+    ) {
       v = (v as { toJSON: () => unknown }).toJSON();
     }
     if (v instanceof RawJson) {

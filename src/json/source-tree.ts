@@ -21,7 +21,20 @@
  * edit of a key drops its earlier duplicates, so a removed or masked value never survives as a shadowed copy.
  */
 
-import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COLON, COMMA, DOT, isSpace, MINUS, OPEN_ARRAY, OPEN_OBJECT, PLUS, QUOTE } from './chars.js';
+import {
+  BACKSLASH,
+  CLOSE_ARRAY,
+  CLOSE_OBJECT,
+  COLON,
+  COMMA,
+  DOT,
+  isSpace,
+  MINUS,
+  OPEN_ARRAY,
+  OPEN_OBJECT,
+  PLUS,
+  QUOTE,
+} from './chars.js';
 
 export type JsonNode = JsonObject | JsonArray | JsonScalar;
 
@@ -62,7 +75,10 @@ export interface JsonMember {
 
 /** Text that is not JSON; `position` is the UTF-16 offset where it went wrong. */
 export class JsonSyntaxError extends SyntaxError {
-  constructor(message: string, readonly position: number) {
+  constructor(
+    message: string,
+    readonly position: number,
+  ) {
     super(message);
     this.name = 'JsonSyntaxError';
   }
@@ -70,17 +86,37 @@ export class JsonSyntaxError extends SyntaxError {
 
 /** JSON nested deeper than the parser was allowed to go. */
 export class JsonDepthError extends JsonSyntaxError {
-  constructor(readonly maxDepth: number, position: number) {
+  constructor(
+    readonly maxDepth: number,
+    position: number,
+  ) {
     super(`JSON nested deeper than ${maxDepth} levels (at position ${position})`, position);
     this.name = 'JsonDepthError';
   }
 }
 
-
 // The parser's own mutable shapes; callers see them through the readonly interfaces above.
-interface MObject { type: 'object'; src: string; start: number; end: number; members: MMember[] }
-interface MArray { type: 'array'; src: string; start: number; end: number; items: JsonNode[] }
-interface MMember { src: string; keyStart: number; keyEnd: number; escaped: boolean; value: JsonNode }
+interface MObject {
+  type: 'object';
+  src: string;
+  start: number;
+  end: number;
+  members: MMember[];
+}
+interface MArray {
+  type: 'array';
+  src: string;
+  start: number;
+  end: number;
+  items: JsonNode[];
+}
+interface MMember {
+  src: string;
+  keyStart: number;
+  keyEnd: number;
+  escaped: boolean;
+  value: JsonNode;
+}
 
 // Per-parse state of the string scanner (parsing is synchronous and never re-entered).
 /** Set by `stringEnd`: whether the string it just scanned has an escape. */
@@ -165,7 +201,8 @@ export function parseJson(src: string, maxDepth = Infinity): JsonNode {
         if (top.type === 'object') i = readKey(src, top, i);
         break;
       }
-      if (d !== (top.type === 'object' ? CLOSE_OBJECT : CLOSE_ARRAY)) throw unexpected(src, i, top.type === 'object' ? '"," or "}"' : '"," or "]"');
+      if (d !== (top.type === 'object' ? CLOSE_OBJECT : CLOSE_ARRAY))
+        throw unexpected(src, i, top.type === 'object' ? '"," or "}"' : '"," or "]"');
       top.end = ++i;
       stack.pop();
       value = top;
@@ -225,9 +262,19 @@ function escapedStringEnd(src: string, open: number): number {
       escaped = true;
       const e = src.charCodeAt(i + 1);
       if (e === 0x75 /* u */) {
-        if (!HEX.test(src.slice(i + 2, i + 6))) throw new JsonSyntaxError(`invalid JSON at position ${i}: \\u must be followed by 4 hex digits`, i);
+        if (!HEX.test(src.slice(i + 2, i + 6)))
+          throw new JsonSyntaxError(`invalid JSON at position ${i}: \\u must be followed by 4 hex digits`, i);
         i += 5;
-      } else if (e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
+      } else if (
+        e === QUOTE ||
+        e === BACKSLASH ||
+        e === 0x2f ||
+        e === 0x62 ||
+        e === 0x66 ||
+        e === 0x6e ||
+        e === 0x72 ||
+        e === 0x74
+      ) {
         i++;
       } else {
         throw new JsonSyntaxError(`invalid JSON at position ${i}: a bad escape in a string`, i);
@@ -250,14 +297,16 @@ function numberEnd(src: string, i: number): number {
   else if (isDigit(first)) while (isDigit(src.charCodeAt(++i)));
   else throw new JsonSyntaxError(`invalid JSON at position ${start}: not a number`, start);
   if (src.charCodeAt(i) === DOT) {
-    if (!isDigit(src.charCodeAt(++i))) throw new JsonSyntaxError(`invalid JSON at position ${i}: a digit must follow the decimal point`, i);
+    if (!isDigit(src.charCodeAt(++i)))
+      throw new JsonSyntaxError(`invalid JSON at position ${i}: a digit must follow the decimal point`, i);
     while (isDigit(src.charCodeAt(++i)));
   }
   const e = src.charCodeAt(i);
   if (e === 0x65 || e === 0x45) {
     const sign = src.charCodeAt(++i);
     if (sign === PLUS || sign === MINUS) i++;
-    if (!isDigit(src.charCodeAt(i))) throw new JsonSyntaxError(`invalid JSON at position ${i}: a digit must follow the exponent`, i);
+    if (!isDigit(src.charCodeAt(i)))
+      throw new JsonSyntaxError(`invalid JSON at position ${i}: a digit must follow the exponent`, i);
     while (isDigit(src.charCodeAt(++i)));
   }
   return i;
@@ -273,12 +322,16 @@ function unexpected(src: string, i: number, expected: string): JsonSyntaxError {
 
 /** A string node's value. */
 export function stringValue(node: JsonScalar): string {
-  return node.escaped ? (JSON.parse(node.src.slice(node.start, node.end)) as string) : node.src.slice(node.start + 1, node.end - 1);
+  return node.escaped
+    ? (JSON.parse(node.src.slice(node.start, node.end)) as string)
+    : node.src.slice(node.start + 1, node.end - 1);
 }
 
 /** A member's decoded key. */
 export function keyOf(m: JsonMember): string {
-  return m.escaped ? (JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string) : m.src.slice(m.keyStart + 1, m.keyEnd - 1);
+  return m.escaped
+    ? (JSON.parse(m.src.slice(m.keyStart, m.keyEnd)) as string)
+    : m.src.slice(m.keyStart + 1, m.keyEnd - 1);
 }
 
 /** Whether a member's key is `key`, without decoding it in the common (unescaped) case. */
@@ -333,7 +386,11 @@ export function toText(node: JsonNode): string {
       const m = members[k]!;
       if (intact(m)) {
         let j = k;
-        for (let n = members[j + 1]; n !== undefined && n.src === m.src && intact(n) && between(m.src, members[j]!.value.end, n.keyStart, COMMA); n = members[++j + 1]);
+        for (
+          let n = members[j + 1];
+          n !== undefined && n.src === m.src && intact(n) && between(m.src, members[j]!.value.end, n.keyStart, COMMA);
+          n = members[++j + 1]
+        );
         parts.push(m.src.slice(m.keyStart, members[j]!.value.end));
         next[next.length - 1] = j + 1;
         continue;
@@ -352,7 +409,11 @@ export function toText(node: JsonNode): string {
       const item = items[k]!;
       if (item.start >= 0) {
         let j = k;
-        for (let n = items[j + 1]; n !== undefined && n.start >= 0 && n.src === item.src && between(item.src, items[j]!.end, n.start, COMMA); n = items[++j + 1]);
+        for (
+          let n = items[j + 1];
+          n !== undefined && n.start >= 0 && n.src === item.src && between(item.src, items[j]!.end, n.start, COMMA);
+          n = items[++j + 1]
+        );
         parts.push(item.src.slice(item.start, items[j]!.end));
         next[next.length - 1] = j + 1;
         continue;
@@ -387,12 +448,18 @@ function between(src: string, from: number, to: number, separator: number): bool
  */
 export function toValue(node: JsonNode): unknown {
   switch (node.type) {
-    case 'string': return stringValue(node);
-    case 'number': return Number(node.src.slice(node.start, node.end));
-    case 'true': return true;
-    case 'false': return false;
-    case 'null': return null;
-    default: return JSON.parse(toText(node));
+    case 'string':
+      return stringValue(node);
+    case 'number':
+      return Number(node.src.slice(node.start, node.end));
+    case 'true':
+      return true;
+    case 'false':
+      return false;
+    case 'null':
+      return null;
+    default:
+      return JSON.parse(toText(node));
   }
 }
 

@@ -15,7 +15,11 @@ export class History {
   private readonly samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly take: () => Omit<Sample, 'at'>, private readonly everyMs = 10_000, private readonly keep = 360) {}
+  constructor(
+    private readonly take: () => Omit<Sample, 'at'>,
+    private readonly everyMs = 10_000,
+    private readonly keep = 360,
+  ) {}
 
   start(): void {
     this.record();

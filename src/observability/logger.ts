@@ -5,17 +5,31 @@ import { pino, type Logger } from 'pino';
  * reach a log line: the fields that could hold them are censored wherever they appear.
  */
 export function createLogger(level: string): Logger {
-  return pino({
-    level,
-    base: { service: 'sluice' },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    redact: {
-      paths: [
-        'req.headers.authorization', 'headers.authorization', '*.headers.authorization',
-        '*.secret_access_key', '*.access_key_id', '*.session_token', '*.tokens', '*.token', '*.credentials', '*.secret',
-        '*.admin_key', '*.jwt_secret', '*.encryption_key', 'config',
-      ],
-      censor: '[redacted]',
+  return pino(
+    {
+      level,
+      base: { service: 'sluice' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'headers.authorization',
+          '*.headers.authorization',
+          '*.secret_access_key',
+          '*.access_key_id',
+          '*.session_token',
+          '*.tokens',
+          '*.token',
+          '*.credentials',
+          '*.secret',
+          '*.admin_key',
+          '*.jwt_secret',
+          '*.encryption_key',
+          'config',
+        ],
+        censor: '[redacted]',
+      },
     },
-  }, pino.destination(2));
+    pino.destination(2),
+  );
 }

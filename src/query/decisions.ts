@@ -33,12 +33,22 @@ export function parseWhen(text: string, now = Date.now()): number | undefined {
 }
 
 /** The keys that may hold decisions of [from, to]: the output's key layout lists only what it can narrow to. */
-export function candidateKeys(output: OutputConfig, objects: OutputObjects, from: number, to: number): Promise<string[]> {
+export function candidateKeys(
+  output: OutputConfig,
+  objects: OutputObjects,
+  from: number,
+  to: number,
+): Promise<string[]> {
   return keyLayout(output.key).keysBetween(objects, output.name, from, to);
 }
 
 /** Reads the candidate objects and yields the decisions that pass the filter, each with its stored text. */
-export async function* matchingDecisions(objects: OutputObjects, keys: string[], filter: DecisionFilter, onObject?: () => void): AsyncGenerator<StoredDecision> {
+export async function* matchingDecisions(
+  objects: OutputObjects,
+  keys: string[],
+  filter: DecisionFilter,
+  onObject?: () => void,
+): AsyncGenerator<StoredDecision> {
   for (const key of keys) {
     const decisions = decisionsOf(key, await objects.read(key));
     onObject?.();

@@ -21,6 +21,12 @@ export function decisionsOf(key: string, body: Buffer): StoredDecision[] {
     const texts = arrayElementTexts(Buffer.from(text));
     return values.map((decision, i) => ({ text: texts[i]!, decision }));
   }
-  const lines = key.endsWith('.json') && !text.includes('\n') ? [text] : text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines =
+    key.endsWith('.json') && !text.includes('\n')
+      ? [text]
+      : text
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => l !== '');
   return lines.map((line) => ({ text: line, decision: JSON.parse(line) as Record<string, unknown> }));
 }

@@ -34,7 +34,8 @@ export class EndpointGuard {
   constructor(allowed: readonly string[] = []) {
     for (const raw of allowed) {
       const entry = parseAllowEntry(raw);
-      if (entry === undefined) throw new Error(`api.destinations.allowed_endpoints: ${JSON.stringify(raw)} ${ALLOW_ENTRY_MESSAGE}`);
+      if (entry === undefined)
+        throw new Error(`api.destinations.allowed_endpoints: ${JSON.stringify(raw)} ${ALLOW_ENTRY_MESSAGE}`);
       if (typeof entry === 'string') this.names.add(entry);
       else this.ranges.push(entry);
     }
@@ -53,7 +54,8 @@ export class EndpointGuard {
     }
     // Listed ranges match only addresses of their own family: an IPv4-mapped IPv6 form of a listed IPv4
     // address is not the listed address (it is refused below unless an IPv6 range names it).
-    if (this.ranges.some(([range, bits]) => range.kind() === parsed.kind() && parsed.match(range, bits))) return undefined;
+    if (this.ranges.some(([range, bits]) => range.kind() === parsed.kind() && parsed.match(range, bits)))
+      return undefined;
     const range = parsed.range();
     if (range !== 'unicast') return RANGE_PHRASES[range] ?? `a special-purpose address (${range})`;
     // ipaddr.js calls "unicast" whatever is in none of its special ranges; in IPv6 only 2000::/3 is allocated
@@ -73,7 +75,8 @@ export class EndpointGuard {
     } catch {
       return 'failed pattern validation';
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'failed scheme validation: only http and https endpoints are allowed';
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      return 'failed scheme validation: only http and https endpoints are allowed';
     if (url.username || url.password) return 'is not allowed: an endpoint must not hold a user name or password';
     const host = url.hostname;
     if (host === '') return 'is not allowed: it names no host';
@@ -81,7 +84,9 @@ export class EndpointGuard {
     if (host.startsWith('[')) {
       const address = host.slice(1, -1);
       const refusal = this.addressRefusal(address);
-      return refusal ? `is not allowed: ${address} is ${refusal}; destinations may reach only public addresses unless ${listHint}` : undefined;
+      return refusal
+        ? `is not allowed: ${address} is ${refusal}; destinations may reach only public addresses unless ${listHint}`
+        : undefined;
     }
     if (net.isIPv4(host)) {
       // The URL parser reads 2130706433, 0x7f.1 and 0177.0.0.1 as 127.0.0.1: refuse any spelling but the
@@ -89,11 +94,14 @@ export class EndpointGuard {
       const written = /^[a-z][a-z0-9+.-]*:\/\/([^/?#:]*)/i.exec(endpoint)?.[1];
       if (written !== host) return `is not allowed: write the IP address in dotted decimal (${host})`;
       const refusal = this.addressRefusal(host);
-      return refusal ? `is not allowed: ${host} is ${refusal}; destinations may reach only public addresses unless ${listHint}` : undefined;
+      return refusal
+        ? `is not allowed: ${host} is ${refusal}; destinations may reach only public addresses unless ${listHint}`
+        : undefined;
     }
     const name = host.replace(/\.+$/, '');
     if (this.names.has(name)) return undefined;
-    if (isLocalName(name)) return `is not allowed: ${name} is a local host name; destinations may reach only public hosts unless ${listHint}`;
+    if (isLocalName(name))
+      return `is not allowed: ${name} is a local host name; destinations may reach only public hosts unless ${listHint}`;
     // A public-looking name: where it leads is checked on every connection.
     return undefined;
   }
@@ -114,7 +122,13 @@ export class EndpointGuard {
       if (first === undefined) {
         // The addresses are not named: the message reaches the tenant, who should not learn what internal
         // names resolve to.
-        callback(notAllowed(`${hostname} resolves only to addresses destinations may not reach (api.destinations.allowed_endpoints opens them)`), '', 0);
+        callback(
+          notAllowed(
+            `${hostname} resolves only to addresses destinations may not reach (api.destinations.allowed_endpoints opens them)`,
+          ),
+          '',
+          0,
+        );
         return;
       }
       if (options.all) callback(null, allowed);
@@ -126,7 +140,9 @@ export class EndpointGuard {
   connectRefusal(host: string | null | undefined): NodeJS.ErrnoException | undefined {
     const h = (host || 'localhost').replace(/^\[(.*)\]$/, '$1');
     if (net.isIP(h) === 0) return undefined; // a name: the lookup checks what it resolves to
-    return this.addressRefusal(h) === undefined ? undefined : notAllowed(`${h} is an address destinations may not reach (api.destinations.allowed_endpoints opens it)`);
+    return this.addressRefusal(h) === undefined
+      ? undefined
+      : notAllowed(`${h} is an address destinations may not reach (api.destinations.allowed_endpoints opens it)`);
   }
 
   /**
@@ -142,21 +158,33 @@ export class EndpointGuard {
 }
 
 class GuardedHttpAgent extends http.Agent {
-  constructor(private readonly guard: EndpointGuard, options: http.AgentOptions) {
+  constructor(
+    private readonly guard: EndpointGuard,
+    options: http.AgentOptions,
+  ) {
     super(options);
   }
 
-  override createConnection(options: http.ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+  override createConnection(
+    options: http.ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
     return guardedConnection(this.guard, options, callback, () => super.createConnection(options, callback));
   }
 }
 
 class GuardedHttpsAgent extends https.Agent {
-  constructor(private readonly guard: EndpointGuard, options: https.AgentOptions) {
+  constructor(
+    private readonly guard: EndpointGuard,
+    options: https.AgentOptions,
+  ) {
     super(options);
   }
 
-  override createConnection(options: https.RequestOptions, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+  override createConnection(
+    options: https.RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
     return guardedConnection(this.guard, options, callback, () => super.createConnection(options, callback));
   }
 }
@@ -167,7 +195,9 @@ function guardedConnection(
   callback: ((err: Error | null, stream: Duplex) => void) | undefined,
   connect: () => Duplex | null | undefined,
 ): Duplex | null | undefined {
-  const refusal = options.socketPath ? notAllowed('a destination may not connect to a local socket') : guard.connectRefusal(options.host ?? options.hostname);
+  const refusal = options.socketPath
+    ? notAllowed('a destination may not connect to a local socket')
+    : guard.connectRefusal(options.host ?? options.hostname);
   if (!refusal) return connect();
   // The agent hands a callback error to the request, which fails with it; no socket is ever opened.
   process.nextTick(() => callback?.(refusal, undefined as unknown as Duplex));
@@ -201,14 +231,25 @@ const RANGE_PHRASES: Record<string, string> = {
 };
 
 /** Suffixes of names that are local by standard (RFC 6761, 6762, 8375, ICANN's .internal) or by wide habit. */
-const LOCAL_SUFFIXES = ['localhost', 'local', 'localdomain', 'internal', 'home.arpa', 'lan', 'home', 'corp', 'intranet'];
+const LOCAL_SUFFIXES = [
+  'localhost',
+  'local',
+  'localdomain',
+  'internal',
+  'home.arpa',
+  'lan',
+  'home',
+  'corp',
+  'intranet',
+];
 
 function isLocalName(name: string): boolean {
   if (!name.includes('.')) return true; // single labels resolve through search domains: the local network
   return LOCAL_SUFFIXES.some((s) => name === s || name.endsWith(`.${s}`));
 }
 
-const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
 
 /** One allow-list entry: a host name (lowercase, no trailing dot), or an address range; undefined if neither. */
 function parseAllowEntry(raw: string): string | [ipaddr.IPv4 | ipaddr.IPv6, number] | undefined {
@@ -216,7 +257,8 @@ function parseAllowEntry(raw: string): string | [ipaddr.IPv4 | ipaddr.IPv6, numb
   try {
     if (entry.includes('/')) {
       // Dotted decimal only, as for endpoints: "10/8" is not obviously 10.0.0.0/8 to a reader.
-      if (ipaddr.IPv4.isValidCIDRFourPartDecimal(entry) || (entry.includes(':') && ipaddr.IPv6.isValidCIDR(entry))) return ipaddr.parseCIDR(entry);
+      if (ipaddr.IPv4.isValidCIDRFourPartDecimal(entry) || (entry.includes(':') && ipaddr.IPv6.isValidCIDR(entry)))
+        return ipaddr.parseCIDR(entry);
       return undefined;
     }
     if (ipaddr.IPv4.isValidFourPartDecimal(entry)) return [ipaddr.IPv4.parse(entry), 32];
@@ -230,7 +272,8 @@ function parseAllowEntry(raw: string): string | [ipaddr.IPv4 | ipaddr.IPv6, numb
   return net.isIPv4(new URL(`http://${name}/`).hostname) ? undefined : name;
 }
 
-const ALLOW_ENTRY_MESSAGE = 'must be a CIDR (10.0.0.0/8, fd00::/8), an IP address (127.0.0.1, ::1) or a host name (minio.example.com)';
+const ALLOW_ENTRY_MESSAGE =
+  'must be a CIDR (10.0.0.0/8, fd00::/8), an IP address (127.0.0.1, ::1) or a host name (minio.example.com)';
 
 /** An `api.destinations.allowed_endpoints` entry, for the config schema. */
 export const allowedEndpoint = z.string().refine((v) => parseAllowEntry(v) !== undefined, ALLOW_ENTRY_MESSAGE);

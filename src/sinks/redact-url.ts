@@ -69,7 +69,9 @@ export function scrub(text: string, url: string, parts: string[] = secretPartsOf
   const others = parts.filter((p) => !p.includes('://'));
   // the shown form goes in last, so that no part (a path segment that is also a host label) is replaced in it
   const pieces = urls.reduce((acc, u) => acc.flatMap((piece) => piece.split(u)), [text]);
-  const scrubbed = pieces.map((piece) => redactUrlsIn(others.reduce((acc, part) => acc.split(part).join(REDACTED), piece)));
+  const scrubbed = pieces.map((piece) =>
+    redactUrlsIn(others.reduce((acc, part) => acc.split(part).join(REDACTED), piece)),
+  );
   return scrubbed.join(redactUrl(url));
 }
 

@@ -35,7 +35,12 @@ export interface Sink {
  * denied access, wrong credentials): delivery keeps the data and keeps trying, slowly, and says so loudly.
  */
 export class SinkError extends Error {
-  constructor(message: string, readonly permanent: boolean, readonly code?: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly permanent: boolean,
+    readonly code?: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }

@@ -20,7 +20,11 @@ export class DecisionEvents {
   private readonly byToken: BearerTokens<string>;
   private readonly warned = new Set<string>();
 
-  constructor(config: Config, private readonly publisher: EventPublisher, private readonly log: FastifyBaseLogger) {
+  constructor(
+    config: Config,
+    private readonly publisher: EventPublisher,
+    private readonly log: FastifyBaseLogger,
+  ) {
     const byToken: Array<[string, string]> = [];
     for (const m of config.ingest.tenants) {
       if (m.partition) this.byPartition.set(m.partition, m.tenant);
@@ -54,7 +58,13 @@ export class DecisionEvents {
         const end = text.indexOf(0x0a, start);
         const { id, timestamp } = fields[i]!;
         const time = timestamp !== undefined && parseEventTime(timestamp) ? timestamp : undefined;
-        inputs.push({ id, topic: DECISIONS_TOPIC, time, metadata: { partition }, data: text.toString('utf8', start, end) });
+        inputs.push({
+          id,
+          topic: DECISIONS_TOPIC,
+          time,
+          metadata: { partition },
+          data: text.toString('utf8', start, end),
+        });
         start = end + 1;
       }
     }
@@ -65,7 +75,10 @@ export class DecisionEvents {
       // The decisions are in the buffer for the outputs; the tenant is a configuration mistake to report once.
       if (!this.warned.has(tenant)) {
         this.warned.add(tenant);
-        this.log.warn({ tenant, partition }, 'ingest.tenants names a tenant that does not exist: its decisions go to the outputs only');
+        this.log.warn(
+          { tenant, partition },
+          'ingest.tenants names a tenant that does not exist: its decisions go to the outputs only',
+        );
       }
     }
   }

@@ -29,7 +29,9 @@ export default async function decode(task: DecodeTask): Promise<DecodeOutcome> {
     const body = Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength);
     const json = await decodeBody(body, task.contentEncoding, { maxDecodedBytes: task.maxDecodedBytes });
     const decoded = decisionsToChunks(json, task.partition, task.receivedAt, {
-      maxDecisions: task.maxDecisions, eventFields: task.eventFields, compressionLevel: task.compressionLevel,
+      maxDecisions: task.maxDecisions,
+      eventFields: task.eventFields,
+      compressionLevel: task.compressionLevel,
     });
     // the payloads move to the event loop without a copy (each owns its ArrayBuffer: see toChunk)
     const outcome: DecodeOutcome = { ok: true, ...decoded };
@@ -37,7 +39,13 @@ export default async function decode(task: DecodeTask): Promise<DecodeOutcome> {
     const movable = { [Piscina.transferableSymbol]: transfer, [Piscina.valueSymbol]: outcome };
     return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as DecodeOutcome;
   } catch (err) {
-    if (err instanceof HttpError) return { ok: false, statusCode: err.statusCode, message: err.message, data: err.data };
-    return { ok: false, statusCode: 400, message: `cannot decode the body: ${(err as Error).message}`, data: { reason: 'undecodable' } };
+    if (err instanceof HttpError)
+      return { ok: false, statusCode: err.statusCode, message: err.message, data: err.data };
+    return {
+      ok: false,
+      statusCode: 400,
+      message: `cannot decode the body: ${(err as Error).message}`,
+      data: { reason: 'undecodable' },
+    };
   }
 }

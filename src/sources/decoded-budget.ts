@@ -12,7 +12,10 @@ export class DecodedBudget {
   private held = 0;
   private readonly waiting: Array<{ bytes: number; grant: () => void }> = [];
 
-  constructor(readonly capacity: number, private readonly maxWaitMs: number) {}
+  constructor(
+    readonly capacity: number,
+    private readonly maxWaitMs: number,
+  ) {}
 
   /** Bytes held right now (for metrics). */
   get inUse(): number {

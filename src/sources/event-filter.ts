@@ -23,15 +23,36 @@ export interface FilterInput {
   data: unknown;
 }
 
-const COMPARISON = new Set(['$eq', '$neq', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$startsWith', '$endsWith', '$exist']);
+const COMPARISON = new Set([
+  '$eq',
+  '$neq',
+  '$gt',
+  '$gte',
+  '$lt',
+  '$lte',
+  '$in',
+  '$nin',
+  '$startsWith',
+  '$endsWith',
+  '$exist',
+]);
 const LOGICAL = new Set(['$or', '$and', '$not']);
 /** Bounds on a filter a tenant stores (it is evaluated on every publish to its topics). */
 const MAX_FILTER_BYTES = 16 * 1024;
 const MAX_FILTER_DEPTH = 32;
 
 /** The filter input of an event: time to whole seconds as Outpost formats it. */
-export function filterInput(event: { id: string; topic: string; time_ms: number; metadata: Record<string, string> }, data: unknown): FilterInput {
-  return { id: event.id, topic: event.topic, time: new Date(Math.floor(event.time_ms / 1000) * 1000).toISOString().replace('.000Z', 'Z'), metadata: event.metadata, data };
+export function filterInput(
+  event: { id: string; topic: string; time_ms: number; metadata: Record<string, string> },
+  data: unknown,
+): FilterInput {
+  return {
+    id: event.id,
+    topic: event.topic,
+    time: new Date(Math.floor(event.time_ms / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+    metadata: event.metadata,
+    data,
+  };
 }
 
 /** Whether the event matches; an empty filter matches every event. */
@@ -46,8 +67,10 @@ export function matchesFilter(filter: Record<string, unknown>, input: FilterInpu
  * larger than 16 KiB or nested deeper than 32 levels.
  */
 export function filterProblems(filter: unknown): Array<{ path: string[]; message: string }> {
-  if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) return [{ path: [], message: 'failed type validation (an object)' }];
-  if (Buffer.byteLength(JSON.stringify(filter)) > MAX_FILTER_BYTES) return [{ path: [], message: `failed max validation (at most ${MAX_FILTER_BYTES} bytes)` }];
+  if (typeof filter !== 'object' || filter === null || Array.isArray(filter))
+    return [{ path: [], message: 'failed type validation (an object)' }];
+  if (Buffer.byteLength(JSON.stringify(filter)) > MAX_FILTER_BYTES)
+    return [{ path: [], message: `failed max validation (at most ${MAX_FILTER_BYTES} bytes)` }];
   const problems: Array<{ path: string[]; message: string }> = [];
   const walk = (value: unknown, path: string[]) => {
     if (path.length > MAX_FILTER_DEPTH) {
@@ -65,7 +88,10 @@ export function filterProblems(filter: unknown): Array<{ path: string[]; message
         problems.push({ path: at, message: `is not a known operator (${[...COMPARISON, ...LOGICAL].join(', ')})` });
         continue;
       }
-      if ((key === '$or' || key === '$and') && (!Array.isArray(sub) || sub.some((s) => typeof s !== 'object' || s === null || Array.isArray(s)))) {
+      if (
+        (key === '$or' || key === '$and') &&
+        (!Array.isArray(sub) || sub.some((s) => typeof s !== 'object' || s === null || Array.isArray(s)))
+      ) {
         problems.push({ path: at, message: 'failed type validation (an array of filters)' });
         continue;
       }
@@ -152,7 +178,8 @@ function mismatch(input: Json, schema: Json): boolean {
     return !input.some((v) => !mismatch(v, schema));
   }
   if (isObject(schema)) {
-    if (Object.hasOwn(schema, '$or') && Array.isArray(schema.$or)) return !schema.$or.some((s) => matchSchema(input, s));
+    if (Object.hasOwn(schema, '$or') && Array.isArray(schema.$or))
+      return !schema.$or.some((s) => matchSchema(input, s));
     const operators = Object.entries(schema).filter(([k]) => COMPARISON.has(k));
     if (operators.length > 0) return operators.some(([op, value]) => !applyOperator(op, input, value));
     if (isPrimitive(input)) return true;
@@ -214,12 +241,17 @@ function deepEqual(a: Json, b: Json): boolean {
 
 function canonical(v: Json): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (isObject(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k]!)}`).join(',')}}`;
+  if (isObject(v))
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(v[k]!)}`)
+      .join(',')}}`;
   return JSON.stringify(v);
 }
 
 function compareOrdered(op: string, v: Json, c: Json): boolean {
-  const comparable = (typeof v === 'string' && typeof c === 'string') || (typeof v === 'number' && typeof c === 'number');
+  const comparable =
+    (typeof v === 'string' && typeof c === 'string') || (typeof v === 'number' && typeof c === 'number');
   if (!comparable) return false;
   const a = v as string | number;
   const b = c as string | number;
@@ -233,6 +265,7 @@ function within(v: Json, compare: Json): boolean | undefined {
     return compare.some((item) => isPrimitive(item) && looselyEqual(v, item));
   }
   if (typeof v === 'string') return typeof compare === 'string' ? v.includes(compare) : undefined;
-  if (Array.isArray(v)) return v.some((item) => isPrimitive(item) && isPrimitive(compare) && looselyEqual(item, compare));
+  if (Array.isArray(v))
+    return v.some((item) => isPrimitive(item) && isPrimitive(compare) && looselyEqual(item, compare));
   return undefined;
 }

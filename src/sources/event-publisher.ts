@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { ApiConfig } from '../config/schema.js';
 import { checkMetadataQuota } from '../http/validation.js';
 import { HttpError } from '../http/http-error.js';
-import { TenantGoneError, type Destination, type NewEvent, type PublishResult, type Store, type StringMap } from '../store/types.js';
+import {
+  TenantGoneError,
+  type Destination,
+  type NewEvent,
+  type PublishResult,
+  type Store,
+  type StringMap,
+} from '../store/types.js';
 import { eventTimeOf, parseEventTime } from '../time/event-time.js';
 import { filterInput, matchesFilter } from './event-filter.js';
 
@@ -40,7 +47,10 @@ export class EventPublisher {
   /** The same, per tenant (tenants with none are absent). */
   private readonly reservedByTenant = new Map<string, number>();
 
-  constructor(private readonly store: Store, private readonly config: ApiConfig) {}
+  constructor(
+    private readonly store: Store,
+    private readonly config: ApiConfig,
+  ) {}
 
   /** Throws 404 (tenant or destination unknown), 422 (metadata over its quota) or 429 (too much pending); resolves once durable. */
   async publish(input: PublishInput): Promise<PublishResult & { id: string }> {
@@ -68,14 +78,16 @@ export class EventPublisher {
     const planned = inputs.map((input, i) => {
       const key = `${input.tenant_id}\u0000${input.destination_id ?? ''}`;
       let targets = targetsByTenant.get(key);
-      if (!targets) targetsByTenant.set(key, (targets = atElement(i, () => this.targetsOf(input.tenant_id, input.destination_id))));
+      if (!targets)
+        targetsByTenant.set(key, (targets = atElement(i, () => this.targetsOf(input.tenant_id, input.destination_id))));
       // the field's name says which event is over the quota: `[3].metadata is ... bytes`
       checkMetadataQuota(this.config.quotas.metadata_bytes, { [`${i}.metadata`]: input.metadata });
       const event = this.eventOf(input);
       return { event, destinationIds: targets(event) };
     });
     const perTenant = new Map<string, number>();
-    for (const { event, destinationIds } of planned) perTenant.set(event.tenant_id, (perTenant.get(event.tenant_id) ?? 0) + destinationIds.length);
+    for (const { event, destinationIds } of planned)
+      perTenant.set(event.tenant_id, (perTenant.get(event.tenant_id) ?? 0) + destinationIds.length);
     // all or none, and the shared bound checked against the batch's total (one tenant at a time, a batch of
     // tenants over it together would be refused forever, even with nothing else pending)
     const release = this.reserveAll(perTenant);
@@ -99,7 +111,10 @@ export class EventPublisher {
     const targets = this.targetsOf(tenant, undefined);
     const events = inputs.map((input) => this.eventOf({ ...input, tenant_id: tenant }));
     const perEvent = events.map(targets);
-    const release = this.reserve(tenant, perEvent.reduce((sum, ids) => sum + ids.length, 0));
+    const release = this.reserve(
+      tenant,
+      perEvent.reduce((sum, ids) => sum + ids.length, 0),
+    );
     try {
       const stored: Array<Promise<unknown>> = [];
       for (let i = 0; i < inputs.length; i++) {
@@ -123,18 +138,24 @@ export class EventPublisher {
    * topic, and matching their filter. The event's data is parsed only when a destination of its topic has a filter.
    */
   private targetsOf(tenantId: string, destinationId: string | undefined): (event: NewEvent) => string[] {
-    if (!this.store.getTenant(tenantId)) throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
+    if (!this.store.getTenant(tenantId))
+      throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
     const destinations = this.store.listDestinations(tenantId);
     if (destinationId !== undefined && !destinations.some((d) => d.id === destinationId)) {
-      throw new HttpError(404, `destination ${destinationId} not found for tenant ${tenantId}`, { reason: 'not_found' });
+      throw new HttpError(404, `destination ${destinationId} not found for tenant ${tenantId}`, {
+        reason: 'not_found',
+      });
     }
     const byTopic = new Map<string, Destination[]>();
     return (event) => {
       let candidates = byTopic.get(event.topic);
       if (!candidates) {
-        candidates = destinations.filter((d) => d.disabled_at === null
-          && (destinationId === undefined || d.id === destinationId)
-          && (d.topics.includes('*') || d.topics.includes(event.topic)));
+        candidates = destinations.filter(
+          (d) =>
+            d.disabled_at === null &&
+            (destinationId === undefined || d.id === destinationId) &&
+            (d.topics.includes('*') || d.topics.includes(event.topic)),
+        );
         byTopic.set(event.topic, candidates);
       }
       if (candidates.every((d) => Object.keys(d.filter).length === 0)) return candidates.map((d) => d.id);
@@ -154,23 +175,36 @@ export class EventPublisher {
 
   /** `reserve` for deliveries of several tenants at once: each tenant's bound, then the shared one for their sum. */
   private reserveAll(perTenant: Map<string, number>): () => void {
-    const over = (pending: number, max: number, deliveries: number) => pending >= max || (pending > 0 && pending + deliveries > max);
+    const over = (pending: number, max: number, deliveries: number) =>
+      pending >= max || (pending > 0 && pending + deliveries > max);
     let total = 0;
     for (const [tenantId, deliveries] of perTenant) {
       total += deliveries;
       const tenantPending = this.store.pendingDeliveries(tenantId) + (this.reservedByTenant.get(tenantId) ?? 0);
       if (over(tenantPending, this.config.quotas.pending_deliveries_per_tenant, deliveries)) {
-        throw new HttpError(429, `tenant ${tenantId} has too many deliveries pending (api.quotas.pending_deliveries_per_tenant): retry later; nothing of this request was stored`,
-          { reason: 'tenant_backlog_full', quota: 'api.quotas.pending_deliveries_per_tenant', limit: this.config.quotas.pending_deliveries_per_tenant },
-          { 'retry-after': String(RETRY_AFTER_SECONDS) });
+        throw new HttpError(
+          429,
+          `tenant ${tenantId} has too many deliveries pending (api.quotas.pending_deliveries_per_tenant): retry later; nothing of this request was stored`,
+          {
+            reason: 'tenant_backlog_full',
+            quota: 'api.quotas.pending_deliveries_per_tenant',
+            limit: this.config.quotas.pending_deliveries_per_tenant,
+          },
+          { 'retry-after': String(RETRY_AFTER_SECONDS) },
+        );
       }
     }
     if (over(this.store.pendingDeliveries() + this.reserved, this.config.max_pending_deliveries, total)) {
-      throw new HttpError(429, 'too many deliveries are pending (api.max_pending_deliveries): retry later; nothing of this request was stored',
-        { reason: 'backlog_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+      throw new HttpError(
+        429,
+        'too many deliveries are pending (api.max_pending_deliveries): retry later; nothing of this request was stored',
+        { reason: 'backlog_full' },
+        { 'retry-after': String(RETRY_AFTER_SECONDS) },
+      );
     }
     this.reserved += total;
-    for (const [tenantId, deliveries] of perTenant) this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + deliveries);
+    for (const [tenantId, deliveries] of perTenant)
+      this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + deliveries);
     let released = false;
     return () => {
       if (released) return;
@@ -211,5 +245,7 @@ function atElement<T>(index: number, check: () => T): T {
 
 /** A tenant deleted while its publish waited for the store: 404, as if it had been gone before. */
 function tenantGone(err: unknown): unknown {
-  return err instanceof TenantGoneError ? new HttpError(404, `tenant ${err.tenantId} not found`, { reason: 'not_found' }) : err;
+  return err instanceof TenantGoneError
+    ? new HttpError(404, `tenant ${err.tenantId} not found`, { reason: 'not_found' })
+    : err;
 }

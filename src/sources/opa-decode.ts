@@ -16,7 +16,9 @@ const CHUNK_TARGET_BYTES = 1024 * 1024;
 /** Distinct (hour, OPA instance) pairs one request may file decisions under; OPA's chunks span one or two. */
 const MAX_STREAMS_PER_REQUEST = 64;
 
-export interface DecodeLimits { maxDecodedBytes: number }
+export interface DecodeLimits {
+  maxDecodedBytes: number;
+}
 
 export interface DecodedRequest {
   chunks: NewChunk[];
@@ -30,14 +32,20 @@ export interface DecodedRequest {
 }
 
 /** Body bytes as sent -> JSON text, enforcing the decoded size limit (gzip-bomb safe). */
-export async function decodeBody(body: Buffer, contentEncoding: string | undefined, limits: DecodeLimits): Promise<Buffer> {
+export async function decodeBody(
+  body: Buffer,
+  contentEncoding: string | undefined,
+  limits: DecodeLimits,
+): Promise<Buffer> {
   const encoding = (contentEncoding ?? '').trim().toLowerCase();
   if (encoding === '' || encoding === 'identity') {
     if (body.length > limits.maxDecodedBytes) throw tooLarge(limits.maxDecodedBytes);
     return body;
   }
   if (encoding !== 'gzip' && encoding !== 'x-gzip') {
-    throw new HttpError(415, `unsupported Content-Encoding "${contentEncoding}": send gzip or no encoding`, { content_encoding: contentEncoding });
+    throw new HttpError(415, `unsupported Content-Encoding "${contentEncoding}": send gzip or no encoding`, {
+      content_encoding: contentEncoding,
+    });
   }
   try {
     // maxOutputLength stops inflating as soon as the limit is passed, so a gzip bomb costs at most the limit.
@@ -50,7 +58,11 @@ export async function decodeBody(body: Buffer, contentEncoding: string | undefin
 }
 
 function tooLarge(limit: number): HttpError {
-  return new HttpError(413, `decoded body is larger than ingest.max_decoded_bytes (${limit} bytes): send smaller chunks`, { reason: 'decoded_too_large', limit });
+  return new HttpError(
+    413,
+    `decoded body is larger than ingest.max_decoded_bytes (${limit} bytes): send smaller chunks`,
+    { reason: 'decoded_too_large', limit },
+  );
 }
 
 export interface ChunkLimits {
@@ -71,25 +83,41 @@ export interface ChunkLimits {
  * decision is stored as its own bytes, sliced from the body: never re-serialized, so its text stays exactly
  * as sent.
  */
-export function decisionsToChunks(json: Buffer, partition: string, receivedAt: number, limits: ChunkLimits): DecodedRequest {
+export function decisionsToChunks(
+  json: Buffer,
+  partition: string,
+  receivedAt: number,
+  limits: ChunkLimits,
+): DecodedRequest {
   if (!isUtf8(json)) throw new HttpError(400, 'body is not valid UTF-8 JSON', { reason: 'invalid_utf8' });
   // one validating pass over the bytes: no object is built for a decision Sluice stores as bytes
   const scan = scanJsonArray(json, { maxDepth: MAX_JSON_DEPTH, maxElements: limits.maxDecisions, fields: true });
   if (scan.kind === 'too_deep') {
-    throw new HttpError(400, `a decision nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${scan.at}): nothing was stored`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH });
+    throw new HttpError(
+      400,
+      `a decision nests deeper than ${MAX_JSON_DEPTH} levels (at byte ${scan.at}): nothing was stored`,
+      { reason: 'too_deep', max_depth: MAX_JSON_DEPTH },
+    );
   }
   if (scan.kind === 'too_many') {
-    throw new HttpError(413, `the request holds more than ingest.max_decisions_per_request (${limits.maxDecisions}) decisions: send smaller chunks`,
-      { reason: 'too_many_decisions', limit: limits.maxDecisions });
+    throw new HttpError(
+      413,
+      `the request holds more than ingest.max_decisions_per_request (${limits.maxDecisions}) decisions: send smaller chunks`,
+      { reason: 'too_many_decisions', limit: limits.maxDecisions },
+    );
   }
-  if (scan.kind === 'invalid') throw new HttpError(400, `body is not valid JSON: ${scan.message}`, { reason: 'invalid_json' });
+  if (scan.kind === 'invalid')
+    throw new HttpError(400, `body is not valid JSON: ${scan.message}`, { reason: 'invalid_json' });
   if (scan.kind !== 'array') throw notAnArray(json);
   const { spans } = scan;
   const fields = scan.fields!;
   const count = spans.length / 2;
   for (let i = 0; i < count; i++) {
     if (json[spans[2 * i]!] !== OPEN_OBJECT) {
-      throw new HttpError(400, `element ${i} of the array is not a decision object`, { reason: 'not_an_object', index: i });
+      throw new HttpError(400, `element ${i} of the array is not a decision object`, {
+        reason: 'not_an_object',
+        index: i,
+      });
     }
   }
   const fallbackHour = new Date(receivedAt).toISOString().slice(0, 13);
@@ -122,7 +150,11 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
       key = `${hour}\u0000${instance}`;
     }
     let group = groups.get(key);
-    if (!group) groups.set(key, (group = { hour, instance, spans: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }));
+    if (!group)
+      groups.set(
+        key,
+        (group = { hour, instance, spans: [], ids: [], events: limits.eventFields ? [] : undefined, bytes: 0 }),
+      );
     group.spans.push(start, end);
     const id = field(i, DECISION_ID);
     const decisionId = id === '' ? undefined : id;
@@ -151,21 +183,34 @@ export function decisionsToChunks(json: Buffer, partition: string, receivedAt: n
  * by the same bounded scan (a copy, on this error path only).
  */
 function notAnArray(json: Buffer): HttpError {
-  const asElement = scanJsonArray(Buffer.concat([Buffer.of(0x5b), json, Buffer.of(0x5d)]), { maxDepth: MAX_JSON_DEPTH, maxElements: 1 });
+  const asElement = scanJsonArray(Buffer.concat([Buffer.of(0x5b), json, Buffer.of(0x5d)]), {
+    maxDepth: MAX_JSON_DEPTH,
+    maxElements: 1,
+  });
   if (asElement.kind === 'too_deep') {
-    return new HttpError(400, `the body nests deeper than ${MAX_JSON_DEPTH} levels: nothing was stored`, { reason: 'too_deep', max_depth: MAX_JSON_DEPTH });
+    return new HttpError(400, `the body nests deeper than ${MAX_JSON_DEPTH} levels: nothing was stored`, {
+      reason: 'too_deep',
+      max_depth: MAX_JSON_DEPTH,
+    });
   }
   if (asElement.kind !== 'array' || asElement.spans.length !== 2) {
-    return new HttpError(400, `body is not valid JSON${asElement.kind === 'invalid' ? `: ${asElement.message}` : ''}`, { reason: 'invalid_json' });
+    return new HttpError(400, `body is not valid JSON${asElement.kind === 'invalid' ? `: ${asElement.message}` : ''}`, {
+      reason: 'invalid_json',
+    });
   }
-  return new HttpError(400, 'body must be a JSON array of decision objects, as OPA sends it', { reason: 'not_an_array' });
+  return new HttpError(400, 'body must be a JSON array of decision objects, as OPA sends it', {
+    reason: 'not_an_array',
+  });
 }
 
 interface Group {
-  hour: string; instance: string;
+  hour: string;
+  instance: string;
   /** Byte spans in the text of the group's decisions: start, end, start, end, ... */
   spans: number[];
-  ids: string[]; events: DecisionEventFields[] | undefined; bytes: number;
+  ids: string[];
+  events: DecisionEventFields[] | undefined;
+  bytes: number;
 }
 
 /** A copy of the text with every CR and LF a space. */
@@ -192,8 +237,16 @@ function toChunk(text: Buffer, partition: string, group: Group, limits: ChunkLim
   const level = limits.compressionLevel ?? 0;
   const payload = level > 0 ? ownBuffer(gzipSync(ndjson, { level })) : ndjson;
   return {
-    partition, hour: group.hour, instance: group.instance, count: spans.length / 2, payload, compressed: level > 0, bytes: group.bytes,
-    decisionKeys: group.ids, events: group.events, text: group.events && level > 0 ? ndjson : undefined,
+    partition,
+    hour: group.hour,
+    instance: group.instance,
+    count: spans.length / 2,
+    payload,
+    compressed: level > 0,
+    bytes: group.bytes,
+    decisionKeys: group.ids,
+    events: group.events,
+    text: group.events && level > 0 ? ndjson : undefined,
   };
 }
 

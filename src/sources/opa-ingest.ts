@@ -17,9 +17,7 @@ const RETRY_AFTER_SECONDS = 2;
 const TYPICAL_GZIP_RATIO = 10;
 
 /** The answer of `POST /logs`. */
-export type IngestAnswer =
-  | { accepted: 0; duplicate_request: true }
-  | { accepted: number; duplicates?: number };
+export type IngestAnswer = { accepted: 0; duplicate_request: true } | { accepted: number; duplicates?: number };
 
 /** One request of `POST /logs[/{partition}]` as the steps see it. */
 interface Received {
@@ -53,10 +51,18 @@ export class OpaIngest {
   private readonly untimedLog: RateLimitedLog;
   private readonly appendFailures: RateLimitedLog;
 
-  constructor(private readonly parts: {
-    config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents; recent: RecentlyAccepted; metrics: Metrics;
-    budget: DecodedBudget; log: FastifyBaseLogger;
-  }) {
+  constructor(
+    private readonly parts: {
+      config: Config;
+      buffer: DecisionBuffer;
+      decoder: DecoderPool;
+      decisionEvents: DecisionEvents;
+      recent: RecentlyAccepted;
+      metrics: Metrics;
+      budget: DecodedBudget;
+      log: FastifyBaseLogger;
+    },
+  ) {
     this.untimedLog = new RateLimitedLog(parts.log);
     this.appendFailures = new RateLimitedLog(parts.log);
   }
@@ -96,9 +102,12 @@ export class OpaIngest {
 
   private received(request: FastifyRequest, partition: string): Received {
     const body = request.body;
-    if (!Buffer.isBuffer(body)) throw new HttpError(400, 'send a JSON array of decisions as the request body', { reason: 'empty_body' });
+    if (!Buffer.isBuffer(body))
+      throw new HttpError(400, 'send a JSON array of decisions as the request body', { reason: 'empty_body' });
     const contentEncoding = request.headers['content-encoding'];
-    const requestKey = this.parts.recent.enabled ? RecentlyAccepted.requestKey(partition, contentEncoding, body) : undefined;
+    const requestKey = this.parts.recent.enabled
+      ? RecentlyAccepted.requestKey(partition, contentEncoding, body)
+      : undefined;
     return { request, body, partition, contentEncoding, requestKey };
   }
 
@@ -109,18 +118,28 @@ export class OpaIngest {
 
   private checkRoom(bytes: number): void {
     if (!this.parts.buffer.hasRoom(bytes)) {
-      throw new HttpError(429, 'the buffer is full (buffer.max_bytes): retry later; nothing of this request was stored',
-        { reason: 'buffer_full' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+      throw new HttpError(
+        429,
+        'the buffer is full (buffer.max_bytes): retry later; nothing of this request was stored',
+        { reason: 'buffer_full' },
+        { 'retry-after': String(RETRY_AFTER_SECONDS) },
+      );
     }
   }
 
   /** Decoded bytes in flight are bounded across all requests: beyond it, wait for room, then 429. */
   private async reserveDecoding(body: Buffer): Promise<Reservation> {
     const { config, budget } = this.parts;
-    const reservation = await budget.reserve(Math.min(config.ingest.max_decoded_bytes, body.length * TYPICAL_GZIP_RATIO));
+    const reservation = await budget.reserve(
+      Math.min(config.ingest.max_decoded_bytes, body.length * TYPICAL_GZIP_RATIO),
+    );
     if (!reservation) {
-      throw new HttpError(429, 'too many decoded bytes are in flight (ingest.max_decoded_in_flight): retry later; nothing of this request was stored',
-        { reason: 'busy' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+      throw new HttpError(
+        429,
+        'too many decoded bytes are in flight (ingest.max_decoded_in_flight): retry later; nothing of this request was stored',
+        { reason: 'busy' },
+        { 'retry-after': String(RETRY_AFTER_SECONDS) },
+      );
     }
     return reservation;
   }
@@ -131,11 +150,20 @@ export class OpaIngest {
     return decisionEvents.enabled ? decisionEvents.tenantOf(request, partition) : undefined;
   }
 
-  private async decode({ body, contentEncoding, partition }: Received, tenant: string | undefined, reservation: Reservation): Promise<DecodedRequest> {
+  private async decode(
+    { body, contentEncoding, partition }: Received,
+    tenant: string | undefined,
+    reservation: Reservation,
+  ): Promise<DecodedRequest> {
     const { config, decoder } = this.parts;
     const decoded = await decoder.decode({
-      body, contentEncoding, partition, receivedAt: Date.now(), maxDecodedBytes: config.ingest.max_decoded_bytes,
-      maxDecisions: config.ingest.max_decisions_per_request, eventFields: tenant !== undefined,
+      body,
+      contentEncoding,
+      partition,
+      receivedAt: Date.now(),
+      maxDecodedBytes: config.ingest.max_decoded_bytes,
+      maxDecisions: config.ingest.max_decisions_per_request,
+      eventFields: tenant !== undefined,
       compressionLevel: config.buffer.compression_level,
     });
     // what the request holds from here on: its chunks as they will be stored
@@ -170,15 +198,28 @@ export class OpaIngest {
    * by decision_id, so if the buffer fails after it, OPA's re-send finds the events there and the buffer
    * stores the decisions then.
    */
-  private async store({ partition }: Received, tenant: string | undefined, { chunks, keys, storing }: Fresh): Promise<void> {
+  private async store(
+    { partition }: Received,
+    tenant: string | undefined,
+    { chunks, keys, storing }: Fresh,
+  ): Promise<void> {
     if (!storing) return;
     const { decisionEvents, buffer } = this.parts;
     let stored = false;
     try {
       if (tenant !== undefined && chunks.length > 0) await decisionEvents.publish(tenant, partition, chunks);
       await buffer.append(chunks, keys).catch((err: Error) => {
-        this.appendFailures.error('append', { err: err.message, code: (err as NodeJS.ErrnoException).code }, 'buffer append failed: answering 503');
-        throw new HttpError(503, 'the buffer cannot store decisions right now; retry later', { reason: 'buffer_unavailable' }, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+        this.appendFailures.error(
+          'append',
+          { err: err.message, code: (err as NodeJS.ErrnoException).code },
+          'buffer append failed: answering 503',
+        );
+        throw new HttpError(
+          503,
+          'the buffer cannot store decisions right now; retry later',
+          { reason: 'buffer_unavailable' },
+          { 'retry-after': String(RETRY_AFTER_SECONDS) },
+        );
       });
       stored = true;
     } finally {
@@ -194,8 +235,11 @@ export class OpaIngest {
     metrics.duplicate('decision', duplicates);
     if (decoded.untimed > 0) {
       metrics.untimed(partition, decoded.untimed);
-      this.untimedLog.warn(partition, { partition, decisions: decoded.untimed },
-        'decisions without an RFC 3339 timestamp: stored as sent, filed under the hour they arrived (sluice_ingest_untimed_decisions_total)');
+      this.untimedLog.warn(
+        partition,
+        { partition, decisions: decoded.untimed },
+        'decisions without an RFC 3339 timestamp: stored as sent, filed under the hour they arrived (sluice_ingest_untimed_decisions_total)',
+      );
     }
     return duplicates > 0 ? { accepted: count, duplicates } : { accepted: count };
   }

@@ -18,24 +18,36 @@ const PARTITION = /^[A-Za-z0-9._-]{1,128}$/;
  * OPA's Decision Log Service API: `POST /logs[/{partition}]` with a (gzip) JSON array of decisions.
  * 200 only once every decision of the request is durable; nothing of a rejected request is stored.
  */
-export async function opaRoutes(app: FastifyInstance, opts: {
-  config: Config; buffer: DecisionBuffer; decoder: DecoderPool; decisionEvents: DecisionEvents; recent: RecentlyAccepted; metrics: Metrics;
-  budget: DecodedBudget;
-}): Promise<void> {
+export async function opaRoutes(
+  app: FastifyInstance,
+  opts: {
+    config: Config;
+    buffer: DecisionBuffer;
+    decoder: DecoderPool;
+    decisionEvents: DecisionEvents;
+    recent: RecentlyAccepted;
+    metrics: Metrics;
+    budget: DecodedBudget;
+  },
+): Promise<void> {
   const { config, metrics } = opts;
   const ingest = new OpaIngest({ ...opts, log: app.log });
   const tokens = BearerTokens.of(config.ingest.tokens);
 
   // The body is taken as bytes whatever its Content-Type: OPA sends application/json, curl often nothing.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.ingest.max_body_bytes }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.ingest.max_body_bytes }, (_req, body, done) =>
+    done(null, body),
+  );
 
   // Rejected before the body is read: a wrong token or partition costs no decoding.
   app.addHook('onRequest', async (request) => {
     if (tokens.size > 0) tokens.check(request, 'send Authorization: Bearer <token> (ingest.tokens is configured)');
     const partition = partitionOf(request);
     if (!PARTITION.test(partition) || partition === '.' || partition === '..') {
-      throw new HttpError(400, 'partition name must be 1 to 128 of A-Z a-z 0-9 . _ - (and not "." or "..")', { partition });
+      throw new HttpError(400, 'partition name must be 1 to 128 of A-Z a-z 0-9 . _ - (and not "." or "..")', {
+        partition,
+      });
     }
     // with tokens the check above already keeps web pages out (they cannot know one)
     if (tokens.size === 0 && !sentAsOpaSends(request)) throw notOpaContentType();
@@ -46,7 +58,10 @@ export async function opaRoutes(app: FastifyInstance, opts: {
     metrics.request('opa', PARTITION.test(partition) ? partition : '_invalid', reply.statusCode);
   });
   app.addHook('onError', async (_request, _reply, error) => {
-    const reason = error instanceof HttpError ? String((error.data as { reason?: unknown }).reason ?? 'error') : (error as FastifyError).code ?? 'error';
+    const reason =
+      error instanceof HttpError
+        ? String((error.data as { reason?: unknown }).reason ?? 'error')
+        : ((error as FastifyError).code ?? 'error');
     metrics.rejection('opa', reason, (error as FastifyError).statusCode ?? 500);
   });
 
@@ -76,9 +91,12 @@ function sentAsOpaSends(request: FastifyRequest): boolean {
 }
 
 function notOpaContentType(): HttpError {
-  return new HttpError(415, 'send decisions as Content-Type: application/json (as OPA does, gzip-compressed with Content-Encoding: gzip); '
-    + "other types are refused so that no web page can post decisions (curl -d sends a form type: add -H 'Content-Type: application/json')",
-  { reason: 'unsupported_media_type' });
+  return new HttpError(
+    415,
+    'send decisions as Content-Type: application/json (as OPA does, gzip-compressed with Content-Encoding: gzip); ' +
+      "other types are refused so that no web page can post decisions (curl -d sends a form type: add -H 'Content-Type: application/json')",
+    { reason: 'unsupported_media_type' },
+  );
 }
 
 function partitionOf(request: FastifyRequest): string {

@@ -19,11 +19,16 @@ export class RecentlyAccepted {
   /** Keys of requests being stored right now, and when that ends. */
   private readonly inFlight = new Map<string, Promise<void>>();
 
-  constructor(private readonly buffer: DecisionBuffer, private readonly window: number, private readonly maxEntries: number) {
+  constructor(
+    private readonly buffer: DecisionBuffer,
+    private readonly window: number,
+    private readonly maxEntries: number,
+  ) {
     this.base = Date.now() - window;
     this.keys = new KeyMemory(this.enabled ? maxEntries : 1);
     if (!this.enabled) return;
-    for (const row of buffer.acceptedSince(this.base, maxEntries)) for (const key of row.keys) this.remember(key, row.at);
+    for (const row of buffer.acceptedSince(this.base, maxEntries))
+      for (const key of row.keys) this.remember(key, row.at);
     this.evict(Date.now());
   }
 
@@ -68,7 +73,9 @@ export class RecentlyAccepted {
    */
   begin(keys: string[]): { done(stored: boolean): void } {
     let end!: () => void;
-    const promise = new Promise<void>((resolve) => { end = resolve; });
+    const promise = new Promise<void>((resolve) => {
+      end = resolve;
+    });
     for (const key of keys) this.inFlight.set(key, promise);
     return {
       done: (stored: boolean) => {
@@ -164,5 +171,14 @@ function withoutLines(chunk: NewChunk, keep: boolean[]): NewChunk {
   const keys = (chunk.decisionKeys ?? []).filter((_, i) => keep[i]);
   const events = chunk.events?.filter((_, i) => keep[i]);
   const payload = Buffer.from(`${kept.join('\n')}\n`);
-  return { ...chunk, count: kept.length, payload, compressed: false, bytes: payload.length, text: undefined, decisionKeys: keys, events };
+  return {
+    ...chunk,
+    count: kept.length,
+    payload,
+    compressed: false,
+    bytes: payload.length,
+    text: undefined,
+    decisionKeys: keys,
+    events,
+  };
 }

@@ -44,7 +44,11 @@ export class WalGroupCommit {
   failed: Error | undefined;
 
   /** `probe`: a tiny write, run through the group commit every PROBE_EVERY_MS while failed, to find out when it is over. */
-  constructor(private readonly db: Database.Database, walPath: string, private readonly probe?: () => void) {
+  constructor(
+    private readonly db: Database.Database,
+    walPath: string,
+    private readonly probe?: () => void,
+  ) {
     // fsync on any descriptor of the WAL file makes every frame written to it durable.
     this.walFd = openSync(walPath, 'r');
   }
@@ -144,7 +148,11 @@ export class WalGroupCommit {
     if (this.probing || this.closed || this.failed === undefined) return;
     this.probing = true;
     // its failure is the expected answer while the disk is full: it only keeps `failed` set
-    this.run(this.probe!).catch(() => {}).finally(() => { this.probing = false; });
+    this.run(this.probe!)
+      .catch(() => {})
+      .finally(() => {
+        this.probing = false;
+      });
   }
 
   /** Commits what is queued, makes it durable, and releases the WAL descriptor. */

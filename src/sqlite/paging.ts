@@ -47,7 +47,13 @@ export interface Filtered {
  * are null where there is nothing more.
  */
 export function readPage<Row extends { seq: number }, T>(
-  db: Database.Database, table: string, filter: Filtered, query: PageRequest, dir: 'asc' | 'desc', map: (row: Row) => T, sortColumn?: string,
+  db: Database.Database,
+  table: string,
+  filter: Filtered,
+  query: PageRequest,
+  dir: 'asc' | 'desc',
+  map: (row: Row) => T,
+  sortColumn?: string,
 ): PageOf<T> {
   const keyed = sortColumn !== undefined && sortColumn !== 'seq';
   // row values compare the sort key first, then seq: a total order, so no row is skipped or repeated at a page edge
@@ -71,13 +77,22 @@ export function readPage<Row extends { seq: number }, T>(
   }
   const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
   const orderBy = keyed ? `${sortColumn} ${order}, seq ${order}` : `seq ${order}`;
-  let rows = db.prepare(`SELECT * FROM ${table} ${clause} ORDER BY ${orderBy} LIMIT ?`).all(...params, query.limit) as Row[];
+  let rows = db
+    .prepare(`SELECT * FROM ${table} ${clause} ORDER BY ${orderBy} LIMIT ?`)
+    .all(...params, query.limit) as Row[];
   if (reversed) rows = rows.reverse();
   if (rows.length === 0) return { models: [], next: null, prev: null };
-  const keyOf = (row: Row) => ({ key: keyed ? Number((row as Record<string, unknown>)[sortColumn]) : row.seq, seq: row.seq });
+  const keyOf = (row: Row) => ({
+    key: keyed ? Number((row as Record<string, unknown>)[sortColumn]) : row.seq,
+    seq: row.seq,
+  });
   const beyond = (op: string, row: Row) => {
     const conditions = [...filter.where, `${position} ${op} ${placeholder}`];
-    return db.prepare(`SELECT 1 FROM ${table} WHERE ${conditions.join(' AND ')} LIMIT 1`).get(...filter.params, ...values(keyOf(row))) !== undefined;
+    return (
+      db
+        .prepare(`SELECT 1 FROM ${table} WHERE ${conditions.join(' AND ')} LIMIT 1`)
+        .get(...filter.params, ...values(keyOf(row))) !== undefined
+    );
   };
   const first = rows[0]!;
   const last = rows[rows.length - 1]!;
@@ -92,5 +107,8 @@ export function readPage<Row extends { seq: number }, T>(
 /** How many rows of `table` the filter matches. */
 export function countRows(db: Database.Database, table: string, filter: Filtered): number {
   const clause = filter.where.length > 0 ? `WHERE ${filter.where.join(' AND ')}` : '';
-  return db.prepare(`SELECT count(*) FROM ${table} ${clause}`).pluck().get(...filter.params) as number;
+  return db
+    .prepare(`SELECT count(*) FROM ${table} ${clause}`)
+    .pluck()
+    .get(...filter.params) as number;
 }

@@ -27,8 +27,16 @@ export function makePrivateFile(file: string): void {
   closeSync(openSync(file, 'a', PRIVATE_FILE));
 }
 
-export interface ModeChange { path: string; from: string; to: string }
-export interface Tightened { changed: ModeChange[]; failed: Array<ModeChange & { error: string }>; skipped?: string }
+export interface ModeChange {
+  path: string;
+  from: string;
+  to: string;
+}
+export interface Tightened {
+  changed: ModeChange[];
+  failed: Array<ModeChange & { error: string }>;
+  skipped?: string;
+}
 
 /**
  * Creates data_dir (0700), or takes away what group and others may do with it, its SQLite files and its
@@ -63,7 +71,8 @@ export function tightenDataDir(dataDir: string): Tightened {
   const secrets = path.join(dir, 'secrets');
   if (existsSync(secrets) && statSync(secrets).isDirectory()) {
     tighten(secrets, PRIVATE_DIR);
-    for (const entry of readdirSync(secrets, { withFileTypes: true })) if (entry.isFile()) tighten(path.join(secrets, entry.name), PRIVATE_FILE);
+    for (const entry of readdirSync(secrets, { withFileTypes: true }))
+      if (entry.isFile()) tighten(path.join(secrets, entry.name), PRIVATE_FILE);
   }
   return result;
 }
@@ -73,11 +82,18 @@ function octal(mode: number): string {
 }
 
 /** tightenDataDir, said in the log: what was changed (info), what could not be (warn). */
-export function tightenDataDirLogged(dataDir: string, log: { info(o: object, m: string): void; warn(o: object, m: string): void }): void {
+export function tightenDataDirLogged(
+  dataDir: string,
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void },
+): void {
   const { changed, failed, skipped } = tightenDataDir(dataDir);
   if (skipped) log.warn({ data_dir: dataDir }, `data_dir modes left as they are: ${skipped}`);
   if (changed.length > 0) {
-    log.info({ data_dir: dataDir, changed }, 'data_dir holds decisions, events and credentials in plaintext: took away what group and others could do with it (directories 0700, files 0600)');
+    log.info(
+      { data_dir: dataDir, changed },
+      'data_dir holds decisions, events and credentials in plaintext: took away what group and others could do with it (directories 0700, files 0600)',
+    );
   }
-  if (failed.length > 0) log.warn({ data_dir: dataDir, failed }, 'data_dir: cannot make these private to this user; others may read them');
+  if (failed.length > 0)
+    log.warn({ data_dir: dataDir, failed }, 'data_dir: cannot make these private to this user; others may read them');
 }

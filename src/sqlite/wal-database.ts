@@ -20,12 +20,17 @@ export class WalDatabase {
     // Columns added in later versions, before the schema's indexes may use them: old databases keep working.
     for (const [table, column, definition] of addedColumns) {
       const columns = this.db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
-      if (columns.length > 0 && !columns.includes(column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
+      if (columns.length > 0 && !columns.includes(column))
+        this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
     }
     this.db.exec(schema);
     // the probe writes one row of the schema's meta (key, value) table, which both the buffer and the store have
-    const probe = this.db.prepare("INSERT INTO meta (key, value) VALUES ('probed_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    this.commits = new WalGroupCommit(this.db, path.join(dataDir, `${file}-wal`), () => probe.run(new Date().toISOString()));
+    const probe = this.db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('probed_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
+    this.commits = new WalGroupCommit(this.db, path.join(dataDir, `${file}-wal`), () =>
+      probe.run(new Date().toISOString()),
+    );
   }
 
   /** Commits durably before returning (synchronous=FULL for this one transaction): for what must be on disk before the caller goes on. */

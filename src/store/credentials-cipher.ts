@@ -29,9 +29,13 @@ export class CredentialsCipher {
     const decipher = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
     decipher.setAuthTag(raw.subarray(12, 28));
     try {
-      return JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8')) as StringMap;
+      return JSON.parse(
+        Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8'),
+      ) as StringMap;
     } catch {
-      throw new Error('stored credentials cannot be decrypted: api.encryption_key is not the key they were stored with');
+      throw new Error(
+        'stored credentials cannot be decrypted: api.encryption_key is not the key they were stored with',
+      );
     }
   }
 }

@@ -7,7 +7,11 @@ import path from 'node:path';
  * `<data_dir>/secrets/<name>` (mode 0600), so that `sluice serve` works on its embedded defaults and
  * restarts keep reading what they stored. `generated` tells the caller to say so at start-up.
  */
-export function resolveSecret(name: string, configured: string | undefined, dataDir: string): { value: string; generated: boolean } {
+export function resolveSecret(
+  name: string,
+  configured: string | undefined,
+  dataDir: string,
+): { value: string; generated: boolean } {
   if (configured) return { value: configured, generated: false };
   const dir = path.join(dataDir, 'secrets');
   const file = path.join(dir, name);

@@ -13,8 +13,27 @@ import { migrateStore, STORE_ADDED_COLUMNS, STORE_SCHEMA } from './sqlite/schema
 import { SqliteTenants } from './sqlite/tenants.js';
 import { TenantGoneError } from './types.js';
 import type {
-  Attempt, AttemptFilter, CreateDestinationResult, Delivery, Destination, DueDelivery, EventBatch, EventFilter, MetricsQuery, MetricsRow, NewAttempt, NewEvent,
-  Page, PageQuery, PublishResult, Store, StoredEvent, StringMap, Tenant, TenantFilter, UnbatchedDelivery,
+  Attempt,
+  AttemptFilter,
+  CreateDestinationResult,
+  Delivery,
+  Destination,
+  DueDelivery,
+  EventBatch,
+  EventFilter,
+  MetricsQuery,
+  MetricsRow,
+  NewAttempt,
+  NewEvent,
+  Page,
+  PageQuery,
+  PublishResult,
+  Store,
+  StoredEvent,
+  StringMap,
+  Tenant,
+  TenantFilter,
+  UnbatchedDelivery,
 } from './types.js';
 
 /**
@@ -192,7 +211,10 @@ export class SqliteStore implements Store {
     this.writeNow(() => this.deliveries.setObjectKey(deliverySeq, key));
   }
 
-  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt | undefined {
+  recordAttempt(
+    attempt: NewAttempt,
+    delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
+  ): Attempt | undefined {
     return this.writeNow(() => {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor
       // logged: a deleted tenant's log stays empty. Its tenant and destination are matched too, as its seq
@@ -207,7 +229,12 @@ export class SqliteStore implements Store {
       const event = this.events.bySeq(eventSeq);
       const delivery = this.deliveries.latest(eventSeq, destinationId);
       // batch attempts are logged per batch: a delivery's own count says it was attempted
-      if (!event || !delivery || (delivery.attempts === 0 && !this.attempts.madeFor(event.id, event.tenant_id, destinationId))) return false;
+      if (
+        !event ||
+        !delivery ||
+        (delivery.attempts === 0 && !this.attempts.madeFor(event.id, event.tenant_id, destinationId))
+      )
+        return false;
       this.deliveries.requeue(delivery, event.tenant_id);
       return true;
     });
@@ -240,7 +267,11 @@ export class SqliteStore implements Store {
     return this.batches.events(batch);
   }
 
-  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt | undefined {
+  recordBatchAttempt(
+    attempt: NewAttempt,
+    batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
+    status: 'pending' | 'success' | 'failed',
+  ): Attempt | undefined {
     return this.writeNow(() => {
       // a batch deleted while it was uploaded (its destination or tenant deleted) is not logged, as in recordAttempt
       if (!this.batches.record(batch, status)) return undefined;
@@ -295,10 +326,13 @@ export class SqliteStore implements Store {
   /** A group-committed write (durable when it resolves); its changes to the pending counts apply once it has committed. */
   private write<T>(work: () => T): Promise<T> {
     let delta = new Map<string, number>();
-    return this.wal.commits.run(() => {
-      delta = new Map();
-      return this.pending.counting(delta, work);
-    }, () => this.pending.apply(delta));
+    return this.wal.commits.run(
+      () => {
+        delta = new Map();
+        return this.pending.counting(delta, work);
+      },
+      () => this.pending.apply(delta),
+    );
   }
 
   /**

@@ -274,7 +274,10 @@ export interface Store {
   nextDueAt(): number | undefined;
   setObjectKey(deliverySeq: number, key: string): void;
   /** Records an attempt and the delivery's new state in one transaction; nothing (undefined) when the delivery is no longer there or pending. */
-  recordAttempt(attempt: NewAttempt, delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>): Attempt | undefined;
+  recordAttempt(
+    attempt: NewAttempt,
+    delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
+  ): Attempt | undefined;
   /** Makes an event's delivery to a destination pending again, as a manual retry; false if it never had an attempt. */
   retry(eventSeq: number, destinationId: string): Promise<boolean>;
 
@@ -294,7 +297,11 @@ export interface Store {
   dueBatches(now: number): EventBatch[];
   batchEvents(batch: EventBatch): StoredEvent[];
   /** Records a batch attempt; on success or final failure its deliveries take the same status. Nothing when the batch is gone. */
-  recordBatchAttempt(attempt: NewAttempt, batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): Attempt | undefined;
+  recordBatchAttempt(
+    attempt: NewAttempt,
+    batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
+    status: 'pending' | 'success' | 'failed',
+  ): Attempt | undefined;
 
   getAttempt(tenantId: string | undefined, id: string): Attempt | undefined;
   listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt>;

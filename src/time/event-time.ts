@@ -25,7 +25,15 @@ export function parseEventTime(text: string): EventTime | undefined {
 
 export function eventTimeOf(ms: number): EventTime {
   const wholeSecond = Math.floor(ms / 1000) * 1000;
-  return { rfc3339Nano: format(wholeSecond, String(ms - wholeSecond).padStart(3, '0').padEnd(9, '0')), ms };
+  return {
+    rfc3339Nano: format(
+      wholeSecond,
+      String(ms - wholeSecond)
+        .padStart(3, '0')
+        .padEnd(9, '0'),
+    ),
+    ms,
+  };
 }
 
 function format(wholeSecondMs: number, nanos: string): string {

@@ -36,7 +36,8 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   const ka = Object.keys(a);
   if (ka.length !== Object.keys(b).length) return false;
   for (const k of ka) {
-    if (!hasOwn.call(b, k) || !jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+    if (!hasOwn.call(b, k) || !jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+      return false;
   }
   return true;
 }
@@ -55,12 +56,18 @@ function getter(field: string): (decision: JsonNode) => JsonNode | undefined {
 /** Whether a node is the scalar `expected` (strict equality of the JS values, as JSON.parse would give them). */
 function isScalar(node: JsonNode, expected: string | number | boolean | null): boolean {
   switch (node.type) {
-    case 'string': return typeof expected === 'string' && stringValue(node) === expected;
-    case 'number': return typeof expected === 'number' && Number(node.src.slice(node.start, node.end)) === expected;
-    case 'true': return expected === true;
-    case 'false': return expected === false;
-    case 'null': return expected === null;
-    default: return false;
+    case 'string':
+      return typeof expected === 'string' && stringValue(node) === expected;
+    case 'number':
+      return typeof expected === 'number' && Number(node.src.slice(node.start, node.end)) === expected;
+    case 'true':
+      return expected === true;
+    case 'false':
+      return expected === false;
+    case 'null':
+      return expected === null;
+    default:
+      return false;
   }
 }
 

@@ -23,7 +23,10 @@ export type DecisionTransform = (decision: JsonNode) => JsonNode | undefined;
  * Builds the transform for one output from validated rules (rulesSchema); undefined when neither has any
  * rule, so that callers can skip parsing decisions at all.
  */
-export function buildTransform(global: RulesConfig | undefined, output: RulesConfig | undefined): DecisionTransform | undefined {
+export function buildTransform(
+  global: RulesConfig | undefined,
+  output: RulesConfig | undefined,
+): DecisionTransform | undefined {
   const drops = [...(global?.drop ?? []), ...(output?.drop ?? [])].map(compileCondition);
   const masks = [...(global?.mask ?? []), ...(output?.mask ?? [])].map(compileMask);
   if (drops.length === 0 && masks.length === 0) return undefined;

@@ -28,8 +28,18 @@
  * as written in the configuration.
  */
 import {
-  arrayNode, fromValue, memberOf, singleMember, withAppended, withItem, withMember, withoutItem, withoutMember,
-  type JsonArray, type JsonNode, type JsonObject,
+  arrayNode,
+  fromValue,
+  memberOf,
+  singleMember,
+  withAppended,
+  withItem,
+  withMember,
+  withoutItem,
+  withoutMember,
+  type JsonArray,
+  type JsonNode,
+  type JsonObject,
 } from '../json/source-tree.js';
 import { arrayIndex, parsePointer } from './json-path.js';
 import { compileCondition, type Predicate } from './conditions.js';
@@ -51,7 +61,8 @@ export interface CompiledMask {
 }
 
 export function compileMask(entry: MaskEntry): CompiledMask {
-  const rule = typeof entry === 'string' ? { op: 'remove' as const, path: entry, value: undefined, when: undefined } : entry;
+  const rule =
+    typeof entry === 'string' ? { op: 'remove' as const, path: entry, value: undefined, when: undefined } : entry;
   const segments = parsePointer(rule.path);
   // rulesSchema has rejected malformed paths; this guards direct callers
   if (typeof segments === 'string' || !(MASK_ROOTS as readonly string[]).includes(segments[0] ?? '')) {
@@ -104,7 +115,10 @@ function rebuild(chain: readonly JsonNode[], segments: readonly string[], replac
   let node = replacement;
   for (let i = chain.length - 2; i >= 0; i--) {
     const parent = chain[i]!;
-    node = parent.type === 'array' ? withItem(parent, arrayIndex(segments[i]!), node) : withMember(parent as JsonObject, segments[i]!, node);
+    node =
+      parent.type === 'array'
+        ? withItem(parent, arrayIndex(segments[i]!), node)
+        : withMember(parent as JsonObject, segments[i]!, node);
   }
   return node;
 }

@@ -32,7 +32,8 @@ export type MaskEntry = string | MaskOp;
 const FIELD_OPS = ['equals', 'in', 'prefix', 'matches', 'exists'] as const;
 const GROUP_OPS = ['all', 'any', 'not'] as const;
 const ALL_OPS: readonly string[] = [...FIELD_OPS, ...GROUP_OPS];
-const NEEDS_OPERATOR = 'a condition needs field with one of equals, in, prefix, matches, exists, or one of all, any, not';
+const NEEDS_OPERATOR =
+  'a condition needs field with one of equals, in, prefix, matches, exists, or one of all, any, not';
 
 export const MASK_ROOTS = ['input', 'result', 'nd_builtin_cache'] as const;
 const MASK_PREFIX = 'a mask path must start with /input, /result or /nd_builtin_cache';
@@ -64,12 +65,19 @@ const regex = z.string({ error: 'must be a regular expression (a string)' }).sup
 });
 
 const conditionList = (op: string) =>
-  z.array(z.lazy(() => condition), { error: `${op} takes a list of conditions` })
+  z
+    .array(
+      z.lazy(() => condition),
+      { error: `${op} takes a list of conditions` },
+    )
     .min(1, `${op} needs at least one condition`);
 
 const bySchema: Record<string, z.ZodType<Condition>> = {
   equals: z.strictObject({ field, equals: json }),
-  in: z.strictObject({ field, in: z.array(json, { error: 'in takes a list of values' }).min(1, 'in needs at least one value') }),
+  in: z.strictObject({
+    field,
+    in: z.array(json, { error: 'in takes a list of values' }).min(1, 'in needs at least one value'),
+  }),
   prefix: z.strictObject({ field, prefix: z.string({ error: 'prefix must be a string' }) }),
   matches: z.strictObject({ field, matches: regex }),
   exists: z.strictObject({ field, exists: z.boolean({ error: 'exists must be true or false' }) }),
@@ -101,7 +109,11 @@ export const condition: z.ZodType<Condition, unknown> = z.unknown().transform((v
   }
   const op = ops[0]!;
   if ((GROUP_OPS as readonly string[]).includes(op) && 'field' in value) {
-    ctx.addIssue({ code: 'custom', path: ['field'], message: `${op} does not take a field: put field in each condition of ${op}` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['field'],
+      message: `${op} does not take a field: put field in each condition of ${op}`,
+    });
     return z.NEVER;
   }
   return delegate(bySchema[op]!, value, ctx);
@@ -117,23 +129,36 @@ export const maskPath = z.string({ error: `${MASK_PREFIX}, e.g. /input/password`
   }
 });
 
-const maskOp: z.ZodType<MaskOp> = z.strictObject({
-  op: z.enum(['remove', 'upsert'], { error: 'op must be remove or upsert' }),
-  path: maskPath,
-  value: json.optional(),
-  when: condition.optional(),
-}).superRefine((m, ctx) => {
-  if (m.op === 'upsert' && m.value === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['value'], message: 'an upsert needs a value (what replaces the data, e.g. "***")' });
-  } else if (m.op === 'remove' && m.value !== undefined) {
-    ctx.addIssue({ code: 'custom', path: ['value'], message: 'a remove takes no value (use op: upsert to replace the data)' });
-  }
-}) as z.ZodType<MaskOp>;
+const maskOp: z.ZodType<MaskOp> = z
+  .strictObject({
+    op: z.enum(['remove', 'upsert'], { error: 'op must be remove or upsert' }),
+    path: maskPath,
+    value: json.optional(),
+    when: condition.optional(),
+  })
+  .superRefine((m, ctx) => {
+    if (m.op === 'upsert' && m.value === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: 'an upsert needs a value (what replaces the data, e.g. "***")',
+      });
+    } else if (m.op === 'remove' && m.value !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: 'a remove takes no value (use op: upsert to replace the data)',
+      });
+    }
+  }) as z.ZodType<MaskOp>;
 
 export const maskEntry: z.ZodType<MaskEntry, unknown> = z.unknown().transform((value, ctx): MaskEntry => {
   if (typeof value === 'string') return delegate(maskPath, value, ctx);
   if (isPlainObject(value)) return delegate(maskOp, value, ctx);
-  ctx.addIssue({ code: 'custom', message: 'a mask entry is a JSON pointer such as /input/password, or { op: remove|upsert, path, value, when }' });
+  ctx.addIssue({
+    code: 'custom',
+    message: 'a mask entry is a JSON pointer such as /input/password, or { op: remove|upsert, path, value, when }',
+  });
   return z.NEVER;
 });
 

@@ -27,14 +27,23 @@ export class ApiClient {
    * `token` is sent as `Authorization: Bearer <token>` when given. Every response's text is appended to `seen`
    * when given (to check that something never appears in any response).
    */
-  constructor(readonly baseUrl: string, readonly token?: string, readonly seen?: string[]) {}
+  constructor(
+    readonly baseUrl: string,
+    readonly token?: string,
+    readonly seen?: string[],
+  ) {}
 
   /** The same client with another bearer token (undefined: no Authorization header). */
   as(token: string | undefined): ApiClient {
     return new ApiClient(this.baseUrl, token, this.seen);
   }
 
-  async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  async request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse> {
     const h: Record<string, string> = { ...headers };
     if (this.token !== undefined) h.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -42,7 +51,12 @@ export class ApiClient {
       h['content-type'] = 'application/json';
       payload = typeof body === 'string' ? body : JSON.stringify(body);
     }
-    const res = await fetch(`${this.baseUrl}/api/v1${path}`, { method, headers: h, body: payload, signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${this.baseUrl}/api/v1${path}`, {
+      method,
+      headers: h,
+      body: payload,
+      signal: AbortSignal.timeout(10_000),
+    });
     const text = await res.text();
     this.seen?.push(text);
     let parsed: Json;
@@ -54,11 +68,21 @@ export class ApiClient {
     return { status: res.status, body: parsed, text, headers: res.headers };
   }
 
-  get(path: string): Promise<ApiResponse> { return this.request('GET', path); }
-  put(path: string, body?: unknown): Promise<ApiResponse> { return this.request('PUT', path, body); }
-  post(path: string, body?: unknown): Promise<ApiResponse> { return this.request('POST', path, body); }
-  patch(path: string, body?: unknown): Promise<ApiResponse> { return this.request('PATCH', path, body); }
-  delete(path: string): Promise<ApiResponse> { return this.request('DELETE', path); }
+  get(path: string): Promise<ApiResponse> {
+    return this.request('GET', path);
+  }
+  put(path: string, body?: unknown): Promise<ApiResponse> {
+    return this.request('PUT', path, body);
+  }
+  post(path: string, body?: unknown): Promise<ApiResponse> {
+    return this.request('POST', path, body);
+  }
+  patch(path: string, body?: unknown): Promise<ApiResponse> {
+    return this.request('PATCH', path, body);
+  }
+  delete(path: string): Promise<ApiResponse> {
+    return this.request('DELETE', path);
+  }
 
   /** GET of a paged list; asserts 200 and the `{models, pagination}` shape. */
   async page(path: string, query: Record<string, string | number | undefined> = {}): Promise<Page> {
@@ -87,10 +111,16 @@ export class ApiClient {
 
 export function assertPage(body: Json, what: string): asserts body is Page {
   assert.ok(body && Array.isArray(body.models), `${what}: models is an array; got ${JSON.stringify(body)}`);
-  assert.ok(body.pagination && typeof body.pagination === 'object', `${what}: pagination is an object; got ${JSON.stringify(body)}`);
+  assert.ok(
+    body.pagination && typeof body.pagination === 'object',
+    `${what}: pagination is an object; got ${JSON.stringify(body)}`,
+  );
   for (const c of ['next', 'prev'] as const) {
     const v = body.pagination[c];
-    assert.ok(v === null || (typeof v === 'string' && v.length > 0), `${what}: pagination.${c} is a cursor or null; got ${JSON.stringify(v)}`);
+    assert.ok(
+      v === null || (typeof v === 'string' && v.length > 0),
+      `${what}: pagination.${c} is a cursor or null; got ${JSON.stringify(v)}`,
+    );
   }
 }
 
@@ -107,7 +137,11 @@ export function assertError(res: ApiResponse, status: number, what = ''): void {
  */
 export function assertNotFound(res: ApiResponse, what = ''): void {
   assertError(res, 404, what);
-  assert.doesNotMatch(String(res.body.message), /^no route /, `${what} the route exists and answers 404 for the resource; got ${res.text}`);
+  assert.doesNotMatch(
+    String(res.body.message),
+    /^no route /,
+    `${what} the route exists and answers 404 for the resource; got ${res.text}`,
+  );
 }
 
 /** 422 `validation error` whose `data` lists (at least) each of `problems`. */
@@ -115,7 +149,8 @@ export function assertValidation(res: ApiResponse, problems: string[] = [], what
   assertError(res, 422, what);
   assert.equal(res.body.message, 'validation error', `${what} message; got ${res.text}`);
   assert.ok(Array.isArray(res.body.data), `${what} data lists the problems; got ${res.text}`);
-  for (const p of problems) assert.ok(res.body.data.includes(p), `${what} data includes "${p}"; got ${JSON.stringify(res.body.data)}`);
+  for (const p of problems)
+    assert.ok(res.body.data.includes(p), `${what} data includes "${p}"; got ${JSON.stringify(res.body.data)}`);
 }
 
 /** The decoded header and payload of a JWT (not verified). */

@@ -15,7 +15,9 @@ import { chromium, type Browser, type LaunchOptions } from 'playwright-core';
 export function findBrowser(): { launch: LaunchOptions; name: string } | { missing: string } {
   const fromEnv = process.env.CHROMIUM_PATH;
   if (fromEnv) {
-    return executable(fromEnv) ? { launch: { executablePath: fromEnv }, name: fromEnv } : { missing: `CHROMIUM_PATH=${fromEnv} is not an executable file` };
+    return executable(fromEnv)
+      ? { launch: { executablePath: fromEnv }, name: fromEnv }
+      : { missing: `CHROMIUM_PATH=${fromEnv} is not an executable file` };
   }
   for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
     for (const name of ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable']) {
@@ -25,9 +27,13 @@ export function findBrowser(): { launch: LaunchOptions; name: string } | { missi
   }
   const own = chromium.executablePath();
   if (own && executable(own)) return { launch: { executablePath: own }, name: own };
-  const chrome = ['/Applications/Google Chrome.app/Contents/MacOS/Google Chrome', '/opt/google/chrome/chrome'].find(existsSync);
+  const chrome = ['/Applications/Google Chrome.app/Contents/MacOS/Google Chrome', '/opt/google/chrome/chrome'].find(
+    existsSync,
+  );
   if (chrome) return { launch: { channel: 'chrome' }, name: chrome };
-  return { missing: 'no browser for the console tests: set CHROMIUM_PATH, or install chromium or google-chrome (on PATH)' };
+  return {
+    missing: 'no browser for the console tests: set CHROMIUM_PATH, or install chromium or google-chrome (on PATH)',
+  };
 }
 
 function executable(file: string): boolean {

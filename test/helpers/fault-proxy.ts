@@ -40,7 +40,15 @@ const SLOW_DOWN_XML = (requestId: string, resource: string) =>
  */
 export class FaultProxy {
   port = 0;
-  readonly counts: ProxyCounts = { requests: 0, forwarded: 0, slowDown: 0, resets: 0, stalls: 0, dropped: 0, goneCount: 0 };
+  readonly counts: ProxyCounts = {
+    requests: 0,
+    forwarded: 0,
+    slowDown: 0,
+    resets: 0,
+    stalls: 0,
+    dropped: 0,
+    goneCount: 0,
+  };
   private faults: Faults = {};
   private goneMode: 'refuse' | 'close' | undefined;
   private readonly server: http.Server;
@@ -49,7 +57,10 @@ export class FaultProxy {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   private listening = false;
 
-  constructor(readonly targetPort: number, private readonly random: () => number = Math.random) {
+  constructor(
+    readonly targetPort: number,
+    private readonly random: () => number = Math.random,
+  ) {
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.on('connection', (socket: Socket) => {
       if (this.goneMode === 'close') {
@@ -165,7 +176,11 @@ export class FaultProxy {
       req.on('end', () => {
         const requestId = randomBytes(8).toString('hex').toUpperCase();
         const body = SLOW_DOWN_XML(requestId, (req.url ?? '/').split('?')[0]!);
-        res.writeHead(503, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': requestId });
+        res.writeHead(503, {
+          'content-type': 'application/xml',
+          'content-length': Buffer.byteLength(body),
+          'x-amz-request-id': requestId,
+        });
         res.end(body);
       });
       return;
@@ -207,19 +222,22 @@ export class FaultProxy {
   }
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const upstream = http.request({
-      host: '127.0.0.1',
-      port: this.targetPort,
-      method: req.method,
-      path: req.url,
-      headers: req.headers,
-      agent: this.agent,
-    }, (upRes) => {
-      this.counts.forwarded++;
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-      upRes.on('error', () => res.destroy());
-    });
+    const upstream = http.request(
+      {
+        host: '127.0.0.1',
+        port: this.targetPort,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        agent: this.agent,
+      },
+      (upRes) => {
+        this.counts.forwarded++;
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+        upRes.on('error', () => res.destroy());
+      },
+    );
     upstream.on('error', () => res.destroy());
     // A client that goes away mid-upload must not leave a truncated PUT at the store.
     req.on('close', () => {

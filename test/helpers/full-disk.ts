@@ -40,25 +40,44 @@ export async function tmpfsDataDir(t: TestContext, sizeMb: number): Promise<Tmpf
   const dataDir = path.join(base, 'data');
   mkdirSync(dataDir);
   const nsenter = spawnSync('nsenter', ['--version'], { encoding: 'utf8' });
-  if (nsenter.error || nsenter.status !== 0) return { skip: `nsenter is not available (${nsenter.error?.message ?? nsenter.stderr.trim()})` };
+  if (nsenter.error || nsenter.status !== 0)
+    return { skip: `nsenter is not available (${nsenter.error?.message ?? nsenter.stderr.trim()})` };
 
-  const holder = spawn('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c',
-    `mount -t tmpfs -o size=${sizeMb}m tmpfs "$0" && echo mounted && exec sleep 3600`, dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const holder = spawn(
+    'unshare',
+    [
+      '--user',
+      '--map-root-user',
+      '--mount',
+      'sh',
+      '-c',
+      `mount -t tmpfs -o size=${sizeMb}m tmpfs "$0" && echo mounted && exec sleep 3600`,
+      dataDir,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   let exited = false;
   holder.stdout.on('data', (d) => (output += d));
   holder.stderr.on('data', (d) => (output += d));
-  holder.on('exit', () => { exited = true; });
-  t.after(() => { if (!exited) holder.kill('SIGKILL'); });
+  holder.on('exit', () => {
+    exited = true;
+  });
+  t.after(() => {
+    if (!exited) holder.kill('SIGKILL');
+  });
   for (let i = 0; i < 500 && !output.includes('mounted') && !exited; i++) await sleep(20);
   if (!output.includes('mounted')) {
-    return { skip: `cannot mount a tmpfs in a user namespace here (${exited ? output.trim() || 'unshare failed' : 'unshare did not answer within 10 s'})` };
+    return {
+      skip: `cannot mount a tmpfs in a user namespace here (${exited ? output.trim() || 'unshare failed' : 'unshare did not answer within 10 s'})`,
+    };
   }
   const root = `/proc/${holder.pid}/root`;
   const inside = (file: string) => path.join(root, dataDir, file);
   // the data_dir seen from here must be that tmpfs (its size), not the directory under it
   const seen = existsSync(path.join(root, dataDir)) ? statfsSync(inside('.')) : undefined;
-  if (!seen || seen.blocks * seen.bsize > sizeMb * 1024 * 1024 * 1.1) return { skip: `the tmpfs is not reachable through ${root} here` };
+  if (!seen || seen.blocks * seen.bsize > sizeMb * 1024 * 1024 * 1.1)
+    return { skip: `the tmpfs is not reachable through ${root} here` };
   const filler = inside('filler');
   return {
     dataDir,

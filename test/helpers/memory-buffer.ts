@@ -16,19 +16,34 @@ export class MemoryBuffer implements DecisionBuffer {
   readonly seals: SealedBatch[][] = [];
 
   /** Appends a chunk of `lines` (NDJSON text each) in a stream; returns its position. */
-  add(partition: string, lines: string[], opts: { hour?: string; instance?: string; receivedAt?: number } = {}): number {
+  add(
+    partition: string,
+    lines: string[],
+    opts: { hour?: string; instance?: string; receivedAt?: number } = {},
+  ): number {
     const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
     const pos = this.next;
     this.chunks.push({
-      pos, partition, hour: opts.hour ?? '2026-12-01T10', instance: opts.instance ?? '', count: lines.length, bytes: payload.length,
-      storedBytes: payload.length, compressed: false, receivedAt: opts.receivedAt ?? 0, payload,
+      pos,
+      partition,
+      hour: opts.hour ?? '2026-12-01T10',
+      instance: opts.instance ?? '',
+      count: lines.length,
+      bytes: payload.length,
+      storedBytes: payload.length,
+      compressed: false,
+      receivedAt: opts.receivedAt ?? 0,
+      payload,
     });
     this.next += lines.length;
     return pos;
   }
 
   readChunkMetas(afterPos: number, limit: number): ChunkMeta[] {
-    return this.chunks.filter((c) => c.pos + c.count - 1 > afterPos).slice(0, limit).map(metaOf);
+    return this.chunks
+      .filter((c) => c.pos + c.count - 1 > afterPos)
+      .slice(0, limit)
+      .map(metaOf);
   }
 
   streamChunks(partition: string, hour: string, instance: string | null, first: number, last: number): ChunkMeta[] {
@@ -52,12 +67,15 @@ export class MemoryBuffer implements DecisionBuffer {
 
   private of(output: string) {
     let batches = this.batches.get(output);
-    if (!batches) this.batches.set(output, batches = new Map());
+    if (!batches) this.batches.set(output, (batches = new Map()));
     return batches;
   }
 
   sealedBatches(output: string): SealedBatch[] {
-    return [...this.of(output).values()].filter((b) => !b.done).map((b) => b.batch).sort((a, b) => a.first - b.first);
+    return [...this.of(output).values()]
+      .filter((b) => !b.done)
+      .map((b) => b.batch)
+      .sort((a, b) => a.first - b.first);
   }
 
   deliveredBatches(output: string): SealedBatch[] {
@@ -83,7 +101,8 @@ export class MemoryBuffer implements DecisionBuffer {
   setCursor(output: string, cursor: number): void {
     this.cursors.set(output, cursor);
     // delivered batches at or below the cursor are forgotten, as the SQLite buffer does
-    for (const [first, entry] of this.of(output)) if (entry.done && entry.batch.last <= cursor) this.of(output).delete(first);
+    for (const [first, entry] of this.of(output))
+      if (entry.done && entry.batch.last <= cursor) this.of(output).delete(first);
   }
 
   trim(): number {
@@ -94,16 +113,32 @@ export class MemoryBuffer implements DecisionBuffer {
     return this.next - 1;
   }
 
-  append(): Promise<void> { throw new Error('not used'); }
-  acceptedSince(): Array<{ at: number; keys: string[] }> { throw new Error('not used'); }
-  forgetAccepted(): void { throw new Error('not used'); }
-  hasRoom(): boolean { throw new Error('not used'); }
+  append(): Promise<void> {
+    throw new Error('not used');
+  }
+  acceptedSince(): Array<{ at: number; keys: string[] }> {
+    throw new Error('not used');
+  }
+  forgetAccepted(): void {
+    throw new Error('not used');
+  }
+  hasRoom(): boolean {
+    throw new Error('not used');
+  }
   onAppend(): void {}
-  outputShape(): string | undefined { return undefined; }
+  outputShape(): string | undefined {
+    return undefined;
+  }
   setOutputShape(): void {}
-  retainOutputs(): string[] { throw new Error('not used'); }
-  stats(): never { throw new Error('not used'); }
-  writable(): boolean { return true; }
+  retainOutputs(): string[] {
+    throw new Error('not used');
+  }
+  stats(): never {
+    throw new Error('not used');
+  }
+  writable(): boolean {
+    return true;
+  }
   close(): void {}
 }
 

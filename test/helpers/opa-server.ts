@@ -25,10 +25,15 @@ function executable(file: string): boolean {
  */
 export function findOpa(): { bin: string } | { missing: string } {
   // an OPA_BIN that is set is what the caller wants: no fallback to another binary behind its back
-  const candidates = process.env.OPA_BIN ? [process.env.OPA_BIN] : [
-    ...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, 'opa')),
-    path.resolve(REPO, '../shared/bin/opa'),
-  ];
+  const candidates = process.env.OPA_BIN
+    ? [process.env.OPA_BIN]
+    : [
+        ...(process.env.PATH ?? '')
+          .split(path.delimiter)
+          .filter(Boolean)
+          .map((dir) => path.join(dir, 'opa')),
+        path.resolve(REPO, '../shared/bin/opa'),
+      ];
   for (const file of candidates) {
     if (!existsSync(file)) continue;
     if (executable(file)) return { bin: file };
@@ -40,7 +45,9 @@ export function findOpa(): { bin: string } | { missing: string } {
     return { bin: copy };
   }
   if (process.env.OPA_BIN) return { missing: `OPA_BIN=${process.env.OPA_BIN} does not exist` };
-  return { missing: `no OPA binary: set OPA_BIN, put opa on PATH, or provide ${path.resolve(REPO, '../shared/bin/opa')}` };
+  return {
+    missing: `no OPA binary: set OPA_BIN, put opa on PATH, or provide ${path.resolve(REPO, '../shared/bin/opa')}`,
+  };
 }
 
 /** A loopback port nothing listens on right now (OPA's --addr cannot report a port it chose itself). */
@@ -63,31 +70,66 @@ export class OpaProcess {
   private exitCode: number | null | undefined;
   private dir: string | undefined;
 
-  constructor(readonly bin: string, readonly opts: { policy: string; serviceUrl: string; reporting?: Record<string, unknown> }) {}
+  constructor(
+    readonly bin: string,
+    readonly opts: { policy: string; serviceUrl: string; reporting?: Record<string, unknown> },
+  ) {}
 
   async start(): Promise<this> {
     const dir = tempDir('sluice-opa-');
     this.dir = dir;
     writeFileSync(path.join(dir, 'policy.rego'), this.opts.policy);
-    writeFileSync(path.join(dir, 'opa.yaml'), stringify({
-      services: { sluice: { url: this.opts.serviceUrl } },
-      decision_logs: { service: 'sluice', reporting: { min_delay_seconds: 1, max_delay_seconds: 2, upload_size_limit_bytes: 1048576, ...this.opts.reporting } },
-    }));
+    writeFileSync(
+      path.join(dir, 'opa.yaml'),
+      stringify({
+        services: { sluice: { url: this.opts.serviceUrl } },
+        decision_logs: {
+          service: 'sluice',
+          reporting: {
+            min_delay_seconds: 1,
+            max_delay_seconds: 2,
+            upload_size_limit_bytes: 1048576,
+            ...this.opts.reporting,
+          },
+        },
+      }),
+    );
     // the free port can be taken between the check and OPA's bind: then OPA exits and another port is tried
     for (let attempt = 0; attempt < 3; attempt++) {
       const port = await freePort();
       this.output = '';
       this.exitCode = undefined;
-      const child = spawn(this.bin, ['run', '--server', '--addr', `127.0.0.1:${port}`, '--log-level', 'error', '--config-file', 'opa.yaml', 'policy.rego'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        this.bin,
+        [
+          'run',
+          '--server',
+          '--addr',
+          `127.0.0.1:${port}`,
+          '--log-level',
+          'error',
+          '--config-file',
+          'opa.yaml',
+          'policy.rego',
+        ],
+        { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       this.child = child;
       // at error level OPA logs its failed uploads (not every request); the tail is kept for a failure's message
-      const keep = (d: Buffer) => { this.output = (this.output + d.toString()).slice(-20_000); };
+      const keep = (d: Buffer) => {
+        this.output = (this.output + d.toString()).slice(-20_000);
+      };
       child.stdout!.on('data', keep);
       child.stderr!.on('data', keep);
-      child.on('exit', (code) => { this.exitCode = code; });
+      child.on('exit', (code) => {
+        this.exitCode = code;
+      });
       this.url = `http://127.0.0.1:${port}`;
       for (let i = 0; i < 300 && this.exitCode === undefined; i++) {
-        const up = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.ok, () => false);
+        const up = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2_000) }).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (up) return this;
         await sleep(50);
       }

@@ -8,7 +8,12 @@ export function decision(overrides: Record<string, unknown> = {}): Record<string
     decision_id: randomUUID(),
     bundles: { authz: { revision: 'W3sibCI6InN5cy9jYXRhbG9nIiwicyI6NDA3MX1d' } },
     path: 'http/example/authz/allow',
-    input: { method: 'GET', path: ['salary', 'bob'], user: { name: 'alice', roles: ['admin', 'hr'] }, headers: { 'x-request-id': randomUUID() } },
+    input: {
+      method: 'GET',
+      path: ['salary', 'bob'],
+      user: { name: 'alice', roles: ['admin', 'hr'] },
+      headers: { 'x-request-id': randomUUID() },
+    },
     result: true,
     requested_by: '127.0.0.1:59943',
     timestamp: new Date().toISOString().replace('Z', '123456Z'),
@@ -26,11 +31,23 @@ export function decisions(n: number, overrides: Record<string, unknown> = {}): A
  * POSTs decisions the way OPA does: one gzip-compressed JSON array. Bounded by `timeoutMs` (60 s by default,
  * room for a large batch on a loaded machine), so a request that never gets its answer fails its test.
  */
-export async function postDecisions(url: string, body: unknown[], opts: { partition?: string; token?: string; gzip?: boolean; timeoutMs?: number } = {}): Promise<Response> {
+export async function postDecisions(
+  url: string,
+  body: unknown[],
+  opts: { partition?: string; token?: string; gzip?: boolean; timeoutMs?: number } = {},
+): Promise<Response> {
   const json = Buffer.from(JSON.stringify(body));
   const gzip = opts.gzip ?? true;
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'Open Policy Agent/1.4.2 (linux, amd64)' };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': 'Open Policy Agent/1.4.2 (linux, amd64)',
+  };
   if (gzip) headers['content-encoding'] = 'gzip';
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  return fetch(`${url}/logs${opts.partition ? `/${opts.partition}` : ''}`, { method: 'POST', headers, body: gzip ? gzipSync(json) : json, signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000) });
+  return fetch(`${url}/logs${opts.partition ? `/${opts.partition}` : ''}`, {
+    method: 'POST',
+    headers,
+    body: gzip ? gzipSync(json) : json,
+    signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
+  });
 }

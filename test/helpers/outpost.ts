@@ -15,14 +15,28 @@ export interface ApiResponse<T = any> {
 export class OutpostApi {
   readonly transcript: string[] = [];
 
-  constructor(readonly baseUrl: string, readonly token?: string) {}
+  constructor(
+    readonly baseUrl: string,
+    readonly token?: string,
+  ) {}
 
   /** One request, bounded by `timeoutMs` (30 s by default): a hung answer fails the test instead of stalling the suite. */
-  async call<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<ApiResponse<T>> {
+  async call<T = any>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+    timeoutMs = 30_000,
+  ): Promise<ApiResponse<T>> {
     const h: Record<string, string> = { ...headers };
     if (this.token) h.authorization = `Bearer ${this.token}`;
     if (body !== undefined) h['content-type'] = 'application/json';
-    const res = await fetch(`${this.baseUrl}/api/v1${path}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`${this.baseUrl}/api/v1${path}`, {
+      method,
+      headers: h,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     const text = await res.text();
     this.transcript.push(text);
     let parsed: unknown = text;
@@ -37,7 +51,8 @@ export class OutpostApi {
   /** Calls and throws (with the answer) unless the status is `status`; returns the body. */
   async expect<T = any>(status: number, method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.call<T>(method, path, body);
-    if (res.status !== status) throw new Error(`${method} /api/v1${path}: expected ${status}, got ${res.status}: ${res.text}`);
+    if (res.status !== status)
+      throw new Error(`${method} /api/v1${path}: expected ${status}, got ${res.status}: ${res.text}`);
     return res.body;
   }
 
@@ -46,8 +61,14 @@ export class OutpostApi {
   }
 
   /** Creates a destination (201 expected) and returns it. `oldPath` uses `/api/v1/{tenant}/destinations`. */
-  createDestination(tenant: string, destination: Record<string, unknown>, opts: { oldPath?: boolean } = {}): Promise<any> {
-    const path = opts.oldPath ? `/${encodeURIComponent(tenant)}/destinations` : `/tenants/${encodeURIComponent(tenant)}/destinations`;
+  createDestination(
+    tenant: string,
+    destination: Record<string, unknown>,
+    opts: { oldPath?: boolean } = {},
+  ): Promise<any> {
+    const path = opts.oldPath
+      ? `/${encodeURIComponent(tenant)}/destinations`
+      : `/tenants/${encodeURIComponent(tenant)}/destinations`;
     return this.expect(201, 'POST', path, destination);
   }
 
@@ -62,7 +83,10 @@ export class OutpostApi {
     let next: string | null = null;
     for (let page = 0; page < 100; page++) {
       const q: URLSearchParams = new URLSearchParams({ ...filters, limit: '1000', ...(next ? { next } : {}) });
-      const body: { models: any[]; pagination: { next: string | null } } = await this.expect<{ models: any[]; pagination: { next: string | null } }>(200, 'GET', `/attempts?${q}`);
+      const body: { models: any[]; pagination: { next: string | null } } = await this.expect<{
+        models: any[];
+        pagination: { next: string | null };
+      }>(200, 'GET', `/attempts?${q}`);
       out.push(...body.models);
       next = body.pagination?.next ?? null;
       if (!next || body.models.length === 0) break;

@@ -59,7 +59,13 @@ export class Receiver {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
-      const request: ReceivedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(parts), at: Date.now() };
+      const request: ReceivedRequest = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(parts),
+        at: Date.now(),
+      };
       const index = this.requests.push(request) - 1;
       res.on('close', () => {
         if (!res.writableFinished) request.cutAt = Date.now();
@@ -67,7 +73,11 @@ export class Receiver {
       const answer = this.answer(request, index);
       if (answer === 'hang') return;
       const body = answer.body ?? '';
-      res.writeHead(answer.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...answer.headers });
+      res.writeHead(answer.status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        ...answer.headers,
+      });
       res.end(body);
     });
   }

@@ -71,11 +71,26 @@ export class TestS3 {
     return keys.sort();
   }
 
-  async object(key: string, bucket = 'logs'): Promise<{ body: Buffer; contentType?: string; contentEncoding?: string; storageClass?: string; metadata?: Record<string, string> }> {
+  async object(
+    key: string,
+    bucket = 'logs',
+  ): Promise<{
+    body: Buffer;
+    contentType?: string;
+    contentEncoding?: string;
+    storageClass?: string;
+    metadata?: Record<string, string>;
+  }> {
     const res = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     const body = Buffer.from(await res.Body!.transformToByteArray());
     const head = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return { body, contentType: res.ContentType, contentEncoding: res.ContentEncoding, storageClass: head.StorageClass, metadata: res.Metadata };
+    return {
+      body,
+      contentType: res.ContentType,
+      contentEncoding: res.ContentEncoding,
+      storageClass: head.StorageClass,
+      metadata: res.Metadata,
+    };
   }
 
   /** The decisions of every object in the bucket, decoded by each object's extension. */
@@ -93,7 +108,11 @@ export class TestS3 {
 export function decodeObject(key: string, body: Buffer): Array<Record<string, unknown>> {
   const text = (key.endsWith('.gz') ? gunzipSync(body) : body).toString('utf8');
   const name = key.replace(/\.gz$/, '');
-  if (name.endsWith('.ndjson')) return text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l));
+  if (name.endsWith('.ndjson'))
+    return text
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l));
   const parsed = JSON.parse(text);
   return Array.isArray(parsed) ? parsed : [parsed];
 }

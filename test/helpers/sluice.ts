@@ -16,9 +16,16 @@ export function tempDir(prefix = 'sluice-test-'): string {
  * Runs the sluice CLI to completion and returns its exit code and output. A run longer than `timeoutMs`
  * (default 60 s) is killed and throws with what it printed: a hung command fails its test, not the suite.
  */
-export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -26,9 +33,15 @@ export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.
   let timer: NodeJS.Timeout | undefined;
   const code = await new Promise<number | null | 'timeout'>((resolve) => {
     child.on('exit', (c) => resolve(c));
-    timer = setTimeout(() => { child.kill('SIGKILL'); resolve('timeout'); }, timeoutMs);
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve('timeout');
+    }, timeoutMs);
   }).finally(() => clearTimeout(timer));
-  if (code === 'timeout') throw new Error(`sluice ${args.join(' ')} did not exit within ${timeoutMs} ms (killed)\n--- stdout ---\n${stdout.slice(-2000)}\n--- stderr ---\n${stderr.slice(-2000)}`);
+  if (code === 'timeout')
+    throw new Error(
+      `sluice ${args.join(' ')} did not exit within ${timeoutMs} ms (killed)\n--- stdout ---\n${stdout.slice(-2000)}\n--- stderr ---\n${stderr.slice(-2000)}`,
+    );
   return { code, stdout, stderr };
 }
 
@@ -47,7 +60,15 @@ export class SluiceProcess {
    * `wrap`: a command that runs the server, given it as its last arguments (e.g. `unshare ... sh -c '... exec "$@"'`);
    * it must exec it, so that `pid` is the server's own.
    */
-  constructor(readonly opts: { config?: Record<string, unknown>; cwd?: string; env?: NodeJS.ProcessEnv; args?: string[]; wrap?: string[] } = {}) {}
+  constructor(
+    readonly opts: {
+      config?: Record<string, unknown>;
+      cwd?: string;
+      env?: NodeJS.ProcessEnv;
+      args?: string[];
+      wrap?: string[];
+    } = {},
+  ) {}
 
   /** The server process's pid, once started. */
   get pid(): number | undefined {
@@ -65,11 +86,20 @@ export class SluiceProcess {
     this.output = '';
     this.exitCode = undefined;
     const [command, ...commandArgs] = [...(this.opts.wrap ?? []), process.execPath, ...args];
-    const child = spawn(command!, commandArgs, { cwd, env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command!, commandArgs, {
+      cwd,
+      env: { ...process.env, ...this.opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     child.stdout!.on('data', (d) => (this.output += d));
     child.stderr!.on('data', (d) => (this.output += d));
-    this.exited = new Promise((resolve) => child.on('exit', (code) => { this.exitCode = code; resolve(code); }));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.exitCode = code;
+        resolve(code);
+      }),
+    );
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       const match = /sluice listening on (http:\/\/[^"\s]+)/.exec(this.output);
@@ -89,7 +119,13 @@ export class SluiceProcess {
     this.child.kill(signal);
     // The fallback timer is cancelled once the process exits, so it does not hold the test process open.
     const ac = new AbortController();
-    const timer = sleep(timeoutMs, undefined, { signal: ac.signal }).then(() => { this.child?.kill('SIGKILL'); return null; }, () => null);
+    const timer = sleep(timeoutMs, undefined, { signal: ac.signal }).then(
+      () => {
+        this.child?.kill('SIGKILL');
+        return null;
+      },
+      () => null,
+    );
     try {
       return await Promise.race([this.exited!, timer]);
     } finally {
@@ -137,5 +173,12 @@ export type LogLine = Record<string, unknown> & { level?: number; msg?: string }
 export interface ReadyStatus {
   status: string;
   buffer: { writable: boolean; bytes: number; max_bytes: number; chunks: number };
-  outputs: Array<{ name: string; state: string; last_error: { message: string; code?: string } | null; delivered: { events: number; objects: number }; retries: number; pending_batches: number }>;
+  outputs: Array<{
+    name: string;
+    state: string;
+    last_error: { message: string; code?: string } | null;
+    delivered: { events: number; objects: number };
+    retries: number;
+    pending_batches: number;
+  }>;
 }

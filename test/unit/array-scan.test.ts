@@ -8,14 +8,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isUtf8 } from 'node:buffer';
-import { arrayElementTexts, DECISION_ID, jsonString, LABELS_ID, scanJsonArray, TIMESTAMP } from '../../src/json/array-scan.js';
+import {
+  arrayElementTexts,
+  DECISION_ID,
+  jsonString,
+  LABELS_ID,
+  scanJsonArray,
+  TIMESTAMP,
+} from '../../src/json/array-scan.js';
 
 test('element texts of any valid JSON array parse to its elements', () => {
-  fc.assert(fc.property(fc.array(fc.jsonValue(), { maxLength: 20 }), fc.boolean(), (values, pretty) => {
-    const text = JSON.stringify(values, null, pretty ? 2 : undefined);
-    const texts = arrayElementTexts(Buffer.from(text));
-    assert.deepEqual(texts.map((t) => JSON.parse(t) as unknown), JSON.parse(text));
-  }), { numRuns: 300 });
+  fc.assert(
+    fc.property(fc.array(fc.jsonValue(), { maxLength: 20 }), fc.boolean(), (values, pretty) => {
+      const text = JSON.stringify(values, null, pretty ? 2 : undefined);
+      const texts = arrayElementTexts(Buffer.from(text));
+      assert.deepEqual(
+        texts.map((t) => JSON.parse(t) as unknown),
+        JSON.parse(text),
+      );
+    }),
+    { numRuns: 300 },
+  );
 });
 
 /** What JSON.parse makes of the bytes: 'invalid', 'not_an_array' or the array. */
@@ -36,78 +49,162 @@ function assertAgrees(bytes: Uint8Array): void {
   const parsed = parsedBy(bytes);
   if (parsed === 'invalid') {
     // a text that does not start with `[` is refused as not an array before it is read
-    assert.ok(scan.kind === 'invalid' || scan.kind === 'not_an_array', `JSON.parse refuses ${JSON.stringify(Buffer.from(bytes).toString())}, the scan says ${scan.kind}`);
+    assert.ok(
+      scan.kind === 'invalid' || scan.kind === 'not_an_array',
+      `JSON.parse refuses ${JSON.stringify(Buffer.from(bytes).toString())}, the scan says ${scan.kind}`,
+    );
   } else if (parsed === 'not_an_array') {
     assert.equal(scan.kind, 'not_an_array');
   } else {
-    assert.equal(scan.kind, 'array', `JSON.parse reads ${JSON.stringify(Buffer.from(bytes).toString())}, the scan says ${scan.kind}`);
+    assert.equal(
+      scan.kind,
+      'array',
+      `JSON.parse reads ${JSON.stringify(Buffer.from(bytes).toString())}, the scan says ${scan.kind}`,
+    );
     if (scan.kind !== 'array') return;
-    assert.deepEqual(Array.from({ length: scan.spans.length / 2 }, (_, i) => JSON.parse(Buffer.from(bytes.subarray(scan.spans[2 * i], scan.spans[2 * i + 1])).toString()) as unknown), parsed);
+    assert.deepEqual(
+      Array.from(
+        { length: scan.spans.length / 2 },
+        (_, i) =>
+          JSON.parse(Buffer.from(bytes.subarray(scan.spans[2 * i], scan.spans[2 * i + 1])).toString()) as unknown,
+      ),
+      parsed,
+    );
   }
 }
 
 test('any bytes: the scan ends, and accepts exactly what JSON.parse reads as an array', () => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-    assertAgrees(Uint8Array.from([0x5b, ...bytes])); // most random texts would stop at their first byte
-    assertAgrees(bytes);
-  }), { numRuns: 3000 });
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+      assertAgrees(Uint8Array.from([0x5b, ...bytes])); // most random texts would stop at their first byte
+      assertAgrees(bytes);
+    }),
+    { numRuns: 3000 },
+  );
 });
 
 test('valid arrays with one byte changed, added or removed: the scan agrees with JSON.parse', () => {
   const alphabet = Buffer.from('[]{}",:\\ \t\n\r0123456789.eE+-tfnrulsabu\x00\x1f\x7f');
-  fc.assert(fc.property(fc.array(fc.jsonValue(), { maxLength: 6 }), fc.boolean(), fc.nat(), fc.nat(alphabet.length - 1), fc.constantFrom('set', 'insert', 'delete'),
-    (values, pretty, at, pick, how) => {
-      const text = Buffer.from(JSON.stringify(values, null, pretty ? 1 : undefined));
-      const i = at % text.length;
-      const b = alphabet[pick]!;
-      const mutated = how === 'set' ? Buffer.concat([text.subarray(0, i), Buffer.of(b), text.subarray(i + 1)])
-        : how === 'insert' ? Buffer.concat([text.subarray(0, i), Buffer.of(b), text.subarray(i)])
-          : Buffer.concat([text.subarray(0, i), text.subarray(i + 1)]);
-      assertAgrees(mutated);
-    }), { numRuns: 5000 });
+  fc.assert(
+    fc.property(
+      fc.array(fc.jsonValue(), { maxLength: 6 }),
+      fc.boolean(),
+      fc.nat(),
+      fc.nat(alphabet.length - 1),
+      fc.constantFrom('set', 'insert', 'delete'),
+      (values, pretty, at, pick, how) => {
+        const text = Buffer.from(JSON.stringify(values, null, pretty ? 1 : undefined));
+        const i = at % text.length;
+        const b = alphabet[pick]!;
+        const mutated =
+          how === 'set'
+            ? Buffer.concat([text.subarray(0, i), Buffer.of(b), text.subarray(i + 1)])
+            : how === 'insert'
+              ? Buffer.concat([text.subarray(0, i), Buffer.of(b), text.subarray(i)])
+              : Buffer.concat([text.subarray(0, i), text.subarray(i + 1)]);
+        assertAgrees(mutated);
+      },
+    ),
+    { numRuns: 5000 },
+  );
 });
 
 test('grammar edges JSON.parse refuses, the scan refuses', () => {
-  for (const text of ['[01]', '[1.]', '[.5]', '[1e]', '[-]', '[+1]', '[tru]', '[nul]', '[1,]', '[,1]', '[{"a"}]', '[{"a":}]', '[{"a":1,}]', '[{1:2}]',
-    '["\\x"]', '["\\u12g4"]', '["a\tb"]', '["a\u0000b"]', '[1 2]', '[]]', '[] x', '[{]', '[}', '["\\"]', '[{"a":1}{"b":2}]']) {
+  for (const text of [
+    '[01]',
+    '[1.]',
+    '[.5]',
+    '[1e]',
+    '[-]',
+    '[+1]',
+    '[tru]',
+    '[nul]',
+    '[1,]',
+    '[,1]',
+    '[{"a"}]',
+    '[{"a":}]',
+    '[{"a":1,}]',
+    '[{1:2}]',
+    '["\\x"]',
+    '["\\u12g4"]',
+    '["a\tb"]',
+    '["a\u0000b"]',
+    '[1 2]',
+    '[]]',
+    '[] x',
+    '[{]',
+    '[}',
+    '["\\"]',
+    '[{"a":1}{"b":2}]',
+  ]) {
     const scan = scanJsonArray(Buffer.from(text), { maxDepth: 10, maxElements: 10 });
     assert.equal(scan.kind, 'invalid', text);
     assert.throws(() => JSON.parse(text), SyntaxError);
   }
-  for (const text of ['[-0.5e+10]', '[1E-2]', '["\\u00e9\\n\\"\\/"]', '[ {"a" : [ ] } , null ]', '[1e999, -1e-999, 123456789012345678901234567890]', '[]', ' [ ] ']) {
+  for (const text of [
+    '[-0.5e+10]',
+    '[1E-2]',
+    '["\\u00e9\\n\\"\\/"]',
+    '[ {"a" : [ ] } , null ]',
+    '[1e999, -1e-999, 123456789012345678901234567890]',
+    '[]',
+    ' [ ] ',
+  ]) {
     assert.equal(scanJsonArray(Buffer.from(text), { maxDepth: 10, maxElements: 10 }).kind, 'array', text);
   }
 });
 
 test('decision fields: the string values JSON.parse reads for timestamp, decision_id and labels.id', () => {
-  const key = (name: string) => fc.constantFrom(JSON.stringify(name), `"${[...name].map((c, i) => (i === 1 ? `\\u00${c.charCodeAt(0).toString(16)}` : c)).join('')}"`);
-  const value = fc.oneof(fc.string().map((s) => JSON.stringify(s)), fc.jsonValue().map((v) => JSON.stringify(v)));
-  const labels = fc.oneof(value, fc.array(fc.tuple(fc.oneof(key('id'), key('version'), key('x')), value), { maxLength: 4 })
-    .map((entries) => `{${entries.map(([k, v]) => `${k}:${v}`).join(',')}}`));
+  const key = (name: string) =>
+    fc.constantFrom(
+      JSON.stringify(name),
+      `"${[...name].map((c, i) => (i === 1 ? `\\u00${c.charCodeAt(0).toString(16)}` : c)).join('')}"`,
+    );
+  const value = fc.oneof(
+    fc.string().map((s) => JSON.stringify(s)),
+    fc.jsonValue().map((v) => JSON.stringify(v)),
+  );
+  const labels = fc.oneof(
+    value,
+    fc
+      .array(fc.tuple(fc.oneof(key('id'), key('version'), key('x')), value), { maxLength: 4 })
+      .map((entries) => `{${entries.map(([k, v]) => `${k}:${v}`).join(',')}}`),
+  );
   const member = fc.oneof(
     fc.tuple(fc.oneof(key('timestamp'), key('decision_id'), key('path')), value),
     fc.tuple(key('labels'), labels),
-    fc.tuple(key('input'), fc.jsonValue().map((v) => JSON.stringify({ labels: { id: 'nested' }, timestamp: v }))),
+    fc.tuple(
+      key('input'),
+      fc.jsonValue().map((v) => JSON.stringify({ labels: { id: 'nested' }, timestamp: v })),
+    ),
   );
-  const decision = fc.array(member, { maxLength: 8 }).map((members) => `{${members.map(([k, v]) => `${k}:${v}`).join(',')}}`);
-  fc.assert(fc.property(fc.array(decision, { maxLength: 5 }), (decisions) => {
-    const bytes = Buffer.from(`[${decisions.join(',')}]`);
-    const scan = scanJsonArray(bytes, { maxDepth: 1000, maxElements: 1000, fields: true });
-    assert.equal(scan.kind, 'array');
-    if (scan.kind !== 'array') return;
-    const parsed = JSON.parse(bytes.toString()) as Array<Record<string, unknown>>;
-    const found = (i: number, which: number) => {
-      const from = scan.fields![6 * i + which]!;
-      return from < 0 ? undefined : jsonString(bytes, from, scan.fields![6 * i + which + 1]!);
-    };
-    parsed.forEach((d, i) => {
-      const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-      assert.equal(found(i, TIMESTAMP), str(d.timestamp));
-      assert.equal(found(i, DECISION_ID), str(d.decision_id));
-      const l = d.labels;
-      assert.equal(found(i, LABELS_ID), l !== null && typeof l === 'object' && !Array.isArray(l) ? str((l as Record<string, unknown>).id) : undefined);
-    });
-  }), { numRuns: 1000 });
+  const decision = fc
+    .array(member, { maxLength: 8 })
+    .map((members) => `{${members.map(([k, v]) => `${k}:${v}`).join(',')}}`);
+  fc.assert(
+    fc.property(fc.array(decision, { maxLength: 5 }), (decisions) => {
+      const bytes = Buffer.from(`[${decisions.join(',')}]`);
+      const scan = scanJsonArray(bytes, { maxDepth: 1000, maxElements: 1000, fields: true });
+      assert.equal(scan.kind, 'array');
+      if (scan.kind !== 'array') return;
+      const parsed = JSON.parse(bytes.toString()) as Array<Record<string, unknown>>;
+      const found = (i: number, which: number) => {
+        const from = scan.fields![6 * i + which]!;
+        return from < 0 ? undefined : jsonString(bytes, from, scan.fields![6 * i + which + 1]!);
+      };
+      parsed.forEach((d, i) => {
+        const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+        assert.equal(found(i, TIMESTAMP), str(d.timestamp));
+        assert.equal(found(i, DECISION_ID), str(d.decision_id));
+        const l = d.labels;
+        assert.equal(
+          found(i, LABELS_ID),
+          l !== null && typeof l === 'object' && !Array.isArray(l) ? str((l as Record<string, unknown>).id) : undefined,
+        );
+      });
+    }),
+    { numRuns: 1000 },
+  );
 });
 
 test('a hostile body: deep nesting, a million tiny elements, extreme numbers, long escapes', () => {
@@ -115,17 +212,32 @@ test('a hostile body: deep nesting, a million tiny elements, extreme numbers, lo
   const scan = scanJsonArray(million, { maxDepth: 1000, maxElements: 1_000_000 });
   assert.equal(scan.kind === 'array' && scan.spans.length / 2, 1_000_000);
   assert.equal(scanJsonArray(million, { maxDepth: 1000, maxElements: 999_999 }).kind, 'too_many');
-  assert.equal(scanJsonArray(Buffer.from(`[${'['.repeat(100_000)}`), { maxDepth: 1000, maxElements: 10 }).kind, 'too_deep');
-  assert.equal(scanJsonArray(Buffer.from(`[${'9'.repeat(100_000)}e${'9'.repeat(1000)}]`), { maxDepth: 10, maxElements: 10 }).kind, 'array');
-  assert.equal(scanJsonArray(Buffer.from(`["${'\\"'.repeat(100_000)}"]`), { maxDepth: 10, maxElements: 10 }).kind, 'array');
-  assert.equal(scanJsonArray(Buffer.from(`["${'\\"'.repeat(100_000)}]`), { maxDepth: 10, maxElements: 10 }).kind, 'invalid');
+  assert.equal(
+    scanJsonArray(Buffer.from(`[${'['.repeat(100_000)}`), { maxDepth: 1000, maxElements: 10 }).kind,
+    'too_deep',
+  );
+  assert.equal(
+    scanJsonArray(Buffer.from(`[${'9'.repeat(100_000)}e${'9'.repeat(1000)}]`), { maxDepth: 10, maxElements: 10 }).kind,
+    'array',
+  );
+  assert.equal(
+    scanJsonArray(Buffer.from(`["${'\\"'.repeat(100_000)}"]`), { maxDepth: 10, maxElements: 10 }).kind,
+    'array',
+  );
+  assert.equal(
+    scanJsonArray(Buffer.from(`["${'\\"'.repeat(100_000)}]`), { maxDepth: 10, maxElements: 10 }).kind,
+    'invalid',
+  );
 });
 
 test('depth and count bounds', () => {
   const deep = (n: number) => Buffer.from(`[${'['.repeat(n)}${']'.repeat(n)}]`);
   assert.equal(scanJsonArray(deep(1000), { maxDepth: 1000, maxElements: 10 }).kind, 'array');
   assert.equal(scanJsonArray(deep(1001), { maxDepth: 1000, maxElements: 10 }).kind, 'too_deep');
-  assert.equal(scanJsonArray(Buffer.from(`[${'{},'.repeat(10)}{}]`), { maxDepth: 5, maxElements: 10 }).kind, 'too_many');
+  assert.equal(
+    scanJsonArray(Buffer.from(`[${'{},'.repeat(10)}{}]`), { maxDepth: 5, maxElements: 10 }).kind,
+    'too_many',
+  );
   assert.equal(scanJsonArray(Buffer.from('["unterminated'), { maxDepth: 5, maxElements: 10 }).kind, 'invalid');
   assert.equal(scanJsonArray(Buffer.from('{"a":1}'), { maxDepth: 5, maxElements: 10 }).kind, 'not_an_array');
 });
@@ -147,9 +259,11 @@ test('a long string of escapes costs time linear in its length, not in its escap
 
 test('decision fields under keys written with escapes, wholly or in part, and keys that only look like them', () => {
   const u = (name: string) => [...name].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
-  const body = Buffer.from(`[{"${u('timestamp')}":"t","${u('decision_id')}":"d","${u('labels')}":{"${u('id')}":"i"}},`
-    + `{"\\u006cabels":{"i\\u0064":"j"},"decision_\\u0069d":"e","timestamp\\u0000":"no","label\\u0073x":{"id":"no"}},`
-    + `{"labels":{"id":"k"},"l\\u0061bels":[{"id":"no"}],"timestam\\u0070":"u","decision_id\\n":"no"}]`);
+  const body = Buffer.from(
+    `[{"${u('timestamp')}":"t","${u('decision_id')}":"d","${u('labels')}":{"${u('id')}":"i"}},` +
+      `{"\\u006cabels":{"i\\u0064":"j"},"decision_\\u0069d":"e","timestamp\\u0000":"no","label\\u0073x":{"id":"no"}},` +
+      `{"labels":{"id":"k"},"l\\u0061bels":[{"id":"no"}],"timestam\\u0070":"u","decision_id\\n":"no"}]`,
+  );
   const scan = scanJsonArray(body, { maxDepth: 10, maxElements: 10, fields: true });
   assert.equal(scan.kind, 'array');
   if (scan.kind !== 'array') return;
@@ -158,6 +272,12 @@ test('decision fields under keys written with escapes, wholly or in part, and ke
     return from < 0 ? undefined : jsonString(body, from, scan.fields![6 * i + which + 1]!);
   };
   const parsed = JSON.parse(body.toString()) as Array<Record<string, unknown>>;
-  assert.deepEqual(parsed.map((_, i) => [found(i, TIMESTAMP), found(i, DECISION_ID), found(i, LABELS_ID)]),
-    [['t', 'd', 'i'], [undefined, 'e', 'j'], ['u', undefined, undefined]]);
+  assert.deepEqual(
+    parsed.map((_, i) => [found(i, TIMESTAMP), found(i, DECISION_ID), found(i, LABELS_ID)]),
+    [
+      ['t', 'd', 'i'],
+      [undefined, 'e', 'j'],
+      ['u', undefined, undefined],
+    ],
+  );
 });

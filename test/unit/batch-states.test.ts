@@ -35,7 +35,11 @@ test('the batch lifecycle: allowed transitions move a batch, in order of arrival
 });
 
 test('States: the named transitions only', () => {
-  const s = new States<'created' | 'running' | 'stopped'>('worker', 'created', { created: ['running', 'stopped'], running: ['stopped'], stopped: [] });
+  const s = new States<'created' | 'running' | 'stopped'>('worker', 'created', {
+    created: ['running', 'stopped'],
+    running: ['stopped'],
+    stopped: [],
+  });
   assert.equal(s.state, 'created');
   s.to('running');
   assert.ok(s.is('running', 'stopped'));
@@ -45,7 +49,11 @@ test('States: the named transitions only', () => {
 });
 
 test('OpenBatches: one open batch per stream, opened-first order, and the limits that close them', () => {
-  const open = new OpenBatches<{ count: number; bytes: number; openedAt: number; name: string }>({ maxEvents: 3, maxBytes: 100, maxAge: 1_000 });
+  const open = new OpenBatches<{ count: number; bytes: number; openedAt: number; name: string }>({
+    maxEvents: 3,
+    maxBytes: 100,
+    maxAge: 1_000,
+  });
   const a = open.open('a', { count: 0, bytes: 0, openedAt: 50, name: 'a' });
   open.open('b', { count: 0, bytes: 0, openedAt: 10, name: 'b' });
   assert.throws(() => open.open('a', { count: 0, bytes: 0, openedAt: 0, name: 'again' }), /already has an open batch/);

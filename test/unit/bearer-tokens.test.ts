@@ -18,9 +18,18 @@ async function appWith<T>(tokens: BearerTokens<T>) {
 }
 
 test('a configured token passes and answers what it stands for; the first of equal tokens wins', async () => {
-  const app = await appWith(new BearerTokens([['t-one', 'acme'], ['t-two', 'globex'], ['t-one', 'initech']]));
+  const app = await appWith(
+    new BearerTokens([
+      ['t-one', 'acme'],
+      ['t-two', 'globex'],
+      ['t-one', 'initech'],
+    ]),
+  );
   try {
-    for (const [token, value] of [['t-one', 'acme'], ['t-two', 'globex']]) {
+    for (const [token, value] of [
+      ['t-one', 'acme'],
+      ['t-two', 'globex'],
+    ]) {
       const res = await app.inject({ url: '/', headers: { authorization: `Bearer ${token}` } });
       assert.equal(res.statusCode, 200);
       assert.deepEqual(res.json(), { value });
@@ -43,7 +52,11 @@ test('no token and a wrong token are 401s with the Bearer challenge, each with i
     const notAccepted = 'the bearer token is not accepted';
     // not a bearer token at all is as good as none
     for (const [authorization, message] of [
-      ['Bearer secret2', notAccepted], ['Bearer secre', notAccepted], ['Basic secret', 'send a token'], ['secret', 'send a token'], ['Bearer ', 'send a token'],
+      ['Bearer secret2', notAccepted],
+      ['Bearer secre', notAccepted],
+      ['Basic secret', 'send a token'],
+      ['secret', 'send a token'],
+      ['Bearer ', 'send a token'],
     ]) {
       const res = await app.inject({ url: '/', headers: { authorization } });
       assert.equal(res.statusCode, 401, authorization);

@@ -6,14 +6,28 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SealedBatch } from '../../src/buffer/types.js';
-import { DecisionBatcher, MAX_OPEN_BATCHES, type DecisionBatcherOptions } from '../../src/delivery/batching/decision-batcher.js';
+import {
+  DecisionBatcher,
+  MAX_OPEN_BATCHES,
+  type DecisionBatcherOptions,
+} from '../../src/delivery/batching/decision-batcher.js';
 import { MemoryBuffer } from '../helpers/memory-buffer.js';
 
 const HOUR_MS = 3_600_000;
 
-function batcher(buffer: MemoryBuffer, opts: Partial<DecisionBatcherOptions> & { maxEvents?: number; maxBytes?: number; maxAge?: number } = {}) {
+function batcher(
+  buffer: MemoryBuffer,
+  opts: Partial<DecisionBatcherOptions> & { maxEvents?: number; maxBytes?: number; maxAge?: number } = {},
+) {
   const { maxEvents = 10, maxBytes = 1 << 30, maxAge = HOUR_MS, ...rest } = opts;
-  return new DecisionBatcher(buffer, { output: 'out', limits: { maxEvents, maxBytes, maxAge }, byInstance: false, wholeChunks: false, readAhead: 1000, ...rest });
+  return new DecisionBatcher(buffer, {
+    output: 'out',
+    limits: { maxEvents, maxBytes, maxAge },
+    byInstance: false,
+    wholeChunks: false,
+    readAhead: 1000,
+    ...rest,
+  });
 }
 
 const lines = (n: number, prefix = 'd') => Array.from({ length: n }, (_, i) => JSON.stringify({ id: `${prefix}${i}` }));
@@ -36,12 +50,30 @@ test('max_events splits a chunk decision by decision; batches are contiguous and
   buffer.add('p', lines(25));
   const b = batcher(buffer);
   b.fill(0, false);
-  assert.deepEqual(ranges(b.batches.in('sealed')), [[1, 10], [11, 20]], 'two full batches; 21-25 stay open');
-  assert.deepEqual(buffer.seals.flatMap((s) => ranges(s)), [[1, 10], [11, 20]], 'both recorded in the buffer first');
+  assert.deepEqual(
+    ranges(b.batches.in('sealed')),
+    [
+      [1, 10],
+      [11, 20],
+    ],
+    'two full batches; 21-25 stay open',
+  );
+  assert.deepEqual(
+    buffer.seals.flatMap((s) => ranges(s)),
+    [
+      [1, 10],
+      [11, 20],
+    ],
+    'both recorded in the buffer first',
+  );
   assert.equal(b.pending, 2);
   assert.equal(b.idle(), false);
   b.fill(0, true);
-  assert.deepEqual(ranges(deliverAll(b)), [[1, 10], [11, 20], [21, 25]]);
+  assert.deepEqual(ranges(deliverAll(b)), [
+    [1, 10],
+    [11, 20],
+    [21, 25],
+  ]);
   assert.equal(b.cursor, 25);
   assert.equal(b.idle(), true);
 });
@@ -52,7 +84,11 @@ test('max_bytes counts uncompressed line bytes; a decision larger than max_bytes
   buffer.add('p', ['{"a":1}', '{"a":2}', big, '{"a":3}']);
   const b = batcher(buffer, { maxBytes: 20 });
   b.fill(0, true);
-  assert.deepEqual(ranges(b.batches.in('sealed')), [[1, 2], [3, 3], [4, 4]]);
+  assert.deepEqual(ranges(b.batches.in('sealed')), [
+    [1, 2],
+    [3, 3],
+    [4, 4],
+  ]);
 });
 
 test('whole chunks (concatenated gzip members): a batch closes on a chunk boundary instead of splitting a chunk', () => {
@@ -63,10 +99,15 @@ test('whole chunks (concatenated gzip members): a batch closes on a chunk bounda
   b.fill(0, true);
   // chunks 1-4 and 5-8 fit (8); 9-12 would make 12: a new batch. The chunk of 12 is over max_events even
   // alone: it is split, decision by decision, as without whole chunks.
-  assert.deepEqual(ranges(b.batches.in('sealed')), [[1, 8], [9, 16], [17, 26], [27, 32]]);
+  assert.deepEqual(ranges(b.batches.in('sealed')), [
+    [1, 8],
+    [9, 16],
+    [17, 26],
+    [27, 32],
+  ]);
 });
 
-test('max_age: an open batch closes once it is max_age old, counted from its first decision\'s arrival', () => {
+test("max_age: an open batch closes once it is max_age old, counted from its first decision's arrival", () => {
   const buffer = new MemoryBuffer();
   buffer.add('p', lines(3), { receivedAt: 1_000 });
   const b = batcher(buffer, { maxAge: 500 });
@@ -85,14 +126,26 @@ test('streams are batched apart: partition, hour, and instance when the layout c
   buffer.add('a', lines(2), { instance: 'opa-1', hour: '2026-12-01T11' });
   const perPartition = batcher(buffer);
   perPartition.fill(0, true);
-  assert.deepEqual([...perPartition.batches.in('sealed')].map((s) => [s.partition, s.hour.slice(11), s.instance, s.count]),
-    [['a', '10', null, 4], ['b', '10', null, 2], ['a', '11', null, 2]]);
+  assert.deepEqual(
+    [...perPartition.batches.in('sealed')].map((s) => [s.partition, s.hour.slice(11), s.instance, s.count]),
+    [
+      ['a', '10', null, 4],
+      ['b', '10', null, 2],
+      ['a', '11', null, 2],
+    ],
+  );
   const buffer2 = new MemoryBuffer();
   buffer2.add('a', lines(2), { instance: 'opa-1' });
   buffer2.add('a', lines(2), { instance: 'opa-2' });
   const perInstance = batcher(buffer2, { byInstance: true, output: 'eopa' });
   perInstance.fill(0, true);
-  assert.deepEqual([...perInstance.batches.in('sealed')].map((s) => [s.instance, s.first, s.last]), [['opa-1', 1, 2], ['opa-2', 3, 4]]);
+  assert.deepEqual(
+    [...perInstance.batches.in('sealed')].map((s) => [s.instance, s.first, s.last]),
+    [
+      ['opa-1', 1, 2],
+      ['opa-2', 3, 4],
+    ],
+  );
 });
 
 test('reading ahead is bounded: no more than readAhead batches closed, sealed or in flight, even inside one chunk', () => {
@@ -126,7 +179,10 @@ test('a seal that fails (a full disk): the batches stay closed, are not taken, h
   b.moveCursor();
   assert.equal(b.cursor, 0, 'closed batches hold the cursor');
   b.fill(0, false);
-  assert.deepEqual(ranges(deliverAll(b)), [[1, 10], [11, 20]]);
+  assert.deepEqual(ranges(deliverAll(b)), [
+    [1, 10],
+    [11, 20],
+  ]);
   assert.equal(b.cursor, 20);
 });
 
@@ -155,7 +211,9 @@ test('a record of a delivery that fails leaves the batch in flight, holding the 
   b.fill(0, false);
   const [batch] = b.takeReady(1);
   const complete = buffer.complete.bind(buffer);
-  buffer.complete = () => { throw new Error('database or disk is full'); };
+  buffer.complete = () => {
+    throw new Error('database or disk is full');
+  };
   assert.throws(() => b.complete(batch!));
   assert.equal(b.batches.state(batch!), 'in_flight');
   assert.equal(b.cursor, 0);
@@ -178,11 +236,27 @@ test('after a restart: sealed batches are uploaded first under their positions, 
   // the crash: p1 sealed (never delivered), q1 and p2 delivered, q2 (31-40) sealed and not taken
   void p1;
   const after = batcher(buffer, { maxEvents: 10 });
-  assert.deepEqual(ranges(after.restored), [[1, 10], [31, 40]]);
-  assert.deepEqual(ranges(after.batches.in('sealed')), [[1, 10], [31, 40]]);
+  assert.deepEqual(ranges(after.restored), [
+    [1, 10],
+    [31, 40],
+  ]);
+  assert.deepEqual(ranges(after.batches.in('sealed')), [
+    [1, 10],
+    [31, 40],
+  ]);
   after.fill(0, true);
-  assert.deepEqual(ranges(after.batches.in('sealed')), [[1, 10], [31, 40]], 'nothing batched twice');
-  assert.deepEqual(ranges(deliverAll(after)), [[1, 10], [31, 40]]);
+  assert.deepEqual(
+    ranges(after.batches.in('sealed')),
+    [
+      [1, 10],
+      [31, 40],
+    ],
+    'nothing batched twice',
+  );
+  assert.deepEqual(ranges(deliverAll(after)), [
+    [1, 10],
+    [31, 40],
+  ]);
   assert.equal(after.cursor, 40);
 });
 
@@ -191,7 +265,10 @@ test('past MAX_OPEN_BATCHES open streams the oldest open batch is closed early',
   for (let i = 0; i <= MAX_OPEN_BATCHES; i++) buffer.add(`p${i}`, lines(1));
   const b = batcher(buffer, { readAhead: 10 });
   b.fill(0, false);
-  assert.deepEqual([...b.batches.in('sealed')].map((s) => s.partition), ['p0']);
+  assert.deepEqual(
+    [...b.batches.in('sealed')].map((s) => s.partition),
+    ['p0'],
+  );
 });
 
 test('lifecycle transitions are asserted: a batch not in flight cannot be completed', () => {

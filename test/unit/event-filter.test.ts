@@ -4,8 +4,19 @@ import assert from 'node:assert/strict';
 import { filterInput, filterProblems, matchesFilter } from '../../src/sources/event-filter.js';
 
 const event = filterInput(
-  { id: 'e1', topic: 'order.created', time_ms: Date.parse('2025-01-15T10:00:00.5Z'), metadata: { source: 'api', user_id: 'user_456' } },
-  { type: 'order.created', amount: 100, tags: ['urgent', 'support'], customer: { id: 'cust_123', tier: 'premium' }, email: 'a@example.com' },
+  {
+    id: 'e1',
+    topic: 'order.created',
+    time_ms: Date.parse('2025-01-15T10:00:00.5Z'),
+    metadata: { source: 'api', user_id: 'user_456' },
+  },
+  {
+    type: 'order.created',
+    amount: 100,
+    tags: ['urgent', 'support'],
+    customer: { id: 'cust_123', tier: 'premium' },
+    email: 'a@example.com',
+  },
 );
 
 const cases: Array<[Record<string, unknown>, boolean]> = [
@@ -44,8 +55,12 @@ for (const [filter, expected] of cases) {
 }
 
 test('unknown operators and malformed logical operators are named', () => {
-  assert.deepEqual(filterProblems({ data: { x: { $regex: 'a' } }, $or: {}, metadata: { y: { $exist: 'yes' } } }).map((p) => p.path.join('.')),
-    ['data.x.$regex', '$or', 'metadata.y.$exist']);
+  assert.deepEqual(
+    filterProblems({ data: { x: { $regex: 'a' } }, $or: {}, metadata: { y: { $exist: 'yes' } } }).map((p) =>
+      p.path.join('.'),
+    ),
+    ['data.x.$regex', '$or', 'metadata.y.$exist'],
+  );
   assert.deepEqual(filterProblems({ data: { amount: { $gte: 1 } } }), []);
   assert.equal(filterProblems([]).length, 1);
 });

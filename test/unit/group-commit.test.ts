@@ -34,7 +34,15 @@ function open(t: TestContext) {
   });
   const insert = wal.db.prepare('INSERT INTO rows (name) VALUES (?)');
   const committedRows = () => reader.prepare('SELECT name FROM rows ORDER BY rowid').pluck().all() as string[];
-  return { wal, commits: wal.commits, insert: (name: string) => { insert.run(name); }, committedRows, dir };
+  return {
+    wal,
+    commits: wal.commits,
+    insert: (name: string) => {
+      insert.run(name);
+    },
+    committedRows,
+    dir,
+  };
 }
 
 /**
@@ -69,7 +77,14 @@ async function until(done: () => boolean, what: string): Promise<void> {
 /** Whether the promise has settled by now (after the callbacks already queued have run). */
 async function settled(promise: Promise<unknown>): Promise<boolean> {
   let done = false;
-  promise.then(() => { done = true; }, () => { done = true; });
+  promise.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
   await new Promise((resolve) => setImmediate(resolve));
   return done;
 }
@@ -96,11 +111,32 @@ test('a write that throws is rolled back and rejected alone: the others of its t
   const { commits, insert, committedRows } = open(t);
   const committed: string[] = [];
   const results = await Promise.allSettled([
-    commits.run(() => { insert('a'); return 'a'; }, () => committed.push('a')),
-    commits.run(() => { insert('b'); throw new Error('b fails'); }, () => committed.push('b')),
-    commits.run(() => { insert('c'); return 'c'; }, () => committed.push('c')),
+    commits.run(
+      () => {
+        insert('a');
+        return 'a';
+      },
+      () => committed.push('a'),
+    ),
+    commits.run(
+      () => {
+        insert('b');
+        throw new Error('b fails');
+      },
+      () => committed.push('b'),
+    ),
+    commits.run(
+      () => {
+        insert('c');
+        return 'c';
+      },
+      () => committed.push('c'),
+    ),
   ]);
-  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected', 'fulfilled'],
+  );
   assert.equal((results[0] as PromiseFulfilledResult<string>).value, 'a');
   assert.equal(((results[1] as PromiseRejectedResult).reason as Error).message, 'b fails');
   assert.deepEqual(committedRows(), ['a', 'c'], "b's row is rolled back with it, and only b's");
@@ -112,9 +148,16 @@ test('a write is acknowledged only after an fsync of the WAL that started after 
   const { commits, insert, committedRows } = open(t);
   const { held } = holdFsyncs(t);
   let durable = 0;
-  commits.onDurable(() => { durable++; });
+  commits.onDurable(() => {
+    durable++;
+  });
   let aCommitted = false;
-  const a = commits.run(() => insert('a'), () => { aCommitted = true; });
+  const a = commits.run(
+    () => insert('a'),
+    () => {
+      aCommitted = true;
+    },
+  );
   await until(() => held.length === 1, 'the fsync after the first commit');
   assert.ok(aCommitted, 'committed');
   assert.deepEqual(committedRows(), ['a'], 'visible to others');
@@ -159,14 +202,31 @@ test('a failed commit rejects every write of its transaction, and keeps none of 
   const { wal, commits, insert, committedRows } = open(t);
   const committed: string[] = [];
   const results = await Promise.allSettled([
-    commits.run(() => insert('a'), () => committed.push('a')),
+    commits.run(
+      () => insert('a'),
+      () => committed.push('a'),
+    ),
     // fine when it runs, refused at COMMIT: no parent 99
-    commits.run(() => { wal.db.prepare('INSERT INTO children (parent) VALUES (99)').run(); }, () => committed.push('child')),
-    commits.run(() => insert('c'), () => committed.push('c')),
+    commits.run(
+      () => {
+        wal.db.prepare('INSERT INTO children (parent) VALUES (99)').run();
+      },
+      () => committed.push('child'),
+    ),
+    commits.run(
+      () => insert('c'),
+      () => committed.push('c'),
+    ),
   ]);
-  assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['rejected', 'rejected', 'rejected'],
+  );
   const reasons = results.map((r) => (r as PromiseRejectedResult).reason as { code?: string });
-  assert.ok(reasons.every((r) => r === reasons[0]), 'all with the error of the COMMIT');
+  assert.ok(
+    reasons.every((r) => r === reasons[0]),
+    'all with the error of the COMMIT',
+  );
   assert.match(String(reasons[0]!.code), /^SQLITE_CONSTRAINT/);
   assert.deepEqual(committedRows(), [], 'rolled back, every write of it');
   assert.deepEqual(committed, [], 'committed() runs for none');
@@ -181,7 +241,10 @@ test('close commits what is queued and makes it durable before it returns', asyn
   const a = commits.run(() => insert('a'));
   wal.close();
   await a;
-  await assert.rejects(commits.run(() => insert('b')), /closed/);
+  await assert.rejects(
+    commits.run(() => insert('b')),
+    /closed/,
+  );
   const again = new Database(path.join(dir, 'test.sqlite'), { readonly: true });
   try {
     assert.deepEqual(again.prepare('SELECT name FROM rows').pluck().all(), ['a']);

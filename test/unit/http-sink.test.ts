@@ -21,17 +21,31 @@ const PLAIN_NDJSON = { format: 'ndjson', compression: 'none' } as const;
 /** Decisions with some text that does not compress (so sizes are predictable), commas and brackets in strings. */
 let made = 0;
 function lines(n: number, pad = 100): string[] {
-  return Array.from({ length: n }, () => JSON.stringify({ decision_id: `d-${made++}`, note: 'a,b],[{"x"}\\n', pad: randomBytes(pad).toString('base64') }));
+  return Array.from({ length: n }, () =>
+    JSON.stringify({ decision_id: `d-${made++}`, note: 'a,b],[{"x"}\\n', pad: randomBytes(pad).toString('base64') }),
+  );
 }
 
-async function objectOf(texts: string[], encoding: typeof GZIP_ARRAY | typeof PLAIN_NDJSON, key = 'out-obj-1'): Promise<StoredObject> {
+async function objectOf(
+  texts: string[],
+  encoding: typeof GZIP_ARRAY | typeof PLAIN_NDJSON,
+  key = 'out-obj-1',
+): Promise<StoredObject> {
   return encodeLines([Buffer.from(texts.map((t) => `${t}\n`).join(''))], encoding, key);
 }
 
-interface Received { key: string; bytes: number; ids: string[]; status: number }
+interface Received {
+  key: string;
+  bytes: number;
+  ids: string[];
+  status: number;
+}
 
 /** A receiver that refuses (413) more than `maxDecisions` decisions or `maxBytes` body bytes; `fail(n)` answers 503 to request n. */
-async function receiver(t: TestContext, opts: { maxDecisions?: number; maxBytes?: number; fail?: (nth: number) => boolean }) {
+async function receiver(
+  t: TestContext,
+  opts: { maxDecisions?: number; maxBytes?: number; fail?: (nth: number) => boolean },
+) {
   const received: Received[] = [];
   const server = createServer((req, res) => {
     const parts: Buffer[] = [];
@@ -39,17 +53,35 @@ async function receiver(t: TestContext, opts: { maxDecisions?: number; maxBytes?
     req.on('end', () => {
       const body = Buffer.concat(parts);
       const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body).toString('utf8');
-      const ids = (text.trimStart().startsWith('[') ? JSON.parse(text) as Array<{ decision_id: string }> : text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { decision_id: string }))
-        .map((d) => d.decision_id);
+      const ids = (
+        text.trimStart().startsWith('[')
+          ? (JSON.parse(text) as Array<{ decision_id: string }>)
+          : text
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as { decision_id: string })
+      ).map((d) => d.decision_id);
       let status = 200;
       if (opts.fail?.(received.length + 1)) status = 503;
-      else if ((opts.maxDecisions !== undefined && ids.length > opts.maxDecisions) || (opts.maxBytes !== undefined && body.length > opts.maxBytes)) status = 413;
+      else if (
+        (opts.maxDecisions !== undefined && ids.length > opts.maxDecisions) ||
+        (opts.maxBytes !== undefined && body.length > opts.maxBytes)
+      )
+        status = 413;
       received.push({ key: req.headers['idempotency-key'] as string, bytes: body.length, ids, status });
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ status, message: status === 413 ? 'too large' : 'ok' }));
+      res
+        .writeHead(status, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ status, message: status === 413 ? 'too large' : 'ok' }));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/logs`, received };
 }
 
@@ -67,7 +99,11 @@ test('pieces: every decision once and in order, within the limits, the same byte
     const limits = { maxBytes: 8 * 1024, maxDecisions: 64 };
     const pieces = await cutPieces(decoded, encoding, limits, 0, texts.length - 1);
     const again = await cutPieces(decoded, encoding, limits, 0, texts.length - 1);
-    assert.deepEqual(again.map((p) => [p.first, p.last, md5(p.body)]), pieces.map((p) => [p.first, p.last, md5(p.body)]), 'deterministic');
+    assert.deepEqual(
+      again.map((p) => [p.first, p.last, md5(p.body)]),
+      pieces.map((p) => [p.first, p.last, md5(p.body)]),
+      'deterministic',
+    );
     let next = 0;
     for (const p of pieces) {
       assert.equal(p.first, next, 'pieces follow each other');
@@ -75,12 +111,18 @@ test('pieces: every decision once and in order, within the limits, the same byte
       assert.ok(p.last - p.first + 1 <= limits.maxDecisions, `${p.last - p.first + 1} decisions in a piece`);
       if (p.first !== p.last) assert.ok(p.body.length <= limits.maxBytes, `a piece of ${p.body.length} bytes`);
       const text = (encoding.compression === 'gzip' ? gunzipSync(p.body) : p.body).toString('utf8');
-      const got = encoding.format === 'json_array' ? (JSON.parse(text) as unknown[]).map((d) => JSON.stringify(d)) : text.split('\n').filter(Boolean);
-      assert.deepEqual(got, texts.slice(p.first, p.last + 1), 'a piece holds its decisions\' exact text');
+      const got =
+        encoding.format === 'json_array'
+          ? (JSON.parse(text) as unknown[]).map((d) => JSON.stringify(d))
+          : text.split('\n').filter(Boolean);
+      assert.deepEqual(got, texts.slice(p.first, p.last + 1), "a piece holds its decisions' exact text");
     }
     assert.equal(next, texts.length);
     const big = pieces.find((p) => p.first === 700);
-    assert.ok(big && big.last === 700 && big.body.length > limits.maxBytes, 'the decision over the limit is a piece of its own');
+    assert.ok(
+      big && big.last === 700 && big.body.length > limits.maxBytes,
+      'the decision over the limit is a piece of its own',
+    );
   }
 });
 
@@ -89,19 +131,34 @@ test('splitByBytes: never an empty range, whatever the sizes', () => {
   for (let parts = 2; parts <= 4; parts++) {
     const ranges = splitByBytes(spans, 0, 3, parts);
     assert.equal(ranges.length, parts);
-    assert.deepEqual(ranges.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i)), [0, 1, 2, 3]);
+    assert.deepEqual(
+      ranges.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i)),
+      [0, 1, 2, 3],
+    );
   }
 });
 
 test('an object within the limits goes whole, with its key; a larger one in pieces of <key>#<first>-<last>', async (t) => {
   const r = await receiver(t, {});
-  const sink = new HttpSink({ url: r.url, headers: {}, timeout: 5000, limits: { maxBytes: 1 << 20, maxDecisions: 100 } });
+  const sink = new HttpSink({
+    url: r.url,
+    headers: {},
+    timeout: 5000,
+    limits: { maxBytes: 1 << 20, maxDecisions: 100 },
+  });
   const small = await objectOf(lines(100), GZIP_ARRAY, 'small');
   await sink.put(small, signal);
-  assert.deepEqual(r.received.map((x) => [x.key, x.bytes]), [['small', small.body.length]], 'sent as it is');
+  assert.deepEqual(
+    r.received.map((x) => [x.key, x.bytes]),
+    [['small', small.body.length]],
+    'sent as it is',
+  );
   const texts = lines(250);
   await sink.put(await objectOf(texts, GZIP_ARRAY, 'large'), signal);
-  assert.deepEqual(r.received.slice(1).map((x) => x.key), ['large#0-82', 'large#83-166', 'large#167-249']);
+  assert.deepEqual(
+    r.received.slice(1).map((x) => x.key),
+    ['large#0-82', 'large#83-166', 'large#167-249'],
+  );
   assert.deepEqual(delivered(r.received).slice(100), idsOf(texts));
 });
 
@@ -127,14 +184,22 @@ test('a 413 cuts the request in two until the receiver takes it; a retry resumes
   assert.equal(new Set(acknowledged).size, acknowledged.length, 'no acknowledged piece sent again');
   assert.equal(r.received[0]!.key, 'obj', 'the whole object first');
   for (const failed of r.received.filter((x) => x.status === 503)) {
-    assert.ok(r.received.some((x) => x.status === 200 && x.key === failed.key && x.bytes === failed.bytes), `${failed.key} re-sent with the same key and bytes`);
+    assert.ok(
+      r.received.some((x) => x.status === 200 && x.key === failed.key && x.bytes === failed.bytes),
+      `${failed.key} re-sent with the same key and bytes`,
+    );
   }
   assert.ok(r.received.every((x) => x.status !== 413 || x.ids.length > 40));
 });
 
 test('a decision refused alone: every other decision is delivered, then RefusedDecisionsError names it; a retry re-sends only it', async (t) => {
   const r = await receiver(t, { maxBytes: 16 * 1024 });
-  const sink = new HttpSink({ url: r.url, headers: {}, timeout: 5000, limits: { maxBytes: 1 << 20, maxDecisions: 1000 } });
+  const sink = new HttpSink({
+    url: r.url,
+    headers: {},
+    timeout: 5000,
+    limits: { maxBytes: 1 << 20, maxDecisions: 1000 },
+  });
   const texts = [...lines(50), ...lines(1, 40_000), ...lines(50)];
   const object = await objectOf(texts, GZIP_ARRAY, 'obj');
   let refused: RefusedDecisionsError | undefined;
@@ -146,11 +211,22 @@ test('a decision refused alone: every other decision is delivered, then RefusedD
   assert.ok(refused instanceof RefusedDecisionsError, `put throws RefusedDecisionsError: ${String(refused)}`);
   assert.ok(refused.permanent);
   assert.equal(refused.delivered, 100);
-  assert.deepEqual(refused.refused.map((x) => [x.index, x.decision]), [[50, texts[50]]]);
+  assert.deepEqual(
+    refused.refused.map((x) => [x.index, x.decision]),
+    [[50, texts[50]]],
+  );
   assert.match(refused.refused[0]!.error, /413/);
   const ids = idsOf(texts);
-  assert.deepEqual(delivered(r.received).sort(), ids.filter((_, i) => i !== 50).sort(), 'every other decision delivered once');
+  assert.deepEqual(
+    delivered(r.received).sort(),
+    ids.filter((_, i) => i !== 50).sort(),
+    'every other decision delivered once',
+  );
   const before = r.received.length;
   await assert.rejects(sink.put(object, signal), RefusedDecisionsError);
-  assert.deepEqual(r.received.slice(before).map((x) => x.ids), [[ids[50]]], 'the retry sends only the refused decision');
+  assert.deepEqual(
+    r.received.slice(before).map((x) => x.ids),
+    [[ids[50]]],
+    'the retry sends only the refused decision',
+  );
 });

@@ -17,7 +17,10 @@ function memoryObjects(keys: string[]): KeyListing & { listed: string[] } {
       return keys.filter((k) => k.startsWith(prefix)).sort();
     },
     children: async (prefix) => {
-      const below = keys.filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).filter((rest) => rest.includes('/'));
+      const below = keys
+        .filter((k) => k.startsWith(prefix))
+        .map((k) => k.slice(prefix.length))
+        .filter((rest) => rest.includes('/'));
       return [...new Set(below.map((rest) => `${prefix}${rest.slice(0, rest.indexOf('/') + 1)}`))].sort();
     },
   };
@@ -33,19 +36,33 @@ function keyOf(key: string, hour: string, partition: string, position: number): 
   const timestamp = `2026-05-01T${hour}:34:56.789012345Z`;
   const decision = { decision_id: `d-${hour}-${partition}`, timestamp };
   const batch = {
-    output: OUTPUT, partition, hour: `2026-05-01T${hour}`, instance: layout.byInstance ? `opa-${partition}` : null,
-    first: position, last: position, count: 1, bytes: 100,
+    output: OUTPUT,
+    partition,
+    hour: `2026-05-01T${hour}`,
+    instance: layout.byInstance ? `opa-${partition}` : null,
+    first: position,
+    last: position,
+    count: 1,
+    bytes: 100,
   };
   return layout.key({
-    output: OUTPUT, bufferId: '0a1b2c3d', batch, encoding: { format: 'ndjson', compression: 'gzip' },
-    receivedAt: Date.parse(timestamp), decisions: [decision],
+    output: OUTPUT,
+    bufferId: '0a1b2c3d',
+    batch,
+    encoding: { format: 'ndjson', compression: 'gzip' },
+    receivedAt: Date.parse(timestamp),
+    decisions: [decision],
   });
 }
 
 function written(key: string): Map<string, string[]> {
   const byHour = new Map<string, string[]>();
   let position = 1;
-  for (const hour of HOURS) byHour.set(hour, PARTITIONS.map((p) => keyOf(key, hour, p, position++)));
+  for (const hour of HOURS)
+    byHour.set(
+      hour,
+      PARTITIONS.map((p) => keyOf(key, hour, p, position++)),
+    );
   return byHour;
 }
 
@@ -54,8 +71,13 @@ const BEFORE_ONE = Date.parse('2026-05-01T12:59:59.999Z');
 
 describe('keysBetween: the keys of a time range, by each layout', () => {
   const narrowing = [
-    'hive', 'eopa', 'eopa-per-decision', 'outpost',
-    '{year}/{month}/{day}/{hour}/{output}-{batch}.{ext}', '{partition}/{date}/{hour}/{batch}.{ext}', 'logs/dt={date}/h={hour}/{batch}.{ext}',
+    'hive',
+    'eopa',
+    'eopa-per-decision',
+    'outpost',
+    '{year}/{month}/{day}/{hour}/{output}-{batch}.{ext}',
+    '{partition}/{date}/{hour}/{batch}.{ext}',
+    'logs/dt={date}/h={hour}/{batch}.{ext}',
   ];
   for (const key of narrowing) {
     test(`${key}: the hour asked for, in every partition, and no other`, async () => {
@@ -68,13 +90,23 @@ describe('keysBetween: the keys of a time range, by each layout', () => {
 
   test('hourly-per-decision: the hour asked for and every later one (keys carry the hour a decision was received, never before its timestamp)', async () => {
     const byHour = written('hourly-per-decision');
-    const found = await keyLayout('hourly-per-decision').keysBetween(memoryObjects([...byHour.values()].flat()), OUTPUT, NOON, BEFORE_ONE);
+    const found = await keyLayout('hourly-per-decision').keysBetween(
+      memoryObjects([...byHour.values()].flat()),
+      OUTPUT,
+      NOON,
+      BEFORE_ONE,
+    );
     assert.deepEqual(found.sort(), [...byHour.get('12')!, ...byHour.get('14')!].sort());
   });
 
   test('a range of several hours gives each of them', async () => {
     const byHour = written('hive');
-    const found = await keyLayout('hive').keysBetween(memoryObjects([...byHour.values()].flat()), OUTPUT, NOON, Date.parse('2026-05-01T14:00:00Z'));
+    const found = await keyLayout('hive').keysBetween(
+      memoryObjects([...byHour.values()].flat()),
+      OUTPUT,
+      NOON,
+      Date.parse('2026-05-01T14:00:00Z'),
+    );
     assert.deepEqual(found.sort(), [...byHour.get('12')!, ...byHour.get('14')!].sort());
   });
 
@@ -94,7 +126,12 @@ describe('keysBetween: the keys of a time range, by each layout', () => {
 
   test('eopa keys outside the range by their times are left out, keys of other prefixes are never read', async () => {
     const keys = [...written('eopa').values()].flat();
-    const found = await keyLayout('eopa').keysBetween(memoryObjects([...keys, 'elsewhere/x.json']), OUTPUT, NOON, BEFORE_ONE);
+    const found = await keyLayout('eopa').keysBetween(
+      memoryObjects([...keys, 'elsewhere/x.json']),
+      OUTPUT,
+      NOON,
+      BEFORE_ONE,
+    );
     assert.deepEqual(found.sort(), [...written('eopa').get('12')!].sort());
   });
 });

@@ -20,7 +20,15 @@ const HOUR = '2026-12-01T10';
 /** A chunk of NDJSON lines as ingest stores it uncompressed (buffer.compression_level 0). */
 function plainChunk(partition: string, lines: string[]) {
   const payload = Buffer.from(lines.map((l) => `${l}\n`).join(''));
-  return { partition, hour: HOUR, instance: '', count: lines.length, payload, compressed: false, bytes: payload.length };
+  return {
+    partition,
+    hour: HOUR,
+    instance: '',
+    count: lines.length,
+    payload,
+    compressed: false,
+    bytes: payload.length,
+  };
 }
 
 /** A sink that keeps what it is given; `hold(key)` makes a put wait until the worker stops (an upload cut by a crash). */
@@ -30,18 +38,25 @@ class MemorySink implements Sink {
   constructor(private readonly hold: (object: StoredObject) => boolean = () => false) {}
   async put(object: StoredObject, signal: AbortSignal): Promise<void> {
     if (this.hold(object)) {
-      await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+      await new Promise((_resolve, reject) =>
+        signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }),
+      );
     }
     this.objects.set(object.key, object.body);
   }
   close(): void {}
   ids(): string[] {
-    return [...this.objects.values()].flatMap((b) => gunzipSync(b).toString('utf8').split('\n').filter(Boolean)).map((l) => (JSON.parse(l) as { id: string }).id);
+    return [...this.objects.values()]
+      .flatMap((b) => gunzipSync(b).toString('utf8').split('\n').filter(Boolean))
+      .map((l) => (JSON.parse(l) as { id: string }).id);
   }
 }
 
 function outputConfig(batch: Record<string, unknown>, uploadConcurrency = 2) {
-  return buildConfig({ outputs: [{ name: 'out', type: 'file', path: '/nonexistent', batch, upload_concurrency: uploadConcurrency }] }, 'test').outputs[0]!;
+  return buildConfig(
+    { outputs: [{ name: 'out', type: 'file', path: '/nonexistent', batch, upload_concurrency: uploadConcurrency }] },
+    'test',
+  ).outputs[0]!;
 }
 
 async function until(what: string, check: () => boolean): Promise<void> {
@@ -60,7 +75,11 @@ test('a crash with one stream delivered ahead of the others: after the restart e
   // batch at the crash, at positions below batches the other streams sealed or delivered
   const sent: string[] = [];
   for (let round = 0; round < 7; round++) {
-    for (const [partition, count] of [['p1', 10], ['p2', 10], ['p3', 4]] as const) {
+    for (const [partition, count] of [
+      ['p1', 10],
+      ['p2', 10],
+      ['p3', 4],
+    ] as const) {
       const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ id: `${partition}-${round}-${i}` }));
       sent.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id));
       await buffer.append([plainChunk(partition, lines)]);
@@ -79,7 +98,13 @@ test('a crash with one stream delivered ahead of the others: after the restart e
 
   buffer = new SqliteBuffer(dir, 1 << 30);
   const second = new MemorySink();
-  const b = new OutputWorker(outputConfig({ max_events: 15, max_age: '10ms' }), buffer, second, log, new DeadLetter(`${dir}/dead-letter`));
+  const b = new OutputWorker(
+    outputConfig({ max_events: 15, max_age: '10ms' }),
+    buffer,
+    second,
+    log,
+    new DeadLetter(`${dir}/dead-letter`),
+  );
   b.start();
   assert.ok(await b.drain(Date.now() + 10_000), 'the restarted worker delivers everything');
   b.stop();
@@ -98,7 +123,13 @@ test('reading ahead is bounded inside one chunk: a chunk of 5,000 decisions in b
   await buffer.append([plainChunk('p', lines)]);
   let maxPending = 0;
   const sink = new MemorySink();
-  const worker = new OutputWorker(outputConfig({ max_events: 1, max_age: '1h' }), buffer, sink, log, new DeadLetter(`${dir}/dead-letter`));
+  const worker = new OutputWorker(
+    outputConfig({ max_events: 1, max_age: '1h' }),
+    buffer,
+    sink,
+    log,
+    new DeadLetter(`${dir}/dead-letter`),
+  );
   const original = sink.put.bind(sink);
   sink.put = async (object, signal) => {
     maxPending = Math.max(maxPending, worker.status().pending_batches);
@@ -128,11 +159,21 @@ test('a seal that fails (a full disk) loses nothing: the batches wait, hold the 
     seal(batches);
   };
   const sink = new MemorySink();
-  const worker = new OutputWorker(outputConfig({ max_events: 15, max_age: '10ms' }), buffer, sink, log, new DeadLetter(`${dir}/dead-letter`));
+  const worker = new OutputWorker(
+    outputConfig({ max_events: 15, max_age: '10ms' }),
+    buffer,
+    sink,
+    log,
+    new DeadLetter(`${dir}/dead-letter`),
+  );
   worker.start();
   assert.ok(await worker.drain(Date.now() + 10_000), 'everything goes out once the seals commit');
   worker.stop();
-  assert.deepEqual(sink.ids().sort(), lines.map((l) => (JSON.parse(l) as { id: string }).id).sort(), 'every decision, once');
+  assert.deepEqual(
+    sink.ids().sort(),
+    lines.map((l) => (JSON.parse(l) as { id: string }).id).sort(),
+    'every decision, once',
+  );
   assert.equal(failures < 0, true, 'the seal failed first');
   buffer.close();
 });
@@ -141,14 +182,24 @@ test('a key layout changed across a restart: batches sealed before go out under 
   const dir = tempDir('sluice-worker-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   let buffer = new SqliteBuffer(dir, 1 << 30);
-  const lines = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ decision_id: `${prefix}-${i}`, labels: { id: 'opa-1' }, timestamp: '2026-12-01T10:00:00Z' }));
+  const lines = (prefix: string, n: number) =>
+    Array.from({ length: n }, (_, i) =>
+      JSON.stringify({ decision_id: `${prefix}-${i}`, labels: { id: 'opa-1' }, timestamp: '2026-12-01T10:00:00Z' }),
+    );
   await buffer.append([{ ...plainChunk('p', lines('a', 3)), instance: 'opa-1' }]);
-  const config = (key: string) => buildConfig({ outputs: [{ name: 'out', type: 'file', path: '/nonexistent', key, batch: { max_age: '10ms' } }] }, 'test').outputs[0]!;
+  const config = (key: string) =>
+    buildConfig(
+      { outputs: [{ name: 'out', type: 'file', path: '/nonexistent', key, batch: { max_age: '10ms' } }] },
+      'test',
+    ).outputs[0]!;
   // before the restart: hive, and the upload never completes (the process dies during it)
   const first = new MemorySink(() => true);
   const a = new OutputWorker(config('hive'), buffer, first, log, new DeadLetter(`${dir}/dead-letter`));
   a.start();
-  await until('the batch is sealed', () => a.status().pending_batches === 1 && buffer.sealedBatches('out').length === 1);
+  await until(
+    'the batch is sealed',
+    () => a.status().pending_batches === 1 && buffer.sealedBatches('out').length === 1,
+  );
   a.stop();
   buffer.close();
 
@@ -165,8 +216,16 @@ test('a key layout changed across a restart: batches sealed before go out under 
   const perDecision = keys.filter((k) => k.startsWith('eopa=opa-1/'));
   assert.equal(hive.length, 1, `the batch sealed under hive keeps its hive name: ${keys.join(', ')}`);
   assert.equal(gunzipSync(second.objects.get(hive[0]!)!).toString().trim().split('\n').length, 3);
-  assert.deepEqual(perDecision.map((k) => /decision_id=(.*)\.json$/.exec(k)![1]).sort(), ['b-0', 'b-1', 'b-2'], 'only the new decisions get objects of the new layout');
+  assert.deepEqual(
+    perDecision.map((k) => /decision_id=(.*)\.json$/.exec(k)![1]).sort(),
+    ['b-0', 'b-1', 'b-2'],
+    'only the new decisions get objects of the new layout',
+  );
   assert.equal(keys.length, 4, 'nothing written twice');
-  assert.equal(buffer.outputShape('out'), JSON.stringify(['eopa-per-decision', 'ndjson', 'gzip']), 'once the old batches are out, the new settings are recorded');
+  assert.equal(
+    buffer.outputShape('out'),
+    JSON.stringify(['eopa-per-decision', 'ndjson', 'gzip']),
+    'once the old batches are out, the new settings are recorded',
+  );
   buffer.close();
 });

@@ -36,7 +36,10 @@ const BIG_NUMBER_DECISIONS = [
 test('a batch of bench decisions reads back in DuckDB: rows, row groups, TIMESTAMP, lookup by decision_id, exact JSON text', async (t) => {
   const { dir, db } = await setup(t);
   const now = new Date('2026-12-01T10:00:00Z');
-  const texts = [...Array.from({ length: 2000 }, (_, i) => JSON.stringify(benchDecision(`bench-${i}`, i, now))), ...BIG_NUMBER_DECISIONS];
+  const texts = [
+    ...Array.from({ length: 2000 }, (_, i) => JSON.stringify(benchDecision(`bench-${i}`, i, now))),
+    ...BIG_NUMBER_DECISIONS,
+  ];
   // several NDJSON groups, as the decision buffer yields them; row groups of ~256 KiB, so several
   const groups = [ndjson(texts.slice(0, 700)), ndjson(texts.slice(700, 1500)), ndjson(texts.slice(1500))];
   const { body, count } = await encodeDecisionsParquet(groups, { compression: 'zstd', rowGroupBytes: 256 * 1024 });
@@ -48,19 +51,35 @@ test('a batch of bench decisions reads back in DuckDB: rows, row groups, TIMESTA
   const groupsIn = await db.all(`SELECT DISTINCT row_group_id FROM parquet_metadata(${file})`);
   assert.ok(groupsIn.length >= 5, `${groupsIn.length} row groups`);
 
-  const types = await db.all(`SELECT typeof(timestamp) AS ts, typeof(input) AS input, typeof(labels) AS labels, typeof(req_id) AS req_id, typeof(erased) AS erased FROM ${file} LIMIT 1`);
-  assert.deepEqual(types, [{ ts: 'TIMESTAMP WITH TIME ZONE', input: 'JSON', labels: 'MAP(VARCHAR, VARCHAR)', req_id: 'BIGINT', erased: 'VARCHAR[]' }]);
+  const types = await db.all(
+    `SELECT typeof(timestamp) AS ts, typeof(input) AS input, typeof(labels) AS labels, typeof(req_id) AS req_id, typeof(erased) AS erased FROM ${file} LIMIT 1`,
+  );
+  assert.deepEqual(types, [
+    {
+      ts: 'TIMESTAMP WITH TIME ZONE',
+      input: 'JSON',
+      labels: 'MAP(VARCHAR, VARCHAR)',
+      req_id: 'BIGINT',
+      erased: 'VARCHAR[]',
+    },
+  ]);
   const [tsSchema] = await db.all(`SELECT logical_type FROM parquet_schema(${file}) WHERE name = 'timestamp'`);
   assert.match(String(tsSchema!.logical_type), /isAdjustedToUTC=1.*MICROS=MicroSeconds/);
 
   // a lookup by decision_id gives the decision back
   const sent = benchDecision('bench-777', 777, now);
-  const [found] = await db.all(`SELECT path, requested_by, req_id, labels['id'] AS instance, epoch_us(timestamp) AS micros, input::VARCHAR AS input, result::VARCHAR AS result
+  const [found] =
+    await db.all(`SELECT path, requested_by, req_id, labels['id'] AS instance, epoch_us(timestamp) AS micros, input::VARCHAR AS input, result::VARCHAR AS result
     FROM ${file} WHERE decision_id = 'bench-777'`);
   const ts = sent.timestamp as string;
   assert.deepEqual(found, {
-    path: sent.path, requested_by: sent.requested_by, req_id: 777n, instance: (sent.labels as { id: string }).id,
-    micros: BigInt(Date.parse(`${ts.slice(0, 23)}Z`)) * 1000n + BigInt(ts.slice(23, 26)), input: JSON.stringify(sent.input), result: JSON.stringify(sent.result),
+    path: sent.path,
+    requested_by: sent.requested_by,
+    req_id: 777n,
+    instance: (sent.labels as { id: string }).id,
+    micros: BigInt(Date.parse(`${ts.slice(0, 23)}Z`)) * 1000n + BigInt(ts.slice(23, 26)),
+    input: JSON.stringify(sent.input),
+    result: JSON.stringify(sent.result),
   });
 
   // every row's input and result are the text that was sent
@@ -68,12 +87,21 @@ test('a batch of bench decisions reads back in DuckDB: rows, row groups, TIMESTA
   const byId = new Map(rows.map((r) => [r.decision_id, r]));
   for (let i = 0; i < 2000; i++) {
     const d = benchDecision(`bench-${i}`, i, now);
-    assert.deepEqual(byId.get(`bench-${i}`), { decision_id: `bench-${i}`, input: JSON.stringify(d.input), result: JSON.stringify(d.result) });
+    assert.deepEqual(byId.get(`bench-${i}`), {
+      decision_id: `bench-${i}`,
+      input: JSON.stringify(d.input),
+      result: JSON.stringify(d.result),
+    });
   }
-  const big = await db.all(`SELECT input::VARCHAR AS input, result::VARCHAR AS result, json_extract_string(input, '$.account') AS account
+  const big =
+    await db.all(`SELECT input::VARCHAR AS input, result::VARCHAR AS result, json_extract_string(input, '$.account') AS account
     FROM ${file} WHERE decision_id LIKE 'big-%' ORDER BY decision_id`);
   assert.deepEqual(big, [
-    { input: '{"account":12345678901234567890123,"ratio":1.0E+400,"zero":-0.0,"keys":{"b":1,"2":2}}', result: '[9007199254740993,1.50]', account: '12345678901234567890123' },
+    {
+      input: '{"account":12345678901234567890123,"ratio":1.0E+400,"zero":-0.0,"keys":{"b":1,"2":2}}',
+      result: '[9007199254740993,1.50]',
+      account: '12345678901234567890123',
+    },
     { input: '{ "spaced" : [ 1 , 2 ] }', result: '{"allow":true,"limit":18446744073709551616}', account: null },
   ]);
 });
@@ -81,29 +109,82 @@ test('a batch of bench decisions reads back in DuckDB: rows, row groups, TIMESTA
 test('a value that does not fit its typed column lands in extra, as sent, and the column is null', async (t) => {
   const { dir, db } = await setup(t);
   const cases: Array<{ text: string; columns: Record<string, unknown>; extra: string | null }> = [
-    { text: '{"decision_id":"t1","timestamp":"yesterday"}', columns: { timestamp: null }, extra: '{"timestamp":"yesterday"}' },
-    { text: '{"decision_id":"t2","timestamp":"2026-02-30T00:00:00Z"}', columns: { timestamp: null }, extra: '{"timestamp":"2026-02-30T00:00:00Z"}' },
-    { text: '{"decision_id":"t3","timestamp":"2026-12-01 10:00:00"}', columns: { timestamp: null }, extra: '{"timestamp":"2026-12-01 10:00:00"}' },
-    { text: '{"decision_id":"t4","timestamp":1764583200}', columns: { timestamp: null }, extra: '{"timestamp":1764583200}' },
-    { text: '{"decision_id":"t5","timestamp":"2026-12-01T12:00:00.1234567+02:00"}', columns: { micros: 1796119200123456n }, extra: null },
+    {
+      text: '{"decision_id":"t1","timestamp":"yesterday"}',
+      columns: { timestamp: null },
+      extra: '{"timestamp":"yesterday"}',
+    },
+    {
+      text: '{"decision_id":"t2","timestamp":"2026-02-30T00:00:00Z"}',
+      columns: { timestamp: null },
+      extra: '{"timestamp":"2026-02-30T00:00:00Z"}',
+    },
+    {
+      text: '{"decision_id":"t3","timestamp":"2026-12-01 10:00:00"}',
+      columns: { timestamp: null },
+      extra: '{"timestamp":"2026-12-01 10:00:00"}',
+    },
+    {
+      text: '{"decision_id":"t4","timestamp":1764583200}',
+      columns: { timestamp: null },
+      extra: '{"timestamp":1764583200}',
+    },
+    {
+      text: '{"decision_id":"t5","timestamp":"2026-12-01T12:00:00.1234567+02:00"}',
+      columns: { micros: 1796119200123456n },
+      extra: null,
+    },
     { text: '{"decision_id":"r1","req_id":1.5}', columns: { req_id: null }, extra: '{"req_id":1.5}' },
     { text: '{"decision_id":"r2","req_id":"12"}', columns: { req_id: null }, extra: '{"req_id":"12"}' },
-    { text: '{"decision_id":"r3","req_id":18446744073709551615}', columns: { req_id: null }, extra: '{"req_id":18446744073709551615}' },
+    {
+      text: '{"decision_id":"r3","req_id":18446744073709551615}',
+      columns: { req_id: null },
+      extra: '{"req_id":18446744073709551615}',
+    },
     { text: '{"decision_id":"r4","req_id":1e3}', columns: { req_id: null }, extra: '{"req_id":1e3}' },
-    { text: '{"decision_id":"r5","req_id":-9223372036854775808}', columns: { req_id: -9223372036854775808n }, extra: null },
-    { text: '{"decision_id":"l1","labels":{"id":"a","n":3}}', columns: { labels: null }, extra: '{"labels":{"id":"a","n":3}}' },
-    { text: '{"decision_id":"l2","labels":{"id":"a","id":"b"}}', columns: { labels: null }, extra: '{"labels":{"id":"a","id":"b"}}' },
-    { text: '{"decision_id":"e1","erased":["/input/a",1],"masked":"/input/b"}', columns: { erased: null, masked: null }, extra: '{"erased":["/input/a",1],"masked":"/input/b"}' },
-    { text: '{"decision_id":"s1","path":["a"],"requested_by":null,"custom":{"tenant":"acme","n":12345678901234567890}}', columns: { path: null, requested_by: null }, extra: '{"path":["a"],"requested_by":null,"custom":{"tenant":"acme","n":12345678901234567890}}' },
+    {
+      text: '{"decision_id":"r5","req_id":-9223372036854775808}',
+      columns: { req_id: -9223372036854775808n },
+      extra: null,
+    },
+    {
+      text: '{"decision_id":"l1","labels":{"id":"a","n":3}}',
+      columns: { labels: null },
+      extra: '{"labels":{"id":"a","n":3}}',
+    },
+    {
+      text: '{"decision_id":"l2","labels":{"id":"a","id":"b"}}',
+      columns: { labels: null },
+      extra: '{"labels":{"id":"a","id":"b"}}',
+    },
+    {
+      text: '{"decision_id":"e1","erased":["/input/a",1],"masked":"/input/b"}',
+      columns: { erased: null, masked: null },
+      extra: '{"erased":["/input/a",1],"masked":"/input/b"}',
+    },
+    {
+      text: '{"decision_id":"s1","path":["a"],"requested_by":null,"custom":{"tenant":"acme","n":12345678901234567890}}',
+      columns: { path: null, requested_by: null },
+      extra: '{"path":["a"],"requested_by":null,"custom":{"tenant":"acme","n":12345678901234567890}}',
+    },
     // a lone surrogate becomes U+FFFD (DuckDB refuses a JSON column that escapes one); a pair stays as sent
-    { text: '{"decision_id":"s2","revision":"a\\ud800","input":["\\udc00\\ud83d\\ude00\\\\ud800"],"\\ud800":1}', columns: { revision: 'a\ufffd', input: '["\\ufffd\\ud83d\\ude00\\\\ud800"]' }, extra: '{"\\ufffd":1}' },
+    {
+      text: '{"decision_id":"s2","revision":"a\\ud800","input":["\\udc00\\ud83d\\ude00\\\\ud800"],"\\ud800":1}',
+      columns: { revision: 'a\ufffd', input: '["\\ufffd\\ud83d\\ude00\\\\ud800"]' },
+      extra: '{"\\ufffd":1}',
+    },
     // the last of duplicate members is the decision's value (as JSON.parse reads it)
     { text: '{"decision_id":"d1","path":"a","path":"b","x":1,"x":2}', columns: { path: 'b' }, extra: '{"x":1,"x":2}' },
     { text: '{"decision_id":"d2","input":{"a":1},"input":null}', columns: { input: 'null' }, extra: null },
   ];
-  const body = (await encodeDecisionsParquet([ndjson([...cases.map((c) => c.text), '[1, 2]', '"just a string"'])], { compression: 'snappy' })).body;
+  const body = (
+    await encodeDecisionsParquet([ndjson([...cases.map((c) => c.text), '[1, 2]', '"just a string"'])], {
+      compression: 'snappy',
+    })
+  ).body;
   const file = parquetFile(dir, 'odd.parquet', body);
-  const rows = await db.all(`SELECT decision_id, path, timestamp IS NULL AS no_ts, epoch_us(timestamp) AS micros, labels IS NULL AS no_labels, requested_by, req_id, revision,
+  const rows =
+    await db.all(`SELECT decision_id, path, timestamp IS NULL AS no_ts, epoch_us(timestamp) AS micros, labels IS NULL AS no_labels, requested_by, req_id, revision,
     input::VARCHAR AS input, erased, masked, extra::VARCHAR AS extra FROM read_parquet(${file}, file_row_number = true) ORDER BY file_row_number`);
   assert.equal(rows.length, cases.length + 2);
   cases.forEach((c, i) => {
@@ -116,13 +197,22 @@ test('a value that does not fit its typed column lands in extra, as sent, and th
     }
   });
   // a decision that is not an object at all is all extra
-  assert.deepEqual(rows.slice(-2).map((r) => [r.decision_id, r.extra]), [[null, '[1, 2]'], [null, '"just a string"']]);
+  assert.deepEqual(
+    rows.slice(-2).map((r) => [r.decision_id, r.extra]),
+    [
+      [null, '[1, 2]'],
+      [null, '"just a string"'],
+    ],
+  );
 });
 
 test('a line that is not JSON is reported and left out, or throws when nobody listens', async () => {
   const lines = ndjson(['{"decision_id":"a"}', '{"decision_id":', '{"decision_id":"b"}']);
   const refused: string[] = [];
-  const { count } = await encodeDecisionsParquet([lines], { compression: 'none', onUnprocessable: (line) => refused.push(line) });
+  const { count } = await encodeDecisionsParquet([lines], {
+    compression: 'none',
+    onUnprocessable: (line) => refused.push(line),
+  });
   assert.equal(count, 2);
   assert.deepEqual(refused, ['{"decision_id":']);
   await assert.rejects(encodeDecisionsParquet([lines], { compression: 'none' }), SyntaxError);
@@ -169,47 +259,114 @@ test('no decisions make a valid empty file', async (t) => {
 // ---------------------------------------------------------------------------------------------------------
 // Property: whatever a decision holds, each member is in its typed column or, as sent, in extra
 
-const TYPED = ['decision_id', 'path', 'timestamp', 'labels', 'requested_by', 'req_id', 'revision', 'bundles', 'input', 'result', 'metrics', 'nd_builtin_cache', 'erased', 'masked'];
+const TYPED = [
+  'decision_id',
+  'path',
+  'timestamp',
+  'labels',
+  'requested_by',
+  'req_id',
+  'revision',
+  'bundles',
+  'input',
+  'result',
+  'metrics',
+  'nd_builtin_cache',
+  'erased',
+  'masked',
+];
 const JSON_MEMBERS = new Set(['bundles', 'input', 'result', 'metrics', 'nd_builtin_cache']);
 const LONE_SURROGATE = /\p{Surrogate}/gu;
 
 /** A member value and its JSON text (a bigint is written as its digits, which JSON.stringify cannot do). */
 type Member = { value: unknown; text: string };
-const member = (value: unknown): Member => ({ value, text: typeof value === 'bigint' ? String(value) : JSON.stringify(value) });
+const member = (value: unknown): Member => ({
+  value,
+  text: typeof value === 'bigint' ? String(value) : JSON.stringify(value),
+});
 
-const str = fc.oneof(fc.string(), fc.string({ unit: fc.constantFrom('a', 'é', '"', '\\', '\n', '\u0000', '\u2028', '😀', '\ud800', '\udc00') }));
+const str = fc.oneof(
+  fc.string(),
+  fc.string({ unit: fc.constantFrom('a', 'é', '"', '\\', '\n', '\u0000', '\u2028', '😀', '\ud800', '\udc00') }),
+);
 const json = fc.jsonValue({ maxDepth: 3 });
 class ValidTimestamp {
-  constructor(readonly text: string, readonly micros: bigint) {}
+  constructor(
+    readonly text: string,
+    readonly micros: bigint,
+  ) {}
 }
-const validTimestamp = fc.record({
-  date: fc.date({ min: new Date('1900-01-01T00:00:00Z'), max: new Date('2200-01-01T00:00:00Z'), noInvalidDate: true }),
-  extraDigits: fc.stringMatching(/^\d{0,6}$/),
-  offsetMinutes: fc.integer({ min: -23 * 60 - 59, max: 23 * 60 + 59 }),
-}).map(({ date, extraDigits, offsetMinutes }) => {
-  // the instant written in the given offset: local time = UTC + offset
-  const local = new Date(date.getTime() + offsetMinutes * 60_000).toISOString().slice(0, 23);
-  const sign = offsetMinutes < 0 ? '-' : '+';
-  const abs = Math.abs(offsetMinutes);
-  const zone = offsetMinutes === 0 ? 'Z' : `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
-  const micros = BigInt(date.getTime()) * 1000n + BigInt(extraDigits.slice(0, 3).padEnd(3, '0'));
-  return new ValidTimestamp(`${local}${extraDigits}${zone}`, micros);
-});
-const decisionArb = fc.record({
-  decision_id: fc.oneof(str, json),
-  path: fc.oneof(str, json),
-  timestamp: fc.oneof(validTimestamp, fc.oneof(fc.constantFrom('2026-13-01T00:00:00Z', '2026-12-01T24:00:00Z', '2026-12-01T10:00:60Z', '2026-12-01T10:00:00', 'now'), json)),
-  labels: fc.oneof(fc.dictionary(str, str), fc.dictionary(str, json), json),
-  requested_by: fc.oneof(str, json),
-  req_id: fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), fc.bigInt({ min: 2n ** 63n, max: 2n ** 70n }), fc.double({ noNaN: true, noDefaultInfinity: true }), json),
-  revision: fc.oneof(str, json),
-  bundles: json, input: json, result: json, metrics: json, nd_builtin_cache: json,
-  erased: fc.oneof(fc.array(str, { maxLength: 4 }), json),
-  masked: fc.oneof(fc.array(str, { maxLength: 4 }), json),
-}, { requiredKeys: [] });
-const others = fc.uniqueArray(fc.tuple(str.filter((k) => !TYPED.includes(k)), json), { maxLength: 3, selector: ([k]) => k });
+const validTimestamp = fc
+  .record({
+    date: fc.date({
+      min: new Date('1900-01-01T00:00:00Z'),
+      max: new Date('2200-01-01T00:00:00Z'),
+      noInvalidDate: true,
+    }),
+    extraDigits: fc.stringMatching(/^\d{0,6}$/),
+    offsetMinutes: fc.integer({ min: -23 * 60 - 59, max: 23 * 60 + 59 }),
+  })
+  .map(({ date, extraDigits, offsetMinutes }) => {
+    // the instant written in the given offset: local time = UTC + offset
+    const local = new Date(date.getTime() + offsetMinutes * 60_000).toISOString().slice(0, 23);
+    const sign = offsetMinutes < 0 ? '-' : '+';
+    const abs = Math.abs(offsetMinutes);
+    const zone =
+      offsetMinutes === 0
+        ? 'Z'
+        : `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
+    const micros = BigInt(date.getTime()) * 1000n + BigInt(extraDigits.slice(0, 3).padEnd(3, '0'));
+    return new ValidTimestamp(`${local}${extraDigits}${zone}`, micros);
+  });
+const decisionArb = fc.record(
+  {
+    decision_id: fc.oneof(str, json),
+    path: fc.oneof(str, json),
+    timestamp: fc.oneof(
+      validTimestamp,
+      fc.oneof(
+        fc.constantFrom(
+          '2026-13-01T00:00:00Z',
+          '2026-12-01T24:00:00Z',
+          '2026-12-01T10:00:60Z',
+          '2026-12-01T10:00:00',
+          'now',
+        ),
+        json,
+      ),
+    ),
+    labels: fc.oneof(fc.dictionary(str, str), fc.dictionary(str, json), json),
+    requested_by: fc.oneof(str, json),
+    req_id: fc.oneof(
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+      fc.bigInt({ min: 2n ** 63n, max: 2n ** 70n }),
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      json,
+    ),
+    revision: fc.oneof(str, json),
+    bundles: json,
+    input: json,
+    result: json,
+    metrics: json,
+    nd_builtin_cache: json,
+    erased: fc.oneof(fc.array(str, { maxLength: 4 }), json),
+    masked: fc.oneof(fc.array(str, { maxLength: 4 }), json),
+  },
+  { requiredKeys: [] },
+);
+const others = fc.uniqueArray(
+  fc.tuple(
+    str.filter((k) => !TYPED.includes(k)),
+    json,
+  ),
+  { maxLength: 3, selector: ([k]) => k },
+);
 
-interface Generated { text: string; members: Array<[string, Member]>; micros?: bigint }
+interface Generated {
+  text: string;
+  members: Array<[string, Member]>;
+  micros?: bigint;
+}
 
 const generated = fc.tuple(decisionArb, others).map(([typed, rest]): Generated => {
   let micros: bigint | undefined;
@@ -235,18 +392,23 @@ function expected(d: Generated): { columns: Record<string, unknown>; extra: stri
   const extra: string[] = [];
   for (const [k, { value, text }] of d.members) {
     let fits = true;
-    if (['decision_id', 'path', 'requested_by', 'revision'].includes(k)) fits = goodString(value) && ((columns[k] = wellFormedString(value)), true);
+    if (['decision_id', 'path', 'requested_by', 'revision'].includes(k))
+      fits = goodString(value) && ((columns[k] = wellFormedString(value)), true);
     else if (JSON_MEMBERS.has(k)) columns[k] = wellFormedText(text);
     else if (k === 'timestamp') fits = d.micros !== undefined && ((columns[k] = d.micros), true);
     else if (k === 'req_id') {
       const n = /^-?\d+$/.test(text) ? BigInt(text) : undefined;
       fits = n !== undefined && n >= -(2n ** 63n) && n < 2n ** 63n && ((columns[k] = n), true);
     } else if (k === 'labels') {
-      const entries = value !== null && typeof value === 'object' && !Array.isArray(value) ? Object.entries(value) : undefined;
+      const entries =
+        value !== null && typeof value === 'object' && !Array.isArray(value) ? Object.entries(value) : undefined;
       // two keys that differ only in their lone surrogates are the same key once each is U+FFFD: not a map
       const keys = new Set(entries?.map(([lk]) => wellFormedString(lk)));
-      fits = entries !== undefined && entries.every(([, lv]) => goodString(lv)) && keys.size === entries.length
-        && ((columns[k] = entries.map(([lk, lv]) => [wellFormedString(lk), wellFormedString(lv as string)])), true);
+      fits =
+        entries !== undefined &&
+        entries.every(([, lv]) => goodString(lv)) &&
+        keys.size === entries.length &&
+        ((columns[k] = entries.map(([lk, lv]) => [wellFormedString(lk), wellFormedString(lv as string)])), true);
     } else if (k === 'erased' || k === 'masked') {
       fits = Array.isArray(value) && value.every(goodString) && ((columns[k] = value.map(wellFormedString)), true);
     } else fits = false;
@@ -258,23 +420,33 @@ function expected(d: Generated): { columns: Record<string, unknown>; extra: stri
 test('property: every member of any decision is in its typed column or, as sent, in extra', async (t) => {
   const { dir, db } = await setup(t);
   let run = 0;
-  await fc.assert(fc.asyncProperty(
-    fc.array(generated, { minLength: 1, maxLength: 25 }), fc.constantFrom(...COMPRESSIONS), fc.integer({ min: 1, max: 4000 }),
-    async (decisions, compression, rowGroupBytes) => {
-      const { body } = await encodeDecisionsParquet([ndjson(decisions.map((d) => d.text))], { compression, rowGroupBytes });
-      const file = parquetFile(dir, `property-${run++}.parquet`, body);
-      const rows = await db.all(`SELECT decision_id, path, epoch_us(timestamp) AS timestamp, map_keys(labels) AS label_keys, map_values(labels) AS label_values,
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(generated, { minLength: 1, maxLength: 25 }),
+      fc.constantFrom(...COMPRESSIONS),
+      fc.integer({ min: 1, max: 4000 }),
+      async (decisions, compression, rowGroupBytes) => {
+        const { body } = await encodeDecisionsParquet([ndjson(decisions.map((d) => d.text))], {
+          compression,
+          rowGroupBytes,
+        });
+        const file = parquetFile(dir, `property-${run++}.parquet`, body);
+        const rows =
+          await db.all(`SELECT decision_id, path, epoch_us(timestamp) AS timestamp, map_keys(labels) AS label_keys, map_values(labels) AS label_values,
         requested_by, req_id, revision, bundles::VARCHAR AS bundles, input::VARCHAR AS input, result::VARCHAR AS result, metrics::VARCHAR AS metrics,
         nd_builtin_cache::VARCHAR AS nd_builtin_cache, erased, masked, extra::VARCHAR AS extra
         FROM read_parquet(${file}, file_row_number = true) ORDER BY file_row_number`);
-      assert.equal(rows.length, decisions.length);
-      decisions.forEach((d, i) => {
-        const { columns, extra } = expected(d);
-        const row = rows[i]!;
-        const { label_keys, label_values, ...rest } = row;
-        const labels = label_keys === null ? null : (label_keys as string[]).map((k, j) => [k, (label_values as string[])[j]]);
-        assert.deepEqual({ ...rest, labels }, { ...columns, extra }, d.text);
-      });
-    },
-  ), { numRuns: 40 });
+        assert.equal(rows.length, decisions.length);
+        decisions.forEach((d, i) => {
+          const { columns, extra } = expected(d);
+          const row = rows[i]!;
+          const { label_keys, label_values, ...rest } = row;
+          const labels =
+            label_keys === null ? null : (label_keys as string[]).map((k, j) => [k, (label_values as string[])[j]]);
+          assert.deepEqual({ ...rest, labels }, { ...columns, extra }, d.text);
+        });
+      },
+    ),
+    { numRuns: 40 },
+  );
 });

@@ -14,7 +14,10 @@ const events: ParquetEvent[] = Array.from({ length: 500 }, (_, i) => ({
   topic: i % 2 === 0 ? 'user.created' : 'order.paid',
   time: `2026-12-01T10:${String(i % 60).padStart(2, '0')}:00.123456789Z`,
   metadata: i % 3 === 0 ? {} : { source: 'billing', attempt: String(i % 3) },
-  data: i === 7 ? '{"amount":12345678901234567890.10,"ids":[9007199254740993], "spaced" : true}' : JSON.stringify({ n: i, user: { name: `u${i}` } }),
+  data:
+    i === 7
+      ? '{"amount":12345678901234567890.10,"ids":[9007199254740993], "spaced" : true}'
+      : JSON.stringify({ n: i, user: { name: `u${i}` } }),
 }));
 
 test('events read back in DuckDB: columns, types, exact data text', async (t) => {
@@ -27,17 +30,32 @@ test('events read back in DuckDB: columns, types, exact data text', async (t) =>
   const { body, count } = await encodeEventsParquet(events, { compression: 'zstd', rowGroupBytes: 8 * 1024 });
   assert.equal(count, events.length);
   const file = parquetFile(dir, 'events.parquet', body);
-  const types = await db.all(`SELECT typeof(id) AS id, typeof(time) AS time, typeof(metadata) AS metadata, typeof(data) AS data FROM ${file} LIMIT 1`);
-  assert.deepEqual(types, [{ id: 'VARCHAR', time: 'TIMESTAMP WITH TIME ZONE', metadata: 'MAP(VARCHAR, VARCHAR)', data: 'JSON' }]);
+  const types = await db.all(
+    `SELECT typeof(id) AS id, typeof(time) AS time, typeof(metadata) AS metadata, typeof(data) AS data FROM ${file} LIMIT 1`,
+  );
+  assert.deepEqual(types, [
+    { id: 'VARCHAR', time: 'TIMESTAMP WITH TIME ZONE', metadata: 'MAP(VARCHAR, VARCHAR)', data: 'JSON' },
+  ]);
   assert.ok((await db.all(`SELECT DISTINCT row_group_id FROM parquet_metadata(${file})`)).length > 1);
-  const rows = await db.all(`SELECT id, topic, epoch_us(time) AS micros, map_keys(metadata) AS keys, map_values(metadata) AS vals, data::VARCHAR AS data
+  const rows =
+    await db.all(`SELECT id, topic, epoch_us(time) AS micros, map_keys(metadata) AS keys, map_values(metadata) AS vals, data::VARCHAR AS data
     FROM read_parquet(${file}, file_row_number = true) ORDER BY file_row_number`);
-  assert.deepEqual(rows, events.map((e) => ({
-    id: e.id, topic: e.topic, micros: BigInt(Date.parse(e.time)) * 1000n + 456n,
-    keys: Object.keys(e.metadata), vals: Object.values(e.metadata), data: e.data,
-  })));
+  assert.deepEqual(
+    rows,
+    events.map((e) => ({
+      id: e.id,
+      topic: e.topic,
+      micros: BigInt(Date.parse(e.time)) * 1000n + 456n,
+      keys: Object.keys(e.metadata),
+      vals: Object.values(e.metadata),
+      data: e.data,
+    })),
+  );
   // the exact text is what the rows above compared; a query of an integer past 2^53 gets its digits
-  assert.deepEqual(await db.all(`SELECT json_extract_string(data, '$.ids[0]') AS first FROM ${file} WHERE id = 'evt_7'`), [{ first: '9007199254740993' }]);
+  assert.deepEqual(
+    await db.all(`SELECT json_extract_string(data, '$.ids[0]') AS first FROM ${file} WHERE id = 'evt_7'`),
+    [{ first: '9007199254740993' }],
+  );
 });
 
 test('the same events give the same bytes, in one go or chunk by chunk', async () => {

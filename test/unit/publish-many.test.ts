@@ -25,13 +25,27 @@ async function setup(t: { after: (fn: () => void) => void }, bounds: { max: numb
   const now = new Date().toISOString();
   for (const tenant of ['acme', 'beta']) {
     await store.upsertTenant(tenant, {});
-    await store.createDestination({
-      id: `des_${tenant}`, tenant_id: tenant, type: 'aws_s3', topics: ['*'], config: { bucket: 'b', region: 'us-east-1' },
-      credentials: { key: 'k', secret: 's' }, delivery_metadata: {}, metadata: {}, filter: {}, disabled_at: null, created_at: now, updated_at: now,
-    }, 20);
+    await store.createDestination(
+      {
+        id: `des_${tenant}`,
+        tenant_id: tenant,
+        type: 'aws_s3',
+        topics: ['*'],
+        config: { bucket: 'b', region: 'us-east-1' },
+        credentials: { key: 'k', secret: 's' },
+        delivery_metadata: {},
+        metadata: {},
+        filter: {},
+        disabled_at: null,
+        created_at: now,
+        updated_at: now,
+      },
+      20,
+    );
   }
   const config = {
-    idempotency_window: 3_600_000, max_pending_deliveries: bounds.max,
+    idempotency_window: 3_600_000,
+    max_pending_deliveries: bounds.max,
     quotas: { metadata_bytes: 64, pending_deliveries_per_tenant: bounds.perTenant },
   } as unknown as ApiConfig;
   const publisher = new EventPublisher(store, config);
@@ -40,7 +54,13 @@ async function setup(t: { after: (fn: () => void) => void }, bounds: { max: numb
   return { store, publisher, reserved };
 }
 
-const event = (tenant: string, id: string, extra: Partial<PublishInput> = {}): PublishInput => ({ id, tenant_id: tenant, topic: 't', data: `{"id":"${id}"}`, ...extra });
+const event = (tenant: string, id: string, extra: Partial<PublishInput> = {}): PublishInput => ({
+  id,
+  tenant_id: tenant,
+  topic: 't',
+  data: `{"id":"${id}"}`,
+  ...extra,
+});
 
 test('a tenant of the batch deleted before the batch is written: 404, and no event of the batch is stored', async (t) => {
   const { store, publisher, reserved } = await setup(t, { max: 1000, perTenant: 1000 });
@@ -57,15 +77,29 @@ test('a tenant of the batch deleted before the batch is written: 404, and no eve
 
 test('a batch over the shared bound with nothing else pending passes, as a single publish would (not refused forever)', async (t) => {
   const { store, publisher, reserved } = await setup(t, { max: 3, perTenant: 100 });
-  const results = await publisher.publishMany([event('acme', 'a1'), event('acme', 'a2'), event('beta', 'b1'), event('beta', 'b2')]);
-  assert.deepEqual(results.map((r) => [r.id, r.duplicate, r.destination_ids]), [
-    ['a1', false, ['des_acme']], ['a2', false, ['des_acme']], ['b1', false, ['des_beta']], ['b2', false, ['des_beta']],
+  const results = await publisher.publishMany([
+    event('acme', 'a1'),
+    event('acme', 'a2'),
+    event('beta', 'b1'),
+    event('beta', 'b2'),
   ]);
+  assert.deepEqual(
+    results.map((r) => [r.id, r.duplicate, r.destination_ids]),
+    [
+      ['a1', false, ['des_acme']],
+      ['a2', false, ['des_acme']],
+      ['b1', false, ['des_beta']],
+      ['b2', false, ['des_beta']],
+    ],
+  );
   assert.equal(store.getEvent('beta', 'b2')?.data, '{"id":"b2"}', 'each event keeps its own data text');
   assert.equal(store.pendingDeliveries(), 4);
   assert.equal(reserved(), 0);
   // now something is pending: the next batch over the bound waits
-  await assert.rejects(publisher.publishMany([event('acme', 'a3')]), (err: unknown) => err instanceof HttpError && err.statusCode === 429);
+  await assert.rejects(
+    publisher.publishMany([event('acme', 'a3')]),
+    (err: unknown) => err instanceof HttpError && err.statusCode === 429,
+  );
   assert.equal(reserved(), 0);
 });
 
@@ -80,8 +114,20 @@ test('a refused batch names the element: an unknown tenant or destination, metad
     });
     assert.equal(reserved(), 0);
   };
-  await refusal([event('acme', 'a1'), event('acme', 'a2'), event('nobody', 'n1')], 404, /^\[2\]: tenant nobody not found/);
-  await refusal([event('acme', 'a1'), event('beta', 'b1', { destination_id: 'des_acme' })], 404, /^\[1\]: destination des_acme not found/);
-  await refusal([event('acme', 'a1'), event('acme', 'a2', { metadata: { big: 'x'.repeat(100) } })], 422, /^1\.metadata is \d+ bytes/);
+  await refusal(
+    [event('acme', 'a1'), event('acme', 'a2'), event('nobody', 'n1')],
+    404,
+    /^\[2\]: tenant nobody not found/,
+  );
+  await refusal(
+    [event('acme', 'a1'), event('beta', 'b1', { destination_id: 'des_acme' })],
+    404,
+    /^\[1\]: destination des_acme not found/,
+  );
+  await refusal(
+    [event('acme', 'a1'), event('acme', 'a2', { metadata: { big: 'x'.repeat(100) } })],
+    422,
+    /^1\.metadata is \d+ bytes/,
+  );
   assert.equal(store.getEvent('acme', 'a1'), undefined);
 });

@@ -34,7 +34,8 @@ test('a key is remembered for the whole window and forgotten within a second aft
   const recent = new RecentlyAccepted(buffer, 10_000, 100);
   const t0 = Date.now();
   recent.add([key(1)], t0);
-  for (const after of [0, 1, 5_000, 9_999, 10_000]) assert.ok(recent.has(key(1), t0 + after), `remembered ${after} ms after`);
+  for (const after of [0, 1, 5_000, 9_999, 10_000])
+    assert.ok(recent.has(key(1), t0 + after), `remembered ${after} ms after`);
   assert.ok(!recent.has(key(1), t0 + 11_000), 'forgotten a second after the window');
   assert.ok(!recent.has(key(2), t0), 'a key never added is not remembered');
 });
@@ -54,7 +55,13 @@ test('filter: decisions accepted before, or twice in one request, are dropped an
   const { buffer } = bufferHolding();
   const recent = new RecentlyAccepted(buffer, 600_000, 100);
   recent.add([key(1)]);
-  const chunk = { count: 3, payload: Buffer.from('{"a":1}\n{"a":2}\n{"a":3}\n'), compressed: false, bytes: 24, decisionKeys: [key(1), key(2), key(2)] };
+  const chunk = {
+    count: 3,
+    payload: Buffer.from('{"a":1}\n{"a":2}\n{"a":3}\n'),
+    compressed: false,
+    bytes: 24,
+    decisionKeys: [key(1), key(2), key(2)],
+  };
   const { chunks, keys, duplicates } = recent.filter([chunk as never]);
   assert.equal(duplicates, 2);
   assert.deepEqual(keys, [key(2)]);
@@ -74,7 +81,10 @@ test('a restart reads back what is within the window, at most max_entries keys, 
   ]);
   const recent = new RecentlyAccepted(buffer, 600_000, 4);
   assert.ok(!recent.has(key(1), now), 'older than the window');
-  assert.ok(!recent.has(key(2), now) && !recent.has(key(3), now), 'beyond max_entries: the oldest rows are not read back');
+  assert.ok(
+    !recent.has(key(2), now) && !recent.has(key(3), now),
+    'beyond max_entries: the oldest rows are not read back',
+  );
   for (const n of [4, 5, 6, 7]) assert.ok(recent.has(key(n), now), `key ${n} is read back`);
 });
 
@@ -94,7 +104,10 @@ test('forgetOld deletes from the buffer what is older than the window, or than t
 });
 
 test('window 0 or max_entries 0: the memory is off and remembers nothing', () => {
-  for (const [window, maxEntries] of [[0, 100], [600_000, 0]] as const) {
+  for (const [window, maxEntries] of [
+    [0, 100],
+    [600_000, 0],
+  ] as const) {
     const { buffer } = bufferHolding([{ at: Date.now(), keys: [key(1)] }]);
     const recent = new RecentlyAccepted(buffer, window, maxEntries);
     assert.equal(recent.enabled, false, `window ${window}, max_entries ${maxEntries}`);

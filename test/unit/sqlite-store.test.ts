@@ -11,7 +11,14 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { CredentialsCipher } from '../../src/store/credentials-cipher.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { CursorError, TenantGoneError, type Destination, type NewAttempt, type NewEvent, type Store } from '../../src/store/types.js';
+import {
+  CursorError,
+  TenantGoneError,
+  type Destination,
+  type NewAttempt,
+  type NewEvent,
+  type Store,
+} from '../../src/store/types.js';
 import { tempDir } from '../helpers/sluice.js';
 
 const HOUR = 3_600_000;
@@ -40,19 +47,53 @@ function openStore(t: TestContext, key = randomBytes(32).toString('base64')) {
 function destination(tenantId: string, id: string, overrides: Partial<Destination> = {}): Destination {
   const now = new Date().toISOString();
   return {
-    id, tenant_id: tenantId, type: 'aws_s3', topics: ['*'], config: { bucket: 'b', region: 'us-east-1' }, credentials: { key: 'AKIA-test', secret: 'very-secret-value' },
-    delivery_metadata: {}, metadata: {}, filter: {}, disabled_at: null, created_at: now, updated_at: now, ...overrides,
+    id,
+    tenant_id: tenantId,
+    type: 'aws_s3',
+    topics: ['*'],
+    config: { bucket: 'b', region: 'us-east-1' },
+    credentials: { key: 'AKIA-test', secret: 'very-secret-value' },
+    delivery_metadata: {},
+    metadata: {},
+    filter: {},
+    disabled_at: null,
+    created_at: now,
+    updated_at: now,
+    ...overrides,
   };
 }
 
 function event(tenantId: string, id: string, topic = 'orders'): NewEvent {
-  return { tenant_id: tenantId, id, topic, time: new Date().toISOString(), time_ms: Date.now(), eligible_for_retry: true, metadata: { m: '1' }, data: `{"id":"${id}"}` };
+  return {
+    tenant_id: tenantId,
+    id,
+    topic,
+    time: new Date().toISOString(),
+    time_ms: Date.now(),
+    eligible_for_retry: true,
+    metadata: { m: '1' },
+    data: `{"id":"${id}"}`,
+  };
 }
 
-function attempt(tenantId: string, destinationId: string, eventId: string | null, status: 'success' | 'failed', attemptNumber = 1): NewAttempt {
+function attempt(
+  tenantId: string,
+  destinationId: string,
+  eventId: string | null,
+  status: 'success' | 'failed',
+  attemptNumber = 1,
+): NewAttempt {
   return {
-    tenant_id: tenantId, event_id: eventId, destination_id: destinationId, status, code: status === 'success' ? '200' : '500',
-    response_data: null, error: status === 'failed' ? 'refused' : null, attempt_number: attemptNumber, manual: false, duration_ms: 3,
+    tenant_id: tenantId,
+    event_id: eventId,
+    destination_id: destinationId,
+    status,
+    code: status === 'success' ? '200' : '500',
+    response_data: null,
+    error: status === 'failed' ? 'refused' : null,
+    attempt_number: attemptNumber,
+    manual: false,
+    duration_ms: 3,
   };
 }
 
@@ -70,14 +111,26 @@ test('tenants: upsert creates then updates, reads see each write, the list pages
   await store.upsertTenant('beta', {});
   await store.upsertTenant('gamma', {});
   const first = store.listTenants({ limit: 2 });
-  assert.deepEqual(first.models.map((m) => m.id), ['acme', 'beta']);
+  assert.deepEqual(
+    first.models.map((m) => m.id),
+    ['acme', 'beta'],
+  );
   assert.equal(first.prev, null);
   assert.ok(first.next);
   const second = store.listTenants({ limit: 2, next: first.next });
-  assert.deepEqual(second.models.map((m) => m.id), ['gamma']);
+  assert.deepEqual(
+    second.models.map((m) => m.id),
+    ['gamma'],
+  );
   assert.equal(second.next, null);
-  assert.deepEqual(store.listTenants({ limit: 2, prev: second.prev! }).models.map((m) => m.id), ['acme', 'beta']);
-  assert.deepEqual(store.listTenants({ limit: 10 }, { id: ['gamma', 'acme'] }).models.map((m) => m.id), ['acme', 'gamma']);
+  assert.deepEqual(
+    store.listTenants({ limit: 2, prev: second.prev! }).models.map((m) => m.id),
+    ['acme', 'beta'],
+  );
+  assert.deepEqual(
+    store.listTenants({ limit: 10 }, { id: ['gamma', 'acme'] }).models.map((m) => m.id),
+    ['acme', 'gamma'],
+  );
   assert.equal(store.countTenants(), 3);
   assert.equal(store.countTenants({ id: 'beta' }), 1);
   assert.throws(() => store.listTenants({ limit: 2, next: 'not-a-cursor' }), CursorError);
@@ -92,7 +145,12 @@ test('tenants: a deletion takes destinations, events, deliveries and attempts wi
   await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
   await store.publish(event('other', 'e1'), ['des_a'], HOUR);
   const [due] = store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
-  store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), { seq: due!.delivery.seq, status: 'pending', attempts: 1, next_attempt_at: Date.now() });
+  store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
+    seq: due!.delivery.seq,
+    status: 'pending',
+    attempts: 1,
+    next_attempt_at: Date.now(),
+  });
   assert.equal(store.pendingDeliveries('acme'), 1);
   assert.equal(store.getTenant('acme')?.generation, 0);
 
@@ -120,11 +178,21 @@ test('destinations: created once per tenant and id, within the quota; credential
   await store.upsertTenant('other', {});
   assert.equal(await store.createDestination(destination('acme', 'des_a'), 2), 'created');
   assert.equal(await store.createDestination(destination('acme', 'des_a'), 2), 'exists');
-  assert.equal(await store.createDestination(destination('other', 'des_a'), 2), 'created', 'ids are unique per tenant only');
+  assert.equal(
+    await store.createDestination(destination('other', 'des_a'), 2),
+    'created',
+    'ids are unique per tenant only',
+  );
   assert.equal(await store.createDestination(destination('acme', 'des_b'), 2), 'created');
   assert.equal(await store.createDestination(destination('acme', 'des_c'), 2), 'over_quota');
-  assert.deepEqual(store.listDestinations('acme').map((d) => d.id), ['des_a', 'des_b']);
-  assert.deepEqual(store.destinationsWithId('des_a').map((d) => d.tenant_id), ['acme', 'other']);
+  assert.deepEqual(
+    store.listDestinations('acme').map((d) => d.id),
+    ['des_a', 'des_b'],
+  );
+  assert.deepEqual(
+    store.destinationsWithId('des_a').map((d) => d.tenant_id),
+    ['acme', 'other'],
+  );
   assert.equal(store.getDestination('acme', 'des_a')?.credentials.secret, 'very-secret-value');
 
   // (SQLite's own: what another store keeps at rest is checked its own way)
@@ -138,10 +206,17 @@ test('destinations: created once per tenant and id, within the quota; credential
   }
 
   await store.updateDestination({ ...store.getDestination('acme', 'des_b')!, metadata: { team: 'x' } });
-  assert.deepEqual(store.getDestination('acme', 'des_b')?.metadata, { team: 'x' }, 'the cached list is dropped by the update');
+  assert.deepEqual(
+    store.getDestination('acme', 'des_b')?.metadata,
+    { team: 'x' },
+    'the cached list is dropped by the update',
+  );
   assert.equal(await store.deleteDestination('acme', 'des_b'), true);
   assert.equal(await store.deleteDestination('acme', 'des_b'), false);
-  assert.deepEqual(store.listDestinations('acme').map((d) => d.id), ['des_a']);
+  assert.deepEqual(
+    store.listDestinations('acme').map((d) => d.id),
+    ['des_a'],
+  );
 
   const wrongKey = reopen(randomBytes(32).toString('base64'));
   assert.throws(() => wrongKey.listDestinations('acme'), /not the key they were stored with/);
@@ -155,26 +230,47 @@ test('events and deliveries: a publish stores one pending delivery per destinati
   for (const id of ['des_a', 'des_b']) await store.createDestination(destination('acme', id), 10);
   await store.createDestination(destination('other', 'des_a'), 10);
 
-  assert.deepEqual(await store.publish(event('acme', 'e1'), ['des_a', 'des_b'], HOUR), { duplicate: false, destination_ids: ['des_a', 'des_b'] });
+  assert.deepEqual(await store.publish(event('acme', 'e1'), ['des_a', 'des_b'], HOUR), {
+    duplicate: false,
+    destination_ids: ['des_a', 'des_b'],
+  });
   await store.publish(event('other', 'e1'), ['des_a'], HOUR);
   assert.equal(store.pendingDeliveries(), 3);
   assert.equal(store.pendingDeliveries('acme'), 2);
   assert.equal(store.pendingDeliveries('other'), 1);
-  assert.deepEqual(await store.publish(event('acme', 'e1'), ['des_a'], HOUR), { duplicate: true, destination_ids: ['des_a', 'des_b'] });
+  assert.deepEqual(await store.publish(event('acme', 'e1'), ['des_a'], HOUR), {
+    duplicate: true,
+    destination_ids: ['des_a', 'des_b'],
+  });
   assert.equal(store.pendingDeliveries(), 3, 'a duplicate stores nothing');
 
   const stored = store.getEvent('acme', 'e1')!;
   assert.equal(stored.data, '{"id":"e1"}');
   assert.deepEqual(stored.metadata, { m: '1' });
   assert.equal(store.getEvent(undefined, 'e1')?.tenant_id, 'other', 'without a tenant: the newest with the id');
-  assert.deepEqual(store.eventDeliveries(stored.seq).map((d) => [d.destination_id, d.status]), [['des_a', 'pending'], ['des_b', 'pending']]);
-  assert.deepEqual(store.listEvents({ tenant_id: 'acme', destination_id: 'des_b' }, { limit: 10 }).models.map((e) => e.id), ['e1']);
+  assert.deepEqual(
+    store.eventDeliveries(stored.seq).map((d) => [d.destination_id, d.status]),
+    [
+      ['des_a', 'pending'],
+      ['des_b', 'pending'],
+    ],
+  );
+  assert.deepEqual(
+    store.listEvents({ tenant_id: 'acme', destination_id: 'des_b' }, { limit: 10 }).models.map((e) => e.id),
+    ['e1'],
+  );
   assert.deepEqual(store.listEvents({ topic: 'other-topic' }, { limit: 10 }).models, []);
 
   // due, soonest first; a busy destination is left out
   const now = Date.now();
   assert.equal(store.dueDeliveries(now, 10, []).length, 3);
-  assert.deepEqual(store.dueDeliveries(now, 10, ['acme/des_a']).map((d) => `${d.delivery.tenant_id}/${d.delivery.destination_id}`).sort(), ['acme/des_b', 'other/des_a']);
+  assert.deepEqual(
+    store
+      .dueDeliveries(now, 10, ['acme/des_a'])
+      .map((d) => `${d.delivery.tenant_id}/${d.delivery.destination_id}`)
+      .sort(),
+    ['acme/des_b', 'other/des_a'],
+  );
   assert.ok(store.nextDueAt()! <= now);
 
   // the counts are read again from the database at start
@@ -192,14 +288,27 @@ test('deliveries: an attempt settles a delivery and is logged; a retry makes it 
   assert.ok(due);
   assert.equal(await store.retry(due.event.seq, 'des_a'), false, 'never attempted: nothing to retry');
   store.setObjectKey(due.delivery.seq, 'objects/e1.json');
-  const logged = store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), { seq: due.delivery.seq, status: 'success', attempts: 1, next_attempt_at: Date.now() });
+  const logged = store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+    seq: due.delivery.seq,
+    status: 'success',
+    attempts: 1,
+    next_attempt_at: Date.now(),
+  });
   assert.ok(logged?.id.startsWith('atm_'));
   assert.equal(store.pendingDeliveries(), 0);
   const [settled] = store.eventDeliveries(due.event.seq);
   assert.equal(settled?.status, 'success');
   assert.equal(settled?.object_key, 'objects/e1.json');
-  assert.equal(store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), { seq: due.delivery.seq, status: 'success', attempts: 2, next_attempt_at: Date.now() }), undefined,
-    'no longer pending: not counted nor logged twice');
+  assert.equal(
+    store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+      seq: due.delivery.seq,
+      status: 'success',
+      attempts: 2,
+      next_attempt_at: Date.now(),
+    }),
+    undefined,
+    'no longer pending: not counted nor logged twice',
+  );
 
   assert.equal(await store.retry(due.event.seq, 'des_a'), true);
   assert.equal(store.pendingDeliveries('acme'), 1);
@@ -215,41 +324,98 @@ test('deliveries: an attempt settles a delivery and is logged; a retry makes it 
 
   assert.equal(await store.deleteDestination('acme', 'des_a'), true);
   assert.equal(store.pendingDeliveries(), 0, "a deleted destination's pending deliveries go with it");
-  assert.equal(store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), { seq: due.delivery.seq, status: 'success', attempts: 2, next_attempt_at: Date.now() }), undefined,
-    'an attempt of a delivery deleted meanwhile is not logged');
+  assert.equal(
+    store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+      seq: due.delivery.seq,
+      status: 'success',
+      attempts: 2,
+      next_attempt_at: Date.now(),
+    }),
+    undefined,
+    'an attempt of a delivery deleted meanwhile is not logged',
+  );
 });
 
 test('batches: deliveries of a batched destination wait for a batch; its final attempt settles them', async (t) => {
   const { store } = openStore(t);
   await store.upsertTenant('acme', {});
   const batching = { max_events: 100, max_bytes: 1 << 20, max_age: 1000 };
-  await store.createDestination(destination('acme', 'des_b', { config: { bucket: 'b', region: 'us-east-1', batching } }), 10);
-  assert.deepEqual(store.batchedDestinations().map((d) => d.id), ['des_b']);
+  await store.createDestination(
+    destination('acme', 'des_b', { config: { bucket: 'b', region: 'us-east-1', batching } }),
+    10,
+  );
+  assert.deepEqual(
+    store.batchedDestinations().map((d) => d.id),
+    ['des_b'],
+  );
   for (const id of ['e1', 'e2', 'e3']) await store.publish(event('acme', id), ['des_b'], HOUR);
   assert.deepEqual(store.dueDeliveries(Date.now(), 10, []), [], 'not for the per-event dispatcher');
   const unbatched = store.unbatched('acme', 'des_b', 0, 10);
   assert.equal(unbatched.length, 3);
   assert.equal(unbatched[0]!.bytes, '{"id":"e1"}'.length);
-  assert.deepEqual(store.unbatched('acme', 'des_b', unbatched[0]!.seq, 10).map((u) => u.seq), unbatched.slice(1).map((u) => u.seq));
+  assert.deepEqual(
+    store.unbatched('acme', 'des_b', unbatched[0]!.seq, 10).map((u) => u.seq),
+    unbatched.slice(1).map((u) => u.seq),
+  );
 
   const seqs = unbatched.slice(0, 2).map((u) => u.seq);
-  const batch = { key: 'acme/batch-1', tenant_id: 'acme', destination_id: 'des_b', first_seq: seqs[0]!, last_seq: seqs[1]!, count: 2, attempts: 0, next_attempt_at: Date.now() };
+  const batch = {
+    key: 'acme/batch-1',
+    tenant_id: 'acme',
+    destination_id: 'des_b',
+    first_seq: seqs[0]!,
+    last_seq: seqs[1]!,
+    count: 2,
+    attempts: 0,
+    next_attempt_at: Date.now(),
+  };
   assert.equal(store.nextRetriedBatch(), 1);
   store.sealBatch(batch, seqs, true);
   assert.equal(store.nextRetriedBatch(), 2, 'a retry number is used up by the seal that took it');
   assert.equal(store.batchExists(batch.key), true);
-  assert.deepEqual(store.unbatched('acme', 'des_b', 0, 10).map((u) => u.seq), [unbatched[2]!.seq]);
-  assert.deepEqual(store.dueBatches(Date.now()).map((b) => b.key), [batch.key]);
-  assert.deepEqual(store.batchEvents(batch).map((e) => e.id), ['e1', 'e2']);
+  assert.deepEqual(
+    store.unbatched('acme', 'des_b', 0, 10).map((u) => u.seq),
+    [unbatched[2]!.seq],
+  );
+  assert.deepEqual(
+    store.dueBatches(Date.now()).map((b) => b.key),
+    [batch.key],
+  );
+  assert.deepEqual(
+    store.batchEvents(batch).map((e) => e.id),
+    ['e1', 'e2'],
+  );
 
-  assert.ok(store.recordBatchAttempt(attempt('acme', 'des_b', null, 'failed'), { key: batch.key, attempts: 1, next_attempt_at: Date.now() + HOUR }, 'pending'));
+  assert.ok(
+    store.recordBatchAttempt(
+      attempt('acme', 'des_b', null, 'failed'),
+      { key: batch.key, attempts: 1, next_attempt_at: Date.now() + HOUR },
+      'pending',
+    ),
+  );
   assert.equal(store.pendingDeliveries(), 3, 'a failed attempt that will be retried settles nothing');
   assert.deepEqual(store.dueBatches(Date.now()), [], 'due again only at its next attempt');
-  assert.ok(store.recordBatchAttempt(attempt('acme', 'des_b', null, 'success', 2), { key: batch.key, attempts: 2, next_attempt_at: Date.now() }, 'success'));
+  assert.ok(
+    store.recordBatchAttempt(
+      attempt('acme', 'des_b', null, 'success', 2),
+      { key: batch.key, attempts: 2, next_attempt_at: Date.now() },
+      'success',
+    ),
+  );
   assert.equal(store.pendingDeliveries(), 1, 'its two deliveries succeeded with it');
   const first = store.getEvent('acme', 'e1')!;
-  assert.deepEqual(store.eventDeliveries(first.seq).map((d) => [d.status, d.attempts]), [['success', 2]]);
-  assert.equal(store.recordBatchAttempt(attempt('acme', 'des_b', null, 'success'), { key: 'no-such-batch', attempts: 1, next_attempt_at: 0 }, 'success'), undefined);
+  assert.deepEqual(
+    store.eventDeliveries(first.seq).map((d) => [d.status, d.attempts]),
+    [['success', 2]],
+  );
+  assert.equal(
+    store.recordBatchAttempt(
+      attempt('acme', 'des_b', null, 'success'),
+      { key: 'no-such-batch', attempts: 1, next_attempt_at: 0 },
+      'success',
+    ),
+    undefined,
+  );
 });
 
 test('attempts: read back by id within their tenant, listed newest first with filters, pruned to the newest', async (t) => {
@@ -261,20 +427,42 @@ test('attempts: read back by id within their tenant, listed newest first with fi
   const ids: string[] = [];
   for (let n = 1; n <= 3; n++) {
     const status = n === 3 ? 'success' : 'pending';
-    const logged = store.recordAttempt(attempt('acme', 'des_a', 'e1', n === 3 ? 'success' : 'failed', n), { seq: due!.delivery.seq, status, attempts: n, next_attempt_at: Date.now() });
+    const logged = store.recordAttempt(attempt('acme', 'des_a', 'e1', n === 3 ? 'success' : 'failed', n), {
+      seq: due!.delivery.seq,
+      status,
+      attempts: n,
+      next_attempt_at: Date.now(),
+    });
     ids.push(logged!.id);
   }
   assert.equal(store.getAttempt('acme', ids[0]!)?.attempt_number, 1);
   assert.equal(store.getAttempt('other', ids[0]!), undefined, "another tenant's attempt is not found");
   assert.equal(store.getAttempt(undefined, ids[2]!)?.status, 'success');
-  assert.deepEqual(store.listAttempts({ tenant_id: 'acme' }, { limit: 10 }).models.map((a) => a.id), [...ids].reverse());
-  assert.deepEqual(store.listAttempts({ status: 'failed' }, { limit: 10, dir: 'asc' }).models.map((a) => a.attempt_number), [1, 2]);
-  assert.deepEqual(store.listAttempts({ topic: 'orders', destination_type: 'aws_s3' }, { limit: 1 }).models.map((a) => a.id), [ids[2]]);
+  assert.deepEqual(
+    store.listAttempts({ tenant_id: 'acme' }, { limit: 10 }).models.map((a) => a.id),
+    [...ids].reverse(),
+  );
+  assert.deepEqual(
+    store.listAttempts({ status: 'failed' }, { limit: 10, dir: 'asc' }).models.map((a) => a.attempt_number),
+    [1, 2],
+  );
+  assert.deepEqual(
+    store.listAttempts({ topic: 'orders', destination_type: 'aws_s3' }, { limit: 1 }).models.map((a) => a.id),
+    [ids[2]],
+  );
 
   store.prune(HOUR, 1);
-  assert.deepEqual(store.listAttempts({}, { limit: 10 }).models.map((a) => a.id), [ids[2]], 'only the newest attempt is kept');
+  assert.deepEqual(
+    store.listAttempts({}, { limit: 10 }).models.map((a) => a.id),
+    [ids[2]],
+    'only the newest attempt is kept',
+  );
   assert.ok(store.getEvent('acme', 'e1'), 'a recent event stays');
   store.prune(-HOUR, 10);
-  assert.equal(store.getEvent('acme', 'e1'), undefined, 'a finished event older than the bound goes, with its deliveries');
+  assert.equal(
+    store.getEvent('acme', 'e1'),
+    undefined,
+    'a finished event older than the bound goes, with its deliveries',
+  );
   assert.deepEqual(store.listAttempts({}, { limit: 10 }).models, []);
 });

@@ -17,13 +17,36 @@ test('a delivery seq is never used twice: not after the newest deliveries are de
   let store = new SqliteStore(dir, new CredentialsCipher(key));
   const now = new Date().toISOString();
   const destination = {
-    id: 'des_a', tenant_id: 'acme', type: 'aws_s3', topics: ['*'], config: { bucket: 'b', region: 'us-east-1' },
-    credentials: { key: 'k', secret: 's' }, delivery_metadata: {}, metadata: {}, filter: {}, disabled_at: null, created_at: now, updated_at: now,
+    id: 'des_a',
+    tenant_id: 'acme',
+    type: 'aws_s3',
+    topics: ['*'],
+    config: { bucket: 'b', region: 'us-east-1' },
+    credentials: { key: 'k', secret: 's' },
+    delivery_metadata: {},
+    metadata: {},
+    filter: {},
+    disabled_at: null,
+    created_at: now,
+    updated_at: now,
   };
   await store.upsertTenant('acme', {});
   await store.createDestination(destination, 20);
   const publish = async (id: string) => {
-    await store.publish({ tenant_id: 'acme', id, topic: 't', time: now, time_ms: Date.now(), eligible_for_retry: true, metadata: {}, data: '{}' }, ['des_a'], 3_600_000);
+    await store.publish(
+      {
+        tenant_id: 'acme',
+        id,
+        topic: 't',
+        time: now,
+        time_ms: Date.now(),
+        eligible_for_retry: true,
+        metadata: {},
+        data: '{}',
+      },
+      ['des_a'],
+      3_600_000,
+    );
     const event = store.getEvent('acme', id)!;
     return store.eventDeliveries((event as unknown as { seq: number }).seq).map((d) => d.seq);
   };
@@ -33,7 +56,10 @@ test('a delivery seq is never used twice: not after the newest deliveries are de
   assert.ok(await store.deleteDestination('acme', 'des_a'));
   await store.createDestination(destination, 20);
   const third = await publish('e3');
-  assert.ok(Math.min(...third) > Math.max(...first, ...second), `new seqs ${third} come after the deleted ${[...first, ...second]}`);
+  assert.ok(
+    Math.min(...third) > Math.max(...first, ...second),
+    `new seqs ${third} come after the deleted ${[...first, ...second]}`,
+  );
   store.close();
   store = new SqliteStore(dir, new CredentialsCipher(key));
   assert.ok(await store.deleteDestination('acme', 'des_a'));

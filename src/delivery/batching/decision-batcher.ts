@@ -50,7 +50,10 @@ export class DecisionBatcher {
   /** Line lengths of the chunk read last: a large chunk is split over many passes, and read once. */
   private lengthsCache: { pos: number; lengths: number[] | 'corrupt' } | undefined;
 
-  constructor(private readonly buffer: DecisionBuffer, private readonly opts: DecisionBatcherOptions) {
+  constructor(
+    private readonly buffer: DecisionBuffer,
+    private readonly opts: DecisionBatcherOptions,
+  ) {
     this.open = new OpenBatches(opts.limits);
     this.cursorPosition = buffer.cursor(opts.output);
     this.readPosition = this.cursorPosition;
@@ -134,7 +137,8 @@ export class DecisionBatcher {
    * were it forgotten, the cursor could pass a batch the buffer still lists as sealed.
    */
   complete(batch: SealedBatch): void {
-    if (this.batches.state(batch) !== 'in_flight') throw new Error(`batch lifecycle: cannot complete a batch that is ${this.batches.state(batch) ?? 'untracked'}`);
+    if (this.batches.state(batch) !== 'in_flight')
+      throw new Error(`batch lifecycle: cannot complete a batch that is ${this.batches.state(batch) ?? 'untracked'}`);
     this.buffer.complete(batch, this.lowWatermark(batch));
     this.batches.move(batch, 'done');
     this.cursorPosition = Math.max(this.cursorPosition, this.lowWatermark());
@@ -174,13 +178,25 @@ export class DecisionBatcher {
     const stream = streamKey(meta.partition, meta.hour, instance);
     // Already in a batch: up to what batches of this partition and hour sealed, for every instance ('*') or
     // for this chunk's own (batches of both kinds exist when the layout changed across a restart)
-    const covered = Math.max(this.sealedUpto.get(streamKey(meta.partition, meta.hour, null)) ?? 0,
-      this.sealedUpto.get(streamKey(meta.partition, meta.hour, meta.instance)) ?? 0);
+    const covered = Math.max(
+      this.sealedUpto.get(streamKey(meta.partition, meta.hour, null)) ?? 0,
+      this.sealedUpto.get(streamKey(meta.partition, meta.hour, meta.instance)) ?? 0,
+    );
     let from = Math.max(this.readPosition + 1, meta.pos, covered + 1);
     const { open } = this;
     while (from <= last && room() > 0) {
-      const batch = open.get(stream)
-        ?? open.open(stream, { partition: meta.partition, hour: meta.hour, instance, first: from, last: from - 1, count: 0, bytes: 0, openedAt: meta.receivedAt });
+      const batch =
+        open.get(stream) ??
+        open.open(stream, {
+          partition: meta.partition,
+          hour: meta.hour,
+          instance,
+          first: from,
+          last: from - 1,
+          count: 0,
+          bytes: 0,
+          openedAt: meta.receivedAt,
+        });
       const whole = from === meta.pos;
       const fitsWhole = whole && open.fits(batch, meta.count, meta.bytes);
       if (!fitsWhole && this.opts.wholeChunks && whole && batch.count > 0 && open.fitsAlone(meta.count, meta.bytes)) {
@@ -237,8 +253,14 @@ export class DecisionBatcher {
   private closeBatch(stream: string): void {
     const batch = this.open.close(stream);
     const closed: SealedBatch = {
-      output: this.opts.output, partition: batch.partition, hour: batch.hour, instance: batch.instance, first: batch.first, last: batch.last,
-      count: batch.count, bytes: batch.bytes,
+      output: this.opts.output,
+      partition: batch.partition,
+      hour: batch.hour,
+      instance: batch.instance,
+      first: batch.first,
+      last: batch.last,
+      count: batch.count,
+      bytes: batch.bytes,
     };
     this.noteSealed(closed);
     this.batches.enter(closed, 'closed');

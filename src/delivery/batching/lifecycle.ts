@@ -32,11 +32,16 @@ const NEXT: { readonly [S in BatchState]: readonly BatchState[] } = {
 /** Batches past `open`, by state; within a state, in the order they entered it (uploads go first in, first out). */
 export class BatchStates<K> {
   private readonly stateOf = new Map<K, Tracked>();
-  private readonly byState: { readonly [S in Tracked]: Set<K> } = { closed: new Set(), sealed: new Set(), in_flight: new Set() };
+  private readonly byState: { readonly [S in Tracked]: Set<K> } = {
+    closed: new Set(),
+    sealed: new Set(),
+    in_flight: new Set(),
+  };
 
   /** A batch closed from `open`, or found sealed (before a restart, or in the store). */
   enter(batch: K, state: 'closed' | 'sealed'): void {
-    if (this.stateOf.has(batch)) throw new Error(`batch lifecycle: a batch already ${this.stateOf.get(batch)} enters again as ${state}`);
+    if (this.stateOf.has(batch))
+      throw new Error(`batch lifecycle: a batch already ${this.stateOf.get(batch)} enters again as ${state}`);
     this.stateOf.set(batch, state);
     this.byState[state].add(batch);
   }
@@ -56,7 +61,10 @@ export class BatchStates<K> {
 
   /** A sealed batch whose record lives elsewhere (an event batch, in the store): memory forgets it until it is due again. */
   forget(batch: K): void {
-    if (this.stateOf.get(batch) !== 'sealed') throw new Error(`batch lifecycle: only a sealed batch can be forgotten, not a ${this.stateOf.get(batch) ?? 'untracked'} one`);
+    if (this.stateOf.get(batch) !== 'sealed')
+      throw new Error(
+        `batch lifecycle: only a sealed batch can be forgotten, not a ${this.stateOf.get(batch) ?? 'untracked'} one`,
+      );
     this.stateOf.delete(batch);
     this.byState.sealed.delete(batch);
   }

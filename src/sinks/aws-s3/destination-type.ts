@@ -10,7 +10,14 @@ import { MAX_KEY_TEMPLATE_CHARS } from './key-template.js';
 
 /** The storage classes Outpost's aws_s3 destination accepts. */
 const STORAGE_CLASSES = [
-  'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR',
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER',
+  'DEEP_ARCHIVE',
+  'GLACIER_IR',
 ] as const;
 
 /** AWS regions (`us-east-1`) and what S3-compatible stores use (`auto` for R2, `garage`, ...). */
@@ -52,26 +59,68 @@ export type BatchingConfig = z.output<typeof batching>;
 
 /** config.batching's fields for GET /destination-types, under dotted keys (see unflattenBatching). */
 const BATCHING_FIELDS: FieldDescription[] = [
-  { key: 'batching.max_events', type: 'text', label: 'Batch: max events', description: 'Batched objects instead of one per event: at most this many events per object (default 10000)', required: false },
-  { key: 'batching.max_bytes', type: 'text', label: 'Batch: max bytes', description: 'At most this much data per object, e.g. 64MiB (default)', required: false },
-  { key: 'batching.max_age', type: 'text', label: 'Batch: max age', description: 'An object is written at the latest this long after its first event, e.g. 10s (default)', required: false },
   {
-    key: 'batching.format', type: 'select', label: 'Batch: format', description: 'One event data per line (ndjson) or a JSON array', required: false, default: 'ndjson',
-    options: [{ label: 'NDJSON', value: 'ndjson' }, { label: 'JSON array', value: 'json_array' }],
+    key: 'batching.max_events',
+    type: 'text',
+    label: 'Batch: max events',
+    description: 'Batched objects instead of one per event: at most this many events per object (default 10000)',
+    required: false,
   },
   {
-    key: 'batching.compression', type: 'select', label: 'Batch: compression', description: 'gzip (.gz) or none', required: false, default: 'gzip',
-    options: [{ label: 'gzip', value: 'gzip' }, { label: 'none', value: 'none' }],
+    key: 'batching.max_bytes',
+    type: 'text',
+    label: 'Batch: max bytes',
+    description: 'At most this much data per object, e.g. 64MiB (default)',
+    required: false,
+  },
+  {
+    key: 'batching.max_age',
+    type: 'text',
+    label: 'Batch: max age',
+    description: 'An object is written at the latest this long after its first event, e.g. 10s (default)',
+    required: false,
+  },
+  {
+    key: 'batching.format',
+    type: 'select',
+    label: 'Batch: format',
+    description: 'One event data per line (ndjson) or a JSON array',
+    required: false,
+    default: 'ndjson',
+    options: [
+      { label: 'NDJSON', value: 'ndjson' },
+      { label: 'JSON array', value: 'json_array' },
+    ],
+  },
+  {
+    key: 'batching.compression',
+    type: 'select',
+    label: 'Batch: compression',
+    description: 'gzip (.gz) or none',
+    required: false,
+    default: 'gzip',
+    options: [
+      { label: 'gzip', value: 'gzip' },
+      { label: 'none', value: 'none' },
+    ],
   },
 ];
 
 const config = z.strictObject({
   bucket: z.string({ error: required }).min(1, 'is required'),
   region: z.string({ error: required }).min(1, 'is required').regex(REGION, 'failed pattern validation'),
-  key_template: optional(z.string()
-    .max(MAX_KEY_TEMPLATE_CHARS, `failed length validation: at most ${MAX_KEY_TEMPLATE_CHARS} characters`)
-    .refine(compiles, 'failed pattern validation')),
-  storage_class: optional(z.string().transform((v) => v.toUpperCase()).pipe(z.enum(STORAGE_CLASSES, { error: 'failed enum validation' }))),
+  key_template: optional(
+    z
+      .string()
+      .max(MAX_KEY_TEMPLATE_CHARS, `failed length validation: at most ${MAX_KEY_TEMPLATE_CHARS} characters`)
+      .refine(compiles, 'failed pattern validation'),
+  ),
+  storage_class: optional(
+    z
+      .string()
+      .transform((v) => v.toUpperCase())
+      .pipe(z.enum(STORAGE_CLASSES, { error: 'failed enum validation' })),
+  ),
   endpoint: optional(z.url({ error: 'failed pattern validation' })),
   batching: batching.optional(),
 });
@@ -94,27 +143,67 @@ export type AwsS3Config = z.output<typeof config>;
 export const awsS3: DestinationType = {
   type: 'aws_s3',
   label: 'AWS S3',
-  description: 'Store events in an Amazon S3 bucket or any S3-compatible store: one object per event, or batched objects.',
+  description:
+    'Store events in an Amazon S3 bucket or any S3-compatible store: one object per event, or batched objects.',
   config: config as unknown as z.ZodType<Record<string, unknown>>,
   credentials: credentials as unknown as z.ZodType<Record<string, string>>,
   configFields: [
     { key: 'bucket', type: 'text', label: 'Bucket', description: 'The S3 bucket name', required: true },
     { key: 'region', type: 'text', label: 'Region', description: 'AWS region (e.g., us-east-1)', required: true },
-    { key: 'key_template', type: 'text', label: 'Key template', description: 'JMESPath expression for the S3 object key', required: false },
     {
-      key: 'storage_class', type: 'select', label: 'Storage class', description: 'S3 storage class (any case)', required: false, default: 'STANDARD',
+      key: 'key_template',
+      type: 'text',
+      label: 'Key template',
+      description: 'JMESPath expression for the S3 object key',
+      required: false,
+    },
+    {
+      key: 'storage_class',
+      type: 'select',
+      label: 'Storage class',
+      description: 'S3 storage class (any case)',
+      required: false,
+      default: 'STANDARD',
       options: STORAGE_CLASSES.map((c) => ({ label: c, value: c })),
     },
-    { key: 'endpoint', type: 'text', label: 'Endpoint', description: 'Custom endpoint URL (MinIO, Ceph, R2, LocalStack); implies path-style. http or https, public addresses only unless the operator allows more', required: false },
+    {
+      key: 'endpoint',
+      type: 'text',
+      label: 'Endpoint',
+      description:
+        'Custom endpoint URL (MinIO, Ceph, R2, LocalStack); implies path-style. http or https, public addresses only unless the operator allows more',
+      required: false,
+    },
     // config.batching is an object; Outpost's field types have none, so its fields are described one by one
     // under their dotted keys (a form may send them so, or send config.batching nested): any one of them set
     // makes the destination batched
     ...BATCHING_FIELDS,
   ],
   credentialFields: [
-    { key: 'key', type: 'text', label: 'Access key ID', description: 'AWS Access Key ID', required: true, sensitive: true },
-    { key: 'secret', type: 'text', label: 'Secret access key', description: 'AWS Secret Access Key', required: true, sensitive: true },
-    { key: 'session', type: 'text', label: 'Session token', description: 'AWS Session Token (for temporary credentials)', required: false, sensitive: true },
+    {
+      key: 'key',
+      type: 'text',
+      label: 'Access key ID',
+      description: 'AWS Access Key ID',
+      required: true,
+      sensitive: true,
+    },
+    {
+      key: 'secret',
+      type: 'text',
+      label: 'Secret access key',
+      description: 'AWS Secret Access Key',
+      required: true,
+      sensitive: true,
+    },
+    {
+      key: 'session',
+      type: 'text',
+      label: 'Session token',
+      description: 'AWS Session Token (for temporary credentials)',
+      required: false,
+      sensitive: true,
+    },
   ],
   target: (d) => `s3://${String(d.config.bucket)}`,
   createSink: (d, { requestTimeout, guard }) => new S3Sink(s3ConnectionOfDestination(d, requestTimeout, guard)),
@@ -140,7 +229,8 @@ function unflattenBatching(input: Record<string, unknown>): Record<string, unkno
   if (flat.length === 0) return input;
   const out: Record<string, unknown> = {};
   const nested = input.batching;
-  const batching: Record<string, unknown> = typeof nested === 'object' && nested !== null && !Array.isArray(nested) ? { ...nested } : {};
+  const batching: Record<string, unknown> =
+    typeof nested === 'object' && nested !== null && !Array.isArray(nested) ? { ...nested } : {};
   for (const [k, v] of Object.entries(input)) {
     if (k === 'batching') continue;
     if (!k.startsWith('batching.')) {
@@ -151,7 +241,8 @@ function unflattenBatching(input: Record<string, unknown>): Record<string, unkno
     const field = k.slice('batching.'.length);
     batching[field] = field === 'max_events' && typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
   }
-  if (Object.keys(batching).length > 0 || nested !== undefined) out.batching = Object.keys(batching).length > 0 ? batching : nested;
+  if (Object.keys(batching).length > 0 || nested !== undefined)
+    out.batching = Object.keys(batching).length > 0 ? batching : nested;
   return out;
 }
 
@@ -159,7 +250,11 @@ function unflattenBatching(input: Record<string, unknown>): Record<string, unkno
  * A destination's S3 connection: a custom endpoint implies path-style requests; `guard` checks every
  * connection it makes (a tenant chose the endpoint).
  */
-export function s3ConnectionOfDestination(destination: Destination, requestTimeout: number, guard: EndpointGuard): S3Connection {
+export function s3ConnectionOfDestination(
+  destination: Destination,
+  requestTimeout: number,
+  guard: EndpointGuard,
+): S3Connection {
   const c = storedConfig.parse(destination.config);
   const k = destination.credentials;
   return {

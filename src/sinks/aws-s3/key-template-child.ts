@@ -27,7 +27,11 @@ function evaluate(task: KeyTemplateTask): KeyTemplateOutcome {
   } catch (err) {
     if (err instanceof KeyTemplateError) return { ok: false, template: true, message: err.message };
     // not the template's own failure (the stored data did not parse): worth another attempt
-    return { ok: false, template: false, message: `the key could not be computed: ${String((err as Error)?.message).slice(0, 1000)}` };
+    return {
+      ok: false,
+      template: false,
+      message: `the key could not be computed: ${String((err as Error)?.message).slice(0, 1000)}`,
+    };
   }
 }
 

@@ -78,7 +78,10 @@ export class KeyTemplatePool {
   private failedForks = 0;
   private forkTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly log: Logger, private readonly limits: KeyTemplateLimits = KEY_TEMPLATE_LIMITS) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly limits: KeyTemplateLimits = KEY_TEMPLATE_LIMITS,
+  ) {}
 
   /**
    * The key the template gives for the event. Rejects with a KeyTemplateError when the template gives none,
@@ -90,12 +93,19 @@ export class KeyTemplatePool {
     if (this.closed) return Promise.reject(new Error('the key_template processes are closed (Sluice is stopping)'));
     return new Promise<string>((resolve, reject) => {
       const job: Job = {
-        id: this.nextId++, task, resolve, reject,
+        id: this.nextId++,
+        task,
+        resolve,
+        reject,
         queueTimer: setTimeout(() => {
           const at = this.queue.indexOf(job);
           if (at === -1) return;
           this.queue.splice(at, 1);
-          reject(new Error(`the key_template waited more than ${seconds(this.limits.queueMs)} for a process to evaluate it (others were busy)`));
+          reject(
+            new Error(
+              `the key_template waited more than ${seconds(this.limits.queueMs)} for a process to evaluate it (others were busy)`,
+            ),
+          );
         }, this.limits.queueMs),
       };
       job.queueTimer.unref();
@@ -112,7 +122,8 @@ export class KeyTemplatePool {
       clearTimeout(job.queueTimer);
       job.reject(new Error('the key_template processes are closed (Sluice is stopping)'));
     }
-    for (const child of [...this.children]) this.end(child, new Error('the key_template processes are closed (Sluice is stopping)'));
+    for (const child of [...this.children])
+      this.end(child, new Error('the key_template processes are closed (Sluice is stopping)'));
   }
 
   /** Hands queued evaluations to idle processes, and forks processes for the rest (up to `processes`). */
@@ -124,7 +135,12 @@ export class KeyTemplatePool {
       else if (!child.job && this.queue.length > 0) this.run(child, this.queue.shift()!);
     }
     if (this.forkTimer) return;
-    for (let waiting = this.queue.length - starting; waiting > 0 && this.children.size < this.limits.processes; waiting--) this.fork();
+    for (
+      let waiting = this.queue.length - starting;
+      waiting > 0 && this.children.size < this.limits.processes;
+      waiting--
+    )
+      this.fork();
   }
 
   private fork(): void {
@@ -133,7 +149,10 @@ export class KeyTemplatePool {
     let proc: ChildProcess;
     try {
       proc = fork(CHILD, [], {
-        execArgv: [`--max-old-space-size=${this.limits.maxOldSpaceMb}`, `--max-semi-space-size=${this.limits.maxSemiSpaceMb}`],
+        execArgv: [
+          `--max-old-space-size=${this.limits.maxOldSpaceMb}`,
+          `--max-semi-space-size=${this.limits.maxSemiSpaceMb}`,
+        ],
         env,
         stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
         serialization: 'json',
@@ -155,7 +174,9 @@ export class KeyTemplatePool {
     });
     proc.on('message', (message: unknown) => this.onMessage(child, message));
     // 'close' comes after the process exited and its stderr was read to the end (where V8 says it ran out of memory)
-    proc.on('close', (code: number | null, signal: NodeJS.Signals | null) => this.onEnd(child, `${signal ?? `exit code ${code}`}`));
+    proc.on('close', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.onEnd(child, `${signal ?? `exit code ${code}`}`),
+    );
     proc.on('error', (err: Error) => this.onEnd(child, err.message));
     // they never keep Sluice running: close() ends them, and each ends itself when Sluice goes away
     proc.unref();
@@ -200,7 +221,12 @@ export class KeyTemplatePool {
   }
 
   private timedOut(child: Child): void {
-    this.end(child, new KeyTemplateError(`key_template took longer than ${seconds(this.limits.timeMs)} on this event; it was stopped`));
+    this.end(
+      child,
+      new KeyTemplateError(
+        `key_template took longer than ${seconds(this.limits.timeMs)} on this event; it was stopped`,
+      ),
+    );
     this.dispatch();
   }
 
@@ -208,10 +234,16 @@ export class KeyTemplatePool {
   private onEnd(child: Child, how: string): void {
     if (child.gone) return;
     const outOfMemory = /heap out of memory|allocation failed|invalid size error/i.test(child.stderr);
-    if (child.job) this.log.debug({ how, stderr: child.stderr.slice(0, 1000) }, 'a key_template process ended while evaluating');
-    this.end(child, outOfMemory
-      ? new KeyTemplateError(`key_template used more memory than allowed (${this.limits.maxOldSpaceMb} MiB) on this event; it was stopped`)
-      : new Error(`the key_template process ended (${how}) while it evaluated this event`));
+    if (child.job)
+      this.log.debug({ how, stderr: child.stderr.slice(0, 1000) }, 'a key_template process ended while evaluating');
+    this.end(
+      child,
+      outOfMemory
+        ? new KeyTemplateError(
+            `key_template used more memory than allowed (${this.limits.maxOldSpaceMb} MiB) on this event; it was stopped`,
+          )
+        : new Error(`the key_template process ended (${how}) while it evaluated this event`),
+    );
     if (!child.ready) this.forkFailed(new Error(how));
     else this.dispatch();
   }

@@ -38,12 +38,21 @@ export function templatedObjectKey(task: KeyTemplateTask): string {
   try {
     value = search(context, task.template);
   } catch (err) {
-    throw new KeyTemplateError(`key_template failed on this event: ${String((err as Error)?.message).slice(0, MAX_MESSAGE_CHARS)}`);
+    throw new KeyTemplateError(
+      `key_template failed on this event: ${String((err as Error)?.message).slice(0, MAX_MESSAGE_CHARS)}`,
+    );
   }
   const key = typeof value === 'number' || typeof value === 'boolean' ? String(value) : value;
-  if (key === null || key === undefined || key === '') throw new KeyTemplateError('key_template produced no key (null or an empty string) for this event');
-  if (typeof key !== 'string') throw new KeyTemplateError(`key_template must produce a string, not ${Array.isArray(key) ? 'an array' : 'an object'}`);
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new KeyTemplateError(`key_template produced a key of ${Buffer.byteLength(key)} bytes; S3 keys are at most ${MAX_KEY_BYTES}`);
+  if (key === null || key === undefined || key === '')
+    throw new KeyTemplateError('key_template produced no key (null or an empty string) for this event');
+  if (typeof key !== 'string')
+    throw new KeyTemplateError(
+      `key_template must produce a string, not ${Array.isArray(key) ? 'an array' : 'an object'}`,
+    );
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES)
+    throw new KeyTemplateError(
+      `key_template produced a key of ${Buffer.byteLength(key)} bytes; S3 keys are at most ${MAX_KEY_BYTES}`,
+    );
   return checkedSegments(key, 'key_template');
 }
 
@@ -54,11 +63,18 @@ export function templatedObjectKey(task: KeyTemplateTask): string {
  */
 export function checkedSegments(key: string, source: string): string {
   const segments = key.split('/');
-  const bad = key.startsWith('/') ? 'starts with "/"'
-    : segments.includes('..') ? 'has a ".." segment'
-      : segments.includes('.') ? 'has a "." segment'
-        : segments.includes('') ? 'has an empty segment ("//" or a trailing "/")'
+  const bad = key.startsWith('/')
+    ? 'starts with "/"'
+    : segments.includes('..')
+      ? 'has a ".." segment'
+      : segments.includes('.')
+        ? 'has a "." segment'
+        : segments.includes('')
+          ? 'has an empty segment ("//" or a trailing "/")'
           : undefined;
-  if (bad) throw new KeyTemplateError(`${source} produced a key that ${bad}; keys must not start with "/" nor hold empty, "." or ".." segments`);
+  if (bad)
+    throw new KeyTemplateError(
+      `${source} produced a key that ${bad}; keys must not start with "/" nor hold empty, "." or ".." segments`,
+    );
   return key;
 }

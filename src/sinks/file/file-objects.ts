@@ -18,7 +18,8 @@ export class FileObjects implements OutputObjects {
       for (const e of entries) {
         const key = rel ? `${rel}/${e.name}` : e.name;
         if (e.isDirectory()) {
-          if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || `${key}/`.startsWith(prefix)) walk(path.join(dir, e.name), key);
+          if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || `${key}/`.startsWith(prefix))
+            walk(path.join(dir, e.name), key);
         } else if (key.startsWith(prefix) && !e.name.startsWith('.') && !e.name.endsWith('.tmp')) {
           // `<key>.<random>.tmp` is an object the file output is still writing (it is renamed once complete):
           // reading it would fail on a partial file or, once renamed, yield its decisions twice
@@ -32,7 +33,10 @@ export class FileObjects implements OutputObjects {
 
   async children(prefix: string): Promise<string[]> {
     try {
-      return readdirSync(path.join(this.root, prefix), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${prefix}${e.name}/`).sort();
+      return readdirSync(path.join(this.root, prefix), { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => `${prefix}${e.name}/`)
+        .sort();
     } catch {
       return [];
     }

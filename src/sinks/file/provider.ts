@@ -9,7 +9,10 @@ export const fileOutput = outputProvider({
   type: 'file',
   fields: {
     // resolved when the config is read: a relative path means the directory `sluice` was started in
-    path: z.string().min(1).transform((p) => path.resolve(p)),
+    path: z
+      .string()
+      .min(1)
+      .transform((p) => path.resolve(p)),
   },
   createSink: (o) => new FileSink(o.path),
   target: (o) => `file://${o.path}`,

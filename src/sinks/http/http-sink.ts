@@ -1,7 +1,16 @@
 import { gunzipSync } from 'node:zlib';
 import { isRetryableStatus, RefusedDecisionsError, SinkError, type Sink, type StoredObject } from '../types.js';
 import { redactUrl, scrub, secretPartsOf } from '../redact-url.js';
-import { cutPieces, decisionsOf, decisionText, splitByBytes, encodePiece, type ObjectDecisions, type PieceEncoding, type RequestLimits } from './request-pieces.js';
+import {
+  cutPieces,
+  decisionsOf,
+  decisionText,
+  splitByBytes,
+  encodePiece,
+  type ObjectDecisions,
+  type PieceEncoding,
+  type RequestLimits,
+} from './request-pieces.js';
 
 export interface HttpTarget {
   url: string;
@@ -91,7 +100,13 @@ export class HttpSink implements Sink {
         if (d && d.spans.length / 2 === delivery.count) {
           const halves: Request[] = [];
           for (const [first, last] of splitByBytes(d.spans, request.first, request.last, 2)) {
-            halves.push({ first, last, body: await encodePiece(d, this.encodingOf(object), first, last), whole: false, state: 'pending' });
+            halves.push({
+              first,
+              last,
+              body: await encodePiece(d, this.encodingOf(object), first, last),
+              whole: false,
+              state: 'pending',
+            });
           }
           requests.splice(i, 1, ...halves);
           i--;
@@ -112,8 +127,10 @@ export class HttpSink implements Sink {
       return;
     }
     const d = await decode();
-    const textOf = (index: number) => (d ? decisionText(d, index)
-      : (object.contentEncoding === 'gzip' ? gunzipSync(object.body) : object.body).toString('utf8'));
+    const textOf = (index: number) =>
+      d
+        ? decisionText(d, index)
+        : (object.contentEncoding === 'gzip' ? gunzipSync(object.body) : object.body).toString('utf8');
     throw new RefusedDecisionsError(
       `${refused[0]!.refusal} (${refused.length} decision${refused.length === 1 ? '' : 's'} refused alone: too large for the receiver)`,
       refused.map((r) => ({ index: r.first, decision: textOf(r.first), error: r.refusal! })),
@@ -129,14 +146,24 @@ export class HttpSink implements Sink {
   private async plan(object: StoredObject): Promise<Delivery> {
     const count = object.count ?? 1;
     const { limits } = this.http;
-    const whole = (): Delivery => ({ md5: object.contentMD5, count, requests: [{ first: 0, last: count - 1, body: object.body, whole: true, state: 'pending' }] });
-    const fits = (limits?.maxBytes === undefined || object.body.length <= limits.maxBytes) && (limits?.maxDecisions === undefined || count <= limits.maxDecisions);
+    const whole = (): Delivery => ({
+      md5: object.contentMD5,
+      count,
+      requests: [{ first: 0, last: count - 1, body: object.body, whole: true, state: 'pending' }],
+    });
+    const fits =
+      (limits?.maxBytes === undefined || object.body.length <= limits.maxBytes) &&
+      (limits?.maxDecisions === undefined || count <= limits.maxDecisions);
     if (fits || count <= 1) return whole();
     const decoded = await this.decode(object);
     if (!decoded || decoded.spans.length / 2 !== count) return whole();
     const pieces = await cutPieces(decoded, this.encodingOf(object), limits ?? {}, 0, count - 1);
     if (pieces.length === 1) return whole();
-    return { md5: object.contentMD5, count, requests: pieces.map((p) => ({ ...p, whole: false, state: 'pending' as const })) };
+    return {
+      md5: object.contentMD5,
+      count,
+      requests: pieces.map((p) => ({ ...p, whole: false, state: 'pending' as const })),
+    };
   }
 
   /** Pieces are compressed as their object is. */
@@ -152,7 +179,12 @@ export class HttpSink implements Sink {
     }
   }
 
-  private async post(object: StoredObject, body: Buffer, key: string, signal: AbortSignal): Promise<{ ok: true } | { ok: false; status?: number; message: string; error: SinkError }> {
+  private async post(
+    object: StoredObject,
+    body: Buffer,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<{ ok: true } | { ok: false; status?: number; message: string; error: SinkError }> {
     let response: Response;
     try {
       response = await fetch(this.http.url, {
@@ -179,6 +211,11 @@ export class HttpSink implements Sink {
     // the receiver's answer may echo the path or the query (a token) back
     const excerpt = scrub(text, this.http.url, this.secrets);
     const message = `POST ${this.target} answered ${response.status}${excerpt ? `: ${excerpt}` : ''}`;
-    return { ok: false, status: response.status, message, error: new SinkError(message, !isRetryableStatus(response.status), `HTTP ${response.status}`) };
+    return {
+      ok: false,
+      status: response.status,
+      message,
+      error: new SinkError(message, !isRetryableStatus(response.status), `HTTP ${response.status}`),
+    };
   }
 }

@@ -57,7 +57,7 @@ export async function decisionsOf(body: Buffer, contentEncoding?: string): Promi
   }
   // NDJSON lines hold no raw newline: every newline ends a decision
   const spans: number[] = [];
-  for (let start = 0; start < text.length;) {
+  for (let start = 0; start < text.length; ) {
     let end = text.indexOf(0x0a, start);
     if (end < 0) end = text.length;
     if (end > start) spans.push(start, end);
@@ -72,7 +72,12 @@ export function decisionText(d: ObjectDecisions, index: number): string {
 }
 
 /** The request body of decisions first..last: a JSON array or NDJSON lines as the object is, compressed as it is. */
-export async function encodePiece(d: ObjectDecisions, encoding: PieceEncoding, first: number, last: number): Promise<Buffer> {
+export async function encodePiece(
+  d: ObjectDecisions,
+  encoding: PieceEncoding,
+  first: number,
+  last: number,
+): Promise<Buffer> {
   const parts: Buffer[] = [];
   const separator = Buffer.from(d.format === 'ndjson' ? '\n' : ',');
   if (d.format === 'json_array') parts.push(Buffer.from('['));
@@ -90,7 +95,13 @@ export async function encodePiece(d: ObjectDecisions, encoding: PieceEncoding, f
  * each group that is too large in `ceil(size / (90 % of maxBytes))` parts of about equal uncompressed bytes,
  * again until every part fits. A single decision over `maxBytes` is a piece of its own.
  */
-export async function cutPieces(d: ObjectDecisions, encoding: PieceEncoding, limits: RequestLimits, first: number, last: number): Promise<Piece[]> {
+export async function cutPieces(
+  d: ObjectDecisions,
+  encoding: PieceEncoding,
+  limits: RequestLimits,
+  first: number,
+  last: number,
+): Promise<Piece[]> {
   const n = last - first + 1;
   if (n <= 0) return [];
   const groups = limits.maxDecisions ? Math.ceil(n / limits.maxDecisions) : 1;
@@ -103,7 +114,14 @@ export async function cutPieces(d: ObjectDecisions, encoding: PieceEncoding, lim
   return pieces;
 }
 
-async function fit(d: ObjectDecisions, encoding: PieceEncoding, maxBytes: number | undefined, first: number, last: number, out: Piece[]): Promise<void> {
+async function fit(
+  d: ObjectDecisions,
+  encoding: PieceEncoding,
+  maxBytes: number | undefined,
+  first: number,
+  last: number,
+  out: Piece[],
+): Promise<void> {
   const body = await encodePiece(d, encoding, first, last);
   if (maxBytes === undefined || body.length <= maxBytes || first === last) {
     out.push({ first, last, body });

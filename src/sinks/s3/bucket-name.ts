@@ -10,7 +10,8 @@ export function bucketNameProblem(bucket: string): string | undefined {
   if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(bucket)) {
     return 'failed pattern validation: lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit';
   }
-  if (bucket.includes('..') || bucket.includes('.-') || bucket.includes('-.')) return 'failed pattern validation: no dot next to a dot or a hyphen';
+  if (bucket.includes('..') || bucket.includes('.-') || bucket.includes('-.'))
+    return 'failed pattern validation: no dot next to a dot or a hyphen';
   if (net.isIPv4(bucket)) return 'failed pattern validation: not an IP address';
   if (RESERVED_PREFIXES.some((p) => bucket.startsWith(p)) || RESERVED_SUFFIXES.some((s) => bucket.endsWith(s))) {
     return 'failed pattern validation: a prefix or suffix S3 reserves';

@@ -2,9 +2,19 @@ import { isRetryableStatus } from '../types.js';
 
 /** Error codes that retrying cannot fix: the bucket, the credentials or the permissions must change. */
 const PERMANENT_CODES = new Set([
-  'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AllAccessDisabled',
-  'InvalidBucketName', 'AccountProblem', 'InvalidStorageClass', 'PermanentRedirect', 'AuthorizationHeaderMalformed',
-  'ExpiredToken', 'InvalidToken', 'CredentialsProviderError',
+  'NoSuchBucket',
+  'AccessDenied',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'AllAccessDisabled',
+  'InvalidBucketName',
+  'AccountProblem',
+  'InvalidStorageClass',
+  'PermanentRedirect',
+  'AuthorizationHeaderMalformed',
+  'ExpiredToken',
+  'InvalidToken',
+  'CredentialsProviderError',
 ]);
 
 /** Throttling, server errors, timeouts and connection errors pass; most other 4xx answers do not. */
@@ -21,15 +31,61 @@ export function isPermanentS3Error(code: string | undefined, status: number | un
  * too, and an internal service could put anything there.
  */
 const KNOWN_CODES = new Set([
-  'AccessDenied', 'AccountProblem', 'AllAccessDisabled', 'BadDigest', 'BucketAlreadyExists', 'BucketAlreadyOwnedByYou',
-  'EntityTooLarge', 'EntityTooSmall', 'ExpiredToken', 'IllegalLocationConstraintException', 'IncompleteBody', 'InternalError',
-  'InvalidAccessKeyId', 'InvalidArgument', 'InvalidBucketName', 'InvalidDigest', 'InvalidObjectState', 'InvalidRequest',
-  'InvalidSecurity', 'InvalidStorageClass', 'InvalidToken', 'KeyTooLongError', 'MalformedXML', 'MetadataTooLarge',
-  'MethodNotAllowed', 'MissingContentLength', 'NoSuchBucket', 'NoSuchKey', 'NotImplemented', 'OperationAborted',
-  'PermanentRedirect', 'PreconditionFailed', 'Redirect', 'RequestTimeTooSkewed', 'ServiceUnavailable', 'SignatureDoesNotMatch',
-  'SlowDown', 'TemporaryRedirect', 'TokenRefreshRequired', 'XAmzContentSHA256Mismatch', 'NotFound', 'Forbidden', 'BadRequest',
-  'Unauthorized', 'Conflict', 'TooManyRequests', 'InvalidBucketState', 'QuotaExceeded', 'UnknownError',
-  'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ERR_INVALID_URL', 'endpoint_not_allowed', 'key_template',
+  'AccessDenied',
+  'AccountProblem',
+  'AllAccessDisabled',
+  'BadDigest',
+  'BucketAlreadyExists',
+  'BucketAlreadyOwnedByYou',
+  'EntityTooLarge',
+  'EntityTooSmall',
+  'ExpiredToken',
+  'IllegalLocationConstraintException',
+  'IncompleteBody',
+  'InternalError',
+  'InvalidAccessKeyId',
+  'InvalidArgument',
+  'InvalidBucketName',
+  'InvalidDigest',
+  'InvalidObjectState',
+  'InvalidRequest',
+  'InvalidSecurity',
+  'InvalidStorageClass',
+  'InvalidToken',
+  'KeyTooLongError',
+  'MalformedXML',
+  'MetadataTooLarge',
+  'MethodNotAllowed',
+  'MissingContentLength',
+  'NoSuchBucket',
+  'NoSuchKey',
+  'NotImplemented',
+  'OperationAborted',
+  'PermanentRedirect',
+  'PreconditionFailed',
+  'Redirect',
+  'RequestTimeTooSkewed',
+  'ServiceUnavailable',
+  'SignatureDoesNotMatch',
+  'SlowDown',
+  'TemporaryRedirect',
+  'TokenRefreshRequired',
+  'XAmzContentSHA256Mismatch',
+  'NotFound',
+  'Forbidden',
+  'BadRequest',
+  'Unauthorized',
+  'Conflict',
+  'TooManyRequests',
+  'InvalidBucketState',
+  'QuotaExceeded',
+  'UnknownError',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'ERR_INVALID_URL',
+  'endpoint_not_allowed',
+  'key_template',
 ]);
 
 /** Sluice's own words for the failures that have no HTTP answer. */
@@ -50,7 +106,11 @@ const OWN_WORDS: Record<string, string> = {
  * words (`own`, or the words for the code), never the text of the answer. The answer comes from wherever the
  * tenant pointed its destination: repeating it would make the delivery log a reader of whatever answers there.
  */
-export function sanitizedFailure(rawCode: string | undefined, status: number | undefined, own?: string): { code: string; message: string } {
+export function sanitizedFailure(
+  rawCode: string | undefined,
+  status: number | undefined,
+  own?: string,
+): { code: string; message: string } {
   const code = rawCode && (KNOWN_CODES.has(rawCode) || Object.hasOwn(OWN_WORDS, rawCode)) ? rawCode : 'UnknownError';
   if (status !== undefined) return { code, message: `${code} (HTTP ${status})${own ? `: ${own}` : ''}` };
   return { code, message: `${code}: ${own ?? OWN_WORDS[code] ?? 'the request failed'}` };

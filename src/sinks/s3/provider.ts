@@ -5,8 +5,15 @@ import { S3Sink, type S3Connection } from './s3-sink.js';
 import { S3Objects } from './s3-objects.js';
 
 export const STORAGE_CLASSES = [
-  'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER',
-  'DEEP_ARCHIVE', 'GLACIER_IR', 'EXPRESS_ONEZONE',
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER',
+  'DEEP_ARCHIVE',
+  'GLACIER_IR',
+  'EXPRESS_ONEZONE',
 ] as const;
 
 const fields = {
@@ -32,7 +39,8 @@ export const s3Output = outputProvider({
       ctx.addIssue({
         code: 'custom',
         path: [o.access_key_id ? 'secret_access_key' : 'access_key_id'],
-        message: 'access_key_id and secret_access_key go together: set both, or neither to use the default credential chain',
+        message:
+          'access_key_id and secret_access_key go together: set both, or neither to use the default credential chain',
       });
     }
   },
@@ -47,9 +55,14 @@ function s3ConnectionOf(config: S3OutputConfig): S3Connection {
     region: config.region,
     endpoint: config.endpoint,
     forcePathStyle: config.force_path_style,
-    credentials: config.access_key_id && config.secret_access_key
-      ? { accessKeyId: config.access_key_id, secretAccessKey: config.secret_access_key, sessionToken: config.session_token }
-      : undefined,
+    credentials:
+      config.access_key_id && config.secret_access_key
+        ? {
+            accessKeyId: config.access_key_id,
+            secretAccessKey: config.secret_access_key,
+            sessionToken: config.session_token,
+          }
+        : undefined,
     storageClass: config.storage_class,
     requestTimeout: config.request_timeout,
   };

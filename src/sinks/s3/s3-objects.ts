@@ -9,14 +9,21 @@ export class S3Objects implements OutputObjects {
 
   constructor(c: S3Connection) {
     this.bucket = c.bucket;
-    this.client = new S3Client({ region: c.region, endpoint: c.endpoint, forcePathStyle: c.forcePathStyle, credentials: c.credentials });
+    this.client = new S3Client({
+      region: c.region,
+      endpoint: c.endpoint,
+      forcePathStyle: c.forcePathStyle,
+      credentials: c.credentials,
+    });
   }
 
   async list(prefix: string): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;
     for (let page = 0; page < 100_000; page++) {
-      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      const res = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
       for (const o of res.Contents ?? []) if (o.Key) keys.push(o.Key);
       if (!res.IsTruncated) break;
       token = res.NextContinuationToken;
@@ -28,7 +35,9 @@ export class S3Objects implements OutputObjects {
     const names: string[] = [];
     let token: string | undefined;
     for (let page = 0; page < 100_000; page++) {
-      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
+      const res = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+      );
       for (const p of res.CommonPrefixes ?? []) if (p.Prefix) names.push(p.Prefix);
       if (!res.IsTruncated) break;
       token = res.NextContinuationToken;

@@ -43,28 +43,41 @@ export class S3Sink implements Sink {
       responseChecksumValidation: 'WHEN_REQUIRED',
       // The guard's agents check each address connected to (after DNS): a save-time check alone would let
       // DNS rebinding through.
-      requestHandler: { connectionTimeout: 5_000, requestTimeout: connection.requestTimeout, ...connection.guard?.agents() },
+      requestHandler: {
+        connectionTimeout: 5_000,
+        requestTimeout: connection.requestTimeout,
+        ...connection.guard?.agents(),
+      },
     });
   }
 
   async put(object: StoredObject, signal: AbortSignal): Promise<void> {
     // A destination saved before bucket names were checked: its name must not become a request path.
     const bucketProblem = this.connection.guard ? bucketNameProblem(this.connection.bucket) : undefined;
-    if (bucketProblem) throw new SinkError(`PutObject ${this.target}/${object.key} not sent: the bucket name ${bucketProblem}`.slice(0, MAX_TENANT_ERROR), true, 'InvalidBucketName');
+    if (bucketProblem)
+      throw new SinkError(
+        `PutObject ${this.target}/${object.key} not sent: the bucket name ${bucketProblem}`.slice(0, MAX_TENANT_ERROR),
+        true,
+        'InvalidBucketName',
+      );
     try {
-      await this.client.send(new PutObjectCommand({
-        Bucket: this.connection.bucket,
-        Key: object.key,
-        Body: object.body,
-        ContentLength: object.body.length,
-        ContentType: object.contentType,
-        ContentEncoding: object.contentEncoding,
-        ContentMD5: object.contentMD5,
-        Metadata: object.metadata,
-        StorageClass: this.connection.storageClass as StorageClass,
-      }), { abortSignal: signal });
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.connection.bucket,
+          Key: object.key,
+          Body: object.body,
+          ContentLength: object.body.length,
+          ContentType: object.contentType,
+          ContentEncoding: object.contentEncoding,
+          ContentMD5: object.contentMD5,
+          Metadata: object.metadata,
+          StorageClass: this.connection.storageClass as StorageClass,
+        }),
+        { abortSignal: signal },
+      );
     } catch (err) {
-      const code = err instanceof S3ServiceException ? err.name : (err as NodeJS.ErrnoException).code ?? (err as Error).name;
+      const code =
+        err instanceof S3ServiceException ? err.name : ((err as NodeJS.ErrnoException).code ?? (err as Error).name);
       const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
       if (this.connection.guard) {
         // A refusal by the guard is Sluice's own message; anything else is told by code and status only.

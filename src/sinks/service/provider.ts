@@ -3,7 +3,14 @@ import { batchWith, duration, optionalText } from '../../config/fields.js';
 import { outputProvider, type ProviderConfig } from '../provider.js';
 import { redactUrl } from '../redact-url.js';
 import { HttpSink } from '../http/http-sink.js';
-import { headers, limitsOf, noUserinfo, requestBytes, requestDecisions, USERINFO_MESSAGE } from '../http/request-fields.js';
+import {
+  headers,
+  limitsOf,
+  noUserinfo,
+  requestBytes,
+  requestDecisions,
+  USERINFO_MESSAGE,
+} from '../http/request-fields.js';
 
 const fields = {
   url: z.url({ message: 'must be the service URL, e.g. http://127.0.0.1:8181' }).refine(noUserinfo, USERINFO_MESSAGE),
@@ -25,13 +32,14 @@ const fields = {
 export const serviceOutput = outputProvider({
   type: 'service',
   fields,
-  createSink: (o) => new HttpSink({
-    url: serviceUrl(o),
-    headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...o.headers },
-    timeout: o.timeout,
-    limits: limitsOf(o),
-    compressionLevel: o.compression_level,
-  }),
+  createSink: (o) =>
+    new HttpSink({
+      url: serviceUrl(o),
+      headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...o.headers },
+      timeout: o.timeout,
+      limits: limitsOf(o),
+      compressionLevel: o.compression_level,
+    }),
   target: (o) => redactUrl(serviceUrl(o)),
 });
 

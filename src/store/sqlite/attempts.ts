@@ -5,8 +5,19 @@ import type { Attempt, AttemptFilter, NewAttempt, Page, PageQuery } from '../typ
 import { anyOf, list, marks, within } from './filters.js';
 
 interface AttemptRow {
-  seq: number; id: string; tenant_id: string; event_id: string | null; destination_id: string; status: Attempt['status'];
-  code: string | null; response_data: string | null; error: string | null; attempt_number: number; manual: number; time: number; duration_ms: number;
+  seq: number;
+  id: string;
+  tenant_id: string;
+  event_id: string | null;
+  destination_id: string;
+  status: Attempt['status'];
+  code: string | null;
+  response_data: string | null;
+  error: string | null;
+  attempt_number: number;
+  manual: number;
+  time: number;
+  duration_ms: number;
 }
 
 /** The `attempts` table: the delivery log, one row per try at a delivery or a batch. Writes run inside the caller's transaction (see SqliteStore). */
@@ -15,7 +26,8 @@ export class SqliteAttempts {
 
   constructor(private readonly db: Database.Database) {
     this.q = {
-      insert: db.prepare(`INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number, manual, time, duration_ms)
+      insert:
+        db.prepare(`INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number, manual, time, duration_ms)
         VALUES (@id, @tenant_id, @event_id, @destination_id, @status, @code, @response_data, @error, @attempt_number, @manual, @time, @duration_ms)`),
       byId: db.prepare('SELECT * FROM attempts WHERE id = ?'),
       madeFor: db.prepare('SELECT 1 FROM attempts WHERE event_id = ? AND tenant_id = ? AND destination_id = ? LIMIT 1'),
@@ -60,12 +72,16 @@ export class SqliteAttempts {
     within(f, 'time', filter.time);
     const types = list(filter.destination_type);
     if (types) {
-      f.where.push(`EXISTS (SELECT 1 FROM destinations t WHERE t.tenant_id = attempts.tenant_id AND t.id = attempts.destination_id AND t.type IN (${marks(types)}))`);
+      f.where.push(
+        `EXISTS (SELECT 1 FROM destinations t WHERE t.tenant_id = attempts.tenant_id AND t.id = attempts.destination_id AND t.type IN (${marks(types)}))`,
+      );
       f.params.push(...types);
     }
     const topics = list(filter.topic);
     if (topics) {
-      f.where.push(`EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = attempts.tenant_id AND e.id = attempts.event_id AND e.topic IN (${marks(topics)}))`);
+      f.where.push(
+        `EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = attempts.tenant_id AND e.id = attempts.event_id AND e.topic IN (${marks(topics)}))`,
+      );
       f.params.push(...topics);
     }
     // seq is the order attempts were made in (their time is taken as they are recorded)
@@ -91,7 +107,7 @@ function toAttempt(row: AttemptRow): Attempt {
     destination_id: row.destination_id,
     status: row.status,
     code: row.code,
-    response_data: row.response_data ? JSON.parse(row.response_data) as Record<string, unknown> : null,
+    response_data: row.response_data ? (JSON.parse(row.response_data) as Record<string, unknown>) : null,
     error: row.error,
     attempt_number: row.attempt_number,
     manual: row.manual === 1,

@@ -16,10 +16,12 @@ export class SqliteBatches {
 
   constructor(db: Database.Database) {
     this.q = {
-      unbatched: db.prepare(`SELECT d.seq, d.manual AS retried, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
+      unbatched:
+        db.prepare(`SELECT d.seq, d.manual AS retried, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.tenant_id = ? AND d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND d.seq > ? ORDER BY d.seq LIMIT ?`),
-      insert: db.prepare(`INSERT INTO event_batches (key, tenant_id, destination_id, first_seq, last_seq, count, status, next_attempt_at)
+      insert:
+        db.prepare(`INSERT INTO event_batches (key, tenant_id, destination_id, first_seq, last_seq, count, status, next_attempt_at)
         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`),
       assign: db.prepare('UPDATE deliveries SET batch = ? WHERE seq = ?'),
       exists: db.prepare('SELECT 1 FROM event_batches WHERE key = ?'),
@@ -28,7 +30,9 @@ export class SqliteBatches {
         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1`),
       due: db.prepare(`SELECT b.* FROM event_batches b JOIN destinations t ON t.tenant_id = b.tenant_id AND t.id = b.destination_id
         WHERE b.status = 'pending' AND b.next_attempt_at <= ? AND t.disabled_at IS NULL ORDER BY b.next_attempt_at`),
-      events: db.prepare('SELECT e.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.batch = ? ORDER BY d.seq'),
+      events: db.prepare(
+        'SELECT e.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.batch = ? ORDER BY d.seq',
+      ),
       set: db.prepare('UPDATE event_batches SET status = ?, attempts = ?, next_attempt_at = ? WHERE key = ?'),
       dropOf: db.prepare('DELETE FROM event_batches WHERE tenant_id = ? AND destination_id = ?'),
       deleteOf: db.prepare('DELETE FROM event_batches WHERE tenant_id = ?'),
@@ -53,7 +57,15 @@ export class SqliteBatches {
   seal(batch: EventBatch, deliverySeqs: number[], retried: boolean): void {
     // the number is used up with the seal that took it: the next retried batch gets the next one
     if (retried) this.q.countRetried.run();
-    this.q.insert.run(batch.key, batch.tenant_id, batch.destination_id, batch.first_seq, batch.last_seq, batch.count, batch.next_attempt_at);
+    this.q.insert.run(
+      batch.key,
+      batch.tenant_id,
+      batch.destination_id,
+      batch.first_seq,
+      batch.last_seq,
+      batch.count,
+      batch.next_attempt_at,
+    );
     for (const seq of deliverySeqs) this.q.assign.run(batch.key, seq);
   }
 
@@ -66,7 +78,10 @@ export class SqliteBatches {
   }
 
   /** The batch's state after an attempt; false when it is gone (its destination or tenant deleted meanwhile). */
-  record(batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>, status: 'pending' | 'success' | 'failed'): boolean {
+  record(
+    batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
+    status: 'pending' | 'success' | 'failed',
+  ): boolean {
     return this.q.set.run(status, batch.attempts, batch.next_attempt_at, batch.key).changes > 0;
   }
 

@@ -12,13 +12,26 @@ const DUE_SELECT = `SELECT d.seq AS delivery_seq, d.tenant_id AS delivery_tenant
 const READY_OF = 'disabled_at IS NULL AND batched = 0';
 
 interface DeliveryRow {
-  seq: number; event_seq: number; tenant_id: string; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
-  object_key: string | null; manual: number;
+  seq: number;
+  event_seq: number;
+  tenant_id: string;
+  destination_id: string;
+  status: Delivery['status'];
+  attempts: number;
+  next_attempt_at: number;
+  object_key: string | null;
+  manual: number;
 }
 
 interface DueRow extends EventRow {
-  delivery_seq: number; delivery_tenant_id: string; destination_id: string; status: Delivery['status']; attempts: number; next_attempt_at: number;
-  object_key: string | null; manual: number;
+  delivery_seq: number;
+  delivery_tenant_id: string;
+  destination_id: string;
+  status: Delivery['status'];
+  attempts: number;
+  next_attempt_at: number;
+  object_key: string | null;
+  manual: number;
 }
 
 /**
@@ -31,22 +44,37 @@ export class SqliteDeliveries {
   private readonly dueStatements = new Map<number, Database.Statement>();
   private readonly q;
 
-  constructor(private readonly db: Database.Database, private readonly pending: PendingCounts) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly pending: PendingCounts,
+  ) {
     this.q = {
       // seq above every seq ever used (see the deliveries_seq_floor trigger)
-      insert: db.prepare(`INSERT INTO deliveries (seq, event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
+      insert:
+        db.prepare(`INSERT INTO deliveries (seq, event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
         SELECT max(coalesce((SELECT max(seq) FROM deliveries), 0),
                    coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'delivery_seq_floor'), 0)) + 1,
           ?, tenant_id, id, 'pending', ?, (${READY_OF}) FROM destinations WHERE tenant_id = ? AND id = ?`),
-      destinationsOf: db.prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq').pluck(),
-      pendingFor: db.prepare("SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'"),
+      destinationsOf: db
+        .prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq')
+        .pluck(),
+      pendingFor: db.prepare(
+        "SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'",
+      ),
       ofEvent: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
-      latest: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? AND destination_id = ? ORDER BY seq DESC LIMIT 1'),
-      setReady: db.prepare(`UPDATE deliveries SET ready = (SELECT ${READY_OF} FROM destinations WHERE tenant_id = @tenant_id AND id = @id)
+      latest: db.prepare(
+        'SELECT * FROM deliveries WHERE event_seq = ? AND destination_id = ? ORDER BY seq DESC LIMIT 1',
+      ),
+      setReady:
+        db.prepare(`UPDATE deliveries SET ready = (SELECT ${READY_OF} FROM destinations WHERE tenant_id = @tenant_id AND id = @id)
         WHERE tenant_id = @tenant_id AND destination_id = @id AND status = 'pending'`),
-      countPending: db.prepare("SELECT tenant_id, count(*) AS n FROM deliveries WHERE status = 'pending' GROUP BY tenant_id"),
+      countPending: db.prepare(
+        "SELECT tenant_id, count(*) AS n FROM deliveries WHERE status = 'pending' GROUP BY tenant_id",
+      ),
       countPendingOf: db.prepare("SELECT count(*) FROM deliveries WHERE tenant_id = ? AND status = 'pending'").pluck(),
-      dueOf: db.prepare(`${DUE_SELECT} AND d.tenant_id = ? AND d.destination_id = ? ORDER BY d.next_attempt_at LIMIT ?`),
+      dueOf: db.prepare(
+        `${DUE_SELECT} AND d.tenant_id = ? AND d.destination_id = ? ORDER BY d.next_attempt_at LIMIT ?`,
+      ),
       nextDue: db.prepare("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND ready = 1").pluck(),
       setKey: db.prepare('UPDATE deliveries SET object_key = ? WHERE seq = ?'),
       settle: db.prepare(`UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, manual = 0
@@ -55,7 +83,9 @@ export class SqliteDeliveries {
       requeue: db.prepare(`UPDATE deliveries SET status = 'pending', next_attempt_at = ?, manual = 1, batch = NULL,
         ready = (SELECT ${READY_OF} FROM destinations t
           WHERE t.tenant_id = deliveries.tenant_id AND t.id = deliveries.destination_id) WHERE seq = ?`),
-      dropPendingOf: db.prepare("DELETE FROM deliveries WHERE tenant_id = ? AND destination_id = ? AND status = 'pending'"),
+      dropPendingOf: db.prepare(
+        "DELETE FROM deliveries WHERE tenant_id = ? AND destination_id = ? AND status = 'pending'",
+      ),
       deleteOf: db.prepare('DELETE FROM deliveries WHERE tenant_id = ?'),
       prune: db.prepare(`DELETE FROM deliveries WHERE status != 'pending'
         AND event_seq IN (SELECT seq FROM events WHERE received_at < ?)`),
@@ -100,7 +130,10 @@ export class SqliteDeliveries {
   due(now: number, limit: number, skipDestinations: string[]): DueDelivery[] {
     // Busy destinations are left out in SQL: a long backlog of one must not hide the due deliveries of others.
     // (destinationKey: tenant ids cannot hold '/')
-    const skip = skipDestinations.length > 0 ? ` AND (d.tenant_id || '/' || d.destination_id) NOT IN (${skipDestinations.map(() => '?').join(', ')})` : '';
+    const skip =
+      skipDestinations.length > 0
+        ? ` AND (d.tenant_id || '/' || d.destination_id) NOT IN (${skipDestinations.map(() => '?').join(', ')})`
+        : '';
     let statement = this.dueStatements.get(skipDestinations.length);
     if (!statement) {
       statement = this.db.prepare(`${DUE_SELECT}${skip} ORDER BY d.next_attempt_at LIMIT ?`);
@@ -125,8 +158,19 @@ export class SqliteDeliveries {
    * The delivery's state after an attempt, if it is still the tenant's destination's and pending (else false:
    * it was deleted meanwhile, and its seq may since name a delivery of another destination).
    */
-  settle(delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>, tenantId: string, destinationId: string): boolean {
-    const changed = this.q.settle.run(delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.seq, tenantId, destinationId).changes;
+  settle(
+    delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
+    tenantId: string,
+    destinationId: string,
+  ): boolean {
+    const changed = this.q.settle.run(
+      delivery.status,
+      delivery.attempts,
+      delivery.next_attempt_at,
+      delivery.seq,
+      tenantId,
+      destinationId,
+    ).changes;
     if (changed === 0) return false;
     if (delivery.status !== 'pending') this.pending.add(tenantId, -1);
     return true;
@@ -162,7 +206,10 @@ export class SqliteDeliveries {
 }
 
 function toDue(row: DueRow): DueDelivery {
-  return { delivery: toDelivery({ ...row, seq: row.delivery_seq, event_seq: row.seq, tenant_id: row.delivery_tenant_id }), event: toEvent(row) };
+  return {
+    delivery: toDelivery({ ...row, seq: row.delivery_seq, event_seq: row.seq, tenant_id: row.delivery_tenant_id }),
+    event: toEvent(row),
+  };
 }
 
 function toDelivery(row: DeliveryRow): Delivery {

@@ -3,8 +3,19 @@ import type { CredentialsCipher } from '../credentials-cipher.js';
 import type { CreateDestinationResult, Destination, StringMap } from '../types.js';
 
 interface DestinationRow {
-  id: string; tenant_id: string; type: string; topics: string; config: string; credentials: string; delivery_metadata: string;
-  metadata: string; batched: number; filter: string; disabled_at: string | null; created_at: string; updated_at: string;
+  id: string;
+  tenant_id: string;
+  type: string;
+  topics: string;
+  config: string;
+  credentials: string;
+  delivery_metadata: string;
+  metadata: string;
+  batched: number;
+  filter: string;
+  disabled_at: string | null;
+  created_at: string;
+  updated_at: string;
 }
 
 /**
@@ -17,14 +28,18 @@ export class SqliteDestinations {
   private readonly cache = new Map<string, Destination[]>();
   private readonly q;
 
-  constructor(db: Database.Database, private readonly cipher: CredentialsCipher) {
+  constructor(
+    db: Database.Database,
+    private readonly cipher: CredentialsCipher,
+  ) {
     this.q = {
       withId: db.prepare('SELECT * FROM destinations WHERE id = ? ORDER BY tenant_id'),
       exists: db.prepare('SELECT 1 FROM destinations WHERE tenant_id = ? AND id = ?'),
       countOf: db.prepare('SELECT count(*) FROM destinations WHERE tenant_id = ?').pluck(),
       of: db.prepare('SELECT * FROM destinations WHERE tenant_id = ? ORDER BY created_at, id'),
       batched: db.prepare('SELECT * FROM destinations WHERE batched = 1 AND disabled_at IS NULL'),
-      insert: db.prepare(`INSERT INTO destinations (id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, filter, disabled_at, created_at, updated_at)
+      insert:
+        db.prepare(`INSERT INTO destinations (id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, filter, disabled_at, created_at, updated_at)
         VALUES (@id, @tenant_id, @type, @topics, @config, @credentials, @delivery_metadata, @metadata, @batched, @filter, @disabled_at, @created_at, @updated_at)`),
       update: db.prepare(`UPDATE destinations SET topics = @topics, config = @config, credentials = @credentials,
         delivery_metadata = @delivery_metadata, metadata = @metadata, batched = @batched, filter = @filter, disabled_at = @disabled_at, updated_at = @updated_at

@@ -4,8 +4,16 @@ import type { EventFilter, NewEvent, Page, PageQuery, StoredEvent, StringMap } f
 import { anyOf, list, marks, within } from './filters.js';
 
 export interface EventRow {
-  seq: number; tenant_id: string; id: string; topic: string; time: string; time_ms: number; eligible_for_retry: number;
-  metadata: string; data: string; received_at: number;
+  seq: number;
+  tenant_id: string;
+  id: string;
+  topic: string;
+  time: string;
+  time_ms: number;
+  eligible_for_retry: number;
+  metadata: string;
+  data: string;
+  received_at: number;
 }
 
 /** The `events` table: published events, one row per (tenant, id). Writes run inside the caller's transaction (see SqliteStore). */
@@ -17,9 +25,11 @@ export class SqliteEvents {
       byKey: db.prepare('SELECT * FROM events WHERE tenant_id = ? AND id = ?'),
       byId: db.prepare('SELECT * FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1'),
       bySeq: db.prepare('SELECT * FROM events WHERE seq = ?'),
-      insert: db.prepare(`INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
+      insert:
+        db.prepare(`INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      replace: db.prepare(`UPDATE events SET topic = ?, time = ?, time_ms = ?, eligible_for_retry = ?, metadata = ?, data = ?, received_at = ?
+      replace:
+        db.prepare(`UPDATE events SET topic = ?, time = ?, time_ms = ?, eligible_for_retry = ?, metadata = ?, data = ?, received_at = ?
         WHERE seq = ?`),
       deleteOf: db.prepare('DELETE FROM events WHERE tenant_id = ?'),
       prune: db.prepare(`DELETE FROM events WHERE received_at < ?
@@ -37,7 +47,15 @@ export class SqliteEvents {
    * published again outside the idempotency window). Its seq.
    */
   put(event: NewEvent, receivedAt: number, existingSeq?: number): number {
-    const values = [event.topic, event.time, event.time_ms, event.eligible_for_retry ? 1 : 0, JSON.stringify(event.metadata), event.data, receivedAt] as const;
+    const values = [
+      event.topic,
+      event.time,
+      event.time_ms,
+      event.eligible_for_retry ? 1 : 0,
+      JSON.stringify(event.metadata),
+      event.data,
+      receivedAt,
+    ] as const;
     if (existingSeq !== undefined) {
       this.q.replace.run(...values, existingSeq);
       return existingSeq;
@@ -65,7 +83,9 @@ export class SqliteEvents {
     const destinations = list(filter.destination_id);
     if (destinations) {
       // a destination id names one destination of each tenant: deliveries of the event's own tenant
-      f.where.push(`seq IN (SELECT event_seq FROM deliveries d WHERE d.tenant_id = events.tenant_id AND d.destination_id IN (${marks(destinations)}))`);
+      f.where.push(
+        `seq IN (SELECT event_seq FROM deliveries d WHERE d.tenant_id = events.tenant_id AND d.destination_id IN (${marks(destinations)}))`,
+      );
       f.params.push(...destinations);
     }
     // by the event's own time, as Outpost orders them (a publish may name a time in the past)

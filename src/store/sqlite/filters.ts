@@ -23,7 +23,12 @@ export function anyOf(f: Filtered, column: string, value: OneOrMore | undefined)
 /** The bounds of `range` on `column`, each one that is set. */
 export function within(f: Filtered, column: string, range: TimeRange | undefined): void {
   if (!range) return;
-  for (const [op, sql] of [['gte', '>='], ['gt', '>'], ['lte', '<='], ['lt', '<']] as const) {
+  for (const [op, sql] of [
+    ['gte', '>='],
+    ['gt', '>'],
+    ['lte', '<='],
+    ['lt', '<'],
+  ] as const) {
     if (range[op] === undefined) continue;
     f.where.push(`${column} ${sql} ?`);
     f.params.push(range[op]);

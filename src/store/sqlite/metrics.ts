@@ -38,7 +38,8 @@ const ATTEMPT_COUNTS = `count(*) AS count,
 export class SqliteMetrics {
   constructor(private readonly db: Database.Database) {
     db.function('metrics_bucket', { deterministic: true }, (t: unknown, unit: unknown, value: unknown) =>
-      truncateTime(Number(t), { unit: unit as Granularity['unit'], value: Number(value) }));
+      truncateTime(Number(t), { unit: unit as Granularity['unit'], value: Number(value) }),
+    );
   }
 
   /** Events by their own time; with the destination_id dimension, an event counts once per destination it was routed to. */
@@ -47,11 +48,14 @@ export class SqliteMetrics {
     const params: unknown[] = [query.start, query.end];
     for (const [name, values] of Object.entries(query.filters)) {
       const list = values.map(() => '?').join(', ');
-      if (name === 'destination_id') where.push(`EXISTS (SELECT 1 FROM deliveries f WHERE f.event_seq = e.seq AND f.destination_id IN (${list}))`);
+      if (name === 'destination_id')
+        where.push(`EXISTS (SELECT 1 FROM deliveries f WHERE f.event_seq = e.seq AND f.destination_id IN (${list}))`);
       else where.push(`${EVENT_COLUMNS[name]} IN (${list})`);
       params.push(...values);
     }
-    const join = query.dimensions.includes('destination_id') ? 'LEFT JOIN (SELECT DISTINCT event_seq, destination_id FROM deliveries) m ON m.event_seq = e.seq' : '';
+    const join = query.dimensions.includes('destination_id')
+      ? 'LEFT JOIN (SELECT DISTINCT event_seq, destination_id FROM deliveries) m ON m.event_seq = e.seq'
+      : '';
     return this.grouped(`FROM events e ${join}`, 'e.time_ms', EVENT_COLUMNS, 'count(*) AS count', where, params, query);
   }
 
@@ -69,7 +73,15 @@ export class SqliteMetrics {
     return this.grouped(from, 'a.time', ATTEMPT_COLUMNS, ATTEMPT_COUNTS, where, params, query);
   }
 
-  private grouped(from: string, timeColumn: string, columns: Columns, counts: string, where: string[], params: unknown[], query: MetricsQuery) {
+  private grouped(
+    from: string,
+    timeColumn: string,
+    columns: Columns,
+    counts: string,
+    where: string[],
+    params: unknown[],
+    query: MetricsQuery,
+  ) {
     const g = query.granularity;
     const bucket = g ? `metrics_bucket(${timeColumn}, '${g.unit}', ${g.value})` : 'NULL';
     const dims = query.dimensions.map((d, i) => `${columns[d]} AS d${i}`);
@@ -80,7 +92,9 @@ export class SqliteMetrics {
     const truncated = raw.length > query.rowLimit;
     const rows = raw.slice(0, query.rowLimit).map((r) => {
       const dimensions: Record<string, string> = {};
-      query.dimensions.forEach((d, i) => { dimensions[d] = String(r[`d${i}`]); });
+      query.dimensions.forEach((d, i) => {
+        dimensions[d] = String(r[`d${i}`]);
+      });
       const values: Record<string, number> = {};
       for (const [k, v] of Object.entries(r)) if (k !== 'bucket' && !/^d\d+$/.test(k)) values[k] = Number(v ?? 0);
       return { bucket: r.bucket === null ? null : Number(r.bucket), dimensions, counts: values };

@@ -15,7 +15,7 @@ export class PendingCounts {
 
   /** Pending deliveries of every tenant, or of one. */
   of(tenantId?: string): number {
-    return tenantId === undefined ? this.total : this.byTenant.get(tenantId) ?? 0;
+    return tenantId === undefined ? this.total : (this.byTenant.get(tenantId) ?? 0);
   }
 
   /** Starts again from counts read from the database (at start, and after a prune). */

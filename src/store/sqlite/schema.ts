@@ -169,9 +169,13 @@ export function migrateStore(db: Database.Database): void {
       DROP INDEX IF EXISTS deliveries_due_by_destination;
       DROP INDEX IF EXISTS deliveries_by_destination;
       DROP INDEX IF EXISTS attempts_by_destination;`);
-    const keyed = db.prepare("SELECT pk FROM pragma_table_info('destinations') WHERE name = 'tenant_id'").pluck().get() as number | undefined;
+    const keyed = db
+      .prepare("SELECT pk FROM pragma_table_info('destinations') WHERE name = 'tenant_id'")
+      .pluck()
+      .get() as number | undefined;
     if (!keyed) {
-      const columns = 'id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, disabled_at, created_at, updated_at';
+      const columns =
+        'id, tenant_id, type, topics, config, credentials, delivery_metadata, metadata, batched, disabled_at, created_at, updated_at';
       db.exec(`${destinationsTable('destinations_scoped')}
         INSERT INTO destinations_scoped (${columns}) SELECT ${columns} FROM destinations;
         DROP TABLE destinations;

@@ -7,7 +7,14 @@ import { anyOf } from './filters.js';
 const TENANTS_WITH_GENERATION = `(SELECT t.*, coalesce(g.generation, 0) AS generation FROM tenants t
   LEFT JOIN tenant_generations g ON g.id = t.id)`;
 
-interface TenantRow { seq: number; id: string; metadata: string; created_at: string; updated_at: string; generation: number }
+interface TenantRow {
+  seq: number;
+  id: string;
+  metadata: string;
+  created_at: string;
+  updated_at: string;
+  generation: number;
+}
 
 /**
  * The `tenants` table and the token generations that outlive its rows. Writes run inside the caller's
@@ -83,6 +90,10 @@ function conditions(filter: TenantFilter): Filtered {
 
 function toTenant(row: TenantRow): Tenant {
   return {
-    id: row.id, metadata: JSON.parse(row.metadata) as StringMap, created_at: row.created_at, updated_at: row.updated_at, generation: row.generation ?? 0,
+    id: row.id,
+    metadata: JSON.parse(row.metadata) as StringMap,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    generation: row.generation ?? 0,
   };
 }
