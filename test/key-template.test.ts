@@ -31,7 +31,8 @@ const SLOW = `let $a = data.a${' | [@, @][]'.repeat(14)} in $a[*].max($a) | join
 const HUNGRY = `data.big${' | [@, @][]'.repeat(7)} | to_string(@)`;
 
 const OVER_TIME = /key_template took longer than 1 s/;
-const OVER_MEMORY = /key_template used more memory than allowed/;
+/** The message of the node whose api.key_templates.max_memory is 32MiB. */
+const OVER_32_MIB = /key_template used more memory than allowed \(32 MiB\)/;
 const OVER_BUDGET = /key_template (took longer than 1 s|used more memory than allowed)/;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ function dataDir(): string {
   return dir;
 }
 
-function sluiceConfig(dir: string): Record<string, unknown> {
+function sluiceConfig(dir: string, keyTemplates: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     data_dir: dir,
     outputs: [],
@@ -62,12 +63,16 @@ function sluiceConfig(dir: string): Record<string, unknown> {
       retry: { initial_backoff: '100ms', max_backoff: '200ms', max_retries: 50 },
       // the destinations write to s3rver on loopback
       destinations: { allowed_endpoints: ['127.0.0.1/32'] },
+      key_templates: keyTemplates,
     },
   };
 }
 
-async function startSluice(dir: string): Promise<{ sluice: SluiceProcess; api: OutpostApi }> {
-  const sluice = new SluiceProcess({ config: sluiceConfig(dir) });
+async function startSluice(
+  dir: string,
+  keyTemplates: Record<string, unknown> = {},
+): Promise<{ sluice: SluiceProcess; api: OutpostApi }> {
+  const sluice = new SluiceProcess({ config: sluiceConfig(dir, keyTemplates) });
   cleanups.push(() => sluice.kill9());
   await sluice.start();
   return { sluice, api: new OutpostApi(sluice.url, ADMIN_KEY) };
@@ -276,28 +281,38 @@ describe('key templates over budget', () => {
   test('over time and over memory: each makes one failed attempt naming its budget', async () => {
     await tenant(api, 'budgets');
     const slow = await api.createDestination('budgets', s3Destination(s3, 'evil', SLOW, ['slow']));
-    const hungry = await api.createDestination('budgets', s3Destination(s3, 'evil', HUNGRY, ['hungry']));
     const poll = pollHealth(sluice.url);
     const slowEvent = await api.publish({ tenant_id: 'budgets', topic: 'slow', data: { a: 'x' } });
-    const hungryEvent = await api.publish({
+    // The memory budget on a node of its own whose time limit (api.key_templates) is far out of reach: on a
+    // busy machine, a heap filling up to its limit can take longer than the default 1 s, and the time limit
+    // would stop it first. Its smaller heap (32 MiB) shows that max_memory is the one applied.
+    const roomy = await startSluice(dataDir(), { time_limit: '5m', max_memory: '32MiB' });
+    await tenant(roomy.api, 'budgets');
+    const hungry = await roomy.api.createDestination('budgets', s3Destination(s3, 'evil', HUNGRY, ['hungry']));
+    const hungryEvent = await roomy.api.publish({
       tenant_id: 'budgets',
       topic: 'hungry',
       data: { big: 'y'.repeat(1 << 20) },
     });
-    for (const [e, d, message] of [
-      [slowEvent, slow, OVER_TIME],
-      [hungryEvent, hungry, OVER_MEMORY],
+    for (const [node, e, d, message] of [
+      [{ sluice, api }, slowEvent, slow, OVER_TIME],
+      [roomy, hungryEvent, hungry, OVER_32_MIB],
     ] as const) {
       await waitForAttempts(
-        sluice,
-        api,
+        node.sluice,
+        node.api,
         { event_id: e.id, destination_id: d.id },
         (a) => a.length >= 1,
         `the attempt of ${d.id}`,
       );
       await sleep(SETTLE_MS);
-      assertOneFailedAttempt(await api.attempts({ event_id: e.id, destination_id: d.id }), message, String(message));
+      assertOneFailedAttempt(
+        await node.api.attempts({ event_id: e.id, destination_id: d.id }),
+        message,
+        String(message),
+      );
     }
+    assert.equal(roomy.sluice.exitCode, undefined, `the roomy node is still up:\n${roomy.sluice.output.slice(-2000)}`);
     await assertHealthy(poll, 'the evaluations');
     assert.equal(sluice.exitCode, undefined, `the process is still up:\n${sluice.output.slice(-2000)}`);
 

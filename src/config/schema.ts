@@ -128,6 +128,16 @@ const api = z
       })
       .prefault({}),
     delivery_concurrency: z.number().int().min(1).max(256).default(8),
+    /** The budget of one key_template evaluation (its own process): README "The aws_s3 destination". */
+    key_templates: z
+      .strictObject({
+        time_limit: duration('1s').refine((v) => v >= 10 && v <= 600_000, 'must be between 10ms and 10m'),
+        max_memory: size('64MiB').refine(
+          (v) => v >= 16 * 2 ** 20 && v <= 4 * 2 ** 30,
+          'must be between 16MiB and 4GiB',
+        ),
+      })
+      .prefault({}),
     retry: z
       .strictObject({
         max_retries: z.number().int().min(0).max(1000).default(10),

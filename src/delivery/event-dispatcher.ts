@@ -12,7 +12,7 @@ import {
   KeyTemplateError,
   objectMetadata,
 } from '../sinks/aws-s3/event-object.js';
-import { KeyTemplatePool } from '../sinks/aws-s3/key-template-pool.js';
+import { KEY_TEMPLATE_LIMITS, KeyTemplatePool } from '../sinks/aws-s3/key-template-pool.js';
 import type { Sink } from '../sinks/types.js';
 import {
   destinationKey,
@@ -85,7 +85,11 @@ export class EventDispatcher {
     this.batcher = new EventBatcher(store, this, log);
     this.failures = new RateLimitedLog(log);
     this.guard = new EndpointGuard(config.destinations.allowed_endpoints);
-    this.keyTemplates = new KeyTemplatePool(log);
+    this.keyTemplates = new KeyTemplatePool(log, {
+      ...KEY_TEMPLATE_LIMITS,
+      timeMs: config.key_templates.time_limit,
+      maxOldSpaceMb: Math.round(config.key_templates.max_memory / 2 ** 20),
+    });
   }
 
   start(): void {
