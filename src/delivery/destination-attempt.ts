@@ -30,6 +30,8 @@ export interface DestinationDelivery {
   signal: AbortSignal;
   log: Logger;
   failures: RateLimitedLog;
+  /** Counts events delivered (the console's "delivered", with the outputs' decisions). */
+  delivered(events: number): void;
 }
 
 /** How the next attempt is due, or not, once this one is recorded. */
@@ -47,6 +49,8 @@ export interface DeliveryUnit {
   manual: boolean;
   /** The event's id; null for a batch (its events are listed by its key). */
   eventId: string | null;
+  /** The events it holds: 1 for a per-event delivery. */
+  events: number;
   policy: RetryPolicy;
   /** The object key when it is already fixed (a batch's; an event's after its first attempt). */
   key: string | null;
@@ -176,5 +180,6 @@ async function attemptAndRecord(ctx: DestinationDelivery, unit: DeliveryUnit): P
     },
     { status: 'success', attempts: attempt, next_attempt_at: 0 },
   );
+  ctx.delivered(unit.events);
   return 'ended';
 }

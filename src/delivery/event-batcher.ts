@@ -213,6 +213,7 @@ export class EventBatcher {
         attempt: batch.attempts + 1,
         manual: false,
         eventId: null,
+        events: events.length,
         policy: this.retry,
         // named when it was sealed, from its first and last deliveries
         key: batch.key,

@@ -65,10 +65,12 @@ export class EventDispatcher {
    */
   readonly retry: RetryPolicy;
 
+  /** `delivered` counts the events written to destinations (for the console's charts). */
   constructor(
     private readonly store: Store,
     private readonly config: ApiConfig,
     private readonly log: Logger,
+    delivered: (events: number) => void = () => {},
   ) {
     this.retry = retryLimited(config.retry);
     this.failures = new RateLimitedLog(log);
@@ -76,7 +78,7 @@ export class EventDispatcher {
       requestTimeout: S3_REQUEST_TIMEOUT_MS,
       guard: new EndpointGuard(config.destinations.allowed_endpoints),
     });
-    this.delivery = { sinks: this.sinks, signal: this.abort.signal, log, failures: this.failures };
+    this.delivery = { sinks: this.sinks, signal: this.abort.signal, log, failures: this.failures, delivered };
     this.batcher = new EventBatcher(store, this.delivery, this.retry);
   }
 
@@ -217,6 +219,7 @@ export class EventDispatcher {
         attempt: delivery.attempts + 1,
         manual: delivery.manual,
         eventId: event.id,
+        events: 1,
         policy,
         key: delivery.object_key,
         name: () => objects.key(event, destination),
