@@ -13,11 +13,27 @@ import type { RecordHolds } from './record-holds.js';
  *
  *   name (the object key, fixed before the first attempt) -> encode -> put -> classify -> policy -> record
  *
- * on the attempt core (attempts.ts). What the kinds give differently is a DeliveryUnit: a batch is named when
- * it is sealed, from its positions, so its key is known; an event's key is the destination's (its key template
- * or the default), evaluated on its first attempt and stored before the upload, so that a retry writes the
- * same object. The attempt is recorded in the delivery log either way (per event with its event_id; per batch
- * without one), with where it wrote.
+ * on the attempt core (attempts.ts), with the destinations' policy (retryLimited: max_retries or
+ * retry.schedule). Both kinds run the batching skeleton too (stream key -> limit -> name -> encode); a
+ * per-event destination is a batch of one, but not one stored as a batch, and what differs is this:
+ *
+ * - Stream and limit. A batch's stream is a topic and UTC hour, held open (batching/open-batches.ts) until
+ *   max_events, max_bytes or max_age. A per-event delivery is its own stream with a limit of one event: it
+ *   closes as it arrives, so it is never held open, and no event_batches row is written for it: the delivery
+ *   row is its sealed record (its object_key, stored before the upload, is what a batch's key is at its seal).
+ *   Stored as a batch, its attempts would lose their event_id (a batch's are recorded without one), and with
+ *   them GET /events/{id}/attempts and POST /retry of the one event as one manual attempt.
+ * - Name. A batch is named when it is sealed, from its first and last delivery seqs (the outputs' key
+ *   layout). An event is named by its destination (Outpost's key_template, JMESPath over the event, or
+ *   `<time>_<id>.json`), evaluated on its first attempt, in a process off the event loop, and its failure is
+ *   that attempt's (code `key_template`, not retried: the same event fails the same way).
+ * - Encode. A batch is its events' data as NDJSON or a JSON array, gzip'd or not; an event is its data as it
+ *   was published, with its S3 user metadata.
+ * - Pace. Batches are attempted as they fall due; per-event deliveries at most delivery_concurrency at a time
+ *   per destination, and a manual retry or an event not eligible_for_retry gets one attempt (noRetry).
+ *
+ * What each kind gives is a DeliveryUnit. The attempt is recorded in the delivery log either way (an event's
+ * with its event_id, a batch's without), with where it wrote (the type's `location`).
  *
  * A failure to read or record in the store is no failure of the attempt: the unit stays pending as it was and
  * is held (RecordHolds) before it is attempted again, to the same key; the line saying so is logged once a
@@ -26,7 +42,7 @@ import type { RecordHolds } from './record-holds.js';
 
 /** What per-event and batched delivery share: the destinations' sinks, the abort of a stop, the logs. */
 export interface DestinationDelivery {
-  sinks: DestinationSinks;
+  sinks: Pick<DestinationSinks, 'sinkOf' | 'typeOf'>;
   signal: AbortSignal;
   log: Logger;
   failures: RateLimitedLog;

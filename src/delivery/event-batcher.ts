@@ -37,7 +37,8 @@ interface BatchingState {
  * Batched destinations (`config.batching`): few large objects in the core outputs' layout instead of one
  * per event. Pending deliveries are grouped per topic and UTC hour; a group is sealed (recorded, fsync'd,
  * with its key) when it reaches max_events or max_bytes or is max_age old, then uploaded; a retry rewrites
- * the same key with the same events. One attempt is logged per batch. The batching core (batching/) holds the
+ * the same key with the same events. One attempt is logged per batch, on the skeleton per-event delivery
+ * shares (destination-attempt.ts, which says what differs between them). The batching core (batching/) holds the
  * open groups and their limits; a batch's lifecycle (batching/lifecycle.ts) runs open -> sealed (in the store)
  * -> in_flight -> done, or back to sealed when its attempt failed and it waits for the next one.
  *
