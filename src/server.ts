@@ -100,7 +100,7 @@ export async function startServer(
 
   const auth = new ApiAuth(config.api.admin_key, jwtSecret.value, store);
   const publisher = new EventPublisher(store, config.api);
-  const dispatcher = new EventDispatcher(store, config.api, log);
+  const dispatcher = new EventDispatcher(store, config.api, log, (events) => metrics.eventsDelivered(events));
   if (auth.open) {
     log.warn(
       'api.admin_key is not set: the /api/v1 API is OPEN, anyone who reaches this port can manage tenants and destinations and publish. Set api.admin_key (or SLUICE_ADMIN_KEY).',

@@ -1,14 +1,11 @@
-import type { Logger } from 'pino';
-import { awsS3ConfigOf, type BatchingConfig } from '../sinks/aws-s3/destination-type.js';
-import { SinkError } from '../sinks/types.js';
+import type { DestinationBatching } from '../sinks/destination-types.js';
 import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
-import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { storageErrorCode } from '../sqlite/storage-errors.js';
 import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
-import type { EventDispatcher } from './event-dispatcher.js';
+import type { RetryPolicy } from './attempts.js';
+import { attemptUnit, type DestinationDelivery } from './destination-attempt.js';
 import { RecordHolds } from './record-holds.js';
-import { attemptOnce } from './attempts.js';
 import { BatchStates } from './batching/lifecycle.js';
 import { OpenBatches, type BatchLimits, type OpenBatch } from './batching/open-batches.js';
 
@@ -40,7 +37,8 @@ interface BatchingState {
  * Batched destinations (`config.batching`): few large objects in the core outputs' layout instead of one
  * per event. Pending deliveries are grouped per topic and UTC hour; a group is sealed (recorded, fsync'd,
  * with its key) when it reaches max_events or max_bytes or is max_age old, then uploaded; a retry rewrites
- * the same key with the same events. One attempt is logged per batch. The batching core (batching/) holds the
+ * the same key with the same events. One attempt is logged per batch, on the skeleton per-event delivery
+ * shares (destination-attempt.ts, which says what differs between them). The batching core (batching/) holds the
  * open groups and their limits; a batch's lifecycle (batching/lifecycle.ts) runs open -> sealed (in the store)
  * -> in_flight -> done, or back to sealed when its attempt failed and it waits for the next one.
  *
@@ -58,39 +56,39 @@ export class EventBatcher {
   private readonly states = new Map<string, BatchingState>();
   /** Batches whose last attempt could not be recorded, by key: not attempted again before their wait is over. */
   private readonly holds = new RecordHolds<string>();
-  private readonly failures: RateLimitedLog;
   private active = false;
   private lastPass = 0;
 
+  /** `retry`: the destinations' policy (max_retries or retry.schedule), the dispatcher's too. */
   constructor(
     private readonly store: Store,
-    private readonly dispatcher: EventDispatcher,
-    private readonly log: Logger,
-  ) {
-    this.failures = new RateLimitedLog(log);
-  }
+    private readonly delivery: DestinationDelivery,
+    private readonly retry: RetryPolicy,
+  ) {}
 
   /** Milliseconds until the batcher wants to look again. */
   nextTickIn(): number {
     return this.active ? TICK_MS : Infinity;
   }
 
-  pump(now: number): void {
+  async pump(now: number): Promise<void> {
     if (now - this.lastPass < TICK_MS) return;
     this.lastPass = now;
-    const destinations = this.store.batchedDestinations();
+    const destinations = await this.store.batchedDestinations();
     this.active = destinations.length > 0;
     const keys = new Set(destinations.map((d) => destinationKey(d.tenant_id, d.id)));
     for (const key of this.states.keys()) if (!keys.has(key)) this.states.delete(key);
     this.holds.forget(now);
-    if (!this.active || !this.store.writable()) return;
+    if (!this.active || !(await this.store.writable())) return;
     for (const destination of destinations) {
       // one destination's failure to seal (its batches stay open, and are sealed by a later pass) holds back no other
       try {
-        this.seal(destination, awsS3ConfigOf(destination).batching!, now);
+        const batching = this.delivery.sinks.typeOf(destination).batching(destination);
+        // the store lists the destinations with config.batching: a type always says so too
+        if (batching) await this.seal(destination, batching, now);
       } catch (err) {
         const code = storageErrorCode(err);
-        this.failures.error(
+        this.delivery.failures.error(
           `seal:${code ?? destinationKey(destination.tenant_id, destination.id)}`,
           { err, code, tenant_id: destination.tenant_id, destination_id: destination.id },
           code
@@ -101,7 +99,7 @@ export class EventBatcher {
       }
     }
     const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
-    for (const batch of this.store.dueBatches(now)) {
+    for (const batch of await this.store.dueBatches(now)) {
       const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
       if (!destination || this.batches.state(batch.key) !== undefined || this.holds.held(batch.key, now)) continue;
       this.batches.enter(batch.key, 'sealed');
@@ -115,7 +113,7 @@ export class EventBatcher {
   }
 
   /** Reads new deliveries into open groups and seals the groups that are full or old enough. */
-  private seal(destination: Destination, batching: BatchingConfig, now: number): void {
+  private async seal(destination: Destination, batching: DestinationBatching, now: number): Promise<void> {
     const stateKey = destinationKey(destination.tenant_id, destination.id);
     let state = this.states.get(stateKey);
     if (!state) {
@@ -125,7 +123,7 @@ export class EventBatcher {
     // the destination may have been updated since the last pass
     state.open.limits = limitsOf(batching);
     const { open } = state;
-    const close = (streamKey: string, group: OpenGroup) => {
+    const close = async (streamKey: string, group: OpenGroup) => {
       const first = group.seqs[0]!;
       const last = group.seqs[group.seqs.length - 1]!;
       const values = keyValues({
@@ -139,14 +137,14 @@ export class EventBatcher {
       });
       let key = renderKey(DEFAULT_KEY_TEMPLATE, values);
       // a key already recorded can only be another batch's: never taken again (the primary key would refuse it)
-      const retried = group.retried || this.store.batchExists(key);
+      const retried = group.retried || (await this.store.batchExists(key));
       if (retried)
         key = renderKey(DEFAULT_KEY_TEMPLATE, {
           ...values,
-          batch: `${values.batch}-r${this.store.nextRetriedBatch()}`,
+          batch: `${values.batch}-r${await this.store.nextRetriedBatch()}`,
         });
       // open -> sealed in one step: the store records it durably, and only then is it no longer open
-      this.store.sealBatch(
+      await this.store.sealBatch(
         {
           key,
           tenant_id: destination.tenant_id,
@@ -165,7 +163,7 @@ export class EventBatcher {
     };
     const rescan = now - state.rescannedAt >= RESCAN_MS;
     if (rescan) state.rescannedAt = now;
-    for (const row of this.store.unbatched(
+    for (const row of await this.store.unbatched(
       destination.tenant_id,
       destination.id,
       rescan ? 0 : state.readAfter,
@@ -193,114 +191,58 @@ export class EventBatcher {
       state.inOpen.add(row.seq);
       // a line each, with its newline
       group.bytes += row.bytes + 1;
-      if (open.full(group)) close(streamKey, group);
+      if (open.full(group)) await close(streamKey, group);
     }
-    for (const [streamKey, group] of open.entries()) {
-      if (open.due(group, now)) close(streamKey, group);
-    }
+    // closing removes from the map: the due ones are listed first
+    const due = [...open.entries()].filter(([, group]) => open.due(group, now));
+    for (const [streamKey, group] of due) await close(streamKey, group);
   }
 
   /**
-   * Uploads a batch and records the attempt; never rejects (a failure to record is logged, and the batch tried
-   * again later). Says how it ended: 'pending' when it is to be attempted again, 'ended' otherwise (delivered,
-   * failed for good, or the dispatcher stopped).
+   * Uploads a batch and records the attempt, on the skeleton every destination attempt runs
+   * (destination-attempt.ts); never rejects. 'pending' when it is to be attempted again.
    */
-  private async upload(destination: Destination, batch: EventBatch): Promise<'pending' | 'ended'> {
-    const attemptNumber = batch.attempts + 1;
-    const started = Date.now();
-    const base = {
-      tenant_id: destination.tenant_id,
-      event_id: null,
-      destination_id: destination.id,
-      attempt_number: attemptNumber,
-      manual: false,
-    };
-    try {
-      const batching = awsS3ConfigOf(destination).batching!;
-      const events = this.store.batchEvents(batch);
-      const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
-      const outcome = await attemptOnce(
-        attemptNumber,
-        async () => {
-          const object = await encodeLines(
+  private upload(destination: Destination, batch: EventBatch): Promise<'pending' | 'ended'> {
+    return attemptUnit(this.delivery, this.holds, batch.key, async () => {
+      const type = this.delivery.sinks.typeOf(destination);
+      const batching = type.batching(destination);
+      if (!batching) return undefined;
+      const events = await this.store.batchEvents(batch);
+      return {
+        kind: 'batch',
+        destination,
+        attempt: batch.attempts + 1,
+        manual: false,
+        eventId: null,
+        events: events.length,
+        policy: this.retry,
+        // named when it was sealed, from its first and last deliveries
+        key: batch.key,
+        name: async () => batch.key,
+        fix: async () => {},
+        wanted: async () => true,
+        encode: (key) =>
+          encodeLines(
             events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)),
             batching,
-            batch.key,
+            key,
+          ),
+        failureCode: () => undefined,
+        response: (key) => ({ ...type.location(destination, key ?? batch.key), events: events.length }),
+        record: async (attempt, next) => {
+          await this.store.recordBatchAttempt(
+            attempt,
+            { key: batch.key, attempts: next.attempts, next_attempt_at: next.next_attempt_at },
+            next.status,
           );
-          await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
         },
-        this.dispatcher.retry,
-      );
-      if (!outcome.ok && this.dispatcher.signal.aborted) return 'ended';
-      let end: 'pending' | 'ended' = 'ended';
-      if (!outcome.ok) {
-        const { failure, retryIn: wait } = outcome;
-        const code = failure.fromSink ? (failure.code ?? null) : 'error';
-        this.store.recordBatchAttempt(
-          {
-            ...base,
-            status: 'failed',
-            code,
-            response_data: response,
-            error: failure.error.message,
-            duration_ms: Date.now() - started,
-          },
-          { key: batch.key, attempts: attemptNumber, next_attempt_at: Date.now() + (wait ?? 0) },
-          wait === undefined ? 'failed' : 'pending',
-        );
-        const fields = {
-          destination_id: destination.id,
-          key: batch.key,
-          attempt: attemptNumber,
-          code,
-          err: failure.error.message,
-        };
-        if (wait === undefined)
-          this.log.warn(fields, 'batch delivery failed; no retry left (POST /api/v1/retry attempts its events again)');
-        else this.log.debug(fields, 'batch delivery failed; retrying');
-        if (wait !== undefined) end = 'pending';
-      } else {
-        this.store.recordBatchAttempt(
-          {
-            ...base,
-            status: 'success',
-            code: '200',
-            response_data: response,
-            error: null,
-            duration_ms: Date.now() - started,
-          },
-          { key: batch.key, attempts: attemptNumber, next_attempt_at: 0 },
-          'success',
-        );
-      }
-      this.holds.release(batch.key);
-      return end;
-    } catch (err) {
-      // the store could not read the batch or record its attempt: it stays pending, as it was, and is tried
-      // again once its wait is over (the same key with the same events)
-      const wait = this.holds.hold(batch.key, Date.now());
-      if (this.dispatcher.signal.aborted) return 'pending';
-      const code = storageErrorCode(err);
-      this.failures.error(
-        `record:${code ?? 'error'}`,
-        {
-          err,
-          code,
-          tenant_id: destination.tenant_id,
-          destination_id: destination.id,
-          key: batch.key,
-          retry_in_ms: wait,
-        },
-        code
-          ? 'a batch attempt could not be recorded: the store cannot write to its data_dir; the batch stays pending and is attempted again later'
-          : 'a batch attempt could not be recorded; the batch stays pending and is attempted again later',
-      );
-      return 'pending';
-    }
+        fields: { tenant_id: destination.tenant_id, destination_id: destination.id, key: batch.key },
+      };
+    });
   }
 }
 
-function limitsOf(batching: BatchingConfig): BatchLimits {
+function limitsOf(batching: DestinationBatching): BatchLimits {
   return { maxEvents: batching.max_events, maxBytes: batching.max_bytes, maxAge: batching.max_age };
 }
 

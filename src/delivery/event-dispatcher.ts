@@ -3,27 +3,10 @@ import type { ApiConfig } from '../config/schema.js';
 import { storageErrorCode } from '../sqlite/storage-errors.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { EndpointGuard } from '../sinks/endpoint-guard.js';
-import { S3Sink } from '../sinks/s3/s3-sink.js';
-import { awsS3ConfigOf, s3ConnectionOfDestination } from '../sinks/aws-s3/destination-type.js';
-import {
-  defaultObjectKey,
-  eventObject,
-  keyTemplateTask,
-  KeyTemplateError,
-  objectMetadata,
-} from '../sinks/aws-s3/event-object.js';
-import { KEY_TEMPLATE_LIMITS, KeyTemplatePool } from '../sinks/aws-s3/key-template-pool.js';
-import type { Sink } from '../sinks/types.js';
-import {
-  destinationKey,
-  type Destination,
-  type DueDelivery,
-  type NewAttempt,
-  type Store,
-  type StoredEvent,
-  type StringMap,
-} from '../store/types.js';
-import { attemptOnce, noRetry, retryLimited, type Outcome, type RetryPolicy } from './attempts.js';
+import { destinationKey, type Destination, type DueDelivery, type Store } from '../store/types.js';
+import { noRetry, retryLimited, type RetryPolicy } from './attempts.js';
+import { attemptUnit, type DestinationDelivery, type DeliveryUnit } from './destination-attempt.js';
+import { DestinationSinks } from './destination-sinks.js';
 import { EventBatcher } from './event-batcher.js';
 import { RecordHolds } from './record-holds.js';
 
@@ -39,12 +22,17 @@ const S3_REQUEST_TIMEOUT_MS = 60_000;
 /**
  * Delivers published events to tenant destinations from the store.
  *
- * Per-event destinations: every pending delivery that is due is attempted, at most `delivery_concurrency`
- * at a time per destination, so a slow or failing destination holds back no other. The object key is
- * computed and stored before the first attempt, so a retry writes the same object. Batched destinations are
- * handed to the EventBatcher. Failures are retried with full-jitter backoff (or the configured schedule)
- * while the event is eligible_for_retry and retries remain; then the delivery is failed until POST /retry.
- * Every attempt, of an event or a batch, goes through the attempt core (attempts.ts) with `retry` as its policy.
+ * A per-event destination is a batch of one: each pending delivery is its own stream, closed at once (the
+ * limit is one event), named by the destination's key (its key template or the default, fixed and stored
+ * before the first attempt, so a retry writes the same object) and encoded as the event's data as it is.
+ * Every delivery that is due is attempted, at most `delivery_concurrency` at a time per destination, so a
+ * slow or failing destination holds back no other. Batched destinations are the EventBatcher's. Both attempt
+ * on one skeleton (destination-attempt.ts, over the attempt core attempts.ts) with `retry` as their policy:
+ * full-jitter backoff (or the configured schedule) while the event is eligible_for_retry and retries remain;
+ * then the delivery is failed until POST /retry.
+ *
+ * What a destination's type does (its sink, its keys, its batching) is asked of the registry through
+ * DestinationSinks, never decided here by a type's name.
  *
  * A full disk: while the store cannot write, nothing is attempted (no attempt could be recorded); the store's
  * probe finds out within about a second when space is back. An attempt that ends and cannot be recorded
@@ -56,47 +44,50 @@ export class EventDispatcher {
   // destinations are keyed by destinationKey (tenant and id): ids are unique per tenant only
   private readonly inflight = new Map<number, string>();
   private readonly perDestination = new Map<string, number>();
-  private readonly sinks = new Map<string, { version: string; sink: Sink }>();
   private readonly abort = new AbortController();
   private readonly batcher: EventBatcher;
   /** Deliveries whose last attempt could not be recorded, by seq. */
   private readonly holds = new RecordHolds<number>();
   private readonly failures: RateLimitedLog;
+  /** Sinks and per-event objects by destination type; tenants choose endpoints, each connection is checked. */
+  private readonly sinks: DestinationSinks;
+  private readonly delivery: DestinationDelivery;
   private timer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastPass = 0;
-  /** Tenants choose endpoints: every connection of a destination's sink is checked against this. */
-  private readonly guard: EndpointGuard;
-  /** Tenants choose key templates, whose work is unbounded: they are evaluated in workers, under a budget. */
-  private readonly keyTemplates: KeyTemplatePool;
+  /** A pass is running (it awaits the store): another waits for it to end, then runs once. */
+  private passing = false;
+  private passAgain = false;
   /**
    * The wait before the next attempt after `attempts` have failed, or undefined when none is left: the
    * configured schedule, else exponential backoff with full jitter.
    */
   readonly retry: RetryPolicy;
 
+  /** `delivered` counts the events written to destinations (for the console's charts). */
   constructor(
     private readonly store: Store,
     private readonly config: ApiConfig,
     private readonly log: Logger,
+    delivered: (events: number) => void = () => {},
   ) {
     this.retry = retryLimited(config.retry);
-    this.batcher = new EventBatcher(store, this, log);
     this.failures = new RateLimitedLog(log);
-    this.guard = new EndpointGuard(config.destinations.allowed_endpoints);
-    this.keyTemplates = new KeyTemplatePool(log, {
-      ...KEY_TEMPLATE_LIMITS,
-      timeMs: config.key_templates.time_limit,
-      maxOldSpaceMb: Math.round(config.key_templates.max_memory / 2 ** 20),
-    });
+    this.sinks = new DestinationSinks(
+      log,
+      { requestTimeout: S3_REQUEST_TIMEOUT_MS, guard: new EndpointGuard(config.destinations.allowed_endpoints) },
+      { timeMs: config.key_templates.time_limit, maxMemoryBytes: config.key_templates.max_memory },
+    );
+    this.delivery = { sinks: this.sinks, signal: this.abort.signal, log, failures: this.failures, delivered };
+    this.batcher = new EventBatcher(store, this.delivery, this.retry);
   }
 
   start(): void {
     this.store.onPublish(() => this.pump());
-    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
-    this.prune();
+    void this.prune();
     this.pump();
   }
 
@@ -105,16 +96,8 @@ export class EventDispatcher {
     clearTimeout(this.timer);
     clearInterval(this.pruneTimer);
     this.abort.abort();
-    for (const { sink } of this.sinks.values()) sink.close();
-    this.sinks.clear();
-    // evaluations still running end (rejected) with it: their attempts see `stopped` and record nothing
-    this.keyTemplates
-      .close()
-      .catch((err: unknown) => this.log.debug({ err }, 'closing the key_template workers failed'));
-  }
-
-  get signal(): AbortSignal {
-    return this.abort.signal;
+    // evaluations of keys still running end (rejected) with it: their attempts see the abort and record nothing
+    this.sinks.close().catch((err: unknown) => this.log.debug({ err }, 'closing the destination sinks failed'));
   }
 
   /**
@@ -123,31 +106,52 @@ export class EventDispatcher {
    */
   pump(): void {
     if (this.stopped) return;
+    if (this.passing) {
+      this.passAgain = true;
+      return;
+    }
     const now = Date.now();
     if (now - this.lastPass < MIN_PASS_MS) {
       this.sleepUntil(this.lastPass + MIN_PASS_MS);
       return;
     }
     this.lastPass = now;
+    this.passing = true;
+    void this.pass(now).finally(() => {
+      this.passing = false;
+      if (this.passAgain) {
+        this.passAgain = false;
+        this.sleepUntil(this.lastPass + MIN_PASS_MS);
+      }
+    });
+  }
+
+  /** One pass; never rejects. */
+  private async pass(now: number): Promise<void> {
     this.holds.forget(now);
-    // while the store cannot write, no attempt could be recorded: none is made (its probe says when it can again)
-    if (!this.store.writable()) {
-      this.sleepUntil(now + MAX_IDLE_MS);
-      return;
-    }
     try {
+      // while the store cannot write, no attempt could be recorded: none is made (its probe says when it can again)
+      if (!(await this.store.writable())) {
+        this.sleepUntil(now + MAX_IDLE_MS);
+        return;
+      }
       const limit = this.config.delivery_concurrency;
       const free = MAX_INFLIGHT - this.inflight.size;
       if (free > 0) {
         const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
         // In-flight and held deliveries are still pending in the store: read past them.
-        this.startAll(this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy));
+        this.startAll(await this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy));
       }
-      this.batcher.pump(now);
+      await this.batcher.pump(now);
     } catch (err) {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
-    const next = this.store.nextDueAt();
+    let next: number | undefined;
+    try {
+      next = await this.store.nextDueAt();
+    } catch (err) {
+      this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
+    }
     const wake =
       next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
     this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn()));
@@ -160,13 +164,20 @@ export class EventDispatcher {
   }
 
   /** After an attempt: the destination's freed slot takes its next due delivery at once (an indexed read). */
-  private refill(tenantId: string, destinationId: string): void {
+  private async refill(tenantId: string, destinationId: string): Promise<void> {
     if (this.stopped) return;
     const inUse = this.perDestination.get(destinationKey(tenantId, destinationId)) ?? 0;
     const slots = this.config.delivery_concurrency - inUse;
-    if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT || !this.store.writable()) return;
+    if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT) return;
     try {
-      this.startAll(this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse + this.holds.size));
+      if (!(await this.store.writable())) return;
+      const due = await this.store.dueDeliveriesOf(
+        tenantId,
+        destinationId,
+        Date.now(),
+        slots + inUse + this.holds.size,
+      );
+      this.startAll(due);
     } catch (err) {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
@@ -186,160 +197,58 @@ export class EventDispatcher {
         const left = (this.perDestination.get(id) ?? 1) - 1;
         if (left > 0) this.perDestination.set(id, left);
         else this.perDestination.delete(id);
-        this.refill(item.delivery.tenant_id, item.delivery.destination_id);
+        void this.refill(item.delivery.tenant_id, item.delivery.destination_id);
       });
     }
   }
 
-  /** The sink of a destination, made anew when the destination changes. */
-  sinkOf(destination: Destination): Sink {
-    const key = destinationKey(destination.tenant_id, destination.id);
-    const cached = this.sinks.get(key);
-    if (cached && cached.version === destination.updated_at) return cached.sink;
-    cached?.sink.close();
-    const sink = new S3Sink(s3ConnectionOfDestination(destination, S3_REQUEST_TIMEOUT_MS, this.guard));
-    this.sinks.set(key, { version: destination.updated_at, sink });
-    return sink;
-  }
-
-  /** Attempts a delivery and records the attempt; never rejects (a failure to record is logged, and the delivery held). */
-  private async attempt(item: DueDelivery): Promise<void> {
-    try {
-      await this.attemptAndRecord(item);
-      this.holds.release(item.delivery.seq);
-    } catch (err) {
-      // The store could not record (or read) it: the delivery stays pending as it was. Attempted again after
-      // its wait, it writes the same object key, so an upload that did succeed is at worst repeated.
-      const wait = this.holds.hold(item.delivery.seq, Date.now());
-      if (this.stopped) return;
-      const code = storageErrorCode(err);
-      const { tenant_id: tenantId, destination_id: destinationId } = item.delivery;
-      this.failures.error(
-        `record:${code ?? 'error'}`,
-        { err, code, tenant_id: tenantId, destination_id: destinationId, event_id: item.event.id, retry_in_ms: wait },
-        code
-          ? 'an event delivery attempt could not be recorded: the store cannot write to its data_dir; the delivery stays pending and is attempted again later'
-          : 'an event delivery attempt could not be recorded; the delivery stays pending and is attempted again later',
-      );
-    }
-  }
-
-  private async attemptAndRecord({ delivery, event }: DueDelivery): Promise<void> {
-    const destination = this.store.getDestination(event.tenant_id, delivery.destination_id);
-    if (!destination || destination.disabled_at) return;
-    const metadata = objectMetadata(event, destination);
-    const attemptNumber = delivery.attempts + 1;
-    const started = Date.now();
-    const base: Omit<NewAttempt, 'status' | 'code' | 'response_data' | 'error' | 'duration_ms'> = {
-      tenant_id: event.tenant_id,
-      event_id: event.id,
-      destination_id: destination.id,
-      attempt_number: attemptNumber,
-      manual: delivery.manual,
-    };
-    const bucket = String(destination.config.bucket);
-    // a template that fails fails again (it is evaluated on the same event); a manual retry is one attempt
-    const policy: RetryPolicy =
-      event.eligible_for_retry && !delivery.manual
-        ? (n, failure) => (failure.error instanceof KeyTemplateError ? undefined : this.retry(n, failure))
-        : noRetry;
-    // The attempt is the key's evaluation (on the first attempt only) and the upload: a failure of either is the attempt's.
-    let key = delivery.object_key;
-    let outcome: Outcome<unknown> | undefined;
-    if (key === null) {
-      const keyed = await attemptOnce(
-        attemptNumber,
-        () => this.objectKey(event, metadata, awsS3ConfigOf(destination).key_template),
+  /** Attempts a delivery, a batch of one, and records the attempt; never rejects. */
+  private attempt({ delivery, event }: DueDelivery): Promise<unknown> {
+    return attemptUnit(this.delivery, this.holds, delivery.seq, async (): Promise<DeliveryUnit | undefined> => {
+      const destination = await this.store.getDestination(event.tenant_id, delivery.destination_id);
+      if (!destination || destination.disabled_at) return undefined;
+      const type = this.sinks.typeOf(destination);
+      const objects = this.sinks.eventObjectsOf(destination);
+      // a key that fails fails again (it is made from the same event); a manual retry is one attempt
+      const policy: RetryPolicy =
+        event.eligible_for_retry && !delivery.manual
+          ? (n, failure) => (objects.keyFailureCode(failure.error) !== undefined ? undefined : this.retry(n, failure))
+          : noRetry;
+      return {
+        kind: 'event',
+        destination,
+        attempt: delivery.attempts + 1,
+        manual: delivery.manual,
+        eventId: event.id,
+        events: 1,
         policy,
-      );
-      // Stopped while the template was evaluated (the pool is closed), or the destination was deleted, disabled or
-      // changed meanwhile: nothing is recorded, and the delivery stays pending (attempted again with what it is now).
-      if (this.stopped || this.changedSince(destination)) return;
-      if (keyed.ok) {
-        key = keyed.value;
-        // a failure to store the key is the store's, not the attempt's: it goes to attempt()'s catch
-        this.store.setObjectKey(delivery.seq, key);
-      } else {
-        outcome = keyed;
-      }
-    }
-    if (key !== null) {
-      const objectKey = key;
-      outcome = await attemptOnce(
-        attemptNumber,
-        () => this.sinkOf(destination).put(eventObject(event, metadata, objectKey), this.abort.signal),
-        policy,
-      );
-    }
-    if (outcome && !outcome.ok) {
-      if (this.stopped) return;
-      const { failure, retryIn: wait } = outcome;
-      const code =
-        failure.error instanceof KeyTemplateError
-          ? 'key_template'
-          : failure.fromSink
-            ? (failure.code ?? null)
-            : 'error';
-      this.store.recordAttempt(
-        {
-          ...base,
-          status: 'failed',
-          code,
-          response_data: key ? { bucket, key } : null,
-          error: failure.error.message,
-          duration_ms: Date.now() - started,
+        key: delivery.object_key,
+        name: () => objects.key(event, destination),
+        // a failure to store the key is the store's, not the attempt's: the delivery is held
+        fix: async (key) => {
+          await this.store.setObjectKey(delivery.seq, key);
         },
-        {
-          seq: delivery.seq,
-          status: wait === undefined ? 'failed' : 'pending',
-          attempts: attemptNumber,
-          next_attempt_at: Date.now() + (wait ?? 0),
+        wanted: async () => !(await this.changedSince(destination)),
+        encode: async (key) => objects.object(event, destination, key),
+        failureCode: (err) => objects.keyFailureCode(err),
+        response: (key) => (key === null ? null : type.location(destination, key)),
+        record: async (attempt, next) => {
+          await this.store.recordAttempt(attempt, { seq: delivery.seq, ...next });
         },
-      );
-      const fields = {
-        tenant_id: event.tenant_id,
-        destination_id: destination.id,
-        event_id: event.id,
-        attempt: attemptNumber,
-        code,
-        err: failure.error.message,
+        fields: { tenant_id: event.tenant_id, destination_id: destination.id, event_id: event.id },
       };
-      if (wait === undefined)
-        this.log.warn(fields, 'event delivery failed; no retry left (POST /api/v1/retry attempts it again)');
-      else this.log.debug({ ...fields, retry_in_ms: Math.round(wait) }, 'event delivery failed; retrying');
-      return;
-    }
-    this.store.recordAttempt(
-      {
-        ...base,
-        status: 'success',
-        code: '200',
-        response_data: { bucket, key },
-        error: null,
-        duration_ms: Date.now() - started,
-      },
-      { seq: delivery.seq, status: 'success', attempts: attemptNumber, next_attempt_at: 0 },
-    );
-  }
-
-  /**
-   * The object key of a delivery's first attempt: the default one, or the key_template's, evaluated in a worker
-   * (never on the event loop) within its time and memory budget; a template over budget is a KeyTemplateError.
-   */
-  private async objectKey(event: StoredEvent, metadata: StringMap, template: string | undefined): Promise<string> {
-    if (!template) return defaultObjectKey(event);
-    return this.keyTemplates.evaluate(keyTemplateTask(event, metadata, template));
+    });
   }
 
   /** Whether the destination is no longer as it was read (deleted, disabled or updated). */
-  private changedSince(destination: Destination): boolean {
-    const now = this.store.getDestination(destination.tenant_id, destination.id);
+  private async changedSince(destination: Destination): Promise<boolean> {
+    const now = await this.store.getDestination(destination.tenant_id, destination.id);
     return !now || Boolean(now.disabled_at) || now.updated_at !== destination.updated_at;
   }
 
-  private prune(): void {
+  private async prune(): Promise<void> {
     try {
-      this.store.prune(this.config.log_retention.max_age, this.config.log_retention.max_count);
+      await this.store.prune(this.config.log_retention.max_age, this.config.log_retention.max_count);
     } catch (err) {
       this.failures.warn('prune', { err, code: storageErrorCode(err) }, 'pruning the delivery log failed');
     }

@@ -271,6 +271,11 @@ export class Metrics implements OutputMetrics {
     this.outputBytes.inc({ output }, bytes);
   }
 
+  /** Events written to tenant destinations: in the console's "delivered" with the decisions of the outputs. */
+  eventsDelivered(events: number): void {
+    this.totals.delivered += events;
+  }
+
   dropped(output: string, events: number): void {
     if (events > 0) this.outputDropped.inc({ output }, events);
   }

@@ -7,6 +7,7 @@ import type { EndpointGuard } from '../endpoint-guard.js';
 import { bucketNameProblem } from '../s3/bucket-name.js';
 import { S3Sink, type S3Connection } from '../s3/s3-sink.js';
 import { MAX_KEY_TEMPLATE_CHARS } from './key-template.js';
+import { S3EventObjects } from './event-object.js';
 
 /** The storage classes Outpost's aws_s3 destination accepts. */
 const STORAGE_CLASSES = [
@@ -207,6 +208,9 @@ export const awsS3: DestinationType = {
   ],
   target: (d) => `s3://${String(d.config.bucket)}`,
   createSink: (d, { requestTimeout, guard }) => new S3Sink(s3ConnectionOfDestination(d, requestTimeout, guard)),
+  batching: (d) => awsS3ConfigOf(d).batching,
+  eventObjects: (log, budget) => new S3EventObjects(log, budget, (d) => awsS3ConfigOf(d).key_template),
+  location: (d, key) => ({ bucket: String(d.config.bucket), key }),
   check: (c, guard) => {
     const problems: Array<{ path: string[]; message: string }> = [];
     const bucketProblem = typeof c.bucket === 'string' ? bucketNameProblem(c.bucket) : undefined;
