@@ -8,6 +8,7 @@ import { encodeLines, extension } from './encode.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';
 import { RecordHolds } from './record-holds.js';
+import { EndedWhileReading } from './ended-while-reading.js';
 import { attemptOnce } from './attempts.js';
 import { BatchStates } from './batching/lifecycle.js';
 import { OpenBatches, type BatchLimits, type OpenBatch } from './batching/open-batches.js';
@@ -59,8 +60,15 @@ export class EventBatcher {
   /** Batches whose last attempt could not be recorded, by key: not attempted again before their wait is over. */
   private readonly holds = new RecordHolds<string>();
   private readonly failures: RateLimitedLog;
+  /** Batches whose uploads ended while due ones were read: left out of that answer. */
+  private readonly endedWhileReading = new EndedWhileReading<string>();
   private active = false;
   private lastPass = 0;
+  /**
+   * A pass is under way. Passes never overlap: one keeps its open groups across the store's answers (reads,
+   * seals), and a second would seal the same group again.
+   */
+  private passing = false;
 
   constructor(
     private readonly store: Store,
@@ -75,10 +83,19 @@ export class EventBatcher {
     return this.active ? TICK_MS : Infinity;
   }
 
-  pump(now: number): void {
-    if (now - this.lastPass < TICK_MS) return;
+  async pump(now: number): Promise<void> {
+    if (this.passing || now - this.lastPass < TICK_MS) return;
     this.lastPass = now;
-    const destinations = this.store.batchedDestinations();
+    this.passing = true;
+    try {
+      await this.pass(now);
+    } finally {
+      this.passing = false;
+    }
+  }
+
+  private async pass(now: number): Promise<void> {
+    const destinations = await this.store.batchedDestinations();
     this.active = destinations.length > 0;
     const keys = new Set(destinations.map((d) => destinationKey(d.tenant_id, d.id)));
     for (const key of this.states.keys()) if (!keys.has(key)) this.states.delete(key);
@@ -87,7 +104,7 @@ export class EventBatcher {
     for (const destination of destinations) {
       // one destination's failure to seal (its batches stay open, and are sealed by a later pass) holds back no other
       try {
-        this.seal(destination, awsS3ConfigOf(destination).batching!, now);
+        await this.seal(destination, awsS3ConfigOf(destination).batching!, now);
       } catch (err) {
         const code = storageErrorCode(err);
         this.failures.error(
@@ -101,12 +118,20 @@ export class EventBatcher {
       }
     }
     const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
-    for (const batch of this.store.dueBatches(now)) {
+    const { answer: due, ended } = await this.endedWhileReading.during(() => this.store.dueBatches(now));
+    for (const batch of due) {
       const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
-      if (!destination || this.batches.state(batch.key) !== undefined || this.holds.held(batch.key, now)) continue;
+      if (
+        !destination ||
+        this.batches.state(batch.key) !== undefined ||
+        ended.has(batch.key) ||
+        this.holds.held(batch.key, now)
+      )
+        continue;
       this.batches.enter(batch.key, 'sealed');
       this.batches.move(batch.key, 'in_flight');
       void this.upload(destination, batch).then((end) => {
+        this.endedWhileReading.end(batch.key);
         // pending: sealed in the store until it is due again
         this.batches.move(batch.key, end === 'pending' ? 'sealed' : 'done');
         if (end === 'pending') this.batches.forget(batch.key);
@@ -115,7 +140,7 @@ export class EventBatcher {
   }
 
   /** Reads new deliveries into open groups and seals the groups that are full or old enough. */
-  private seal(destination: Destination, batching: BatchingConfig, now: number): void {
+  private async seal(destination: Destination, batching: BatchingConfig, now: number): Promise<void> {
     const stateKey = destinationKey(destination.tenant_id, destination.id);
     let state = this.states.get(stateKey);
     if (!state) {
@@ -125,7 +150,7 @@ export class EventBatcher {
     // the destination may have been updated since the last pass
     state.open.limits = limitsOf(batching);
     const { open } = state;
-    const close = (streamKey: string, group: OpenGroup) => {
+    const close = async (streamKey: string, group: OpenGroup) => {
       const first = group.seqs[0]!;
       const last = group.seqs[group.seqs.length - 1]!;
       const values = keyValues({
@@ -139,14 +164,14 @@ export class EventBatcher {
       });
       let key = renderKey(DEFAULT_KEY_TEMPLATE, values);
       // a key already recorded can only be another batch's: never taken again (the primary key would refuse it)
-      const retried = group.retried || this.store.batchExists(key);
+      const retried = group.retried || (await this.store.batchExists(key));
       if (retried)
         key = renderKey(DEFAULT_KEY_TEMPLATE, {
           ...values,
-          batch: `${values.batch}-r${this.store.nextRetriedBatch()}`,
+          batch: `${values.batch}-r${await this.store.nextRetriedBatch()}`,
         });
       // open -> sealed in one step: the store records it durably, and only then is it no longer open
-      this.store.sealBatch(
+      await this.store.sealBatch(
         {
           key,
           tenant_id: destination.tenant_id,
@@ -165,7 +190,7 @@ export class EventBatcher {
     };
     const rescan = now - state.rescannedAt >= RESCAN_MS;
     if (rescan) state.rescannedAt = now;
-    for (const row of this.store.unbatched(
+    for (const row of await this.store.unbatched(
       destination.tenant_id,
       destination.id,
       rescan ? 0 : state.readAfter,
@@ -193,10 +218,10 @@ export class EventBatcher {
       state.inOpen.add(row.seq);
       // a line each, with its newline
       group.bytes += row.bytes + 1;
-      if (open.full(group)) close(streamKey, group);
+      if (open.full(group)) await close(streamKey, group);
     }
     for (const [streamKey, group] of open.entries()) {
-      if (open.due(group, now)) close(streamKey, group);
+      if (open.due(group, now)) await close(streamKey, group);
     }
   }
 
@@ -217,7 +242,7 @@ export class EventBatcher {
     };
     try {
       const batching = awsS3ConfigOf(destination).batching!;
-      const events = this.store.batchEvents(batch);
+      const events = await this.store.batchEvents(batch);
       const response = { bucket: String(destination.config.bucket), key: batch.key, events: events.length };
       const outcome = await attemptOnce(
         attemptNumber,
@@ -236,7 +261,7 @@ export class EventBatcher {
       if (!outcome.ok) {
         const { failure, retryIn: wait } = outcome;
         const code = failure.fromSink ? (failure.code ?? null) : 'error';
-        this.store.recordBatchAttempt(
+        await this.store.recordBatchAttempt(
           {
             ...base,
             status: 'failed',
@@ -260,7 +285,7 @@ export class EventBatcher {
         else this.log.debug(fields, 'batch delivery failed; retrying');
         if (wait !== undefined) end = 'pending';
       } else {
-        this.store.recordBatchAttempt(
+        await this.store.recordBatchAttempt(
           {
             ...base,
             status: 'success',

@@ -25,6 +25,7 @@ import {
 } from '../store/types.js';
 import { attemptOnce, noRetry, retryLimited, type Outcome, type RetryPolicy } from './attempts.js';
 import { EventBatcher } from './event-batcher.js';
+import { EndedWhileReading } from './ended-while-reading.js';
 import { RecordHolds } from './record-holds.js';
 
 /** Uploads in flight over all destinations. */
@@ -61,6 +62,8 @@ export class EventDispatcher {
   private readonly batcher: EventBatcher;
   /** Deliveries whose last attempt could not be recorded, by seq. */
   private readonly holds = new RecordHolds<number>();
+  /** Deliveries whose attempts ended while a read of due ones was on its way: left out of its answer. */
+  private readonly endedWhileReading = new EndedWhileReading<number>();
   private readonly failures: RateLimitedLog;
   private timer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
@@ -89,11 +92,12 @@ export class EventDispatcher {
   }
 
   start(): void {
-    this.store.onPublish(() => this.pump());
-    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    // pump and prune never reject: each catches and logs its store's failures
+    this.store.onPublish(() => void this.pump());
+    this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
-    this.prune();
-    this.pump();
+    void this.prune();
+    void this.pump();
   }
 
   stop(): void {
@@ -117,7 +121,7 @@ export class EventDispatcher {
    * Starts what is due over all destinations, then sleeps until the next delivery is due. Publishes wake it,
    * at most every MIN_PASS_MS: a pass costs a look over the due deliveries, a publish only adds a few.
    */
-  pump(): void {
+  async pump(): Promise<void> {
     if (this.stopped) return;
     const now = Date.now();
     if (now - this.lastPass < MIN_PASS_MS) {
@@ -137,13 +141,22 @@ export class EventDispatcher {
       if (free > 0) {
         const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
         // In-flight and held deliveries are still pending in the store: read past them.
-        this.startAll(this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy));
+        const { answer, ended } = await this.endedWhileReading.during(() =>
+          this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy),
+        );
+        this.startAll(answer, ended);
       }
-      this.batcher.pump(now);
+      await this.batcher.pump(now);
     } catch (err) {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
-    const next = this.store.nextDueAt();
+    let next: number | undefined;
+    try {
+      next = await this.store.nextDueAt();
+    } catch (err) {
+      this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
+    }
+    if (this.stopped) return;
     const wake =
       next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
     this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn()));
@@ -151,38 +164,50 @@ export class EventDispatcher {
 
   private sleepUntil(at: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.pump(), Math.max(0, at - Date.now()));
+    this.timer = setTimeout(() => void this.pump(), Math.max(0, at - Date.now()));
     this.timer.unref();
   }
 
   /** After an attempt: the destination's freed slot takes its next due delivery at once (an indexed read). */
-  private refill(tenantId: string, destinationId: string): void {
+  private async refill(tenantId: string, destinationId: string): Promise<void> {
     if (this.stopped) return;
     const inUse = this.perDestination.get(destinationKey(tenantId, destinationId)) ?? 0;
     const slots = this.config.delivery_concurrency - inUse;
     if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT || !this.store.writable()) return;
     try {
-      this.startAll(this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse + this.holds.size));
+      const { answer, ended } = await this.endedWhileReading.during(() =>
+        this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse + this.holds.size),
+      );
+      this.startAll(answer, ended);
     } catch (err) {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
   }
 
-  private startAll(due: DueDelivery[]): void {
+  private startAll(due: DueDelivery[], ended: ReadonlySet<number>): void {
+    // stopped while the read was on its way
+    if (this.stopped) return;
     const limit = this.config.delivery_concurrency;
     const now = Date.now();
     for (const item of due) {
       const id = destinationKey(item.delivery.tenant_id, item.delivery.destination_id);
-      if (this.inflight.has(item.delivery.seq) || this.holds.held(item.delivery.seq, now)) continue;
+      if (
+        this.inflight.has(item.delivery.seq) ||
+        ended.has(item.delivery.seq) ||
+        this.holds.held(item.delivery.seq, now)
+      )
+        continue;
       if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
       this.inflight.set(item.delivery.seq, id);
       this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
       void this.attempt(item).finally(() => {
+        this.endedWhileReading.end(item.delivery.seq);
         this.inflight.delete(item.delivery.seq);
         const left = (this.perDestination.get(id) ?? 1) - 1;
         if (left > 0) this.perDestination.set(id, left);
         else this.perDestination.delete(id);
-        this.refill(item.delivery.tenant_id, item.delivery.destination_id);
+        // never rejects: its store's failures are caught and logged
+        void this.refill(item.delivery.tenant_id, item.delivery.destination_id);
       });
     }
   }
@@ -221,7 +246,7 @@ export class EventDispatcher {
   }
 
   private async attemptAndRecord({ delivery, event }: DueDelivery): Promise<void> {
-    const destination = this.store.getDestination(event.tenant_id, delivery.destination_id);
+    const destination = await this.store.getDestination(event.tenant_id, delivery.destination_id);
     if (!destination || destination.disabled_at) return;
     const metadata = objectMetadata(event, destination);
     const attemptNumber = delivery.attempts + 1;
@@ -250,11 +275,11 @@ export class EventDispatcher {
       );
       // Stopped while the template was evaluated (the pool is closed), or the destination was deleted, disabled or
       // changed meanwhile: nothing is recorded, and the delivery stays pending (attempted again with what it is now).
-      if (this.stopped || this.changedSince(destination)) return;
+      if (this.stopped || (await this.changedSince(destination))) return;
       if (keyed.ok) {
         key = keyed.value;
         // a failure to store the key is the store's, not the attempt's: it goes to attempt()'s catch
-        this.store.setObjectKey(delivery.seq, key);
+        await this.store.setObjectKey(delivery.seq, key);
       } else {
         outcome = keyed;
       }
@@ -276,7 +301,7 @@ export class EventDispatcher {
           : failure.fromSink
             ? (failure.code ?? null)
             : 'error';
-      this.store.recordAttempt(
+      await this.store.recordAttempt(
         {
           ...base,
           status: 'failed',
@@ -305,7 +330,7 @@ export class EventDispatcher {
       else this.log.debug({ ...fields, retry_in_ms: Math.round(wait) }, 'event delivery failed; retrying');
       return;
     }
-    this.store.recordAttempt(
+    await this.store.recordAttempt(
       {
         ...base,
         status: 'success',
@@ -328,14 +353,14 @@ export class EventDispatcher {
   }
 
   /** Whether the destination is no longer as it was read (deleted, disabled or updated). */
-  private changedSince(destination: Destination): boolean {
-    const now = this.store.getDestination(destination.tenant_id, destination.id);
+  private async changedSince(destination: Destination): Promise<boolean> {
+    const now = await this.store.getDestination(destination.tenant_id, destination.id);
     return !now || Boolean(now.disabled_at) || now.updated_at !== destination.updated_at;
   }
 
-  private prune(): void {
+  private async prune(): Promise<void> {
     try {
-      this.store.prune(this.config.log_retention.max_age, this.config.log_retention.max_count);
+      await this.store.prune(this.config.log_retention.max_age, this.config.log_retention.max_count);
     } catch (err) {
       this.failures.warn('prune', { err, code: storageErrorCode(err) }, 'pruning the delivery log failed');
     }
