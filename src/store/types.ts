@@ -14,8 +14,8 @@
  */
 
 /**
- * What every store throws for a page cursor it did not give out (the API answers 400). The SQLite paging's
- * own: a store that pages another way throws this one too.
+ * What every store rejects with for a page cursor it did not give out (the API answers 400). The SQLite
+ * paging's own: a store that pages another way rejects with this one too.
  */
 export { CursorError } from '../sqlite/paging.js';
 
