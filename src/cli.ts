@@ -145,7 +145,7 @@ function exampleKey(output: OutputConfig): string {
 program
   .command('status')
   .description(
-    "Show a running Sluice's buffer and each output's state (from /ready) as a table. Exit 0 ok, 1 degraded or unavailable, 2 unreachable.",
+    "Show a running Sluice's buffer, store and each output's state (from /ready) as a table. Exit 0 ok, 1 degraded or unavailable, 2 unreachable.",
   )
   .option('-u, --url <url>', 'where Sluice listens', 'http://127.0.0.1:8181')
   .option('--json', 'print /ready as JSON instead of a table', false)

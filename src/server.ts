@@ -246,11 +246,11 @@ export async function startServer(
   );
   await app.register(controlPlaneRoutes, { config, store, auth, publisher, metrics, prefix: '/api/v1' });
   await app.register(healthRoutes, { buffer, store, workers, closing: () => closing, observability });
-  const history = new History(() => ({
+  const history = new History(async () => ({
     ingested: metrics.totals.ingested,
     delivered: metrics.totals.delivered,
     bufferBytes: buffer.stats().bytes,
-    pendingDeliveries: store.pendingDeliveries(),
+    pendingDeliveries: await store.pendingDeliveries(),
   }));
   history.start();
   await app.register(consoleRoutes, {
@@ -258,7 +258,7 @@ export async function startServer(
     store,
     auth,
     history,
-    ready: async () => readiness(buffer, store, workers, closing).body,
+    ready: async () => (await readiness(buffer, store, workers, closing)).body,
   });
 
   for (const w of workers) w.start();
@@ -289,7 +289,7 @@ export async function startServer(
       dispatcher.stop();
       await decoder.close();
       buffer.close();
-      store.close();
+      await store.close();
       // last: the next process may open the data_dir only once both databases are closed
       lock.release();
       return { flushed: results.every(Boolean) };

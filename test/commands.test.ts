@@ -125,6 +125,7 @@ test('sluice status: a table of the buffer and outputs; exit 0 ok, 1 degraded, 2
   const ok = await runCli(['status', '--url', sluice.url]);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   assert.match(ok.stdout, /buffer: writable/);
+  assert.match(ok.stdout, /^store: ok$/m);
   assert.match(ok.stdout, /local .*file/);
   await fetch(`${sluice.url}/logs`, {
     method: 'POST',

@@ -209,7 +209,7 @@
     const b = ready.buffer;
     $('buffer').textContent =
       `Buffer: ${(b.bytes / 1048576).toFixed(1)} MiB of ${(b.max_bytes / 1048576).toFixed(0)} MiB, ` +
-      `oldest undelivered ${b.oldest_age_seconds.toFixed(1)} s; event deliveries pending: ${ready.events.pending_deliveries}`;
+      `oldest undelivered ${b.oldest_age_seconds.toFixed(1)} s; event deliveries pending: ${ready.events.pending_deliveries ?? 'unknown (the store does not answer)'}`;
 
     const s = series(o.history);
     const perSecond = (v) => `${count(v)}/s`;

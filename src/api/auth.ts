@@ -61,7 +61,11 @@ export class ApiAuth {
         requiredClaims: ['exp', 'sub'],
       });
       if (typeof payload.sub !== 'string' || payload.sub === '') throw unauthorized('the token names no tenant');
-      const tenant = this.store.getTenant(payload.sub);
+      // Read from the store on every request, never cached: a deletion whose promise has resolved is seen here
+      // (the read answers from committed state). A deletion landing after this check, while the route is on its
+      // way, is caught by the route's write, which checks its tenant in its own transaction (TenantGoneError,
+      // 'no_tenant'): with a synchronous store too, the check and the route's writes never ran in one tick.
+      const tenant = await this.store.getTenant(payload.sub);
       if (!tenant || payload[GENERATION_CLAIM] !== tenant.generation) {
         throw unauthorized(
           'the token is revoked: its tenant was deleted (or does not exist); get a new one from GET /api/v1/tenants/{id}/token',

@@ -92,22 +92,34 @@ export async function consoleRoutes(
     },
     async (request) => {
       await admin(request);
-      const tenants = store
-        .listTenants({ limit: 100 })
-        .models.map((t) => ({ tenant: t, destinations: store.listDestinations(t.id) }));
-      const destinations = tenants
-        .flatMap((t) => t.destinations)
-        .map((d) => {
-          const lastFailure =
-            store.listAttempts({ tenant_id: d.tenant_id, destination_id: d.id, status: 'failed' }, { limit: 1 })
-              .models[0] ?? null;
-          return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: lastFailure };
-        });
+      // the queries of one answer run side by side: over a network store each is a round trip
+      const tenants = await Promise.all(
+        (await store.listTenants({ limit: 100 })).models.map(async (t) => ({
+          tenant: t,
+          destinations: await store.listDestinations(t.id),
+        })),
+      );
+      const destinations = await Promise.all(
+        tenants
+          .flatMap((t) => t.destinations)
+          .map(async (d) => {
+            const failed = await store.listAttempts(
+              { tenant_id: d.tenant_id, destination_id: d.id, status: 'failed' },
+              { limit: 1 },
+            );
+            return { ...destinationView(d), tenant_id: d.tenant_id, last_failure: failed.models[0] ?? null };
+          }),
+      );
+      const [samples, ready, failedAttempts] = await Promise.all([
+        history.read(),
+        opts.ready(),
+        store.listAttempts({ status: 'failed' }, { limit: 20 }),
+      ]);
       return {
-        history: history.read(),
-        ready: await opts.ready(),
+        history: samples,
+        ready,
         destinations,
-        failed_attempts: store.listAttempts({ status: 'failed' }, { limit: 20 }).models,
+        failed_attempts: failedAttempts.models,
         tenants: tenants.map(({ tenant, destinations: list }) => ({
           id: tenant.id,
           destinations: list.length,

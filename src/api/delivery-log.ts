@@ -91,7 +91,7 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
       };
       reply.type('application/json; charset=utf-8');
       return stringifyWithRaw(
-        paged(
+        await paged(
           (page) => store.listEvents(filter, page),
           q,
           (e) => eventView(store, e),
@@ -113,10 +113,10 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
       },
     },
     async (request, reply) => {
-      const event = store.getEvent(tenantScope(request, request.query.tenant_id), request.params.event_id);
+      const event = await store.getEvent(tenantScope(request, request.query.tenant_id), request.params.event_id);
       if (!event) throw new HttpError(404, `event ${request.params.event_id} not found`, { reason: 'not_found' });
       reply.type('application/json; charset=utf-8');
-      return stringifyWithRaw(eventView(store, event, true));
+      return stringifyWithRaw(await eventView(store, event, true));
     },
   );
 
@@ -146,7 +146,7 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
       const includes = includesOf(q.include);
       return attemptAnswer(
         reply,
-        paged(
+        await paged(
           (page) => store.listAttempts(filter, page),
           q,
           (a) => attemptView(store, a, includes),
@@ -168,12 +168,12 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
       },
     },
     async (request, reply) => {
-      const attempt: Attempt | undefined = store.getAttempt(
+      const attempt: Attempt | undefined = await store.getAttempt(
         tenantScope(request, request.query.tenant_id),
         request.params.attempt_id,
       );
       if (!attempt) throw new HttpError(404, `attempt ${request.params.attempt_id} not found`, { reason: 'not_found' });
-      return attemptAnswer(reply, attemptView(store, attempt, includesOf(request.query.include)));
+      return attemptAnswer(reply, await attemptView(store, attempt, includesOf(request.query.include)));
     },
   );
 
@@ -198,10 +198,12 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
       // a tenant token (or an admin naming tenant_id) reaches only that tenant's destination of this id
       let candidates =
         scope !== undefined
-          ? [store.getDestination(scope, destinationId)].filter((d) => d !== undefined)
-          : store.destinationsWithId(destinationId);
-      if (candidates.length > 1)
-        candidates = candidates.filter((d) => store.getEvent(d.tenant_id, eventId) !== undefined);
+          ? [await store.getDestination(scope, destinationId)].filter((d) => d !== undefined)
+          : await store.destinationsWithId(destinationId);
+      if (candidates.length > 1) {
+        const withEvent = await Promise.all(candidates.map((d) => store.getEvent(d.tenant_id, eventId)));
+        candidates = candidates.filter((_d, i) => withEvent[i] !== undefined);
+      }
       if (candidates.length > 1) {
         throw validationError([
           `tenant_id is required: destination ${destinationId} and event ${eventId} exist in more than one tenant`,
@@ -213,13 +215,15 @@ export const deliveryLogRoutes: ControlPlaneRoutes = async (plain, { store, publ
         throw new HttpError(400, `destination ${destinationId} is disabled: enable it first`, {
           reason: 'destination_disabled',
         });
-      const event = store.getEvent(destination.tenant_id, eventId);
+      const event = await store.getEvent(destination.tenant_id, eventId);
       if (!event)
         throw new HttpError(404, `event ${eventId} has no attempt on destination ${destinationId}`, {
           reason: 'not_found',
         });
       // a retried delivery is pending again: it passes the same bounds as a publish (tenant and global)
-      const release = publisher.reserve(destination.tenant_id, 1);
+      // the event's delivery was read above and is requeued by store.retry in its own transaction, which
+      // answers false (404) if it went meanwhile
+      const release = await publisher.reserve(destination.tenant_id, 1);
       try {
         if (!(await store.retry(event.seq, destinationId))) {
           throw new HttpError(404, `event ${eventId} has no attempt on destination ${destinationId}`, {

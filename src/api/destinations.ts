@@ -106,12 +106,14 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
   // The same rule for the admin key as for tenant tokens: allowed_endpoints is the one way to open more.
   const guard = new EndpointGuard(config.api.destinations.allowed_endpoints);
 
-  const tenantOf = (tenantId: string) => {
-    if (!store.getTenant(tenantId)) throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
+  // What these read may change before the route's write (as it could before: writes are group-committed a
+  // moment later): the writes check again in their transaction what must hold (the tenant, the id, the quota).
+  const tenantOf = async (tenantId: string) => {
+    if (!(await store.getTenant(tenantId)))
+      throw new HttpError(404, `tenant ${tenantId} not found`, { reason: 'not_found' });
   };
-  const find = (tenantId: string, id: string): Destination => {
-    tenantOf(tenantId);
-    const destination = store.getDestination(tenantId, id);
+  const find = async (tenantId: string, id: string): Promise<Destination> => {
+    const [, destination] = await Promise.all([tenantOf(tenantId), store.getDestination(tenantId, id)]);
     if (!destination)
       throw new HttpError(404, `destination ${id} not found for tenant ${tenantId}`, { reason: 'not_found' });
     return destination;
@@ -130,11 +132,13 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       },
     },
     async (request) => {
-      tenantOf(request.params.tenant_id);
+      const [, destinations] = await Promise.all([
+        tenantOf(request.params.tenant_id),
+        store.listDestinations(request.params.tenant_id),
+      ]);
       const { type, topics } = request.query;
       return (
-        store
-          .listDestinations(request.params.tenant_id)
+        destinations
           .filter((d) => type === undefined || type.includes(d.type))
           // a destination of every topic ("*") receives each of them
           .filter((d) => topics === undefined || d.topics.includes('*') || topics.some((t) => d.topics.includes(t)))
@@ -157,10 +161,10 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
     },
     async (request, reply) => {
       const tenantId = request.params.tenant_id;
-      tenantOf(tenantId);
+      await tenantOf(tenantId);
       const body = request.body;
       // Ids are unique per tenant: a 409 says only that this tenant has the id, nothing about other tenants.
-      if (body.id !== undefined && store.getDestination(tenantId, body.id))
+      if (body.id !== undefined && (await store.getDestination(tenantId, body.id)))
         throw new HttpError(409, `destination ${body.id} already exists`, { reason: 'conflict' });
       const now = new Date().toISOString();
       const checked = checkDestination(
@@ -220,7 +224,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       },
     },
     async (request) => {
-      return destinationView(find(request.params.tenant_id, request.params.destination_id));
+      return destinationView(await find(request.params.tenant_id, request.params.destination_id));
     },
   );
 
@@ -238,7 +242,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       },
     },
     async (request) => {
-      const old = find(request.params.tenant_id, request.params.destination_id);
+      const old = await find(request.params.tenant_id, request.params.destination_id);
       const patch = request.body;
       if (patch.type !== undefined && patch.type !== old.type)
         throw validationError(['type cannot be changed: create a new destination']);
@@ -300,7 +304,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       },
     },
     async (request) => {
-      find(request.params.tenant_id, request.params.destination_id);
+      await find(request.params.tenant_id, request.params.destination_id);
       await store.deleteDestination(request.params.tenant_id, request.params.destination_id);
       return { success: true };
     },
@@ -322,7 +326,7 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
         },
       },
       async (request) => {
-        const old = find(request.params.tenant_id, request.params.destination_id);
+        const old = await find(request.params.tenant_id, request.params.destination_id);
         const now = new Date().toISOString();
         // Disabling keeps what is pending: it is delivered once the destination is enabled again.
         const destination = { ...old, disabled_at: disabled ? (old.disabled_at ?? now) : null, updated_at: now };
@@ -345,13 +349,13 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       },
     },
     async (request, reply) => {
-      const destination = find(request.params.tenant_id, request.params.destination_id);
+      const destination = await find(request.params.tenant_id, request.params.destination_id);
       const q = request.query;
       const filter = { ...attemptConditions(q), tenant_id: destination.tenant_id, destination_id: destination.id };
       const includes = includesOf(q.include);
       return attemptAnswer(
         reply,
-        paged(
+        await paged(
           (page) => store.listAttempts(filter, page),
           q,
           (a) => attemptView(store, a, includes),
@@ -374,14 +378,14 @@ export const destinationRoutes: ControlPlaneRoutes = async (plain, { store, conf
       },
     },
     async (request, reply) => {
-      const destination = find(request.params.tenant_id, request.params.destination_id);
-      const attempt = store.getAttempt(destination.tenant_id, request.params.attempt_id);
+      const destination = await find(request.params.tenant_id, request.params.destination_id);
+      const attempt = await store.getAttempt(destination.tenant_id, request.params.attempt_id);
       if (!attempt || attempt.destination_id !== destination.id) {
         throw new HttpError(404, `attempt ${request.params.attempt_id} not found for destination ${destination.id}`, {
           reason: 'not_found',
         });
       }
-      return attemptAnswer(reply, attemptView(store, attempt, includesOf(request.query.include)));
+      return attemptAnswer(reply, await attemptView(store, attempt, includesOf(request.query.include)));
     },
   );
 };

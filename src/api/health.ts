@@ -4,10 +4,48 @@ import type { OutputWorker } from '../delivery/output-worker.js';
 import type { Store } from '../store/types.js';
 import { healthzSchema } from './schemas.js';
 
-/** The body of `/ready`, and whether Sluice takes writes. */
-export function readiness(buffer: DecisionBuffer, store: Store, workers: OutputWorker[], closing: boolean) {
+/** How long /ready waits for the store's answer before it reports it unreachable: a probe must get an answer. */
+export const STORE_PING_TIMEOUT_MS = 2000;
+
+/** The store's answer, or a rejection once STORE_PING_TIMEOUT_MS have passed without one. */
+async function storeAnswer<T>(asked: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${STORE_PING_TIMEOUT_MS / 1000} s`)),
+      STORE_PING_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([asked, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether the store answers a trivial query (within STORE_PING_TIMEOUT_MS), and why not. */
+export async function storeReachability(
+  store: Pick<Store, 'ping'>,
+): Promise<{ status: 'ok' | 'unreachable'; error: string | null }> {
+  try {
+    await storeAnswer(store.ping());
+    return { status: 'ok', error: null };
+  } catch (err) {
+    // the message only (no stack): /ready may be open, and a driver's error names no credential
+    return { status: 'unreachable', error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** The body of `/ready`, and whether Sluice takes writes: not while the store cannot be reached. */
+export async function readiness(buffer: DecisionBuffer, store: Store, workers: OutputWorker[], closing: boolean) {
+  const [reach, pending] = await Promise.all([
+    storeReachability(store),
+    // null when the store cannot say (unreachable): reach.error says why
+    storeAnswer(store.pendingDeliveries()).catch(() => null),
+  ]);
   const stats = buffer.stats();
-  const writable = buffer.writable() && store.writable() && !closing;
+  const storeWritable = store.writable() && reach.status === 'ok';
+  const writable = buffer.writable() && storeWritable && !closing;
   const outputs = workers.map((w) => w.status());
   return {
     writable,
@@ -25,14 +63,15 @@ export function readiness(buffer: DecisionBuffer, store: Store, workers: OutputW
         corrupt_chunks: stats.corruptChunks,
       },
       outputs,
-      events: { writable: store.writable(), pending_deliveries: store.pendingDeliveries() },
+      events: { writable: storeWritable, pending_deliveries: pending },
+      store: reach,
     },
   };
 }
 
 /**
- * `/health`: the process answers. `/ready`: the buffer and the store take writes, how each output is doing,
- * and how many event deliveries are pending.
+ * `/health`: the process answers. `/ready`: the buffer and the store take writes (the store is asked a trivial
+ * query: one on the network may be unreachable), how each output is doing, and how many event deliveries are pending.
  */
 export async function healthRoutes(
   app: FastifyInstance,
@@ -62,7 +101,7 @@ export async function healthRoutes(
       },
     },
     async (_request, reply) => {
-      const { writable, body } = readiness(buffer, store, workers, opts.closing());
+      const { writable, body } = await readiness(buffer, store, workers, opts.closing());
       reply.code(writable ? 200 : 503);
       return body;
     },
@@ -81,10 +120,11 @@ export async function healthRoutes(
     },
     async (_request, reply) => {
       const state = (ok: boolean) => ({ status: ok ? ('healthy' as const) : ('failed' as const) });
+      const reach = await storeReachability(store);
       const workers = {
         'http-server': state(!opts.closing()),
         buffer: state(buffer.writable()),
-        store: state(store.writable()),
+        store: state(store.writable() && reach.status === 'ok'),
       };
       const healthy = Object.values(workers).every((w) => w.status === 'healthy');
       reply.code(healthy ? 200 : 503);

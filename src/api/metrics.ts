@@ -34,7 +34,7 @@ interface Kind {
   read: (
     store: Parameters<ControlPlaneRoutes>[1]['store'],
     q: MetricsQuery,
-  ) => { rows: MetricsRow[]; truncated: boolean };
+  ) => Promise<{ rows: MetricsRow[]; truncated: boolean }>;
   /** A measure's value from a row's counts and its bucket's length in seconds. */
   measure: (name: string, counts: Record<string, number>, seconds: number) => number;
 }
@@ -197,7 +197,7 @@ export const metricsRoutes: ControlPlaneRoutes = async (plain, { store }) => {
           throw new HttpError(400, 'time[end] must be after time[start]', { reason: 'invalid_time_range' });
         const g = q.granularity;
         const slots = g ? timeSlots(start, end, g) : undefined;
-        const { rows, truncated } = kind.read(store, {
+        const { rows, truncated } = await kind.read(store, {
           start,
           end,
           granularity: g,

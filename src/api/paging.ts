@@ -31,10 +31,10 @@ export const paginationSchema = z.object({
  * Reads a page, answering 400 for a cursor this API did not give out, or for `next` and `prev` together.
  * `orderBy` and the query's `dir` are said back in `pagination`.
  */
-export function paged<T, V>(
-  read: (query: PageQuery) => Page<T>,
+export async function paged<T, V>(
+  read: (query: PageQuery) => Promise<Page<T>>,
   query: PageQuery,
-  view: (model: T) => V,
+  view: (model: T) => V | Promise<V>,
   orderBy: string,
 ) {
   if (query.next && query.prev)
@@ -42,13 +42,15 @@ export function paged<T, V>(
   const dir = query.dir ?? 'desc';
   let page: Page<T>;
   try {
-    page = read({ limit: query.limit, next: query.next, prev: query.prev, dir });
+    page = await read({ limit: query.limit, next: query.next, prev: query.prev, dir });
   } catch (err) {
     if (err instanceof CursorError) throw new HttpError(400, err.message, { reason: 'bad_cursor' });
     throw err;
   }
+  // the views' reads (an event's deliveries, ...) side by side: over a network store each is a round trip
+  const models = await Promise.all(page.models.map(view));
   return {
-    models: page.models.map(view),
+    models,
     pagination: { order_by: orderBy, dir, limit: query.limit, next: page.next, prev: page.prev },
   };
 }

@@ -29,10 +29,10 @@ const tenantQuery = z.strictObject({
 export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, config }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>();
 
-  const view = (id: string) => {
-    const tenant = store.getTenant(id);
+  const view = async (id: string) => {
+    const [tenant, destinations] = await Promise.all([store.getTenant(id), store.listDestinations(id)]);
     if (!tenant) throw new HttpError(404, `tenant ${id} not found`, { reason: 'not_found' });
-    return tenantView(tenant, store.listDestinations(id));
+    return tenantView(tenant, destinations);
   };
 
   app.put(
@@ -53,7 +53,7 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, con
       checkMetadataQuota(config.api.quotas.metadata_bytes, { metadata });
       const { tenant, created } = await store.upsertTenant(request.params.tenant_id, metadata);
       reply.code(created ? 201 : 200);
-      return tenantView(tenant, store.listDestinations(tenant.id));
+      return tenantView(tenant, await store.listDestinations(tenant.id));
     },
   );
 
@@ -104,13 +104,16 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, con
     async (request) => {
       const q = request.query;
       const filter = { id: request.principal.admin ? q.id : tenantsScope(request, q.id) };
-      const page = paged(
-        (p) => store.listTenants(p, filter),
-        q,
-        (t) => tenantView(t, store.listDestinations(t.id)),
-        'created_at',
-      );
-      return { ...page, count: store.countTenants(filter) };
+      const [page, count] = await Promise.all([
+        paged(
+          (p) => store.listTenants(p, filter),
+          q,
+          async (t) => tenantView(t, await store.listDestinations(t.id)),
+          'created_at',
+        ),
+        store.countTenants(filter),
+      ]);
+      return { ...page, count };
     },
   );
 
@@ -126,7 +129,8 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, con
       },
     },
     async (request) => {
-      const tenant = store.getTenant(request.params.tenant_id);
+      // a deletion after this read raises the generation: the token issued here is then refused (ApiAuth)
+      const tenant = await store.getTenant(request.params.tenant_id);
       if (!tenant) throw new HttpError(404, `tenant ${request.params.tenant_id} not found`, { reason: 'not_found' });
       return { token: await auth.issueToken(tenant), tenant_id: tenant.id };
     },
@@ -148,7 +152,7 @@ export const tenantRoutes: ControlPlaneRoutes = async (plain, { store, auth, con
       },
     },
     async (request) => {
-      if (!store.getTenant(request.params.tenant_id))
+      if (!(await store.getTenant(request.params.tenant_id)))
         throw new HttpError(404, `tenant ${request.params.tenant_id} not found`, { reason: 'not_found' });
       // Sluice's console (/ui) is the operator's, behind the admin key: a redirect there would hand a tenant a page it cannot use
       throw new HttpError(

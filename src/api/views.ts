@@ -49,8 +49,8 @@ function eventStatus(deliveries: Delivery[]): 'pending' | 'success' | 'failed' |
  * stringifyWithRaw), so the numbers and key order a publisher sent come back unchanged, and no depth of
  * data can overflow a serializer.
  */
-export function eventView(store: Store, e: StoredEvent, withDeliveries = false) {
-  const deliveries = store.eventDeliveries(e.seq);
+export async function eventView(store: Store, e: StoredEvent, withDeliveries = false) {
+  const deliveries = await store.eventDeliveries(e.seq);
   const destinationIds = [...new Set(deliveries.map((d) => d.destination_id))];
   return {
     id: e.id,
@@ -89,7 +89,7 @@ export interface AttemptIncludes {
  * attempt has no event_id; an attempt that never reached the store no code), as Outpost's clients expect.
  * With includes it embeds its event and destination; `data` is the stored text (write it with stringifyWithRaw).
  */
-export function attemptView(store: Store, a: Attempt, includes: AttemptIncludes = {}) {
+export async function attemptView(store: Store, a: Attempt, includes: AttemptIncludes = {}) {
   const { event_id: eventId, code, ...rest } = a;
   const view: Record<string, unknown> = {
     ...rest,
@@ -97,7 +97,7 @@ export function attemptView(store: Store, a: Attempt, includes: AttemptIncludes 
     ...(code !== null ? { code } : {}),
   };
   if (includes.event) {
-    const event = eventId === null ? undefined : store.getEvent(a.tenant_id, eventId);
+    const event = eventId === null ? undefined : await store.getEvent(a.tenant_id, eventId);
     view.event =
       event === undefined
         ? null
@@ -113,7 +113,7 @@ export function attemptView(store: Store, a: Attempt, includes: AttemptIncludes 
           };
   }
   if (includes.destination) {
-    const destination = store.getDestination(a.tenant_id, a.destination_id);
+    const destination = await store.getDestination(a.tenant_id, a.destination_id);
     if (destination) view.destination = destinationView(destination);
   }
   return view;

@@ -14,7 +14,9 @@ interface Ready {
     retries: number;
     pending_batches: number;
   }>;
-  events?: { writable: boolean; pending_deliveries: number };
+  events?: { writable: boolean; pending_deliveries: number | null };
+  /** Whether the store answered /ready's trivial query (absent before Sluice reported it). */
+  store?: { status: string; error: string | null };
 }
 
 /** Exit codes of `sluice status`: a script can tell a healthy service from a degraded one and from none. */
@@ -50,7 +52,7 @@ export function readyUrlOf(input: string): { base: string; ready: string } {
   return { base, ready: `${base}/ready` };
 }
 
-/** `sluice status`: the buffer and each output's state from /ready, as a table (or the JSON itself). */
+/** `sluice status`: the buffer, the store and each output's state from /ready, as a table (or the JSON itself). */
 export async function status(url: string, opts: { json: boolean; token?: string }): Promise<number> {
   let where: { base: string; ready: string };
   try {
@@ -97,7 +99,9 @@ export async function status(url: string, opts: { json: boolean; token?: string 
     console.log(
       `buffer: ${b.writable ? 'writable' : 'NOT writable'}, ${mib(b.bytes)} of ${mib(b.max_bytes)} (${Math.round((100 * b.bytes) / b.max_bytes)} %), ${b.chunks} chunks, oldest ${b.oldest_age_seconds.toFixed(1)} s`,
     );
-    if (ready.events) console.log(`event deliveries pending: ${ready.events.pending_deliveries}`);
+    if (ready.store)
+      console.log(`store: ${ready.store.status}${ready.store.error === null ? '' : ` (${ready.store.error})`}`);
+    if (ready.events) console.log(`event deliveries pending: ${ready.events.pending_deliveries ?? 'unknown'}`);
     const table = new Table({
       head: [
         'output',

@@ -6,6 +6,7 @@ import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { RetryPolicy } from './attempts.js';
 import { attemptUnit, type DestinationDelivery } from './destination-attempt.js';
 import { RecordHolds } from './record-holds.js';
+import { EndedWhileReading } from './ended-while-reading.js';
 import { BatchStates } from './batching/lifecycle.js';
 import { OpenBatches, type BatchLimits, type OpenBatch } from './batching/open-batches.js';
 
@@ -56,6 +57,13 @@ export class EventBatcher {
   private readonly states = new Map<string, BatchingState>();
   /** Batches whose last attempt could not be recorded, by key: not attempted again before their wait is over. */
   private readonly holds = new RecordHolds<string>();
+  /** Batches whose uploads ended while due ones were read: left out of that answer. */
+  private readonly endedWhileReading = new EndedWhileReading<string>();
+  /**
+   * A pass is under way. Passes never overlap: one keeps its open groups across the store's answers (reads,
+   * seals), and a second would seal the same group again.
+   */
+  private passing = false;
   private active = false;
   private lastPass = 0;
 
@@ -72,8 +80,17 @@ export class EventBatcher {
   }
 
   async pump(now: number): Promise<void> {
-    if (now - this.lastPass < TICK_MS) return;
+    if (this.passing || now - this.lastPass < TICK_MS) return;
     this.lastPass = now;
+    this.passing = true;
+    try {
+      await this.pass(now);
+    } finally {
+      this.passing = false;
+    }
+  }
+
+  private async pass(now: number): Promise<void> {
     const destinations = await this.store.batchedDestinations();
     this.active = destinations.length > 0;
     const keys = new Set(destinations.map((d) => destinationKey(d.tenant_id, d.id)));
@@ -99,12 +116,20 @@ export class EventBatcher {
       }
     }
     const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
-    for (const batch of await this.store.dueBatches(now)) {
+    const { answer: due, ended } = await this.endedWhileReading.during(() => this.store.dueBatches(now));
+    for (const batch of due) {
       const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
-      if (!destination || this.batches.state(batch.key) !== undefined || this.holds.held(batch.key, now)) continue;
+      if (
+        !destination ||
+        this.batches.state(batch.key) !== undefined ||
+        ended.has(batch.key) ||
+        this.holds.held(batch.key, now)
+      )
+        continue;
       this.batches.enter(batch.key, 'sealed');
       this.batches.move(batch.key, 'in_flight');
       void this.upload(destination, batch).then((end) => {
+        this.endedWhileReading.end(batch.key);
         // pending: sealed in the store until it is due again
         this.batches.move(batch.key, end === 'pending' ? 'sealed' : 'done');
         if (end === 'pending') this.batches.forget(batch.key);

@@ -8,6 +8,7 @@ import { noRetry, retryLimited, type RetryPolicy } from './attempts.js';
 import { attemptUnit, type DestinationDelivery, type DeliveryUnit } from './destination-attempt.js';
 import { DestinationSinks } from './destination-sinks.js';
 import { EventBatcher } from './event-batcher.js';
+import { EndedWhileReading } from './ended-while-reading.js';
 import { RecordHolds } from './record-holds.js';
 
 /** Uploads in flight over all destinations. */
@@ -48,6 +49,8 @@ export class EventDispatcher {
   private readonly batcher: EventBatcher;
   /** Deliveries whose last attempt could not be recorded, by seq. */
   private readonly holds = new RecordHolds<number>();
+  /** Deliveries whose attempts ended while a read of due ones was on its way: left out of its answer. */
+  private readonly endedWhileReading = new EndedWhileReading<number>();
   private readonly failures: RateLimitedLog;
   /** Sinks and per-event objects by destination type; tenants choose endpoints, each connection is checked. */
   private readonly sinks: DestinationSinks;
@@ -84,11 +87,12 @@ export class EventDispatcher {
   }
 
   start(): void {
-    this.store.onPublish(() => this.pump());
+    // pump and prune never reject: each catches and logs its store's failures
+    this.store.onPublish(() => void this.pump());
     this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
     void this.prune();
-    this.pump();
+    void this.pump();
   }
 
   stop(): void {
@@ -140,7 +144,10 @@ export class EventDispatcher {
       if (free > 0) {
         const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
         // In-flight and held deliveries are still pending in the store: read past them.
-        this.startAll(await this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy));
+        const { answer, ended } = await this.endedWhileReading.during(() =>
+          this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy),
+        );
+        this.startAll(answer, ended);
       }
       await this.batcher.pump(now);
     } catch (err) {
@@ -152,6 +159,7 @@ export class EventDispatcher {
     } catch (err) {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
+    if (this.stopped) return;
     const wake =
       next === undefined ? now + MAX_IDLE_MS : Math.min(now + MAX_IDLE_MS, Math.max(now + MIN_PASS_MS, next));
     this.sleepUntil(Math.min(wake, now + this.batcher.nextTickIn()));
@@ -159,7 +167,7 @@ export class EventDispatcher {
 
   private sleepUntil(at: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.pump(), Math.max(0, at - Date.now()));
+    this.timer = setTimeout(() => void this.pump(), Math.max(0, at - Date.now()));
     this.timer.unref();
   }
 
@@ -171,28 +179,33 @@ export class EventDispatcher {
     if (slots <= 0 || this.inflight.size >= MAX_INFLIGHT) return;
     try {
       if (!(await this.store.writable())) return;
-      const due = await this.store.dueDeliveriesOf(
-        tenantId,
-        destinationId,
-        Date.now(),
-        slots + inUse + this.holds.size,
+      const { answer, ended } = await this.endedWhileReading.during(() =>
+        this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse + this.holds.size),
       );
-      this.startAll(due);
+      this.startAll(answer, ended);
     } catch (err) {
       this.failures.error('read', { err }, 'event delivery failed to read the store; trying again shortly');
     }
   }
 
-  private startAll(due: DueDelivery[]): void {
+  private startAll(due: DueDelivery[], ended: ReadonlySet<number>): void {
+    // stopped while the read was on its way
+    if (this.stopped) return;
     const limit = this.config.delivery_concurrency;
     const now = Date.now();
     for (const item of due) {
       const id = destinationKey(item.delivery.tenant_id, item.delivery.destination_id);
-      if (this.inflight.has(item.delivery.seq) || this.holds.held(item.delivery.seq, now)) continue;
+      if (
+        this.inflight.has(item.delivery.seq) ||
+        ended.has(item.delivery.seq) ||
+        this.holds.held(item.delivery.seq, now)
+      )
+        continue;
       if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
       this.inflight.set(item.delivery.seq, id);
       this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
       void this.attempt(item).finally(() => {
+        this.endedWhileReading.end(item.delivery.seq);
         this.inflight.delete(item.delivery.seq);
         const left = (this.perDestination.get(id) ?? 1) - 1;
         if (left > 0) this.perDestination.set(id, left);

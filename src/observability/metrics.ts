@@ -231,8 +231,10 @@ export class Metrics implements OutputMetrics {
       name: 'sluice_events_pending_deliveries',
       help: 'Deliveries of published events to destinations waiting (pending).',
       registers,
-      collect() {
-        this.set(store.pendingDeliveries());
+      async collect() {
+        // a store that cannot be reached leaves the last value (and /ready says so) rather than failing the scrape
+        const pending = await store.pendingDeliveries().catch(() => undefined);
+        if (pending !== undefined) this.set(pending);
       },
     });
   }

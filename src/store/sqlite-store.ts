@@ -44,6 +44,8 @@ import type {
  *
  * This class is the Store contract over the modules of store/sqlite/, one per table with its SQL: it says
  * what one transaction holds (write, writeNow, commitNow) and which modules' steps go into it; they say how.
+ * The modules are synchronous (better-sqlite3); the contract is asynchronous for stores on the network, so
+ * each method here returns its module's answer as a promise, settled before it returns.
  */
 export class SqliteStore implements Store {
   readonly id: string;
@@ -56,6 +58,7 @@ export class SqliteStore implements Store {
   private readonly batches: SqliteBatches;
   private readonly attempts: SqliteAttempts;
   private readonly metrics: SqliteMetrics;
+  private readonly ping1: Database.Statement;
 
   constructor(dataDir: string, cipher: CredentialsCipher) {
     this.wal = new WalDatabase(dataDir, 'store.sqlite', STORE_SCHEMA, STORE_ADDED_COLUMNS);
@@ -70,6 +73,7 @@ export class SqliteStore implements Store {
     this.metrics = new SqliteMetrics(db);
     this.pending.recount(this.deliveries.countPending());
     this.id = storeId(db);
+    this.ping1 = db.prepare('SELECT 1');
   }
 
   // ---- tenants
@@ -78,7 +82,7 @@ export class SqliteStore implements Store {
     return this.write(() => this.tenants.upsert(id, metadata));
   }
 
-  getTenant(id: string): Tenant | undefined {
+  async getTenant(id: string): Promise<Tenant | undefined> {
     return this.tenants.get(id);
   }
 
@@ -97,11 +101,11 @@ export class SqliteStore implements Store {
     });
   }
 
-  listTenants(query: PageQuery, filter: TenantFilter = {}): Page<Tenant> {
+  async listTenants(query: PageQuery, filter: TenantFilter = {}): Promise<Page<Tenant>> {
     return this.tenants.list(query, filter);
   }
 
-  countTenants(filter: TenantFilter = {}): number {
+  async countTenants(filter: TenantFilter = {}): Promise<number> {
     return this.tenants.count(filter);
   }
 
@@ -121,19 +125,19 @@ export class SqliteStore implements Store {
     });
   }
 
-  getDestination(tenantId: string, id: string): Destination | undefined {
+  async getDestination(tenantId: string, id: string): Promise<Destination | undefined> {
     return this.destinations.get(tenantId, id);
   }
 
-  destinationsWithId(id: string): Destination[] {
+  async destinationsWithId(id: string): Promise<Destination[]> {
     return this.destinations.withId(id);
   }
 
-  listDestinations(tenantId: string): Destination[] {
+  async listDestinations(tenantId: string): Promise<Destination[]> {
     return this.destinations.of(tenantId);
   }
 
-  batchedDestinations(): Destination[] {
+  async batchedDestinations(): Promise<Destination[]> {
     return this.destinations.batched();
   }
 
@@ -177,44 +181,44 @@ export class SqliteStore implements Store {
     return { duplicate: false, destination_ids: destinationIds };
   }
 
-  pendingDeliveries(tenantId?: string): number {
+  async pendingDeliveries(tenantId?: string): Promise<number> {
     return this.pending.of(tenantId);
   }
 
-  getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined {
+  async getEvent(tenantId: string | undefined, id: string): Promise<StoredEvent | undefined> {
     return this.events.get(tenantId, id);
   }
 
-  eventDeliveries(eventSeq: number): Delivery[] {
+  async eventDeliveries(eventSeq: number): Promise<Delivery[]> {
     return this.deliveries.ofEvent(eventSeq);
   }
 
-  listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent> {
+  async listEvents(filter: EventFilter, query: PageQuery): Promise<Page<StoredEvent>> {
     return this.events.list(filter, query);
   }
 
   // ---- per-event delivery
 
-  dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[] {
+  async dueDeliveries(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]> {
     return this.deliveries.due(now, limit, skipDestinations);
   }
 
-  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): DueDelivery[] {
+  async dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]> {
     return this.deliveries.dueOf(tenantId, destinationId, now, limit);
   }
 
-  nextDueAt(): number | undefined {
+  async nextDueAt(): Promise<number | undefined> {
     return this.deliveries.nextDueAt();
   }
 
-  setObjectKey(deliverySeq: number, key: string): void {
+  async setObjectKey(deliverySeq: number, key: string): Promise<void> {
     this.writeNow(() => this.deliveries.setObjectKey(deliverySeq, key));
   }
 
-  recordAttempt(
+  async recordAttempt(
     attempt: NewAttempt,
     delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
-  ): Attempt | undefined {
+  ): Promise<Attempt | undefined> {
     return this.writeNow(() => {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor
       // logged: a deleted tenant's log stays empty. Its tenant and destination are matched too, as its seq
@@ -242,36 +246,41 @@ export class SqliteStore implements Store {
 
   // ---- batched delivery
 
-  unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[] {
+  async unbatched(
+    tenantId: string,
+    destinationId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<UnbatchedDelivery[]> {
     return this.batches.unbatched(tenantId, destinationId, afterSeq, limit);
   }
 
-  batchExists(key: string): boolean {
+  async batchExists(key: string): Promise<boolean> {
     return this.batches.exists(key);
   }
 
-  nextRetriedBatch(): number {
+  async nextRetriedBatch(): Promise<number> {
     return this.batches.nextRetried();
   }
 
-  sealBatch(batch: EventBatch, deliverySeqs: number[], retried = false): void {
+  async sealBatch(batch: EventBatch, deliverySeqs: number[], retried = false): Promise<void> {
     // The batch must be on disk before its upload starts: this commit fsyncs.
     this.wal.commitNow(() => this.batches.seal(batch, deliverySeqs, retried));
   }
 
-  dueBatches(now: number): EventBatch[] {
+  async dueBatches(now: number): Promise<EventBatch[]> {
     return this.batches.due(now);
   }
 
-  batchEvents(batch: EventBatch): StoredEvent[] {
+  async batchEvents(batch: EventBatch): Promise<StoredEvent[]> {
     return this.batches.events(batch);
   }
 
-  recordBatchAttempt(
+  async recordBatchAttempt(
     attempt: NewAttempt,
     batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
     status: 'pending' | 'success' | 'failed',
-  ): Attempt | undefined {
+  ): Promise<Attempt | undefined> {
     return this.writeNow(() => {
       // a batch deleted while it was uploaded (its destination or tenant deleted) is not logged, as in recordAttempt
       if (!this.batches.record(batch, status)) return undefined;
@@ -282,23 +291,23 @@ export class SqliteStore implements Store {
 
   // ---- the delivery log
 
-  getAttempt(tenantId: string | undefined, id: string): Attempt | undefined {
+  async getAttempt(tenantId: string | undefined, id: string): Promise<Attempt | undefined> {
     return this.attempts.get(tenantId, id);
   }
 
-  listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt> {
+  async listAttempts(filter: AttemptFilter, query: PageQuery): Promise<Page<Attempt>> {
     return this.attempts.list(filter, query);
   }
 
-  eventMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean } {
+  async eventMetrics(query: MetricsQuery): Promise<{ rows: MetricsRow[]; truncated: boolean }> {
     return this.metrics.events(query);
   }
 
-  attemptMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean } {
+  async attemptMetrics(query: MetricsQuery): Promise<{ rows: MetricsRow[]; truncated: boolean }> {
     return this.metrics.attempts(query);
   }
 
-  prune(maxAgeMs: number, maxCount: number): void {
+  async prune(maxAgeMs: number, maxCount: number): Promise<void> {
     const before = Date.now() - maxAgeMs;
     this.writeNow(() => {
       this.attempts.prune(before, maxCount);
@@ -319,7 +328,12 @@ export class SqliteStore implements Store {
     return this.wal.writable();
   }
 
-  close(): void {
+  async ping(): Promise<void> {
+    // throws when the database is closed or its file cannot be read
+    this.ping1.get();
+  }
+
+  async close(): Promise<void> {
     this.wal.close();
   }
 

@@ -2,14 +2,20 @@
  * The control plane's persistence: tenants, destinations, published events, their deliveries and the
  * attempt log. SQLite now (sqlite-store.ts over store/sqlite/); PostgreSQL later, for several nodes sharing one backlog.
  *
+ * The contract is asynchronous: every method that reads or writes stored data returns a promise, because a
+ * store on the network (PostgreSQL) answers each query over a connection. SQLite answers at once and resolves
+ * them already settled. A caller therefore cannot count on a read and the write that depends on it running in
+ * one tick: a guarantee that needs both (a quota, a duplicate, a tenant still there) belongs in the store's
+ * own transaction, as the methods below say where they hold one.
+ *
  * A published event is written together with one delivery per destination it goes to, in one durable
  * transaction; a delivery is the unit the dispatcher works on (pending -> success | failed), and every
  * try at it is an attempt in the log.
  */
 
 /**
- * What every store throws for a page cursor it did not give out (the API answers 400). The SQLite paging's
- * own: a store that pages another way throws this one too.
+ * What every store rejects with for a page cursor it did not give out (the API answers 400). The SQLite
+ * paging's own: a store that pages another way rejects with this one too.
  */
 export { CursorError } from '../sqlite/paging.js';
 
@@ -220,19 +226,22 @@ export interface UnbatchedDelivery {
 }
 
 export interface Store {
-  /** A stable id of this store, part of every batch name, so a wiped data_dir never overwrites old objects. */
+  /**
+   * A stable id of this store, part of every batch name, so a wiped data_dir never overwrites old objects.
+   * Known once the store is open (no query), as are onPublish and writable.
+   */
   readonly id: string;
 
   upsertTenant(id: string, metadata: StringMap): Promise<{ tenant: Tenant; created: boolean }>;
-  getTenant(id: string): Tenant | undefined;
+  getTenant(id: string): Promise<Tenant | undefined>;
   /**
    * Removes the tenant with everything of it: destinations, events, deliveries, batches and attempts; raises
    * its generation (which outlives it), so its tokens are refused from then on.
    */
   deleteTenant(id: string): Promise<boolean>;
   /** Tenants in creation order (asc unless query.dir says desc). */
-  listTenants(query: PageQuery, filter?: TenantFilter): Page<Tenant>;
-  countTenants(filter?: TenantFilter): number;
+  listTenants(query: PageQuery, filter?: TenantFilter): Promise<Page<Tenant>>;
+  countTenants(filter?: TenantFilter): Promise<number>;
 
   /**
    * Creates it unless its tenant has it (or is gone) or already has `maxPerTenant` destinations: checked in the
@@ -240,12 +249,12 @@ export interface Store {
    */
   createDestination(destination: Destination, maxPerTenant: number): Promise<CreateDestinationResult>;
   updateDestination(destination: Destination): Promise<void>;
-  getDestination(tenantId: string, id: string): Destination | undefined;
+  getDestination(tenantId: string, id: string): Promise<Destination | undefined>;
   /** The destinations with this id, in any tenant (an admin naming a destination without its tenant). */
-  destinationsWithId(id: string): Destination[];
-  listDestinations(tenantId: string): Destination[];
+  destinationsWithId(id: string): Promise<Destination[]>;
+  listDestinations(tenantId: string): Promise<Destination[]>;
   /** Enabled destinations with config.batching. */
-  batchedDestinations(): Destination[];
+  batchedDestinations(): Promise<Destination[]>;
   deleteDestination(tenantId: string, id: string): Promise<boolean>;
 
   /**
@@ -260,60 +269,67 @@ export interface Store {
    * a batch answered 404 would have stored the others.)
    */
   publishMany(items: Array<{ event: NewEvent; destinationIds: string[] }>, windowMs: number): Promise<PublishResult[]>;
-  /** Deliveries waiting (pending), of every tenant or of one, for the bounds that answer 429. */
-  pendingDeliveries(tenantId?: string): number;
-  getEvent(tenantId: string | undefined, id: string): StoredEvent | undefined;
-  eventDeliveries(eventSeq: number): Delivery[];
-  listEvents(filter: EventFilter, query: PageQuery): Page<StoredEvent>;
+  /**
+   * Deliveries waiting (pending), of every tenant or of one, for the bounds that answer 429; only what has
+   * committed. Read on every request that could get a 429, so it must be cheap: SQLite keeps the counts in memory.
+   */
+  pendingDeliveries(tenantId?: string): Promise<number>;
+  getEvent(tenantId: string | undefined, id: string): Promise<StoredEvent | undefined>;
+  eventDeliveries(eventSeq: number): Promise<Delivery[]>;
+  listEvents(filter: EventFilter, query: PageQuery): Promise<Page<StoredEvent>>;
 
   /** Due per-event deliveries of enabled destinations, soonest first, leaving out the given (busy) destinations (destinationKey). */
-  dueDeliveries(now: number, limit: number, skipDestinations: string[]): DueDelivery[];
+  dueDeliveries(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]>;
   /** Due deliveries of one destination, soonest first. */
-  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): DueDelivery[];
+  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]>;
   /** When the next pending delivery of an enabled per-event destination is due, if any. */
-  nextDueAt(): number | undefined;
-  setObjectKey(deliverySeq: number, key: string): void;
+  nextDueAt(): Promise<number | undefined>;
+  setObjectKey(deliverySeq: number, key: string): Promise<void>;
   /** Records an attempt and the delivery's new state in one transaction; nothing (undefined) when the delivery is no longer there or pending. */
   recordAttempt(
     attempt: NewAttempt,
     delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
-  ): Attempt | undefined;
+  ): Promise<Attempt | undefined>;
   /** Makes an event's delivery to a destination pending again, as a manual retry; false if it never had an attempt. */
   retry(eventSeq: number, destinationId: string): Promise<boolean>;
 
   /** Pending deliveries of a batched destination not yet in a batch, after `afterSeq`, in order. */
-  unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): UnbatchedDelivery[];
+  unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): Promise<UnbatchedDelivery[]>;
   /** Whether a batch with this key is recorded. */
-  batchExists(key: string): boolean;
+  batchExists(key: string): Promise<boolean>;
   /**
    * The number the next batch sealed with `retried` puts in its key: 1, 2, ..., never the same twice in a
    * store, so that a batch of retried deliveries never takes the key of an earlier batch (the same first and
    * last deliveries), recorded or already written.
    */
-  nextRetriedBatch(): number;
+  nextRetriedBatch(): Promise<number>;
   /** Records a batch and assigns its deliveries, durably, before its upload; `retried`: it took nextRetriedBatch()'s number. */
-  sealBatch(batch: EventBatch, deliverySeqs: number[], retried?: boolean): void;
+  sealBatch(batch: EventBatch, deliverySeqs: number[], retried?: boolean): Promise<void>;
   /** Batches of enabled destinations waiting for their upload that are due. */
-  dueBatches(now: number): EventBatch[];
-  batchEvents(batch: EventBatch): StoredEvent[];
+  dueBatches(now: number): Promise<EventBatch[]>;
+  batchEvents(batch: EventBatch): Promise<StoredEvent[]>;
   /** Records a batch attempt; on success or final failure its deliveries take the same status. Nothing when the batch is gone. */
   recordBatchAttempt(
     attempt: NewAttempt,
     batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
     status: 'pending' | 'success' | 'failed',
-  ): Attempt | undefined;
+  ): Promise<Attempt | undefined>;
 
-  getAttempt(tenantId: string | undefined, id: string): Attempt | undefined;
-  listAttempts(filter: AttemptFilter, query: PageQuery): Page<Attempt>;
+  getAttempt(tenantId: string | undefined, id: string): Promise<Attempt | undefined>;
+  listAttempts(filter: AttemptFilter, query: PageQuery): Promise<Page<Attempt>>;
   /** Events grouped by query.dimensions (tenant_id, topic, destination_id) and time bucket; counts: `count`. */
-  eventMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean };
+  eventMetrics(query: MetricsQuery): Promise<{ rows: MetricsRow[]; truncated: boolean }>;
   /** Attempts grouped likewise; counts: count, successful_count, failed_count, first_attempt_count, retry_count, manual_retry_count, attempt_number_sum. */
-  attemptMetrics(query: MetricsQuery): { rows: MetricsRow[]; truncated: boolean };
+  attemptMetrics(query: MetricsQuery): Promise<{ rows: MetricsRow[]; truncated: boolean }>;
   /** Forgets attempts and finished events older than maxAgeMs, and attempts beyond the newest maxCount. */
-  prune(maxAgeMs: number, maxCount: number): void;
+  prune(maxAgeMs: number, maxCount: number): Promise<void>;
 
   /** Called when new deliveries are durable. */
   onPublish(listener: () => void): void;
+  /** Whether writes are taken, as last seen (no query: it is read on every request and by /ready). */
   writable(): boolean;
-  close(): void;
+  /** Resolves once the store answers a trivial query; rejects when it cannot be reached (/ready reports it). */
+  ping(): Promise<void>;
+  /** Resolves once everything committed is durable and the connection (file or pool) is closed. */
+  close(): Promise<void>;
 }

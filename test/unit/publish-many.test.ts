@@ -15,11 +15,11 @@ import { HttpError } from '../../src/http/http-error.js';
 import type { ApiConfig } from '../../src/config/schema.js';
 import { tempDir } from '../helpers/sluice.js';
 
-async function setup(t: { after: (fn: () => void) => void }, bounds: { max: number; perTenant: number }) {
+async function setup(t: { after: (fn: () => Promise<void>) => void }, bounds: { max: number; perTenant: number }) {
   const dir = tempDir('sluice-publish-many-');
   const store = new SqliteStore(dir, new CredentialsCipher(randomBytes(32).toString('base64')));
-  t.after(() => {
-    store.close();
+  t.after(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   const now = new Date().toISOString();
@@ -69,9 +69,9 @@ test('a tenant of the batch deleted before the batch is written: 404, and no eve
   const publishing = publisher.publishMany([event('acme', 'a1'), event('beta', 'b1'), event('acme', 'a2')]);
   await assert.rejects(publishing, (err: unknown) => err instanceof HttpError && err.statusCode === 404);
   assert.equal(await deleted, true);
-  assert.equal(store.getEvent('acme', 'a1'), undefined, 'an event of the refused batch was stored');
-  assert.equal(store.getEvent('acme', 'a2'), undefined, 'an event of the refused batch was stored');
-  assert.equal(store.pendingDeliveries(), 0);
+  assert.equal(await store.getEvent('acme', 'a1'), undefined, 'an event of the refused batch was stored');
+  assert.equal(await store.getEvent('acme', 'a2'), undefined, 'an event of the refused batch was stored');
+  assert.equal(await store.pendingDeliveries(), 0);
   assert.equal(reserved(), 0);
 });
 
@@ -92,8 +92,8 @@ test('a batch over the shared bound with nothing else pending passes, as a singl
       ['b2', false, ['des_beta']],
     ],
   );
-  assert.equal(store.getEvent('beta', 'b2')?.data, '{"id":"b2"}', 'each event keeps its own data text');
-  assert.equal(store.pendingDeliveries(), 4);
+  assert.equal((await store.getEvent('beta', 'b2'))?.data, '{"id":"b2"}', 'each event keeps its own data text');
+  assert.equal(await store.pendingDeliveries(), 4);
   assert.equal(reserved(), 0);
   // now something is pending: the next batch over the bound waits
   await assert.rejects(
@@ -129,5 +129,5 @@ test('a refused batch names the element: an unknown tenant or destination, metad
     422,
     /^1\.metadata is \d+ bytes/,
   );
-  assert.equal(store.getEvent('acme', 'a1'), undefined);
+  assert.equal(await store.getEvent('acme', 'a1'), undefined);
 });

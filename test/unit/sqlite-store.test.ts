@@ -32,12 +32,12 @@ function openStore(t: TestContext, key = randomBytes(32).toString('base64')) {
   const dir = tempDir('sluice-store-unit-');
   const make = (withKey: string): Store => new SqliteStore(dir, new CredentialsCipher(withKey));
   const ref = { store: make(key) };
-  t.after(() => {
-    ref.store.close();
+  t.after(async () => {
+    await ref.store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const reopen = (withKey = key) => {
-    ref.store.close();
+  const reopen = async (withKey = key) => {
+    await ref.store.close();
     ref.store = make(withKey);
     return ref.store;
   };
@@ -102,38 +102,38 @@ test('tenants: upsert creates then updates, reads see each write, the list pages
   const created = await store.upsertTenant('acme', { plan: 'free' });
   assert.equal(created.created, true);
   assert.deepEqual(created.tenant.metadata, { plan: 'free' });
-  assert.equal(store.getTenant('acme')?.metadata.plan, 'free');
+  assert.equal((await store.getTenant('acme'))?.metadata.plan, 'free');
   const updated = await store.upsertTenant('acme', { plan: 'pro' });
   assert.equal(updated.created, false);
-  assert.equal(store.getTenant('acme')?.metadata.plan, 'pro', 'the cached tenant is dropped by its update');
-  assert.equal(store.getTenant('nobody'), undefined);
+  assert.equal((await store.getTenant('acme'))?.metadata.plan, 'pro', 'the cached tenant is dropped by its update');
+  assert.equal(await store.getTenant('nobody'), undefined);
 
   await store.upsertTenant('beta', {});
   await store.upsertTenant('gamma', {});
-  const first = store.listTenants({ limit: 2 });
+  const first = await store.listTenants({ limit: 2 });
   assert.deepEqual(
     first.models.map((m) => m.id),
     ['acme', 'beta'],
   );
   assert.equal(first.prev, null);
   assert.ok(first.next);
-  const second = store.listTenants({ limit: 2, next: first.next });
+  const second = await store.listTenants({ limit: 2, next: first.next });
   assert.deepEqual(
     second.models.map((m) => m.id),
     ['gamma'],
   );
   assert.equal(second.next, null);
   assert.deepEqual(
-    store.listTenants({ limit: 2, prev: second.prev! }).models.map((m) => m.id),
+    (await store.listTenants({ limit: 2, prev: second.prev! })).models.map((m) => m.id),
     ['acme', 'beta'],
   );
   assert.deepEqual(
-    store.listTenants({ limit: 10 }, { id: ['gamma', 'acme'] }).models.map((m) => m.id),
+    (await store.listTenants({ limit: 10 }, { id: ['gamma', 'acme'] })).models.map((m) => m.id),
     ['acme', 'gamma'],
   );
-  assert.equal(store.countTenants(), 3);
-  assert.equal(store.countTenants({ id: 'beta' }), 1);
-  assert.throws(() => store.listTenants({ limit: 2, next: 'not-a-cursor' }), CursorError);
+  assert.equal(await store.countTenants(), 3);
+  assert.equal(await store.countTenants({ id: 'beta' }), 1);
+  await assert.rejects(store.listTenants({ limit: 2, next: 'not-a-cursor' }), CursorError);
 });
 
 test('tenants: a deletion takes destinations, events, deliveries and attempts with it, and raises the generation', async (t) => {
@@ -144,30 +144,34 @@ test('tenants: a deletion takes destinations, events, deliveries and attempts wi
   assert.equal(await store.createDestination(destination('other', 'des_a'), 10), 'created');
   await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
   await store.publish(event('other', 'e1'), ['des_a'], HOUR);
-  const [due] = store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
-  store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
+  const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+  await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
     seq: due!.delivery.seq,
     status: 'pending',
     attempts: 1,
     next_attempt_at: Date.now(),
   });
-  assert.equal(store.pendingDeliveries('acme'), 1);
-  assert.equal(store.getTenant('acme')?.generation, 0);
+  assert.equal(await store.pendingDeliveries('acme'), 1);
+  assert.equal((await store.getTenant('acme'))?.generation, 0);
 
   assert.equal(await store.deleteTenant('acme'), true);
   assert.equal(await store.deleteTenant('acme'), false, 'gone already');
-  assert.equal(store.getTenant('acme'), undefined);
-  assert.deepEqual(store.listDestinations('acme'), []);
-  assert.equal(store.getEvent('acme', 'e1'), undefined);
-  assert.deepEqual(store.listAttempts({ tenant_id: 'acme' }, { limit: 10 }).models, []);
-  assert.equal(store.pendingDeliveries('acme'), 0);
-  assert.equal(store.pendingDeliveries(), 1, "the other tenant's delivery is still pending");
-  assert.ok(store.getEvent('other', 'e1'), 'the same ids in another tenant stay');
+  assert.equal(await store.getTenant('acme'), undefined);
+  assert.deepEqual(await store.listDestinations('acme'), []);
+  assert.equal(await store.getEvent('acme', 'e1'), undefined);
+  assert.deepEqual((await store.listAttempts({ tenant_id: 'acme' }, { limit: 10 })).models, []);
+  assert.equal(await store.pendingDeliveries('acme'), 0);
+  assert.equal(await store.pendingDeliveries(), 1, "the other tenant's delivery is still pending");
+  assert.ok(await store.getEvent('other', 'e1'), 'the same ids in another tenant stay');
 
   await store.upsertTenant('acme', {});
-  assert.equal(store.getTenant('acme')?.generation, 1, 'tokens of the deleted tenant are refused by the new one');
+  assert.equal(
+    (await store.getTenant('acme'))?.generation,
+    1,
+    'tokens of the deleted tenant are refused by the new one',
+  );
   await assert.rejects(store.publish(event('gone', 'e2'), [], HOUR), TenantGoneError);
-  assert.equal(store.pendingDeliveries(), 1, 'a refused publish changes no count');
+  assert.equal(await store.pendingDeliveries(), 1, 'a refused publish changes no count');
 });
 
 test('destinations: created once per tenant and id, within the quota; credentials encrypted at rest', async (t) => {
@@ -186,14 +190,14 @@ test('destinations: created once per tenant and id, within the quota; credential
   assert.equal(await store.createDestination(destination('acme', 'des_b'), 2), 'created');
   assert.equal(await store.createDestination(destination('acme', 'des_c'), 2), 'over_quota');
   assert.deepEqual(
-    store.listDestinations('acme').map((d) => d.id),
+    (await store.listDestinations('acme')).map((d) => d.id),
     ['des_a', 'des_b'],
   );
   assert.deepEqual(
-    store.destinationsWithId('des_a').map((d) => d.tenant_id),
+    (await store.destinationsWithId('des_a')).map((d) => d.tenant_id),
     ['acme', 'other'],
   );
-  assert.equal(store.getDestination('acme', 'des_a')?.credentials.secret, 'very-secret-value');
+  assert.equal((await store.getDestination('acme', 'des_a'))?.credentials.secret, 'very-secret-value');
 
   // (SQLite's own: what another store keeps at rest is checked its own way)
   const raw = new Database(path.join(dir, 'store.sqlite'), { readonly: true });
@@ -205,22 +209,22 @@ test('destinations: created once per tenant and id, within the quota; credential
     assert.ok(!text.includes('very-secret-value') && !text.includes('AKIA-test'), 'no credential in plaintext');
   }
 
-  await store.updateDestination({ ...store.getDestination('acme', 'des_b')!, metadata: { team: 'x' } });
+  await store.updateDestination({ ...(await store.getDestination('acme', 'des_b'))!, metadata: { team: 'x' } });
   assert.deepEqual(
-    store.getDestination('acme', 'des_b')?.metadata,
+    (await store.getDestination('acme', 'des_b'))?.metadata,
     { team: 'x' },
     'the cached list is dropped by the update',
   );
   assert.equal(await store.deleteDestination('acme', 'des_b'), true);
   assert.equal(await store.deleteDestination('acme', 'des_b'), false);
   assert.deepEqual(
-    store.listDestinations('acme').map((d) => d.id),
+    (await store.listDestinations('acme')).map((d) => d.id),
     ['des_a'],
   );
 
-  const wrongKey = reopen(randomBytes(32).toString('base64'));
-  assert.throws(() => wrongKey.listDestinations('acme'), /not the key they were stored with/);
-  assert.equal(reopen(key).getDestination('acme', 'des_a')?.credentials.key, 'AKIA-test');
+  const wrongKey = await reopen(randomBytes(32).toString('base64'));
+  await assert.rejects(wrongKey.listDestinations('acme'), /not the key they were stored with/);
+  assert.equal((await (await reopen(key)).getDestination('acme', 'des_a'))?.credentials.key, 'AKIA-test');
 });
 
 test('events and deliveries: a publish stores one pending delivery per destination; a re-publish in the window is a duplicate', async (t) => {
@@ -235,48 +239,47 @@ test('events and deliveries: a publish stores one pending delivery per destinati
     destination_ids: ['des_a', 'des_b'],
   });
   await store.publish(event('other', 'e1'), ['des_a'], HOUR);
-  assert.equal(store.pendingDeliveries(), 3);
-  assert.equal(store.pendingDeliveries('acme'), 2);
-  assert.equal(store.pendingDeliveries('other'), 1);
+  assert.equal(await store.pendingDeliveries(), 3);
+  assert.equal(await store.pendingDeliveries('acme'), 2);
+  assert.equal(await store.pendingDeliveries('other'), 1);
   assert.deepEqual(await store.publish(event('acme', 'e1'), ['des_a'], HOUR), {
     duplicate: true,
     destination_ids: ['des_a', 'des_b'],
   });
-  assert.equal(store.pendingDeliveries(), 3, 'a duplicate stores nothing');
+  assert.equal(await store.pendingDeliveries(), 3, 'a duplicate stores nothing');
 
-  const stored = store.getEvent('acme', 'e1')!;
+  const stored = (await store.getEvent('acme', 'e1'))!;
   assert.equal(stored.data, '{"id":"e1"}');
   assert.deepEqual(stored.metadata, { m: '1' });
-  assert.equal(store.getEvent(undefined, 'e1')?.tenant_id, 'other', 'without a tenant: the newest with the id');
+  assert.equal((await store.getEvent(undefined, 'e1'))?.tenant_id, 'other', 'without a tenant: the newest with the id');
   assert.deepEqual(
-    store.eventDeliveries(stored.seq).map((d) => [d.destination_id, d.status]),
+    (await store.eventDeliveries(stored.seq)).map((d) => [d.destination_id, d.status]),
     [
       ['des_a', 'pending'],
       ['des_b', 'pending'],
     ],
   );
   assert.deepEqual(
-    store.listEvents({ tenant_id: 'acme', destination_id: 'des_b' }, { limit: 10 }).models.map((e) => e.id),
+    (await store.listEvents({ tenant_id: 'acme', destination_id: 'des_b' }, { limit: 10 })).models.map((e) => e.id),
     ['e1'],
   );
-  assert.deepEqual(store.listEvents({ topic: 'other-topic' }, { limit: 10 }).models, []);
+  assert.deepEqual((await store.listEvents({ topic: 'other-topic' }, { limit: 10 })).models, []);
 
   // due, soonest first; a busy destination is left out
   const now = Date.now();
-  assert.equal(store.dueDeliveries(now, 10, []).length, 3);
+  assert.equal((await store.dueDeliveries(now, 10, [])).length, 3);
   assert.deepEqual(
-    store
-      .dueDeliveries(now, 10, ['acme/des_a'])
+    (await store.dueDeliveries(now, 10, ['acme/des_a']))
       .map((d) => `${d.delivery.tenant_id}/${d.delivery.destination_id}`)
       .sort(),
     ['acme/des_b', 'other/des_a'],
   );
-  assert.ok(store.nextDueAt()! <= now);
+  assert.ok((await store.nextDueAt())! <= now);
 
   // the counts are read again from the database at start
-  const again = reopen();
-  assert.equal(again.pendingDeliveries(), 3);
-  assert.equal(again.pendingDeliveries('acme'), 2);
+  const again = await reopen();
+  assert.equal(await again.pendingDeliveries(), 3);
+  assert.equal(await again.pendingDeliveries('acme'), 2);
 });
 
 test('deliveries: an attempt settles a delivery and is logged; a retry makes it pending again; a disabled destination is not due', async (t) => {
@@ -284,23 +287,23 @@ test('deliveries: an attempt settles a delivery and is logged; a retry makes it 
   await store.upsertTenant('acme', {});
   await store.createDestination(destination('acme', 'des_a'), 10);
   await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
-  const [due] = store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+  const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
   assert.ok(due);
   assert.equal(await store.retry(due.event.seq, 'des_a'), false, 'never attempted: nothing to retry');
-  store.setObjectKey(due.delivery.seq, 'objects/e1.json');
-  const logged = store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+  await store.setObjectKey(due.delivery.seq, 'objects/e1.json');
+  const logged = await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
     seq: due.delivery.seq,
     status: 'success',
     attempts: 1,
     next_attempt_at: Date.now(),
   });
   assert.ok(logged?.id.startsWith('atm_'));
-  assert.equal(store.pendingDeliveries(), 0);
-  const [settled] = store.eventDeliveries(due.event.seq);
+  assert.equal(await store.pendingDeliveries(), 0);
+  const [settled] = await store.eventDeliveries(due.event.seq);
   assert.equal(settled?.status, 'success');
   assert.equal(settled?.object_key, 'objects/e1.json');
   assert.equal(
-    store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+    await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
       seq: due.delivery.seq,
       status: 'success',
       attempts: 2,
@@ -311,21 +314,28 @@ test('deliveries: an attempt settles a delivery and is logged; a retry makes it 
   );
 
   assert.equal(await store.retry(due.event.seq, 'des_a'), true);
-  assert.equal(store.pendingDeliveries('acme'), 1);
-  const [manual] = store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+  assert.equal(await store.pendingDeliveries('acme'), 1);
+  const [manual] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
   assert.equal(manual?.delivery.manual, true);
 
-  await store.updateDestination({ ...store.getDestination('acme', 'des_a')!, disabled_at: new Date().toISOString() });
-  assert.deepEqual(store.dueDeliveries(Date.now(), 10, []), [], "a disabled destination's deliveries are not due");
-  assert.equal(store.nextDueAt(), undefined);
-  assert.equal(store.pendingDeliveries('acme'), 1, 'but still pending');
-  await store.updateDestination({ ...store.getDestination('acme', 'des_a')!, disabled_at: null });
-  assert.equal(store.dueDeliveries(Date.now(), 10, []).length, 1);
+  await store.updateDestination({
+    ...(await store.getDestination('acme', 'des_a'))!,
+    disabled_at: new Date().toISOString(),
+  });
+  assert.deepEqual(
+    await store.dueDeliveries(Date.now(), 10, []),
+    [],
+    "a disabled destination's deliveries are not due",
+  );
+  assert.equal(await store.nextDueAt(), undefined);
+  assert.equal(await store.pendingDeliveries('acme'), 1, 'but still pending');
+  await store.updateDestination({ ...(await store.getDestination('acme', 'des_a'))!, disabled_at: null });
+  assert.equal((await store.dueDeliveries(Date.now(), 10, [])).length, 1);
 
   assert.equal(await store.deleteDestination('acme', 'des_a'), true);
-  assert.equal(store.pendingDeliveries(), 0, "a deleted destination's pending deliveries go with it");
+  assert.equal(await store.pendingDeliveries(), 0, "a deleted destination's pending deliveries go with it");
   assert.equal(
-    store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+    await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
       seq: due.delivery.seq,
       status: 'success',
       attempts: 2,
@@ -345,16 +355,16 @@ test('batches: deliveries of a batched destination wait for a batch; its final a
     10,
   );
   assert.deepEqual(
-    store.batchedDestinations().map((d) => d.id),
+    (await store.batchedDestinations()).map((d) => d.id),
     ['des_b'],
   );
   for (const id of ['e1', 'e2', 'e3']) await store.publish(event('acme', id), ['des_b'], HOUR);
-  assert.deepEqual(store.dueDeliveries(Date.now(), 10, []), [], 'not for the per-event dispatcher');
-  const unbatched = store.unbatched('acme', 'des_b', 0, 10);
+  assert.deepEqual(await store.dueDeliveries(Date.now(), 10, []), [], 'not for the per-event dispatcher');
+  const unbatched = await store.unbatched('acme', 'des_b', 0, 10);
   assert.equal(unbatched.length, 3);
   assert.equal(unbatched[0]!.bytes, '{"id":"e1"}'.length);
   assert.deepEqual(
-    store.unbatched('acme', 'des_b', unbatched[0]!.seq, 10).map((u) => u.seq),
+    (await store.unbatched('acme', 'des_b', unbatched[0]!.seq, 10)).map((u) => u.seq),
     unbatched.slice(1).map((u) => u.seq),
   );
 
@@ -369,47 +379,47 @@ test('batches: deliveries of a batched destination wait for a batch; its final a
     attempts: 0,
     next_attempt_at: Date.now(),
   };
-  assert.equal(store.nextRetriedBatch(), 1);
-  store.sealBatch(batch, seqs, true);
-  assert.equal(store.nextRetriedBatch(), 2, 'a retry number is used up by the seal that took it');
-  assert.equal(store.batchExists(batch.key), true);
+  assert.equal(await store.nextRetriedBatch(), 1);
+  await store.sealBatch(batch, seqs, true);
+  assert.equal(await store.nextRetriedBatch(), 2, 'a retry number is used up by the seal that took it');
+  assert.equal(await store.batchExists(batch.key), true);
   assert.deepEqual(
-    store.unbatched('acme', 'des_b', 0, 10).map((u) => u.seq),
+    (await store.unbatched('acme', 'des_b', 0, 10)).map((u) => u.seq),
     [unbatched[2]!.seq],
   );
   assert.deepEqual(
-    store.dueBatches(Date.now()).map((b) => b.key),
+    (await store.dueBatches(Date.now())).map((b) => b.key),
     [batch.key],
   );
   assert.deepEqual(
-    store.batchEvents(batch).map((e) => e.id),
+    (await store.batchEvents(batch)).map((e) => e.id),
     ['e1', 'e2'],
   );
 
   assert.ok(
-    store.recordBatchAttempt(
+    await store.recordBatchAttempt(
       attempt('acme', 'des_b', null, 'failed'),
       { key: batch.key, attempts: 1, next_attempt_at: Date.now() + HOUR },
       'pending',
     ),
   );
-  assert.equal(store.pendingDeliveries(), 3, 'a failed attempt that will be retried settles nothing');
-  assert.deepEqual(store.dueBatches(Date.now()), [], 'due again only at its next attempt');
+  assert.equal(await store.pendingDeliveries(), 3, 'a failed attempt that will be retried settles nothing');
+  assert.deepEqual(await store.dueBatches(Date.now()), [], 'due again only at its next attempt');
   assert.ok(
-    store.recordBatchAttempt(
+    await store.recordBatchAttempt(
       attempt('acme', 'des_b', null, 'success', 2),
       { key: batch.key, attempts: 2, next_attempt_at: Date.now() },
       'success',
     ),
   );
-  assert.equal(store.pendingDeliveries(), 1, 'its two deliveries succeeded with it');
-  const first = store.getEvent('acme', 'e1')!;
+  assert.equal(await store.pendingDeliveries(), 1, 'its two deliveries succeeded with it');
+  const first = (await store.getEvent('acme', 'e1'))!;
   assert.deepEqual(
-    store.eventDeliveries(first.seq).map((d) => [d.status, d.attempts]),
+    (await store.eventDeliveries(first.seq)).map((d) => [d.status, d.attempts]),
     [['success', 2]],
   );
   assert.equal(
-    store.recordBatchAttempt(
+    await store.recordBatchAttempt(
       attempt('acme', 'des_b', null, 'success'),
       { key: 'no-such-batch', attempts: 1, next_attempt_at: 0 },
       'success',
@@ -423,11 +433,11 @@ test('attempts: read back by id within their tenant, listed newest first with fi
   await store.upsertTenant('acme', {});
   await store.createDestination(destination('acme', 'des_a'), 10);
   await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
-  const [due] = store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+  const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
   const ids: string[] = [];
   for (let n = 1; n <= 3; n++) {
     const status = n === 3 ? 'success' : 'pending';
-    const logged = store.recordAttempt(attempt('acme', 'des_a', 'e1', n === 3 ? 'success' : 'failed', n), {
+    const logged = await store.recordAttempt(attempt('acme', 'des_a', 'e1', n === 3 ? 'success' : 'failed', n), {
       seq: due!.delivery.seq,
       status,
       attempts: n,
@@ -435,34 +445,43 @@ test('attempts: read back by id within their tenant, listed newest first with fi
     });
     ids.push(logged!.id);
   }
-  assert.equal(store.getAttempt('acme', ids[0]!)?.attempt_number, 1);
-  assert.equal(store.getAttempt('other', ids[0]!), undefined, "another tenant's attempt is not found");
-  assert.equal(store.getAttempt(undefined, ids[2]!)?.status, 'success');
+  assert.equal((await store.getAttempt('acme', ids[0]!))?.attempt_number, 1);
+  assert.equal(await store.getAttempt('other', ids[0]!), undefined, "another tenant's attempt is not found");
+  assert.equal((await store.getAttempt(undefined, ids[2]!))?.status, 'success');
   assert.deepEqual(
-    store.listAttempts({ tenant_id: 'acme' }, { limit: 10 }).models.map((a) => a.id),
+    (await store.listAttempts({ tenant_id: 'acme' }, { limit: 10 })).models.map((a) => a.id),
     [...ids].reverse(),
   );
   assert.deepEqual(
-    store.listAttempts({ status: 'failed' }, { limit: 10, dir: 'asc' }).models.map((a) => a.attempt_number),
+    (await store.listAttempts({ status: 'failed' }, { limit: 10, dir: 'asc' })).models.map((a) => a.attempt_number),
     [1, 2],
   );
   assert.deepEqual(
-    store.listAttempts({ topic: 'orders', destination_type: 'aws_s3' }, { limit: 1 }).models.map((a) => a.id),
+    (await store.listAttempts({ topic: 'orders', destination_type: 'aws_s3' }, { limit: 1 })).models.map((a) => a.id),
     [ids[2]],
   );
 
-  store.prune(HOUR, 1);
+  await store.prune(HOUR, 1);
   assert.deepEqual(
-    store.listAttempts({}, { limit: 10 }).models.map((a) => a.id),
+    (await store.listAttempts({}, { limit: 10 })).models.map((a) => a.id),
     [ids[2]],
     'only the newest attempt is kept',
   );
-  assert.ok(store.getEvent('acme', 'e1'), 'a recent event stays');
-  store.prune(-HOUR, 10);
+  assert.ok(await store.getEvent('acme', 'e1'), 'a recent event stays');
+  await store.prune(-HOUR, 10);
   assert.equal(
-    store.getEvent('acme', 'e1'),
+    await store.getEvent('acme', 'e1'),
     undefined,
     'a finished event older than the bound goes, with its deliveries',
   );
-  assert.deepEqual(store.listAttempts({}, { limit: 10 }).models, []);
+  assert.deepEqual((await store.listAttempts({}, { limit: 10 })).models, []);
+});
+
+test('ping: resolves while the database answers; rejects once it cannot (closed)', async (t) => {
+  const { store } = openStore(t);
+  await store.ping();
+  await store.close();
+  await assert.rejects(store.ping(), /not open/);
+  // a second close (the test's own cleanup) is harmless
+  await store.close();
 });

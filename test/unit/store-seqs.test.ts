@@ -47,8 +47,8 @@ test('a delivery seq is never used twice: not after the newest deliveries are de
       ['des_a'],
       3_600_000,
     );
-    const event = store.getEvent('acme', id)!;
-    return store.eventDeliveries((event as unknown as { seq: number }).seq).map((d) => d.seq);
+    const event = (await store.getEvent('acme', id))!;
+    return (await store.eventDeliveries((event as unknown as { seq: number }).seq)).map((d) => d.seq);
   };
   const first = await publish('e1');
   const second = await publish('e2');
@@ -60,11 +60,11 @@ test('a delivery seq is never used twice: not after the newest deliveries are de
     Math.min(...third) > Math.max(...first, ...second),
     `new seqs ${third} come after the deleted ${[...first, ...second]}`,
   );
-  store.close();
+  await store.close();
   store = new SqliteStore(dir, new CredentialsCipher(key));
   assert.ok(await store.deleteDestination('acme', 'des_a'));
   await store.createDestination(destination, 20);
   const fourth = await publish('e4');
   assert.ok(Math.min(...fourth) > Math.max(...third), `after a restart too: ${fourth} after ${third}`);
-  store.close();
+  await store.close();
 });
