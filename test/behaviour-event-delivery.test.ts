@@ -259,10 +259,12 @@ test('api.max_pending_deliveries: past it every tenant gets 429 + Retry-After an
   await sluice.stop();
 });
 
+const MAX_AGE_MS = 15_000;
 test('api.log_retention.max_age: at start, events and attempts older than it are pruned; younger ones stay', async () => {
   const s3 = await startS3(['kept']);
+  // max_age leaves the young event's stop and restart 15 s: a bound for a loaded machine, not a timing target
   const cfg = config({
-    log_retention: { max_age: '6s', max_count: 100_000 },
+    log_retention: { max_age: `${MAX_AGE_MS}ms`, max_count: 100_000 },
     retry: { initial_backoff: '100ms', max_backoff: '200ms' },
   });
   const first = await startSluice(cfg);
@@ -278,7 +280,7 @@ test('api.log_retention.max_age: at start, events and attempts older than it are
   );
   // the old event and its attempt must pass max_age; the young one is published just before the restart
   const oldTime = Math.max(...oldAttempts.map((a) => Date.parse(a.time)));
-  await sleep(Math.max(0, oldTime + 6_500 - Date.now()));
+  await sleep(Math.max(0, oldTime + MAX_AGE_MS + 500 - Date.now()));
   const young = await first.api.publish({ tenant_id: 'acme', topic: 'orders', data: { age: 'young' } });
   await attemptsWhen(
     first.sluice,
