@@ -78,5 +78,9 @@ export interface OutputObjects {
   /** The names one level below a prefix (`a/` for `a/b/c`), for walking partitions and instances. */
   children(prefix: string): Promise<string[]>;
   read(key: string): Promise<Buffer>;
+  /** An object's length in bytes. */
+  size(key: string): Promise<number>;
+  /** Bytes [start, end) of an object: Parquet objects are read footer first, then only the columns needed. */
+  readRange(key: string, start: number, end: number): Promise<Buffer>;
   close(): void;
 }
