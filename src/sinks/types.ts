@@ -84,3 +84,13 @@ export interface OutputObjects {
   readRange(key: string, start: number, end: number): Promise<Buffer>;
   close(): void;
 }
+
+/**
+ * Where a query engine finds an output's objects, for `sluice table`: the URL its keys are under
+ * (`s3://bucket/` or a directory, ending in `/`), and for S3 how to reach the store. Never credentials.
+ */
+export interface ObjectLocation {
+  /** `s3://<bucket>/` or the absolute path of a directory, with a trailing `/`; keys follow it. */
+  root: string;
+  s3?: { region: string; endpoint?: string; forcePathStyle: boolean };
+}
