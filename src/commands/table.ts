@@ -20,46 +20,56 @@ export function tableName(output: Pick<OutputConfig, 'name'>): string {
   return output.name.toLowerCase().replace(/-/g, '_');
 }
 
+/** Why an output has no table: said as one line, exit 2. */
+export class NoTableError extends Error {}
+
 /**
  * `sluice table`: prints the statement that makes an output's objects a table (Athena) or a view (DuckDB).
  * Returns the exit code; what is wrong is one line on stderr.
  */
 export async function table(output: OutputConfig, opts: TableOptions): Promise<number> {
+  try {
+    process.stdout.write(await tableStatement(output, opts));
+    return TABLE_EXIT.printed;
+  } catch (err) {
+    if (!(err instanceof NoTableError)) throw err;
+    console.error(err.message);
+    return TABLE_EXIT.unusable;
+  }
+}
+
+/** The statement `sluice table` prints; NoTableError for an output that has none. */
+export async function tableStatement(output: OutputConfig, opts: TableOptions): Promise<string> {
   const location = locationOf(output);
-  if (!location) {
-    console.error(
+  if (!location)
+    throw new NoTableError(
       `output ${output.name} is of type ${output.type}: it stores no objects a query engine can read (only s3 and file outputs have tables)`,
     );
-    return TABLE_EXIT.unusable;
-  }
-  if (opts.engine === 'athena' && !location.s3) {
-    console.error(`output ${output.name} is a file output: Athena reads S3 only; use --engine duckdb`);
-    return TABLE_EXIT.unusable;
-  }
+  if (opts.engine === 'athena' && !location.s3)
+    throw new NoTableError(`output ${output.name} is a file output: Athena reads S3 only; use --engine duckdb`);
   const layout = tableLayout(output);
+  if (opts.engine === 'athena' && layout.format === 'json_array')
+    throw new NoTableError(
+      `output ${output.name} writes JSON arrays (format: json_array), which Athena's JsonSerDe cannot read (it reads JSON one object per line): use format ndjson, or --engine duckdb`,
+    );
   const comment = `Sluice output ${output.name}: ${layout.format} objects under ${location.root}, key ${output.key}`;
   const name = tableName(output);
   try {
-    if (opts.engine === 'duckdb') {
-      process.stdout.write(
-        duckdbView(layout, {
-          view: name,
-          location,
-          ownKeys: Boolean((output as { access_key_id?: string }).access_key_id),
-          comment,
-        }),
-      );
-      return TABLE_EXIT.printed;
-    }
+    if (opts.engine === 'duckdb')
+      return duckdbView(layout, {
+        view: name,
+        location,
+        ownKeys: Boolean((output as { access_key_id?: string }).access_key_id),
+        comment,
+      });
     const notes = [...layout.notes];
     const partitions = await partitionValues(output, layout.pieces, opts.partitions, notes);
-    process.stdout.write(
-      athenaTable({ ...layout, notes }, { table: name, root: location.root, partitions, since: opts.since, comment }),
+    return athenaTable(
+      { ...layout, notes },
+      { table: name, root: location.root, partitions, since: opts.since, comment },
     );
-    return TABLE_EXIT.printed;
   } catch (err) {
-    console.error(`cannot write the table of output ${output.name}: ${(err as Error).message}`);
-    return TABLE_EXIT.unusable;
+    throw new NoTableError(`cannot write the table of output ${output.name}: ${(err as Error).message}`);
   }
 }
 
