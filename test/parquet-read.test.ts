@@ -187,6 +187,16 @@ test('Parquet objects of a file output: sluice query by id gives each decision e
     req_id: null,
     extra: '{"timestamp":"yesterday","req_id":1.5,"custom":{"x":1}}',
   });
+
+  // an object that is not Parquet, or cut short, under a Parquet key: one line, exit 2, no stack
+  const first = path.join(objects, keys[0]!);
+  for (const body of [Buffer.from('PAR1 not really'), readFileSync(first).subarray(0, 100)]) {
+    writeFileSync(path.join(path.dirname(first), 'broken.parquet'), body);
+    const broken = await runCli(['query', '-c', file, '-o', 'archive', '--from', '30d', '--decision-id', 'x']);
+    assert.equal(broken.code, 2, broken.stdout + broken.stderr);
+    assert.match(broken.stderr, /^cannot read the output: .*$/m);
+    assert.doesNotMatch(broken.stderr, /^\s+at /m);
+  }
 });
 
 test('Parquet objects in an s3rver bucket: sluice query and the console find a decision by id, exact; the Athena DDL projects the hive layout', async (t) => {

@@ -80,6 +80,12 @@ async function metadataOf(file: AsyncBuffer): Promise<FileMetaData> {
   };
 }
 
+/**
+ * The largest row group read (uncompressed bytes, as the footer says): Sluice writes 8 MiB ones; a file of
+ * other origin with larger ones is refused rather than decoded into a process that has to stay small.
+ */
+export const MAX_ROW_GROUP_BYTES = 256 * 1024 * 1024;
+
 type ParquetRow = Record<string, unknown>;
 
 /** A row as hyparquet reads it, as the DecisionRow it was written from. */
@@ -120,6 +126,10 @@ export async function* parquetDecisionTexts(
   const common = { file, metadata, compressors: await compressors(), parsers: PARSERS };
   let groupStart = 0;
   for (const group of metadata.row_groups) {
+    if (Number(group.total_byte_size) > MAX_ROW_GROUP_BYTES)
+      throw new Error(
+        `a row group of ${group.total_byte_size} bytes, more than the ${MAX_ROW_GROUP_BYTES} this reader decodes at once`,
+      );
     const groupEnd = groupStart + Number(group.num_rows);
     let rowStart = groupStart;
     let rowEnd = groupEnd;
