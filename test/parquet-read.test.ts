@@ -16,7 +16,13 @@ import type { OutputConfig } from '../src/config/schema.js';
 import { tableStatement } from '../src/commands/table.js';
 import { duckdb, type DuckDb } from './helpers/duckdb.js';
 import { postDecisions } from './helpers/opa.js';
-import { daysAgo, queryDecisions, writeParquetObjects, type SentDecision } from './helpers/parquet-objects.js';
+import {
+  daysAgo,
+  putObject,
+  queryDecisions,
+  writeParquetObjects,
+  type SentDecision,
+} from './helpers/parquet-objects.js';
 import { S3_KEY, S3_SECRET, s3For } from './helpers/s3.js';
 import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
 
@@ -226,7 +232,9 @@ test('Parquet objects in an s3rver bucket: sluice query and the console find a d
   assert.equal(lookup.status, 200, body);
   assert.ok(body.startsWith(`{"decisions":[${target.text}],`), body);
 
-  // NDJSON and Parquet tables of the same keys; partitions are those in the bucket
+  // NDJSON and Parquet tables of the same keys; partitions are those in the bucket (a prefix that is no
+  // partition name, which could break the enum's list or its quoting, is not one)
+  await putObject({ s3, bucket: 'logs' }, "not,a'partition/dt=2026-01-01/x.txt", Buffer.from('x'));
   const ndjson = await runCli(['table', '-c', file, '-o', 'archive']);
   assert.equal(ndjson.code, 0, ndjson.stderr);
   const athena = await tableStatement(asParquet(file, 'archive'), { engine: 'athena' });

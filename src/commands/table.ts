@@ -100,7 +100,10 @@ async function partitionValues(
         `cannot list the partitions it wrote (${err.message}): name them with --partitions a,b or --partitions injected`,
       );
     });
-    const found = listed.map((p) => p.slice(prefix.length, -1)).filter((p) => p !== '');
+    // only names Sluice gives partitions (POST /logs/{partition}): another prefix in the bucket is not one
+    const found = listed
+      .map((p) => p.slice(prefix.length, -1))
+      .filter((p) => /^[A-Za-z0-9._-]{1,128}$/.test(p) && p !== '.' && p !== '..');
     const values = found.length > 0 ? found : ['default'];
     notes.push(
       `partition values: ${found.length > 0 ? 'the partitions the output has written so far' : 'none written yet, so default'}; a new one needs --partitions (or ALTER TABLE ... SET TBLPROPERTIES ('projection.partition.values' = '...'))`,
