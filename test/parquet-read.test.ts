@@ -9,24 +9,16 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import type { OutputConfig } from '../src/config/schema.js';
 import { tableStatement } from '../src/commands/table.js';
 import { duckdb, type DuckDb } from './helpers/duckdb.js';
+import { checkView, EXPECTED, runScript } from './helpers/duckdb-checks.js';
 import { postDecisions } from './helpers/opa.js';
-import {
-  daysAgo,
-  putObject,
-  queryDecisions,
-  writeParquetObjects,
-  type SentDecision,
-} from './helpers/parquet-objects.js';
+import { daysAgo, putObject, queryDecisions, writeParquetObjects } from './helpers/parquet-objects.js';
 import { S3_KEY, S3_SECRET, s3For } from './helpers/s3.js';
 import { runCli, SluiceProcess, tempDir } from './helpers/sluice.js';
-
-const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../README.md');
 
 function dirFor(t: TestContext): string {
   const dir = tempDir('sluice-parquet-read-');
@@ -50,85 +42,6 @@ async function duckdbFor(t: TestContext): Promise<DuckDb> {
   const db = await duckdb();
   t.after(() => db.close());
   return db;
-}
-
-/** Runs a script of several statements as DuckDB's shell would (`.read`): one statement at a time. */
-async function runScript(db: DuckDb, script: string): Promise<void> {
-  const statements = script
-    .split('\n')
-    .filter((l) => !l.startsWith('--'))
-    .join('\n')
-    .split(/;\s*$/m)
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  for (const s of statements) await db.all(s);
-}
-
-/** The README's example queries, in the order they are written (```sql blocks of "Querying your decisions"). */
-function readmeQueries(): string[] {
-  const readme = readFileSync(README, 'utf8');
-  const section = readme.slice(readme.indexOf('## Querying your decisions'));
-  const body = section.slice(0, section.indexOf('\n## ', 3));
-  const marked = body.slice(body.indexOf('<!-- example queries'));
-  return [...marked.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!.trim()).slice(0, 3);
-}
-
-/** The ids the README's three queries must return over queryDecisions(). */
-const EXPECTED = {
-  deniedLastWeek: ['bob-deny-3', 'bob-deny-1', 'bob-deny-2'],
-  bob: ['bob-old-deny', 'bob-deny-3', 'bob-allow', 'bob-admin-deny', 'bob-deny-1', 'bob-deny-2'],
-};
-
-/** Checks the view's rows against what was sent: counts per partition/date/hour, types, and the three queries. */
-async function checkView(db: DuckDb, view: string, sent: SentDecision[], jsonText: 'exact' | 'parsed'): Promise<void> {
-  const counts = new Map<string, number>();
-  for (const d of sent) {
-    const t = (JSON.parse(d.text) as { timestamp: string }).timestamp;
-    const key = `${d.partition} ${t.slice(0, 10)} ${Number(t.slice(11, 13))}`;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  }
-  const rows = await db.all(
-    `SELECT "partition", strftime(dt, '%Y-%m-%d') AS dt, hour, count(*)::INTEGER AS n FROM "${view}" WHERE "timestamp" IS NOT NULL GROUP BY ALL ORDER BY ALL`,
-  );
-  assert.deepEqual(
-    new Map(rows.map((r) => [`${r.partition} ${r.dt} ${r.hour}`, r.n])),
-    counts,
-    'rows per partition, date and hour are what was sent',
-  );
-  const [type] = await db.all(`SELECT typeof("timestamp") AS t, typeof(input) AS i FROM "${view}" LIMIT 1`);
-  assert.deepEqual(type, { t: 'TIMESTAMP WITH TIME ZONE', i: 'JSON' });
-  if (jsonText === 'exact') {
-    const [r] = await db.all(
-      `SELECT input::VARCHAR AS input, result::VARCHAR AS result FROM "${view}" WHERE decision_id = 'alice-result'`,
-    );
-    assert.deepEqual(r, {
-      input: '{"user":{"name":"alice"},"method":"GET","n":12345678901234567890}',
-      result: '{"allow":false,"big":98765432109876543210}',
-    });
-  }
-
-  const [deniedLastWeek, bob, perHour] = readmeQueries().map((q) => q.replaceAll('archive', `"${view}"`));
-  assert.ok(deniedLastWeek && bob && perHour, 'the README has three example queries');
-  assert.deepEqual(
-    (await db.all(deniedLastWeek)).map((r) => r.decision_id),
-    EXPECTED.deniedLastWeek,
-  );
-  assert.deepEqual(
-    (await db.all(bob)).map((r) => r.decision_id),
-    EXPECTED.bob,
-  );
-  const denials = new Map<string, bigint>();
-  for (const d of sent) {
-    const v = JSON.parse(d.text) as { path: string; result: unknown; timestamp: string };
-    if (v.result !== false) continue;
-    const key = `${v.path} ${v.timestamp.slice(0, 13)}`;
-    denials.set(key, (denials.get(key) ?? 0n) + 1n);
-  }
-  const got = await db.all(perHour);
-  assert.deepEqual(
-    new Map(got.map((r) => [`${r.path} ${new Date(String(r.at_hour)).toISOString().slice(0, 13)}`, r.denials])),
-    denials,
-  );
 }
 
 /** An odd decision: a timestamp that is not RFC 3339 and a req_id that is not an integer (kept in `extra`). */

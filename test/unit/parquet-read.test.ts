@@ -17,6 +17,9 @@ export const EXACT_DECISIONS = [
   '{"labels":{"2":"two","a":"x\\n\\u0001"},"decision_id":"d-1","trace_id":"t","span_id":"s","revision":"r1","bundles":{"b":{"revision":"1"}},"path":"a/b","input":{"big":123456789012345678901234567890,"f":1.50,"e":1E+400},"result":{"allow":false},"mapped_result":7,"nd_builtin_cache":{"time.now_ns":{"[]":1710054900123456789}},"erased":["/input/password"],"masked":["/input/ssn"],"error":{"code":"x"},"requested_by":"10.0.0.1:1","timestamp":"2026-05-01T12:00:00Z","metrics":{"m":1},"req_id":9223372036854775807,"tenant":"acme"}',
   // odd values kept in extra, in their OPA places
   '{"labels":{"id":1},"decision_id":"d-2","path":"p","result":true,"timestamp":"yesterday","req_id":1.5}',
+  // empty maps and lists are not nulls; empty strings are strings
+  '{"labels":{},"decision_id":"","erased":[],"masked":[]}',
+  '{"labels":{"":""},"decision_id":"e"}',
   '{}',
   '[1,2]',
   '"just a string"',
