@@ -9,6 +9,7 @@ import { VERSION } from './version.js';
 import { status } from './commands/status.js';
 import { send } from './commands/send.js';
 import { parseWhere, query, tail } from './commands/query.js';
+import { table } from './commands/table.js';
 import { parseWhen } from './query/decisions.js';
 import { parseDuration } from './config/units.js';
 import { canReadBack, notReadableMessage, READABLE_OUTPUT_TYPES, targetOf } from './sinks/registry.js';
@@ -296,6 +297,51 @@ program
       }).catch(readFailure);
     },
   );
+
+program
+  .command('table')
+  .description(
+    "Print the statement that makes an output's objects a table: Athena's CREATE EXTERNAL TABLE with partition projection over its key layout " +
+      "(no MSCK REPAIR needed), or DuckDB's CREATE VIEW over read_parquet / read_json. Exit 0 printed, 2 bad arguments or an output that cannot be queried.",
+  )
+  .option('-c, --config <file>', 'the configuration that names the output (default: the embedded defaults)')
+  .requiredOption('-o, --output <name>', 'the output (s3 for Athena; s3 or file for DuckDB)')
+  .option('--engine <engine>', 'athena or duckdb', 'athena')
+  .option(
+    '--partitions <list>',
+    "Athena: the values of the partition column, comma-separated, or 'injected' (default: those the output has written)",
+  )
+  .option(
+    '--since <date>',
+    'Athena: the first date partition projection covers, YYYY-MM-DD (default: a year before each query)',
+  )
+  .addHelpText(
+    'after',
+    '\nExamples:\n  sluice table -c sluice.yaml -o archive\n  sluice table -c sluice.yaml -o archive --engine duckdb > archive.sql && duckdb -c ".read archive.sql"\n  sluice table -c sluice.yaml -o archive --partitions default,acme --since 2026-01-01',
+  )
+  .action(async (opts: { config?: string; output: string; engine: string; partitions?: string; since?: string }) => {
+    const config = readConfigOrExit(opts.config);
+    const output = config.outputs.find((o) => o.name === opts.output);
+    if (!output)
+      usage(
+        `no output named "${opts.output}" in ${opts.config ?? 'the embedded defaults'}; outputs: ${config.outputs.map((o) => o.name).join(', ')}`,
+      );
+    if (opts.engine !== 'athena' && opts.engine !== 'duckdb') usage('--engine is athena or duckdb');
+    if (opts.since !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(opts.since)) usage('--since takes a date, YYYY-MM-DD');
+    const partitions =
+      opts.partitions === undefined
+        ? undefined
+        : opts.partitions === 'injected'
+          ? ('injected' as const)
+          : opts.partitions.split(',').map((p) => p.trim());
+    if (Array.isArray(partitions) && !partitions.every((p) => /^[A-Za-z0-9._-]{1,128}$/.test(p)))
+      usage('--partitions takes partition names (A-Z a-z 0-9 . _ -) separated by commas, or injected');
+    process.exitCode = await table(output!, {
+      engine: opts.engine as 'athena' | 'duckdb',
+      partitions,
+      since: opts.since,
+    });
+  });
 
 /**
  * The output to read: the one named, or, without -o, the only output of the configuration that can be read back (the

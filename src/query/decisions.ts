@@ -10,7 +10,7 @@ import { parseJson, stringValue, toText, type JsonNode } from '../json/source-tr
 import { parseEventTime } from '../time/event-time.js';
 import { nodeAt } from '../transforms/json-path.js';
 import type { OutputObjects } from '../sinks/types.js';
-import { decisionsOf, type StoredDecision } from './stored-decisions.js';
+import { decisionsOf, isParquetKey, parquetDecisions, type StoredDecision } from './stored-decisions.js';
 
 export interface DecisionFilter {
   from: number;
@@ -42,7 +42,10 @@ export function candidateKeys(
   return keyLayout(output.key).keysBetween(objects, output.name, from, to);
 }
 
-/** Reads the candidate objects and yields the decisions that pass the filter, each with its stored text. */
+/**
+ * Reads the candidate objects and yields the decisions that pass the filter, each with its stored text (a
+ * Parquet object's decisions as their rows give them back; a decision_id lookup reads only that column first).
+ */
 export async function* matchingDecisions(
   objects: OutputObjects,
   keys: string[],
@@ -50,6 +53,11 @@ export async function* matchingDecisions(
   onObject?: () => void,
 ): AsyncGenerator<StoredDecision> {
   for (const key of keys) {
+    if (isParquetKey(key)) {
+      for await (const d of parquetDecisions(objects, key, filter.decisionId)) if (matches(d, filter)) yield d;
+      onObject?.();
+      continue;
+    }
     const decisions = decisionsOf(key, await objects.read(key));
     onObject?.();
     for (const d of decisions) if (matches(d, filter)) yield d;

@@ -1,5 +1,7 @@
 import { gunzipSync } from 'node:zlib';
+import { parquetDecisionTexts } from '../formats/parquet-decisions-reader.js';
 import { arrayElementTexts } from '../json/array-scan.js';
+import type { OutputObjects } from '../sinks/types.js';
 
 /** A decision read back from an output: its text as stored, and its value (for filtering only). */
 export interface StoredDecision {
@@ -7,9 +9,32 @@ export interface StoredDecision {
   decision: Record<string, unknown>;
 }
 
+/** Whether an object is Parquet (`format: parquet` names them `.parquet`), read by `parquetDecisions`. */
+export function isParquetKey(key: string): boolean {
+  return key.endsWith('.parquet');
+}
+
 /**
- * The decisions of an object, whatever its format: NDJSON / JSON lines, a JSON array or one decision, gzip or
- * not. Each keeps its exact text (so what is printed is what is stored: number text, key order), cut out of
+ * The decisions of a Parquet object, each as the JSON text its row gives back (src/formats/decision-text.ts
+ * says what is exact), read by ranges: the footer, then a row group at a time, and with `decisionId` only
+ * that column first. The whole object is never in memory.
+ */
+export async function* parquetDecisions(
+  objects: Pick<OutputObjects, 'size' | 'readRange'>,
+  key: string,
+  decisionId?: string,
+): AsyncGenerator<StoredDecision> {
+  const source = {
+    byteLength: await objects.size(key),
+    read: (start: number, end: number) => objects.readRange(key, start, end),
+  };
+  for await (const text of parquetDecisionTexts(source, { decisionId }))
+    yield { text, decision: JSON.parse(text) as Record<string, unknown> };
+}
+
+/**
+ * The decisions of an object of JSON text, whatever its format: NDJSON / JSON lines, a JSON array or one
+ * decision, gzip or not. Each keeps its exact text (so what is printed is what is stored: number text, key order), cut out of
  * a JSON array by its elements' spans; JSON.parse (iterative in V8, so any depth) gives the values to filter on.
  */
 export function decisionsOf(key: string, body: Buffer): StoredDecision[] {

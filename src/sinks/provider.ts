@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { OutputObjects, Sink } from './types.js';
+import type { ObjectLocation, OutputObjects, Sink } from './types.js';
 
 /**
  * The fields every output has (name, batch, format, compression, key, retry, rules ...) are validated by
@@ -33,6 +33,8 @@ export interface OutputProvider<Type extends string = string, Fields extends z.Z
   target(config: ProviderConfig<Fields>): string;
   /** How to list and read back what it wrote, for `sluice query` and the console; absent: it cannot be read back. */
   reader?(config: ProviderConfig<Fields>): OutputObjects;
+  /** Where a query engine (Athena, DuckDB) reads its objects, for `sluice table`; absent: not queryable. */
+  location?(config: ProviderConfig<Fields>): ObjectLocation;
 }
 
 /** A provider with its types checked (and `Type` kept as the literal the config's `type` is). */

@@ -5,7 +5,7 @@
  */
 import type { DestinationType } from './destination-types.js';
 import type { OutputProvider, SharedOutputConfig } from './provider.js';
-import type { OutputObjects, Sink } from './types.js';
+import type { ObjectLocation, OutputObjects, Sink } from './types.js';
 import { s3Output } from './s3/provider.js';
 import { fileOutput } from './file/provider.js';
 import { consoleOutput } from './console/provider.js';
@@ -55,4 +55,9 @@ export function outputObjects(output: AnyOutput): OutputObjects {
   const reader = providerOf(output).reader;
   if (!reader) throw new Error(notReadableMessage(output));
   return reader(output);
+}
+
+/** Where a query engine reads an output's objects (`sluice table`), or undefined for a type it cannot read. */
+export function locationOf(output: AnyOutput): ObjectLocation | undefined {
+  return providerOf(output).location?.(output);
 }

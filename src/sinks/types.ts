@@ -78,5 +78,19 @@ export interface OutputObjects {
   /** The names one level below a prefix (`a/` for `a/b/c`), for walking partitions and instances. */
   children(prefix: string): Promise<string[]>;
   read(key: string): Promise<Buffer>;
+  /** An object's length in bytes. */
+  size(key: string): Promise<number>;
+  /** Bytes [start, end) of an object: Parquet objects are read footer first, then only the columns needed. */
+  readRange(key: string, start: number, end: number): Promise<Buffer>;
   close(): void;
+}
+
+/**
+ * Where a query engine finds an output's objects, for `sluice table`: the URL its keys are under
+ * (`s3://bucket/` or a directory, ending in `/`), and for S3 how to reach the store. Never credentials.
+ */
+export interface ObjectLocation {
+  /** `s3://<bucket>/` or the absolute path of a directory, with a trailing `/`; keys follow it. */
+  root: string;
+  s3?: { region: string; endpoint?: string; forcePathStyle: boolean };
 }

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { OutputObjects } from '../types.js';
 
@@ -44,6 +44,26 @@ export class FileObjects implements OutputObjects {
 
   async read(key: string): Promise<Buffer> {
     return readFileSync(path.join(this.root, key));
+  }
+
+  async size(key: string): Promise<number> {
+    return statSync(path.join(this.root, key)).size;
+  }
+
+  async readRange(key: string, start: number, end: number): Promise<Buffer> {
+    const fd = openSync(path.join(this.root, key), 'r');
+    try {
+      const out = Buffer.alloc(Math.max(0, end - start));
+      let done = 0;
+      while (done < out.length) {
+        const n = readSync(fd, out, done, out.length - done, start + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return out.subarray(0, done);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   close(): void {}

@@ -17,4 +17,5 @@ export const fileOutput = outputProvider({
   createSink: (o) => new FileSink(o.path),
   target: (o) => `file://${o.path}`,
   reader: (o) => new FileObjects(o.path),
+  location: (o) => ({ root: o.path.endsWith('/') ? o.path : `${o.path}/` }),
 });

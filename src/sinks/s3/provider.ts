@@ -47,6 +47,10 @@ export const s3Output = outputProvider({
   createSink: (o) => new S3Sink(s3ConnectionOf(o)),
   target: (o) => `s3://${o.bucket}`,
   reader: (o) => new S3Objects(s3ConnectionOf(o)),
+  location: (o) => ({
+    root: `s3://${o.bucket}/`,
+    s3: { region: o.region, endpoint: o.endpoint, forcePathStyle: o.force_path_style },
+  }),
 });
 
 function s3ConnectionOf(config: S3OutputConfig): S3Connection {
