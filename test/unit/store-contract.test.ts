@@ -564,3 +564,228 @@ contract(
     assert.deepEqual((await store.listAttempts({}, { limit: 10 })).models, []);
   },
 );
+
+contract(
+  'events: outside the idempotency window the same id is published again, over the same event',
+  async (t, open) => {
+    const { store } = await open(t);
+    await store.upsertTenant('acme', {});
+    for (const id of ['des_a', 'des_b']) await store.createDestination(destination('acme', id), 10);
+    await store.publish(event('acme', 'e1'), ['des_a', 'des_b'], HOUR);
+    const first = (await store.getEvent('acme', 'e1'))!;
+    const [toA] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+      seq: toA!.delivery.seq,
+      status: 'success',
+      attempts: 1,
+      next_attempt_at: Date.now(),
+    });
+    // a window of 1 ms, once the clock has moved past it
+    const receivedAt = Date.parse(first.received_at);
+    for (let i = 0; i < 1000 && Date.now() <= receivedAt + 1; i++) await new Promise((r) => setImmediate(r));
+    const again = await store.publish({ ...event('acme', 'e1'), data: '{"v":2}' }, ['des_a', 'des_b'], 1);
+    assert.deepEqual(again, { duplicate: false, destination_ids: ['des_a', 'des_b'] });
+    const stored = (await store.getEvent('acme', 'e1'))!;
+    assert.equal(stored.seq, first.seq, 'the same event');
+    assert.equal(stored.data, '{"v":2}', 'with what was published last');
+    assert.deepEqual(
+      (await store.eventDeliveries(first.seq)).map((d) => [d.destination_id, d.status]),
+      [
+        ['des_a', 'success'],
+        ['des_b', 'pending'],
+        ['des_a', 'pending'],
+      ],
+      'a new delivery where the last one finished, none beside one still pending',
+    );
+    assert.equal(await store.pendingDeliveries('acme'), 2);
+  },
+);
+
+contract('events: publishMany stores every event or none; a duplicate within it is one', async (t, open) => {
+  const { store } = await open(t);
+  await store.upsertTenant('acme', {});
+  await store.createDestination(destination('acme', 'des_a'), 10);
+  await assert.rejects(
+    async () =>
+      store.publishMany(
+        [
+          { event: event('acme', 'e1'), destinationIds: ['des_a'] },
+          { event: event('gone', 'e2'), destinationIds: [] },
+        ],
+        HOUR,
+      ),
+    TenantGoneError,
+  );
+  assert.equal(await store.getEvent('acme', 'e1'), undefined, 'rolled back with the event of the gone tenant');
+  assert.equal(await store.pendingDeliveries(), 0);
+  const results = await store.publishMany(
+    [
+      { event: event('acme', 'e1'), destinationIds: ['des_a'] },
+      { event: event('acme', 'e1'), destinationIds: [] },
+      { event: event('acme', 'e2'), destinationIds: ['des_a', 'des_missing'] },
+    ],
+    HOUR,
+  );
+  assert.deepEqual(results, [
+    { duplicate: false, destination_ids: ['des_a'] },
+    { duplicate: true, destination_ids: ['des_a'] },
+    { duplicate: false, destination_ids: ['des_a', 'des_missing'] },
+  ]);
+  assert.equal(await store.pendingDeliveries('acme'), 2, 'no delivery to a destination that is not there');
+});
+
+contract('events: listed by their own time, newest first, paged both ways with filters', async (t, open) => {
+  const { store } = await open(t);
+  await store.upsertTenant('acme', {});
+  await store.upsertTenant('other', {});
+  const base = Date.UTC(2024, 0, 1);
+  // published out of time order: the list follows the events' time, not the order they came in
+  for (const [id, offset] of [
+    ['e2', 2],
+    ['e1', 1],
+    ['e4', 4],
+    ['e3', 3],
+  ] as const) {
+    await store.publish({ ...event('acme', id), time_ms: base + offset * 1000 }, [], HOUR);
+  }
+  await store.publish({ ...event('other', 'x1'), time_ms: base + 2500 }, [], HOUR);
+  const first = await store.listEvents({ tenant_id: 'acme' }, { limit: 3 });
+  assert.deepEqual(
+    first.models.map((e) => e.id),
+    ['e4', 'e3', 'e2'],
+  );
+  assert.equal(first.prev, null);
+  const second = await store.listEvents({ tenant_id: 'acme' }, { limit: 3, next: first.next! });
+  assert.deepEqual(
+    second.models.map((e) => e.id),
+    ['e1'],
+  );
+  assert.equal(second.next, null);
+  assert.deepEqual(
+    (await store.listEvents({ tenant_id: 'acme' }, { limit: 3, prev: second.prev! })).models.map((e) => e.id),
+    ['e4', 'e3', 'e2'],
+  );
+  assert.deepEqual(
+    (await store.listEvents({ time: { gte: base + 2000, lt: base + 4000 } }, { limit: 10, dir: 'asc' })).models.map(
+      (e) => e.id,
+    ),
+    ['e2', 'x1', 'e3'],
+  );
+  assert.deepEqual(
+    (await store.listEvents({ id: ['e1', 'x1'] }, { limit: 10 })).models.map((e) => e.id),
+    ['x1', 'e1'],
+  );
+  await assert.rejects(async () => store.listEvents({}, { limit: 2, next: first.prev ?? 'czE' }), CursorError);
+});
+
+contract('metrics: events and attempts grouped by time bucket and dimension', async (t, open) => {
+  const { store } = await open(t);
+  await store.upsertTenant('acme', {});
+  await store.createDestination(destination('acme', 'des_a'), 10);
+  const hour = Date.UTC(2024, 0, 1, 10);
+  await store.publish({ ...event('acme', 'e1', 'orders'), time_ms: hour + 60_000 }, ['des_a'], HOUR);
+  await store.publish({ ...event('acme', 'e2', 'orders'), time_ms: hour + HOUR + 1 }, ['des_a'], HOUR);
+  await store.publish({ ...event('acme', 'e3', 'refunds'), time_ms: hour + 2 }, [], HOUR);
+  const events = await store.eventMetrics({
+    start: hour,
+    end: hour + 2 * HOUR,
+    granularity: { value: 1, unit: 'h' },
+    dimensions: ['topic'],
+    filters: {},
+    rowLimit: 10,
+  });
+  assert.deepEqual(events, {
+    rows: [
+      { bucket: hour, dimensions: { topic: 'orders' }, counts: { count: 1 } },
+      { bucket: hour, dimensions: { topic: 'refunds' }, counts: { count: 1 } },
+      { bucket: hour + HOUR, dimensions: { topic: 'orders' }, counts: { count: 1 } },
+    ],
+    truncated: false,
+  });
+  const byDestination = await store.eventMetrics({
+    start: hour,
+    end: hour + 2 * HOUR,
+    dimensions: ['destination_id'],
+    filters: { destination_id: ['des_a'] },
+    rowLimit: 1,
+  });
+  assert.deepEqual(byDestination, {
+    rows: [{ bucket: null, dimensions: { destination_id: 'des_a' }, counts: { count: 2 } }],
+    truncated: false,
+  });
+  const weeks = await store.eventMetrics({
+    start: hour,
+    end: hour + 2 * HOUR,
+    granularity: { value: 1, unit: 'M' },
+    dimensions: [],
+    filters: {},
+    rowLimit: 10,
+  });
+  assert.deepEqual(weeks.rows, [{ bucket: Date.UTC(2024, 0, 1), dimensions: {}, counts: { count: 3 } }]);
+
+  const due = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+  const started = Date.now();
+  await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
+    seq: due[0]!.delivery.seq,
+    status: 'pending',
+    attempts: 1,
+    next_attempt_at: 0,
+  });
+  await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success', 2), {
+    seq: due[0]!.delivery.seq,
+    status: 'success',
+    attempts: 2,
+    next_attempt_at: 0,
+  });
+  const attempts = await store.attemptMetrics({
+    start: started - 1000,
+    end: Date.now() + 1000,
+    dimensions: ['destination_type', 'topic'],
+    filters: { status: ['success', 'failed'] },
+    rowLimit: 10,
+  });
+  assert.deepEqual(attempts, {
+    rows: [
+      {
+        bucket: null,
+        dimensions: { destination_type: 'aws_s3', topic: 'orders' },
+        counts: {
+          count: 2,
+          successful_count: 1,
+          failed_count: 1,
+          first_attempt_count: 1,
+          retry_count: 1,
+          manual_retry_count: 0,
+          attempt_number_sum: 3,
+        },
+      },
+    ],
+    truncated: false,
+  });
+});
+
+contract(
+  'deliveries: a seq is never used twice, not after the newest were deleted, nor after a reopen',
+  async (t, open) => {
+    const { store: opened, reopen } = await open(t);
+    let store = opened;
+    await store.upsertTenant('acme', {});
+    await store.createDestination(destination('acme', 'des_a'), 20);
+    const publish = async (id: string) => {
+      await store.publish(event('acme', id), ['des_a'], HOUR);
+      const stored = (await store.getEvent('acme', id))!;
+      return (await store.eventDeliveries(stored.seq)).map((d) => d.seq);
+    };
+    const first = [...(await publish('e1')), ...(await publish('e2'))];
+    // the destination goes, and its pending deliveries (the newest rows) with it
+    assert.ok(await store.deleteDestination('acme', 'des_a'));
+    await store.createDestination(destination('acme', 'des_a'), 20);
+    const second = await publish('e3');
+    assert.ok(Math.min(...second) > Math.max(...first), `new seqs ${second} come after the deleted ${first}`);
+    store = await reopen();
+    assert.ok(await store.deleteDestination('acme', 'des_a'));
+    await store.createDestination(destination('acme', 'des_a'), 20);
+    const third = await publish('e4');
+    assert.ok(Math.min(...third) > Math.max(...second), `after a reopen too: ${third} after ${second}`);
+  },
+);

@@ -80,12 +80,11 @@ export class PgMetrics {
     const bucket = g
       ? `metrics_bucket(${timeColumn}, ${p.add(g.unit)}::text, ${p.add(g.value)}::integer)`
       : 'NULL::bigint';
-    const dims = query.dimensions.map((d, i) => `${columns[d]} AS d${i}`);
+    // ordered by code point, as SQLite orders them, whatever the database's collation
+    const dims = query.dimensions.map((d, i) => `(${columns[d]}) COLLATE "C" AS d${i}`);
     const groupBy = ['bucket', ...query.dimensions.map((_, i) => `d${i}`)];
-    // code point order, as SQLite's, whatever the database's collation
-    const orderBy = ['bucket', ...query.dimensions.map((_, i) => `d${i} COLLATE "C"`)];
     const sql = `SELECT ${[`${bucket} AS bucket`, ...dims, counts].join(', ')} ${from}
-      WHERE ${where.join(' AND ')} GROUP BY ${groupBy.join(', ')} ORDER BY ${orderBy.join(', ')} LIMIT ${p.add(query.rowLimit + 1)}`;
+      WHERE ${where.join(' AND ')} GROUP BY ${groupBy.join(', ')} ORDER BY ${groupBy.join(', ')} LIMIT ${p.add(query.rowLimit + 1)}`;
     const { rows: raw } = await this.sql.query<Record<string, unknown>>(sql, p.values);
     const truncated = raw.length > query.rowLimit;
     const rows = raw.slice(0, query.rowLimit).map((r) => {

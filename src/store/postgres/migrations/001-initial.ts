@@ -170,7 +170,9 @@ BEGIN
     months := (extract(year FROM to_timestamp(t / 1000.0) AT TIME ZONE 'UTC')::bigint - 1970) * 12
       + extract(month FROM to_timestamp(t / 1000.0) AT TIME ZONE 'UTC')::bigint - 1;
     aligned := floor(months::numeric / value) * value;
-    RETURN (extract(epoch FROM timestamp '1970-01-01' + make_interval(months => aligned::integer)) * 1000)::bigint;
+    -- Date.UTC(1970 + floor(aligned / 12), aligned % 12, 1), with JavaScript's % (the dividend's sign) as there
+    RETURN (extract(epoch FROM timestamp '1970-01-01'
+      + make_interval(years => floor(aligned::numeric / 12)::integer, months => (aligned % 12)::integer)) * 1000)::bigint;
   END IF;
   RAISE EXCEPTION 'unknown granularity unit %', unit;
 END
