@@ -6,6 +6,7 @@ import { PgDatabase, type Sql } from './postgres/database.js';
 import { PgDeliveries } from './postgres/deliveries.js';
 import { PgDestinations } from './postgres/destinations.js';
 import { PgEvents } from './postgres/events.js';
+import { GroupCommit } from './postgres/group-commit.js';
 import { migrate } from './postgres/migrate.js';
 import { PgMetrics } from './postgres/metrics.js';
 import { addPending, PendingCounts, type PendingDelta } from './postgres/pending-counts.js';
@@ -94,6 +95,7 @@ export class PostgresStore implements AsyncStore {
   private readonly batches: PgBatches;
   private readonly attempts: PgAttempts;
   private readonly metrics: PgMetrics;
+  private readonly publishes: GroupCommit;
   private readonly listeners: Array<() => void> = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private listener: ChangeListener | undefined;
@@ -114,6 +116,24 @@ export class PostgresStore implements AsyncStore {
     this.batches = new PgBatches(db, db.schema, options.nodeId, options.leaseMs);
     this.attempts = new PgAttempts(db, options.nodeId);
     this.metrics = new PgMetrics(db);
+    // Publishes of the same moment share a commit. As many at once as the pool has connections but one (left
+    // for the dispatcher's claims and the reads): below that each publish runs alone, as a plain transaction
+    // would, and above it the surplus shares transactions instead of waiting for a connection each.
+    this.publishes = new GroupCommit(
+      db,
+      Math.max(1, options.pool - 1),
+      (tx, delta) => this.pending.write(tx, delta),
+      (delta) => {
+        this.pending.applied(delta);
+        for (const listener of this.listeners) {
+          try {
+            listener();
+          } catch {
+            // a listener's failure is its own: the writes committed, and resolve
+          }
+        }
+      },
+    );
   }
 
   /**
@@ -249,19 +269,20 @@ export class PostgresStore implements AsyncStore {
 
   // ---- events
 
+  /** Committed before it resolves, with the publishes of the same moment (each in its own savepoint). */
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult> {
-    return this.write((tx, delta) => this.publishIn(tx, delta, new Set(), event, destinationIds, windowMs), true);
+    return this.publishes.run((tx, delta) => this.publishIn(tx, delta, new Set(), event, destinationIds, windowMs));
   }
 
   publishMany(items: Array<{ event: NewEvent; destinationIds: string[] }>, windowMs: number): Promise<PublishResult[]> {
-    // one transaction: an event that throws rolls back the whole batch, not itself alone
-    return this.write(async (tx, delta) => {
+    // one savepoint: an event that throws rolls back the whole batch, not itself alone
+    return this.publishes.run(async (tx, delta) => {
       const held = new Set<string>();
       const results: PublishResult[] = [];
       for (const { event, destinationIds } of items)
         results.push(await this.publishIn(tx, delta, held, event, destinationIds, windowMs));
       return results;
-    }, true);
+    });
   }
 
   /** `held`: tenants this transaction already holds (checked once per tenant). */
@@ -336,8 +357,9 @@ export class PostgresStore implements AsyncStore {
     });
   }
 
+  /** Group-committed as publishes are: it makes a delivery due, and wakes the onPublish listeners. */
   retry(eventSeq: number, destinationId: string): Promise<boolean> {
-    return this.write(async (tx, delta) => {
+    return this.publishes.run(async (tx, delta) => {
       const event = await this.events.bySeq(tx, eventSeq);
       const delivery = event && (await this.deliveries.latest(tx, eventSeq, destinationId));
       // batch attempts are logged per batch: a delivery's own count says it was attempted
@@ -349,7 +371,7 @@ export class PostgresStore implements AsyncStore {
         return false;
       await this.deliveries.requeue(tx, delta, delivery, event.tenant_id);
       return true;
-    }, true);
+    });
   }
 
   // ---- batched delivery
@@ -464,11 +486,8 @@ export class PostgresStore implements AsyncStore {
     await this.db.end();
   }
 
-  /**
-   * One transaction with its changes to the pending counts, which this node's counts take once it has
-   * committed. `wake`: new deliveries may be due, the onPublish listeners are told after the commit.
-   */
-  private async write<T>(work: (tx: Sql, delta: PendingDelta) => Promise<T>, wake = false): Promise<T> {
+  /** One transaction with its changes to the pending counts, which this node's counts take once it has committed. */
+  private async write<T>(work: (tx: Sql, delta: PendingDelta) => Promise<T>): Promise<T> {
     let delta: PendingDelta = new Map();
     const result = await this.db.transaction(async (tx) => {
       // a transaction run again (a deadlock) counts afresh
@@ -478,7 +497,6 @@ export class PostgresStore implements AsyncStore {
       return value;
     });
     this.pending.applied(delta);
-    if (wake) for (const listener of this.listeners) listener();
     return result;
   }
 

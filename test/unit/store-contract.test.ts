@@ -789,3 +789,21 @@ contract(
     assert.ok(Math.min(...third) > Math.max(...second), `after a reopen too: ${third} after ${second}`);
   },
 );
+
+contract('events: publishes at once commit together, but one whose tenant is gone fails alone', async (t, open) => {
+  const { store } = await open(t);
+  await store.upsertTenant('acme', {});
+  await store.createDestination(destination('acme', 'des_a'), 10);
+  const outcomes = await Promise.allSettled([
+    ...Array.from({ length: 30 }, (_, i) => store.publish(event('acme', `e${i}`), ['des_a'], HOUR)),
+    store.publish(event('gone', 'x'), ['des_a'], HOUR),
+    store.publish(event('acme', 'e0'), ['des_a'], HOUR),
+  ]);
+  assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 31);
+  const refused = outcomes[30]!;
+  assert.ok(refused.status === 'rejected' && refused.reason instanceof TenantGoneError);
+  const last = outcomes[31]!;
+  assert.ok(last.status === 'fulfilled' && last.value.duplicate, 'the same id again in the same moment is a duplicate');
+  assert.equal(await store.pendingDeliveries('acme'), 30);
+  assert.equal((await store.listEvents({ tenant_id: 'acme' }, { limit: 100 })).models.length, 30);
+});

@@ -53,6 +53,7 @@ export class PgBatches {
    * destination and in no batch, and the key is not taken; else nothing, and false.
    */
   async seal(tx: Sql, batch: EventBatch, deliverySeqs: number[]): Promise<boolean> {
+    if (deliverySeqs.length === 0) return false;
     // seals of one destination one at a time, on every node; another destination's do not wait
     await tx.query("SELECT pg_advisory_xact_lock(hashtext($1 || ':seal'), hashtext($2 || '/' || $3))", [
       this.schema,
