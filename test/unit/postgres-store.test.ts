@@ -13,7 +13,7 @@ import { CredentialsCipher } from '../../src/store/credentials-cipher.js';
 import { truncateTime, type Granularity } from '../../src/store/metrics-buckets.js';
 import { PostgresStore, type PostgresStoreOptions } from '../../src/store/postgres-store.js';
 import { SchemaTooNewError } from '../../src/store/postgres/migrate.js';
-import type { Destination, NewEvent } from '../../src/store/types.js';
+import { TenantGoneError, type Destination, type NewEvent } from '../../src/store/types.js';
 import { dropSchema, POSTGRES_URL, schemaName, skipWithoutPostgres, sql } from '../helpers/postgres.js';
 
 const HOUR = 3_600_000;
@@ -448,4 +448,33 @@ test('metrics_bucket in SQL is truncateTime, for every unit, around the epoch an
     const g = { unit: row.u, value: row.v } as Granularity;
     assert.equal(Number(row.bucket), truncateTime(t0, g), `${t0} by ${g.value}${g.unit}`);
   }
+});
+
+test('hostile text: a NUL character in a key finds nothing, and an event holding one is refused, never stored altered', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const a = await c.node(1);
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  assert.equal(await a.getTenant('ac\u0000me'), undefined);
+  assert.equal(await a.getEvent('acme', 'e\u0000'), undefined);
+  assert.equal(await a.getEvent(undefined, 'e\u0000'), undefined);
+  assert.equal(await a.getDestination('acme\u0000', 'des_a'), undefined);
+  assert.deepEqual(await a.destinationsWithId('des\u0000a'), []);
+  assert.equal(await a.getAttempt(undefined, 'atm_\u0000'), undefined);
+  assert.deepEqual((await a.listEvents({ id: ['e\u0000'] }, { limit: 10 })).models, []);
+  assert.deepEqual((await a.listAttempts({ tenant_id: 'a\u0000', topic: 'x' }, { limit: 10 })).models, []);
+  await assert.rejects(a.publish(event('ac\u0000me', 'e1'), ['des_a'], HOUR), TenantGoneError);
+  await assert.rejects(a.publish(event('acme', 'e\u00001'), ['des_a'], HOUR), /event's id contains a NUL character/);
+  await assert.rejects(
+    a.publish({ ...event('acme', 'e2'), topic: 't\u0000' }, ['des_a'], HOUR),
+    /event's topic contains a NUL character/,
+  );
+  assert.equal(await a.pendingDeliveries(), 0);
+  // metadata and data are JSON text: a NUL in them is escaped, and comes back as it went in
+  await a.publish({ ...event('acme', 'e3'), metadata: { k: 'v\u0000w' }, data: '{"s":"a\\u0000b"}' }, ['des_a'], HOUR);
+  const stored = (await a.getEvent('acme', 'e3'))!;
+  assert.equal(stored.metadata.k, 'v\u0000w');
+  assert.equal(stored.data, '{"s":"a\\u0000b"}');
 });

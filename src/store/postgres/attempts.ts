@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Attempt, AttemptFilter, NewAttempt, Page, PageQuery } from '../types.js';
-import { Params, type Sql } from './database.js';
+import { hasNul, Params, type Sql } from './database.js';
 import { anyOf, list, within, type Filtered } from './filters.js';
 import { readPage } from './paging.js';
 
@@ -68,6 +68,7 @@ export class PgAttempts {
 
   /** By id; with a tenant, only that tenant's. */
   async get(tenantId: string | undefined, id: string): Promise<Attempt | undefined> {
+    if (hasNul(id)) return undefined;
     const { rows } = await this.sql.query<AttemptRow>('SELECT * FROM attempts WHERE id = $1', [id]);
     const row = rows[0];
     if (!row || (tenantId !== undefined && row.tenant_id !== tenantId)) return undefined;

@@ -127,3 +127,17 @@ export class Params {
     return `$${this.values.length}`;
   }
 }
+
+/** PostgreSQL text cannot hold U+0000: no stored key has one, so a key with one names nothing. */
+export function hasNul(...values: Array<string | undefined>): boolean {
+  return values.some((v) => v !== undefined && v.includes('\u0000'));
+}
+
+/** A value PostgreSQL cannot store as it is (text with U+0000): refused, never stored altered. */
+export class UnstorableTextError extends Error {
+  readonly statusCode = 400;
+
+  constructor(field: string) {
+    super(`${field} contains a NUL character (U+0000), which the PostgreSQL store cannot hold`);
+  }
+}

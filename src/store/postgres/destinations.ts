@@ -1,6 +1,6 @@
 import type { CredentialsCipher } from '../credentials-cipher.js';
 import type { CreateDestinationResult, Destination, StringMap } from '../types.js';
-import type { Sql } from './database.js';
+import { hasNul, type Sql } from './database.js';
 import { TenantCache } from './tenant-cache.js';
 
 interface DestinationRow {
@@ -92,6 +92,7 @@ export class PgDestinations {
   }
 
   async withId(id: string): Promise<Destination[]> {
+    if (hasNul(id)) return [];
     const { rows } = await this.sql.query<DestinationRow>(
       'SELECT * FROM destinations WHERE id = $1 ORDER BY tenant_id COLLATE "C"',
       [id],
@@ -100,6 +101,7 @@ export class PgDestinations {
   }
 
   async of(tenantId: string): Promise<Destination[]> {
+    if (hasNul(tenantId)) return [];
     return (
       (await this.cache.get(tenantId, async () => {
         const { rows } = await this.sql.query<DestinationRow>(

@@ -1,5 +1,5 @@
 import type { EventFilter, NewEvent, Page, PageQuery, StoredEvent, StringMap } from '../types.js';
-import { Params, type Sql } from './database.js';
+import { hasNul, Params, UnstorableTextError, type Sql } from './database.js';
 import { anyOf, list, within, type Filtered } from './filters.js';
 import { readPage } from './paging.js';
 
@@ -30,6 +30,8 @@ export class PgEvents {
    * received before the window is a new publish of the event, over the same row (as the SQLite store does).
    */
   async put(tx: Sql, event: NewEvent, receivedAt: number, windowStart: number): Promise<Stored> {
+    for (const field of ['id', 'topic', 'time', 'data'] as const)
+      if (hasNul(event[field])) throw new UnstorableTextError(`the event's ${field}`);
     const { rows } = await tx.query<{ seq: number; inserted: boolean }>(
       `INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -63,6 +65,7 @@ export class PgEvents {
 
   /** By its tenant and id; without a tenant (an admin), the newest event with the id. */
   async get(tenantId: string | undefined, id: string): Promise<StoredEvent | undefined> {
+    if (hasNul(tenantId, id)) return undefined;
     const { rows } =
       tenantId === undefined
         ? await this.sql.query<EventRow>('SELECT * FROM events WHERE id = $1 ORDER BY seq DESC LIMIT 1', [id])

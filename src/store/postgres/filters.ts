@@ -15,8 +15,14 @@ export function list(value: OneOrMore | undefined): string[] | undefined {
 
 /** `column = ANY(...)` for a filter of one value or several (column names are the store modules' own, never a client's). */
 export function anyOf(f: Filtered, column: string, value: OneOrMore | undefined): void {
-  const values = list(value);
-  if (!values) return;
+  const given = list(value);
+  if (!given) return;
+  // text with U+0000 is never stored (PostgreSQL refuses it): such a value matches nothing
+  const values = given.filter((v) => !v.includes('\u0000'));
+  if (values.length === 0) {
+    f.where.push('false');
+    return;
+  }
   f.where.push(
     values.length === 1 ? `${column} = ${f.params.add(values[0])}` : `${column} = ANY(${f.params.add(values)})`,
   );

@@ -1,5 +1,5 @@
 import type { Page, PageQuery, StringMap, Tenant, TenantFilter } from '../types.js';
-import { Params, type Sql } from './database.js';
+import { hasNul, Params, type Sql } from './database.js';
 import { anyOf, type Filtered } from './filters.js';
 import { countRows, readPage } from './paging.js';
 import { TenantCache } from './tenant-cache.js';
@@ -43,6 +43,7 @@ export class PgTenants {
   }
 
   get(id: string): Promise<Tenant | undefined> {
+    if (hasNul(id)) return Promise.resolve(undefined);
     return this.cache.get(id, () => this.read(this.sql, id));
   }
 
@@ -52,6 +53,7 @@ export class PgTenants {
    * that comes after the deletion finds no tenant.
    */
   async holds(tx: Sql, id: string): Promise<boolean> {
+    if (hasNul(id)) return false;
     const { rows } = await tx.query('SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE', [id]);
     return rows.length > 0;
   }
