@@ -7,7 +7,7 @@ import { PgDeliveries } from './postgres/deliveries.js';
 import { PgDestinations } from './postgres/destinations.js';
 import { PgEvents } from './postgres/events.js';
 import { GroupCommit } from './postgres/group-commit.js';
-import { migrate } from './postgres/migrate.js';
+import { migrate, SchemaTooNewError } from './postgres/migrate.js';
 import { PgMetrics } from './postgres/metrics.js';
 import { addPending, PendingCounts, type PendingDelta } from './postgres/pending-counts.js';
 import { PgTenants } from './postgres/tenants.js';
@@ -150,7 +150,10 @@ export class PostgresStore implements AsyncStore {
       return store;
     } catch (err) {
       await db.end().catch(() => {});
-      throw err;
+      if (err instanceof SchemaTooNewError) throw err;
+      throw new Error(
+        `cannot open the PostgreSQL store at ${withoutPassword(options.url)} (schema ${options.schema}): ${(err as Error).message}`,
+      );
     }
   }
 
@@ -518,5 +521,16 @@ export class PostgresStore implements AsyncStore {
     const timer = setInterval(task, ms);
     timer.unref();
     this.timers.push(timer);
+  }
+}
+
+/** The url as it can be shown (in a log line, an error): without its password. */
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return '(a url that does not parse)';
   }
 }
