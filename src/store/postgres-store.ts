@@ -2,7 +2,7 @@ import type { CredentialsCipher } from './credentials-cipher.js';
 import { ChangeListener } from './postgres/change-listener.js';
 import { PgAttempts } from './postgres/attempts.js';
 import { PgBatches } from './postgres/batches.js';
-import { PgDatabase, type Sql } from './postgres/database.js';
+import { hasNul, PgDatabase, type Sql } from './postgres/database.js';
 import { PgDeliveries } from './postgres/deliveries.js';
 import { PgDestinations } from './postgres/destinations.js';
 import { PgEvents } from './postgres/events.js';
@@ -122,6 +122,7 @@ export class PostgresStore implements AsyncStore {
     this.publishes = new GroupCommit(
       db,
       Math.max(1, options.pool - 1),
+      (tx, keys) => this.events.lockKeys(tx, db.schema, keys),
       (tx, delta) => this.pending.write(tx, delta),
       (delta) => {
         this.pending.applied(delta);
@@ -274,18 +275,24 @@ export class PostgresStore implements AsyncStore {
 
   /** Committed before it resolves, with the publishes of the same moment (each in its own savepoint). */
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult> {
-    return this.publishes.run((tx, delta) => this.publishIn(tx, delta, new Set(), event, destinationIds, windowMs));
+    return this.publishes.run(
+      (tx, delta) => this.publishIn(tx, delta, new Set(), event, destinationIds, windowMs),
+      eventKeys([event]),
+    );
   }
 
   publishMany(items: Array<{ event: NewEvent; destinationIds: string[] }>, windowMs: number): Promise<PublishResult[]> {
     // one savepoint: an event that throws rolls back the whole batch, not itself alone
-    return this.publishes.run(async (tx, delta) => {
-      const held = new Set<string>();
-      const results: PublishResult[] = [];
-      for (const { event, destinationIds } of items)
-        results.push(await this.publishIn(tx, delta, held, event, destinationIds, windowMs));
-      return results;
-    });
+    return this.publishes.run(
+      async (tx, delta) => {
+        const held = new Set<string>();
+        const results: PublishResult[] = [];
+        for (const { event, destinationIds } of items)
+          results.push(await this.publishIn(tx, delta, held, event, destinationIds, windowMs));
+        return results;
+      },
+      eventKeys(items.map(({ event }) => event)),
+    );
   }
 
   /** `held`: tenants this transaction already holds (checked once per tenant). */
@@ -533,4 +540,9 @@ function withoutPassword(url: string): string {
   } catch {
     return '(a url that does not parse)';
   }
+}
+
+/** What publishes lock (see PgEvents.lockKeys): none for text PostgreSQL cannot hold, which the publish refuses. */
+function eventKeys(events: NewEvent[]): string[] {
+  return events.map((e) => `${e.tenant_id}/${e.id}`).filter((key) => !hasNul(key));
 }

@@ -472,9 +472,57 @@ test('hostile text: a NUL character in a key finds nothing, and an event holding
     /event's topic contains a NUL character/,
   );
   assert.equal(await a.pendingDeliveries(), 0);
+  // publishes of the same moment share a transaction: a refused one fails alone
+  const together = await Promise.allSettled([
+    a.publish(event('acme', 'ok1'), ['des_a'], HOUR),
+    a.publish(event('acme', 'bad\u0000'), ['des_a'], HOUR),
+    a.publish(event('ac\u0000me', 'x'), ['des_a'], HOUR),
+    a.publish(event('acme', 'ok2'), ['des_a'], HOUR),
+  ]);
+  assert.deepEqual(
+    together.map((o) => o.status),
+    ['fulfilled', 'rejected', 'rejected', 'fulfilled'],
+  );
+  assert.equal(await a.pendingDeliveries(), 2);
   // metadata and data are JSON text: a NUL in them is escaped, and comes back as it went in
   await a.publish({ ...event('acme', 'e3'), metadata: { k: 'v\u0000w' }, data: '{"s":"a\\u0000b"}' }, ['des_a'], HOUR);
   const stored = (await a.getEvent('acme', 'e3'))!;
   assert.equal(stored.metadata.k, 'v\u0000w');
   assert.equal(stored.data, '{"s":"a\\u0000b"}');
+});
+
+test('two nodes publishing the same ids in opposite orders at once wait for each other, never deadlock: each event stored once', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  for (let round = 0; round < 15; round++) {
+    const ids = Array.from({ length: 20 }, (_, i) => `r${round}-e${i}`);
+    const many = (store: PostgresStore, order: string[]) =>
+      store.publishMany(
+        order.map((id) => ({ event: event('acme', id), destinationIds: ['des_a'] })),
+        HOUR,
+      );
+    const singles = (store: PostgresStore, order: string[]) =>
+      Promise.all(order.map((id) => store.publish(event('acme', id), ['des_a'], HOUR)));
+    const [fromA, fromB, alone] = await Promise.all([
+      many(a, ids),
+      many(b, [...ids].reverse()),
+      singles(b, ids.slice(5, 15)),
+    ]);
+    for (let i = 0; i < ids.length; i++) {
+      const fresh = [fromA[i]!, fromB[ids.length - 1 - i]!, ...(i >= 5 && i < 15 ? [alone[i - 5]!] : [])].filter(
+        (r) => !r.duplicate,
+      );
+      assert.equal(fresh.length, 1, `${ids[i]}: stored once`);
+    }
+  }
+  const { rows } = await sql(
+    c.schema,
+    'SELECT count(*)::int AS n, count(DISTINCT event_seq)::int AS e FROM deliveries',
+  );
+  assert.deepEqual(rows[0], { n: 300, e: 300 }, 'one delivery per event');
+  assert.equal(await a.pendingDeliveries(), 300);
 });

@@ -15,8 +15,13 @@ export const DB_NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Errors after which the same transaction, run again, may well succeed: a deadlock or a serialization failure. */
-const RETRYABLE = new Set(['40P01', '40001']);
-const ATTEMPTS = 3;
+export const RETRYABLE = new Set(['40P01', '40001']);
+/**
+ * Runs of a transaction at most. Two nodes publishing the same ids in opposite orders deadlock, and would
+ * again if both ran again at once: each waits a random while first, longer every time.
+ */
+const ATTEMPTS = 6;
+const RETRY_BASE_MS = 10;
 
 /**
  * int8 (counts, seqs, ms timestamps) and numeric (sums) as numbers: every such value here is far below 2^53.
@@ -80,7 +85,7 @@ export class PgDatabase {
   /**
    * Runs `work` in one transaction (READ COMMITTED) and commits: resolved only once PostgreSQL has committed
    * it (synchronous_commit as the server has it: on by default, durable). A deadlock or serialization failure
-   * runs it again, up to three times in all, so `work` must not change anything outside the database.
+   * runs it again (up to ATTEMPTS runs in all), so `work` must not change anything outside the database.
    */
   async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -99,11 +104,11 @@ export class PgDatabase {
           broken = true;
         }
         const code = (err as { code?: string }).code;
-        if (attempt < ATTEMPTS && code !== undefined && RETRYABLE.has(code)) continue;
-        throw err;
+        if (attempt >= ATTEMPTS || code === undefined || !RETRYABLE.has(code)) throw err;
       } finally {
         client.release(broken);
       }
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * RETRY_BASE_MS * 2 ** attempt));
     }
   }
 

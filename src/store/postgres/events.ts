@@ -63,6 +63,19 @@ export class PgEvents {
     return { duplicateOf: existing.rows[0]!.seq };
   }
 
+  /**
+   * Locks (tenant, id) keys for the caller's transaction, in the order of their hashes, which every writer of
+   * events uses: transactions that write the same events in other orders wait for each other instead of
+   * deadlocking on the unique key. (A hash shared by two keys only makes their writers wait for each other.)
+   */
+  async lockKeys(tx: Sql, schema: string, keys: string[]): Promise<void> {
+    await tx.query(
+      `SELECT pg_advisory_xact_lock(hashtext($1 || ':event'), k)
+       FROM (SELECT DISTINCT hashtext(key) AS k FROM unnest($2::text[]) AS key ORDER BY 1) AS sorted`,
+      [schema, keys],
+    );
+  }
+
   /** By its tenant and id; without a tenant (an admin), the newest event with the id. */
   async get(tenantId: string | undefined, id: string): Promise<StoredEvent | undefined> {
     if (hasNul(tenantId, id)) return undefined;

@@ -1,4 +1,4 @@
-import type { PgDatabase, Sql } from './database.js';
+import { RETRYABLE, type PgDatabase, type Sql } from './database.js';
 import type { PendingDelta } from './pending-counts.js';
 
 /** Writes one group takes at most: bounds a transaction's length and the locks it holds. */
@@ -6,6 +6,7 @@ const MAX_GROUP = 256;
 
 interface Queued {
   work: (tx: Sql, delta: PendingDelta) => Promise<unknown>;
+  keys: string[];
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -19,6 +20,10 @@ type Outcome = { ok: true; value: unknown; delta: PendingDelta } | { ok: false; 
  * meanwhile) fails alone, and the others commit. Every write resolves only once its transaction committed.
  *
  * `maxGroups` transactions run at once: while one flushes, the next gathers and runs its statements.
+ *
+ * Each write names the keys it will write (events' tenant and id); a group first locks all of its writes'
+ * keys, in one order (`lock`), so that two groups (on this node or another) writing the same keys in other
+ * orders wait for each other instead of deadlocking.
  */
 export class GroupCommit {
   private readonly queue: Queued[] = [];
@@ -27,15 +32,17 @@ export class GroupCommit {
   constructor(
     private readonly db: PgDatabase,
     private readonly maxGroups: number,
+    /** First in each transaction: locks the keys its writes name, in an order every group uses. */
+    private readonly lock: (tx: Sql, keys: string[]) => Promise<void>,
     /** Last in each transaction, with the changes of the writes that succeeded (the pending counters). */
     private readonly beforeCommit: (tx: Sql, delta: PendingDelta) => Promise<void>,
     /** After each commit, with the same changes. */
     private readonly committed: (delta: PendingDelta) => void,
   ) {}
 
-  run<T>(work: (tx: Sql, delta: PendingDelta) => Promise<T>): Promise<T> {
+  run<T>(work: (tx: Sql, delta: PendingDelta) => Promise<T>, keys: string[] = []): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ work, keys, resolve: resolve as (value: unknown) => void, reject });
       this.start();
     });
   }
@@ -60,6 +67,8 @@ export class GroupCommit {
         // run again from the start when the transaction is (a deadlock): everything counted afresh
         outcomes = [];
         merged = new Map();
+        const keys = group.flatMap((item) => item.keys);
+        if (keys.length > 0) await this.lock(tx, keys);
         for (const item of group) {
           const delta: PendingDelta = new Map();
           if (alone) {
@@ -72,6 +81,9 @@ export class GroupCommit {
             await tx.query('RELEASE SAVEPOINT write');
             outcomes.push({ ok: true, value, delta });
           } catch (error) {
+            // a deadlock is the group's, not the write's: the whole transaction runs again
+            const code = (error as { code?: string }).code;
+            if (code !== undefined && RETRYABLE.has(code)) throw error;
             await tx.query('ROLLBACK TO SAVEPOINT write');
             outcomes.push({ ok: false, error });
           }
