@@ -37,9 +37,7 @@ import { VERSION } from './version.js';
 import { schemaValidationError } from './http/validation.js';
 import { controlPlaneRoutes } from './api/control-plane.js';
 import { ApiAuth } from './api/auth.js';
-import { SqliteStore } from './store/sqlite-store.js';
-import { CredentialsCipher } from './store/credentials-cipher.js';
-import { resolveSecret } from './store/local-secret.js';
+import { openStore, StoreConfigError, type OpenedStore } from './store/open-store.js';
 import { EventPublisher } from './sources/event-publisher.js';
 import { DecisionEvents } from './sources/decision-events.js';
 import { RecentlyAccepted } from './sources/recently-accepted.js';
@@ -76,10 +74,17 @@ export async function startServer(
   }
   const dropped = buffer.retainOutputs(config.outputs.map((o) => o.name));
   if (dropped.length > 0) log.warn({ outputs: dropped }, 'outputs no longer configured: their positions are forgotten');
-  // the control plane: tenants, destinations, published events and their delivery
-  const encryptionKey = resolveSecret('encryption_key', config.api.encryption_key, config.data_dir);
-  const jwtSecret = resolveSecret('jwt_secret', config.api.jwt_secret, config.data_dir);
-  const store = new SqliteStore(config.data_dir, new CredentialsCipher(encryptionKey.value));
+  // the control plane: tenants, destinations, published events and their delivery (SQLite here, or PostgreSQL shared by a cluster)
+  let opened: OpenedStore;
+  try {
+    opened = await openStore(config);
+  } catch (err) {
+    buffer.close();
+    lock.release();
+    throw err;
+  }
+  const { encryptionKey, jwtSecret } = opened;
+  const store = opened.store;
   // metrics read the workers' state at scrape time; the workers report to the metrics as they deliver
   const workers: OutputWorker[] = [];
   const deadLetter = new DeadLetter(path.join(config.data_dir, 'dead-letter'));

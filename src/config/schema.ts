@@ -155,6 +155,40 @@ const api = z
   })
   .prefault({});
 
+/**
+ * Where the control plane (tenants, destinations, events, deliveries, attempts) is kept: the embedded SQLite
+ * database in data_dir (one node), or PostgreSQL, shared by the nodes of a cluster. README "Running several nodes".
+ */
+const store = z
+  .strictObject({
+    type: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    /** postgres://user:password@host:5432/database; `${SLUICE_STORE_URL}` keeps the password out of the file. */
+    url: optionalText,
+    /** Connections to PostgreSQL at most, per node. */
+    pool: z.number().int().min(1).max(1000).default(10),
+    /** The schema of the store's tables (created if missing); one per cluster. */
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be 1 to 63 of a-z, 0-9 and _, not starting with a digit')
+      .default('sluice'),
+    /**
+     * How long a node's claim on a delivery or batch holds: another node takes it over once it is over (the
+     * node died). Longer than an upload may take (60 s is the destinations' request timeout), or a slow upload
+     * may be made twice, to the same key.
+     */
+    lease: duration('2m').refine((v) => v >= 1000, 'must be at least 1s'),
+    /** This node's name in claims and attempts; unset: made once and kept in data_dir (the host name and a suffix). */
+    node_id: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be 1 to 128 of A-Z a-z 0-9 . _ : -')
+      .optional(),
+  })
+  .prefault({})
+  .superRefine((s, ctx) => {
+    if (s.type === 'postgres' && !s.url)
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'is required with type: postgres (postgres://...)' });
+  });
+
 export const configSchema = z
   .strictObject({
     listen,
@@ -197,6 +231,7 @@ export const configSchema = z
       })
       .prefault({}),
     api,
+    store,
     outputs: z.array(output).optional(),
     /** Drop and mask rules for every output, applied before each output's own. */
     rules: rulesSchema.optional(),

@@ -1,0 +1,275 @@
+import type { Delivery, DueDelivery } from '../types.js';
+import { DB_NOW_MS, type Sql } from './database.js';
+import { toEvent, type EventRow } from './events.js';
+import { addPending, type PendingDelta } from './pending-counts.js';
+
+/** A destination's pending deliveries are ready for the per-event dispatcher while it is enabled and not batched. */
+const READY_OF = 'disabled_at IS NULL AND NOT batched';
+
+/**
+ * A delivery this node may claim: nobody's, this node's own (returned again, as the SQLite store returns
+ * deliveries in flight, and its lease renewed), or one whose lease is over (its node died or stalled).
+ */
+const CLAIMABLE = `(d.claimed_by IS NULL OR d.claimed_by = $2 OR d.lease_until <= ${DB_NOW_MS})`;
+
+interface DeliveryRow {
+  seq: number;
+  event_seq: number;
+  tenant_id: string;
+  destination_id: string;
+  status: Delivery['status'];
+  attempts: number;
+  next_attempt_at: number;
+  object_key: string | null;
+  manual: boolean;
+}
+
+interface DueRow extends EventRow {
+  delivery_seq: number;
+  delivery_tenant_id: string;
+  destination_id: string;
+  status: Delivery['status'];
+  attempts: number;
+  next_attempt_at: number;
+  object_key: string | null;
+  manual: boolean;
+}
+
+/**
+ * The `deliveries` table: one row per event and destination it goes to, pending until it succeeds or fails
+ * for good. Every change to how many are pending is made here, beside the SQL that makes it, and counted in
+ * the transaction's PendingDelta. Writes run in the caller's transaction (see PostgresStore).
+ *
+ * Several nodes deliver from the one table: what `due`/`dueOf` return is claimed for this node (`claimed_by`,
+ * `lease_until`) with SELECT ... FOR UPDATE SKIP LOCKED, so two nodes never get the same delivery while its
+ * lease runs; `settle` ends the claim. A node that dies leaves its claims to expire, and another node takes
+ * them; their object key, fixed before the first attempt, stays, so the takeover writes the same object.
+ */
+export class PgDeliveries {
+  constructor(
+    private readonly sql: Sql,
+    private readonly nodeId: string,
+    private readonly leaseMs: number,
+  ) {}
+
+  /**
+   * A pending delivery of the event to each of the tenant's destinations named, due at `now`, in the order
+   * named (none to a destination that is gone, nor to one the event already has a pending delivery to: the
+   * event published again outside the idempotency window).
+   */
+  async add(tx: Sql, eventSeq: number, now: number, tenantId: string, destinationIds: string[]): Promise<number> {
+    if (destinationIds.length === 0) return 0;
+    const { rowCount } = await tx.query(
+      `INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
+       SELECT $1, t.tenant_id, t.id, 'pending', $2, (t.disabled_at IS NULL AND NOT t.batched)
+       FROM unnest($4::text[]) WITH ORDINALITY AS named(id, n)
+       JOIN destinations t ON t.tenant_id = $3 AND t.id = named.id
+       WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = $1 AND p.destination_id = named.id AND p.status = 'pending')
+       ORDER BY named.n`,
+      [eventSeq, now, tenantId, destinationIds],
+    );
+    return rowCount ?? 0;
+  }
+
+  /** The destinations the event was routed to, in the order they were. */
+  async destinationsOf(tx: Sql, eventSeq: number): Promise<string[]> {
+    const { rows } = await tx.query<{ destination_id: string }>(
+      'SELECT destination_id FROM deliveries WHERE event_seq = $1 GROUP BY destination_id ORDER BY min(seq)',
+      [eventSeq],
+    );
+    return rows.map((r) => r.destination_id);
+  }
+
+  async ofEvent(eventSeq: number): Promise<Delivery[]> {
+    const { rows } = await this.sql.query<DeliveryRow>('SELECT * FROM deliveries WHERE event_seq = $1 ORDER BY seq', [
+      eventSeq,
+    ]);
+    return rows.map(toDelivery);
+  }
+
+  /** The event's newest delivery to the destination, locked for the caller's transaction. */
+  async latest(tx: Sql, eventSeq: number, destinationId: string): Promise<Delivery | undefined> {
+    const { rows } = await tx.query<DeliveryRow>(
+      'SELECT * FROM deliveries WHERE event_seq = $1 AND destination_id = $2 ORDER BY seq DESC LIMIT 1 FOR UPDATE',
+      [eventSeq, destinationId],
+    );
+    return rows[0] && toDelivery(rows[0]);
+  }
+
+  /** After a change to the destination (enabled, disabled, batched or not): its pending deliveries follow. */
+  async followDestination(tx: Sql, tenantId: string, destinationId: string): Promise<void> {
+    await tx.query(
+      `UPDATE deliveries SET ready = (SELECT ${READY_OF} FROM destinations WHERE tenant_id = $1 AND id = $2)
+       WHERE tenant_id = $1 AND destination_id = $2 AND status = 'pending'`,
+      [tenantId, destinationId],
+    );
+  }
+
+  /**
+   * Claims and returns due deliveries of enabled per-event destinations, soonest first, leaving out the busy
+   * destinations (destinationKey) and what other nodes hold.
+   */
+  async due(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]> {
+    return this.claim(`d.next_attempt_at <= $1 AND (d.tenant_id || '/' || d.destination_id) <> ALL($5::text[])`, [
+      now,
+      this.nodeId,
+      this.leaseMs,
+      limit,
+      skipDestinations,
+    ]);
+  }
+
+  /** Claims and returns due deliveries of one destination, soonest first. */
+  async dueOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]> {
+    return this.claim('d.next_attempt_at <= $1 AND d.tenant_id = $5 AND d.destination_id = $6', [
+      now,
+      this.nodeId,
+      this.leaseMs,
+      limit,
+      tenantId,
+      destinationId,
+    ]);
+  }
+
+  /** $1 now, $2 this node, $3 the lease (ms), $4 the limit; the rest are `where`'s. */
+  private async claim(where: string, values: unknown[]): Promise<DueDelivery[]> {
+    // One statement: the rows are locked (others skip them), claimed, and read with their events; the claim
+    // commits with the statement, and holds until the lease ends or the attempt is recorded.
+    const { rows } = await this.sql.query<DueRow>(
+      `WITH picked AS (
+         SELECT d.seq FROM deliveries d
+         WHERE d.status = 'pending' AND d.ready AND ${where} AND ${CLAIMABLE}
+         ORDER BY d.next_attempt_at LIMIT $4
+         FOR UPDATE SKIP LOCKED
+       ), claimed AS (
+         UPDATE deliveries d SET claimed_by = $2, lease_until = ${DB_NOW_MS} + $3
+         FROM picked WHERE d.seq = picked.seq
+         RETURNING d.seq, d.event_seq, d.tenant_id, d.destination_id, d.status, d.attempts, d.next_attempt_at,
+           d.object_key, d.manual
+       )
+       SELECT c.seq AS delivery_seq, c.tenant_id AS delivery_tenant_id, c.destination_id, c.status, c.attempts,
+         c.next_attempt_at, c.object_key, c.manual, e.*
+       FROM claimed c JOIN events e ON e.seq = c.event_seq
+       ORDER BY c.next_attempt_at, c.seq`,
+      values,
+    );
+    return rows.map(toDue);
+  }
+
+  /**
+   * When the next pending delivery of an enabled per-event destination is due, if any; one another node holds
+   * counts from the end of its lease (leases are on PostgreSQL's clock: close enough to wake up by).
+   */
+  async nextDueAt(): Promise<number | undefined> {
+    const { rows } = await this.sql.query<{ at: number | null }>(
+      `SELECT min(CASE WHEN claimed_by IS NOT NULL AND claimed_by <> $1 AND lease_until > ${DB_NOW_MS}
+         THEN greatest(next_attempt_at, lease_until) ELSE next_attempt_at END) AS at
+       FROM deliveries WHERE status = 'pending' AND ready`,
+      [this.nodeId],
+    );
+    return rows[0]?.at ?? undefined;
+  }
+
+  async setObjectKey(deliverySeq: number, key: string): Promise<void> {
+    await this.sql.query('UPDATE deliveries SET object_key = $2 WHERE seq = $1', [deliverySeq, key]);
+  }
+
+  /**
+   * The delivery's state after an attempt, if it is still the tenant's destination's and pending (else false:
+   * it was deleted, or settled by another node that took it over meanwhile). Ends the claim.
+   */
+  async settle(
+    tx: Sql,
+    delta: PendingDelta,
+    delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
+    tenantId: string,
+    destinationId: string,
+  ): Promise<boolean> {
+    const { rowCount } = await tx.query(
+      `UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, manual = false, claimed_by = NULL, lease_until = NULL
+       WHERE seq = $4 AND tenant_id = $5 AND destination_id = $6 AND status = 'pending'`,
+      [delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.seq, tenantId, destinationId],
+    );
+    if (!rowCount) return false;
+    if (delivery.status !== 'pending') addPending(delta, tenantId, -1);
+    return true;
+  }
+
+  /** The deliveries of a batch take the batch's final status (success, or failed for good). */
+  async settleBatch(
+    tx: Sql,
+    delta: PendingDelta,
+    batchKey: string,
+    status: 'success' | 'failed',
+    attempts: number,
+    tenantId: string,
+  ): Promise<void> {
+    const { rowCount } = await tx.query(
+      "UPDATE deliveries SET status = $1, attempts = $2 WHERE batch = $3 AND status = 'pending'",
+      [status, attempts, batchKey],
+    );
+    addPending(delta, tenantId, -(rowCount ?? 0));
+  }
+
+  /** Pending again, as a manual retry: one attempt, out of any batch it was in, claimed by none. */
+  async requeue(
+    tx: Sql,
+    delta: PendingDelta,
+    delivery: Pick<Delivery, 'seq' | 'status'>,
+    tenantId: string,
+  ): Promise<void> {
+    if (delivery.status !== 'pending') addPending(delta, tenantId, 1);
+    await tx.query(
+      `UPDATE deliveries SET status = 'pending', next_attempt_at = $1, manual = true, batch = NULL,
+         claimed_by = NULL, lease_until = NULL,
+         ready = coalesce((SELECT ${READY_OF} FROM destinations t
+           WHERE t.tenant_id = deliveries.tenant_id AND t.id = deliveries.destination_id), false)
+       WHERE seq = $2`,
+      [Date.now(), delivery.seq],
+    );
+  }
+
+  /** What a deleted destination had pending goes with it; its finished deliveries stay until pruned. */
+  async dropPendingOf(tx: Sql, delta: PendingDelta, tenantId: string, destinationId: string): Promise<void> {
+    const { rowCount } = await tx.query(
+      "DELETE FROM deliveries WHERE tenant_id = $1 AND destination_id = $2 AND status = 'pending'",
+      [tenantId, destinationId],
+    );
+    addPending(delta, tenantId, -(rowCount ?? 0));
+  }
+
+  /** Every delivery of a deleted tenant (its pending counts are dropped by the caller). */
+  async deleteAllOf(tx: Sql, tenantId: string): Promise<void> {
+    await tx.query('DELETE FROM deliveries WHERE tenant_id = $1', [tenantId]);
+  }
+
+  /** Forgets finished deliveries of events received before `before` (ms). */
+  async prune(tx: Sql, before: number): Promise<void> {
+    await tx.query(
+      `DELETE FROM deliveries WHERE status <> 'pending'
+       AND event_seq IN (SELECT seq FROM events WHERE received_at < $1)`,
+      [before],
+    );
+  }
+}
+
+function toDue(row: DueRow): DueDelivery {
+  return {
+    delivery: toDelivery({ ...row, seq: row.delivery_seq, event_seq: row.seq, tenant_id: row.delivery_tenant_id }),
+    event: toEvent(row),
+  };
+}
+
+function toDelivery(row: DeliveryRow): Delivery {
+  return {
+    seq: row.seq,
+    event_seq: row.event_seq,
+    tenant_id: row.tenant_id,
+    destination_id: row.destination_id,
+    status: row.status,
+    attempts: row.attempts,
+    next_attempt_at: row.next_attempt_at,
+    object_key: row.object_key,
+    manual: row.manual,
+  };
+}

@@ -1,0 +1,528 @@
+/**
+ * What the PostgreSQL store adds to the Store contract (store-contract.test.ts runs the contract itself):
+ * several stores, one per node, on one schema. One event per (tenant, id) however many nodes publish it at
+ * once; claims with leases, taken over when a node stops renewing them (killed); seals of one destination
+ * from two nodes at once; caches kept true across nodes; the retention on one node at a time; migrations that
+ * refuse a newer schema and run once when nodes start together. Skipped, in one line, without PostgreSQL.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { CredentialsCipher } from '../../src/store/credentials-cipher.js';
+import { truncateTime, type Granularity } from '../../src/store/metrics-buckets.js';
+import { PostgresStore, type PostgresStoreOptions } from '../../src/store/postgres-store.js';
+import { SchemaTooNewError } from '../../src/store/postgres/migrate.js';
+import { TenantGoneError, type Destination, type NewEvent } from '../../src/store/types.js';
+import { dropSchema, POSTGRES_URL, schemaName, skipWithoutPostgres, sql } from '../helpers/postgres.js';
+
+const HOUR = 3_600_000;
+const skip = await skipWithoutPostgres('PostgreSQL store');
+
+/** A cluster in a schema of its own: `node(n)` opens a store for node n; all closed and the schema dropped after the test. */
+function cluster(t: TestContext, overrides: Partial<PostgresStoreOptions> = {}) {
+  const schema = schemaName('nodes');
+  const key = randomBytes(32).toString('base64');
+  const open: PostgresStore[] = [];
+  t.after(async () => {
+    for (const store of open) await store.close().catch(() => {});
+    await dropSchema(schema);
+  });
+  return {
+    schema,
+    async node(n: number, more: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
+      const store = await PostgresStore.open({
+        url: POSTGRES_URL,
+        pool: 4,
+        schema,
+        nodeId: `node-${n}`,
+        leaseMs: 30_000,
+        cipher: new CredentialsCipher(key),
+        ...overrides,
+        ...more,
+      });
+      open.push(store);
+      return store;
+    },
+  };
+}
+
+function destination(tenantId: string, id: string, overrides: Partial<Destination> = {}): Destination {
+  const now = new Date().toISOString();
+  return {
+    id,
+    tenant_id: tenantId,
+    type: 'aws_s3',
+    topics: ['*'],
+    config: { bucket: 'b', region: 'us-east-1' },
+    credentials: { key: 'AKIA-test', secret: 'very-secret-value' },
+    delivery_metadata: {},
+    metadata: {},
+    filter: {},
+    disabled_at: null,
+    created_at: now,
+    updated_at: now,
+    ...overrides,
+  };
+}
+
+function event(tenantId: string, id: string): NewEvent {
+  return {
+    tenant_id: tenantId,
+    id,
+    topic: 'orders',
+    time: new Date().toISOString(),
+    time_ms: Date.now(),
+    eligible_for_retry: true,
+    metadata: {},
+    data: `{"id":"${id}"}`,
+  };
+}
+
+/** Waits for `check` to hold, looking every 20 ms, at most `ms`; fails with `what` otherwise. */
+async function eventually(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('two nodes publishing the same (tenant, id) at once store one event; the other is told duplicate with its destinations', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  for (const id of ['des_a', 'des_b']) await a.createDestination(destination('acme', id), 10);
+  for (let round = 0; round < 20; round++) {
+    const id = `e${round}`;
+    const [fromA, fromB] = await Promise.all([
+      a.publish(event('acme', id), ['des_a', 'des_b'], HOUR),
+      b.publish(event('acme', id), ['des_b'], HOUR),
+    ]);
+    assert.equal(Number(fromA.duplicate) + Number(fromB.duplicate), 1, `round ${round}: one of them is the duplicate`);
+    const [winner, loser] = fromA.duplicate ? [fromB, fromA] : [fromA, fromB];
+    assert.deepEqual(
+      loser.destination_ids,
+      winner.destination_ids,
+      "the duplicate answers the first publish's destinations",
+    );
+    const stored = (await a.getEvent('acme', id))!;
+    assert.equal((await b.eventDeliveries(stored.seq)).length, winner.destination_ids.length);
+  }
+  const { rows } = await sql(c.schema, "SELECT count(*)::int AS n FROM events WHERE tenant_id = 'acme'");
+  assert.equal(rows[0].n, 20);
+});
+
+test('a claimed delivery is not given to another node until its lease ends; then the other takes it, with its object key', {
+  skip,
+}, async (t) => {
+  const c = cluster(t, { leaseMs: 1500 });
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  for (const id of ['e1', 'e2', 'e3']) await a.publish(event('acme', id), ['des_a'], HOUR);
+  const claimedByA = await a.dueDeliveries(Date.now(), 10, []);
+  assert.equal(claimedByA.length, 3);
+  for (const item of claimedByA) await a.setObjectKey(item.delivery.seq, `objects/${item.event.id}.json`);
+  // node A is killed here: it never records its attempts, nor claims again
+  assert.deepEqual(await b.dueDeliveries(Date.now(), 10, []), [], 'held by A');
+  assert.deepEqual(await b.dueDeliveriesOf('acme', 'des_a', Date.now(), 10), [], 'held by A, by destination too');
+  assert.equal((await a.dueDeliveries(Date.now(), 10, [])).length, 3, "A's own claims come back to A (in flight)");
+  let takenOver: Awaited<ReturnType<typeof b.dueDeliveries>> = [];
+  await eventually("B takes over A's deliveries once A's lease is over", 10_000, async () => {
+    takenOver = await b.dueDeliveries(Date.now(), 10, []);
+    return takenOver.length === 3;
+  });
+  assert.deepEqual(
+    takenOver.map((d) => [d.event.id, d.delivery.object_key]).sort(),
+    [
+      ['e1', 'objects/e1.json'],
+      ['e2', 'objects/e2.json'],
+      ['e3', 'objects/e3.json'],
+    ],
+    'the takeover writes the same objects',
+  );
+  assert.deepEqual(await a.dueDeliveries(Date.now(), 10, []), [], "now B's");
+  const first = takenOver[0]!;
+  const logged = await b.recordAttempt(
+    {
+      tenant_id: 'acme',
+      event_id: first.event.id,
+      destination_id: 'des_a',
+      status: 'success',
+      code: '200',
+      response_data: null,
+      error: null,
+      attempt_number: 1,
+      manual: false,
+      duration_ms: 1,
+    },
+    { seq: first.delivery.seq, status: 'success', attempts: 1, next_attempt_at: 0 },
+  );
+  assert.ok(logged);
+  const { rows } = await sql(c.schema, 'SELECT node_id FROM attempts WHERE id = $1', [logged.id]);
+  assert.equal(rows[0].node_id, 'node-2', 'the attempt says which node made it');
+  assert.equal(await a.pendingDeliveries(), 2);
+});
+
+test('two nodes sealing batches of one destination at once never put a delivery in two batches', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  const batching = { max_events: 100, max_bytes: 1 << 20, max_age: 1000 };
+  await a.createDestination(
+    destination('acme', 'des_b', { config: { bucket: 'b', region: 'us-east-1', batching } }),
+    10,
+  );
+  await a.publishMany(
+    Array.from({ length: 200 }, (_, i) => ({ event: event('acme', `e${i}`), destinationIds: ['des_b'] })),
+    HOUR,
+  );
+  const seal = async (store: PostgresStore, name: string, seqs: number[]) =>
+    seqs.length > 0 &&
+    store.sealBatch(
+      {
+        key: `acme/${name}-${seqs[0]}-${seqs.at(-1)}`,
+        tenant_id: 'acme',
+        destination_id: 'des_b',
+        first_seq: seqs[0]!,
+        last_seq: seqs.at(-1)!,
+        count: seqs.length,
+        attempts: 0,
+        next_attempt_at: Date.now(),
+      },
+      seqs,
+    );
+  // each round both nodes read what is unbatched and seal groups of it that overlap, at once
+  // (at least 10 deliveries are sealed a round, whichever seal wins: 200 need at most 20 rounds)
+  for (let round = 0; round < 40; round++) {
+    const [seenByA, seenByB] = await Promise.all([
+      a.unbatched('acme', 'des_b', 0, 15),
+      b.unbatched('acme', 'des_b', 0, 12),
+    ]);
+    if (seenByA.length === 0) break;
+    await Promise.all([
+      seal(
+        a,
+        'a',
+        seenByA.map((u) => u.seq),
+      ),
+      seal(
+        b,
+        'b',
+        seenByB.map((u) => u.seq),
+      ),
+      seal(
+        b,
+        'b2',
+        seenByA.slice(5).map((u) => u.seq),
+      ),
+    ]);
+  }
+  const { rows } = await sql(
+    c.schema,
+    `SELECT b.key, b.count, (SELECT count(*)::int FROM deliveries d WHERE d.batch = b.key) AS assigned
+     FROM event_batches b`,
+  );
+  assert.ok(rows.length > 0);
+  for (const row of rows) assert.equal(row.assigned, row.count, `batch ${row.key} holds exactly its own deliveries`);
+  const total = rows.reduce((n, r) => n + r.count, 0);
+  const batched = await sql(c.schema, 'SELECT count(*)::int AS n FROM deliveries WHERE batch IS NOT NULL');
+  assert.equal(batched.rows[0].n, total, 'no delivery is counted in two batches');
+  assert.equal(total, 200, 'and every one was batched');
+});
+
+test('sealed batches are claimed by one node at a time', { skip }, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  const batching = { max_events: 100, max_bytes: 1 << 20, max_age: 1000 };
+  await a.createDestination(
+    destination('acme', 'des_b', { config: { bucket: 'b', region: 'us-east-1', batching } }),
+    10,
+  );
+  await a.publish(event('acme', 'e1'), ['des_b'], HOUR);
+  const [u] = await a.unbatched('acme', 'des_b', 0, 10);
+  const batch = {
+    key: 'acme/batch-1',
+    tenant_id: 'acme',
+    destination_id: 'des_b',
+    first_seq: u!.seq,
+    last_seq: u!.seq,
+    count: 1,
+    attempts: 0,
+    next_attempt_at: Date.now(),
+  };
+  await a.sealBatch(batch, [u!.seq]);
+  const [forA, forB] = await Promise.all([a.dueBatches(Date.now()), b.dueBatches(Date.now())]);
+  assert.equal(forA.length + forB.length, 1, 'one node has it');
+  const [holder, other] = forA.length === 1 ? [a, b] : [b, a];
+  assert.equal((await holder.dueBatches(Date.now())).length, 1, "the holder's claim comes back to it");
+  assert.deepEqual(await other.dueBatches(Date.now()), []);
+  await holder.recordBatchAttempt(
+    {
+      tenant_id: 'acme',
+      event_id: null,
+      destination_id: 'des_b',
+      status: 'failed',
+      code: '500',
+      response_data: null,
+      error: 'refused',
+      attempt_number: 1,
+      manual: false,
+      duration_ms: 1,
+    },
+    { key: batch.key, attempts: 1, next_attempt_at: Date.now() },
+    'pending',
+  );
+  assert.equal(
+    (await other.dueBatches(Date.now())).length,
+    1,
+    'its attempt recorded, the claim is over: any node may take it',
+  );
+});
+
+test('changes on one node are seen by the others through notifications (the periodic refresh is out of play here)', {
+  skip,
+}, async (t) => {
+  const c = cluster(t, { refreshMs: 600_000 });
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', { plan: 'free' });
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  // B reads both, and caches them
+  assert.equal((await b.getTenant('acme'))?.metadata.plan, 'free');
+  assert.equal((await b.getDestination('acme', 'des_a'))?.disabled_at, null);
+
+  await a.upsertTenant('acme', { plan: 'pro' });
+  await eventually("B sees A's tenant update", 5000, async () => (await b.getTenant('acme'))?.metadata.plan === 'pro');
+  const disabledAt = new Date().toISOString();
+  await a.updateDestination({ ...(await a.getDestination('acme', 'des_a'))!, disabled_at: disabledAt });
+  await eventually(
+    "B sees A's destination disabled",
+    5000,
+    async () => (await b.getDestination('acme', 'des_a'))?.disabled_at === disabledAt,
+  );
+  await b.createDestination(destination('acme', 'des_b'), 10);
+  await eventually(
+    "A sees B's new destination",
+    5000,
+    async () => (await a.listDestinations('acme')).map((d) => d.id).join() === 'des_a,des_b',
+  );
+  // revocation: the generation raised on A holds on B (a token of generation 0 is refused there)
+  assert.equal((await b.getTenant('acme'))?.generation, 0);
+  await a.deleteTenant('acme');
+  await eventually('B no longer knows the deleted tenant', 5000, async () => (await b.getTenant('acme')) === undefined);
+  await b.upsertTenant('acme', {});
+  assert.equal((await a.getTenant('acme'))?.generation, 1, 'the new tenant of the same id has a new generation on A');
+});
+
+test('a publish on one node for a tenant deleted on another stores nothing', { skip }, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  // B publishes while A deletes, many times over: whatever the order, no event outlives its tenant
+  for (let round = 0; round < 10; round++) {
+    await a.upsertTenant('acme', {});
+    await a.createDestination(destination('acme', 'des_a'), 10);
+    await Promise.allSettled([b.publish(event('acme', `e${round}`), ['des_a'], HOUR), a.deleteTenant('acme')]);
+    const left = await sql(c.schema, "SELECT count(*)::int AS n FROM events WHERE tenant_id = 'acme'");
+    assert.equal(left.rows[0].n, 0, `round ${round}`);
+  }
+  const pending = await sql(
+    c.schema,
+    "SELECT coalesce(sum(n), 0)::int AS n FROM pending_counts WHERE tenant_id = 'acme'",
+  );
+  assert.equal(pending.rows[0].n, 0, 'the pending count of the gone tenant is gone too');
+});
+
+test('the retention runs on one node at a time: a node that finds it held skips its turn', { skip }, async (t) => {
+  const c = cluster(t);
+  const a = await c.node(1);
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  await a.publish(event('acme', 'e1'), ['des_a'], HOUR);
+  const [due] = await a.dueDeliveries(Date.now(), 10, []);
+  await a.recordAttempt(
+    {
+      tenant_id: 'acme',
+      event_id: 'e1',
+      destination_id: 'des_a',
+      status: 'success',
+      code: '200',
+      response_data: null,
+      error: null,
+      attempt_number: 1,
+      manual: false,
+      duration_ms: 1,
+    },
+    { seq: due!.delivery.seq, status: 'success', attempts: 1, next_attempt_at: 0 },
+  );
+  // another node is pruning: it holds the lock
+  const other = new pg.Client({ connectionString: POSTGRES_URL });
+  await other.connect();
+  t.after(() => other.end());
+  await other.query("SELECT pg_advisory_lock(hashtext('sluice'), hashtext($1 || ':prune'))", [c.schema]);
+  await a.prune(-HOUR, 10);
+  assert.ok(await a.getEvent('acme', 'e1'), 'skipped: nothing pruned');
+  await other.query("SELECT pg_advisory_unlock(hashtext('sluice'), hashtext($1 || ':prune'))", [c.schema]);
+  await a.prune(-HOUR, 10);
+  assert.equal(await a.getEvent('acme', 'e1'), undefined, 'its turn: pruned');
+});
+
+test('migrations: nodes starting at once apply each once; a schema newer than this version knows is refused', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const nodes = await Promise.all([c.node(1), c.node(2), c.node(3)]);
+  assert.equal(new Set(nodes.map((n) => n.id)).size, 1, 'one cluster id, made once, for all nodes');
+  const applied = await sql(c.schema, 'SELECT version FROM sluice_migrations ORDER BY version');
+  assert.deepEqual(
+    applied.rows.map((r) => r.version),
+    [1],
+  );
+  await sql(c.schema, "INSERT INTO sluice_migrations (version, name) VALUES (999, 'from the future')");
+  await assert.rejects(
+    c.node(4),
+    (err: unknown) =>
+      err instanceof SchemaTooNewError &&
+      /version 999, newer than this version of Sluice knows \(1\)/.test(err.message),
+  );
+});
+
+test('a store that cannot reach its database fails to open, saying so', { skip }, async () => {
+  await assert.rejects(
+    PostgresStore.open({
+      url: 'postgres://postgres@127.0.0.1:1/test',
+      pool: 1,
+      schema: 'sluice_unreachable',
+      nodeId: 'n',
+      leaseMs: 1000,
+      cipher: new CredentialsCipher('k'),
+    }),
+    /ECONNREFUSED/,
+  );
+  await assert.rejects(
+    PostgresStore.open({
+      url: POSTGRES_URL,
+      pool: 1,
+      schema: 'x; DROP SCHEMA public',
+      nodeId: 'n',
+      leaseMs: 1000,
+      cipher: new CredentialsCipher('k'),
+    }),
+    /store.schema "x; DROP SCHEMA public" must be/,
+    'a schema name is never put in SQL unchecked',
+  );
+});
+
+test('metrics_bucket in SQL is truncateTime, for every unit, around the epoch and far from it', { skip }, async (t) => {
+  const c = cluster(t);
+  await c.node(1);
+  const granularities: Granularity[] = [
+    { unit: 's', value: 7 },
+    { unit: 'm', value: 5 },
+    { unit: 'h', value: 3 },
+    { unit: 'd', value: 2 },
+    { unit: 'w', value: 1 },
+    { unit: 'w', value: 3 },
+    { unit: 'M', value: 1 },
+    { unit: 'M', value: 5 },
+  ];
+  const times = [0, -1, 1, 86_399_999, -86_400_001, Date.UTC(1969, 11, 28), Date.UTC(2024, 1, 29, 23, 59, 59, 999)];
+  for (let i = 0; i < 40; i++) times.push(Math.floor((Math.random() - 0.3) * 4e12));
+  const { rows } = await sql(
+    c.schema,
+    `SELECT t, u, v, metrics_bucket(t, u, v) AS bucket
+     FROM unnest($1::bigint[]) AS t, unnest($2::text[], $3::int[]) AS g(u, v)`,
+    [times, granularities.map((g) => g.unit), granularities.map((g) => g.value)],
+  );
+  assert.equal(rows.length, times.length * granularities.length);
+  for (const row of rows) {
+    const t0 = Number(row.t);
+    const g = { unit: row.u, value: row.v } as Granularity;
+    assert.equal(Number(row.bucket), truncateTime(t0, g), `${t0} by ${g.value}${g.unit}`);
+  }
+});
+
+test('hostile text: a NUL character in a key finds nothing, and an event holding one is refused, never stored altered', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const a = await c.node(1);
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  assert.equal(await a.getTenant('ac\u0000me'), undefined);
+  assert.equal(await a.getEvent('acme', 'e\u0000'), undefined);
+  assert.equal(await a.getEvent(undefined, 'e\u0000'), undefined);
+  assert.equal(await a.getDestination('acme\u0000', 'des_a'), undefined);
+  assert.deepEqual(await a.destinationsWithId('des\u0000a'), []);
+  assert.equal(await a.getAttempt(undefined, 'atm_\u0000'), undefined);
+  assert.deepEqual((await a.listEvents({ id: ['e\u0000'] }, { limit: 10 })).models, []);
+  assert.deepEqual((await a.listAttempts({ tenant_id: 'a\u0000', topic: 'x' }, { limit: 10 })).models, []);
+  await assert.rejects(a.publish(event('ac\u0000me', 'e1'), ['des_a'], HOUR), TenantGoneError);
+  await assert.rejects(a.publish(event('acme', 'e\u00001'), ['des_a'], HOUR), /event's id contains a NUL character/);
+  await assert.rejects(
+    a.publish({ ...event('acme', 'e2'), topic: 't\u0000' }, ['des_a'], HOUR),
+    /event's topic contains a NUL character/,
+  );
+  assert.equal(await a.pendingDeliveries(), 0);
+  // publishes of the same moment share a transaction: a refused one fails alone
+  const together = await Promise.allSettled([
+    a.publish(event('acme', 'ok1'), ['des_a'], HOUR),
+    a.publish(event('acme', 'bad\u0000'), ['des_a'], HOUR),
+    a.publish(event('ac\u0000me', 'x'), ['des_a'], HOUR),
+    a.publish(event('acme', 'ok2'), ['des_a'], HOUR),
+  ]);
+  assert.deepEqual(
+    together.map((o) => o.status),
+    ['fulfilled', 'rejected', 'rejected', 'fulfilled'],
+  );
+  assert.equal(await a.pendingDeliveries(), 2);
+  // metadata and data are JSON text: a NUL in them is escaped, and comes back as it went in
+  await a.publish({ ...event('acme', 'e3'), metadata: { k: 'v\u0000w' }, data: '{"s":"a\\u0000b"}' }, ['des_a'], HOUR);
+  const stored = (await a.getEvent('acme', 'e3'))!;
+  assert.equal(stored.metadata.k, 'v\u0000w');
+  assert.equal(stored.data, '{"s":"a\\u0000b"}');
+});
+
+test('two nodes publishing the same ids in opposite orders at once wait for each other, never deadlock: each event stored once', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  for (let round = 0; round < 15; round++) {
+    const ids = Array.from({ length: 20 }, (_, i) => `r${round}-e${i}`);
+    const many = (store: PostgresStore, order: string[]) =>
+      store.publishMany(
+        order.map((id) => ({ event: event('acme', id), destinationIds: ['des_a'] })),
+        HOUR,
+      );
+    const singles = (store: PostgresStore, order: string[]) =>
+      Promise.all(order.map((id) => store.publish(event('acme', id), ['des_a'], HOUR)));
+    const [fromA, fromB, alone] = await Promise.all([
+      many(a, ids),
+      many(b, [...ids].reverse()),
+      singles(b, ids.slice(5, 15)),
+    ]);
+    for (let i = 0; i < ids.length; i++) {
+      const fresh = [fromA[i]!, fromB[ids.length - 1 - i]!, ...(i >= 5 && i < 15 ? [alone[i - 5]!] : [])].filter(
+        (r) => !r.duplicate,
+      );
+      assert.equal(fresh.length, 1, `${ids[i]}: stored once`);
+    }
+  }
+  const { rows } = await sql(
+    c.schema,
+    'SELECT count(*)::int AS n, count(DISTINCT event_seq)::int AS e FROM deliveries',
+  );
+  assert.deepEqual(rows[0], { n: 300, e: 300 }, 'one delivery per event');
+  assert.equal(await a.pendingDeliveries(), 300);
+});
