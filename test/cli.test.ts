@@ -2,6 +2,7 @@
  * The `sluice` command line, run as a real process: `check` on valid and invalid configurations, `--help`,
  * and `serve` on its embedded defaults.
  */
+import { objectKeysUnder } from './helpers/files.js';
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
@@ -349,14 +350,6 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-function filesUnder(root: string): string[] {
-  if (!existsSync(root)) return [];
-  return (readdirSync(root, { recursive: true }) as string[])
-    .filter((f) => statSync(path.join(root, f)).isFile())
-    .map((f) => f.split(path.sep).join('/'))
-    .sort();
-}
-
 test('serve without --config: 127.0.0.1:8181, buffer in ./data, objects in ./data/objects; SIGTERM flushes and exits 0', async (t) => {
   if (!(await portIsFree(8181))) {
     t.skip('127.0.0.1:8181 is in use');
@@ -381,8 +374,12 @@ test('serve without --config: 127.0.0.1:8181, buffer in ./data, objects in ./dat
   const first = decisions(3);
   assert.equal((await postDecisions(sluice.url, first)).status, 200);
   // the embedded batch.max_age is 10 s
-  await sluice.until('the first batch written under ./data/objects', () => filesUnder(objects).length === 1, 20_000);
-  const [key] = filesUnder(objects);
+  await sluice.until(
+    'the first batch written under ./data/objects',
+    () => objectKeysUnder(objects).length === 1,
+    20_000,
+  );
+  const [key] = objectKeysUnder(objects);
   const hour = String(first[0]!.timestamp).slice(0, 13);
   const m =
     /^default\/dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/local-([0-9a-f]{8})-0000000000000001-0000000000000003\.ndjson\.gz$/.exec(
@@ -397,8 +394,8 @@ test('serve without --config: 127.0.0.1:8181, buffer in ./data, objects in ./dat
   assert.equal((await postDecisions(sluice.url, second, { partition: 'late' })).status, 200);
   const code = await sluice.stop('SIGTERM', 15_000);
   assert.equal(code, 0, sluice.output.slice(-2000));
-  const late = filesUnder(objects).filter((k) => k.startsWith('late/'));
-  assert.equal(late.length, 1, filesUnder(objects).join(', '));
+  const late = objectKeysUnder(objects).filter((k) => k.startsWith('late/'));
+  assert.equal(late.length, 1, objectKeysUnder(objects).join(', '));
   assert.match(
     late[0]!,
     new RegExp(

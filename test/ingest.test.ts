@@ -2,6 +2,7 @@
  * Ingest end to end: the real `sluice serve` process receives OPA decision logs over HTTP and writes objects to a
  * real s3rver (and a file output) on 127.0.0.1. Nothing is mocked.
  */
+import { objectKeysUnder } from './helpers/files.js';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
@@ -138,13 +139,6 @@ async function delivered(sluice: SluiceProcess, events: number): Promise<void> {
   const ready = await sluice.ready();
   for (const o of ready.outputs)
     assert.equal(o.delivered.events, events, `output ${o.name} delivered exactly the decisions sent`);
-}
-
-function filesUnder(root: string): string[] {
-  return (readdirSync(root, { recursive: true }) as string[])
-    .filter((f) => statSync(path.join(root, f)).isFile())
-    .map((f) => f.split(path.sep).join('/'))
-    .sort();
 }
 
 function byId(ds: Array<Record<string, unknown>>): Array<Record<string, unknown>> {
@@ -289,7 +283,7 @@ test('a file output and an s3 output side by side get the same keys and the same
   await delivered(sluice, a.length + b.length);
 
   const s3Keys = await s3.keys();
-  const fileKeys = filesUnder(objects);
+  const fileKeys = objectKeysUnder(objects);
   assert.equal(s3Keys.length, 3, `three streams -> three objects: ${s3Keys.join(', ')}`);
   assert.ok(
     fileKeys.every((k) => !k.endsWith('.tmp')),

@@ -34,3 +34,28 @@ export function objectsUnder(dir: string): Array<{ file: string; text: string }>
 export function linesUnder(dir: string): string[] {
   return objectsUnder(dir).flatMap((o) => o.text.split('\n').filter((l) => l !== ''));
 }
+
+/**
+ * The keys (paths relative to `root`, with `/`) of the complete objects a file output wrote under it: its
+ * `*.tmp` files are objects still being written, renamed into place when complete, so a listing may see one
+ * that is gone a moment later.
+ */
+export function objectKeysUnder(root: string): string[] {
+  const keys: string[] = [];
+  const walk = (dir: string, prefix: string, depth: number): void => {
+    if (depth > 20) return;
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.endsWith('.tmp')) continue;
+      if (e.isDirectory()) walk(path.join(dir, e.name), `${prefix}${e.name}/`, depth + 1);
+      else if (e.isFile()) keys.push(`${prefix}${e.name}`);
+    }
+  };
+  walk(root, '', 0);
+  return keys.sort();
+}
