@@ -4,7 +4,8 @@ import { SinkError } from '../sinks/types.js';
 import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
 import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { storageErrorCode } from '../sqlite/storage-errors.js';
-import { encodeLines, extension } from './encode.js';
+import { extension } from './encode.js';
+import { eventBatchObject } from './event-batch-object.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { EventDispatcher } from './event-dispatcher.js';
 import { RecordHolds } from './record-holds.js';
@@ -222,11 +223,7 @@ export class EventBatcher {
       const outcome = await attemptOnce(
         attemptNumber,
         async () => {
-          const object = await encodeLines(
-            events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)),
-            batching,
-            batch.key,
-          );
+          const object = await eventBatchObject(events, batching, batch.key);
           await this.dispatcher.sinkOf(destination).put(object, this.dispatcher.signal);
         },
         this.dispatcher.retry,
@@ -308,13 +305,4 @@ function limitsOf(batching: BatchingConfig): BatchLimits {
 function safeTopic(topic: string): string {
   const safe = topic.replace(/[^A-Za-z0-9._=-]/g, '_') || '_';
   return safe === '.' || safe === '..' ? safe.replace(/\./g, '_') : safe;
-}
-
-/**
- * Data as one NDJSON line. Data is kept as it was published, which may be pretty-printed; a raw CR or LF can
- * only be whitespace between tokens (JSON strings cannot hold them), so a space in its place changes nothing
- * a JSON reader sees.
- */
-function oneLine(data: string): string {
-  return data.includes('\n') || data.includes('\r') ? data.replace(/[\r\n]/g, ' ') : data;
 }
