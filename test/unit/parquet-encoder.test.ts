@@ -80,3 +80,11 @@ test('files encoded at once each hold their own decisions and events', async () 
   assert.ok(e!.body.equals(direct.body), 'event file');
   assert.equal(e!.count, 3000);
 });
+
+test('a million tiny decisions ({}, three bytes each) make row groups the encoder thread can hold', async () => {
+  // each row counts ROW_OVERHEAD_BYTES on top of its text: without it, 3 MB of `{}` would be one row group of
+  // a million rows, past the thread's heap (the worker dies, and the output retries for ever)
+  const groups = Array.from({ length: 100 }, () => Buffer.from('{}\n'.repeat(10_000)));
+  const object = await parquetDecisionsObject(groups, { format: 'parquet', compression: 'zstd' }, 'k.parquet');
+  assert.equal(object.count, 1_000_000);
+});
