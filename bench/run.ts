@@ -6,6 +6,11 @@
  *   npm run bench -- [--scenario steady,latency,count,burst,backlog,partitions,large] [--duration 60]
  *                    [--count 2000000] [--backlog 5000000] [--connections 16] [--chunk-bytes 32768] [--profile]
  *                    [--dedupe-window 10m|0] [--rate 75000] [--compression-level N] [--buffer-level N]
+ *                    [--format parquet]
+ *
+ * `--format parquet` runs each scenario twice in the same run, with the output writing gzip NDJSON (the
+ * reference) and then Parquet (zstd): throughput, peak RSS and bytes per decision side by side; Parquet
+ * objects are read back with DuckDB.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,8 +48,12 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '' },
     /** ingest.dedupe.window: 0 turns re-send detection off, to measure what it costs */
     'dedupe-window': { type: 'string', default: '10m' },
+    /** parquet: every scenario with a gzip NDJSON output, then with a Parquet one. */
+    format: { type: 'string', default: 'ndjson' },
   },
 });
+if (!['ndjson', 'parquet'].includes(args.format!)) throw new Error(`--format is ndjson or parquet, not ${args.format}`);
+const FORMATS: Array<'ndjson' | 'parquet'> = args.format === 'parquet' ? ['ndjson', 'parquet'] : ['ndjson'];
 const DURATION_MS = Number(args.duration) * 1000;
 /** The outputs' default batch.max_age: the bench runs on the defaults. */
 const MAX_AGE_MS = buildConfig({ outputs: [{ name: 'x', type: 'console' }] }, 'defaults').outputs[0]!.batch.max_age;
@@ -138,6 +147,10 @@ const SCENARIOS: Record<string, Scenario> = {
 
 export interface ScenarioResult {
   scenario: string;
+  /** The output's format: ndjson (gzip) or parquet (zstd). */
+  format: 'ndjson' | 'parquet';
+  /** Object bytes in the bucket per decision landed. */
+  bytesPerDecision: number;
   description: string;
   acknowledged: number;
   ackedPerSec: number;
@@ -162,7 +175,13 @@ export interface ScenarioResult {
   rssTimeline: number[];
 }
 
-async function startSluice(dir: string, port: number, s3Port: number, scenario: Scenario): Promise<ChildProcess> {
+async function startSluice(
+  dir: string,
+  port: number,
+  s3Port: number,
+  scenario: Scenario,
+  format: ScenarioResult['format'],
+): Promise<ChildProcess> {
   const config = {
     listen: `127.0.0.1:${port}`,
     data_dir: path.join(dir, 'data'),
@@ -181,7 +200,10 @@ async function startSluice(dir: string, port: number, s3Port: number, scenario: 
         force_path_style: true,
         access_key_id: 'S3RVER',
         secret_access_key: 'S3RVER',
-        ...(args['compression-level'] ? { compression_level: Number(args['compression-level']) } : {}),
+        ...(args['compression-level'] && format === 'ndjson'
+          ? { compression_level: Number(args['compression-level']) }
+          : {}),
+        ...(format === 'parquet' ? { format: 'parquet' } : {}),
         retry: { initial_backoff: '200ms', max_backoff: '2s' },
       },
     ],
@@ -218,7 +240,7 @@ function machineCeiling(perChunk: number): number {
   return decoded / ((performance.now() - start) / 1000);
 }
 
-async function runScenario(scenario: Scenario, s3: S3Client & { port?: number }): Promise<ScenarioResult> {
+async function runScenario(scenario: Scenario, format: ScenarioResult['format']): Promise<ScenarioResult> {
   const dir = mkdtempSync(path.join(tmpdir(), `sluice-bench-${scenario.name}-`));
   const s3Port = await freePort();
   const port = await freePort();
@@ -229,7 +251,7 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
   });
   let s3Process = scenario.s3Late ? undefined : await startS3(path.join(dir, 's3'), s3Port);
-  const sluice = await startSluice(dir, port, s3Port, scenario);
+  const sluice = await startSluice(dir, port, s3Port, scenario, format);
   const perChunk = decisionsPerChunk(scenario.chunkBytes);
   const wanted =
     scenario.count > 0 ? scenario.count : (Math.max(TARGET, scenario.rate) * 1.6 * scenario.durationMs) / 1000;
@@ -252,7 +274,7 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
       loadgen.on('message', onMessage);
     });
   process.stdout.write(
-    `  ${scenario.name}: preparing ${(chunks * perChunk).toLocaleString('en')} decisions (${perChunk}/chunk)... `,
+    `  ${scenario.name} (${format === 'parquet' ? 'Parquet, zstd' : 'NDJSON, gzip'}): preparing ${(chunks * perChunk).toLocaleString('en')} decisions (${perChunk}/chunk)... `,
   );
   loadgen.send({ type: 'prepare', run, chunks, perChunk, partitions: scenario.partitions });
   await message('prepared');
@@ -329,9 +351,13 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
   const seen = new Map<string, number>();
   const e2e: number[] = [];
   const idPattern = new RegExp(`"decision_id":"${run}-(\\d+)-(\\d+)"`, 'g');
+  let objectBytes = 0;
+  const parquet = format === 'parquet' ? await parquetIds(path.join(dir, 'read-back')) : undefined;
   for (const [key, visibleAt] of firstSeen) {
     const res = await client.send(new GetObjectCommand({ Bucket: 'logs', Key: key }));
-    const text = gunzipSync(Buffer.from(await res.Body!.transformToByteArray())).toString('utf8');
+    const body = Buffer.from(await res.Body!.transformToByteArray());
+    objectBytes += body.length;
+    const text = parquet ? await parquet.ids(body) : gunzipSync(body).toString('utf8');
     for (const m of text.matchAll(idPattern)) {
       const id = `${m[1]}-${m[2]}`;
       seen.set(id, (seen.get(id) ?? 0) + 1);
@@ -350,6 +376,7 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
     }
   });
   const landed = [...seen.values()].reduce((a, b) => a + b, 0);
+  parquet?.close();
 
   sluice.kill('SIGTERM');
   s3Process?.kill('SIGTERM');
@@ -365,6 +392,8 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
   const landedSeconds = (drainedAt - result.startedAt - Math.min(tailMs, MAX_AGE_MS)) / 1000;
   return {
     scenario: scenario.name,
+    format,
+    bytesPerDecision: objectBytes / Math.max(1, landed),
     description: scenario.description,
     acknowledged: result.ackedDecisions,
     ackedPerSec: result.ackedDecisions / ingestSeconds,
@@ -392,6 +421,29 @@ async function runScenario(scenario: Scenario, s3: S3Client & { port?: number })
   };
 }
 
+/**
+ * The decision ids of Parquet objects, read with DuckDB (a devDependency) as the text `"decision_id":"<id>"`
+ * per decision, so that they are counted as the NDJSON objects' are.
+ */
+async function parquetIds(scratch: string): Promise<{ ids(body: Buffer): Promise<string>; close(): void }> {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+  const conn = await instance.connect();
+  mkdirSync(scratch, { recursive: true });
+  const file = path.join(scratch, 'object.parquet');
+  return {
+    ids: async (body) => {
+      writeFileSync(file, body);
+      const rows = (await conn.runAndReadAll(`SELECT decision_id FROM read_parquet('${file}')`)).getRows();
+      return rows.map(([id]) => `"decision_id":${JSON.stringify(id)}`).join('\n');
+    },
+    close: () => {
+      conn.closeSync();
+      instance.closeSync();
+    },
+  };
+}
+
 async function listKeys(client: S3Client, onKey: (key: string) => void): Promise<void> {
   let token: string | undefined;
   for (let page = 0; page < 10_000; page++) {
@@ -407,7 +459,7 @@ function table(results: ScenarioResult[], ceiling: number): string {
   const ms = (v: number) => v.toFixed(1);
   const rows = results.map(
     (r) =>
-      `| ${r.scenario} | ${n(r.acknowledged)} | ${n(r.ackedPerSec)} | ${n(r.landedPerSec)} | ${ms(r.latencyMs.p50)} / ${ms(r.latencyMs.p99)} / ${ms(r.latencyMs.max)} | ${r.peakRssMiB.toFixed(0)} | ${r.putsPerMillion.toFixed(1)} | ${r.scenario === 'backlog' ? '-' : `${n(r.e2eMs.p50)} / ${n(r.e2eMs.p99)}`} | ${r.missing} / ${r.duplicates} | ${(r.ceilingRatio * 100).toFixed(0)} % | ${
+      `| ${r.scenario} | ${r.format === 'parquet' ? 'Parquet (zstd)' : 'NDJSON (gzip)'} | ${r.bytesPerDecision.toFixed(1)} | ${n(r.acknowledged)} | ${n(r.ackedPerSec)} | ${n(r.landedPerSec)} | ${ms(r.latencyMs.p50)} / ${ms(r.latencyMs.p99)} / ${ms(r.latencyMs.max)} | ${r.peakRssMiB.toFixed(0)} | ${r.putsPerMillion.toFixed(1)} | ${r.scenario === 'backlog' ? '-' : `${n(r.e2eMs.p50)} / ${n(r.e2eMs.p99)}`} | ${r.missing} / ${r.duplicates} | ${(r.ceilingRatio * 100).toFixed(0)} % | ${
         Object.entries(r.rejected)
           .map(([k, v]) => `${k}: ${v}`)
           .join(', ') || '-'
@@ -416,13 +468,13 @@ function table(results: ScenarioResult[], ceiling: number): string {
   return [
     `Machine ceiling (gunzip + JSON.parse, one process): ${n(ceiling)} decisions/s`,
     '',
-    '| scenario | acknowledged | acked/s | landed/s | ingest ms p50 / p99 / max | peak RSS MiB | PUT per M | ack->visible ms p50 / p99 | missing / dup | of ceiling | non-2xx |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | format | bytes/decision | acknowledged | acked/s | landed/s | ingest ms p50 / p99 / max | peak RSS MiB | PUT per M | ack->visible ms p50 / p99 | missing / dup | of ceiling | non-2xx |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     ...results.map(
       (r) =>
-        `- ${r.scenario}: ${r.description}${r.drainPerSec ? `; drain ${n(r.drainPerSec)} decisions/s` : ''}${r.tailSeconds !== undefined ? `; last object ${r.tailSeconds.toFixed(1)} s after the last acknowledgement (max_age ${MAX_AGE_MS / 1000} s)` : ''}; CPU cores while loaded: sluice ${r.cores.sluice.toFixed(2)}, load generator ${r.cores.loadgen.toFixed(2)}, s3rver ${r.cores.s3rver.toFixed(2)}`,
+        `- ${r.scenario} (${r.format}): ${r.description}${r.drainPerSec ? `; drain ${n(r.drainPerSec)} decisions/s` : ''}${r.tailSeconds !== undefined ? `; last object ${r.tailSeconds.toFixed(1)} s after the last acknowledgement (max_age ${MAX_AGE_MS / 1000} s)` : ''}; CPU cores while loaded: sluice ${r.cores.sluice.toFixed(2)}, load generator ${r.cores.loadgen.toFixed(2)}, s3rver ${r.cores.s3rver.toFixed(2)}`,
     ),
   ].join('\n');
 }
@@ -440,9 +492,11 @@ console.log(
 );
 const results: ScenarioResult[] = [];
 for (const name of names) {
-  const r = await runScenario(SCENARIOS[name]!, new S3Client({}));
-  r.ceilingRatio = r.ackedPerSec / ceiling;
-  results.push(r);
+  for (const format of FORMATS) {
+    const r = await runScenario(SCENARIOS[name]!, format);
+    r.ceilingRatio = r.ackedPerSec / ceiling;
+    results.push(r);
+  }
 }
 mkdirSync(RESULTS, { recursive: true });
 const markdown = table(results, ceiling);
@@ -454,6 +508,8 @@ const meta = {
 };
 writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ ...meta, ceiling, results }, null, 2));
 writeFileSync(path.join(RESULTS, 'latest.md'), `# Benchmark ${meta.date}\n\n${markdown}\n`);
-writeFileSync(path.join(RESULTS, 'latest.svg'), await renderChart(results));
+// scenarios run in two formats are two series of the chart
+const series = results.map((r) => (FORMATS.length > 1 ? { ...r, scenario: `${r.scenario} (${r.format})` } : r));
+writeFileSync(path.join(RESULTS, 'latest.svg'), await renderChart(series));
 console.log(`\n${markdown}\n\nwritten: bench/results/latest.json, latest.md, latest.svg`);
 process.exit(results.every((r) => r.missing === 0) ? 0 : 1);

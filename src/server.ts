@@ -45,6 +45,7 @@ import { EventDispatcher } from './delivery/event-dispatcher.js';
 import { Metrics } from './observability/metrics.js';
 import { DecodedBudget } from './sources/decoded-budget.js';
 import { DeadLetter } from './delivery/dead-letter.js';
+import { closeParquetEncoder } from './delivery/parquet-encoder.js';
 import path from 'node:path';
 import { createServer as createHttpServer } from 'node:http';
 
@@ -293,6 +294,7 @@ export async function startServer(
       for (const w of workers) w.stop();
       dispatcher.stop();
       await decoder.close();
+      await closeParquetEncoder();
       buffer.close();
       await store.close();
       // last: the next process may open the data_dir only once both databases are closed

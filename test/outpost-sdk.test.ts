@@ -147,7 +147,7 @@ describe('health, schemas, topics, config', () => {
     assert.equal(format.type, 'select');
     assert.deepEqual(
       format.options?.map((o) => o.value),
-      ['ndjson', 'json_array'],
+      ['ndjson', 'json_array', 'parquet'],
     );
     assert.deepEqual(
       (s3Type.credentialFields ?? []).filter((f) => f.required).map((f) => f.key),

@@ -2,11 +2,12 @@ import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { batchWith, duration, durationItem, optionalText, size } from './fields.js';
 import { checkKeyTemplate, DEFAULT_KEY_TEMPLATE } from '../delivery/object-keys.js';
-import { isKeyPreset, KEY_PRESETS } from '../delivery/key-layouts.js';
+import { isKeyPreset, keyLayout, KEY_PRESETS } from '../delivery/key-layouts.js';
 import { rulesSchema } from '../transforms/rules-schema.js';
 import { allowedEndpoint } from '../sinks/endpoint-guard.js';
 import type { OutputProvider, ProviderConfig } from '../sinks/provider.js';
 import { OUTPUT_PROVIDERS } from '../sinks/registry.js';
+import { DEFAULT_ROW_GROUP_BYTES } from '../formats/parquet-writer.js';
 
 const listen = z
   .string()
@@ -36,14 +37,27 @@ const outputName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 le
 const sharedOutput = z.strictObject({
   name: outputName,
   batch,
-  format: z.enum(['ndjson', 'json_array']).default('ndjson'),
-  compression: z.enum(['gzip', 'none']).default('gzip'),
+  format: z.enum(['ndjson', 'json_array', 'parquet']).default('ndjson'),
+  /**
+   * gzip or none for NDJSON and JSON arrays (default gzip); for Parquet the compression inside the file:
+   * zstd (its default, set by withParquetDefaults), snappy, gzip or none.
+   */
+  compression: z.enum(['gzip', 'none', 'zstd', 'snappy']).default('gzip'),
   /**
    * zlib level 1 (fastest) .. 9 (smallest). Unset: gzip NDJSON objects are the chunks as stored in the buffer
    * (compressed once at ingest, buffer.compression_level); other objects, level 6. Set, every object is
    * compressed again at this level.
    */
   compression_level: z.number().int().min(1).max(9).optional(),
+  /** Format parquet: a row group is written once its decisions' JSON reaches row_group_bytes. */
+  parquet: z
+    .strictObject({
+      row_group_bytes: size(`${DEFAULT_ROW_GROUP_BYTES}`).refine(
+        (v) => v >= MIN_ROW_GROUP_BYTES && v <= MAX_ROW_GROUP_BYTES,
+        'must be between 64KiB and 32MiB',
+      ),
+    })
+    .optional(),
   /** A preset (hive, eopa, eopa-per-decision, hourly-per-decision, outpost) or a template of {placeholders}. */
   key: z
     .string()
@@ -68,7 +82,58 @@ const sharedOutput = z.strictObject({
 function outputSchema<Type extends string, Fields extends z.ZodRawShape>(provider: OutputProvider<Type, Fields>) {
   const schema = sharedOutput.extend({ type: z.literal(provider.type), ...provider.fields });
   const { check } = provider;
-  return check ? schema.superRefine((o, ctx) => check(o as unknown as ProviderConfig<Fields>, ctx)) : schema;
+  return schema.superRefine((o, ctx) => {
+    checkFormat(provider, o as unknown as z.output<typeof sharedOutput>, ctx);
+    check?.(o as unknown as ProviderConfig<Fields>, ctx);
+  });
+}
+
+/** Parquet's row groups: Athena reads 64-128 MiB ones best, but the encoder's memory grows with them (README). */
+const MIN_ROW_GROUP_BYTES = 64 * 1024;
+const MAX_ROW_GROUP_BYTES = 32 * 1024 * 1024;
+
+/** The types whose provider stores objects, for messages: `s3, file`. */
+const objectTypes = () =>
+  OUTPUT_PROVIDERS.filter((p) => p.storesObjects)
+    .map((p) => p.type)
+    .join(', ');
+
+/** What format, compression and the Parquet settings allow together, and where. */
+function checkFormat(provider: OutputProvider, o: z.output<typeof sharedOutput>, ctx: z.RefinementCtx): void {
+  const problem = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (o.format !== 'parquet') {
+    if (o.compression === 'zstd' || o.compression === 'snappy')
+      problem('compression', `${o.compression} is for format: parquet; NDJSON and JSON arrays take gzip or none`);
+    if (o.parquet !== undefined) problem('parquet', 'is for format: parquet');
+    return;
+  }
+  if (!provider.storesObjects)
+    problem(
+      'format',
+      `parquet is for outputs that store objects (${objectTypes()}): a ${provider.type} output writes NDJSON or JSON arrays only`,
+    );
+  if (o.compression_level !== undefined)
+    problem(
+      'compression_level',
+      "is for gzip NDJSON and JSON arrays: a Parquet file's compression is set by compression (zstd, snappy, gzip, none)",
+    );
+  if (keyLayout(o.key).perDecision)
+    problem(
+      'key',
+      `${o.key} writes one JSON document per decision; format parquet writes batches (the hive layout, eopa or a template)`,
+    );
+}
+
+/**
+ * The default compression of a Parquet output is zstd, not gzip: filled in before the output is parsed (the
+ * field's own default is gzip, for NDJSON and JSON arrays). Only for the types that can write Parquet, so that
+ * another type is told about its format, not about a compression it was never given.
+ */
+function withParquetDefaults(input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
+  const o = input as Record<string, unknown>;
+  const writesParquet = OUTPUT_PROVIDERS.some((p) => p.type === o.type && p.storesObjects);
+  return writesParquet && o.format === 'parquet' && o.compression === undefined ? { ...o, compression: 'zstd' } : o;
 }
 
 /** The schemas of a list of providers, typed one by one, so that OutputConfig is a union narrowed by `type`. */
@@ -86,9 +151,12 @@ const outputSchemas = OUTPUT_PROVIDERS.map((p) => outputSchema(p as OutputProvid
   typeof OUTPUT_PROVIDERS
 >;
 
-const output = z.discriminatedUnion('type', outputSchemas, {
-  error: (issue) => (issue.code === 'invalid_union' ? `type must be one of: ${OUTPUT_TYPES.join(', ')}` : undefined),
-});
+const output = z.preprocess(
+  withParquetDefaults,
+  z.discriminatedUnion('type', outputSchemas, {
+    error: (issue) => (issue.code === 'invalid_union' ? `type must be one of: ${OUTPUT_TYPES.join(', ')}` : undefined),
+  }),
+);
 
 /** Tenant ids: what fits in a URL path segment without escaping. */
 export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;

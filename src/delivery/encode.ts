@@ -5,22 +5,31 @@ import { md5, type StoredObject } from '../sinks/types.js';
 import { parseJson, toText } from '../json/source-tree.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
 
-export type Format = 'ndjson' | 'json_array';
-export type Compression = 'gzip' | 'none';
+export type Format = 'ndjson' | 'json_array' | 'parquet';
+/** gzip and none for every format; zstd and snappy only inside Parquet files (config/schema.ts checks it). */
+export type Compression = 'gzip' | 'none' | 'zstd' | 'snappy';
 
 export interface Encoding {
   format: Format;
   compression: Compression;
   compression_level?: number;
+  /** Parquet's row groups (format parquet only; unset: DEFAULT_ROW_GROUP_BYTES). */
+  parquet?: { row_group_bytes: number };
 }
 
+/** The file extension of an encoding; a Parquet file's compression is inside it, so it never adds `.gz`. */
 export function extension({ format, compression }: Encoding): string {
+  if (format === 'parquet') return 'parquet';
   return (format === 'ndjson' ? 'ndjson' : 'json') + (compression === 'gzip' ? '.gz' : '');
 }
 
 export function contentType(format: Format): string {
+  if (format === 'parquet') return PARQUET_CONTENT_TYPE;
   return format === 'ndjson' ? 'application/x-ndjson' : 'application/json';
 }
+
+/** The media type IANA registered for Parquet files. */
+export const PARQUET_CONTENT_TYPE = 'application/vnd.apache.parquet';
 
 /** Told about a decision that could not be parsed or transformed: it is not written. */
 export type Unprocessable = (line: string, err: Error) => void;
@@ -35,6 +44,8 @@ export async function encodeLines(
   encoding: Encoding,
   key: string,
 ): Promise<StoredObject & { count: number }> {
+  // Parquet is encoded in a worker thread from rows, not from lines: parquet-encoder.ts
+  if (encoding.format === 'parquet') throw new Error('encodeLines writes NDJSON and JSON arrays, not Parquet');
   let count = 0;
   const counted = function* () {
     for (const group of lines) {

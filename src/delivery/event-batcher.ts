@@ -1,7 +1,8 @@
 import type { DestinationBatching } from '../sinks/destination-types.js';
 import { destinationKey, type Destination, type EventBatch, type Store } from '../store/types.js';
 import { storageErrorCode } from '../sqlite/storage-errors.js';
-import { encodeLines, extension } from './encode.js';
+import { extension } from './encode.js';
+import { eventBatchObject } from './event-batch-object.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from './object-keys.js';
 import type { RetryPolicy } from './attempts.js';
 import { attemptUnit, type DestinationDelivery } from './destination-attempt.js';
@@ -246,12 +247,7 @@ export class EventBatcher {
         name: async () => batch.key,
         fix: async () => {},
         wanted: async () => true,
-        encode: (key) =>
-          encodeLines(
-            events.map((e) => Buffer.from(`${oneLine(e.data)}\n`)),
-            batching,
-            key,
-          ),
+        encode: (key) => eventBatchObject(events, batching, key),
         failureCode: () => undefined,
         response: (key) => ({ ...type.location(destination, key ?? batch.key), events: events.length }),
         record: async (attempt, next) => {
@@ -275,13 +271,4 @@ function limitsOf(batching: DestinationBatching): BatchLimits {
 function safeTopic(topic: string): string {
   const safe = topic.replace(/[^A-Za-z0-9._=-]/g, '_') || '_';
   return safe === '.' || safe === '..' ? safe.replace(/\./g, '_') : safe;
-}
-
-/**
- * Data as one NDJSON line. Data is kept as it was published, which may be pretty-printed; a raw CR or LF can
- * only be whitespace between tokens (JSON strings cannot hold them), so a space in its place changes nothing
- * a JSON reader sees.
- */
-function oneLine(data: string): string {
-  return data.includes('\n') || data.includes('\r') ? data.replace(/[\r\n]/g, ' ') : data;
 }

@@ -26,7 +26,7 @@ export interface KeyLayout {
   byInstance: boolean;
   /** The key needs the batch's decisions (parsed); otherwise only its positions. */
   needsDecisions: boolean;
-  /** The Content-Type its objects had where the layout comes from, when not the format's own. */
+  /** The Content-Type its NDJSON and JSON objects had where the layout comes from, when not the format's own. */
   contentType?: string;
   key(ctx: KeyContext): string;
   /**
@@ -138,8 +138,9 @@ function hoursBetween(from: number, to: number): string[] {
   return hours;
 }
 
-/** Enterprise OPA's batch names: `.jsonl` for lines, `.json` for an array, `.gz` when compressed. */
+/** Enterprise OPA's batch names: `.jsonl` for lines, `.json` for an array, `.gz` when compressed; `.parquet`. */
 function eopaExtension({ format, compression }: Encoding): string {
+  if (format === 'parquet') return 'parquet';
   return (format === 'ndjson' ? 'jsonl' : 'json') + (compression === 'gzip' ? '.gz' : '');
 }
 

@@ -19,7 +19,7 @@ export const KEY_PLACEHOLDERS = {
   batch: 'the batch name: <output>-<buffer id>-<first position>-<last position> (required)',
   first: 'buffer position of the first decision, zero-padded to 16 digits',
   last: 'buffer position of the last decision, zero-padded to 16 digits',
-  ext: 'file extension for format and compression: ndjson, ndjson.gz, json, json.gz',
+  ext: 'file extension for format and compression: ndjson, ndjson.gz, json, json.gz, parquet',
 } as const;
 
 export type KeyPlaceholder = keyof typeof KEY_PLACEHOLDERS;

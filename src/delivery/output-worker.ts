@@ -7,11 +7,13 @@ import { md5, RefusedDecisionsError, type Sink, type StoredObject } from '../sin
 import { attemptUntilDone, retryForever, type Failure, type RetryPolicy } from './attempts.js';
 import { DecisionBatcher } from './batching/decision-batcher.js';
 import { bufferLines, contentType, encodeLines, parsedDecisions, transformLines } from './encode.js';
+import { parquetDecisionsObject } from './parquet-encoder.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
 import { States } from './states.js';
+import { DEFAULT_ROW_GROUP_BYTES } from '../formats/parquet-writer.js';
 
 /**
  * Delivers one decision output from its own position in the buffer: a DecisionBatcher (the batching core)
@@ -132,14 +134,15 @@ export class OutputWorker {
     const shape = shapeOf(config);
     const before = buffer.outputShape(config.name);
     if (before !== undefined && before !== shape && restored.length > 0) {
-      const [key, format, compression] = JSON.parse(before) as [
+      const [key, format, compression, parquet] = JSON.parse(before) as [
         string,
         OutputConfig['format'],
         OutputConfig['compression'],
+        OutputConfig['parquet'] | undefined,
       ];
       this.legacy = {
         layout: keyLayout(key),
-        encoding: { ...config, key, format, compression } as OutputConfig,
+        encoding: { ...config, key, format, compression, parquet } as OutputConfig,
         batches: new Set(restored),
       };
       this.log.warn(
@@ -314,6 +317,12 @@ export class OutputWorker {
           .trimEnd(),
       );
       return { key, body, contentType: 'application/json', contentMD5: md5(body) };
+    }
+    if (encoding.format === 'parquet') {
+      const object = await parquetDecisionsObject(lines(), encoding, key);
+      for (const { line, error } of object.unprocessable) onUnprocessable(line, new Error(error));
+      const { unprocessable: _, ...stored } = object;
+      return stored.count > 0 ? stored : undefined;
     }
     const object = await encodeLines(lines(), encoding, key);
     if (layout.contentType) object.contentType = layout.contentType;
@@ -543,7 +552,14 @@ export class OutputWorker {
   }
 }
 
-/** What names an output's objects: a batch sealed under one shape must be written under it. */
+/**
+ * What names an output's objects and makes their bytes: a batch sealed under one shape must be written under
+ * it. A Parquet file's row groups are part of it (their size changes the bytes, not the key), so that a batch
+ * written again after a restart with another row_group_bytes is still the same file.
+ */
 function shapeOf(config: OutputConfig): string {
-  return JSON.stringify([config.key, config.format, config.compression]);
+  const shape: unknown[] = [config.key, config.format, config.compression];
+  if (config.format === 'parquet')
+    shape.push({ row_group_bytes: config.parquet?.row_group_bytes ?? DEFAULT_ROW_GROUP_BYTES });
+  return JSON.stringify(shape);
 }

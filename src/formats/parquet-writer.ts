@@ -11,7 +11,7 @@
  * array: zstd took 2.7 times the CPU, a quarter of the whole encoding.)
  *
  * Memory: rows are held until they make a row group of `rowGroupBytes` (by their JSON text's length, about
- * their uncompressed size in the file), then encoded and dropped; the file so far is held as compressed
+ * their uncompressed size in the file, plus a fixed cost per row), then encoded and dropped; the file so far is held as compressed
  * chunks, which a caller can take (`takeChunks`) to send on while the next row group fills.
  */
 
@@ -31,14 +31,21 @@ export interface ParquetOptions {
 }
 
 /**
- * 8 MiB of decisions' JSON per row group (~11,000 bench decisions, ~0.8 MiB of zstd Parquet); a 64 MiB batch
- * (the default max_bytes) is eight. Chosen for the 256 MiB RSS bound rather than Athena's usual 64-128 MiB:
- * measured over a 64 MiB batch (bench/parquet-writers.ts --memory), files are the same size with 8, 16 or
+ * 8 MiB of decisions' JSON per row group (with ROW_OVERHEAD_BYTES a row, ~8,000 bench decisions, ~0.6 MiB of
+ * zstd Parquet); a 64 MiB batch (the default max_bytes) is about ten. Chosen for the 256 MiB RSS bound rather
+ * than Athena's usual 64-128 MiB: measured (before the per-row cost, so with up to 11,000 decisions a group) over a 64 MiB batch (bench/parquet-writers.ts --memory), files are the same size with 8, 16 or
  * 32 MiB row groups (79 bytes a decision with zstd), while the encoder's peak RSS above the process's start
  * is ~115 / ~145 / ~130 MiB with a 96 MiB old generation, at 1.0 / 1.1 / 1.8 times the CPU, and 135-175 /
  * ~240 / ~340 MiB with V8's default heap.
  */
 export const DEFAULT_ROW_GROUP_BYTES = 8 * 1024 * 1024;
+
+/**
+ * What a row costs the writer beyond its text, counted towards `rowGroupBytes`: its object, a slot in each
+ * column's values, the writer's work buffers. Without it a row group of tiny decisions (`{}`, three bytes a
+ * line) would hold millions of rows, and need gigabytes, before its text reached 8 MiB.
+ */
+export const ROW_OVERHEAD_BYTES = 256;
 
 /** What every file says wrote it: a constant, so that it never makes two encodings of the same rows differ. */
 const CREATED_BY = 'sluice';
@@ -216,12 +223,12 @@ export class ParquetTableWriter<Row> {
 
   /**
    * Adds a row of about `size` uncompressed bytes (its JSON text's length will do); writes a row group when
-   * the pending rows reach `rowGroupBytes`.
+   * the pending rows (their sizes and ROW_OVERHEAD_BYTES each) reach `rowGroupBytes`.
    */
   add(row: Row, size: number): void {
     if (this.finished) throw new Error('Parquet file already finished');
     this.pending.push(row);
-    this.pendingBytes += size;
+    this.pendingBytes += size + ROW_OVERHEAD_BYTES;
     this.count++;
     if (this.pendingBytes >= this.rowGroupBytes) this.writeRowGroup();
   }

@@ -22,8 +22,10 @@ export interface DestinationBatching {
   max_events: number;
   max_bytes: number;
   max_age: number;
-  format: 'ndjson' | 'json_array';
-  compression: 'gzip' | 'none';
+  format: 'ndjson' | 'json_array' | 'parquet';
+  /** gzip or none for lines and arrays; inside the file (zstd, snappy, gzip or none) for Parquet. */
+  compression: 'gzip' | 'none' | 'zstd' | 'snappy';
+  parquet?: { row_group_bytes: number };
 }
 
 /**

@@ -26,6 +26,11 @@ export interface OutputProvider<Type extends string = string, Fields extends z.Z
   readonly type: Type;
   /** Its own config fields (zod), and the shared ones it gives another default. */
   readonly fields: Fields;
+  /**
+   * It stores each object whole, under its key (a bucket, a directory), so any format fits it, Parquet
+   * included; an output that sends or prints decisions (http, service, console) takes NDJSON and JSON arrays.
+   */
+  readonly storesObjects?: boolean;
   /** Checks across its fields (as zod issues at their paths), run once they are parsed. */
   check?(config: ProviderConfig<Fields>, ctx: z.RefinementCtx): void;
   createSink(config: ProviderConfig<Fields>): Sink;

@@ -48,13 +48,36 @@ const required = (issue: { input?: unknown }) => (issue.input === undefined ? 'i
 /** Optional config values: Outpost clients send "" for a field left empty. */
 const optional = <T extends z.ZodType<unknown, string>>(schema: T) => optionalText.pipe(schema.optional());
 
-const batching = z.strictObject({
-  max_events: z.number({ error: 'failed type validation' }).int().positive().default(10_000),
-  max_bytes: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
-  max_age: duration('10s').refine((v) => v > 0, 'must be greater than 0'),
-  format: z.enum(['ndjson', 'json_array'], { error: 'failed enum validation' }).default('ndjson'),
-  compression: z.enum(['gzip', 'none'], { error: 'failed enum validation' }).default('gzip'),
-});
+/**
+ * `compression` is gzip or none for lines and arrays (default gzip); for `format: parquet` the compression
+ * inside the file, zstd (its default), snappy, gzip or none.
+ */
+const batching = z.preprocess(
+  withParquetCompression,
+  z
+    .strictObject({
+      max_events: z.number({ error: 'failed type validation' }).int().positive().default(10_000),
+      max_bytes: size('64MiB').refine((v) => v > 0, 'must be greater than 0'),
+      max_age: duration('10s').refine((v) => v > 0, 'must be greater than 0'),
+      format: z.enum(['ndjson', 'json_array', 'parquet'], { error: 'failed enum validation' }).default('ndjson'),
+      compression: z.enum(['gzip', 'none', 'zstd', 'snappy'], { error: 'failed enum validation' }).default('gzip'),
+    })
+    .superRefine((b, ctx) => {
+      if (b.format !== 'parquet' && (b.compression === 'zstd' || b.compression === 'snappy'))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['compression'],
+          message: `failed enum validation: ${b.compression} is for format parquet; ndjson and json_array take gzip or none`,
+        });
+    }),
+);
+
+/** zstd where format is parquet and compression is not given (the field's own default, gzip, is for lines). */
+function withParquetCompression(input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
+  const b = input as Record<string, unknown>;
+  return b.format === 'parquet' && b.compression === undefined ? { ...b, compression: 'zstd' } : b;
+}
 
 export type BatchingConfig = z.output<typeof batching>;
 
@@ -85,24 +108,29 @@ const BATCHING_FIELDS: FieldDescription[] = [
     key: 'batching.format',
     type: 'select',
     label: 'Batch: format',
-    description: 'One event data per line (ndjson) or a JSON array',
+    description:
+      'One event data per line (ndjson), a JSON array, or Parquet (columns id, topic, time, metadata, data; .parquet)',
     required: false,
     default: 'ndjson',
     options: [
       { label: 'NDJSON', value: 'ndjson' },
       { label: 'JSON array', value: 'json_array' },
+      { label: 'Parquet', value: 'parquet' },
     ],
   },
   {
     key: 'batching.compression',
     type: 'select',
     label: 'Batch: compression',
-    description: 'gzip (.gz) or none',
+    description:
+      'gzip (.gz) or none; for Parquet the compression inside the file: zstd (default for Parquet), snappy, gzip or none',
     required: false,
     default: 'gzip',
     options: [
       { label: 'gzip', value: 'gzip' },
       { label: 'none', value: 'none' },
+      { label: 'zstd (Parquet)', value: 'zstd' },
+      { label: 'snappy (Parquet)', value: 'snappy' },
     ],
   },
 ];

@@ -7,6 +7,7 @@ import { FileObjects } from './file-objects.js';
 /** Objects as files under a directory, with the keys and bytes an s3 output would write; read back from there. */
 export const fileOutput = outputProvider({
   type: 'file',
+  storesObjects: true,
   fields: {
     // resolved when the config is read: a relative path means the directory `sluice` was started in
     path: z

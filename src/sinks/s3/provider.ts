@@ -34,6 +34,7 @@ export type S3OutputConfig = ProviderConfig<typeof fields>;
 export const s3Output = outputProvider({
   type: 's3',
   fields,
+  storesObjects: true,
   check: (o, ctx) => {
     if (Boolean(o.access_key_id) !== Boolean(o.secret_access_key)) {
       ctx.addIssue({

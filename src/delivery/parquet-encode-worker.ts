@@ -1,0 +1,109 @@
+/**
+ * Runs in a worker thread (parquet-encoder.ts): one Parquet file per task, from decisions (NDJSON line groups)
+ * or destination events that the event loop sends over the task's MessagePort as this worker asks for them.
+ * Only what has not made a row group yet, and the compressed row groups so far, are held here.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { decisionParquetWriter } from '../formats/parquet-decisions.js';
+import { eventParquetWriter, type ParquetEvent } from '../formats/parquet-events.js';
+import type { ParquetCompression } from '../formats/parquet-writer.js';
+
+export interface EncodeTask {
+  kind: 'decisions' | 'events';
+  compression: ParquetCompression;
+  rowGroupBytes: number;
+  /** Receives `more` from here; sends a piece, `null` at the end, or `{ abort }` when the reading failed. */
+  port: MessagePort;
+}
+
+/** What the event loop sends: NDJSON lines (decisions) or a slice of events. */
+export type Piece = Uint8Array | ParquetEvent[] | null | { abort: string };
+
+/** Pieces asked for ahead of the one being encoded: the next is there when this one is done. */
+export const PIECES_AHEAD = 2;
+
+export interface EncodeResult {
+  body: Uint8Array;
+  count: number;
+  /** Decisions that are not JSON (left out of the file), each with why. */
+  unprocessable: Array<{ line: string; error: string }>;
+}
+
+/** A file being written, fed the pieces of its kind. */
+interface PieceWriter {
+  readonly count: number;
+  add(piece: Uint8Array | ParquetEvent[]): void;
+  finish(): Buffer;
+}
+
+async function writerOf(
+  kind: EncodeTask['kind'],
+  options: { compression: ParquetCompression; rowGroupBytes: number },
+  onUnprocessable: (line: string, err: Error) => void,
+): Promise<PieceWriter> {
+  if (kind === 'decisions') {
+    const writer = await decisionParquetWriter({ ...options, onUnprocessable });
+    return {
+      get count() {
+        return writer.count;
+      },
+      add: (piece) =>
+        writer.add(
+          Buffer.from((piece as Uint8Array).buffer, (piece as Uint8Array).byteOffset, (piece as Uint8Array).byteLength),
+        ),
+      finish: () => writer.finish(),
+    };
+  }
+  const writer = await eventParquetWriter(options);
+  return {
+    get count() {
+      return writer.count;
+    },
+    add: (piece) => {
+      for (const event of piece as ParquetEvent[]) writer.add(event);
+    },
+    finish: () => writer.finish(),
+  };
+}
+
+export default async function encode(task: EncodeTask): Promise<EncodeResult> {
+  const { port } = task;
+  // one listener for the whole task: a message that came while none was attached would be lost
+  const queue: Piece[] = [];
+  let waiting: (() => void) | undefined;
+  port.on('message', (piece: Piece) => {
+    queue.push(piece);
+    waiting?.();
+  });
+  const next = async (): Promise<Piece> => {
+    while (queue.length === 0) await new Promise<void>((resolve) => (waiting = resolve));
+    waiting = undefined;
+    return queue.shift()!;
+  };
+  try {
+    const unprocessable: EncodeResult['unprocessable'] = [];
+    const options = { compression: task.compression, rowGroupBytes: task.rowGroupBytes };
+    const writer = await writerOf(task.kind, options, (line, err) => unprocessable.push({ line, error: err.message }));
+    for (let i = 0; i < PIECES_AHEAD; i++) port.postMessage('more');
+    for (;;) {
+      const piece = await next();
+      if (piece === null) break;
+      if (!Array.isArray(piece) && !(piece instanceof Uint8Array)) throw new Error(piece.abort);
+      port.postMessage('more');
+      writer.add(piece);
+    }
+    const file = writer.finish();
+    // the file's bytes move to the event loop without a copy when they own their ArrayBuffer (a small
+    // Buffer may sit in Node's shared pool, which must not be moved away: that one is copied)
+    const body =
+      file.byteOffset === 0 && file.buffer.byteLength === file.byteLength
+        ? new Uint8Array(file.buffer)
+        : new Uint8Array(file);
+    const result: EncodeResult = { body, count: writer.count, unprocessable };
+    const movable = { [Piscina.transferableSymbol]: [body.buffer], [Piscina.valueSymbol]: result };
+    return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as EncodeResult;
+  } finally {
+    port.close();
+  }
+}

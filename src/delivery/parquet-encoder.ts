@@ -1,0 +1,179 @@
+/**
+ * Parquet objects of sealed batches (decision outputs and batched destinations with `format: parquet`),
+ * encoded in a worker thread: a 64 MiB batch takes about two CPU-seconds to split into rows and compress,
+ * which the event loop (ingest, the API) must not wait for. Encoding is synchronous row group by row group
+ * (src/formats/parquet-writer.ts), so the worker asks for the batch piece by piece over a MessagePort and the
+ * event loop reads the buffer only as fast as the worker encodes: neither holds the batch's text at once,
+ * only a few pieces of about PIECE_BYTES, the rows of the row group being filled, and the compressed file.
+ *
+ * The bytes depend only on the batch's decisions (or events) and the encoding, never on how they were cut
+ * into pieces nor on which thread ran: a batch uploaded again after a crash is the same file.
+ */
+import { availableParallelism } from 'node:os';
+import { MessageChannel } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { ParquetEvent } from '../formats/parquet-events.js';
+import { DEFAULT_ROW_GROUP_BYTES, type ParquetCompression } from '../formats/parquet-writer.js';
+import { md5, type StoredObject } from '../sinks/types.js';
+import { PARQUET_CONTENT_TYPE, type Encoding } from './encode.js';
+import type { EncodeResult, EncodeTask, Piece } from './parquet-encode-worker.js';
+
+/** About this much of a batch goes to the worker per message (NDJSON text, or events' fields). */
+const PIECE_BYTES = 1024 * 1024;
+/** Events per message at most, whatever their size. */
+const PIECE_EVENTS = 2000;
+
+/**
+ * Threads that encode Parquet: half the cores (one on two), so that ingest's decoding keeps the rest. Batches
+ * beyond them wait their turn without being read.
+ */
+const THREADS = Math.max(1, Math.floor(availableParallelism() / 2));
+
+/**
+ * Each encoder thread's V8 old generation. Measured over a 64 MiB batch (docs/parquet-writers.md), the
+ * writer's live data is a few times one row group, but V8 collects it late: with its default heap a thread's
+ * peak was 135-175 MiB for 8 MiB row groups, with a 96 MiB limit ~115 MiB at the same CPU. The limit makes it
+ * collect sooner; it is well above what the largest row groups allowed (config: 32 MiB) need.
+ */
+const OLD_GENERATION_MB = 128;
+
+let pool: Piscina<EncodeTask, EncodeResult> | undefined;
+
+function encoderPool(): Piscina<EncodeTask, EncodeResult> {
+  // under tsx (tests, the benchmark) the worker is the TypeScript source; in dist/ it is compiled
+  const worker = import.meta.url.endsWith('.ts') ? './parquet-encode-worker.ts' : './parquet-encode-worker.js';
+  pool ??= new Piscina({
+    filename: new URL(worker, import.meta.url).href,
+    minThreads: 0,
+    maxThreads: THREADS,
+    // one file at a time per thread: two would hold two row groups
+    concurrentTasksPerWorker: 1,
+    idleTimeout: 30_000,
+    resourceLimits: { maxOldGenerationSizeMb: OLD_GENERATION_MB },
+  });
+  return pool;
+}
+
+/** Ends the encoder threads (at shutdown); a later encoding starts them again. */
+export async function closeParquetEncoder(): Promise<void> {
+  const closing = pool;
+  pool = undefined;
+  await closing?.destroy();
+}
+
+export type ParquetObject = StoredObject & {
+  count: number;
+  /** Decisions that are not JSON, left out of the file (never from the buffer, which holds JSON only). */
+  unprocessable: Array<{ line: string; error: string }>;
+};
+
+/** A Parquet object of decisions: NDJSON line groups as bufferLines (or transformLines) yields them. */
+export async function parquetDecisionsObject(
+  groups: Iterable<Buffer>,
+  encoding: Encoding,
+  key: string,
+): Promise<ParquetObject> {
+  return objectOf(await encodeOnWorker('decisions', encoding, decisionPieces(groups)), key);
+}
+
+/** A Parquet object of a batched destination's events (id, topic, time, metadata, data). */
+export async function parquetEventsObject(
+  events: Iterable<ParquetEvent>,
+  encoding: Encoding,
+  key: string,
+): Promise<ParquetObject> {
+  return objectOf(await encodeOnWorker('events', encoding, eventPieces(events)), key);
+}
+
+function objectOf(result: EncodeResult, key: string): ParquetObject {
+  const body = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
+  // the compression is inside the file: no Content-Encoding, or a client would try to gunzip a Parquet file
+  return {
+    key,
+    body,
+    contentType: PARQUET_CONTENT_TYPE,
+    contentMD5: md5(body),
+    count: result.count,
+    unprocessable: result.unprocessable,
+  };
+}
+
+/**
+ * Runs one file's task, answering each `more` of the worker with the next piece (moved, not copied), `null`
+ * at the end. If reading a piece throws (the buffer), the worker is told to give up and that error is thrown.
+ */
+async function encodeOnWorker(
+  kind: EncodeTask['kind'],
+  encoding: Encoding,
+  pieces: Iterator<Uint8Array | ParquetEvent[]>,
+): Promise<EncodeResult> {
+  if (encoding.format !== 'parquet') throw new Error(`not a Parquet encoding: ${encoding.format}`);
+  const { port1, port2 } = new MessageChannel();
+  let ended = false;
+  let failure: unknown;
+  const send = (piece: Piece) =>
+    port1.postMessage(piece, piece instanceof Uint8Array ? [piece.buffer as ArrayBuffer] : []);
+  port1.on('message', () => {
+    if (ended) return;
+    let next: IteratorResult<Uint8Array | ParquetEvent[]>;
+    try {
+      next = pieces.next();
+    } catch (err) {
+      failure = err;
+      ended = true;
+      send({ abort: `reading the batch failed: ${(err as Error).message}` });
+      return;
+    }
+    if (next.done) ended = true;
+    send(next.done ? null : next.value);
+  });
+  try {
+    return await encoderPool().run(
+      {
+        kind,
+        compression: encoding.compression as ParquetCompression,
+        rowGroupBytes: encoding.parquet?.row_group_bytes ?? DEFAULT_ROW_GROUP_BYTES,
+        port: port2,
+      },
+      { transferList: [port2] },
+    );
+  } catch (err) {
+    throw failure ?? err;
+  } finally {
+    port1.close();
+    pieces.return?.();
+  }
+}
+
+/** Line groups cut at line ends into pieces of about PIECE_BYTES, each in an ArrayBuffer of its own (to be moved). */
+function* decisionPieces(groups: Iterable<Buffer>): Generator<Uint8Array> {
+  for (const group of groups) {
+    let start = 0;
+    while (start < group.length) {
+      let end = group.length;
+      if (end - start > PIECE_BYTES) {
+        const newline = group.indexOf(0x0a, start + PIECE_BYTES);
+        end = newline === -1 ? group.length : newline + 1;
+      }
+      // a copy: the group's memory may be shared (a slice of a chunk, Node's buffer pool)
+      yield new Uint8Array(group.subarray(start, end));
+      start = end;
+    }
+  }
+}
+
+/** Events in slices of about PIECE_BYTES (at most PIECE_EVENTS), with only the fields the file holds. */
+function* eventPieces(events: Iterable<ParquetEvent>): Generator<ParquetEvent[]> {
+  let piece: ParquetEvent[] = [];
+  let bytes = 0;
+  for (const e of events) {
+    piece.push({ id: e.id, topic: e.topic, time: e.time, metadata: e.metadata, data: e.data });
+    bytes += e.data.length + e.id.length + e.topic.length + 64;
+    if (bytes >= PIECE_BYTES || piece.length >= PIECE_EVENTS) {
+      yield piece;
+      piece = [];
+      bytes = 0;
+    }
+  }
+  if (piece.length > 0) yield piece;
+}
