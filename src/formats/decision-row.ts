@@ -12,7 +12,7 @@
  */
 
 import { keyIs, parseJson, stringValue, type JsonMember, type JsonNode, type JsonScalar } from '../json/source-tree.js';
-import { rfc3339Micros } from './rfc3339.js';
+import { rfc3339Micros, rfc3339Nano } from './rfc3339.js';
 import { wellFormed, wellFormedJson } from './well-formed.js';
 
 export interface DecisionRow {
@@ -90,12 +90,22 @@ export function decisionRow(text: string): DecisionRow {
     if (field !== undefined) {
       if (seen.has(field)) continue;
       seen.add(field);
-      if (setTyped(row, field, member.value)) continue;
+      if (setTyped(row, field, member.value)) {
+        // A timestamp the column cannot give back as it was sent (OPA's nanoseconds, an offset other than Z,
+        // an escape in its text) keeps that text in `extra` as well, where readers of the decision's text take
+        // it from: the column holds its instant (to the microsecond) for queries.
+        if (field !== 'timestamp' || timestampTextKept(row.timestamp!, member.value)) continue;
+      }
     }
     extra.push(memberText(member));
   }
   if (extra.length > 0) row.extra = `{${extra.reverse().join(',')}}`;
   return row;
+}
+
+/** Whether the timestamp column, written as RFC3339Nano in UTC, is the member's text byte for byte. */
+function timestampTextKept(micros: bigint, value: JsonNode): boolean {
+  return value.src.slice(value.start, value.end) === `"${rfc3339Nano(micros)}"`;
 }
 
 /** Puts a member's value in its typed column; false if it does not fit there. */

@@ -22,6 +22,7 @@
  * over that column: a writer that keeps a timestamp's text there gets it back exactly.
  */
 
+import { rfc3339Nano } from './rfc3339.js';
 import { keyOf, parseJson, type JsonMember, type JsonNode } from '../json/source-tree.js';
 import type { DecisionRow } from './decision-row.js';
 
@@ -135,10 +136,4 @@ export function goString(s: string): string {
   return `"${s.replace(/["\\<>&\u0000-\u001f\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
 }
 
-/** Microseconds since the epoch as Go's RFC3339Nano in UTC: `2026-05-01T12:34:56.1234Z`, no trailing zeros. */
-export function rfc3339Nano(micros: bigint): string {
-  const ms = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
-  const iso = new Date(Number(ms)).toISOString();
-  const fraction = (((micros % 1_000_000n) + 1_000_000n) % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  return `${iso.slice(0, 19)}${fraction === '' ? '' : `.${fraction}`}Z`;
-}
+export { rfc3339Nano };

@@ -6,9 +6,9 @@ import { decisionText, goString, rfc3339Nano } from '../../src/formats/decision-
 import { encodeDecisionsParquet } from '../../src/formats/parquet-decisions.js';
 import { parquetDecisionTexts, type ByteSource } from '../../src/formats/parquet-decisions-reader.js';
 
-/** What OPA 0.61 sent to a decision log service (captured), with its timestamp cut to microseconds. */
+/** What OPA 0.61 sent to a decision log service (captured): its timestamp in nanoseconds. */
 const OPA_DECISION =
-  '{"labels":{"aa":"x","id":"5d9e536f-1eb1-4d14-918b-0d4888a7c070","version":"0.61.0","zz":"a\\u003cb"},"decision_id":"073c5662-9f2b-4b52-b568-c667a4094551","path":"authz/allow","input":{"h":"\\u003c\\u0026\\u003e","n":12345678901234567890,"user":"bob"},"result":true,"requested_by":"127.0.0.1:54474","timestamp":"2026-12-02T06:13:03.949029Z","metrics":{"counter_server_query_cache_hit":0,"timer_rego_input_parse_ns":247985,"timer_server_handler_ns":876924},"req_id":2}';
+  '{"labels":{"aa":"x","id":"5d9e536f-1eb1-4d14-918b-0d4888a7c070","version":"0.61.0","zz":"a\\u003cb"},"decision_id":"073c5662-9f2b-4b52-b568-c667a4094551","path":"authz/allow","input":{"h":"\\u003c\\u0026\\u003e","n":12345678901234567890,"user":"bob"},"result":true,"requested_by":"127.0.0.1:54474","timestamp":"2026-12-02T06:13:03.949029135Z","metrics":{"counter_server_query_cache_hit":0,"timer_rego_input_parse_ns":247985,"timer_server_handler_ns":876924},"req_id":2}';
 
 /** Decisions whose text comes back byte for byte. */
 export const EXACT_DECISIONS = [
@@ -29,12 +29,20 @@ test('a decision split into its row comes back as its text', () => {
   for (const text of EXACT_DECISIONS) assert.equal(decisionText(decisionRow(text)), text);
 });
 
-test('what is rebuilt: OPA order, Go string escapes, microseconds', () => {
+test('what is rebuilt: OPA order, Go string escapes; a timestamp the column cannot give back is kept as sent', () => {
+  const nanos = decisionRow('{"timestamp":"2026-05-01T12:00:00.123456789+02:00","path":"\\u00e9<","decision_id":"x"}');
+  // the column holds the instant, to the microsecond, in UTC; the text as sent is kept in extra too
+  assert.equal(nanos.timestamp, BigInt(Date.parse('2026-05-01T10:00:00.123Z')) * 1000n + 456n);
+  assert.equal(nanos.extra, '{"timestamp":"2026-05-01T12:00:00.123456789+02:00"}');
   assert.equal(
-    decisionText(
-      decisionRow('{"timestamp":"2026-05-01T12:00:00.123456789+02:00","path":"\\u00e9<","decision_id":"x"}'),
-    ),
-    '{"decision_id":"x","path":"é\\u003c","timestamp":"2026-05-01T10:00:00.123456Z"}',
+    decisionText(nanos),
+    '{"decision_id":"x","path":"é\\u003c","timestamp":"2026-05-01T12:00:00.123456789+02:00"}',
+  );
+  // one the column gives back byte for byte is not kept twice
+  assert.equal(decisionRow('{"timestamp":"2026-05-01T10:00:00.5Z"}').extra, null);
+  assert.equal(
+    decisionRow('{"timestamp":"2026-05-01T10:00:00.500Z"}').extra,
+    '{"timestamp":"2026-05-01T10:00:00.500Z"}',
   );
   // a member OPA does not have goes at the end, or before the next member of extra that OPA has
   assert.equal(
