@@ -190,7 +190,7 @@ const invalid: Array<{ name: string; yaml: string; expect: Array<[string, RegExp
   },
   {
     name: 'several problems at once',
-    yaml: `listen: nowhere\noutputs:\n  - name: a\n    type: file\n    path: /tmp/x\n    batch: { max_bytes: lots, max_age: soon }\n    colour: red\n  - { name: b, type: s3, bucket: logs, endpoint: "\${${UNSET}}", format: parquet }\n`,
+    yaml: `listen: nowhere\noutputs:\n  - name: a\n    type: file\n    path: /tmp/x\n    batch: { max_bytes: lots, max_age: soon }\n    colour: red\n  - { name: b, type: s3, bucket: logs, endpoint: "\${${UNSET}}", format: orc }\n`,
     expect: [
       ['listen', /host:port/],
       ['outputs.0.batch.max_bytes', /"lots" is not a size/],
