@@ -282,3 +282,39 @@ test('sluice table: outputs without objects to query exit 2; each key layout get
   assert.match(eopa.stdout, /^LOCATION 's3:\/\/logs\/';$/m);
   assert.ok(daysAgo(0).endsWith('123Z'));
 });
+
+test('a real Parquet output, end to end: sluice query gives each decision back byte for byte (OPA nanosecond timestamps too), and the DuckDB view sluice table prints runs the README queries', async (t) => {
+  const dir = dirFor(t);
+  const objects = path.join(dir, 'objects');
+  const file = configFile(dir, {
+    outputs: [{ name: 'archive', type: 'file', path: objects, format: 'parquet', batch: { max_age: '200ms' } }],
+  });
+  const sluice = await new SluiceProcess({ cwd: dir, args: ['--config', file] }).start();
+  t.after(() => sluice.kill9());
+  // OPA sends nanoseconds: every other decision gets nine fraction digits
+  const sent = queryDecisions().map((d, i) =>
+    i % 2 === 0 ? { ...d, text: d.text.replace(/"timestamp":"([^"]*)123Z"/, '"timestamp":"$1123789Z"') } : d,
+  );
+  assert.ok(sent.some((d) => /\.\d{9}Z"/.test(d.text)));
+  for (const partition of ['default', 'acme']) {
+    const mine = sent.filter((d) => d.partition === partition).map((d) => d.text);
+    const body = Buffer.from(`[${mine.join(',')}]`);
+    const res = await postDecisions(sluice.url, body, { partition: partition === 'default' ? undefined : partition });
+    assert.equal(res.status, 200);
+  }
+  await sluice.until(
+    'every decision in the objects',
+    async () => (await sluice.ready()).outputs[0]!.delivered.events === sent.length,
+  );
+  for (const d of sent) {
+    const res = await runCli(['query', '-c', file, '-o', 'archive', '--from', '30d', '--decision-id', d.id]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout, `${d.text}\n`, `${d.id} comes back as sent`);
+  }
+  const res = await runCli(['table', '-c', file, '-o', 'archive', '--engine', 'duckdb']);
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stdout, /read_parquet\(/);
+  const db = await duckdbFor(t);
+  await runScript(db, res.stdout);
+  await checkView(db, 'archive', sent, 'exact');
+});

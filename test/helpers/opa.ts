@@ -31,12 +31,13 @@ export function decisions(n: number, overrides: Record<string, unknown> = {}): A
  * POSTs decisions the way OPA does: one gzip-compressed JSON array. Bounded by `timeoutMs` (60 s by default,
  * room for a large batch on a loaded machine), so a request that never gets its answer fails its test.
  */
+/** POSTs decisions to /logs as OPA does; a Buffer is sent as it is (exact text: numbers past 2^53, escapes). */
 export async function postDecisions(
   url: string,
-  body: unknown[],
+  body: unknown[] | Buffer,
   opts: { partition?: string; token?: string; gzip?: boolean; timeoutMs?: number } = {},
 ): Promise<Response> {
-  const json = Buffer.from(JSON.stringify(body));
+  const json = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
   const gzip = opts.gzip ?? true;
   const headers: Record<string, string> = {
     'content-type': 'application/json',
