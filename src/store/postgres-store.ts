@@ -341,11 +341,13 @@ export class PostgresStore implements Store {
     attempt: NewAttempt,
     delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
   ): Promise<Attempt | undefined> {
+    // the attempt's time is now, not when its write gets a connection: a retry's wait is counted from now too
+    const time = Date.now();
     return this.write(async (tx, delta) => {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor logged.
       if (!(await this.deliveries.settle(tx, delta, wholeMs(delivery), attempt.tenant_id, attempt.destination_id)))
         return undefined;
-      return this.attempts.insert(tx, wholeDuration(attempt));
+      return this.attempts.insert(tx, wholeDuration(attempt), time);
     });
   }
 
@@ -403,12 +405,13 @@ export class PostgresStore implements Store {
     batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
     status: 'pending' | 'success' | 'failed',
   ): Promise<Attempt | undefined> {
+    const time = Date.now();
     return this.write(async (tx, delta) => {
       // a batch deleted while it was uploaded (its destination or tenant deleted) is not logged, as in recordAttempt
       if (!(await this.batches.record(tx, wholeMs(batch), status))) return undefined;
       if (status !== 'pending')
         await this.deliveries.settleBatch(tx, delta, batch.key, status, batch.attempts, attempt.tenant_id);
-      return this.attempts.insert(tx, wholeDuration(attempt));
+      return this.attempts.insert(tx, wholeDuration(attempt), time);
     });
   }
 
