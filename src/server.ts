@@ -268,7 +268,7 @@ export async function startServer(
   });
 
   for (const w of workers) w.start();
-  dispatcher.start();
+  await dispatcher.start();
   const { host, port } = parseListen(config.listen);
   await app.listen({ host, port });
   const address = app.server.address();

@@ -12,7 +12,7 @@ import { createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SignJWT } from 'jose';
-import { SluiceProcess, tempDir } from './helpers/sluice.js';
+import { SluiceProcess, TEST_STORE_IS_POSTGRES, tempDir } from './helpers/sluice.js';
 import { S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
 import { ApiClient, assertError, assertNotFound, type Json } from './helpers/api.js';
 import { closedPort } from './helpers/outpost.js';
@@ -555,7 +555,10 @@ describe('destination ids are per tenant', () => {
     await sluice.stop();
   });
 
-  test('a database made when ids were global: its destination, pending delivery and batch tenant are kept, and the id becomes free in other tenants', async () => {
+  // An upgrade of a store.sqlite the previous version wrote, read back with SQLite: nothing of it is PostgreSQL's.
+  test('a database made when ids were global: its destination, pending delivery and batch tenant are kept, and the id becomes free in other tenants', {
+    skip: TEST_STORE_IS_POSTGRES && 'a store.sqlite migration: not the PostgreSQL store',
+  }, async () => {
     const s3 = await startS3(['legacy']);
     const dataDir = dir('sluice-legacy-');
     const eventId = randomUUID();

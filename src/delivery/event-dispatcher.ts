@@ -86,12 +86,16 @@ export class EventDispatcher {
     this.batcher = new EventBatcher(store, this.delivery, this.retry);
   }
 
-  start(): void {
+  /**
+   * Resolves once the log has been pruned a first time: what log_retention let go of is gone before the API
+   * answers (a store over the network takes a while to prune, and must not show it meanwhile).
+   */
+  async start(): Promise<void> {
     // pump and prune never reject: each catches and logs its store's failures
     this.store.onPublish(() => void this.pump());
     this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
-    void this.prune();
+    await this.prune();
     void this.pump();
   }
 

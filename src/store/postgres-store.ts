@@ -341,11 +341,13 @@ export class PostgresStore implements Store {
     attempt: NewAttempt,
     delivery: Pick<Delivery, 'seq' | 'status' | 'attempts' | 'next_attempt_at'>,
   ): Promise<Attempt | undefined> {
+    // the attempt's time is now, not when its write gets a connection: a retry's wait is counted from now too
+    const time = Date.now();
     return this.write(async (tx, delta) => {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor logged.
-      if (!(await this.deliveries.settle(tx, delta, delivery, attempt.tenant_id, attempt.destination_id)))
+      if (!(await this.deliveries.settle(tx, delta, wholeMs(delivery), attempt.tenant_id, attempt.destination_id)))
         return undefined;
-      return this.attempts.insert(tx, attempt);
+      return this.attempts.insert(tx, wholeDuration(attempt), time);
     });
   }
 
@@ -403,12 +405,13 @@ export class PostgresStore implements Store {
     batch: Pick<EventBatch, 'key' | 'attempts' | 'next_attempt_at'>,
     status: 'pending' | 'success' | 'failed',
   ): Promise<Attempt | undefined> {
+    const time = Date.now();
     return this.write(async (tx, delta) => {
       // a batch deleted while it was uploaded (its destination or tenant deleted) is not logged, as in recordAttempt
-      if (!(await this.batches.record(tx, batch, status))) return undefined;
+      if (!(await this.batches.record(tx, wholeMs(batch), status))) return undefined;
       if (status !== 'pending')
         await this.deliveries.settleBatch(tx, delta, batch.key, status, batch.attempts, attempt.tenant_id);
-      return this.attempts.insert(tx, attempt);
+      return this.attempts.insert(tx, wholeDuration(attempt), time);
     });
   }
 
@@ -527,4 +530,17 @@ function withoutPassword(url: string): string {
 /** What publishes lock (see PgEvents.lockKeys): none for text PostgreSQL cannot hold, which the publish refuses. */
 function eventKeys(events: NewEvent[]): string[] {
   return events.map((e) => `${e.tenant_id}/${e.id}`).filter((key) => !hasNul(key));
+}
+
+/**
+ * Times are whole ms in PostgreSQL (bigint), where SQLite keeps whatever number it is given: a retry's wait is a
+ * random fraction of its backoff, so its due time is rounded up (never due before the wait is over).
+ */
+function wholeMs<T extends { next_attempt_at: number }>(row: T): T {
+  return { ...row, next_attempt_at: Math.ceil(row.next_attempt_at) };
+}
+
+/** An attempt's duration in whole ms, as its bigint column keeps it. */
+function wholeDuration(attempt: NewAttempt): NewAttempt {
+  return { ...attempt, duration_ms: Math.round(attempt.duration_ms) };
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,6 +51,46 @@ export async function runCli(
   return { code, stdout, stderr };
 }
 
+/** The PostgreSQL of the suites' PostgreSQL runs (as test/helpers/postgres.ts, without loading its client). */
+const TEST_POSTGRES_URL = process.env.SLUICE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** The secrets every node of a PostgreSQL store must be given: fixed, so a restarted server reads what it stored. */
+export const TEST_POSTGRES_SECRETS = {
+  encryption_key: 'sluice-test-encryption-key',
+  jwt_secret: 'sluice-test-jwt-secret',
+};
+
+/** Whether this run gives its servers a PostgreSQL store (SLUICE_TEST_STORE=postgres, set by scripts/test-postgres.mjs). */
+export const TEST_STORE_IS_POSTGRES = process.env.SLUICE_TEST_STORE === 'postgres';
+
+/**
+ * The schema of the PostgreSQL store of a data_dir: the same for the same directory, so a server restarted on
+ * its data_dir finds its tenants and events again, as it would in its store.sqlite. SLUICE_TEST_SCHEMA_PREFIX
+ * (default `t_`) names the run, whose schemas scripts/test-postgres.mjs drops at its end.
+ */
+export function testSchemaFor(dataDir: string): string {
+  const prefix = process.env.SLUICE_TEST_SCHEMA_PREFIX ?? 't_';
+  return prefix + createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
+}
+
+/**
+ * With SLUICE_TEST_STORE=postgres, a config that names no store gets a PostgreSQL one (in the schema of its
+ * data_dir) and, where neither the config nor the environment sets them, the secrets that store requires.
+ * A test that names its store, or one that starts without a config, keeps what it has.
+ */
+function withTestStore(config: Record<string, unknown>, cwd: string, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  if (!TEST_STORE_IS_POSTGRES || config.store !== undefined) return config;
+  const dataDir = path.resolve(cwd, typeof config.data_dir === 'string' ? config.data_dir : './data');
+  const api = { ...((config.api as Record<string, unknown> | undefined) ?? {}) };
+  if (api.encryption_key === undefined && !env.SLUICE_ENCRYPTION_KEY)
+    api.encryption_key = TEST_POSTGRES_SECRETS.encryption_key;
+  if (api.jwt_secret === undefined && !env.SLUICE_JWT_SECRET) api.jwt_secret = TEST_POSTGRES_SECRETS.jwt_secret;
+  return {
+    ...config,
+    api,
+    store: { type: 'postgres', url: TEST_POSTGRES_URL, schema: testSchemaFor(dataDir) },
+  };
+}
+
 /**
  * The real `sluice serve` in its own process. `config` is written as YAML (or omitted for the embedded
  * defaults, with `cwd` as the working directory); it listens on a free loopback port.
@@ -85,7 +126,8 @@ export class SluiceProcess {
     const args = [CLI, 'serve', ...(this.opts.args ?? [])];
     if (this.opts.config) {
       const file = path.join(cwd, 'sluice.yaml');
-      writeFileSync(file, stringify({ listen: '127.0.0.1:0', log: { level: 'info' }, ...this.opts.config }));
+      const config = withTestStore(this.opts.config, cwd, { ...process.env, ...this.opts.env });
+      writeFileSync(file, stringify({ listen: '127.0.0.1:0', log: { level: 'info' }, ...config }));
       args.push('--config', file);
     }
     this.output = '';

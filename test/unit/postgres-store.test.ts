@@ -526,3 +526,63 @@ test('two nodes publishing the same ids in opposite orders at once wait for each
   assert.deepEqual(rows[0], { n: 300, e: 300 }, 'one delivery per event');
   assert.equal(await a.pendingDeliveries(), 300);
 });
+
+test('an event published again outside the window while its delivery is claimed gets a delivery of its own: the claimed one may carry the old data', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const a = await c.node(1);
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  await a.publish({ ...event('acme', 'e1'), data: '{"v":1}' }, ['des_a'], 1);
+  const [claimed] = await a.dueDeliveries(Date.now(), 10, []);
+  assert.equal(claimed?.event.data, '{"v":1}', 'in flight with the first data');
+  // outside a 1 ms window: bounded, it is a matter of the clock moving on
+  await eventually('the window is over', 1000, async () => {
+    const again = await a.publish({ ...event('acme', 'e1'), data: '{"v":2}' }, ['des_a'], 1);
+    return !again.duplicate;
+  });
+  assert.equal(await a.pendingDeliveries('acme'), 2, 'the claimed delivery and one for the new publish');
+  await a.recordAttempt(
+    {
+      tenant_id: 'acme',
+      event_id: 'e1',
+      destination_id: 'des_a',
+      status: 'success',
+      code: '200',
+      response_data: null,
+      error: null,
+      attempt_number: 1,
+      manual: false,
+      duration_ms: 1,
+    },
+    { seq: claimed.delivery.seq, status: 'success', attempts: 1, next_attempt_at: 0 },
+  );
+  const next = await a.dueDeliveries(Date.now(), 10, []);
+  assert.deepEqual(
+    next.map((d) => d.event.data),
+    ['{"v":2}'],
+    'the new publish is delivered with its own data',
+  );
+  // not yet claimed: a third publish outside the window rides on that pending delivery
+  await a.recordAttempt(
+    {
+      tenant_id: 'acme',
+      event_id: 'e1',
+      destination_id: 'des_a',
+      status: 'failed',
+      code: '500',
+      response_data: null,
+      error: 'refused',
+      attempt_number: 1,
+      manual: false,
+      duration_ms: 1,
+    },
+    { seq: next[0]!.delivery.seq, status: 'pending', attempts: 1, next_attempt_at: Date.now() + HOUR },
+  );
+  await eventually('the window is over', 1000, async () => {
+    const again = await a.publish({ ...event('acme', 'e1'), data: '{"v":3}' }, ['des_a'], 1);
+    return !again.duplicate;
+  });
+  assert.equal(await a.pendingDeliveries('acme'), 1, 'one pending delivery, not yet started, carries the latest');
+});

@@ -429,6 +429,27 @@ contract(
 );
 
 contract(
+  'deliveries: a retry due after a wait of a fraction of a ms (full jitter) is recorded, and due only once the wait is over',
+  async (t, open) => {
+    const { store } = await open(t);
+    await store.upsertTenant('acme', {});
+    await store.createDestination(destination('acme', 'des_a'), 10);
+    await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
+    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    assert.ok(due);
+    const retryAt = Date.now() + HOUR + 0.666;
+    const logged = await store.recordAttempt(
+      { ...attempt('acme', 'des_a', 'e1', 'failed'), duration_ms: 12.5 },
+      { seq: due.delivery.seq, status: 'pending', attempts: 1, next_attempt_at: retryAt },
+    );
+    assert.ok(logged, 'the failed attempt is logged');
+    assert.equal(await store.pendingDeliveries('acme'), 1, 'still pending, for its retry');
+    assert.deepEqual(await store.dueDeliveries(Math.floor(retryAt), 10, []), [], 'not due before its wait is over');
+    assert.equal((await store.dueDeliveries(Math.ceil(retryAt), 10, [])).length, 1, 'due once it is');
+  },
+);
+
+contract(
   'batches: deliveries of a batched destination wait for a batch; its final attempt settles them',
   async (t, open) => {
     const { store } = await open(t);

@@ -31,8 +31,8 @@ export class PgAttempts {
   ) {}
 
   /** Logs the attempt, made now by this node, under a new id. */
-  async insert(tx: Sql, attempt: NewAttempt): Promise<Attempt> {
-    const time = Date.now();
+  /** `time`: when the attempt was made, which a write waiting for its turn must not move later. */
+  async insert(tx: Sql, attempt: NewAttempt, time = Date.now()): Promise<Attempt> {
     const id = `atm_${randomBytes(10).toString('hex')}`;
     await tx.query(
       `INSERT INTO attempts (id, tenant_id, event_id, destination_id, status, code, response_data, error, attempt_number,

@@ -54,8 +54,10 @@ export class PgDeliveries {
 
   /**
    * A pending delivery of the event to each of the tenant's destinations named, due at `now`, in the order
-   * named (none to a destination that is gone, nor to one the event already has a pending delivery to: the
-   * event published again outside the idempotency window).
+   * named (none to a destination that is gone, nor to one the event already has a pending delivery to that
+   * has not started: the event published again outside the idempotency window). A pending delivery that a node
+   * has claimed, or that is in a sealed batch, may already carry the event as it was: the new publish gets a
+   * delivery of its own, or what it acknowledged might never be delivered.
    */
   async add(tx: Sql, eventSeq: number, now: number, tenantId: string, destinationIds: string[]): Promise<number> {
     if (destinationIds.length === 0) return 0;
@@ -64,7 +66,8 @@ export class PgDeliveries {
        SELECT $1, t.tenant_id, t.id, 'pending', $2, (t.disabled_at IS NULL AND NOT t.batched)
        FROM unnest($4::text[]) WITH ORDINALITY AS named(id, n)
        JOIN destinations t ON t.tenant_id = $3 AND t.id = named.id
-       WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = $1 AND p.destination_id = named.id AND p.status = 'pending')
+       WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = $1 AND p.destination_id = named.id AND p.status = 'pending'
+                           AND p.claimed_by IS NULL AND p.batch IS NULL)
        ORDER BY named.n`,
       [eventSeq, now, tenantId, destinationIds],
     );
