@@ -4,6 +4,10 @@
  * exactly once, and writes bench/results/publish.{json,md}.
  *
  *   npm run bench:publish -- [--each 20000] [--batched 200000] [--connections 64] [--batch-size 100] [--profile]
+ *     [--store sqlite|postgres] [--nodes 1] [--postgres-url postgres://postgres@127.0.0.1:5432/test]
+ *
+ * `--store postgres --nodes N` starts N nodes on one fresh schema of that database (dropped afterwards), and
+ * the publishers send their requests to the nodes in turn (a round-robin load balancer).
  *
  * The batched destination is measured twice: one event per `POST /publish` (Outpost's API), and
  * `--batch-size` events per `POST /publish/batch` (Sluice's extension).
@@ -17,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
+import pg from 'pg';
 import { stringify } from 'yaml';
 import { percentile } from './loadgen.js';
 import { cpuSeconds, freePort, ROOT, rssMiB, startS3, waitHealthy } from './processes.js';
@@ -28,8 +33,18 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '64' },
     'batch-size': { type: 'string', default: '100' },
     profile: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'sqlite' },
+    nodes: { type: 'string', default: '1' },
+    'postgres-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/test' },
   },
 });
+const STORE = args.store === 'postgres' ? 'postgres' : 'sqlite';
+const NODES = Number(args.nodes);
+if (args.store !== STORE || !Number.isInteger(NODES) || NODES < 1 || NODES > 8)
+  throw new Error('--store is sqlite or postgres; --nodes 1 to 8');
+if (STORE === 'sqlite' && NODES !== 1) throw new Error('several nodes need --store postgres');
+/** bench/results/<this>.{json,md}: the SQLite run keeps its name, the PostgreSQL runs say their node count. */
+const RESULTS = STORE === 'sqlite' ? 'publish' : `publish-postgres-${NODES}-nodes`;
 const ADMIN = 'bench-admin-key';
 const DRAIN_TIMEOUT_MS = 600_000;
 
@@ -79,7 +94,7 @@ function eventOf(topic: string, n: number): Record<string, unknown> {
 
 /** `count` events over `connections` publishers, `perRequest` to a request (1: `POST /publish`, more: `/publish/batch`). */
 async function publishAll(
-  base: string,
+  bases: string[],
   topic: string,
   count: number,
   connections: number,
@@ -88,6 +103,7 @@ async function publishAll(
   const latencies: number[] = [];
   let throttled = 0;
   let next = 0;
+  let turn = 0;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: connections }, async () => {
@@ -96,6 +112,7 @@ async function publishAll(
         next = Math.min(count, next + perRequest);
         const t0 = performance.now();
         const events = Array.from({ length: next - first }, (_, i) => eventOf(topic, first + i));
+        const base = bases[turn++ % bases.length]!;
         // a 429 (the tenant's pending bound: delivery is behind) is waited out and sent again, as a client should
         for (let attempt = 0; ; attempt++) {
           const { status } =
@@ -154,8 +171,8 @@ async function landed(s3: S3Client, prefix: string, batched: boolean): Promise<{
 
 async function phase(
   name: string,
-  base: string,
-  sluice: ChildProcess,
+  bases: string[],
+  sluices: ChildProcess[],
   s3: S3Client,
   topic: string,
   prefix: string,
@@ -164,12 +181,14 @@ async function phase(
   perRequest = 1,
 ): Promise<PhaseResult> {
   process.stdout.write(`  ${name}: publishing ${count.toLocaleString('en')} events... `);
-  const cpu0 = cpuSeconds(sluice.pid);
+  const cpuOf = () => sluices.reduce((sum, p) => sum + cpuSeconds(p.pid), 0);
+  const cpu0 = cpuOf();
   const started = performance.now();
-  const { seconds, latencies, throttled } = await publishAll(base, topic, count, Number(args.connections), perRequest);
-  await waitDrained(base);
+  const { seconds, latencies, throttled } = await publishAll(bases, topic, count, Number(args.connections), perRequest);
+  // the pending count is the store's: with PostgreSQL, the cluster's
+  await waitDrained(bases[0]!);
   const total = (performance.now() - started) / 1000;
-  const cpu = cpuSeconds(sluice.pid) - cpu0;
+  const cpu = cpuOf() - cpu0;
   const { objects, ns } = await landed(s3, prefix, batched);
   const unique = new Set(ns);
   const result: PhaseResult = {
@@ -182,7 +201,7 @@ async function phase(
     missing: count - unique.size,
     duplicates: ns.length - unique.size,
     sluiceCores: cpu / total,
-    peakRssMiB: rssMiB(sluice.pid!, 'VmHWM'),
+    peakRssMiB: Math.max(...sluices.map((p) => rssMiB(p.pid!, 'VmHWM'))),
     throttled,
   };
   console.log(`done (${result.missing} missing, ${result.duplicates} duplicates)`);
@@ -191,29 +210,44 @@ async function phase(
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sluice-bench-publish-'));
 const s3Port = await freePort();
-const port = await freePort();
 const s3Process = await startS3(path.join(dir, 's3'), s3Port);
-const file = path.join(dir, 'sluice.yaml');
-writeFileSync(
-  file,
-  stringify({
-    listen: `127.0.0.1:${port}`,
-    data_dir: path.join(dir, 'data'),
-    log: { level: 'warn' },
-    // s3rver on loopback: tenant destinations reach it only when it is allowed
-    api: {
-      admin_key: ADMIN,
-      retry: { initial_backoff: '200ms', max_backoff: '2s' },
-      destinations: { allowed_endpoints: ['127.0.0.1/32'] },
-    },
-  }),
-);
+const schema = `sluice_bench_${process.pid}_${Date.now()}`;
+const ports: number[] = [];
+const sluices: ChildProcess[] = [];
 // --profile: a V8 CPU profile of the server in bench/results/profiles
 const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(ROOT, 'bench', 'results', 'profiles')] : [];
-const sluice = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-const base = `http://127.0.0.1:${port}`;
+for (let i = 0; i < NODES; i++) {
+  const port = await freePort();
+  const file = path.join(dir, `sluice-${i}.yaml`);
+  writeFileSync(
+    file,
+    stringify({
+      listen: `127.0.0.1:${port}`,
+      data_dir: path.join(dir, `data-${i}`),
+      log: { level: 'warn' },
+      ...(STORE === 'postgres'
+        ? { store: { type: 'postgres', url: args['postgres-url'], schema, node_id: `bench-${i}` } }
+        : {}),
+      // s3rver on loopback: tenant destinations reach it only when it is allowed
+      api: {
+        admin_key: ADMIN,
+        ...(STORE === 'postgres' ? { encryption_key: 'bench-encryption-key', jwt_secret: 'bench-jwt-secret' } : {}),
+        retry: { initial_backoff: '200ms', max_backoff: '2s' },
+        destinations: { allowed_endpoints: ['127.0.0.1/32'] },
+      },
+    }),
+  );
+  sluices.push(
+    spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+  ports.push(port);
+  // one at a time: the first migrates the schema (the others would wait on its lock anyway)
+  await waitHealthy(port);
+}
+const bases = ports.map((p) => `http://127.0.0.1:${p}`);
+const base = bases[0]!;
 const s3 = new S3Client({
   region: 'us-east-1',
   endpoint: `http://127.0.0.1:${s3Port}`,
@@ -222,7 +256,6 @@ const s3 = new S3Client({
 });
 const results: PhaseResult[] = [];
 try {
-  await waitHealthy(port);
   const connection = { bucket: 'logs', region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}` };
   const credentials = { key: 'S3RVER', secret: 'S3RVER' };
   await api(base, 'PUT', '/tenants/bench');
@@ -241,7 +274,7 @@ try {
     config: { ...connection, batching: { max_events: 10000, max_age: '1s' } },
     credentials,
   });
-  results.push(await phase('one object per event', base, sluice, s3, 'each', 'each/', false, Number(args.each)));
+  results.push(await phase('one object per event', bases, sluices, s3, 'each', 'each/', false, Number(args.each)));
   await api(base, 'POST', '/tenants/bench/destinations', {
     type: 'aws_s3',
     topics: ['bulk'],
@@ -249,14 +282,14 @@ try {
     credentials,
   });
   results.push(
-    await phase('batched (10,000 events, 1 s)', base, sluice, s3, 'batch', 'batch/', true, Number(args.batched)),
+    await phase('batched (10,000 events, 1 s)', bases, sluices, s3, 'batch', 'batch/', true, Number(args.batched)),
   );
   const perRequest = Number(args['batch-size']);
   results.push(
     await phase(
       `batched, ${perRequest} events per POST /publish/batch`,
-      base,
-      sluice,
+      bases,
+      sluices,
       s3,
       'bulk',
       'bulk/',
@@ -266,14 +299,20 @@ try {
     ),
   );
 } finally {
-  sluice.kill('SIGTERM');
+  for (const sluice of sluices) sluice.kill('SIGTERM');
   s3Process.kill('SIGTERM');
-  await new Promise((resolve) => sluice.once('exit', resolve));
+  await Promise.all(sluices.map((sluice) => new Promise((resolve) => sluice.once('exit', resolve))));
+  if (STORE === 'postgres') {
+    const client = new pg.Client({ connectionString: args['postgres-url'] });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await client.end();
+  }
 }
 
 const n = (v: number) => Math.round(v).toLocaleString('en');
 const markdown = [
-  `Publish to aws_s3 destinations, ${args.connections} concurrent publishers, ~600 B events`,
+  `Publish to aws_s3 destinations, ${args.connections} concurrent publishers, ~600 B events, store ${STORE}, ${NODES} node${NODES > 1 ? 's' : ''}`,
   '',
   '| destination | events | acked/s | publish ms p50 / p99 | landed/s (publish to last object) | objects | missing / dup | 429s | sluice cores | peak RSS MiB |',
   '|---|---|---|---|---|---|---|---|---|---|',
@@ -284,13 +323,13 @@ const markdown = [
 ].join('\n');
 mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
 writeFileSync(
-  path.join(ROOT, 'bench', 'results', 'publish.json'),
+  path.join(ROOT, 'bench', 'results', `${RESULTS}.json`),
   JSON.stringify({ date: new Date().toISOString(), node: process.version, args, results }, null, 2),
 );
 writeFileSync(
-  path.join(ROOT, 'bench', 'results', 'publish.md'),
+  path.join(ROOT, 'bench', 'results', `${RESULTS}.md`),
   `# Publish benchmark ${new Date().toISOString()}\n\n${markdown}\n`,
 );
-console.log(`\n${markdown}\n\nwritten: bench/results/publish.json, publish.md`);
+console.log(`\n${markdown}\n\nwritten: bench/results/${RESULTS}.json, ${RESULTS}.md`);
 rmSync(dir, { recursive: true, force: true });
 process.exit(results.every((r) => r.missing === 0 && r.duplicates === 0) ? 0 : 1);

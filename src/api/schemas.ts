@@ -96,6 +96,10 @@ export const attemptSchema = z.object({
   manual: z.boolean(),
   time,
   duration_ms: z.number(),
+  node_id: z
+    .string()
+    .optional()
+    .describe('the node that made the attempt (store.node_id), with a PostgreSQL store shared by several nodes'),
   event: z
     .object({ ...eventFields, data: z.record(z.string(), z.unknown()).optional() })
     .nullable()

@@ -193,19 +193,24 @@ export class EventDispatcher {
   }
 
   private startAll(due: DueDelivery[], ended: ReadonlySet<number>): void {
-    // stopped while the read was on its way
+    // Stopped while the read was on its way: what it claimed is left to its lease (the store may be closing).
     if (this.stopped) return;
     const limit = this.config.delivery_concurrency;
     const now = Date.now();
+    // Read but not attempted now (their destination's or the overall limit is reached): given back, so that a
+    // store shared by several nodes does not keep them claimed for this one until the lease ends.
+    const notStarted: number[] = [];
     for (const item of due) {
       const id = destinationKey(item.delivery.tenant_id, item.delivery.destination_id);
-      if (
-        this.inflight.has(item.delivery.seq) ||
-        ended.has(item.delivery.seq) ||
-        this.holds.held(item.delivery.seq, now)
-      )
+      if (this.inflight.has(item.delivery.seq)) continue;
+      if (ended.has(item.delivery.seq) || this.holds.held(item.delivery.seq, now)) {
+        notStarted.push(item.delivery.seq);
         continue;
-      if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) continue;
+      }
+      if ((this.perDestination.get(id) ?? 0) >= limit || this.inflight.size >= MAX_INFLIGHT) {
+        notStarted.push(item.delivery.seq);
+        continue;
+      }
       this.inflight.set(item.delivery.seq, id);
       this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
       void this.attempt(item).finally(() => {
@@ -217,6 +222,12 @@ export class EventDispatcher {
         void this.refill(item.delivery.tenant_id, item.delivery.destination_id);
       });
     }
+    if (notStarted.length > 0)
+      this.store
+        .releaseDeliveries(notStarted)
+        .catch((err: unknown) =>
+          this.failures.warn('release', { err }, 'giving back deliveries not attempted failed (their claims expire)'),
+        );
   }
 
   /** Attempts a delivery, a batch of one, and records the attempt; never rejects. */

@@ -1,5 +1,5 @@
 import type { CredentialsCipher } from './credentials-cipher.js';
-import { ChangeListener } from './postgres/change-listener.js';
+import { ChangeListener, PUBLISHED_CHANNEL } from './postgres/change-listener.js';
 import { PgAttempts } from './postgres/attempts.js';
 import { PgBatches } from './postgres/batches.js';
 import { hasNul, PgDatabase, type Sql } from './postgres/database.js';
@@ -105,18 +105,31 @@ export class PostgresStore implements Store {
       db,
       Math.max(1, options.pool - 1),
       (tx, keys) => this.events.lockKeys(tx, db.schema, keys),
-      (tx, delta) => this.pending.write(tx, delta),
+      async (tx, delta) => {
+        await this.pending.write(tx, delta);
+        // new deliveries: every other node hears of them as this commits (NOTIFY is sent at the commit)
+        if ([...delta.values()].some((n) => n > 0))
+          await tx.query('SELECT pg_notify($1, $2)', [
+            PUBLISHED_CHANNEL,
+            JSON.stringify({ schema: db.schema, node: options.nodeId }),
+          ]);
+      },
       (delta) => {
         this.pending.applied(delta);
-        for (const listener of this.listeners) {
-          try {
-            listener();
-          } catch {
-            // a listener's failure is its own: the writes committed, and resolve
-          }
-        }
+        this.wakeListeners();
       },
     );
+  }
+
+  /** Tells the onPublish listeners that new deliveries are durable (this node's, or another's it heard of). */
+  private wakeListeners(): void {
+    for (const listener of this.listeners) {
+      try {
+        listener();
+      } catch {
+        // a listener's failure is its own: the writes committed, and resolve
+      }
+    }
   }
 
   /**
@@ -146,6 +159,7 @@ export class PostgresStore implements Store {
       this.db.schema,
       (tenantId) => this.forgetTenant(tenantId),
       (listening) => this.setCaching(listening),
+      { nodeId: this.nodeId, heard: () => this.wakeListeners() },
     );
     await this.listener.start();
     await this.pending.refresh();
@@ -327,6 +341,10 @@ export class PostgresStore implements Store {
 
   dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]> {
     return this.deliveries.dueOf(tenantId, destinationId, now, limit);
+  }
+
+  releaseDeliveries(seqs: number[]): Promise<void> {
+    return this.deliveries.release(seqs);
   }
 
   nextDueAt(): Promise<number | undefined> {

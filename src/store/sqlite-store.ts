@@ -207,6 +207,9 @@ export class SqliteStore implements Store {
     return this.deliveries.dueOf(tenantId, destinationId, now, limit);
   }
 
+  /** Nothing is claimed in SQLite (one node): nothing to give back. */
+  async releaseDeliveries(_seqs: number[]): Promise<void> {}
+
   async nextDueAt(): Promise<number | undefined> {
     return this.deliveries.nextDueAt();
   }

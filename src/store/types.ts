@@ -125,9 +125,11 @@ export interface Attempt {
   manual: boolean;
   time: string;
   duration_ms: number;
+  /** The node that made the attempt (store.node_id), where several share the store (PostgreSQL); else absent. */
+  node_id?: string;
 }
 
-export type NewAttempt = Omit<Attempt, 'id' | 'time'>;
+export type NewAttempt = Omit<Attempt, 'id' | 'time' | 'node_id'>;
 
 export interface PageQuery {
   limit: number;
@@ -282,6 +284,12 @@ export interface Store {
   dueDeliveries(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]>;
   /** Due deliveries of one destination, soonest first. */
   dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]>;
+  /**
+   * Gives back deliveries dueDeliveries(Of) returned that the caller does not attempt now (its per-destination
+   * or overall limit was reached): where the store claims them for this node (PostgreSQL), another node may
+   * take them at once instead of after the lease. Nothing to do where nothing is claimed (SQLite).
+   */
+  releaseDeliveries(seqs: number[]): Promise<void>;
   /** When the next pending delivery of an enabled per-event destination is due, if any. */
   nextDueAt(): Promise<number | undefined>;
   setObjectKey(deliverySeq: number, key: string): Promise<void>;

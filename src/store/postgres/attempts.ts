@@ -18,6 +18,7 @@ interface AttemptRow {
   manual: boolean;
   time: number;
   duration_ms: number;
+  node_id: string | null;
 }
 
 /**
@@ -54,7 +55,7 @@ export class PgAttempts {
         this.nodeId,
       ],
     );
-    return { ...attempt, id, time: new Date(time).toISOString() };
+    return { ...attempt, id, time: new Date(time).toISOString(), node_id: this.nodeId };
   }
 
   /** Whether the event's delivery to the destination was ever attempted on its own (not in a batch). */
@@ -126,5 +127,6 @@ function toAttempt(row: AttemptRow): Attempt {
     manual: row.manual,
     time: new Date(row.time).toISOString(),
     duration_ms: row.duration_ms,
+    ...(row.node_id !== null ? { node_id: row.node_id } : {}),
   };
 }

@@ -2,12 +2,18 @@ import pg from 'pg';
 
 /** The channel the tables' triggers notify on (see migration 001, notify_tenant_change). */
 const CHANNEL = 'sluice_changes';
+/**
+ * The channel a group of publishes notifies on as it commits new deliveries (`{schema, node}`), so that every
+ * node's dispatcher looks for due work at once rather than at its next idle look.
+ */
+export const PUBLISHED_CHANNEL = 'sluice_published';
 /** Wait before connecting again after the listening connection broke. */
 const RECONNECT_MS = 1000;
 
 /**
  * Hears of changes to tenants and destinations made by any node: one connection of its own that LISTENs to
- * the triggers' notifications, and tells `changed(tenantId)` for those of its schema. While it is not
+ * the triggers' notifications, and tells `changed(tenantId)` for those of its schema; and of publishes on
+ * other nodes (PUBLISHED_CHANNEL), told by `published()`. While it is not
  * connected, changes may go unheard: `connected(false)` says so (the caches then read the database every
  * time), and `connected(true)` once it listens again (the caches start empty).
  */
@@ -21,6 +27,7 @@ export class ChangeListener {
     private readonly schema: string,
     private readonly changed: (tenantId: string) => void,
     private readonly connected: (listening: boolean) => void,
+    private readonly published: { nodeId: string; heard: () => void } = { nodeId: '', heard: () => {} },
   ) {}
 
   /** Resolves once listening (or rejects when the database cannot be reached: a node does not start without it). */
@@ -39,14 +46,18 @@ export class ChangeListener {
   private async connect(): Promise<void> {
     const client = new pg.Client(this.config);
     client.on('notification', (message) => {
-      if (message.channel !== CHANNEL || !message.payload) return;
-      let change: { schema?: unknown; tenant?: unknown };
+      if ((message.channel !== CHANNEL && message.channel !== PUBLISHED_CHANNEL) || !message.payload) return;
+      let change: { schema?: unknown; tenant?: unknown; node?: unknown };
       try {
         change = JSON.parse(message.payload) as typeof change;
       } catch {
         return;
       }
-      if (change.schema === this.schema && typeof change.tenant === 'string') this.changed(change.tenant);
+      if (change.schema !== this.schema) return;
+      if (message.channel === PUBLISHED_CHANNEL) {
+        // this node's own publishes woke its dispatcher as they committed
+        if (change.node !== this.published.nodeId) this.published.heard();
+      } else if (typeof change.tenant === 'string') this.changed(change.tenant);
     });
     const broke = () => {
       if (this.client !== client) return;
@@ -60,6 +71,7 @@ export class ChangeListener {
     await client.connect();
     try {
       await client.query(`LISTEN ${CHANNEL}`);
+      await client.query(`LISTEN ${PUBLISHED_CHANNEL}`);
     } catch (err) {
       await client.end().catch(() => {});
       throw err;

@@ -173,6 +173,16 @@ export class PgDeliveries {
     return rows[0]?.at ?? undefined;
   }
 
+  /** Ends this node's claims on deliveries it will not attempt now, so that any node may claim them at once. */
+  async release(seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.sql.query(
+      `UPDATE deliveries SET claimed_by = NULL, lease_until = NULL
+       WHERE seq = ANY($1::bigint[]) AND claimed_by = $2 AND status = 'pending'`,
+      [seqs, this.nodeId],
+    );
+  }
+
   async setObjectKey(deliverySeq: number, key: string): Promise<void> {
     await this.sql.query('UPDATE deliveries SET object_key = $2 WHERE seq = $1', [deliverySeq, key]);
   }
