@@ -95,6 +95,7 @@ export async function startServer(
     store,
     () => workers.map((w) => w.status()),
     () => budget.inUse,
+    { store: opened.type, id: opened.type === 'postgres' ? opened.store.nodeId : null },
   );
   workers.push(
     ...config.outputs.map(

@@ -52,6 +52,7 @@ export class Metrics implements OutputMetrics {
     store: Store,
     outputs: () => OutputGauges[],
     decodedInFlight: () => number = () => 0,
+    node: { store: string; id: string | null } = { store: 'sqlite', id: null },
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -227,6 +228,14 @@ export class Metrics implements OutputMetrics {
         this.set(decodedInFlight());
       },
     });
+    // Which node and store a scrape is of: the store's figures (pending deliveries) are the cluster's with
+    // PostgreSQL, the rest this node's; joined on this, a dashboard tells the nodes apart by node_id.
+    new Gauge({
+      name: 'sluice_node_info',
+      help: 'Always 1: this node (store.node_id, empty with SQLite) and its store (sqlite or postgres).',
+      labelNames: ['node', 'store'],
+      registers,
+    }).set({ node: node.id ?? '', store: node.store }, 1);
     new Gauge({
       name: 'sluice_events_pending_deliveries',
       help: 'Deliveries of published events to destinations waiting (pending).',

@@ -173,12 +173,19 @@ export class PgDeliveries {
     return rows[0]?.at ?? undefined;
   }
 
-  /** Ends this node's claims on deliveries it will not attempt now, so that any node may claim them at once. */
+  /**
+   * Ends this node's claims on deliveries it will not attempt now, so that any node may claim them at once.
+   * Rows another transaction has locked (an attempt being recorded, a claim on its way) are skipped, not waited
+   * for: locking in no particular order beside those would deadlock, and a claim left holds only to its lease.
+   */
   async release(seqs: number[]): Promise<void> {
     if (seqs.length === 0) return;
     await this.sql.query(
-      `UPDATE deliveries SET claimed_by = NULL, lease_until = NULL
-       WHERE seq = ANY($1::bigint[]) AND claimed_by = $2 AND status = 'pending'`,
+      `WITH mine AS (
+         SELECT seq FROM deliveries WHERE seq = ANY($1::bigint[]) AND claimed_by = $2 AND status = 'pending'
+         ORDER BY seq FOR UPDATE SKIP LOCKED
+       )
+       UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL FROM mine WHERE d.seq = mine.seq`,
       [seqs, this.nodeId],
     );
   }
