@@ -1,22 +1,11 @@
 import type { CredentialsCipher } from '../credentials-cipher.js';
-import type { CreateDestinationResult, Destination, StringMap } from '../types.js';
+import { destinationOfRow, type DestinationColumns } from '../destination-row.js';
+import type { CreateDestinationResult, Destination } from '../types.js';
 import { hasNul, type Sql } from './database.js';
 import { TenantCache } from './tenant-cache.js';
 
-interface DestinationRow {
-  id: string;
-  tenant_id: string;
-  type: string;
-  topics: string;
-  config: string;
-  credentials: string;
-  delivery_metadata: string;
-  metadata: string;
+interface DestinationRow extends DestinationColumns {
   batched: boolean;
-  filter: string;
-  disabled_at: string | null;
-  created_at: string;
-  updated_at: string;
 }
 
 const COLUMNS =
@@ -140,19 +129,6 @@ export class PgDestinations {
   }
 
   private toDestination(row: DestinationRow): Destination {
-    return {
-      id: row.id,
-      tenant_id: row.tenant_id,
-      type: row.type,
-      topics: JSON.parse(row.topics) as string[],
-      config: JSON.parse(row.config) as Record<string, unknown>,
-      credentials: this.cipher.decrypt(row.credentials),
-      delivery_metadata: JSON.parse(row.delivery_metadata) as StringMap,
-      metadata: JSON.parse(row.metadata) as StringMap,
-      filter: JSON.parse(row.filter ?? '{}') as Record<string, unknown>,
-      disabled_at: row.disabled_at,
-      created_at: row.created_at,
-      updated_at: row.updated_at,
-    };
+    return destinationOfRow(row, this.cipher);
   }
 }

@@ -1,21 +1,10 @@
 import type Database from 'better-sqlite3';
 import type { CredentialsCipher } from '../credentials-cipher.js';
-import type { CreateDestinationResult, Destination, StringMap } from '../types.js';
+import { destinationOfRow, type DestinationColumns } from '../destination-row.js';
+import type { CreateDestinationResult, Destination } from '../types.js';
 
-interface DestinationRow {
-  id: string;
-  tenant_id: string;
-  type: string;
-  topics: string;
-  config: string;
-  credentials: string;
-  delivery_metadata: string;
-  metadata: string;
+interface DestinationRow extends DestinationColumns {
   batched: number;
-  filter: string;
-  disabled_at: string | null;
-  created_at: string;
-  updated_at: string;
 }
 
 /**
@@ -122,19 +111,6 @@ export class SqliteDestinations {
   }
 
   private toDestination(row: DestinationRow): Destination {
-    return {
-      id: row.id,
-      tenant_id: row.tenant_id,
-      type: row.type,
-      topics: JSON.parse(row.topics) as string[],
-      config: JSON.parse(row.config) as Record<string, unknown>,
-      credentials: this.cipher.decrypt(row.credentials),
-      delivery_metadata: JSON.parse(row.delivery_metadata) as StringMap,
-      metadata: JSON.parse(row.metadata) as StringMap,
-      filter: JSON.parse(row.filter ?? '{}') as Record<string, unknown>,
-      disabled_at: row.disabled_at,
-      created_at: row.created_at,
-      updated_at: row.updated_at,
-    };
+    return destinationOfRow(row, this.cipher);
   }
 }
