@@ -37,7 +37,7 @@ import { VERSION } from './version.js';
 import { schemaValidationError } from './http/validation.js';
 import { controlPlaneRoutes } from './api/control-plane.js';
 import { ApiAuth } from './api/auth.js';
-import { openStore, StoreConfigError, type OpenedStore } from './store/open-store.js';
+import { openStore, type OpenedStore } from './store/open-store.js';
 import { EventPublisher } from './sources/event-publisher.js';
 import { DecisionEvents } from './sources/decision-events.js';
 import { RecentlyAccepted } from './sources/recently-accepted.js';

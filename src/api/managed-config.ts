@@ -31,7 +31,7 @@ export const managedConfigRoutes: ControlPlaneRoutes = async (plain, { config })
         response: responses({ 200: configSchema }, [403]),
       },
     },
-    async (request) => {
+    async () => {
       return settings;
     },
   );
@@ -45,7 +45,7 @@ export const managedConfigRoutes: ControlPlaneRoutes = async (plain, { config })
         response: responses({}, [403, 501]),
       },
     },
-    async (request) => {
+    async () => {
       throw new HttpError(
         501,
         "Sluice's configuration is its config file (sluice.yaml): change it there and restart; GET /api/v1/config shows what applies",

@@ -5,7 +5,6 @@
 import { decisionsToChunks, decodeBody, type DecodedRequest } from './opa-decode.js';
 import { Piscina } from 'piscina';
 import { HttpError } from '../http/http-error.js';
-import type { NewChunk } from '../buffer/types.js';
 
 export interface DecodeTask {
   body: Uint8Array;
