@@ -14,6 +14,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { S3_KEY, S3_SECRET, TestS3 } from './helpers/s3.js';
+import { RecordingProxy } from './helpers/recording-proxy.js';
 import { SluiceProcess, tempDir } from './helpers/sluice.js';
 import { OutpostApi } from './helpers/outpost.js';
 import { dropSchema, POSTGRES_URL, schemaName, skipWithoutPostgres, sql } from './helpers/postgres.js';
@@ -30,6 +31,8 @@ const SINGLE_EVENTS = 1_500;
 const ROUNDS = 30;
 /** Short, so a takeover of the killed node's claims happens within the test. */
 const LEASE = '3s';
+/** api.delivery_concurrency as the nodes have it (the default). */
+const DELIVERY_CONCURRENCY = 8;
 /** A bound on everything landing after the last publish (on a loaded machine; it is seconds on an idle one). */
 const LAND_BOUND_MS = 240_000;
 
@@ -99,7 +102,7 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
 
   before(async () => {
     cleanups.push(() => dropSchema(schema));
-    s3 = new TestS3(['bulk', 'single']);
+    s3 = new TestS3(['bulk', 'single', 'slow']);
     await s3.start();
     cleanups.push(async () => {
       await s3.stop().catch(() => {});
@@ -308,5 +311,49 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
     }
     const { rows } = await sql(schema, 'SELECT count(*)::int AS n FROM events WHERE id = ANY($1)', [ids]);
     assert.equal(rows[0].n, ids.length, 'one stored event per id');
+  });
+
+  test("a destination's uploads in flight stay within api.delivery_concurrency over all the nodes together", async () => {
+    // each PUT held 200 ms on its way to s3rver: every node has due deliveries of the destination at once
+    const proxy = await new RecordingProxy(s3.port, 200).start();
+    cleanups.push(() => proxy.stop());
+    const [a, b] = [apis[0]!, apis[2]!];
+    const slow = (
+      await a.createDestination(TENANT, {
+        ...s3Destination(s3, 'slow', 'slow'),
+        config: { bucket: 'slow', region: 'us-east-1', endpoint: proxy.endpoint },
+      })
+    ).id;
+    await nodes[2]!.until(
+      `node 3 serves ${slow}`,
+      async () => (await b.call('GET', `/tenants/${TENANT}/destinations/${slow}`)).status === 200,
+    );
+    const EVENTS = 60;
+    await Promise.all(
+      [a, b].map(async (api, n) => {
+        const res = await api.call(
+          'POST',
+          '/publish/batch',
+          Array.from({ length: EVENTS / 2 }, (_, i) => ({
+            id: `slow-${n}-${i}`,
+            tenant_id: TENANT,
+            topic: 'slow',
+            data: { event: i, node: n },
+          })),
+        );
+        assert.equal(res.status, 202, res.text.slice(0, 500));
+      }),
+    );
+    await nodes[0]!.until(
+      'every slow event has its object',
+      async () => (await s3.keys('slow')).length >= EVENTS,
+      LAND_BOUND_MS,
+    );
+    assert.equal((await s3.keys('slow')).length, EVENTS, 'one object per event');
+    assert.ok(proxy.maxPutsInFlight > 1, `uploads ran side by side (${proxy.maxPutsInFlight} at most)`);
+    assert.ok(
+      proxy.maxPutsInFlight <= DELIVERY_CONCURRENCY,
+      `at most ${DELIVERY_CONCURRENCY} uploads at once over two nodes, not ${proxy.maxPutsInFlight}`,
+    );
   });
 });

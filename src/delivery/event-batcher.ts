@@ -118,15 +118,16 @@ export class EventBatcher {
     }
     const byKey = new Map(destinations.map((d) => [destinationKey(d.tenant_id, d.id), d]));
     const { answer: due, ended } = await this.endedWhileReading.during(() => this.store.dueBatches(now));
+    // Read but not uploaded now: given back, so that a store shared by several nodes does not keep them claimed
+    // for this one until the lease ends (one in flight here stays claimed: it is this node's upload).
+    const notStarted: string[] = [];
     for (const batch of due) {
+      if (this.batches.state(batch.key) !== undefined) continue;
       const destination = byKey.get(destinationKey(batch.tenant_id, batch.destination_id));
-      if (
-        !destination ||
-        this.batches.state(batch.key) !== undefined ||
-        ended.has(batch.key) ||
-        this.holds.held(batch.key, now)
-      )
+      if (!destination || ended.has(batch.key) || this.holds.held(batch.key, now)) {
+        notStarted.push(batch.key);
         continue;
+      }
       this.batches.enter(batch.key, 'sealed');
       this.batches.move(batch.key, 'in_flight');
       void this.upload(destination, batch).then((end) => {
@@ -136,6 +137,16 @@ export class EventBatcher {
         if (end === 'pending') this.batches.forget(batch.key);
       });
     }
+    if (notStarted.length > 0)
+      this.store
+        .releaseBatches(notStarted)
+        .catch((err: unknown) =>
+          this.delivery.failures.warn(
+            'release',
+            { err },
+            'giving back batches not uploaded failed (their claims expire)',
+          ),
+        );
   }
 
   /** Reads new deliveries into open groups and seals the groups that are full or old enough. */

@@ -149,7 +149,7 @@ export class EventDispatcher {
         const busy = [...this.perDestination].filter(([, n]) => n >= limit).map(([id]) => id);
         // In-flight and held deliveries are still pending in the store: read past them.
         const { answer, ended } = await this.endedWhileReading.during(() =>
-          this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy),
+          this.store.dueDeliveries(now, free + this.inflight.size + this.holds.size, busy, limit),
         );
         this.startAll(answer, ended);
       }
@@ -184,7 +184,13 @@ export class EventDispatcher {
     try {
       if (!(await this.store.writable())) return;
       const { answer, ended } = await this.endedWhileReading.during(() =>
-        this.store.dueDeliveriesOf(tenantId, destinationId, Date.now(), slots + inUse + this.holds.size),
+        this.store.dueDeliveriesOf(
+          tenantId,
+          destinationId,
+          Date.now(),
+          slots + inUse + this.holds.size,
+          this.config.delivery_concurrency,
+        ),
       );
       this.startAll(answer, ended);
     } catch (err) {

@@ -334,13 +334,27 @@ export class PostgresStore implements Store {
 
   // ---- per-event delivery
 
-  /** Claimed for this node until the lease ends or the attempt is recorded (see PgDeliveries). */
-  dueDeliveries(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]> {
-    return this.deliveries.due(now, limit, skipDestinations);
+  /**
+   * Claimed for this node until the lease ends or the attempt is recorded, perDestination holding over all
+   * nodes (see PgDeliveries.claim).
+   */
+  dueDeliveries(
+    now: number,
+    limit: number,
+    skipDestinations: string[],
+    perDestination: number,
+  ): Promise<DueDelivery[]> {
+    return this.db.transaction((tx) => this.deliveries.due(tx, now, limit, skipDestinations, perDestination));
   }
 
-  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]> {
-    return this.deliveries.dueOf(tenantId, destinationId, now, limit);
+  dueDeliveriesOf(
+    tenantId: string,
+    destinationId: string,
+    now: number,
+    limit: number,
+    perDestination: number,
+  ): Promise<DueDelivery[]> {
+    return this.db.transaction((tx) => this.deliveries.dueOf(tx, tenantId, destinationId, now, limit, perDestination));
   }
 
   releaseDeliveries(seqs: number[]): Promise<void> {
@@ -412,6 +426,10 @@ export class PostgresStore implements Store {
   /** Claimed for this node until the lease ends or the attempt is recorded. */
   dueBatches(now: number): Promise<EventBatch[]> {
     return this.batches.due(now);
+  }
+
+  releaseBatches(keys: string[]): Promise<void> {
+    return this.batches.release(keys);
   }
 
   batchEvents(batch: EventBatch): Promise<StoredEvent[]> {

@@ -51,6 +51,12 @@ export class SqliteStore implements Store {
   readonly id: string;
   private readonly wal: WalDatabase;
   private readonly pending = new PendingCounts();
+  /**
+   * Deliveries returned for an attempt and not yet recorded or given back: the claims of this one node, kept
+   * in memory (what a restart loses is attempted again from the file). A re-publish of their event outside
+   * the idempotency window gets a delivery of its own, as it does where PostgreSQL's claims say so.
+   */
+  private readonly readForAttempt = new Set<number>();
   private readonly tenants: SqliteTenants;
   private readonly destinations: SqliteDestinations;
   private readonly events: SqliteEvents;
@@ -175,7 +181,11 @@ export class SqliteStore implements Store {
     // Outside the idempotency window the same id is a new publish of that event.
     const seq = this.events.put(event, now, existing?.seq);
     for (const destinationId of destinationIds) {
-      if (existing && this.deliveries.isPending(seq, destinationId)) continue;
+      // A pending delivery not yet read for an attempt will read the event as it is now: the new publish
+      // needs no other. One being attempted, or in a sealed batch, may carry the event as it was: the new
+      // publish gets a delivery of its own, or what it acknowledged might never be delivered.
+      if (existing && this.deliveries.pendingUnbatched(seq, destinationId).some((d) => !this.readForAttempt.has(d)))
+        continue;
       this.deliveries.add(seq, now, event.tenant_id, destinationId);
     }
     return { duplicate: false, destination_ids: destinationIds };
@@ -199,16 +209,36 @@ export class SqliteStore implements Store {
 
   // ---- per-event delivery
 
-  async dueDeliveries(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]> {
-    return this.deliveries.due(now, limit, skipDestinations);
+  /** One node: the dispatcher's own count holds perDestination (nothing is claimed by another). */
+  async dueDeliveries(
+    now: number,
+    limit: number,
+    skipDestinations: string[],
+    _perDestination: number,
+  ): Promise<DueDelivery[]> {
+    return this.readFor(this.deliveries.due(now, limit, skipDestinations));
   }
 
-  async dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]> {
-    return this.deliveries.dueOf(tenantId, destinationId, now, limit);
+  async dueDeliveriesOf(
+    tenantId: string,
+    destinationId: string,
+    now: number,
+    limit: number,
+    _perDestination: number,
+  ): Promise<DueDelivery[]> {
+    return this.readFor(this.deliveries.dueOf(tenantId, destinationId, now, limit));
   }
 
-  /** Nothing is claimed in SQLite (one node): nothing to give back. */
-  async releaseDeliveries(_seqs: number[]): Promise<void> {}
+  /** What dueDeliveries(Of) returned is being attempted, until its attempt is recorded or it is given back. */
+  private readFor(due: DueDelivery[]): DueDelivery[] {
+    for (const item of due) this.readForAttempt.add(item.delivery.seq);
+    return due;
+  }
+
+  /** One node: nothing is claimed for another to wait on; they are only no longer being attempted. */
+  async releaseDeliveries(seqs: number[]): Promise<void> {
+    for (const seq of seqs) this.readForAttempt.delete(seq);
+  }
 
   async nextDueAt(): Promise<number | undefined> {
     return this.deliveries.nextDueAt();
@@ -226,6 +256,7 @@ export class SqliteStore implements Store {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor
       // logged: a deleted tenant's log stays empty. Its tenant and destination are matched too, as its seq
       // may since have been given to a delivery of another (seqs above the highest left are used again).
+      this.readForAttempt.delete(delivery.seq);
       if (!this.deliveries.settle(delivery, attempt.tenant_id, attempt.destination_id)) return undefined;
       return this.attempts.insert(attempt);
     });
@@ -274,6 +305,9 @@ export class SqliteStore implements Store {
   async dueBatches(now: number): Promise<EventBatch[]> {
     return this.batches.due(now);
   }
+
+  /** Nothing is claimed in SQLite (one node): nothing to give back. */
+  async releaseBatches(_keys: string[]): Promise<void> {}
 
   async batchEvents(batch: EventBatch): Promise<StoredEvent[]> {
     return this.batches.events(batch);

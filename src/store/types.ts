@@ -280,10 +280,21 @@ export interface Store {
   eventDeliveries(eventSeq: number): Promise<Delivery[]>;
   listEvents(filter: EventFilter, query: PageQuery): Promise<Page<StoredEvent>>;
 
-  /** Due per-event deliveries of enabled destinations, soonest first, leaving out the given (busy) destinations (destinationKey). */
-  dueDeliveries(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]>;
-  /** Due deliveries of one destination, soonest first. */
-  dueDeliveriesOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]>;
+  /**
+   * Due per-event deliveries of enabled destinations, soonest first, leaving out the given (busy) destinations
+   * (destinationKey). `perDestination` is api.delivery_concurrency: a store that several nodes share returns no
+   * more of a destination than keeps its deliveries being attempted on all of them within it (this caller's
+   * own included); a store of one node leaves that to its caller's count.
+   */
+  dueDeliveries(now: number, limit: number, skipDestinations: string[], perDestination: number): Promise<DueDelivery[]>;
+  /** Due deliveries of one destination, soonest first (`perDestination` as in dueDeliveries). */
+  dueDeliveriesOf(
+    tenantId: string,
+    destinationId: string,
+    now: number,
+    limit: number,
+    perDestination: number,
+  ): Promise<DueDelivery[]>;
   /**
    * Gives back deliveries dueDeliveries(Of) returned that the caller does not attempt now (its per-destination
    * or overall limit was reached): where the store claims them for this node (PostgreSQL), another node may
@@ -315,6 +326,8 @@ export interface Store {
   sealBatch(batch: EventBatch, deliverySeqs: number[], retried?: boolean): Promise<void>;
   /** Batches of enabled destinations waiting for their upload that are due. */
   dueBatches(now: number): Promise<EventBatch[]>;
+  /** Gives back batches dueBatches returned that the caller does not upload now (as releaseDeliveries). */
+  releaseBatches(keys: string[]): Promise<void>;
   batchEvents(batch: EventBatch): Promise<StoredEvent[]>;
   /** Records a batch attempt; on success or final failure its deliveries take the same status. Nothing when the batch is gone. */
   recordBatchAttempt(

@@ -11,16 +11,23 @@ export interface ProxiedRequest {
 /**
  * An HTTP proxy on 127.0.0.1 in front of a real server (s3rver) that records what each request carried and
  * forwards it unchanged (the Host header too, so SigV4 signatures still verify): for what the store itself does
- * not keep, such as the storage class or the session token a PUT was sent with.
+ * not keep, such as the storage class or the session token a PUT was sent with. With `putDelayMs`, each PUT
+ * is held that long before it is forwarded, and the most PUTs in flight at once is counted (`maxPutsInFlight`):
+ * how many uploads the clients had open at the same time.
  */
 export class RecordingProxy {
   readonly requests: ProxiedRequest[] = [];
   port = 0;
+  putsInFlight = 0;
+  maxPutsInFlight = 0;
   private readonly server: http.Server;
   private readonly sockets = new Set<Socket>();
   private readonly agent = new http.Agent({ keepAlive: true });
 
-  constructor(readonly targetPort: number) {
+  constructor(
+    readonly targetPort: number,
+    readonly putDelayMs = 0,
+  ) {
     this.server = http.createServer((req, res) => this.forward(req, res));
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
@@ -49,6 +56,19 @@ export class RecordingProxy {
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (req.method !== 'PUT') {
+      this.send(req, res);
+      return;
+    }
+    this.putsInFlight++;
+    this.maxPutsInFlight = Math.max(this.maxPutsInFlight, this.putsInFlight);
+    res.on('close', () => this.putsInFlight--);
+    if (this.putDelayMs > 0) setTimeout(() => this.send(req, res), this.putDelayMs);
+    else this.send(req, res);
+  }
+
+  private send(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (res.destroyed) return;
     const upstream = http.request(
       {
         host: '127.0.0.1',

@@ -213,7 +213,7 @@ contract(
     assert.equal(await store.createDestination(destination('other', 'des_a'), 10), 'created');
     await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
     await store.publish(event('other', 'e1'), ['des_a'], HOUR);
-    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
     await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
       seq: due!.delivery.seq,
       status: 'pending',
@@ -345,9 +345,9 @@ contract(
 
     // due, soonest first; a busy destination is left out
     const now = Date.now();
-    assert.equal((await store.dueDeliveries(now, 10, [])).length, 3);
+    assert.equal((await store.dueDeliveries(now, 10, [], 10)).length, 3);
     assert.deepEqual(
-      (await store.dueDeliveries(now, 10, ['acme/des_a']))
+      (await store.dueDeliveries(now, 10, ['acme/des_a'], 10))
         .map((d) => `${d.delivery.tenant_id}/${d.delivery.destination_id}`)
         .sort(),
       ['acme/des_b', 'other/des_a'],
@@ -368,7 +368,7 @@ contract(
     await store.upsertTenant('acme', {});
     await store.createDestination(destination('acme', 'des_a'), 10);
     await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
-    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
     assert.ok(due);
     assert.equal(await store.retry(due.event.seq, 'des_a'), false, 'never attempted: nothing to retry');
     await store.setObjectKey(due.delivery.seq, 'objects/e1.json');
@@ -396,7 +396,7 @@ contract(
 
     assert.equal(await store.retry(due.event.seq, 'des_a'), true);
     assert.equal(await store.pendingDeliveries('acme'), 1);
-    const [manual] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    const [manual] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
     assert.equal(manual?.delivery.manual, true);
 
     await store.updateDestination({
@@ -404,14 +404,14 @@ contract(
       disabled_at: new Date().toISOString(),
     });
     assert.deepEqual(
-      await store.dueDeliveries(Date.now(), 10, []),
+      await store.dueDeliveries(Date.now(), 10, [], 10),
       [],
       "a disabled destination's deliveries are not due",
     );
     assert.equal(await store.nextDueAt(), undefined);
     assert.equal(await store.pendingDeliveries('acme'), 1, 'but still pending');
     await store.updateDestination({ ...(await store.getDestination('acme', 'des_a'))!, disabled_at: null });
-    assert.equal((await store.dueDeliveries(Date.now(), 10, [])).length, 1);
+    assert.equal((await store.dueDeliveries(Date.now(), 10, [], 10)).length, 1);
 
     assert.equal(await store.deleteDestination('acme', 'des_a'), true);
     assert.equal(await store.pendingDeliveries(), 0, "a deleted destination's pending deliveries go with it");
@@ -435,7 +435,7 @@ contract(
     await store.upsertTenant('acme', {});
     await store.createDestination(destination('acme', 'des_a'), 10);
     await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
-    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
     assert.ok(due);
     const retryAt = Date.now() + HOUR + 0.666;
     const logged = await store.recordAttempt(
@@ -444,8 +444,8 @@ contract(
     );
     assert.ok(logged, 'the failed attempt is logged');
     assert.equal(await store.pendingDeliveries('acme'), 1, 'still pending, for its retry');
-    assert.deepEqual(await store.dueDeliveries(Math.floor(retryAt), 10, []), [], 'not due before its wait is over');
-    assert.equal((await store.dueDeliveries(Math.ceil(retryAt), 10, [])).length, 1, 'due once it is');
+    assert.deepEqual(await store.dueDeliveries(Math.floor(retryAt), 10, [], 10), [], 'not due before its wait is over');
+    assert.equal((await store.dueDeliveries(Math.ceil(retryAt), 10, [], 10)).length, 1, 'due once it is');
   },
 );
 
@@ -464,7 +464,7 @@ contract(
       ['des_b'],
     );
     for (const id of ['e1', 'e2', 'e3']) await store.publish(event('acme', id), ['des_b'], HOUR);
-    assert.deepEqual(await store.dueDeliveries(Date.now(), 10, []), [], 'not for the per-event dispatcher');
+    assert.deepEqual(await store.dueDeliveries(Date.now(), 10, [], 10), [], 'not for the per-event dispatcher');
     const unbatched = await store.unbatched('acme', 'des_b', 0, 10);
     assert.equal(unbatched.length, 3);
     assert.equal(unbatched[0]!.bytes, '{"id":"e1"}'.length);
@@ -541,7 +541,7 @@ contract(
     await store.upsertTenant('acme', {});
     await store.createDestination(destination('acme', 'des_a'), 10);
     await store.publish(event('acme', 'e1'), ['des_a'], HOUR);
-    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    const [due] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
     const ids: string[] = [];
     for (let n = 1; n <= 3; n++) {
       const status = n === 3 ? 'success' : 'pending';
@@ -594,7 +594,7 @@ contract(
     for (const id of ['des_a', 'des_b']) await store.createDestination(destination('acme', id), 10);
     await store.publish(event('acme', 'e1'), ['des_a', 'des_b'], HOUR);
     const first = (await store.getEvent('acme', 'e1'))!;
-    const [toA] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+    const [toA] = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
     await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
       seq: toA!.delivery.seq,
       status: 'success',
@@ -619,6 +619,62 @@ contract(
       'a new delivery where the last one finished, none beside one still pending',
     );
     assert.equal(await store.pendingDeliveries('acme'), 2);
+  },
+);
+
+contract(
+  'events: published again outside the window while its delivery is being attempted, it gets a delivery of its own (the attempt may carry the old data)',
+  async (t, open) => {
+    const { store } = await open(t);
+    await store.upsertTenant('acme', {});
+    await store.createDestination(destination('acme', 'des_a'), 10);
+    const publishAgain = async (data: string) => {
+      // a window of 1 ms: bounded, it is a matter of the clock moving on
+      for (let i = 0; i < 1000; i++) {
+        if (!(await store.publish({ ...event('acme', 'e1'), data }, ['des_a'], 1)).duplicate) return;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      assert.fail('the window did not end');
+    };
+    await store.publish({ ...event('acme', 'e1'), data: '{"v":1}' }, ['des_a'], 1);
+    const [inFlight] = await store.dueDeliveries(Date.now(), 10, [], 10);
+    assert.equal(inFlight?.event.data, '{"v":1}', 'being attempted with the first data');
+    await publishAgain('{"v":2}');
+    assert.equal(await store.pendingDeliveries('acme'), 2, 'the one being attempted and one for the new publish');
+    await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'success'), {
+      seq: inFlight.delivery.seq,
+      status: 'success',
+      attempts: 1,
+      next_attempt_at: 0,
+    });
+    const next = await store.dueDeliveries(Date.now(), 10, [], 10);
+    assert.deepEqual(
+      next.map((d) => d.event.data),
+      ['{"v":2}'],
+      'the new publish is delivered with its own data',
+    );
+    // its attempt failed and waits for a retry (no longer being attempted): a third publish rides on it
+    await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
+      seq: next[0]!.delivery.seq,
+      status: 'pending',
+      attempts: 1,
+      next_attempt_at: Date.now() + HOUR,
+    });
+    await publishAgain('{"v":3}');
+    assert.equal(
+      await store.pendingDeliveries('acme'),
+      1,
+      'one pending delivery, not being attempted, carries the latest',
+    );
+    // read for an attempt and given back unattempted (a limit was reached): it too carries the latest
+    const [readBack] = await store.dueDeliveries(Date.now() + HOUR, 10, [], 10);
+    await store.releaseDeliveries([readBack!.delivery.seq]);
+    await publishAgain('{"v":4}');
+    assert.equal(await store.pendingDeliveries('acme'), 1);
+    assert.deepEqual(
+      (await store.dueDeliveries(Date.now() + HOUR, 10, [], 10)).map((d) => d.event.data),
+      ['{"v":4}'],
+    );
   },
 );
 
@@ -744,7 +800,7 @@ contract('metrics: events and attempts grouped by time bucket and dimension', as
   });
   assert.deepEqual(weeks.rows, [{ bucket: Date.UTC(2024, 0, 1), dimensions: {}, counts: { count: 3 } }]);
 
-  const due = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10);
+  const due = await store.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
   const started = Date.now();
   await store.recordAttempt(attempt('acme', 'des_a', 'e1', 'failed'), {
     seq: due[0]!.delivery.seq,

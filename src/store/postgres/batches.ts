@@ -104,6 +104,19 @@ export class PgBatches {
     return rows.sort((a, b) => a.next_attempt_at - b.next_attempt_at);
   }
 
+  /** Ends this node's claims on batches it will not upload now (rows locked elsewhere skipped, as PgDeliveries.release). */
+  async release(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.sql.query(
+      `WITH mine AS (
+         SELECT key FROM event_batches WHERE key = ANY($1::text[]) AND claimed_by = $2 AND status = 'pending'
+         ORDER BY key FOR UPDATE SKIP LOCKED
+       )
+       UPDATE event_batches b SET claimed_by = NULL, lease_until = NULL FROM mine WHERE b.key = mine.key`,
+      [keys, this.nodeId],
+    );
+  }
+
   async events(batch: EventBatch): Promise<StoredEvent[]> {
     const { rows } = await this.sql.query<EventRow>(
       'SELECT e.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.batch = $1 ORDER BY d.seq',

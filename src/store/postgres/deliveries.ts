@@ -110,40 +110,99 @@ export class PgDeliveries {
 
   /**
    * Claims and returns due deliveries of enabled per-event destinations, soonest first, leaving out the busy
-   * destinations (destinationKey) and what other nodes hold.
+   * destinations (destinationKey) and what other nodes hold, at most `perDestination` of a destination's
+   * claimed at once over all nodes (see claim).
    */
-  async due(now: number, limit: number, skipDestinations: string[]): Promise<DueDelivery[]> {
-    return this.claim(`d.next_attempt_at <= $1 AND (d.tenant_id || '/' || d.destination_id) <> ALL($5::text[])`, [
-      now,
-      this.nodeId,
-      this.leaseMs,
-      limit,
-      skipDestinations,
-    ]);
+  async due(
+    tx: Sql,
+    now: number,
+    limit: number,
+    skipDestinations: string[],
+    perDestination: number,
+  ): Promise<DueDelivery[]> {
+    // the destinations the soonest due deliveries belong to: the ones this claim may take from
+    const { rows } = await tx.query<{ tenant_id: string; destination_id: string }>(
+      `SELECT DISTINCT tenant_id, destination_id FROM (
+         SELECT d.tenant_id, d.destination_id FROM deliveries d
+         WHERE d.status = 'pending' AND d.ready AND d.next_attempt_at <= $1 AND ${CLAIMABLE}
+           AND (d.tenant_id || '/' || d.destination_id) <> ALL($4::text[])
+         ORDER BY d.next_attempt_at LIMIT $3
+       ) soonest`,
+      [now, this.nodeId, limit, skipDestinations],
+    );
+    return this.claim(tx, now, limit, perDestination, rows);
   }
 
-  /** Claims and returns due deliveries of one destination, soonest first. */
-  async dueOf(tenantId: string, destinationId: string, now: number, limit: number): Promise<DueDelivery[]> {
-    return this.claim('d.next_attempt_at <= $1 AND d.tenant_id = $5 AND d.destination_id = $6', [
-      now,
-      this.nodeId,
-      this.leaseMs,
-      limit,
-      tenantId,
-      destinationId,
-    ]);
+  /** Claims and returns due deliveries of one destination, soonest first (at most `perDestination`, see claim). */
+  async dueOf(
+    tx: Sql,
+    tenantId: string,
+    destinationId: string,
+    now: number,
+    limit: number,
+    perDestination: number,
+  ): Promise<DueDelivery[]> {
+    return this.claim(tx, now, limit, perDestination, [{ tenant_id: tenantId, destination_id: destinationId }]);
   }
 
-  /** $1 now, $2 this node, $3 the lease (ms), $4 the limit; the rest are `where`'s. */
-  private async claim(where: string, values: unknown[]): Promise<DueDelivery[]> {
-    // One statement: the rows are locked (others skip them), claimed, and read with their events; the claim
-    // commits with the statement, and holds until the lease ends or the attempt is recorded.
-    const { rows } = await this.sql.query<DueRow>(
-      `WITH picked AS (
-         SELECT d.seq FROM deliveries d
-         WHERE d.status = 'pending' AND d.ready AND ${where} AND ${CLAIMABLE}
+  /**
+   * Claims due deliveries of the destinations named, in the caller's transaction, and returns them with their
+   * events: this node's own claims again (their lease renewed), and of the others at most as many as keep the
+   * destination's live claims over all nodes within `perDestination` (api.delivery_concurrency holds for the
+   * cluster, not per node).
+   *
+   * Claims of a destination are made one at a time over all nodes (a transaction-scoped advisory lock per
+   * destination, taken in one order by everyone, so two claims never deadlock): a claim counts the others'
+   * only once they have committed, and two counting at once would each take the whole limit. Rows another
+   * transaction has locked (an attempt being recorded) are skipped, not waited for.
+   */
+  private async claim(
+    tx: Sql,
+    now: number,
+    limit: number,
+    perDestination: number,
+    destinations: Array<{ tenant_id: string; destination_id: string }>,
+  ): Promise<DueDelivery[]> {
+    if (destinations.length === 0) return [];
+    const tenants = destinations.map((d) => d.tenant_id);
+    const ids = destinations.map((d) => d.destination_id);
+    await tx.query(
+      `SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':claim'), k)
+       FROM (SELECT DISTINCT hashtext(t || '/' || d) AS k FROM unnest($1::text[], $2::text[]) AS x(t, d) ORDER BY k) keys`,
+      [tenants, ids],
+    );
+    // One statement after the lock, so it sees every claim committed before: the rows are locked (others
+    // skip them), claimed, and read with their events; the claim holds until the lease ends or the attempt
+    // is recorded.
+    const { rows } = await tx.query<DueRow>(
+      `WITH named AS (
+         SELECT tenant_id, destination_id FROM unnest($5::text[], $6::text[]) AS x(tenant_id, destination_id)
+       ), free AS (
+         SELECT n.tenant_id, n.destination_id, greatest($7::integer - (
+           SELECT count(*) FROM deliveries o
+           WHERE o.tenant_id = n.tenant_id AND o.destination_id = n.destination_id AND o.status = 'pending'
+             AND o.claimed_by IS NOT NULL AND o.lease_until > ${DB_NOW_MS}
+         ), 0) AS slots
+         FROM named n
+       ), candidates AS (
+         SELECT mine.seq FROM named n CROSS JOIN LATERAL (
+           SELECT d.seq FROM deliveries d
+           WHERE d.tenant_id = n.tenant_id AND d.destination_id = n.destination_id AND d.status = 'pending'
+             AND d.ready AND d.next_attempt_at <= $1 AND d.claimed_by = $2 AND d.lease_until > ${DB_NOW_MS}
+         ) mine
+         UNION ALL
+         SELECT unclaimed.seq FROM free f CROSS JOIN LATERAL (
+           SELECT d.seq FROM deliveries d
+           WHERE d.tenant_id = f.tenant_id AND d.destination_id = f.destination_id AND d.status = 'pending'
+             AND d.ready AND d.next_attempt_at <= $1 AND (d.claimed_by IS NULL OR d.lease_until <= ${DB_NOW_MS})
+           ORDER BY d.next_attempt_at LIMIT f.slots
+         ) unclaimed
+       ), picked AS (
+         SELECT d.seq FROM deliveries d JOIN candidates c ON c.seq = d.seq
+         -- again at this level: a row changed since this statement's snapshot is checked as it is now
+         WHERE d.status = 'pending' AND d.ready AND ${CLAIMABLE}
          ORDER BY d.next_attempt_at LIMIT $4
-         FOR UPDATE SKIP LOCKED
+         FOR UPDATE OF d SKIP LOCKED
        ), claimed AS (
          UPDATE deliveries d SET claimed_by = $2, lease_until = ${DB_NOW_MS} + $3
          FROM picked WHERE d.seq = picked.seq
@@ -154,7 +213,7 @@ export class PgDeliveries {
          c.next_attempt_at, c.object_key, c.manual, e.*
        FROM claimed c JOIN events e ON e.seq = c.event_seq
        ORDER BY c.next_attempt_at, c.seq`,
-      values,
+      [now, this.nodeId, this.leaseMs, limit, tenants, ids, perDestination],
     );
     return rows.map(toDue);
   }

@@ -58,9 +58,11 @@ export class SqliteDeliveries {
       destinationsOf: db
         .prepare('SELECT DISTINCT destination_id FROM deliveries WHERE event_seq = ? ORDER BY seq')
         .pluck(),
-      pendingFor: db.prepare(
-        "SELECT 1 FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending'",
-      ),
+      pendingFor: db
+        .prepare(
+          "SELECT seq FROM deliveries WHERE event_seq = ? AND destination_id = ? AND status = 'pending' AND batch IS NULL",
+        )
+        .pluck(),
       ofEvent: db.prepare('SELECT * FROM deliveries WHERE event_seq = ? ORDER BY seq'),
       latest: db.prepare(
         'SELECT * FROM deliveries WHERE event_seq = ? AND destination_id = ? ORDER BY seq DESC LIMIT 1',
@@ -102,9 +104,9 @@ export class SqliteDeliveries {
     return this.q.destinationsOf.all(eventSeq) as string[];
   }
 
-  /** Whether the event has a pending delivery to the destination. */
-  isPending(eventSeq: number, destinationId: string): boolean {
-    return this.q.pendingFor.get(eventSeq, destinationId) !== undefined;
+  /** The event's pending deliveries to the destination that are in no sealed batch. */
+  pendingUnbatched(eventSeq: number, destinationId: string): number[] {
+    return this.q.pendingFor.all(eventSeq, destinationId) as number[];
   }
 
   ofEvent(eventSeq: number): Delivery[] {
