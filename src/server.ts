@@ -293,7 +293,8 @@ export async function startServer(
       await closeHttp(app, deadline);
       const results = await Promise.all(workers.map((w) => w.drain(deadline)));
       for (const w of workers) w.stop();
-      dispatcher.stop();
+      // what it still runs ends before the store closes (an aborted attempt must not reach a closed pool)
+      await dispatcher.stop(Math.max(deadline, Date.now() + 2_000));
       await decoder.close();
       await closeParquetEncoder();
       buffer.close();

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { WorkInFlight } from './work-in-flight.js';
 import type { RateLimitedLog } from '../observability/rate-limited-log.js';
 import { storageErrorCode } from '../sqlite/storage-errors.js';
 import type { StoredObject } from '../sinks/types.js';
@@ -48,6 +49,8 @@ export interface DestinationDelivery {
   failures: RateLimitedLog;
   /** Counts events delivered (the console's "delivered", with the outputs' decisions). */
   delivered(events: number): void;
+  /** What is running against the store, which a stop waits for before the store closes. */
+  work: WorkInFlight;
 }
 
 /** How the next attempt is due, or not, once this one is recorded. */

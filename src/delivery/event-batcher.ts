@@ -130,7 +130,7 @@ export class EventBatcher {
       }
       this.batches.enter(batch.key, 'sealed');
       this.batches.move(batch.key, 'in_flight');
-      void this.upload(destination, batch).then((end) => {
+      void this.delivery.work.track(this.upload(destination, batch)).then((end) => {
         this.endedWhileReading.end(batch.key);
         // pending: sealed in the store until it is due again
         this.batches.move(batch.key, end === 'pending' ? 'sealed' : 'done');
@@ -138,8 +138,8 @@ export class EventBatcher {
       });
     }
     if (notStarted.length > 0)
-      this.store
-        .releaseBatches(notStarted)
+      this.delivery.work
+        .track(this.store.releaseBatches(notStarted))
         .catch((err: unknown) =>
           this.delivery.failures.warn(
             'release',

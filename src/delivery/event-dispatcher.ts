@@ -10,6 +10,7 @@ import { DestinationSinks } from './destination-sinks.js';
 import { EventBatcher } from './event-batcher.js';
 import { EndedWhileReading } from './ended-while-reading.js';
 import { RecordHolds } from './record-holds.js';
+import { WorkInFlight } from './work-in-flight.js';
 
 /** Uploads in flight over all destinations. */
 const MAX_INFLIGHT = 256;
@@ -82,7 +83,14 @@ export class EventDispatcher {
       { requestTimeout: S3_REQUEST_TIMEOUT_MS, guard: new EndpointGuard(config.destinations.allowed_endpoints) },
       { timeMs: config.key_templates.time_limit, maxMemoryBytes: config.key_templates.max_memory },
     );
-    this.delivery = { sinks: this.sinks, signal: this.abort.signal, log, failures: this.failures, delivered };
+    this.delivery = {
+      sinks: this.sinks,
+      signal: this.abort.signal,
+      log,
+      failures: this.failures,
+      delivered,
+      work: new WorkInFlight(),
+    };
     this.batcher = new EventBatcher(store, this.delivery, this.retry);
   }
 
@@ -93,19 +101,26 @@ export class EventDispatcher {
   async start(): Promise<void> {
     // pump and prune never reject: each catches and logs its store's failures
     this.store.onPublish(() => void this.pump());
-    this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer = setInterval(() => void this.delivery.work.track(this.prune()), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
     await this.prune();
     void this.pump();
   }
 
-  stop(): void {
+  /**
+   * Stops starting work and aborts what runs; resolves once it has ended (an aborted attempt records nothing,
+   * and a claim read meanwhile is given back or left to its lease), or at `deadline`: then the store may close.
+   */
+  async stop(deadline: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.pruneTimer);
     this.abort.abort();
     // evaluations of keys still running end (rejected) with it: their attempts see the abort and record nothing
     this.sinks.close().catch((err: unknown) => this.log.debug({ err }, 'closing the destination sinks failed'));
+    const running = this.delivery.work.size;
+    if (!(await this.delivery.work.ended(deadline)))
+      this.log.warn({ running, left: this.delivery.work.size }, 'event delivery still ran at the shutdown deadline');
   }
 
   /**
@@ -125,7 +140,7 @@ export class EventDispatcher {
     }
     this.lastPass = now;
     this.passing = true;
-    void this.pass(now).finally(() => {
+    void this.delivery.work.track(this.pass(now)).finally(() => {
       this.passing = false;
       if (this.passAgain) {
         this.passAgain = false;
@@ -219,18 +234,18 @@ export class EventDispatcher {
       }
       this.inflight.set(item.delivery.seq, id);
       this.perDestination.set(id, (this.perDestination.get(id) ?? 0) + 1);
-      void this.attempt(item).finally(() => {
+      void this.delivery.work.track(this.attempt(item)).finally(() => {
         this.endedWhileReading.end(item.delivery.seq);
         this.inflight.delete(item.delivery.seq);
         const left = (this.perDestination.get(id) ?? 1) - 1;
         if (left > 0) this.perDestination.set(id, left);
         else this.perDestination.delete(id);
-        void this.refill(item.delivery.tenant_id, item.delivery.destination_id);
+        void this.delivery.work.track(this.refill(item.delivery.tenant_id, item.delivery.destination_id));
       });
     }
     if (notStarted.length > 0)
-      this.store
-        .releaseDeliveries(notStarted)
+      this.delivery.work
+        .track(this.store.releaseDeliveries(notStarted))
         .catch((err: unknown) =>
           this.failures.warn('release', { err }, 'giving back deliveries not attempted failed (their claims expire)'),
         );

@@ -4,6 +4,7 @@
  * that cannot be made (not retried), that a failure to record holds the unit instead of failing it, and that an
  * attempt ended by a stop records nothing.
  */
+import { WorkInFlight } from '../../src/delivery/work-in-flight.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -54,6 +55,7 @@ function setup() {
     delivered: (n: number) => {
       delivered += n;
     },
+    work: new WorkInFlight(),
   };
   const records: Array<{ attempt: NewAttempt; next: NextAttempt }> = [];
   const fixed: string[] = [];
