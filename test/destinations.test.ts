@@ -1131,7 +1131,7 @@ test('POST /retry of every event of a failed batch: the new batch gets a key of 
     const retry = await api.call('POST', '/retry', { event_id: id, destination_id: destination.id });
     assert.equal(retry.status, 202, `POST /retry: ${retry.text}`);
   }
-  // the retried deliveries are found by the batcher's rescan (every 10 s) and sealed anew
+  // the retried deliveries are read at the batcher's next look (not only at its 10 s rescan) and sealed anew
   const retriedKey = await waitForKey(sluice, s3, 'retried', () => true, 'the retried batch to land', 30_000);
   assert.notEqual(retriedKey, failedKeys[0], 'not the key of the failed batch');
   assert.equal(

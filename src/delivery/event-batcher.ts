@@ -15,7 +15,11 @@ import { OpenBatches, type BatchLimits, type OpenBatch } from './batching/open-b
 const READ_LIMIT = 20_000;
 /** How often batches are looked at: publishes arrive far more often, and a batch needs none of them at once. */
 const TICK_MS = 250;
-/** How often everything unbatched is read again, for deliveries made pending again by POST /retry. */
+/**
+ * How often everything unbatched is read again from the first: for deliveries the reads after the last seq
+ * seen do not find (a seal that another node's overlapped and refused; on PostgreSQL, a delivery whose seq was
+ * taken before one already read but committed after it). Retried ones are read at every look (unbatched).
+ */
 const RESCAN_MS = 10_000;
 
 /** Deliveries of one topic and UTC hour waiting for their batch to close (count: seqs.length; openedAt: the oldest's arrival). */

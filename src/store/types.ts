@@ -312,7 +312,10 @@ export interface Store {
   /** Makes an event's delivery to a destination pending again, as a manual retry; false if it never had an attempt. */
   retry(eventSeq: number, destinationId: string): Promise<boolean>;
 
-  /** Pending deliveries of a batched destination not yet in a batch, after `afterSeq`, in order. */
+  /**
+   * Pending deliveries of a batched destination not yet in a batch, after `afterSeq`, in order; and, whatever
+   * their seq, those made pending again by POST /retry (retried), so that a retry is batched at the next look.
+   */
   unbatched(tenantId: string, destinationId: string, afterSeq: number, limit: number): Promise<UnbatchedDelivery[]>;
   /** Whether a batch with this key is recorded. */
   batchExists(key: string): Promise<boolean>;

@@ -30,7 +30,7 @@ export class PgBatches {
       `SELECT d.seq, d.manual::integer AS retried, e.topic, e.time_ms, e.received_at AS received_at_ms,
          octet_length(e.data) AS bytes
        FROM deliveries d JOIN events e ON e.seq = d.event_seq
-       WHERE d.tenant_id = $1 AND d.destination_id = $2 AND d.status = 'pending' AND d.batch IS NULL AND d.seq > $3
+       WHERE d.tenant_id = $1 AND d.destination_id = $2 AND d.status = 'pending' AND d.batch IS NULL AND (d.seq > $3 OR d.manual)
        ORDER BY d.seq LIMIT $4`,
       [tenantId, destinationId, afterSeq, limit],
     );

@@ -19,7 +19,7 @@ export class SqliteBatches {
       unbatched:
         db.prepare(`SELECT d.seq, d.manual AS retried, e.topic, e.time_ms, e.received_at AS received_at_ms, length(CAST(e.data AS BLOB)) AS bytes
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
-        WHERE d.tenant_id = ? AND d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND d.seq > ? ORDER BY d.seq LIMIT ?`),
+        WHERE d.tenant_id = ? AND d.destination_id = ? AND d.status = 'pending' AND d.batch IS NULL AND (d.seq > ? OR d.manual = 1) ORDER BY d.seq LIMIT ?`),
       insert:
         db.prepare(`INSERT INTO event_batches (key, tenant_id, destination_id, first_seq, last_seq, count, status, next_attempt_at)
         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`),
