@@ -13,7 +13,7 @@ import { CredentialsCipher } from '../../src/store/credentials-cipher.js';
 import { truncateTime, type Granularity } from '../../src/store/metrics-buckets.js';
 import { PostgresStore, type PostgresStoreOptions } from '../../src/store/postgres-store.js';
 import { SchemaTooNewError } from '../../src/store/postgres/migrate.js';
-import { TenantGoneError, type Destination, type NewEvent } from '../../src/store/types.js';
+import { TenantGoneError, type Destination, type NewAttempt, type NewEvent } from '../../src/store/types.js';
 import { dropSchema, POSTGRES_URL, schemaName, skipWithoutPostgres, sql } from '../helpers/postgres.js';
 
 const HOUR = 3_600_000;
@@ -76,6 +76,22 @@ function event(tenantId: string, id: string): NewEvent {
     eligible_for_retry: true,
     metadata: {},
     data: `{"id":"${id}"}`,
+  };
+}
+
+/** An attempt of acme's, as the dispatcher records it. */
+function attempt(destinationId: string, eventId: string | null, status: 'success' | 'failed'): NewAttempt {
+  return {
+    tenant_id: 'acme',
+    event_id: eventId,
+    destination_id: destinationId,
+    status,
+    code: status === 'success' ? '200' : '500',
+    response_data: null,
+    error: status === 'failed' ? 'refused' : null,
+    attempt_number: 1,
+    manual: false,
+    duration_ms: 1,
   };
 }
 
@@ -147,21 +163,12 @@ test('a claimed delivery is not given to another node until its lease ends; then
   );
   assert.deepEqual(await a.dueDeliveries(Date.now(), 10, [], 10), [], "now B's");
   const first = takenOver[0]!;
-  const logged = await b.recordAttempt(
-    {
-      tenant_id: 'acme',
-      event_id: first.event.id,
-      destination_id: 'des_a',
-      status: 'success',
-      code: '200',
-      response_data: null,
-      error: null,
-      attempt_number: 1,
-      manual: false,
-      duration_ms: 1,
-    },
-    { seq: first.delivery.seq, status: 'success', attempts: 1, next_attempt_at: 0 },
-  );
+  const logged = await b.recordAttempt(attempt('des_a', first.event.id, 'success'), {
+    seq: first.delivery.seq,
+    status: 'success',
+    attempts: 1,
+    next_attempt_at: 0,
+  });
   assert.ok(logged);
   const { rows } = await sql(c.schema, 'SELECT node_id FROM attempts WHERE id = $1', [logged.id]);
   assert.equal(rows[0].node_id, 'node-2', 'the attempt says which node made it');
@@ -190,21 +197,12 @@ test('api.delivery_concurrency holds over all nodes: a destination never has mor
   );
   // one of A's ends: one slot of des_a, which the first node to ask takes
   const done = claimed.find((d) => d.delivery.destination_id === 'des_a')!;
-  await a.recordAttempt(
-    {
-      tenant_id: 'acme',
-      event_id: done.event.id,
-      destination_id: 'des_a',
-      status: 'success',
-      code: '200',
-      response_data: null,
-      error: null,
-      attempt_number: 1,
-      manual: false,
-      duration_ms: 1,
-    },
-    { seq: done.delivery.seq, status: 'success', attempts: 1, next_attempt_at: 0 },
-  );
+  await a.recordAttempt(attempt('des_a', done.event.id, 'success'), {
+    seq: done.delivery.seq,
+    status: 'success',
+    attempts: 1,
+    next_attempt_at: 0,
+  });
   const next = await b.dueDeliveries(Date.now(), 100, [], LIMIT);
   assert.deepEqual(
     next.map((d) => d.delivery.destination_id),
@@ -344,18 +342,7 @@ test('sealed batches are claimed by one node at a time', { skip }, async (t) => 
   await other.releaseBatches([batch.key]);
   assert.equal((await holder.dueBatches(Date.now())).length, 1);
   await holder.recordBatchAttempt(
-    {
-      tenant_id: 'acme',
-      event_id: null,
-      destination_id: 'des_b',
-      status: 'failed',
-      code: '500',
-      response_data: null,
-      error: 'refused',
-      attempt_number: 1,
-      manual: false,
-      duration_ms: 1,
-    },
+    attempt('des_b', null, 'failed'),
     { key: batch.key, attempts: 1, next_attempt_at: Date.now() },
     'pending',
   );
@@ -427,21 +414,12 @@ test('the retention runs on one node at a time: a node that finds it held skips 
   await a.createDestination(destination('acme', 'des_a'), 10);
   await a.publish(event('acme', 'e1'), ['des_a'], HOUR);
   const [due] = await a.dueDeliveries(Date.now(), 10, [], 10);
-  await a.recordAttempt(
-    {
-      tenant_id: 'acme',
-      event_id: 'e1',
-      destination_id: 'des_a',
-      status: 'success',
-      code: '200',
-      response_data: null,
-      error: null,
-      attempt_number: 1,
-      manual: false,
-      duration_ms: 1,
-    },
-    { seq: due!.delivery.seq, status: 'success', attempts: 1, next_attempt_at: 0 },
-  );
+  await a.recordAttempt(attempt('des_a', 'e1', 'success'), {
+    seq: due!.delivery.seq,
+    status: 'success',
+    attempts: 1,
+    next_attempt_at: 0,
+  });
   // another node is pruning: it holds the lock
   const other = new pg.Client({ connectionString: POSTGRES_URL });
   await other.connect();
