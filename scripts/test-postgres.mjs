@@ -68,7 +68,7 @@ await dropSchemas(true);
 const files = process.argv.length > 2 ? process.argv.slice(2) : SUITES;
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=600000', ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...files],
   {
     stdio: 'inherit',
     env: { ...process.env, SLUICE_TEST_STORE: 'postgres', SLUICE_TEST_SCHEMA_PREFIX: prefix },
