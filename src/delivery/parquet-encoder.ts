@@ -43,7 +43,7 @@ const OLD_GENERATION_MB = 128;
  * 64 MiB batches through this pool, peak RSS above the process's start was +178 MiB with the default, +122 with
  * 8 MiB, +108 with 2 MiB (~40 of each is the caller making the decisions), at 11.8 / 12.2 / 13.8 CPU-seconds:
  * 8 MiB takes most of the memory for 3 % more CPU. In the server at full load the Parquet run's peak RSS fell
- * from 127 to 81 MiB above the NDJSON run's.
+ * from 127 to 83 MiB above the NDJSON run's.
  */
 const YOUNG_GENERATION_MB = 8;
 
