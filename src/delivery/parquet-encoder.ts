@@ -37,6 +37,16 @@ const THREADS = Math.max(1, Math.floor(availableParallelism() / 2));
  */
 const OLD_GENERATION_MB = 128;
 
+/**
+ * Each encoder thread's V8 young generation (its semi-spaces). Every row's column values are short-lived, so
+ * V8's default lets the young generation grow to tens of MiB of garbage between scavenges. Measured over three
+ * 64 MiB batches through this pool, peak RSS above the process's start was +178 MiB with the default, +122 with
+ * 8 MiB, +108 with 2 MiB (~40 of each is the caller making the decisions), at 11.8 / 12.2 / 13.8 CPU-seconds:
+ * 8 MiB takes most of the memory for 3 % more CPU. In the server at full load the Parquet run's peak RSS fell
+ * from 127 to 83 MiB above the NDJSON run's.
+ */
+const YOUNG_GENERATION_MB = 8;
+
 let pool: Piscina<EncodeTask, EncodeResult> | undefined;
 
 function encoderPool(): Piscina<EncodeTask, EncodeResult> {
@@ -49,7 +59,7 @@ function encoderPool(): Piscina<EncodeTask, EncodeResult> {
     // one file at a time per thread: two would hold two row groups
     concurrentTasksPerWorker: 1,
     idleTimeout: 30_000,
-    resourceLimits: { maxOldGenerationSizeMb: OLD_GENERATION_MB },
+    resourceLimits: { maxOldGenerationSizeMb: OLD_GENERATION_MB, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
   });
   return pool;
 }
