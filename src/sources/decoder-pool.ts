@@ -17,6 +17,11 @@ export class DecoderPool {
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: 60_000,
+      // A decode makes many short-lived values (a request's parsed decisions): with V8's default young
+      // generation they pile up between scavenges in every thread. 16 MiB: bench steady, one sitting, peak
+      // RSS 286 -> 249 MiB at the same rate (79,273 / 79,206 acked/s); 8 MiB cost a fifth of the rate.
+      // No cap on the old generation: a body may decode to many MiB.
+      resourceLimits: { maxYoungGenerationSizeMb: 16 },
     });
   }
 
