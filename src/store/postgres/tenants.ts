@@ -48,18 +48,22 @@ export class PgTenants {
   }
 
   /**
-   * In the caller's transaction, not from the cache: whether a write for the tenant may go on. The row stays
-   * locked (KEY SHARE) until that transaction ends, so a deletion of the tenant waits for it, and a write
-   * that comes after the deletion finds no tenant.
+   * In the caller's transaction, not from the cache: which of the tenants exist, so that writes for them may
+   * go on. Their rows stay locked (KEY SHARE) until that transaction ends, so a deletion of a tenant waits for
+   * it, and a write that comes after the deletion finds no tenant.
    */
-  async holds(tx: Sql, id: string): Promise<boolean> {
-    if (hasNul(id)) return false;
-    const { rows } = await tx.query('SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE', [id]);
-    return rows.length > 0;
+  async holdAll(tx: Sql, ids: string[]): Promise<Set<string>> {
+    const storable = ids.filter((id) => !hasNul(id));
+    if (storable.length === 0) return new Set();
+    const { rows } = await tx.query<{ id: string }>(
+      'SELECT id FROM tenants WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE',
+      [storable],
+    );
+    return new Set(rows.map((r) => r.id));
   }
 
   /**
-   * As `holds`, and the destinations of the tenant are created one at a time (NO KEY UPDATE conflicts with
+   * As `holdAll` for one tenant, and the destinations of the tenant are created one at a time (NO KEY UPDATE conflicts with
    * itself, not with the publishes' KEY SHARE): the quota is checked with no other create under way.
    */
   async holdForCreate(tx: Sql, id: string): Promise<boolean> {
