@@ -1,5 +1,5 @@
 import type { Delivery, DueDelivery } from '../types.js';
-import { DB_NOW_MS, type Sql } from './database.js';
+import { bound, DB_NOW_MS, type Prepared, type Sql } from './database.js';
 import { toEvent, type EventRow } from './events.js';
 import { addPending, type PendingDelta } from './pending-counts.js';
 
@@ -11,6 +11,19 @@ const READY_OF = 'disabled_at IS NULL AND NOT batched';
  * deliveries in flight, and its lease renewed), or one whose lease is over (its node died or stalled).
  */
 const CLAIMABLE = `(d.claimed_by IS NULL OR d.claimed_by = $2 OR d.lease_until <= ${DB_NOW_MS})`;
+
+/** New deliveries of published events, see PgDeliveries.addAll. */
+const ADD: Prepared = {
+  name: 'deliveries_add',
+  text: `INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
+    SELECT named.event_seq, t.tenant_id, t.id, 'pending', $1, (t.disabled_at IS NULL AND NOT t.batched)
+    FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS named(event_seq, tenant_id, id, n)
+    JOIN destinations t ON t.tenant_id = named.tenant_id AND t.id = named.id
+    WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = named.event_seq AND p.destination_id = named.id
+                        AND p.status = 'pending' AND p.claimed_by IS NULL AND p.batch IS NULL)
+    ORDER BY named.n
+    RETURNING event_seq`,
+};
 
 interface DeliveryRow {
   seq: number;
@@ -69,15 +82,7 @@ export class PgDeliveries {
     const named = events.flatMap((e) => e.destinationIds.map((id) => ({ e, id })));
     if (named.length === 0) return added;
     const { rows } = await tx.query<{ event_seq: number }>(
-      `INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
-       SELECT named.event_seq, t.tenant_id, t.id, 'pending', $1, (t.disabled_at IS NULL AND NOT t.batched)
-       FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS named(event_seq, tenant_id, id, n)
-       JOIN destinations t ON t.tenant_id = named.tenant_id AND t.id = named.id
-       WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = named.event_seq AND p.destination_id = named.id
-                           AND p.status = 'pending' AND p.claimed_by IS NULL AND p.batch IS NULL)
-       ORDER BY named.n
-       RETURNING event_seq`,
-      [now, named.map((n) => n.e.eventSeq), named.map((n) => n.e.tenantId), named.map((n) => n.id)],
+      bound(ADD, [now, named.map((n) => n.e.eventSeq), named.map((n) => n.e.tenantId), named.map((n) => n.id)]),
     );
     for (const { event_seq: seq } of rows) added.set(seq, (added.get(seq) ?? 0) + 1);
     return added;

@@ -1,5 +1,5 @@
 import type { EventFilter, NewEvent, Page, PageQuery, StoredEvent, StringMap } from '../types.js';
-import { hasNul, Params, UnstorableTextError, type Sql } from './database.js';
+import { bound, hasNul, Params, UnstorableTextError, type Prepared, type Sql } from './database.js';
 import { anyOf, list, within, type Filtered } from './filters.js';
 import { readPage } from './paging.js';
 
@@ -15,6 +15,27 @@ export interface EventRow {
   data: string;
   received_at: number;
 }
+
+/** Stores events, see PgEvents.putAll. */
+const PUT: Prepared = {
+  name: 'events_put',
+  text: `INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
+    SELECT tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, $9
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::boolean[], $7::text[], $8::text[])
+      AS e(tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data)
+    ON CONFLICT (tenant_id, id) DO UPDATE SET topic = excluded.topic, time = excluded.time, time_ms = excluded.time_ms,
+      eligible_for_retry = excluded.eligible_for_retry, metadata = excluded.metadata, data = excluded.data,
+      received_at = excluded.received_at
+    WHERE events.received_at < $10
+    RETURNING seq, tenant_id, id, (xmax = 0) AS inserted`,
+};
+
+/** Locks events' keys, see PgEvents.lockKeys. */
+const LOCK: Prepared = {
+  name: 'events_lock',
+  text: `SELECT pg_advisory_xact_lock(hashtext($1 || ':event'), k)
+    FROM (SELECT DISTINCT hashtext(key) AS k FROM unnest($2::text[]) AS key ORDER BY 1) AS sorted`,
+};
 
 /** What storing an event did: a new row, the row of an earlier publish outside the window taken over, or nothing (a duplicate). */
 export type Stored = { seq: number; replaced: boolean } | { duplicateOf: number };
@@ -39,16 +60,7 @@ export class PgEvents {
   async putAll(tx: Sql, events: NewEvent[], receivedAt: number, windowStart: number): Promise<Stored[]> {
     for (const event of events) checkStorable(event);
     const { rows } = await tx.query<{ seq: number; tenant_id: string; id: string; inserted: boolean }>(
-      `INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
-       SELECT tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, $9
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::boolean[], $7::text[], $8::text[])
-         AS e(tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data)
-       ON CONFLICT (tenant_id, id) DO UPDATE SET topic = excluded.topic, time = excluded.time, time_ms = excluded.time_ms,
-         eligible_for_retry = excluded.eligible_for_retry, metadata = excluded.metadata, data = excluded.data,
-         received_at = excluded.received_at
-       WHERE events.received_at < $10
-       RETURNING seq, tenant_id, id, (xmax = 0) AS inserted`,
-      [
+      bound(PUT, [
         events.map((e) => e.tenant_id),
         events.map((e) => e.id),
         events.map((e) => e.topic),
@@ -59,7 +71,7 @@ export class PgEvents {
         events.map((e) => e.data),
         receivedAt,
         windowStart,
-      ],
+      ]),
     );
     const written = new Map(rows.map((r) => [keyOf(r.tenant_id, r.id), r]));
     // no row: the conflict's update did not apply, the stored one is in the window (and now locked by this transaction)
@@ -86,11 +98,7 @@ export class PgEvents {
    * deadlocking on the unique key. (A hash shared by two keys only makes their writers wait for each other.)
    */
   async lockKeys(tx: Sql, schema: string, keys: string[]): Promise<void> {
-    await tx.query(
-      `SELECT pg_advisory_xact_lock(hashtext($1 || ':event'), k)
-       FROM (SELECT DISTINCT hashtext(key) AS k FROM unnest($2::text[]) AS key ORDER BY 1) AS sorted`,
-      [schema, keys],
-    );
+    await tx.query(bound(LOCK, [schema, keys]));
   }
 
   /** By its tenant and id; without a tenant (an admin), the newest event with the id. */

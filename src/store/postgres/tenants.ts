@@ -1,5 +1,5 @@
 import type { Page, PageQuery, StringMap, Tenant, TenantFilter } from '../types.js';
-import { hasNul, Params, type Sql } from './database.js';
+import { bound, hasNul, Params, type Prepared, type Sql } from './database.js';
 import { anyOf, type Filtered } from './filters.js';
 import { countRows, readPage } from './paging.js';
 import { TenantCache } from './tenant-cache.js';
@@ -7,6 +7,12 @@ import { TenantCache } from './tenant-cache.js';
 /** Tenants with their token generation. */
 const TENANTS_WITH_GENERATION = `(SELECT t.*, coalesce(g.generation, 0) AS generation FROM tenants t
   LEFT JOIN tenant_generations g ON g.id = t.id) AS tenants_with_generation`;
+
+/** Holds tenants for a write, see PgTenants.holdAll. */
+const HOLD: Prepared = {
+  name: 'tenants_hold',
+  text: 'SELECT id FROM tenants WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE',
+};
 
 interface TenantRow {
   seq: number;
@@ -55,10 +61,7 @@ export class PgTenants {
   async holdAll(tx: Sql, ids: string[]): Promise<Set<string>> {
     const storable = ids.filter((id) => !hasNul(id));
     if (storable.length === 0) return new Set();
-    const { rows } = await tx.query<{ id: string }>(
-      'SELECT id FROM tenants WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE',
-      [storable],
-    );
+    const { rows } = await tx.query<{ id: string }>(bound(HOLD, [storable]));
     return new Set(rows.map((r) => r.id));
   }
 
