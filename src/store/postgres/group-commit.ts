@@ -6,6 +6,8 @@ import type { PendingDelta } from './pending-counts.js';
  * statements' arrays and the locks it holds.
  */
 const MAX_GROUP_KEYS = 1000;
+/** Writes one group takes at most, whatever their keys (a retry names none). */
+const MAX_GROUP_WRITES = 256;
 
 /** What became of one write of a group: done (with its changes to the pending counts), or refused alone. */
 export type Outcome = { ok: true; value: unknown; delta: PendingDelta } | { ok: false; error: unknown };
@@ -76,11 +78,14 @@ export class GroupCommit<W> {
     }
   }
 
-  /** The writes at the head of the queue, up to MAX_GROUP_KEYS keys (at least one write, however many it names). */
+  /**
+   * The writes at the head of the queue, up to MAX_GROUP_WRITES naming up to MAX_GROUP_KEYS keys in all (at
+   * least one write, however many it names).
+   */
   private next(): Array<Queued<W>> {
     let n = 1;
     let keys = this.queue[0]!.keys.length;
-    while (n < this.queue.length && keys + this.queue[n]!.keys.length <= MAX_GROUP_KEYS) {
+    while (n < Math.min(this.queue.length, MAX_GROUP_WRITES) && keys + this.queue[n]!.keys.length <= MAX_GROUP_KEYS) {
       keys += this.queue[n]!.keys.length;
       n++;
     }
