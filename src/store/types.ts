@@ -266,9 +266,9 @@ export interface Store {
    */
   publish(event: NewEvent, destinationIds: string[], windowMs: number): Promise<PublishResult>;
   /**
-   * Publishes each (as `publish`) in one write: every one stored, or none. (Separate `publish` calls share a
-   * transaction but each has its own savepoint: one whose tenant was deleted meanwhile would fail alone, and
-   * a batch answered 404 would have stored the others.)
+   * Publishes each (as `publish`) in one write: every one stored, or none. (Separate `publish` calls may share
+   * a transaction, but one whose tenant was deleted meanwhile fails alone: as those, a batch answered 404
+   * would have stored the others.)
    */
   publishMany(items: Array<{ event: NewEvent; destinationIds: string[] }>, windowMs: number): Promise<PublishResult[]>;
   /**

@@ -3,9 +3,23 @@ import pg from 'pg';
 /** What a query runs on: the pool (a statement of its own) or a client inside a transaction. */
 export interface Sql {
   query<R extends pg.QueryResultRow = Record<string, unknown>>(
-    text: string,
+    text: string | pg.QueryConfig,
     values?: unknown[],
   ): Promise<pg.QueryResult<R>>;
+}
+
+/**
+ * A statement each connection parses once, at its first use, and then only binds and runs: for those run by
+ * every publish. Its name is its identity on the connection, so each name must be given one text only.
+ */
+export interface Prepared {
+  name: string;
+  text: string;
+}
+
+/** The prepared statement with these values, to run (a new config each time: pg keeps the values in it). */
+export function bound(statement: Prepared, values: unknown[]): pg.QueryConfig {
+  return { name: statement.name, text: statement.text, values };
 }
 
 /** PostgreSQL's clock in ms since the epoch: leases are measured on it, so that nodes' clocks need not agree. */
@@ -76,10 +90,10 @@ export class PgDatabase {
   }
 
   query<R extends pg.QueryResultRow = Record<string, unknown>>(
-    text: string,
+    text: string | pg.QueryConfig,
     values?: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(text, values);
+    return typeof text === 'string' ? this.pool.query<R>(text, values) : this.pool.query<R>(text);
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Delivery, DueDelivery } from '../types.js';
-import { DB_NOW_MS, type Sql } from './database.js';
+import { bound, DB_NOW_MS, type Prepared, type Sql } from './database.js';
 import { toEvent, type EventRow } from './events.js';
 import { addPending, type PendingDelta } from './pending-counts.js';
 
@@ -11,6 +11,19 @@ const READY_OF = 'disabled_at IS NULL AND NOT batched';
  * deliveries in flight, and its lease renewed), or one whose lease is over (its node died or stalled).
  */
 const CLAIMABLE = `(d.claimed_by IS NULL OR d.claimed_by = $2 OR d.lease_until <= ${DB_NOW_MS})`;
+
+/** New deliveries of published events, see PgDeliveries.addAll. */
+const ADD: Prepared = {
+  name: 'deliveries_add',
+  text: `INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
+    SELECT named.event_seq, t.tenant_id, t.id, 'pending', $1, (t.disabled_at IS NULL AND NOT t.batched)
+    FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS named(event_seq, tenant_id, id, n)
+    JOIN destinations t ON t.tenant_id = named.tenant_id AND t.id = named.id
+    WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = named.event_seq AND p.destination_id = named.id
+                        AND p.status = 'pending' AND p.claimed_by IS NULL AND p.batch IS NULL)
+    ORDER BY named.n
+    RETURNING event_seq`,
+};
 
 interface DeliveryRow {
   seq: number;
@@ -53,34 +66,39 @@ export class PgDeliveries {
   ) {}
 
   /**
-   * A pending delivery of the event to each of the tenant's destinations named, due at `now`, in the order
+   * For each event, a pending delivery to each of its tenant's destinations named, due at `now`, in the order
    * named (none to a destination that is gone, nor to one the event already has a pending delivery to that
    * has not started: the event published again outside the idempotency window). A pending delivery that a node
    * has claimed, or that is in a sealed batch, may already carry the event as it was: the new publish gets a
-   * delivery of its own, or what it acknowledged might never be delivered.
+   * delivery of its own, or what it acknowledged might never be delivered. One statement for all the events
+   * (each named once); how many deliveries each got, by event seq.
    */
-  async add(tx: Sql, eventSeq: number, now: number, tenantId: string, destinationIds: string[]): Promise<number> {
-    if (destinationIds.length === 0) return 0;
-    const { rowCount } = await tx.query(
-      `INSERT INTO deliveries (event_seq, tenant_id, destination_id, status, next_attempt_at, ready)
-       SELECT $1, t.tenant_id, t.id, 'pending', $2, (t.disabled_at IS NULL AND NOT t.batched)
-       FROM unnest($4::text[]) WITH ORDINALITY AS named(id, n)
-       JOIN destinations t ON t.tenant_id = $3 AND t.id = named.id
-       WHERE NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_seq = $1 AND p.destination_id = named.id AND p.status = 'pending'
-                           AND p.claimed_by IS NULL AND p.batch IS NULL)
-       ORDER BY named.n`,
-      [eventSeq, now, tenantId, destinationIds],
+  async addAll(
+    tx: Sql,
+    now: number,
+    events: Array<{ eventSeq: number; tenantId: string; destinationIds: string[] }>,
+  ): Promise<Map<number, number>> {
+    const added = new Map<number, number>();
+    const named = events.flatMap((e) => e.destinationIds.map((id) => ({ e, id })));
+    if (named.length === 0) return added;
+    const { rows } = await tx.query<{ event_seq: number }>(
+      bound(ADD, [now, named.map((n) => n.e.eventSeq), named.map((n) => n.e.tenantId), named.map((n) => n.id)]),
     );
-    return rowCount ?? 0;
+    for (const { event_seq: seq } of rows) added.set(seq, (added.get(seq) ?? 0) + 1);
+    return added;
   }
 
-  /** The destinations the event was routed to, in the order they were. */
-  async destinationsOf(tx: Sql, eventSeq: number): Promise<string[]> {
-    const { rows } = await tx.query<{ destination_id: string }>(
-      'SELECT destination_id FROM deliveries WHERE event_seq = $1 GROUP BY destination_id ORDER BY min(seq)',
-      [eventSeq],
+  /** The destinations each event was routed to, in the order they were, by event seq. */
+  async destinationsOfAll(tx: Sql, eventSeqs: number[]): Promise<Map<number, string[]>> {
+    const routed = new Map<number, string[]>(eventSeqs.map((seq) => [seq, []]));
+    if (eventSeqs.length === 0) return routed;
+    const { rows } = await tx.query<{ event_seq: number; destination_id: string }>(
+      `SELECT event_seq, destination_id FROM deliveries WHERE event_seq = ANY($1::bigint[])
+       GROUP BY event_seq, destination_id ORDER BY event_seq, min(seq)`,
+      [eventSeqs],
     );
-    return rows.map((r) => r.destination_id);
+    for (const r of rows) routed.get(r.event_seq)!.push(r.destination_id);
+    return routed;
   }
 
   async ofEvent(eventSeq: number): Promise<Delivery[]> {

@@ -1,5 +1,5 @@
 import type { EventFilter, NewEvent, Page, PageQuery, StoredEvent, StringMap } from '../types.js';
-import { hasNul, Params, UnstorableTextError, type Sql } from './database.js';
+import { bound, hasNul, Params, UnstorableTextError, type Prepared, type Sql } from './database.js';
 import { anyOf, list, within, type Filtered } from './filters.js';
 import { readPage } from './paging.js';
 
@@ -16,51 +16,80 @@ export interface EventRow {
   received_at: number;
 }
 
+/** Stores events, see PgEvents.putAll. */
+const PUT: Prepared = {
+  name: 'events_put',
+  text: `INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
+    SELECT tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, $9
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::boolean[], $7::text[], $8::text[])
+      AS e(tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data)
+    ON CONFLICT (tenant_id, id) DO UPDATE SET topic = excluded.topic, time = excluded.time, time_ms = excluded.time_ms,
+      eligible_for_retry = excluded.eligible_for_retry, metadata = excluded.metadata, data = excluded.data,
+      received_at = excluded.received_at
+    WHERE events.received_at < $10
+    RETURNING seq, tenant_id, id, (xmax = 0) AS inserted`,
+};
+
+/** Locks events' keys, see PgEvents.lockKeys. */
+const LOCK: Prepared = {
+  name: 'events_lock',
+  text: `SELECT pg_advisory_xact_lock(hashtext($1 || ':event'), k)
+    FROM (SELECT DISTINCT hashtext(key) AS k FROM unnest($2::text[]) AS key ORDER BY 1) AS sorted`,
+};
+
 /** What storing an event did: a new row, the row of an earlier publish outside the window taken over, or nothing (a duplicate). */
 export type Stored = { seq: number; replaced: boolean } | { duplicateOf: number };
+
+/** Throws when PostgreSQL cannot hold the event's text as it is (see UnstorableTextError). */
+export function checkStorable(event: NewEvent): void {
+  for (const field of ['id', 'topic', 'time', 'data'] as const)
+    if (hasNul(event[field])) throw new UnstorableTextError(`the event's ${field}`);
+}
 
 /** The `events` table: published events, one row per (tenant, id). Writes run in the caller's transaction (see PostgresStore). */
 export class PgEvents {
   constructor(private readonly sql: Sql) {}
 
   /**
-   * Stores the event as received at `receivedAt`, unless (tenant, id) was received at or after `windowStart`
-   * (a duplicate: nothing changes). One statement, so that two nodes publishing the same (tenant, id) at once
-   * store one event: the unique key makes the second wait for the first to commit, then see its row. An id
-   * received before the window is a new publish of the event, over the same row (as the SQLite store does).
+   * Stores the events as received at `receivedAt`, each unless its (tenant, id) was received at or after
+   * `windowStart` (a duplicate: nothing changes); no two of them may have the same (tenant, id). One statement
+   * for them all, so that two nodes publishing the same (tenant, id) at once store one event: the unique key
+   * makes the second wait for the first to commit, then see its row. An id received before the window is a
+   * new publish of the event, over the same row (as the SQLite store does). What became of each, in their order.
    */
-  async put(tx: Sql, event: NewEvent, receivedAt: number, windowStart: number): Promise<Stored> {
-    for (const field of ['id', 'topic', 'time', 'data'] as const)
-      if (hasNul(event[field])) throw new UnstorableTextError(`the event's ${field}`);
-    const { rows } = await tx.query<{ seq: number; inserted: boolean }>(
-      `INSERT INTO events (tenant_id, id, topic, time, time_ms, eligible_for_retry, metadata, data, received_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-       ON CONFLICT (tenant_id, id) DO UPDATE SET topic = excluded.topic, time = excluded.time, time_ms = excluded.time_ms,
-         eligible_for_retry = excluded.eligible_for_retry, metadata = excluded.metadata, data = excluded.data,
-         received_at = excluded.received_at
-       WHERE events.received_at < $10
-       RETURNING seq, (xmax = 0) AS inserted`,
-      [
-        event.tenant_id,
-        event.id,
-        event.topic,
-        event.time,
-        event.time_ms,
-        event.eligible_for_retry,
-        JSON.stringify(event.metadata),
-        event.data,
+  async putAll(tx: Sql, events: NewEvent[], receivedAt: number, windowStart: number): Promise<Stored[]> {
+    for (const event of events) checkStorable(event);
+    const { rows } = await tx.query<{ seq: number; tenant_id: string; id: string; inserted: boolean }>(
+      bound(PUT, [
+        events.map((e) => e.tenant_id),
+        events.map((e) => e.id),
+        events.map((e) => e.topic),
+        events.map((e) => e.time),
+        events.map((e) => e.time_ms),
+        events.map((e) => e.eligible_for_retry),
+        events.map((e) => JSON.stringify(e.metadata)),
+        events.map((e) => e.data),
         receivedAt,
         windowStart,
-      ],
+      ]),
     );
-    const row = rows[0];
-    if (row) return { seq: row.seq, replaced: !row.inserted };
+    const written = new Map(rows.map((r) => [keyOf(r.tenant_id, r.id), r]));
     // no row: the conflict's update did not apply, the stored one is in the window (and now locked by this transaction)
-    const existing = await tx.query<{ seq: number }>('SELECT seq FROM events WHERE tenant_id = $1 AND id = $2', [
-      event.tenant_id,
-      event.id,
-    ]);
-    return { duplicateOf: existing.rows[0]!.seq };
+    const duplicates = events.filter((e) => !written.has(keyOf(e.tenant_id, e.id)));
+    const existing = new Map<string, number>();
+    if (duplicates.length > 0) {
+      const found = await tx.query<{ seq: number; tenant_id: string; id: string }>(
+        `SELECT e.seq, e.tenant_id, e.id FROM events e
+         JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, id) ON e.tenant_id = k.tenant_id AND e.id = k.id`,
+        [duplicates.map((e) => e.tenant_id), duplicates.map((e) => e.id)],
+      );
+      for (const r of found.rows) existing.set(keyOf(r.tenant_id, r.id), r.seq);
+    }
+    return events.map((e) => {
+      const key = keyOf(e.tenant_id, e.id);
+      const row = written.get(key);
+      return row ? { seq: row.seq, replaced: !row.inserted } : { duplicateOf: existing.get(key)! };
+    });
   }
 
   /**
@@ -69,11 +98,7 @@ export class PgEvents {
    * deadlocking on the unique key. (A hash shared by two keys only makes their writers wait for each other.)
    */
   async lockKeys(tx: Sql, schema: string, keys: string[]): Promise<void> {
-    await tx.query(
-      `SELECT pg_advisory_xact_lock(hashtext($1 || ':event'), k)
-       FROM (SELECT DISTINCT hashtext(key) AS k FROM unnest($2::text[]) AS key ORDER BY 1) AS sorted`,
-      [schema, keys],
-    );
+    await tx.query(bound(LOCK, [schema, keys]));
   }
 
   /** By its tenant and id; without a tenant (an admin), the newest event with the id. */
@@ -119,6 +144,11 @@ export class PgEvents {
       [before],
     );
   }
+}
+
+/** (tenant, id) as one string: no stored key holds a NUL. */
+function keyOf(tenantId: string, id: string): string {
+  return `${tenantId}\u0000${id}`;
 }
 
 export function toEvent(row: EventRow): StoredEvent {

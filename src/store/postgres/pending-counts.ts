@@ -1,10 +1,17 @@
-import type { Sql } from './database.js';
+import { bound, type Prepared, type Sql } from './database.js';
 
 /** Slots per tenant in pending_counts: concurrent writes for one tenant add to different rows. */
 const SLOTS = 16;
 
 /** How long a read of the counts is served to callers before the next one reads the table again. */
 const MAX_AGE_MS = 250;
+
+/** Adds changes to the counters, see PendingCounts.write. */
+const ADD: Prepared = {
+  name: 'pending_counts_add',
+  text: `INSERT INTO pending_counts (tenant_id, slot, n) SELECT t, $1, n FROM unnest($2::text[], $3::bigint[]) AS c(t, n)
+    ON CONFLICT (tenant_id, slot) DO UPDATE SET n = pending_counts.n + excluded.n`,
+};
 
 /** Changes to pending deliveries made by one transaction, by tenant, written with it (see `write`). */
 export type PendingDelta = Map<string, number>;
@@ -51,11 +58,7 @@ export class PendingCounts {
     const changes = [...delta].filter(([, n]) => n !== 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     if (changes.length === 0) return;
     const slot = Math.floor(Math.random() * SLOTS);
-    await tx.query(
-      `INSERT INTO pending_counts (tenant_id, slot, n) SELECT t, $1, n FROM unnest($2::text[], $3::bigint[]) AS c(t, n)
-       ON CONFLICT (tenant_id, slot) DO UPDATE SET n = pending_counts.n + excluded.n`,
-      [slot, changes.map(([t]) => t), changes.map(([, n]) => n)],
-    );
+    await tx.query(bound(ADD, [slot, changes.map(([t]) => t), changes.map(([, n]) => n)]));
   }
 
   /** After the transaction of `delta` committed: this node's snapshot counts it at once. */

@@ -1,5 +1,5 @@
 import type { Page, PageQuery, StringMap, Tenant, TenantFilter } from '../types.js';
-import { hasNul, Params, type Sql } from './database.js';
+import { bound, hasNul, Params, type Prepared, type Sql } from './database.js';
 import { anyOf, type Filtered } from './filters.js';
 import { countRows, readPage } from './paging.js';
 import { TenantCache } from './tenant-cache.js';
@@ -7,6 +7,12 @@ import { TenantCache } from './tenant-cache.js';
 /** Tenants with their token generation. */
 const TENANTS_WITH_GENERATION = `(SELECT t.*, coalesce(g.generation, 0) AS generation FROM tenants t
   LEFT JOIN tenant_generations g ON g.id = t.id) AS tenants_with_generation`;
+
+/** Holds tenants for a write, see PgTenants.holdAll. */
+const HOLD: Prepared = {
+  name: 'tenants_hold',
+  text: 'SELECT id FROM tenants WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE',
+};
 
 interface TenantRow {
   seq: number;
@@ -48,18 +54,19 @@ export class PgTenants {
   }
 
   /**
-   * In the caller's transaction, not from the cache: whether a write for the tenant may go on. The row stays
-   * locked (KEY SHARE) until that transaction ends, so a deletion of the tenant waits for it, and a write
-   * that comes after the deletion finds no tenant.
+   * In the caller's transaction, not from the cache: which of the tenants exist, so that writes for them may
+   * go on. Their rows stay locked (KEY SHARE) until that transaction ends, so a deletion of a tenant waits for
+   * it, and a write that comes after the deletion finds no tenant.
    */
-  async holds(tx: Sql, id: string): Promise<boolean> {
-    if (hasNul(id)) return false;
-    const { rows } = await tx.query('SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE', [id]);
-    return rows.length > 0;
+  async holdAll(tx: Sql, ids: string[]): Promise<Set<string>> {
+    const storable = ids.filter((id) => !hasNul(id));
+    if (storable.length === 0) return new Set();
+    const { rows } = await tx.query<{ id: string }>(bound(HOLD, [storable]));
+    return new Set(rows.map((r) => r.id));
   }
 
   /**
-   * As `holds`, and the destinations of the tenant are created one at a time (NO KEY UPDATE conflicts with
+   * As `holdAll` for one tenant, and the destinations of the tenant are created one at a time (NO KEY UPDATE conflicts with
    * itself, not with the publishes' KEY SHARE): the quota is checked with no other create under way.
    */
   async holdForCreate(tx: Sql, id: string): Promise<boolean> {
