@@ -12,7 +12,9 @@ import pg from 'pg';
 import { CredentialsCipher } from '../../src/store/credentials-cipher.js';
 import { truncateTime, type Granularity } from '../../src/store/metrics-buckets.js';
 import { PostgresStore, type PostgresStoreOptions } from '../../src/store/postgres-store.js';
-import { SchemaTooNewError } from '../../src/store/postgres/migrate.js';
+import { PgDatabase } from '../../src/store/postgres/database.js';
+import { migrate, SchemaTooNewError } from '../../src/store/postgres/migrate.js';
+import { MIGRATIONS } from '../../src/store/postgres/migrations/index.js';
 import { TenantGoneError, type Destination, type NewAttempt, type NewEvent } from '../../src/store/types.js';
 import { dropSchema, POSTGRES_URL, schemaName, skipWithoutPostgres, sql } from '../helpers/postgres.js';
 
@@ -441,14 +443,32 @@ test('migrations: nodes starting at once apply each once; a schema newer than th
   const applied = await sql(c.schema, 'SELECT version FROM sluice_migrations ORDER BY version');
   assert.deepEqual(
     applied.rows.map((r) => r.version),
-    [1],
+    MIGRATIONS.map((m) => m.version),
+    'every migration, once each',
   );
+  // a schema a version 1 made (001 alone) is brought up to the newest when a node of this version starts
+  const older = cluster(t);
+  const db = new PgDatabase({ url: POSTGRES_URL, pool: 1, schema: older.schema });
+  await migrate(db, MIGRATIONS.slice(0, 1));
+  await db.end();
+  await older.node(1);
+  const upgraded = await sql(older.schema, 'SELECT version FROM sluice_migrations ORDER BY version');
+  assert.deepEqual(
+    upgraded.rows.map((r) => r.version),
+    MIGRATIONS.map((m) => m.version),
+  );
+  const index = await sql(
+    older.schema,
+    "SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = 'deliveries_claimed'",
+    [older.schema],
+  );
+  assert.equal(index.rows.length, 1, 'the claims are indexed by destination (002)');
   await sql(c.schema, "INSERT INTO sluice_migrations (version, name) VALUES (999, 'from the future')");
   await assert.rejects(
     c.node(4),
     (err: unknown) =>
       err instanceof SchemaTooNewError &&
-      /version 999, newer than this version of Sluice knows \(1\)/.test(err.message),
+      err.message.includes(`version 999, newer than this version of Sluice knows (${MIGRATIONS.at(-1)!.version})`),
   );
 });
 
@@ -621,4 +641,262 @@ test('two nodes publishing the same ids in opposite orders at once wait for each
   assert.deepEqual(rows[0], { n: 300, e: 300 }, 'one delivery per event');
   // a's own deliveries at once, b's once a reads the counters again (at most ~250 ms later)
   await eventually("a counts both nodes' deliveries", 5000, async () => (await a.pendingDeliveries()) === 300);
+});
+
+test('three nodes claiming, attempting, recording and giving back at once, beside publishes, seals, destination updates and the retention: a destination never has more claimed than its limit, each delivery is attempted by one node at a time and settled once, no error surfaces', {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const nodes = [await c.node(1), await c.node(2), await c.node(3)];
+  const [a] = nodes as [PostgresStore];
+  await a.upsertTenant('acme', {});
+  const ids = ['des_a', 'des_b', 'des_c', 'des_d'];
+  for (const id of ids) await a.createDestination(destination('acme', id), 10);
+  const batching = { max_events: 100, max_bytes: 1 << 20, max_age: 1000 };
+  await a.createDestination(
+    destination('acme', 'des_batched', { config: { bucket: 'b', region: 'us-east-1', batching } }),
+    10,
+  );
+  const LIMIT = 3;
+  const EVENTS = 50; // to each of 4 destinations: 200 deliveries, and as many more published meanwhile
+  await a.publishMany(
+    Array.from({ length: EVENTS }, (_, i) => ({
+      event: event('acme', `e${i}`),
+      destinationIds: [...ids, 'des_batched'],
+    })),
+    HOUR,
+  );
+  const deadlocksBefore = await sql(
+    c.schema,
+    'SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()',
+  );
+  const deadline = Date.now() + 60_000;
+  const attempting = new Map<number, number>(); // delivery seq -> the node attempting it
+  const violations: string[] = [];
+  const errors: unknown[] = [];
+  let maxClaimed = 0;
+  let attempts = 0;
+  let done = false;
+  let publishedAll = false;
+  const settled = async () => {
+    const { rows } = await sql(
+      c.schema,
+      "SELECT count(*)::int AS n FROM deliveries WHERE status = 'pending' AND batch IS NULL AND ready",
+    );
+    return rows[0].n === 0;
+  };
+  const run = async (n: number, store: PostgresStore) => {
+    const local = new Map<string, number>();
+    const inflight = new Set<Promise<void>>();
+    for (let pass = 0; pass < 5000 && !done && Date.now() < deadline; pass++) {
+      const busy = [...local].filter(([, k]) => k >= LIMIT).map(([id]) => `acme/${id}`);
+      const due =
+        pass % 3 === 2
+          ? await store.dueDeliveriesOf('acme', ids[pass % ids.length]!, Date.now(), 10, LIMIT)
+          : await store.dueDeliveries(Date.now(), 20, busy, LIMIT);
+      const giveBack: number[] = [];
+      for (const item of due) {
+        const { seq, destination_id: id } = item.delivery;
+        if (attempting.get(seq) === n) continue; // in flight here: its claim comes back
+        if ((local.get(id) ?? 0) >= LIMIT || Math.random() < 0.1) {
+          giveBack.push(seq);
+          continue;
+        }
+        if (attempting.has(seq))
+          violations.push(`delivery ${seq} given to node ${n} while node ${attempting.get(seq)} attempts it`);
+        attempting.set(seq, n);
+        local.set(id, (local.get(id) ?? 0) + 1);
+        const attempt = (async () => {
+          await new Promise((r) => setTimeout(r, Math.random() * 5));
+          const retry = Math.random() < 0.25;
+          attempts++;
+          // the record ends the attempt: between the two, the delivery is this node's alone
+          attempting.delete(seq);
+          await store.recordAttempt(
+            {
+              tenant_id: 'acme',
+              event_id: item.event.id,
+              destination_id: id,
+              status: retry ? 'failed' : 'success',
+              code: retry ? '500' : '200',
+              response_data: null,
+              error: null,
+              attempt_number: item.delivery.attempts + 1,
+              manual: false,
+              duration_ms: 1,
+            },
+            {
+              seq,
+              status: retry ? 'pending' : 'success',
+              attempts: item.delivery.attempts + 1,
+              next_attempt_at: retry ? Date.now() : 0,
+            },
+          );
+          local.set(id, (local.get(id) ?? 1) - 1);
+        })().catch((err: unknown) => {
+          errors.push(err);
+        });
+        inflight.add(attempt);
+        void attempt.finally(() => inflight.delete(attempt));
+      }
+      await store.releaseDeliveries(giveBack);
+      if (due.length === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all(inflight);
+  };
+  // beside the claims: publishes, seals of the batched destination, updates of the destinations, the retention
+  const chaos = async () => {
+    for (let round = 0; round < 2000 && !done && Date.now() < deadline; round++) {
+      const store = nodes[round % 3]!;
+      const id = ids[round % ids.length]!;
+      if (round < EVENTS) await store.publish(event('acme', `late${round}`), [...ids, 'des_batched'], HOUR);
+      else publishedAll = true;
+      const updated = (await store.getDestination('acme', id))!;
+      await store.updateDestination({ ...updated, updated_at: new Date().toISOString() });
+      const open = await store.unbatched('acme', 'des_batched', 0, 7);
+      if (open.length > 0)
+        await store.sealBatch(
+          {
+            key: `acme/s${round}-${open[0]!.seq}`,
+            tenant_id: 'acme',
+            destination_id: 'des_batched',
+            first_seq: open[0]!.seq,
+            last_seq: open.at(-1)!.seq,
+            count: open.length,
+            attempts: 0,
+            next_attempt_at: Date.now(),
+          },
+          open.map((u) => u.seq),
+        );
+      if (round % 10 === 0) await store.prune(HOUR, 1_000_000);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  const sample = async () => {
+    for (let round = 0; round < 20_000 && !done && Date.now() < deadline; round++) {
+      const { rows } = await sql(
+        c.schema,
+        `SELECT coalesce(max(n), 0)::int AS n FROM (SELECT count(*) AS n FROM deliveries
+         WHERE status = 'pending' AND claimed_by IS NOT NULL AND lease_until > (extract(epoch from clock_timestamp()) * 1000)::bigint
+         GROUP BY destination_id) held`,
+      );
+      maxClaimed = Math.max(maxClaimed, rows[0].n);
+      if (publishedAll && (await settled())) done = true;
+    }
+  };
+  await Promise.all([
+    ...nodes.map((s, i) => run(i + 1, s).catch((err: unknown) => errors.push(err))),
+    chaos().catch((err: unknown) => errors.push(err)),
+    sample(),
+  ]);
+  done = true;
+  const deadlocksAfter = await sql(
+    c.schema,
+    'SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()',
+  );
+  t.diagnostic(
+    `${attempts} attempts; at most ${maxClaimed} claimed of a destination; deadlocks in the database meanwhile: ${deadlocksAfter.rows[0].n - deadlocksBefore.rows[0].n}`,
+  );
+  assert.deepEqual(errors, [], 'no error surfaced');
+  assert.deepEqual(violations, [], 'one node at a time');
+  assert.ok(maxClaimed <= LIMIT, `at most ${LIMIT} claimed at once of a destination, seen ${maxClaimed}`);
+  assert.ok(await settled(), 'every delivery settled within the time');
+  const { rows } = await sql(
+    c.schema,
+    `SELECT count(*)::int AS deliveries, count(*) FILTER (WHERE s.n <> 1)::int AS not_once FROM deliveries d
+     LEFT JOIN LATERAL (SELECT count(*) AS n FROM attempts a JOIN events e ON e.id = a.event_id
+       WHERE e.seq = d.event_seq AND a.destination_id = d.destination_id AND a.status = 'success') s ON true
+     WHERE d.destination_id <> 'des_batched'`,
+  );
+  assert.deepEqual(rows[0], { deliveries: 2 * EVENTS * ids.length, not_once: 0 }, 'each delivered once, logged once');
+});
+
+test("a destination whose limit other nodes hold, with a long backlog, does not hide another destination's due deliveries", {
+  skip,
+}, async (t) => {
+  const c = cluster(t);
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  for (const id of ['des_a', 'des_b']) await a.createDestination(destination('acme', id), 10);
+  await a.publishMany(
+    Array.from({ length: 500 }, (_, i) => ({ event: event('acme', `a${i}`), destinationIds: ['des_a'] })),
+    HOUR,
+  );
+  for (const id of ['b1', 'b2', 'b3']) await a.publish(event('acme', id), ['des_b'], HOUR);
+  const LIMIT = 2;
+  // each node holds one of des_a's two: neither is at the limit on its own, so neither leaves des_a out as busy
+  assert.equal((await a.dueDeliveriesOf('acme', 'des_a', Date.now(), 1, LIMIT)).length, 1);
+  assert.equal((await b.dueDeliveriesOf('acme', 'des_a', Date.now(), 1, LIMIT)).length, 1);
+  const byA = await a.dueDeliveries(Date.now(), 100, [], LIMIT);
+  const of = (items: typeof byA, id: string) => items.filter((d) => d.delivery.destination_id === id).length;
+  assert.deepEqual([of(byA, 'des_a'), of(byA, 'des_b')], [1, LIMIT], "A: its own claim of des_a again, and des_b's");
+  const byB = await b.dueDeliveries(Date.now(), 100, [], LIMIT);
+  assert.deepEqual([of(byB, 'des_a'), of(byB, 'des_b')], [1, 0], "B: its own of des_a; des_b's limit is A's now");
+});
+
+test('a node restarted with the same node_id gets its claims back as its own; a lower limit than it holds gives nobody more; its lease running out during an attempt, the node that takes over keeps its claim', {
+  skip,
+}, async (t) => {
+  const c = cluster(t, { leaseMs: 1500 });
+  const [a, b] = [await c.node(1), await c.node(2)];
+  await a.upsertTenant('acme', {});
+  await a.createDestination(destination('acme', 'des_a'), 10);
+  for (let i = 0; i < 10; i++) await a.publish(event('acme', `e${i}`), ['des_a'], HOUR);
+  const held = await a.dueDeliveries(Date.now(), 100, [], 4);
+  assert.equal(held.length, 4);
+  await a.close();
+  const again = await c.node(1);
+  // restarted with api.delivery_concurrency lowered to 2: what it held is its own, and no one gets more
+  const back = await again.dueDeliveries(Date.now(), 100, [], 2);
+  assert.deepEqual(
+    back.map((d) => d.delivery.seq).sort(),
+    held.map((d) => d.delivery.seq).sort(),
+    'its claims come back to it',
+  );
+  assert.deepEqual(await b.dueDeliveries(Date.now(), 100, [], 2), [], 'four held, above the limit of two');
+  await again.releaseDeliveries(back.slice(0, 2).map((d) => d.delivery.seq));
+  assert.deepEqual(await b.dueDeliveries(Date.now(), 100, [], 2), [], 'two held: the limit');
+  await again.releaseDeliveries(back.slice(2, 3).map((d) => d.delivery.seq));
+  assert.equal((await b.dueDeliveries(Date.now(), 100, [], 2)).length, 1, 'one slot free: B takes it');
+
+  // the last one A holds: its lease runs out while A attempts it, and B takes it over
+  const slow = back[3]!;
+  let takenOver: Awaited<ReturnType<typeof b.dueDeliveries>> = [];
+  await eventually("B takes over A's claim once its lease is over", 10_000, async () => {
+    takenOver = await b.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10);
+    return takenOver.some((d) => d.delivery.seq === slow.delivery.seq);
+  });
+  const record = (store: PostgresStore, status: 'failed' | 'success') =>
+    store.recordAttempt(
+      {
+        tenant_id: 'acme',
+        event_id: slow.event.id,
+        destination_id: 'des_a',
+        status,
+        code: status === 'failed' ? '500' : '200',
+        response_data: null,
+        error: null,
+        attempt_number: 1,
+        manual: false,
+        duration_ms: 1,
+      },
+      {
+        seq: slow.delivery.seq,
+        status: status === 'failed' ? 'pending' : 'success',
+        attempts: 1,
+        next_attempt_at: Date.now(),
+      },
+    );
+  // A's attempt ends (failed, to be retried): B's attempt of it is still on its way, and its claim holds
+  assert.ok(await record(again, 'failed'));
+  const { rows } = await sql(c.schema, 'SELECT claimed_by FROM deliveries WHERE seq = $1', [slow.delivery.seq]);
+  assert.equal(rows[0].claimed_by, 'node-2', "B's claim is not ended by A's record");
+  assert.equal(
+    (await again.dueDeliveriesOf('acme', 'des_a', Date.now(), 10, 10)).filter(
+      (d) => d.delivery.seq === slow.delivery.seq,
+    ).length,
+    0,
+    'nor given to A again while B attempts it',
+  );
+  assert.ok(await record(b, 'success'));
 });

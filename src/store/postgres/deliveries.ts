@@ -25,6 +25,16 @@ const ADD: Prepared = {
     RETURNING event_seq`,
 };
 
+/**
+ * The live claims (on any node) of the destination of the row `of`, as `SELECT o.seq FROM deliveries o ...`
+ * read through deliveries_claimed: its claimed deliveries alone, never its backlog.
+ */
+function liveClaimsOf(of: string): string {
+  return `SELECT o.seq FROM deliveries o
+    WHERE o.tenant_id = ${of}.tenant_id AND o.destination_id = ${of}.destination_id AND o.status = 'pending'
+      AND o.claimed_by IS NOT NULL AND o.lease_until > ${DB_NOW_MS}`;
+}
+
 interface DeliveryRow {
   seq: number;
   event_seq: number;
@@ -130,6 +140,13 @@ export class PgDeliveries {
    * Claims and returns due deliveries of enabled per-event destinations, soonest first, leaving out the busy
    * destinations (destinationKey) and what other nodes hold, at most `perDestination` of a destination's
    * claimed at once over all nodes (see claim).
+   *
+   * The destinations it takes from are those of the soonest `limit` due deliveries, leaving out besides the
+   * destinations whose limit is held already (their claims counted through deliveries_claimed): else, while
+   * other nodes hold a destination's limit (it is not busy here), its backlog would fill the pick, and no
+   * other destination would be claimed until that backlog is through. What this node holds of one left out
+   * comes back to it all the same (a node restarted: its attempts were lost). Left out, busy or full, a
+   * destination's due deliveries are read past as the pick scans in time order.
    */
   async due(
     tx: Sql,
@@ -138,15 +155,24 @@ export class PgDeliveries {
     skipDestinations: string[],
     perDestination: number,
   ): Promise<DueDelivery[]> {
-    // the destinations the soonest due deliveries belong to: the ones this claim may take from
     const { rows } = await tx.query<{ tenant_id: string; destination_id: string }>(
-      `SELECT DISTINCT tenant_id, destination_id FROM (
+      `WITH held_in_full AS (
+         -- the destinations whose limit is held, read from the claims alone (deliveries_claimed)
+         SELECT o.tenant_id, o.destination_id, bool_or(o.claimed_by = $2) AS mine FROM deliveries o
+         WHERE o.status = 'pending' AND o.claimed_by IS NOT NULL AND o.lease_until > ${DB_NOW_MS}
+         GROUP BY o.tenant_id, o.destination_id HAVING count(*) >= $5
+       )
+       SELECT tenant_id, destination_id FROM (
          SELECT d.tenant_id, d.destination_id FROM deliveries d
          WHERE d.status = 'pending' AND d.ready AND d.next_attempt_at <= $1 AND ${CLAIMABLE}
            AND (d.tenant_id || '/' || d.destination_id) <> ALL($4::text[])
+           AND NOT EXISTS (SELECT 1 FROM held_in_full f WHERE f.tenant_id = d.tenant_id AND f.destination_id = d.destination_id)
          ORDER BY d.next_attempt_at LIMIT $3
-       ) soonest`,
-      [now, this.nodeId, limit, skipDestinations],
+       ) soonest
+       UNION
+       -- what this node holds of a full one comes back to it (a node restarted: its attempts were lost)
+       SELECT tenant_id, destination_id FROM held_in_full WHERE mine AND (tenant_id || '/' || destination_id) <> ALL($4::text[])`,
+      [now, this.nodeId, limit, skipDestinations, perDestination],
     );
     return this.claim(tx, now, limit, perDestination, rows);
   }
@@ -196,17 +222,12 @@ export class PgDeliveries {
       `WITH named AS (
          SELECT tenant_id, destination_id FROM unnest($5::text[], $6::text[]) AS x(tenant_id, destination_id)
        ), free AS (
-         SELECT n.tenant_id, n.destination_id, greatest($7::integer - (
-           SELECT count(*) FROM deliveries o
-           WHERE o.tenant_id = n.tenant_id AND o.destination_id = n.destination_id AND o.status = 'pending'
-             AND o.claimed_by IS NOT NULL AND o.lease_until > ${DB_NOW_MS}
-         ), 0) AS slots
+         SELECT n.tenant_id, n.destination_id, greatest($7::integer - (SELECT count(*) FROM (${liveClaimsOf('n')}) held), 0)
+           AS slots
          FROM named n
        ), candidates AS (
          SELECT mine.seq FROM named n CROSS JOIN LATERAL (
-           SELECT d.seq FROM deliveries d
-           WHERE d.tenant_id = n.tenant_id AND d.destination_id = n.destination_id AND d.status = 'pending'
-             AND d.ready AND d.next_attempt_at <= $1 AND d.claimed_by = $2 AND d.lease_until > ${DB_NOW_MS}
+           ${liveClaimsOf('n')} AND o.claimed_by = $2 AND o.ready AND o.next_attempt_at <= $1
          ) mine
          UNION ALL
          SELECT unclaimed.seq FROM free f CROSS JOIN LATERAL (
@@ -216,9 +237,10 @@ export class PgDeliveries {
            ORDER BY d.next_attempt_at LIMIT f.slots
          ) unclaimed
        ), picked AS (
-         SELECT d.seq FROM deliveries d JOIN candidates c ON c.seq = d.seq
-         -- again at this level: a row changed since this statement's snapshot is checked as it is now
-         WHERE d.status = 'pending' AND d.ready AND ${CLAIMABLE}
+         -- by primary key (an array, not a join the planner may make a scan of the whole table)
+         SELECT d.seq FROM deliveries d WHERE d.seq = ANY(ARRAY(SELECT seq FROM candidates))
+           -- again at this level: a row changed since this statement's snapshot is checked as it is now
+           AND d.status = 'pending' AND d.ready AND ${CLAIMABLE}
          ORDER BY d.next_attempt_at LIMIT $4
          FOR UPDATE OF d SKIP LOCKED
        ), claimed AS (
@@ -273,7 +295,7 @@ export class PgDeliveries {
 
   /**
    * The delivery's state after an attempt, if it is still the tenant's destination's and pending (else false:
-   * it was deleted, or settled by another node that took it over meanwhile). Ends the claim.
+   * it was deleted, or settled by another node that took it over meanwhile). Ends this node's claim.
    */
   async settle(
     tx: Sql,
@@ -283,9 +305,19 @@ export class PgDeliveries {
     destinationId: string,
   ): Promise<boolean> {
     const { rowCount } = await tx.query(
-      `UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, manual = false, claimed_by = NULL, lease_until = NULL
+      // a claim another node took over (this one's lease ran out during the attempt) stays its: it is attempting
+      `UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, manual = false,
+         lease_until = CASE WHEN claimed_by = $7 THEN NULL ELSE lease_until END, claimed_by = nullif(claimed_by, $7)
        WHERE seq = $4 AND tenant_id = $5 AND destination_id = $6 AND status = 'pending'`,
-      [delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.seq, tenantId, destinationId],
+      [
+        delivery.status,
+        delivery.attempts,
+        delivery.next_attempt_at,
+        delivery.seq,
+        tenantId,
+        destinationId,
+        this.nodeId,
+      ],
     );
     if (!rowCount) return false;
     if (delivery.status !== 'pending') addPending(delta, tenantId, -1);
