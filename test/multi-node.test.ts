@@ -27,6 +27,9 @@ const NODES = ['node-1', 'node-2', 'node-3'] as const;
 /** Events published to the batched destination, and to the per-event one. */
 const BULK_EVENTS = 30_000;
 const SINGLE_EVENTS = 1_500;
+/** At most KICKS times KICK_EVENTS more per-event events, until node 2 holds a claim to be killed with. */
+const KICKS = 10;
+const KICK_EVENTS = 100;
 /** Publish rounds: each sends one /publish/batch to every live node at once. */
 const ROUNDS = 30;
 /** Short, so a takeover of the killed node's claims happens within the test. */
@@ -141,26 +144,44 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
     const acknowledged = { bulk: new Set<string>(), single: new Set<string>() };
     const perNode = [0, 0, 0];
     let killedWithClaims = { deliveries: 0, batches: 0 };
+    /** Per-event events published besides SINGLE_EVENTS, to give node 2 work to hold when it is killed. */
+    let kicked = 0;
     const bulkPerRequest = BULK_EVENTS / ROUNDS / NODES.length;
     const singlePerRequest = SINGLE_EVENTS / ROUNDS / NODES.length;
     let serial = 0;
     const started = Date.now();
     for (let round = 0; round < ROUNDS; round++) {
       if (round === ROUNDS / 2) {
-        // the worst moment: while node 2 holds claims (a delivery or batch it may be uploading)
-        await nodes[1]!.until(
-          'node 2 holds a claim',
-          async () => {
-            const { rows } = await sql(
-              schema,
-              `SELECT (SELECT count(*) FROM deliveries WHERE claimed_by = 'node-2' AND status = 'pending')::int AS deliveries,
-                      (SELECT count(*) FROM event_batches WHERE claimed_by = 'node-2')::int AS batches`,
-            );
-            killedWithClaims = rows[0] as typeof killedWithClaims;
-            return killedWithClaims.deliveries + killedWithClaims.batches > 0;
-          },
-          60_000,
-        );
+        // the worst moment: while node 2 holds claims (a delivery or batch it may be uploading). The nodes
+        // share each destination's limit, and the rounds so far may all be delivered: a few more per-event
+        // events through node 1 give every node due work to claim, until node 2 is seen holding some.
+        const node2Holds = async () => {
+          const { rows } = await sql(
+            schema,
+            `SELECT (SELECT count(*) FROM deliveries WHERE claimed_by = 'node-2' AND status = 'pending')::int AS deliveries,
+                    (SELECT count(*) FROM event_batches WHERE claimed_by = 'node-2')::int AS batches`,
+          );
+          killedWithClaims = rows[0] as typeof killedWithClaims;
+          return killedWithClaims.deliveries + killedWithClaims.batches > 0;
+        };
+        for (let kick = 0; kick < KICKS && !(await node2Holds()); kick++) {
+          const events = Array.from({ length: KICK_EVENTS }, () => ({ id: `single-${serial++}` }));
+          const res = await apis[0]!.call(
+            'POST',
+            '/publish/batch',
+            events.map((e) => ({ id: e.id, tenant_id: TENANT, topic: 'single', data: { event: e.id, kick } })),
+          );
+          assert.equal(res.status, 202, `publish to node-1: ${res.status} ${res.text.slice(0, 500)}`);
+          for (const e of events) acknowledged.single.add(e.id);
+          perNode[0]! += events.length;
+          kicked += events.length;
+          const until = Date.now() + 5_000;
+          for (let i = 0; i < 200 && Date.now() < until; i++) {
+            if (await node2Holds()) break;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+        assert.ok(await node2Holds(), `node 2 held no claim after ${kicked} more events`);
         await nodes[1]!.kill9();
       }
       const live = [0, 1, 2].filter((i) => nodes[i]!.exitCode === undefined);
@@ -199,7 +220,7 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
       );
     }
     assert.equal(acknowledged.bulk.size, BULK_EVENTS);
-    assert.equal(acknowledged.single.size, SINGLE_EVENTS);
+    assert.equal(acknowledged.single.size, SINGLE_EVENTS + kicked);
     assert.ok(
       perNode.every((n) => n > 0),
       `every node took publishes: ${perNode}`,
@@ -208,7 +229,7 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
 
     const published = Date.now();
     console.log(
-      `# multi-node: ${BULK_EVENTS + SINGLE_EVENTS} events published in ${((published - started) / 1000).toFixed(1)} s`,
+      `# multi-node: ${BULK_EVENTS + SINGLE_EVENTS + kicked} events published in ${((published - started) / 1000).toFixed(1)} s`,
     );
     const survivors = [nodes[0]!, nodes[2]!];
     for (const node of survivors)
@@ -233,7 +254,7 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
     const twiceSingle = [...keysOf].filter(([, keys]) => keys.length > 1);
     assert.deepEqual(missingSingle, [], 'every acknowledged per-event event has its object');
     assert.deepEqual(twiceSingle, [], 'no per-event event has two objects');
-    assert.equal(singleKeys.length, SINGLE_EVENTS);
+    assert.equal(singleKeys.length, SINGLE_EVENTS + kicked);
 
     // batched objects: each event's id in exactly one object's lines, once
     const bulkObjects = await objectLines(s3, 'bulk');
@@ -261,7 +282,7 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
         next = body.pagination.next;
         if (!next) break;
       }
-      assert.equal(ids.size, BULK_EVENTS + SINGLE_EVENTS, `GET /events on ${api.baseUrl} shows every event`);
+      assert.equal(ids.size, BULK_EVENTS + SINGLE_EVENTS + kicked, `GET /events on ${api.baseUrl} shows every event`);
     }
 
     // attempts say which node made them; the survivors delivered, and a success of each per-event event
@@ -277,7 +298,7 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
     const singleSuccesses = new Set(
       successes.filter((a) => a.destination_id === singleDestination).map((a) => a.event_id),
     );
-    assert.equal(singleSuccesses.size, SINGLE_EVENTS, 'a successful attempt of every per-event event');
+    assert.equal(singleSuccesses.size, SINGLE_EVENTS + kicked, 'a successful attempt of every per-event event');
     console.log(
       `# multi-node: node 2 killed holding ${killedWithClaims.deliveries} deliveries and ${killedWithClaims.batches} batches; ` +
         `successful attempts by node ${JSON.stringify(byNode)}; ${bulkObjects.size} batched objects`,
