@@ -164,7 +164,8 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
           killedWithClaims = rows[0] as typeof killedWithClaims;
           return killedWithClaims.deliveries + killedWithClaims.batches > 0;
         };
-        for (let kick = 0; kick < KICKS && !(await node2Holds()); kick++) {
+        let held = await node2Holds();
+        for (let kick = 0; kick < KICKS && !held; kick++) {
           const events = Array.from({ length: KICK_EVENTS }, () => ({ id: `single-${serial++}` }));
           const res = await apis[0]!.call(
             'POST',
@@ -176,12 +177,13 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
           perNode[0]! += events.length;
           kicked += events.length;
           const until = Date.now() + 5_000;
-          for (let i = 0; i < 200 && Date.now() < until; i++) {
-            if (await node2Holds()) break;
-            await new Promise((r) => setTimeout(r, 20));
+          for (let i = 0; i < 200 && Date.now() < until && !held; i++) {
+            held = await node2Holds();
+            if (!held) await new Promise((r) => setTimeout(r, 20));
           }
         }
-        assert.ok(await node2Holds(), `node 2 held no claim after ${kicked} more events`);
+        // what it held when last looked at: a claim may end between that look and the kill, as it may at any time
+        assert.ok(held, `node 2 held no claim after ${kicked} more events`);
         await nodes[1]!.kill9();
       }
       const live = [0, 1, 2].filter((i) => nodes[i]!.exitCode === undefined);
@@ -225,7 +227,6 @@ describe('three nodes on one PostgreSQL store', { skip }, () => {
       perNode.every((n) => n > 0),
       `every node took publishes: ${perNode}`,
     );
-    assert.ok(killedWithClaims.deliveries + killedWithClaims.batches > 0);
 
     const published = Date.now();
     console.log(
