@@ -146,7 +146,7 @@ export class EventBatcher {
         .track(this.store.releaseBatches(notStarted))
         .catch((err: unknown) =>
           this.delivery.failures.warn(
-            'release',
+            'release-batches',
             { err },
             'giving back batches not uploaded failed (their claims expire)',
           ),

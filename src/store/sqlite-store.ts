@@ -255,9 +255,10 @@ export class SqliteStore implements Store {
     return this.writeNow(() => {
       // A delivery deleted while it was attempted (its destination or tenant deleted) is neither counted nor
       // logged: a deleted tenant's log stays empty. Its tenant and destination are matched too, as its seq
-      // may since have been given to a delivery of another (seqs above the highest left are used again).
-      this.readForAttempt.delete(delivery.seq);
+      // may since have been given to a delivery of another (seqs above the highest left are used again):
+      // that one's mark of being attempted is not this attempt's to end.
       if (!this.deliveries.settle(delivery, attempt.tenant_id, attempt.destination_id)) return undefined;
+      this.readForAttempt.delete(delivery.seq);
       return this.attempts.insert(attempt);
     });
   }

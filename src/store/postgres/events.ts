@@ -56,9 +56,9 @@ export class PgEvents {
    * for them all, so that two nodes publishing the same (tenant, id) at once store one event: the unique key
    * makes the second wait for the first to commit, then see its row. An id received before the window is a
    * new publish of the event, over the same row (as the SQLite store does). What became of each, in their order.
+   * Each has passed checkStorable (the caller checks, so that an event it refuses is refused alone).
    */
   async putAll(tx: Sql, events: NewEvent[], receivedAt: number, windowStart: number): Promise<Stored[]> {
-    for (const event of events) checkStorable(event);
     const { rows } = await tx.query<{ seq: number; tenant_id: string; id: string; inserted: boolean }>(
       bound(PUT, [
         events.map((e) => e.tenant_id),
