@@ -15,6 +15,14 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The environment Sluice runs in, as `npm start` and the container image set it: glibc's malloc limited to
+ * two arenas (MALLOC_ARENA_MAX, see README "Performance"), unless the caller's environment says otherwise.
+ */
+export function sluiceEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
+}
+
 export function startS3(dir: string, port: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,

@@ -24,7 +24,7 @@ import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { percentile } from './loadgen.js';
-import { cpuSeconds, freePort, ROOT, rssMiB, startS3, waitHealthy } from './processes.js';
+import { cpuSeconds, freePort, ROOT, rssMiB, sluiceEnv, startS3, waitHealthy } from './processes.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -239,6 +239,7 @@ for (let i = 0; i < NODES; i++) {
   );
   sluices.push(
     spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
+      env: sluiceEnv(),
       stdio: ['ignore', 'ignore', 'inherit'],
     }),
   );

@@ -202,6 +202,8 @@ test('npm start: SIGTERM to npm reaches the server, which flushes and exits, lea
   // --prefix runs the repo's own start script (in the repo's directory); the config keeps every file in `dir`
   const npm = spawn('npm', ['--prefix', REPO, 'start', '--silent', '--', '--config', file], {
     cwd: dir,
+    // without a MALLOC_ARENA_MAX of its own, so that the one npm start sets is seen
+    env: { ...process.env, MALLOC_ARENA_MAX: undefined },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => {
@@ -218,6 +220,16 @@ test('npm start: SIGTERM to npm reaches the server, which flushes and exits, lea
     if (!url) await sleep(50);
   }
   assert.ok(url, `npm start did not start sluice within 15 s:\n${output}`);
+
+  // the server runs with glibc's malloc held to two arenas (README "Performance")
+  const servers = processesMentioning(file).filter((pid) =>
+    readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dist/cli.js'),
+  );
+  assert.equal(servers.length, 1, 'one server process');
+  assert.ok(
+    readFileSync(`/proc/${servers[0]}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=2'),
+    'npm start sets MALLOC_ARENA_MAX=2',
+  );
 
   const sent = decisions(4);
   const res = await postDecisions(url, sent);
