@@ -12,6 +12,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { duckdb, type DuckDb } from './helpers/duckdb.js';
 import { decision } from './helpers/opa.js';
@@ -543,4 +544,55 @@ test('kill -9 during Parquet uploads: every acknowledged decision lands once, an
   assert.deepEqual(missing.slice(0, 5), [], `${missing.length} of ${acked.size} acknowledged decisions missing`);
   assert.deepEqual(duplicated.slice(0, 5), [], `${duplicated.length} decisions in more than one copy`);
   assert.equal(await proc.stop('SIGTERM', 20_000), 0);
+});
+
+test('a stored chunk from before checksums that no longer gunzips: the Parquet output sets it aside and writes the rest', async () => {
+  const cwd = dir('sluice-parquet-unreadable-');
+  const files = path.join(cwd, 'objects');
+  const dataDir = path.join(cwd, 'data');
+  const configFor = (maxAge: string) => ({
+    data_dir: dataDir,
+    outputs: [{ name: 'local', type: 'file', path: files, format: 'parquet', batch: { max_age: maxAge } }],
+  });
+  // 1. three requests, three stored chunks, acknowledged and never delivered (max_age 1h, then kill -9)
+  const first = new SluiceProcess({ cwd, config: configFor('1h') });
+  cleanups.push(() => first.kill9());
+  await first.start();
+  const sent = [0, 1, 2].map((r) => Array.from({ length: 40 }, (_, i) => `{"decision_id":"u-${r}-${i}","path":"p"}`));
+  for (const texts of sent) await postTexts(first.url, texts);
+  await first.kill9();
+
+  // 2. the middle chunk as a chunk stored before checksums and damaged since: its CRC column empty, its gzip bad
+  const db = new Database(path.join(dataDir, 'buffer.sqlite'));
+  const chunks = db.prepare('SELECT pos, payload, compressed FROM chunks ORDER BY pos').all() as Array<{
+    pos: number;
+    payload: Buffer;
+    compressed: number;
+  }>;
+  assert.equal(chunks.length, 3);
+  assert.ok(
+    chunks.every((c) => c.compressed === 1),
+    'chunks are stored compressed (the default)',
+  );
+  const damaged = Buffer.from(chunks[1]!.payload);
+  damaged[damaged.length - 9] ^= 0x01;
+  db.prepare('UPDATE chunks SET payload = ?, crc = NULL WHERE pos = ?').run(damaged, chunks[1]!.pos);
+  db.close();
+
+  // 3. delivered: the encoder thread cannot gunzip it, the batch is read again on the event loop, which sets it aside
+  const second = new SluiceProcess({ cwd, config: configFor('200ms') });
+  cleanups.push(() => second.kill9());
+  await second.start();
+  await second.until('the chunk to be counted corrupt', async () => {
+    const ready = (await second.ready()) as unknown as { buffer: { corrupt_chunks: number } };
+    return ready.buffer.corrupt_chunks === 1;
+  });
+  await idle(second);
+  const duck = await openDuckDb();
+  const ids = (await duck.all(`SELECT decision_id FROM ${parquetUnder(files)}`)).map((r) => r.decision_id as string);
+  assert.deepEqual(
+    ids.sort(),
+    [...sent[0]!, ...sent[2]!].map((t) => (JSON.parse(t) as { decision_id: string }).decision_id).sort(),
+  );
+  assert.equal(await second.stop(), 0);
 });

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import { md5, type StoredObject } from '../sinks/types.js';
 import { parseJson, toText } from '../json/source-tree.js';
+import { linesInRange } from '../formats/ndjson-lines.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
 
 export type Format = 'ndjson' | 'json_array' | 'parquet';
@@ -178,22 +179,6 @@ function* formatPieces(groups: Iterable<Buffer>, format: Format): Generator<Buff
     first = false;
   }
   if (format === 'json_array') yield Buffer.from(']');
-}
-
-/** The NDJSON lines of a chunk (first decision at `pos`) whose positions are in [first, last]. */
-export function linesInRange(payload: Buffer, pos: number, first: number, last: number): Buffer {
-  let start = 0;
-  let position = pos;
-  while (position < first) {
-    start = payload.indexOf(0x0a, start) + 1;
-    position++;
-  }
-  let end = start;
-  while (position <= last && end < payload.length) {
-    end = payload.indexOf(0x0a, end) + 1;
-    position++;
-  }
-  return payload.subarray(start, end);
 }
 
 /** Byte length (with newline) of each NDJSON line of a payload. */

@@ -7,7 +7,7 @@ import { md5, RefusedDecisionsError, type Sink, type StoredObject } from '../sin
 import { attemptUntilDone, retryForever, type Failure, type RetryPolicy } from './attempts.js';
 import { DecisionBatcher } from './batching/decision-batcher.js';
 import { bufferLines, contentType, encodeLines, parsedDecisions, transformLines } from './encode.js';
-import { parquetDecisionsObject } from './parquet-encoder.js';
+import { parquetDecisionsObject, storedChunks, unreadableChunk } from './parquet-encoder.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
@@ -261,7 +261,11 @@ export class OutputWorker {
    * letter instead: a decision the rules failed on, a chunk whose checksum fails.
    */
   async objectOf(batch: SealedBatch, setAside = { events: 0 }): Promise<StoredObject | undefined> {
+    // a chunk is set aside once, should the batch be read twice (a Parquet encoding read again, below)
+    const corrupt = new Set<number>();
     const onCorrupt = (err: CorruptChunkError) => {
+      if (corrupt.has(err.pos)) return;
+      corrupt.add(err.pos);
       const first = Math.max(err.pos, batch.first);
       const last = Math.min(err.lastPos, batch.last);
       this.setAside(setAside, {
@@ -319,7 +323,17 @@ export class OutputWorker {
       return { key, body, contentType: 'application/json', contentMD5: md5(body) };
     }
     if (encoding.format === 'parquet') {
-      const object = await parquetDecisionsObject(lines(), encoding, key);
+      // without rules, and unless the key layout read the decisions already, the chunks go to the encoder
+      // thread as stored; one that does not gunzip there has the batch read here, where it is set aside
+      const asStored = groups === undefined && this.transform === undefined;
+      const object = await parquetDecisionsObject(
+        asStored ? storedChunks(this.buffer, batch, onCorrupt) : lines(),
+        encoding,
+        key,
+      ).catch((err: unknown) => {
+        if (asStored && unreadableChunk(err)) return parquetDecisionsObject(lines(), encoding, key);
+        throw err;
+      });
       for (const { line, error } of object.unprocessable) onUnprocessable(line, new Error(error));
       const { unprocessable: _, ...stored } = object;
       return stored.count > 0 ? stored : undefined;

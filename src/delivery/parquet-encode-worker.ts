@@ -8,6 +8,7 @@ import { Piscina } from 'piscina';
 import { decisionParquetWriter } from '../formats/parquet-decisions.js';
 import { eventParquetWriter, type ParquetEvent } from '../formats/parquet-events.js';
 import type { ParquetCompression } from '../formats/parquet-writer.js';
+import { storedChunkLines, type StoredChunk } from './stored-chunk.js';
 
 export interface EncodeTask {
   kind: 'decisions' | 'events';
@@ -17,8 +18,8 @@ export interface EncodeTask {
   port: MessagePort;
 }
 
-/** What the event loop sends: NDJSON lines (decisions) or a slice of events. */
-export type Piece = Uint8Array | ParquetEvent[] | null | { abort: string };
+/** What the event loop sends: NDJSON lines or a stored chunk (decisions), or a slice of events. */
+export type Piece = Uint8Array | StoredChunk | ParquetEvent[] | null | { abort: string };
 
 /** Pieces asked for ahead of the one being encoded: the next is there when this one is done. */
 export const PIECES_AHEAD = 2;
@@ -33,7 +34,7 @@ export interface EncodeResult {
 /** A file being written, fed the pieces of its kind. */
 interface PieceWriter {
   readonly count: number;
-  add(piece: Uint8Array | ParquetEvent[]): void;
+  add(piece: Uint8Array | StoredChunk | ParquetEvent[]): void;
   finish(): Buffer;
 }
 
@@ -48,10 +49,7 @@ async function writerOf(
       get count() {
         return writer.count;
       },
-      add: (piece) =>
-        writer.add(
-          Buffer.from((piece as Uint8Array).buffer, (piece as Uint8Array).byteOffset, (piece as Uint8Array).byteLength),
-        ),
+      add: (piece) => writer.add(decisionLines(piece as Uint8Array | StoredChunk)),
       finish: () => writer.finish(),
     };
   }
@@ -65,6 +63,13 @@ async function writerOf(
     },
     finish: () => writer.finish(),
   };
+}
+
+/** A piece's NDJSON lines: as sent, or gunzipped from a stored chunk and cut to its batch. */
+function decisionLines(piece: Uint8Array | StoredChunk): Buffer {
+  return piece instanceof Uint8Array
+    ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)
+    : storedChunkLines(piece);
 }
 
 export default async function encode(task: EncodeTask): Promise<EncodeResult> {
@@ -89,7 +94,7 @@ export default async function encode(task: EncodeTask): Promise<EncodeResult> {
     for (;;) {
       const piece = await next();
       if (piece === null) break;
-      if (!Array.isArray(piece) && !(piece instanceof Uint8Array)) throw new Error(piece.abort);
+      if ('abort' in piece) throw new Error(piece.abort);
       port.postMessage('more');
       writer.add(piece);
     }

@@ -14,9 +14,12 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { ParquetEvent } from '../formats/parquet-events.js';
 import { DEFAULT_ROW_GROUP_BYTES, type ParquetCompression } from '../formats/parquet-writer.js';
+import { linesInRange } from '../formats/ndjson-lines.js';
 import { md5, type StoredObject } from '../sinks/types.js';
 import { PARQUET_CONTENT_TYPE, type Encoding } from './encode.js';
+import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import type { EncodeResult, EncodeTask, Piece } from './parquet-encode-worker.js';
+import { UNREADABLE_CHUNK, type StoredChunk } from './stored-chunk.js';
 
 /** About this much of a batch goes to the worker per message (NDJSON text, or events' fields). */
 const PIECE_BYTES = 1024 * 1024;
@@ -77,9 +80,12 @@ export type ParquetObject = StoredObject & {
   unprocessable: Array<{ line: string; error: string }>;
 };
 
-/** A Parquet object of decisions: NDJSON line groups as bufferLines (or transformLines) yields them. */
+/**
+ * A Parquet object of decisions: NDJSON line groups as bufferLines (or transformLines) yields them, or the
+ * batch's chunks as storedChunks yields them.
+ */
 export async function parquetDecisionsObject(
-  groups: Iterable<Buffer>,
+  groups: Iterable<Buffer | StoredChunk>,
   encoding: Encoding,
   key: string,
 ): Promise<ParquetObject> {
@@ -115,17 +121,24 @@ function objectOf(result: EncodeResult, key: string): ParquetObject {
 async function encodeOnWorker(
   kind: EncodeTask['kind'],
   encoding: Encoding,
-  pieces: Iterator<Uint8Array | ParquetEvent[]>,
+  pieces: Iterator<Uint8Array | StoredChunk | ParquetEvent[]>,
 ): Promise<EncodeResult> {
   if (encoding.format !== 'parquet') throw new Error(`not a Parquet encoding: ${encoding.format}`);
   const { port1, port2 } = new MessageChannel();
   let ended = false;
   let failure: unknown;
   const send = (piece: Piece) =>
-    port1.postMessage(piece, piece instanceof Uint8Array ? [piece.buffer as ArrayBuffer] : []);
+    port1.postMessage(
+      piece,
+      piece instanceof Uint8Array
+        ? [piece.buffer as ArrayBuffer]
+        : piece !== null && 'gzip' in piece
+          ? [piece.gzip.buffer as ArrayBuffer]
+          : [],
+    );
   port1.on('message', () => {
     if (ended) return;
-    let next: IteratorResult<Uint8Array | ParquetEvent[]>;
+    let next: IteratorResult<Uint8Array | StoredChunk | ParquetEvent[]>;
     try {
       next = pieces.next();
     } catch (err) {
@@ -155,9 +168,19 @@ async function encodeOnWorker(
   }
 }
 
-/** Line groups cut at line ends into pieces of about PIECE_BYTES, each in an ArrayBuffer of its own (to be moved). */
-function* decisionPieces(groups: Iterable<Buffer>): Generator<Uint8Array> {
+/**
+ * Line groups cut at line ends into pieces of about PIECE_BYTES, and stored chunks as they are, each in an
+ * ArrayBuffer of its own (to be moved).
+ */
+function* decisionPieces(groups: Iterable<Buffer | StoredChunk>): Generator<Uint8Array | StoredChunk> {
   for (const group of groups) {
+    if (!(group instanceof Uint8Array)) {
+      const { gzip } = group;
+      // moved when it is the whole of its memory (as SQLite's blobs are read), else copied
+      const own = gzip.byteOffset === 0 && gzip.byteLength === gzip.buffer.byteLength;
+      yield { ...group, gzip: own ? gzip : new Uint8Array(gzip) };
+      continue;
+    }
     let start = 0;
     while (start < group.length) {
       let end = group.length;
@@ -186,4 +209,42 @@ function* eventPieces(events: Iterable<ParquetEvent>): Generator<ParquetEvent[]>
     }
   }
   if (piece.length > 0) yield piece;
+}
+
+/**
+ * The batch's chunks for parquetDecisionsObject: each gzip chunk as it is stored (its checksum checked here),
+ * to be gunzipped in the encoder thread, and an uncompressed one as its lines. Gunzipping on the event loop
+ * made every decision's NDJSON a buffer there, off the V8 heap and so freed only at the next collection: at
+ * full load tens of MiB of them waited for it. A chunk whose checksum fails is skipped and handed to
+ * `onCorrupt`, as bufferLines does.
+ */
+export function* storedChunks(
+  buffer: DecisionBuffer,
+  batch: SealedBatch,
+  onCorrupt?: (err: CorruptChunkError) => void,
+): Generator<Buffer | StoredChunk> {
+  for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)) {
+    let payload: Buffer | undefined;
+    try {
+      payload = meta.compressed ? buffer.readStoredPayload(meta.pos) : buffer.readChunk(meta.pos)?.payload;
+    } catch (err) {
+      if (!(err instanceof CorruptChunkError) || !onCorrupt) throw err;
+      onCorrupt(err);
+      continue;
+    }
+    if (!payload) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
+    if (meta.compressed) yield { gzip: payload, pos: meta.pos, first: batch.first, last: batch.last };
+    else {
+      const lines = linesInRange(payload, meta.pos, batch.first, batch.last);
+      if (lines.length > 0) yield lines;
+    }
+  }
+}
+
+/**
+ * Whether the encoding failed on a stored chunk that passed its checksum but does not gunzip (one stored
+ * before checksums, damaged): reading the batch with bufferLines sets such a chunk aside.
+ */
+export function unreadableChunk(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith(UNREADABLE_CHUNK);
 }

@@ -18,3 +18,19 @@ function isBlank(buf: Buffer, from: number, to: number): boolean {
   }
   return true;
 }
+
+/** The NDJSON lines of a chunk (first decision at `pos`) whose positions are in [first, last]. */
+export function linesInRange(payload: Buffer, pos: number, first: number, last: number): Buffer {
+  let start = 0;
+  let position = pos;
+  while (position < first) {
+    start = payload.indexOf(0x0a, start) + 1;
+    position++;
+  }
+  let end = start;
+  while (position <= last && end < payload.length) {
+    end = payload.indexOf(0x0a, end) + 1;
+    position++;
+  }
+  return payload.subarray(start, end);
+}
