@@ -23,6 +23,9 @@ export function sluiceEnv(): NodeJS.ProcessEnv {
   return { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
 }
 
+/** Node's options for the server, as `npm start` and the container image give them (README "Performance"). */
+export const SLUICE_NODE_OPTIONS = ['--max-semi-space-size=8'];
+
 export function startS3(dir: string, port: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,

@@ -24,7 +24,16 @@ import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { percentile } from './loadgen.js';
-import { cpuSeconds, freePort, ROOT, rssMiB, sluiceEnv, startS3, waitHealthy } from './processes.js';
+import {
+  cpuSeconds,
+  freePort,
+  ROOT,
+  rssMiB,
+  sluiceEnv,
+  SLUICE_NODE_OPTIONS,
+  startS3,
+  waitHealthy,
+} from './processes.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -238,10 +247,14 @@ for (let i = 0; i < NODES; i++) {
     }),
   );
   sluices.push(
-    spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
-      env: sluiceEnv(),
-      stdio: ['ignore', 'ignore', 'inherit'],
-    }),
+    spawn(
+      process.execPath,
+      [...SLUICE_NODE_OPTIONS, ...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file],
+      {
+        env: sluiceEnv(),
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    ),
   );
   ports.push(port);
   // one at a time: the first migrates the schema (the others would wait on its lock anyway)

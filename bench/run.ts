@@ -24,7 +24,7 @@ import { stringify } from 'yaml';
 import { chunkBody, decisionsPerChunk } from './payloads.js';
 import { percentile, type LoadResult } from './loadgen.js';
 import { renderChart } from './chart.js';
-import { cpuSeconds, freePort, rssMiB, sluiceEnv, startS3, waitHealthy } from './processes.js';
+import { cpuSeconds, freePort, rssMiB, sluiceEnv, SLUICE_NODE_OPTIONS, startS3, waitHealthy } from './processes.js';
 
 import { ROOT } from './processes.js';
 import { buildConfig } from '../src/config/load.js';
@@ -212,10 +212,14 @@ async function startSluice(
   writeFileSync(file, stringify(config));
   // --profile: a V8 CPU profile of the server per scenario, for `node --cpu-prof` style analysis
   const profile = args.profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(RESULTS, 'profiles')] : [];
-  const child = spawn(process.execPath, [...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file], {
-    env: sluiceEnv(),
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...SLUICE_NODE_OPTIONS, ...profile, path.join(ROOT, 'dist', 'cli.js'), 'serve', '--config', file],
+    {
+      env: sluiceEnv(),
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   await waitHealthy(port);
   return child;
 }

@@ -230,6 +230,10 @@ test('npm start: SIGTERM to npm reaches the server, which flushes and exits, lea
     readFileSync(`/proc/${servers[0]}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=2'),
     'npm start sets MALLOC_ARENA_MAX=2',
   );
+  assert.ok(
+    readFileSync(`/proc/${servers[0]}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=8'),
+    'npm start gives node --max-semi-space-size=8',
+  );
 
   const sent = decisions(4);
   const res = await postDecisions(url, sent);
