@@ -1,6 +1,7 @@
 /**
- * Runs in a worker thread (parquet-encoder.ts): one Parquet file per task, from decisions (NDJSON line groups)
- * or destination events that the event loop sends over the task's MessagePort as this worker asks for them.
+ * Runs in a worker thread (parquet-encoder.ts): one Parquet file per task, from decisions (NDJSON line groups,
+ * or chunks as the buffer stores them, gunzipped here) or destination events that the event loop sends over the
+ * task's MessagePort as this worker asks for them.
  * Only what has not made a row group yet, and the compressed row groups so far, are held here.
  */
 import type { MessagePort } from 'node:worker_threads';
