@@ -116,6 +116,12 @@ export class WalGroupCommit {
     this.awaitingSync = [];
     fsync(this.walFd, (err) => {
       this.syncing = false;
+      // closed meanwhile: close's own fsync made these durable, and the descriptor was left for this one
+      if (this.closed) {
+        closeSync(this.walFd);
+        for (const pending of acks) pending.resolve(pending.result);
+        return;
+      }
       if (err) {
         this.fail(err);
         for (const pending of acks) pending.reject(err);
@@ -163,6 +169,8 @@ export class WalGroupCommit {
     if (this.queue.length > 0) this.flush();
     fsyncSync(this.walFd);
     for (const pending of this.awaitingSync.splice(0)) pending.resolve(pending.result);
-    closeSync(this.walFd);
+    // an fsync still running on libuv's pool has the descriptor: closed under it, that fsync would fail with
+    // EBADF (and reject writes that close has just made durable), or sync whatever file took the number next
+    if (!this.syncing) closeSync(this.walFd);
   }
 }

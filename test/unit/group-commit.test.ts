@@ -236,6 +236,23 @@ test('a failed commit rejects every write of its transaction, and keeps none of 
   assert.equal(wal.writable(), true);
 });
 
+test('close while an fsync is running: the writes it covers are acknowledged, and the descriptor waits for it', async (t) => {
+  const { wal, commits, insert, dir } = open(t);
+  const { held, letGo } = holdFsyncs(t);
+  const a = commits.run(() => insert('a'));
+  await until(() => held.length === 1, 'the fsync of a to start');
+  wal.close();
+  // the fsync that was running ends after the close: it must neither fail nor fail a
+  letGo();
+  assert.equal(await a, undefined);
+  const again = new Database(path.join(dir, 'test.sqlite'), { readonly: true });
+  try {
+    assert.deepEqual(again.prepare('SELECT name FROM rows').pluck().all(), ['a']);
+  } finally {
+    again.close();
+  }
+});
+
 test('close commits what is queued and makes it durable before it returns', async (t) => {
   const { wal, commits, insert, dir } = open(t);
   const a = commits.run(() => insert('a'));
