@@ -116,19 +116,16 @@ export class WalGroupCommit {
     this.awaitingSync = [];
     fsync(this.walFd, (err) => {
       this.syncing = false;
-      // closed meanwhile: close's own fsync made these durable, and the descriptor was left for this one
-      if (this.closed) {
-        closeSync(this.walFd);
-        for (const pending of acks) pending.resolve(pending.result);
-        return;
-      }
+      // closed meanwhile: close left the descriptor to this fsync (its writes are settled by its own result:
+      // after a failed fsync, a later one that succeeds does not say the pages reached the disk)
+      if (this.closed) closeSync(this.walFd);
       if (err) {
         this.fail(err);
         for (const pending of acks) pending.reject(err);
       } else {
         this.recovered();
         for (const pending of acks) pending.resolve(pending.result);
-        for (const listener of this.listeners) listener();
+        if (!this.closed) for (const listener of this.listeners) listener();
       }
       this.syncWal();
     });
