@@ -1,6 +1,6 @@
 import { createGzip } from 'node:zlib';
 import { once } from 'node:events';
-import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
+import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import { md5, type StoredObject } from '../sinks/types.js';
 import { parseJson, toText } from '../json/source-tree.js';
 import { linesInRange } from '../formats/ndjson-lines.js';
@@ -89,18 +89,34 @@ export function* bufferLines(
   batch: SealedBatch,
   onCorrupt?: (err: CorruptChunkError) => void,
 ): Generator<Buffer> {
+  for (const [meta, payload] of batchChunks(buffer, batch, (m) => buffer.readChunk(m.pos)?.payload, onCorrupt)) {
+    const lines = linesInRange(payload, meta.pos, batch.first, batch.last);
+    if (lines.length > 0) yield lines;
+  }
+}
+
+/**
+ * Each chunk of the batch with what `read` gives of it: a chunk whose checksum fails is skipped and handed to
+ * `onCorrupt` (without one, its error is thrown); a chunk that is not there is an error.
+ */
+export function* batchChunks<T>(
+  buffer: DecisionBuffer,
+  batch: SealedBatch,
+  read: (meta: ChunkMeta) => T | undefined,
+  onCorrupt?: (err: CorruptChunkError) => void,
+): Generator<[ChunkMeta, T]> {
   for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)) {
-    let chunk;
+    let chunk: T | undefined;
     try {
-      chunk = buffer.readChunk(meta.pos);
+      chunk = read(meta);
     } catch (err) {
       if (!(err instanceof CorruptChunkError) || !onCorrupt) throw err;
       onCorrupt(err);
       continue;
     }
-    if (!chunk) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
-    const lines = linesInRange(chunk.payload, chunk.pos, batch.first, batch.last);
-    if (lines.length > 0) yield lines;
+    if (chunk === undefined)
+      throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
+    yield [meta, chunk];
   }
 }
 

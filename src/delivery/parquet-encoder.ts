@@ -16,8 +16,8 @@ import type { ParquetEvent } from '../formats/parquet-events.js';
 import { DEFAULT_ROW_GROUP_BYTES, type ParquetCompression } from '../formats/parquet-writer.js';
 import { linesInRange } from '../formats/ndjson-lines.js';
 import { md5, type StoredObject } from '../sinks/types.js';
-import { PARQUET_CONTENT_TYPE, type Encoding } from './encode.js';
-import { CorruptChunkError, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
+import { batchChunks, PARQUET_CONTENT_TYPE, type Encoding } from './encode.js';
+import type { ChunkMeta, CorruptChunkError, DecisionBuffer, SealedBatch } from '../buffer/types.js';
 import type { EncodeResult, EncodeTask, Piece } from './parquet-encode-worker.js';
 import { UNREADABLE_CHUNK, type StoredChunk } from './stored-chunk.js';
 
@@ -223,18 +223,12 @@ export function* storedChunks(
   batch: SealedBatch,
   onCorrupt?: (err: CorruptChunkError) => void,
 ): Generator<Buffer | StoredChunk> {
-  for (const meta of buffer.streamChunks(batch.partition, batch.hour, batch.instance, batch.first, batch.last)) {
-    let payload: Buffer | undefined;
-    try {
-      payload = meta.compressed ? buffer.readStoredPayload(meta.pos) : buffer.readChunk(meta.pos)?.payload;
-    } catch (err) {
-      if (!(err instanceof CorruptChunkError) || !onCorrupt) throw err;
-      onCorrupt(err);
-      continue;
-    }
-    if (!payload) throw new Error(`buffer chunk ${meta.pos} of batch ${batch.first}-${batch.last} is missing`);
-    if (meta.compressed) yield { gzip: payload, pos: meta.pos, first: batch.first, last: batch.last };
-    else {
+  const read = (meta: ChunkMeta) =>
+    meta.compressed ? buffer.readStoredPayload(meta.pos) : buffer.readChunk(meta.pos)?.payload;
+  for (const [meta, payload] of batchChunks(buffer, batch, read, onCorrupt)) {
+    if (meta.compressed) {
+      yield { gzip: payload, pos: meta.pos, first: batch.first, last: batch.last };
+    } else {
       const lines = linesInRange(payload, meta.pos, batch.first, batch.last);
       if (lines.length > 0) yield lines;
     }
