@@ -12,10 +12,13 @@ import {
   JsonSyntaxError,
   parseJson,
   toText,
+  visitMembers,
   toValue,
   withMember,
   withoutMember,
   fromValue,
+  type JsonMember,
+  type JsonNode,
   type JsonObject,
 } from '../src/json/source-tree.js';
 import { exceedsDepth } from '../src/json/depth.js';
@@ -129,6 +132,73 @@ describe('parseJson', () => {
           assert.deepEqual(ours, JSON.parse(text));
           assert.equal(toText(parseJson(text)), text.trim());
         }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('keepDepth and visitMembers: the same checks and spans, no nodes below the depth kept (random texts and mutations of JSON)', () => {
+    // the tree as (type, span, kept children), children dropped below `keep` levels of containers
+    const shape = (node: JsonNode, keep: number, depth = 1): unknown => {
+      const children =
+        node.type === 'object'
+          ? node.members.map((m) => [m.keyStart, m.keyEnd, m.escaped, shape(m.value, keep, depth + 1)])
+          : node.type === 'array'
+            ? node.items.map((item) => shape(item, keep, depth + 1))
+            : [];
+      return [node.type, node.start, node.end, depth > keep ? [] : children];
+    };
+    const error = (f: () => unknown): string | undefined => {
+      try {
+        f();
+        return undefined;
+      } catch (err) {
+        return `${(err as Error).name} ${(err as JsonSyntaxError).position} ${(err as Error).message}`;
+      }
+    };
+    const texts = fc.oneof(
+      fc.json({ maxDepth: 5 }),
+      fc
+        .tuple(fc.json({ maxDepth: 4 }), fc.nat(), fc.constantFrom(',', ']', '}', '"', '\\', '-', '0', '\u0000'))
+        .map(
+          ([text, at, insert]) => text.slice(0, at % (text.length + 1)) + insert + text.slice(at % (text.length + 1)),
+        ),
+    );
+    fc.assert(
+      fc.property(texts, fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 6 }), (text, keep, max) => {
+        const failed = error(() => parseJson(text, max));
+        assert.equal(
+          error(() => parseJson(text, max, keep)),
+          failed,
+          `the same error for ${JSON.stringify(text)}`,
+        );
+        if (failed === undefined) {
+          const shallow = parseJson(text, max, keep);
+          assert.deepEqual(shape(shallow, keep), shape(parseJson(text, max), keep));
+          assert.equal(toText(shallow), text.trim());
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    // visitMembers: the root's members one by one, each value a span whose containers keep nothing
+    fc.assert(
+      fc.property(texts, (text) => {
+        const failed = error(() => parseJson(text));
+        const visited: JsonMember[] = [];
+        assert.equal(
+          error(() => visitMembers(text, (m) => visited.push(m))),
+          failed,
+          JSON.stringify(text),
+        );
+        if (failed !== undefined) return;
+        const full = parseJson(text);
+        const members = full.type === 'object' ? full.members : [];
+        assert.deepEqual(
+          visited.map((m) => [m.keyStart, m.keyEnd, m.escaped, shape(m.value, 1, 2)]),
+          members.map((m) => [m.keyStart, m.keyEnd, m.escaped, shape(m.value, 1, 2)]),
+        );
+        const root = visitMembers(text, () => {});
+        assert.deepEqual([root.type, root.start, root.end], [full.type, full.start, full.end]);
       }),
       { numRuns: 2000 },
     );

@@ -343,6 +343,55 @@ test('generated decisions -> Parquet objects -> DuckDB: the same JSON text of ev
   assert.equal(await proc.stop(), 0);
 });
 
+test('hostile decisions (millions of elements, a million members) land in a Parquet output, and so does what follows them', async () => {
+  const cwd = dir('sluice-parquet-hostile-');
+  const files = path.join(cwd, 'objects');
+  const proc = new SluiceProcess({
+    cwd,
+    config: {
+      data_dir: path.join(cwd, 'data'),
+      outputs: [{ name: 'local', type: 'file', path: files, format: 'parquet', batch: { max_age: '200ms' } }],
+    },
+  });
+  cleanups.push(() => proc.kill9());
+  await proc.start();
+  // each once took the encoder thread past its heap limit (a node per JSON value), failing its batch on
+  // every retry and holding back every batch after it
+  const elements = `[${'0,'.repeat(2_000_000)}0]`;
+  const members = Array.from({ length: 600_000 }, (_, i) => `"m${i.toString(36)}":${i % 10}`).join(',');
+  const labels = `{${Array.from({ length: 100_000 }, (_, i) => `"l${i}":"v"`).join(',')}}`;
+  const hostile = [
+    `{"decision_id":"elements","path":"p","input":${elements},"result":[${'{},'.repeat(500_000)}{}]}`,
+    `{"decision_id":"members","path":"p",${members}}`,
+    `{"decision_id":"labels","path":"p","labels":${labels},"masked":[${'"/a",'.repeat(300_000)}"/a"]}`,
+  ];
+  await postTexts(proc.url, hostile);
+  await postTexts(
+    proc.url,
+    Array.from({ length: 10 }, (_, i) => `{"decision_id":"after-${i}","path":"p","input":{"i":${i}}}`),
+  );
+  await idle(proc, 180_000);
+  const db = await openDuckDb();
+  const rows = await db.all(
+    `SELECT decision_id, md5(input::VARCHAR) AS input, md5(result::VARCHAR) AS result, md5(extra::VARCHAR) AS extra, labels IS NULL AS no_labels, masked IS NULL AS no_masked FROM ${parquetUnder(files)} ORDER BY decision_id`,
+  );
+  const md5 = (t: string) => createHash('md5').update(t).digest('hex');
+  assert.equal(rows.length, 13);
+  const byId = new Map(rows.map((r) => [r.decision_id as string, r]));
+  assert.deepEqual(
+    { input: byId.get('elements')?.input, result: byId.get('elements')?.result },
+    { input: md5(elements), result: md5(`[${'{},'.repeat(500_000)}{}]`) },
+  );
+  assert.equal(byId.get('members')?.extra, md5(`{${members}}`), 'every member, as sent, in extra');
+  // collections past what a column takes keep their text in extra
+  assert.deepEqual(
+    { labels: byId.get('labels')?.no_labels, masked: byId.get('labels')?.no_masked, extra: byId.get('labels')?.extra },
+    { labels: true, masked: true, extra: md5(`{"labels":${labels},"masked":[${'"/a",'.repeat(300_000)}"/a"]}`) },
+  );
+  for (let i = 0; i < 10; i++) assert.ok(byId.has(`after-${i}`), `after-${i} landed`);
+  assert.equal(await proc.stop(), 0);
+});
+
 test('a batched destination with batching.format parquet: its events land as Parquet (id, topic, time, metadata, data)', async () => {
   const s3 = await startS3(['events']);
   const cwd = dir('sluice-parquet-events-');

@@ -11,7 +11,16 @@
  * top-level member the schema has no column for, so nothing the decision said is lost.
  */
 
-import { keyIs, parseJson, stringValue, type JsonMember, type JsonNode, type JsonScalar } from '../json/source-tree.js';
+import { COLON, COMMA } from '../json/chars.js';
+import {
+  keyIs,
+  parseJson,
+  stringValue,
+  visitMembers,
+  type JsonMember,
+  type JsonNode,
+  type JsonScalar,
+} from '../json/source-tree.js';
 import { rfc3339Micros, rfc3339Nano } from './rfc3339.js';
 import { wellFormed, wellFormedJson } from './well-formed.js';
 
@@ -53,6 +62,17 @@ const TYPED_FIELDS: readonly string[] = [
   'req_id',
 ];
 
+/**
+ * A decision is read one member at a time (visitMembers), each value as its span: nothing inside `input`,
+ * `result`, ... becomes a node, and no member is held after it is read. A full tree costs ~60 bytes of the
+ * encoder's heap per JSON value, and a hostile decision of a few MiB (`"input":[0,0,...]` or a million
+ * members) took the encoder thread past its heap limit, on every retry of its batch. `labels`, `erased` and
+ * `masked`, whose elements are columns, are parsed on their own when their text is at most
+ * COLLECTION_MAX_CHARS characters: beyond that (no OPA decision comes near it) the member goes to `extra`, as
+ * every member that does not fit its column does.
+ */
+export const COLLECTION_MAX_CHARS = 64 * 1024;
+
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
@@ -75,31 +95,54 @@ export function decisionRow(text: string): DecisionRow {
     masked: null,
     extra: null,
   };
-  const root = parseJson(text);
-  if (root.type !== 'object') {
+  if (!/^\s*\{/.test(text)) {
+    // not an object: kept whole in `extra`, nothing in it read (the parse keeps no node of it)
+    const root = parseJson(text, Infinity, 0);
     row.extra = wellFormedJson(text.slice(root.start, root.end));
     return row;
   }
-  const members = root.members;
-  // the last member of a name is the decision's value (as JSON.parse reads it); earlier ones are shadowed
-  const extra: string[] = [];
-  const seen = new Set<string>();
-  for (let i = members.length - 1; i >= 0; i--) {
-    const member = members[i]!;
+  // the last member of each typed name (the value JSON.parse reads; earlier ones are shadowed), and every
+  // other member's text at its place in the source: a run of compact members (`"key":value`, separated by
+  // exactly ",") as one slice, which is the text those members joined by "," would make
+  const typed = new Map<string, JsonMember>();
+  const extra: Array<{ at: number; text: string }> = [];
+  let runStart = -1;
+  let runEnd = -1;
+  const endRun = () => {
+    if (runStart >= 0) extra.push({ at: runStart, text: wellFormedJson(text.slice(runStart, runEnd)) });
+    runStart = -1;
+  };
+  visitMembers(text, (member) => {
     const field = TYPED_FIELDS.find((name) => keyIs(member, name));
     if (field !== undefined) {
-      if (seen.has(field)) continue;
-      seen.add(field);
-      if (setTyped(row, field, member.value)) {
-        // A timestamp the column cannot give back as it was sent (OPA's nanoseconds, an offset other than Z,
-        // an escape in its text) keeps that text in `extra` as well, where readers of the decision's text take
-        // it from: the column holds its instant (to the microsecond) for queries.
-        if (field !== 'timestamp' || timestampTextKept(row.timestamp!, member.value)) continue;
-      }
+      endRun();
+      typed.set(field, member);
+      return;
     }
-    extra.push(memberText(member));
+    const compact = member.value.start === member.keyEnd + 1 && text.charCodeAt(member.keyEnd) === COLON;
+    if (compact && runStart >= 0 && member.keyStart === runEnd + 1 && text.charCodeAt(runEnd) === COMMA) {
+      runEnd = member.value.end;
+      return;
+    }
+    endRun();
+    if (!compact) extra.push({ at: member.keyStart, text: memberText(member) });
+    else [runStart, runEnd] = [member.keyStart, member.value.end];
+  });
+  endRun();
+  for (const [field, member] of typed) {
+    if (setTyped(row, field, member.value)) {
+      // A timestamp the column cannot give back as it was sent (OPA's nanoseconds, an offset other than Z,
+      // an escape in its text) keeps that text in `extra` as well, where readers of the decision's text take
+      // it from: the column holds its instant (to the microsecond) for queries.
+      if (field !== 'timestamp' || timestampTextKept(row.timestamp!, member.value)) continue;
+    }
+    extra.push({ at: member.keyStart, text: memberText(member) });
   }
-  if (extra.length > 0) row.extra = `{${extra.reverse().join(',')}}`;
+  if (extra.length > 0)
+    row.extra = `{${extra
+      .sort((a, b) => a.at - b.at)
+      .map((e) => e.text)
+      .join(',')}}`;
   return row;
 }
 
@@ -129,9 +172,10 @@ function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
       return true;
     case 'erased':
     case 'masked': {
-      if (value.type !== 'array') return false;
+      const list = collection(value, 'array');
+      if (list === undefined) return false;
       const items: string[] = [];
-      for (const item of value.items) {
+      for (const item of list.items) {
         const s = stringOf(item);
         if (s === undefined) return false;
         items.push(s);
@@ -147,10 +191,11 @@ function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
       return true;
     }
     case 'labels': {
-      if (value.type !== 'object') return false;
+      const map = collection(value, 'object');
+      if (map === undefined) return false;
       const labels: Array<[string, string]> = [];
       const keys = new Set<string>();
-      for (const m of value.members) {
+      for (const m of map.members) {
         const key = keyText(m);
         const s = stringOf(m.value);
         if (s === undefined || keys.has(key)) return false;
@@ -172,6 +217,18 @@ function setTyped(row: DecisionRow, field: string, value: JsonNode): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * A member's value (an array or an object) parsed with its elements, which the root's parse does not keep;
+ * undefined when it is not of that type or its text is longer than COLLECTION_MAX_CHARS.
+ */
+function collection<T extends 'array' | 'object'>(
+  value: JsonNode,
+  type: T,
+): Extract<JsonNode, { type: T }> | undefined {
+  if (value.type !== type || value.end - value.start > COLLECTION_MAX_CHARS) return undefined;
+  return parseJson(value.src.slice(value.start, value.end), Infinity, 1) as Extract<JsonNode, { type: T }>;
 }
 
 /** A string node's value (only an escape can make a lone surrogate: the text itself is decoded UTF-8), else undefined. */

@@ -131,8 +131,32 @@ const CONTROL = /[\u0000-\u001f]/;
 /**
  * Parses JSON text (RFC 8259, exactly what JSON.parse accepts) into a tree of spans over `src`. Throws
  * JsonSyntaxError on invalid text, JsonDepthError past `maxDepth` nested containers (`{}` has depth 1).
+ *
+ * `keepDepth`: containers nested deeper than this are checked as thoroughly but keep no members or items
+ * (their span is exact, their `members`/`items` empty), so a reader that needs only the top of a document
+ * (the Parquet row of a decision reads its members and their spans) does not pay for a node per value
+ * below it. Such a tree is for reading: an edit of a container past `keepDepth` would lose its contents.
  */
-export function parseJson(src: string, maxDepth = Infinity): JsonNode {
+export function parseJson(src: string, maxDepth = Infinity, keepDepth = Infinity): JsonNode {
+  return parse(src, maxDepth, keepDepth, undefined);
+}
+
+/**
+ * Parses JSON text as parseJson does (the same checks, the same errors), handing each member of a root object
+ * to `visit` in source order and keeping none of them (the returned root has no members), each value a span
+ * whose containers keep no elements: a reader of a document's members holds one at a time, however many
+ * members and elements there are.
+ */
+export function visitMembers(src: string, visit: (member: JsonMember) => void): JsonNode {
+  return parse(src, Infinity, 1, visit);
+}
+
+function parse(
+  src: string,
+  maxDepth: number,
+  keepDepth: number,
+  visit: ((m: JsonMember) => void) | undefined,
+): JsonNode {
   const n = src.length;
   const stack: Array<MObject | MArray> = [];
   noControl = !CONTROL.test(src);
@@ -150,7 +174,7 @@ export function parseJson(src: string, maxDepth = Infinity): JsonNode {
         const obj: MObject = { type: 'object', src, start, end: -1, members: [] };
         if (src.charCodeAt(i) !== CLOSE_OBJECT) {
           stack.push(obj);
-          i = readKey(src, obj, i);
+          i = readKey(src, obj, i, stack.length <= keepDepth);
           continue;
         }
         obj.end = ++i;
@@ -166,20 +190,21 @@ export function parseJson(src: string, maxDepth = Infinity): JsonNode {
       }
     } else if (c === QUOTE) {
       const end = stringEnd(src, i);
-      value = { type: 'string', src, start: i, end, escaped: lastEscaped };
+      // a scalar that no container keeps is not made (`keepDepth`)
+      value = stack.length > keepDepth ? UNKEPT : { type: 'string', src, start: i, end, escaped: lastEscaped };
       i = end;
     } else if (c === MINUS || (c >= 0x30 && c <= 0x39)) {
       const end = numberEnd(src, i);
-      value = { type: 'number', src, start: i, end, escaped: false };
+      value = stack.length > keepDepth ? UNKEPT : { type: 'number', src, start: i, end, escaped: false };
       i = end;
     } else if (c === 0x74 && src.startsWith('true', i)) {
-      value = { type: 'true', src, start: i, end: i + 4, escaped: false };
+      value = stack.length > keepDepth ? UNKEPT : { type: 'true', src, start: i, end: i + 4, escaped: false };
       i += 4;
     } else if (c === 0x66 && src.startsWith('false', i)) {
-      value = { type: 'false', src, start: i, end: i + 5, escaped: false };
+      value = stack.length > keepDepth ? UNKEPT : { type: 'false', src, start: i, end: i + 5, escaped: false };
       i += 5;
     } else if (c === 0x6e && src.startsWith('null', i)) {
-      value = { type: 'null', src, start: i, end: i + 4, escaped: false };
+      value = stack.length > keepDepth ? UNKEPT : { type: 'null', src, start: i, end: i + 4, escaped: false };
       i += 4;
     } else {
       throw unexpected(src, i, 'a value');
@@ -192,13 +217,19 @@ export function parseJson(src: string, maxDepth = Infinity): JsonNode {
         if (i < n) throw unexpected(src, i, 'the end of the text');
         return value;
       }
-      if (top.type === 'array') top.items.push(value);
-      else top.members[top.members.length - 1]!.value = value;
+      if (stack.length <= keepDepth) {
+        if (top.type === 'array') top.items.push(value);
+        else if (visit !== undefined && stack.length === 1) {
+          const member = top.members.pop()!;
+          member.value = value;
+          visit(member);
+        } else top.members[top.members.length - 1]!.value = value;
+      }
       let d = src.charCodeAt(i);
       if (d <= 0x20) d = src.charCodeAt((i = skipSpace(src, i)));
       if (d === COMMA) {
         i = src.charCodeAt(++i) <= 0x20 ? skipSpace(src, i) : i;
-        if (top.type === 'object') i = readKey(src, top, i);
+        if (top.type === 'object') i = readKey(src, top, i, stack.length <= keepDepth);
         break;
       }
       if (d !== (top.type === 'object' ? CLOSE_OBJECT : CLOSE_ARRAY))
@@ -212,12 +243,14 @@ export function parseJson(src: string, maxDepth = Infinity): JsonNode {
 
 /** A placeholder until the member's value is parsed. */
 const PENDING: JsonNode = { type: 'null', src: 'null', start: 0, end: 4, escaped: false };
+/** Stands for a scalar below `keepDepth`, which no container keeps. */
+const UNKEPT: JsonNode = { type: 'null', src: 'null', start: 0, end: 4, escaped: false };
 
-/** Reads `"key" :` at i into a new member of `obj`; returns where its value starts. */
-function readKey(src: string, obj: MObject, i: number): number {
+/** Reads `"key" :` at i (into a new member of `obj` when `keep`); returns where its value starts. */
+function readKey(src: string, obj: MObject, i: number, keep: boolean): number {
   if (src.charCodeAt(i) !== QUOTE) throw unexpected(src, i, 'a string key');
   const end = stringEnd(src, i);
-  obj.members.push({ src, keyStart: i, keyEnd: end, escaped: lastEscaped, value: PENDING });
+  if (keep) obj.members.push({ src, keyStart: i, keyEnd: end, escaped: lastEscaped, value: PENDING });
   const colon = src.charCodeAt(end) === COLON ? end : skipSpace(src, end);
   if (src.charCodeAt(colon) !== COLON) throw unexpected(src, colon, '":"');
   const value = colon + 1;

@@ -370,7 +370,11 @@ interface Generated {
   micros?: bigint;
 }
 
-const generated = fc.tuple(decisionArb, others).map(([typed, rest]): Generated => {
+// whitespace between members and around colons (never a line break: ingest makes those spaces), which extra
+// does not keep: it is written compact
+const separator = fc.constantFrom(',', ',', ', ', ' ,\t ');
+const colon = fc.constantFrom(':', ':', ' : ');
+const generated = fc.tuple(decisionArb, others, separator, colon).map(([typed, rest, sep, col]): Generated => {
   let micros: bigint | undefined;
   const members: Array<[string, Member]> = Object.entries(typed).map(([k, v]) => {
     if (v instanceof ValidTimestamp) {
@@ -380,7 +384,7 @@ const generated = fc.tuple(decisionArb, others).map(([typed, rest]): Generated =
     return [k, member(v)];
   });
   members.push(...rest.map(([k, v]): [string, Member] => [k, member(v)]));
-  return { text: `{${members.map(([k, m]) => `${JSON.stringify(k)}:${m.text}`).join(',')}}`, members, micros };
+  return { text: `{${members.map(([k, m]) => `${JSON.stringify(k)}${col}${m.text}`).join(sep)}}`, members, micros };
 });
 
 const goodString = (v: unknown): v is string => typeof v === 'string';
