@@ -11,7 +11,7 @@
  * top-level member the schema has no column for, so nothing the decision said is lost.
  */
 
-import { COLON, COMMA } from '../json/chars.js';
+import { COLON, COMMA, isSpace, OPEN_OBJECT } from '../json/chars.js';
 import {
   keyIs,
   parseJson,
@@ -95,55 +95,97 @@ export function decisionRow(text: string): DecisionRow {
     masked: null,
     extra: null,
   };
-  if (!/^\s*\{/.test(text)) {
+  if (text.charCodeAt(firstNonSpace(text)) !== OPEN_OBJECT) {
     // not an object: kept whole in `extra`, nothing in it read (the parse keeps no node of it)
     const root = parseJson(text, Infinity, 0);
     row.extra = wellFormedJson(text.slice(root.start, root.end));
     return row;
   }
-  // the last member of each typed name (the value JSON.parse reads; earlier ones are shadowed), and every
-  // other member's text at its place in the source: a run of compact members (`"key":value`, separated by
-  // exactly ",") as one slice, which is the text those members joined by "," would make
-  const typed = new Map<string, JsonMember>();
-  const extra: Array<{ at: number; text: string }> = [];
-  let runStart = -1;
-  let runEnd = -1;
-  const endRun = () => {
-    if (runStart >= 0) extra.push({ at: runStart, text: wellFormedJson(text.slice(runStart, runEnd)) });
-    runStart = -1;
-  };
-  visitMembers(text, (member) => {
-    const field = TYPED_FIELDS.find((name) => keyIs(member, name));
-    if (field !== undefined) {
-      endRun();
-      typed.set(field, member);
-      return;
-    }
-    const compact = member.value.start === member.keyEnd + 1 && text.charCodeAt(member.keyEnd) === COLON;
-    if (compact && runStart >= 0 && member.keyStart === runEnd + 1 && text.charCodeAt(runEnd) === COMMA) {
-      runEnd = member.value.end;
-      return;
-    }
-    endRun();
-    if (!compact) extra.push({ at: member.keyStart, text: memberText(member) });
-    else [runStart, runEnd] = [member.keyStart, member.value.end];
-  });
+  reading.text = text;
+  reading.typed.fill(undefined);
+  reading.extra = [];
+  reading.runStart = -1;
+  visitMembers(text, readMember);
   endRun();
-  for (const [field, member] of typed) {
+  const { typed, extra } = reading;
+  let sorted = true;
+  for (let f = 0; f < TYPED_FIELDS.length; f++) {
+    const member = typed[f];
+    if (member === undefined) continue;
+    const field = TYPED_FIELDS[f]!;
     if (setTyped(row, field, member.value)) {
       // A timestamp the column cannot give back as it was sent (OPA's nanoseconds, an offset other than Z,
       // an escape in its text) keeps that text in `extra` as well, where readers of the decision's text take
       // it from: the column holds its instant (to the microsecond) for queries.
       if (field !== 'timestamp' || timestampTextKept(row.timestamp!, member.value)) continue;
     }
+    sorted &&= extra.length === 0 || extra[extra.length - 1]!.at < member.keyStart;
     extra.push({ at: member.keyStart, text: memberText(member) });
   }
-  if (extra.length > 0)
-    row.extra = `{${extra
-      .sort((a, b) => a.at - b.at)
-      .map((e) => e.text)
-      .join(',')}}`;
+  reading.text = '';
+  reading.typed.fill(undefined);
+  reading.extra = [];
+  if (extra.length === 0) return row;
+  if (!sorted) extra.sort((a, b) => a.at - b.at);
+  row.extra = `{${extra.map((e) => e.text).join(',')}}`;
   return row;
+}
+
+/**
+ * What decisionRow has read of the decision it is reading: the last member of each typed name (the value
+ * JSON.parse reads; earlier ones are shadowed), by its index in TYPED_FIELDS, and every other member's text
+ * at its place in the source, a run of compact members (`"key":value`, separated by exactly ",") as one slice,
+ * which is the text those members joined by "," would make. decisionRow is synchronous and never re-entered,
+ * so one of these serves every call and no closure is made per decision.
+ */
+const reading = {
+  text: '',
+  typed: new Array<JsonMember | undefined>(TYPED_FIELDS.length),
+  extra: [] as Array<{ at: number; text: string }>,
+  runStart: -1,
+  runEnd: -1,
+};
+
+function readMember(member: JsonMember): void {
+  const { text } = reading;
+  for (let f = 0; f < TYPED_FIELDS.length; f++) {
+    if (keyIs(member, TYPED_FIELDS[f]!)) {
+      endRun();
+      reading.typed[f] = member;
+      return;
+    }
+  }
+  const compact = member.value.start === member.keyEnd + 1 && text.charCodeAt(member.keyEnd) === COLON;
+  if (
+    compact &&
+    reading.runStart >= 0 &&
+    member.keyStart === reading.runEnd + 1 &&
+    text.charCodeAt(reading.runEnd) === COMMA
+  ) {
+    reading.runEnd = member.value.end;
+    return;
+  }
+  endRun();
+  if (!compact) reading.extra.push({ at: member.keyStart, text: memberText(member) });
+  else {
+    reading.runStart = member.keyStart;
+    reading.runEnd = member.value.end;
+  }
+}
+
+function endRun(): void {
+  if (reading.runStart < 0) return;
+  reading.extra.push({
+    at: reading.runStart,
+    text: wellFormedJson(reading.text.slice(reading.runStart, reading.runEnd)),
+  });
+  reading.runStart = -1;
+}
+
+function firstNonSpace(text: string): number {
+  let i = 0;
+  while (isSpace(text.charCodeAt(i))) i++;
+  return i;
 }
 
 /** Whether the timestamp column, written as RFC3339Nano in UTC, is the member's text byte for byte. */
