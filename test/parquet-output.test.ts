@@ -113,6 +113,22 @@ async function idle(proc: SluiceProcess, timeoutMs = 60_000): Promise<void> {
   );
 }
 
+/** Sluice with one Parquet `file` output (objects under the returned `files`), started. */
+async function startFileOutput(prefix: string): Promise<{ files: string; proc: SluiceProcess }> {
+  const cwd = dir(prefix);
+  const files = path.join(cwd, 'objects');
+  const proc = new SluiceProcess({
+    cwd,
+    config: {
+      data_dir: path.join(cwd, 'data'),
+      outputs: [{ name: 'local', type: 'file', path: files, format: 'parquet', batch: { max_age: '200ms' } }],
+    },
+  });
+  cleanups.push(() => proc.kill9());
+  await proc.start();
+  return { files, proc };
+}
+
 const HOURS = ['2026-05-01T10', '2026-05-01T11'];
 
 test('a Parquet decision output: DuckDB reads every decision per partition/dt/hour, TIMESTAMP, lookup, exact JSON, odd ones in extra', async () => {
@@ -284,17 +300,7 @@ test('a Parquet decision output: DuckDB reads every decision per partition/dt/ho
 });
 
 test('generated decisions -> Parquet objects -> DuckDB: the same JSON text of every member', async () => {
-  const cwd = dir('sluice-parquet-prop-');
-  const files = path.join(cwd, 'objects');
-  const proc = new SluiceProcess({
-    cwd,
-    config: {
-      data_dir: path.join(cwd, 'data'),
-      outputs: [{ name: 'local', type: 'file', path: files, format: 'parquet', batch: { max_age: '200ms' } }],
-    },
-  });
-  cleanups.push(() => proc.kill9());
-  await proc.start();
+  const { files, proc } = await startFileOutput('sluice-parquet-prop-');
   // JSON text with what a JS round trip changes: integers past 2^53, exponents, escapes, key order
   const number = fc.oneof(
     fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }).map(String),
@@ -344,17 +350,7 @@ test('generated decisions -> Parquet objects -> DuckDB: the same JSON text of ev
 });
 
 test('hostile decisions (millions of elements, a million members) land in a Parquet output, and so does what follows them', async () => {
-  const cwd = dir('sluice-parquet-hostile-');
-  const files = path.join(cwd, 'objects');
-  const proc = new SluiceProcess({
-    cwd,
-    config: {
-      data_dir: path.join(cwd, 'data'),
-      outputs: [{ name: 'local', type: 'file', path: files, format: 'parquet', batch: { max_age: '200ms' } }],
-    },
-  });
-  cleanups.push(() => proc.kill9());
-  await proc.start();
+  const { files, proc } = await startFileOutput('sluice-parquet-hostile-');
   // each once took the encoder thread past its heap limit (a node per JSON value), failing its batch on
   // every retry and holding back every batch after it
   const elements = `[${'0,'.repeat(2_000_000)}0]`;
