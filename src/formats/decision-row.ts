@@ -71,7 +71,7 @@ const TYPED_FIELDS: readonly string[] = [
  * COLLECTION_MAX_CHARS characters: beyond that (no OPA decision comes near it) the member goes to `extra`, as
  * every member that does not fit its column does.
  */
-export const COLLECTION_MAX_CHARS = 64 * 1024;
+const COLLECTION_MAX_CHARS = 64 * 1024;
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -105,8 +105,16 @@ export function decisionRow(text: string): DecisionRow {
   reading.typed.fill(undefined);
   reading.extra = [];
   reading.runStart = -1;
-  visitMembers(text, readMember);
-  endRun();
+  try {
+    visitMembers(text, readMember);
+    endRun();
+  } catch (err) {
+    // not JSON: what was read of it is not kept until the next decision
+    reading.text = '';
+    reading.typed.fill(undefined);
+    reading.extra = [];
+    throw err;
+  }
   const { typed, extra } = reading;
   let sorted = true;
   for (let f = 0; f < TYPED_FIELDS.length; f++) {
