@@ -1110,7 +1110,9 @@ test('POST /retry of every event of a failed batch: the new batch gets a key of 
   await tenant(api, 'again');
   const destination = await api.createDestination(
     'again',
-    s3Destination(s3, 'retried', { config: { batching: { max_events: 3, max_age: '200ms' } } }),
+    // three events make a batch (max_events); max_age is long enough that three retries POSTed one after
+    // another on a slow machine still meet in one batch (at 200 ms a batch of two was sealed once)
+    s3Destination(s3, 'retried', { config: { batching: { max_events: 3, max_age: '10s' } } }),
   );
   const ids: string[] = [];
   for (let n = 0; n < 3; n++) ids.push((await api.publish({ tenant_id: 'again', topic: 'orders', data: { n } })).id);
