@@ -101,18 +101,13 @@ export function decisionRow(text: string): DecisionRow {
     row.extra = wellFormedJson(text.slice(root.start, root.end));
     return row;
   }
-  reading.text = text;
-  reading.typed.fill(undefined);
-  reading.extra = [];
-  reading.runStart = -1;
+  startReading(text);
   try {
     visitMembers(text, readMember);
     endRun();
   } catch (err) {
     // not JSON: what was read of it is not kept until the next decision
-    reading.text = '';
-    reading.typed.fill(undefined);
-    reading.extra = [];
+    startReading('');
     throw err;
   }
   const { typed, extra } = reading;
@@ -130,9 +125,7 @@ export function decisionRow(text: string): DecisionRow {
     sorted &&= extra.length === 0 || extra[extra.length - 1]!.at < member.keyStart;
     extra.push({ at: member.keyStart, text: memberText(member) });
   }
-  reading.text = '';
-  reading.typed.fill(undefined);
-  reading.extra = [];
+  startReading('');
   if (extra.length === 0) return row;
   if (!sorted) extra.sort((a, b) => a.at - b.at);
   row.extra = `{${extra.map((e) => e.text).join(',')}}`;
@@ -153,6 +146,14 @@ const reading = {
   runStart: -1,
   runEnd: -1,
 };
+
+/** Sets `reading` for a new text ('' once done, so that nothing read is held). */
+function startReading(text: string): void {
+  reading.text = text;
+  reading.typed.fill(undefined);
+  reading.extra = [];
+  reading.runStart = -1;
+}
 
 function readMember(member: JsonMember): void {
   const { text } = reading;

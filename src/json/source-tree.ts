@@ -165,6 +165,8 @@ function parse(
   for (;;) {
     // a value starts at i
     let value: JsonNode;
+    // a scalar that no container keeps is not made (`keepDepth`)
+    const kept = stack.length <= keepDepth;
     const c = src.charCodeAt(i);
     if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (stack.length >= maxDepth) throw new JsonDepthError(maxDepth, i);
@@ -190,21 +192,20 @@ function parse(
       }
     } else if (c === QUOTE) {
       const end = stringEnd(src, i);
-      // a scalar that no container keeps is not made (`keepDepth`)
-      value = stack.length > keepDepth ? UNKEPT : { type: 'string', src, start: i, end, escaped: lastEscaped };
+      value = !kept ? UNKEPT : { type: 'string', src, start: i, end, escaped: lastEscaped };
       i = end;
     } else if (c === MINUS || (c >= 0x30 && c <= 0x39)) {
       const end = numberEnd(src, i);
-      value = stack.length > keepDepth ? UNKEPT : { type: 'number', src, start: i, end, escaped: false };
+      value = !kept ? UNKEPT : { type: 'number', src, start: i, end, escaped: false };
       i = end;
     } else if (c === 0x74 && src.startsWith('true', i)) {
-      value = stack.length > keepDepth ? UNKEPT : { type: 'true', src, start: i, end: i + 4, escaped: false };
+      value = !kept ? UNKEPT : { type: 'true', src, start: i, end: i + 4, escaped: false };
       i += 4;
     } else if (c === 0x66 && src.startsWith('false', i)) {
-      value = stack.length > keepDepth ? UNKEPT : { type: 'false', src, start: i, end: i + 5, escaped: false };
+      value = !kept ? UNKEPT : { type: 'false', src, start: i, end: i + 5, escaped: false };
       i += 5;
     } else if (c === 0x6e && src.startsWith('null', i)) {
-      value = stack.length > keepDepth ? UNKEPT : { type: 'null', src, start: i, end: i + 4, escaped: false };
+      value = !kept ? UNKEPT : { type: 'null', src, start: i, end: i + 4, escaped: false };
       i += 4;
     } else {
       throw unexpected(src, i, 'a value');
