@@ -147,7 +147,15 @@ async function attemptAndRecord(ctx: DestinationDelivery, unit: DeliveryUnit): P
     const objectKey = key;
     outcome = await attemptOnce(
       attempt,
-      async () => ctx.sinks.sinkOf(unit.destination).put(await unit.encode(objectKey), ctx.signal),
+      async () => {
+        const object = await unit.encode(objectKey);
+        try {
+          await ctx.sinks.sinkOf(unit.destination).put(object, ctx.signal);
+        } finally {
+          // each attempt encodes the object anew: its body is not read again
+          object.releaseBody?.();
+        }
+      },
       policy,
     );
   }

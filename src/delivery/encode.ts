@@ -2,6 +2,7 @@ import { createGzip } from 'node:zlib';
 import { once } from 'node:events';
 import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import { md5, type StoredObject } from '../sinks/types.js';
+import { bodyBuffers } from './body-buffers.js';
 import { parseJson, toText } from '../json/source-tree.js';
 import { linesInRange } from '../formats/ndjson-lines.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
@@ -66,9 +67,9 @@ export async function encodeLines(
     }
     gzip.end();
     await ended;
-    body = Buffer.concat(out);
+    body = bodyBuffers.concat(out);
   } else {
-    body = Buffer.concat([...pieces]);
+    body = bodyBuffers.concat([...pieces]);
   }
   return {
     key,
@@ -77,6 +78,7 @@ export async function encodeLines(
     contentEncoding: encoding.compression === 'gzip' ? 'gzip' : undefined,
     contentMD5: md5(body),
     count,
+    releaseBody: bodyBuffers.releaser(body.buffer),
   };
 }
 

@@ -8,6 +8,7 @@ import { attemptUntilDone, retryForever, type Failure, type RetryPolicy } from '
 import { DecisionBatcher } from './batching/decision-batcher.js';
 import { bufferLines, contentType, encodeLines, parsedDecisions, transformLines } from './encode.js';
 import { parquetDecisionsObject, storedChunks, unreadableChunk } from './parquet-encoder.js';
+import { bodyBuffers } from './body-buffers.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
 import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
@@ -336,11 +337,15 @@ export class OutputWorker {
       });
       for (const { line, error } of object.unprocessable) onUnprocessable(line, new Error(error));
       const { unprocessable: _, ...stored } = object;
-      return stored.count > 0 ? stored : undefined;
+      if (stored.count > 0) return stored;
+      stored.releaseBody?.();
+      return undefined;
     }
     const object = await encodeLines(lines(), encoding, key);
     if (layout.contentType) object.contentType = layout.contentType;
-    return object.count > 0 ? object : undefined;
+    if (object.count > 0) return object;
+    object.releaseBody?.();
+    return undefined;
   }
 
   /**
@@ -376,7 +381,7 @@ export class OutputWorker {
       receivedAt,
       decisions: [],
     });
-    const body = Buffer.concat(members);
+    const body = bodyBuffers.concat(members);
     return {
       key,
       body,
@@ -384,6 +389,7 @@ export class OutputWorker {
       contentEncoding: 'gzip',
       contentMD5: md5(body),
       count,
+      releaseBody: bodyBuffers.releaser(body.buffer),
     };
   }
 
@@ -430,37 +436,44 @@ export class OutputWorker {
     const key = object?.key ?? '(nothing to write)';
     // every decision dropped by the rules (or set aside): nothing to upload, the batch is done
     if (object) {
-      const uploaded = await attemptUntilDone(
-        async () => {
-          try {
-            await this.sink.put(object, signal);
-            return 0;
-          } catch (err) {
-            // the receiver took every decision but these, each refused alone as too large: set aside, the batch is done
-            if (!(err instanceof RefusedDecisionsError)) throw err;
-            const tally = { events: 0 };
-            for (const r of err.refused)
-              this.setAside(tally, {
-                reason: 'too_large',
-                first: batch.first,
-                last: batch.last,
-                events: 1,
-                error: r.error,
-                decision: r.decision,
-              });
-            return tally.events;
-          }
-        },
-        this.retry,
-        {
-          signal,
-          onFailure: ({ failure }) => {
-            this.retries++;
-            this.metrics?.failed(this.name, failure.permanent);
-            this.noteError(batch, failure, key);
+      // the body's memory is given back once no attempt will read it again, however the attempts ended
+      const bytes = object.body.length;
+      let uploaded;
+      try {
+        uploaded = await attemptUntilDone(
+          async () => {
+            try {
+              await this.sink.put(object, signal);
+              return 0;
+            } catch (err) {
+              // the receiver took every decision but these, each refused alone as too large: set aside, the batch is done
+              if (!(err instanceof RefusedDecisionsError)) throw err;
+              const tally = { events: 0 };
+              for (const r of err.refused)
+                this.setAside(tally, {
+                  reason: 'too_large',
+                  first: batch.first,
+                  last: batch.last,
+                  events: 1,
+                  error: r.error,
+                  decision: r.decision,
+                });
+              return tally.events;
+            }
           },
-        },
-      );
+          this.retry,
+          {
+            signal,
+            onFailure: ({ failure }) => {
+              this.retries++;
+              this.metrics?.failed(this.name, failure.permanent);
+              this.noteError(batch, failure, key);
+            },
+          },
+        );
+      } finally {
+        object.releaseBody?.();
+      }
       if (!uploaded?.ok) return;
       const refused = uploaded.value;
       setAside.events += refused;
@@ -468,14 +481,11 @@ export class OutputWorker {
       this.delivered.events += written;
       this.dropped += batch.count - written - setAside.events;
       this.metrics?.uploadSeconds(this.name, uploaded.durationMs / 1000);
-      this.metrics?.delivered(this.name, written, object.body.length);
+      this.metrics?.delivered(this.name, written, bytes);
       this.metrics?.dropped(this.name, batch.count - written - setAside.events);
       this.delivered.objects++;
-      this.delivered.bytes += object.body.length;
-      this.log.debug(
-        { output: this.name, key, events: written, bytes: object.body.length, attempt: uploaded.attempt },
-        'batch delivered',
-      );
+      this.delivered.bytes += bytes;
+      this.log.debug({ output: this.name, key, events: written, bytes, attempt: uploaded.attempt }, 'batch delivered');
     }
     if (this.stopped) return;
     if (!object) {

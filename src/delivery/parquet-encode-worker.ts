@@ -10,6 +10,7 @@ import { decisionParquetWriter } from '../formats/parquet-decisions.js';
 import { eventParquetWriter, type ParquetEvent } from '../formats/parquet-events.js';
 import type { ParquetCompression } from '../formats/parquet-writer.js';
 import { storedChunkLines, type StoredChunk } from './stored-chunk.js';
+import { bodyBufferSize } from './body-buffers.js';
 
 export interface EncodeTask {
   kind: 'decisions' | 'events';
@@ -17,6 +18,8 @@ export interface EncodeTask {
   rowGroupBytes: number;
   /** Receives `more` from here; sends a piece, `null` at the end, or `{ abort }` when the reading failed. */
   port: MessagePort;
+  /** Memory for the file (moved here), used when the file fits in it; body-buffers.ts says why. */
+  into?: ArrayBuffer;
 }
 
 /** What the event loop sends: NDJSON lines or a stored chunk (decisions), or a slice of events. */
@@ -26,7 +29,10 @@ export type Piece = Uint8Array | StoredChunk | ParquetEvent[] | null | { abort: 
 export const PIECES_AHEAD = 2;
 
 export interface EncodeResult {
+  /** The file, a view of the start of an ArrayBuffer of its own (`into`, or a new one), moved back. */
   body: Uint8Array;
+  /** `into` when the file did not fit in it, moved back to be used again. */
+  spare?: ArrayBuffer;
   count: number;
   /** Decisions that are not JSON (left out of the file), each with why. */
   unprocessable: Array<{ line: string; error: string }>;
@@ -36,7 +42,7 @@ export interface EncodeResult {
 interface PieceWriter {
   readonly count: number;
   add(piece: Uint8Array | StoredChunk | ParquetEvent[]): void;
-  finish(): Buffer;
+  finish(allocate: (bytes: number) => ArrayBuffer): Buffer;
 }
 
 async function writerOf(
@@ -51,7 +57,7 @@ async function writerOf(
         return writer.count;
       },
       add: (piece) => writer.add(decisionLines(piece as Uint8Array | StoredChunk)),
-      finish: () => writer.finish(),
+      finish: (allocate) => writer.finish(allocate),
     };
   }
   const writer = await eventParquetWriter(options);
@@ -62,7 +68,7 @@ async function writerOf(
     add: (piece) => {
       for (const event of piece as ParquetEvent[]) writer.add(event);
     },
-    finish: () => writer.finish(),
+    finish: (allocate) => writer.finish(allocate),
   };
 }
 
@@ -99,15 +105,16 @@ export default async function encode(task: EncodeTask): Promise<EncodeResult> {
       port.postMessage('more');
       writer.add(piece);
     }
-    const file = writer.finish();
-    // the file's bytes move to the event loop without a copy when they own their ArrayBuffer (a small
-    // Buffer may sit in Node's shared pool, which must not be moved away: that one is copied)
-    const body =
-      file.byteOffset === 0 && file.buffer.byteLength === file.byteLength
-        ? new Uint8Array(file.buffer)
-        : new Uint8Array(file);
-    const result: EncodeResult = { body, count: writer.count, unprocessable };
-    const movable = { [Piscina.transferableSymbol]: [body.buffer], [Piscina.valueSymbol]: result };
+    const { into } = task;
+    const file = writer.finish((bytes) =>
+      into !== undefined && into.byteLength >= bytes ? into : new ArrayBuffer(bodyBufferSize(bytes)),
+    );
+    // the file's ArrayBuffer is its own (into, or new): it moves to the event loop without a copy
+    const body = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
+    const spare = into !== undefined && file.buffer !== into ? into : undefined;
+    const result: EncodeResult = { body, count: writer.count, unprocessable, ...(spare ? { spare } : {}) };
+    const transfer = spare ? [body.buffer, spare] : [body.buffer];
+    const movable = { [Piscina.transferableSymbol]: transfer, [Piscina.valueSymbol]: result };
     return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as EncodeResult;
   } finally {
     port.close();

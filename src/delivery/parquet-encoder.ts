@@ -20,6 +20,7 @@ import { batchChunks, PARQUET_CONTENT_TYPE, type Encoding } from './encode.js';
 import type { ChunkMeta, CorruptChunkError, DecisionBuffer, SealedBatch } from '../buffer/types.js';
 import type { EncodeResult, EncodeTask, Piece } from './parquet-encode-worker.js';
 import { UNREADABLE_CHUNK, type StoredChunk } from './stored-chunk.js';
+import { bodyBuffers } from './body-buffers.js';
 
 /** About this much of a batch goes to the worker per message (NDJSON text, or events' fields). */
 const PIECE_BYTES = 1024 * 1024;
@@ -102,7 +103,8 @@ export async function parquetEventsObject(
 }
 
 function objectOf(result: EncodeResult, key: string): ParquetObject {
-  const body = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
+  const { buffer } = result.body;
+  const body = Buffer.from(buffer, result.body.byteOffset, result.body.byteLength);
   // the compression is inside the file: no Content-Encoding, or a client would try to gunzip a Parquet file
   return {
     key,
@@ -111,6 +113,7 @@ function objectOf(result: EncodeResult, key: string): ParquetObject {
     contentMD5: md5(body),
     count: result.count,
     unprocessable: result.unprocessable,
+    releaseBody: bodyBuffers.releaser(buffer),
   };
 }
 
@@ -150,16 +153,22 @@ async function encodeOnWorker(
     if (next.done) ended = true;
     send(next.done ? null : next.value);
   });
+  // the file is written into the largest body buffer free (when it fits), so that the memory of bodies already
+  // uploaded is used again rather than left to the collector
+  const into = bodyBuffers.largest();
   try {
-    return await encoderPool().run(
+    const result = await encoderPool().run(
       {
         kind,
         compression: encoding.compression as ParquetCompression,
         rowGroupBytes: encoding.parquet?.row_group_bytes ?? DEFAULT_ROW_GROUP_BYTES,
         port: port2,
+        ...(into ? { into } : {}),
       },
-      { transferList: [port2] },
+      { transferList: into ? [port2, into] : [port2] },
     );
+    if (result.spare) bodyBuffers.give(result.spare);
+    return result;
   } catch (err) {
     throw failure ?? err;
   } finally {

@@ -85,8 +85,9 @@ export class DecisionParquetWriter {
     return this.table.takeChunks();
   }
 
-  finish(): Buffer {
-    return this.table.finish();
+  /** See ParquetTableWriter.finish. */
+  finish(allocate?: (bytes: number) => ArrayBuffer): Buffer {
+    return this.table.finish(allocate);
   }
 }
 

@@ -77,8 +77,9 @@ export class EventParquetWriter {
     return this.table.takeChunks();
   }
 
-  finish(): Buffer {
-    return this.table.finish();
+  /** See ParquetTableWriter.finish. */
+  finish(allocate?: (bytes: number) => ArrayBuffer): Buffer {
+    return this.table.finish(allocate);
   }
 }
 

@@ -238,8 +238,11 @@ export class ParquetTableWriter<Row> {
     return this.writer.chunks.splice(0);
   }
 
-  /** Writes the last row group and the footer; returns the rest of the file (all of it if nothing was taken). */
-  finish(): Buffer {
+  /**
+   * Writes the last row group and the footer; returns the rest of the file (all of it if nothing was taken),
+   * in memory that `allocate` gives (at least the bytes it is asked for; a new ArrayBuffer by default).
+   */
+  finish(allocate: (bytes: number) => ArrayBuffer = (bytes) => new ArrayBuffer(bytes)): Buffer {
     if (this.finished) throw new Error('Parquet file already finished');
     this.finished = true;
     this.writeRowGroup();
@@ -250,7 +253,15 @@ export class ParquetTableWriter<Row> {
       e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e,
     );
     void this.parquet.finish();
-    return Buffer.concat(this.takeChunks());
+    const chunks = this.takeChunks();
+    const length = chunks.reduce((sum, c) => sum + c.length, 0);
+    const file = Buffer.from(allocate(length), 0, length);
+    let offset = 0;
+    for (const c of chunks) {
+      file.set(c, offset);
+      offset += c.length;
+    }
+    return file;
   }
 
   private writeRowGroup(): void {

@@ -12,6 +12,11 @@ export interface StoredObject {
   metadata?: Record<string, string>;
   /** How many decisions the body holds, when known (an object of one decision per object has none: 1). */
   count?: number;
+  /**
+   * Gives the body's memory back to be used again (delivery/body-buffers.ts). Whoever uploads the object calls it
+   * once no attempt will read the body again; the body must not be read after it. Absent: nothing to give back.
+   */
+  releaseBody?: () => void;
 }
 
 /** A body's `contentMD5`. */
@@ -26,6 +31,10 @@ export function md5(body: Buffer): string {
 export interface Sink {
   /** A short description for logs and /ready, never with credentials: `s3://bucket` or `file:///path`. */
   readonly target: string;
+  /**
+   * Writes the object. Its body is the caller's again once the returned promise settles (its memory is used
+   * for the next body): a sink that keeps anything of it for later copies it.
+   */
   put(object: StoredObject, signal: AbortSignal): Promise<void>;
   close(): void;
 }

@@ -23,7 +23,8 @@ class MemorySink implements Sink {
   fail: Error | undefined;
   async put(object: StoredObject): Promise<void> {
     if (this.fail) throw this.fail;
-    this.objects.push(object);
+    // a copy of the body: its memory is the caller's again once put returns (Sink.put)
+    this.objects.push({ ...object, body: Buffer.from(object.body) });
   }
   close(): void {}
 }

@@ -192,6 +192,23 @@ test('a 413 cuts the request in two until the receiver takes it; a retry resumes
   assert.ok(r.received.every((x) => x.status !== 413 || x.ids.length > 40));
 });
 
+test('a retry after the caller used the body memory again sends the bytes of the object put, not the old memory', async (t) => {
+  // the first request fails; the output then gives the body's memory back (releaseBody), another body is
+  // written into it, and the retry encodes the same decisions again: the receiver must get them
+  const r = await receiver(t, { fail: (n) => n === 1 });
+  const sink = new HttpSink({ url: r.url, headers: {}, timeout: 5000, limits: {} });
+  const texts = lines(50);
+  const first = await objectOf(texts, PLAIN_NDJSON, 'obj');
+  const original = Buffer.from(first.body);
+  await assert.rejects(sink.put(first, signal), SinkError);
+  const other = texts.map((x) =>
+    x.replace(/"decision_id":"([^"]*)"/, (_m, id: string) => `"decision_id":"${id.replace(/./g, 'x')}"`),
+  );
+  first.body.set(Buffer.from(other.map((x) => `${x}\n`).join('')));
+  await sink.put({ ...first, body: original }, signal);
+  assert.deepEqual(delivered(r.received), idsOf(texts), 'the decisions of the object put, as put');
+});
+
 test('a decision refused alone: every other decision is delivered, then RefusedDecisionsError names it; a retry re-sends only it', async (t) => {
   const r = await receiver(t, { maxBytes: 16 * 1024 });
   const sink = new HttpSink({

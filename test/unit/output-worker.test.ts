@@ -42,7 +42,8 @@ class MemorySink implements Sink {
         signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }),
       );
     }
-    this.objects.set(object.key, object.body);
+    // a copy: the body's memory is the caller's again once put returns (Sink.put)
+    this.objects.set(object.key, Buffer.from(object.body));
   }
   close(): void {}
   ids(): string[] {

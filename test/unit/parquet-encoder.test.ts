@@ -35,6 +35,29 @@ test('a batch read in any pieces gives the bytes of the same decisions encoded a
   assert.deepEqual(object.unprocessable, []);
 });
 
+test('a file written into the memory of a body given back is byte-identical to one written into new memory', async () => {
+  const small = texts.slice(0, 3000);
+  const expected = (await encodeDecisionsParquet([ndjson(small)], { compression: 'zstd', rowGroupBytes: 512 * 1024 }))
+    .body;
+  // a larger file first, its body given back: the next file is written over its bytes
+  const large = await parquetDecisionsObject([ndjson(texts)], encoding, 'large.parquet');
+  const largeCopy = Buffer.from(large.body);
+  const memory = large.body.buffer;
+  const size = memory.byteLength;
+  large.releaseBody!();
+  const reused = await parquetDecisionsObject([ndjson(small)], encoding, 'small.parquet');
+  // the memory moved to the encoder thread (its handle here is detached) and came back as the new body's
+  assert.equal(memory.byteLength, 0, 'the memory given back went to the encoder');
+  assert.equal(reused.body.buffer.byteLength, size, 'and holds the new file');
+  assert.ok(reused.body.equals(expected), 'byte-identical, nothing of the larger file past its end');
+  assert.equal(reused.contentMD5, md5(expected));
+  // and a file larger than the memory given back gets memory of its own, whole
+  reused.releaseBody!();
+  const again = await parquetDecisionsObject([ndjson(texts)], encoding, 'large.parquet');
+  assert.ok(again.body.equals(largeCopy));
+  again.releaseBody!();
+});
+
 test('a line that is not JSON is left out and reported; the others are written', async () => {
   const object = await parquetDecisionsObject(
     [Buffer.from(`${texts[0]}\n{"cut":\n${texts[1]}\n`)],

@@ -26,6 +26,10 @@ export interface HttpTarget {
 interface Request {
   first: number;
   last: number;
+  /**
+   * A piece's own bytes; empty for the whole object, which is sent from the object of each put: a delivery
+   * remembered across puts must not keep a body, whose memory its caller uses again once the put settles.
+   */
   body: Buffer;
   whole: boolean;
   state: 'pending' | 'acknowledged' | 'refused';
@@ -89,7 +93,7 @@ export class HttpSink implements Sink {
       const request = requests[i]!;
       if (request.state === 'acknowledged') continue;
       const key = request.whole ? object.key : `${object.key}#${request.first}-${request.last}`;
-      const answer = await this.post(object, request.body, key, signal);
+      const answer = await this.post(object, request.whole ? object.body : request.body, key, signal);
       if (answer.ok) {
         request.state = 'acknowledged';
         request.body = Buffer.alloc(0);
@@ -149,7 +153,7 @@ export class HttpSink implements Sink {
     const whole = (): Delivery => ({
       md5: object.contentMD5,
       count,
-      requests: [{ first: 0, last: count - 1, body: object.body, whole: true, state: 'pending' }],
+      requests: [{ first: 0, last: count - 1, body: Buffer.alloc(0), whole: true, state: 'pending' }],
     });
     const fits =
       (limits?.maxBytes === undefined || object.body.length <= limits.maxBytes) &&
