@@ -5,9 +5,9 @@
  * seconds of its upload, so it outlives two scavenges and is freed only by a full collection of the event
  * loop's heap. V8 runs one when the heap grows or when memory outside it has grown by 64 MiB since the last:
  * after a burst, when the event loop allocates little but uploads the backlog, dead bodies pile up to that much
- * before anything frees them. Measured in a 20 s steady run of a Parquet output, a full collection after each
- * upload took the process's peak RSS from 354-360 MiB to 291 (README "Performance"); reusing the bodies' memory
- * does the same without a collection's pause on the event loop.
+ * before anything frees them. In 20 s steady runs of a Parquet output, reusing the bodies' memory took the
+ * process's peak RSS from 354-360 MiB to 334-346, and NDJSON's from 221-227 to 215-225 (README "Performance"),
+ * with no collection's pause on the event loop.
  *
  * A buffer goes out with `take` (or `largest`, for the Parquet encoder thread, which does not know the size of
  * the file before it is written), and comes back with `give` once nothing will read the body again. Kept are

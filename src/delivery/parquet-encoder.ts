@@ -47,7 +47,9 @@ const OLD_GENERATION_MB = 128;
  * 64 MiB batches through this pool, peak RSS above the process's start was +178 MiB with the default, +122 with
  * 8 MiB, +108 with 2 MiB (~40 of each is the caller making the decisions), at 11.8 / 12.2 / 13.8 CPU-seconds:
  * 8 MiB takes most of the memory for 3 % more CPU. In the server at full load the Parquet run's peak RSS fell
- * from 127 to 83 MiB above the NDJSON run's.
+ * from 127 to 83 MiB above the NDJSON run's. It applies only where node runs without `--max-semi-space-size`:
+ * V8 takes that flag over every thread's resourceLimits, so as `npm start` runs it (`=8`) this thread's young
+ * generation is 16 MiB, like the event loop's (README "Performance" says why the flag stays).
  */
 const YOUNG_GENERATION_MB = 8;
 
