@@ -151,6 +151,63 @@ test('a buffer holding a decision the rules cannot process (an invalid line left
   assert.equal(await sluice.stop(), 0);
 });
 
+test("millions of tiny elements through mask rules and a key layout that reads decisions: masked and landed in bounded memory; past the rules' budget, set aside, never written unmasked", async (t) => {
+  const dir = dataDirFor(t);
+  const objects = path.join(dir, 'objects');
+  const perDecision = path.join(dir, 'per-decision');
+  const sluice = await started(t, {
+    data_dir: dir,
+    ingest: { max_decisions_per_request: 100_000 },
+    outputs: [fileOutput(objects), { ...fileOutput(perDecision, { key: 'hourly-per-decision' }), name: 'named' }],
+    rules: { mask: ['/input/password'] },
+  });
+  const timestamp = new Date().toISOString();
+  // 10 million zeros (20 MB) below what the rules read: a tree of them was ~0.8 GB on the event loop
+  const wide = `{"decision_id":"wide-1","timestamp":"${timestamp}","input":{"password":"hunter2","a":[${'0,'.repeat(9_999_999)}0]}}`;
+  // 1.2 million members where the rules read (input's): more than the rules may hold; set aside, not written
+  const members = Array.from({ length: 1_200_000 }, (_, i) => `"k${i}":0`).join(',');
+  const tooMany = `{"decision_id":"many-1","timestamp":"${timestamp}","input":{"password":"hunter2",${members}}}`;
+  const plain = `{"decision_id":"plain-1","timestamp":"${timestamp}","input":{"password":"hunter2","user":"bob"}}`;
+  for (const body of [`[${wide}]`, `[${tooMany}]`, `[${plain}]`]) {
+    const res = await postRaw(sluice.url, body);
+    assert.equal(res.status, 200, await res.text());
+  }
+  await sluice.until(
+    'both outputs are through the buffer',
+    async () => {
+      const r = (await sluice.ready()) as unknown as { buffer: { events: number } };
+      return r.buffer.events === 0;
+    },
+    120_000,
+  );
+  const expected = (text: string) =>
+    text.replace('{"password":"hunter2",', '{').replace(/}$/, ',"erased":["/input/password"]}');
+  for (const dirOf of [objects, perDecision]) {
+    const landed = linesUnder(dirOf);
+    assert.equal(landed.length, 2, `${dirOf}: the wide decision and the plain one, not the one set aside`);
+    assert.ok(landed.includes(expected(wide)), 'the wide decision lands masked, every zero as sent');
+    assert.ok(landed.includes(expected(plain)));
+    assert.ok(!landed.some((l) => l.includes('hunter2')), 'no password is written');
+  }
+  // the layout that names objects by decision_id read it from the wide decision
+  assert.ok(objectsUnder(perDecision).some((o) => o.file.endsWith('/wide-1.json')));
+  const ready = (await sluice.ready()) as unknown as {
+    outputs: Array<{ state: string; dead_letter: { events: number; file: string } }>;
+  };
+  for (const output of ready.outputs) {
+    assert.equal(output.dead_letter.events, 1, "the decision past the budget is in each output's dead letter");
+    assert.equal(output.state, 'ok');
+    const letter = JSON.parse(readFileSync(output.dead_letter.file, 'utf8').trim()) as Record<string, unknown>;
+    assert.equal(letter.reason, 'rule_failed');
+    assert.match(String(letter.error), /more than 1,000,000 values/);
+    assert.equal(letter.decision_text, tooMany, 'kept locally as it came');
+  }
+  // memory: a tree per value of the wide decision alone was ~0.8 GB (3.3 GB for 30 million zeros)
+  const status = readFileSync(`/proc/${sluice.pid}/status`, 'utf8');
+  const peakMiB = Number(/VmHWM:\s+(\d+)/.exec(status)![1]) / 1024;
+  assert.ok(peakMiB < 600, `peak RSS ${peakMiB.toFixed(0)} MiB`);
+});
+
 test('elements per request: 400,000 {} in 1 KiB of gzip is a 413 naming the limit; the limit is configurable', async (t) => {
   const dir = dataDirFor(t);
   const objects = path.join(dir, 'objects');

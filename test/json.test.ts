@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import {
   JsonDepthError,
   JsonSyntaxError,
+  JsonTooManyValuesError,
   parseJson,
   toText,
   visitMembers,
@@ -135,6 +136,26 @@ describe('parseJson', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  test('maxKept bounds the values a tree keeps, counting only those within keepDepth', () => {
+    const wide = `{"a":[${'0,'.repeat(99_999)}0],"b":{"c":1,"d":2}}`;
+    // every value kept: the zeros count
+    assert.throws(
+      () => parseJson(wide, Infinity, Infinity, 1000),
+      (err: unknown) => {
+        assert.ok(err instanceof JsonTooManyValuesError);
+        assert.match(err.message, /more than 1,000 values/);
+        return true;
+      },
+    );
+    // kept to depth 1 (a and b): the zeros, c and d are text, within a budget of two
+    const shallow = parseJson(wide, Infinity, 1, 2) as JsonObject;
+    assert.equal(toText(shallow), wide);
+    assert.equal((shallow.members[0]!.value as { items: unknown[] }).items.length, 0);
+    assert.throws(() => parseJson(wide, Infinity, 1, 1), JsonTooManyValuesError);
+    // and within it, the same tree as without a budget
+    assert.deepEqual(parseJson('[1,[2,3],{"x":4}]', Infinity, Infinity, 6), parseJson('[1,[2,3],{"x":4}]'));
   });
 
   test('keepDepth and visitMembers: the same checks and spans, no nodes below the depth kept (random texts and mutations of JSON)', () => {

@@ -759,6 +759,46 @@ describe('properties on random documents', () => {
     );
   });
 
+  test('a tree kept only as deep as the rules read gives the same text as the whole tree, and the same drops', () => {
+    const segment = fc.oneof(keyString, fc.constantFrom('0', '1', '2', 'a', 'b'));
+    const pointer = fc
+      .tuple(fc.constantFrom('input', 'result'), fc.array(segment, { minLength: 1, maxLength: 3 }))
+      .map(([root, rest]) => `/${[root, ...rest].map(escapeSegment).join('/')}`);
+    const field = fc
+      .array(segment, { minLength: 1, maxLength: 4 })
+      .map((segments) => `/${segments.map(escapeSegment).join('/')}`);
+    const condition = fc.oneof(
+      field.map((f) => ({ field: f, exists: true })),
+      fc.tuple(field, fc.jsonValue({ maxDepth: 1 })).map(([f, v]) => ({ field: f, equals: v })),
+      fc.tuple(field, fc.string({ maxLength: 2 })).map(([f, p]) => ({ field: f, prefix: p })),
+    );
+    const entry = fc.oneof(
+      pointer,
+      fc.record({ op: fc.constant('remove'), path: pointer, when: condition }),
+      fc.tuple(pointer, fc.jsonValue({ maxDepth: 1 })).map(([path, value]) => ({ op: 'upsert', path, value })),
+    );
+    fc.assert(
+      fc.property(
+        jsonText,
+        jsonText,
+        fc.array(entry, { maxLength: 3 }),
+        fc.array(condition, { maxLength: 2 }),
+        (input, result, mask, drop) => {
+          fc.pre(mask.length + drop.length > 0);
+          const t = transform({ mask, drop });
+          const text = `{"decision_id":"d","input":${input},"result":${result},"erased":["/x"]}`;
+          const whole = t(parseJson(text));
+          const shallow = t(parseJson(text, Infinity, t.depth));
+          assert.equal(
+            shallow === undefined ? undefined : toText(shallow),
+            whole === undefined ? undefined : toText(whole),
+          );
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
   test('a remove of an absent pointer leaves the text byte for byte', () => {
     const pointer = fc.array(fc.oneof(keyString, fc.constantFrom('0', '1', '2')), { minLength: 1, maxLength: 4 });
     fc.assert(

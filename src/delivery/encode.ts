@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { CorruptChunkError, type ChunkMeta, type DecisionBuffer, type SealedBatch } from '../buffer/types.js';
 import { md5, type StoredObject } from '../sinks/types.js';
 import { bodyBuffers } from './body-buffers.js';
-import { parseJson, toText } from '../json/source-tree.js';
+import { keyOf, parseJson, toText, visitMembers } from '../json/source-tree.js';
 import { linesInRange } from '../formats/ndjson-lines.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
 
@@ -127,7 +127,9 @@ export function* batchChunks<T>(
  * source trees, not JS values, so a rewritten decision differs from the received one only where the rules
  * changed it (number text, key order and the rest are kept); an untouched one is its line as it is.
  * A decision the parser or the transform throws on is handed to `onUnprocessable` and left out (without a
- * callback the error propagates).
+ * callback the error propagates), as is one with more than RULES_MAX_VALUES values within the depth the rules
+ * read (deeper ones stay text, never nodes): its tree would not fit in memory, and written without the rules
+ * it would store what they remove.
  */
 export function* transformLines(
   groups: Iterable<Buffer>,
@@ -140,7 +142,7 @@ export function* transformLines(
       if (line === '') continue;
       let text: string | undefined;
       try {
-        const decision = parseJson(line);
+        const decision = parseJson(line, Infinity, transform.depth, RULES_MAX_VALUES);
         const result = transform(decision);
         text = result === undefined ? undefined : result === decision ? line : toText(result);
       } catch (err) {
@@ -156,26 +158,40 @@ export function* transformLines(
 }
 
 /**
- * Each decision of NDJSON line groups, parsed into JS values (read only: for key layouts, which read
- * decision_id, timestamp and labels). A line that does not parse is handed to `onUnprocessable` and
+ * Values a decision may have within the depth the rules read (transformLines): about 80 MB of tree. A decision
+ * of OPA's has tens to thousands; one past this is set aside (the output's dead letter), not masked.
+ */
+export const RULES_MAX_VALUES = 1_000_000;
+
+/**
+ * The `decision_id` and `timestamp` of each decision of NDJSON line groups (for key layouts that name objects
+ * by them), each the string it is (the last of a repeated key, as JSON.parse takes), any other value null.
+ * Only those two members are decoded: the rest of a decision is scanned, never made into values, so a decision
+ * of millions of elements costs no memory here. A line that is not JSON is handed to `onUnprocessable` and
  * skipped (without a callback the error propagates).
  */
-export function* parsedDecisions(
+export function* keyFieldsOf(
   groups: Iterable<Buffer>,
   onUnprocessable?: Unprocessable,
-): Generator<Record<string, unknown>> {
+): Generator<{ decision_id?: string | null; timestamp?: string | null }> {
   for (const group of groups) {
     for (const line of group.toString('utf8').split('\n')) {
       if (line === '') continue;
-      let decision: Record<string, unknown>;
+      const fields: { decision_id?: string | null; timestamp?: string | null } = {};
       try {
-        decision = JSON.parse(line) as Record<string, unknown>;
+        visitMembers(line, (m) => {
+          const key = keyOf(m);
+          if (key !== 'decision_id' && key !== 'timestamp') return;
+          const { value } = m;
+          fields[key] =
+            value.type === 'string' ? (JSON.parse(value.src.slice(value.start, value.end)) as string) : null;
+        });
       } catch (err) {
         if (!onUnprocessable) throw err;
         onUnprocessable(line, err as Error);
         continue;
       }
-      yield decision;
+      yield fields;
     }
   }
 }

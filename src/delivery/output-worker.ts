@@ -6,7 +6,7 @@ import type { OutputConfig } from '../config/schema.js';
 import { md5, RefusedDecisionsError, type Sink, type StoredObject } from '../sinks/types.js';
 import { attemptUntilDone, retryForever, type Failure, type RetryPolicy } from './attempts.js';
 import { DecisionBatcher } from './batching/decision-batcher.js';
-import { bufferLines, contentType, encodeLines, parsedDecisions, transformLines } from './encode.js';
+import { bufferLines, contentType, encodeLines, keyFieldsOf, transformLines } from './encode.js';
 import { parquetDecisionsObject, storedChunks, unreadableChunk } from './parquet-encoder.js';
 import { bodyBuffers } from './body-buffers.js';
 import { keyLayout, type KeyFields, type KeyLayout } from './key-layouts.js';
@@ -309,8 +309,7 @@ export class OutputWorker {
     // Keys name what the object holds: the decisions the rules kept (masks never touch labels, timestamp, decision_id).
     // only the fields keys read are kept: a parsed batch of a million decisions would not fit in memory
     const decisions: KeyFields[] = [];
-    if (groups)
-      for (const d of parsedDecisions(groups)) decisions.push({ decision_id: d.decision_id, timestamp: d.timestamp });
+    if (groups) for (const d of keyFieldsOf(groups)) decisions.push(d);
     if (groups && decisions.length === 0) return undefined;
     const key = layout.key({ output: this.name, bufferId: this.buffer.id, batch, encoding, receivedAt, decisions });
     if (layout.perDecision) {

@@ -95,6 +95,17 @@ export class JsonDepthError extends JsonSyntaxError {
   }
 }
 
+/** JSON with more values where the parser keeps them than it was allowed to keep (`maxKept`). */
+export class JsonTooManyValuesError extends RangeError {
+  constructor(
+    readonly maxKept: number,
+    readonly position: number,
+  ) {
+    super(`JSON with more than ${maxKept.toLocaleString('en')} values to read (at position ${position})`);
+    this.name = 'JsonTooManyValuesError';
+  }
+}
+
 // The parser's own mutable shapes; callers see them through the readonly interfaces above.
 interface MObject {
   type: 'object';
@@ -136,9 +147,13 @@ const CONTROL = /[\u0000-\u001f]/;
  * (their span is exact, their `members`/`items` empty), so a reader that needs only the top of a document
  * (the Parquet row of a decision reads its members and their spans) does not pay for a node per value
  * below it. Such a tree is for reading: an edit of a container past `keepDepth` would lose its contents.
+ *
+ * `maxKept`: at most this many values kept in containers (those within `keepDepth`), else a
+ * JsonTooManyValuesError, so that a reader bounds its tree's memory whatever the document holds (a 60 MB
+ * array of 30 million zeros would be a 2.4 GB tree).
  */
-export function parseJson(src: string, maxDepth = Infinity, keepDepth = Infinity): JsonNode {
-  return parse(src, maxDepth, keepDepth, undefined);
+export function parseJson(src: string, maxDepth = Infinity, keepDepth = Infinity, maxKept = Infinity): JsonNode {
+  return parse(src, maxDepth, keepDepth, undefined, maxKept);
 }
 
 /**
@@ -148,7 +163,7 @@ export function parseJson(src: string, maxDepth = Infinity, keepDepth = Infinity
  * members and elements there are.
  */
 export function visitMembers(src: string, visit: (member: JsonMember) => void): JsonNode {
-  return parse(src, Infinity, 1, visit);
+  return parse(src, Infinity, 1, visit, Infinity);
 }
 
 function parse(
@@ -156,8 +171,11 @@ function parse(
   maxDepth: number,
   keepDepth: number,
   visit: ((m: JsonMember) => void) | undefined,
+  maxKept: number,
 ): JsonNode {
   const n = src.length;
+  // values kept by their containers so far: a tree's memory is about 80 bytes a value, whatever the text
+  let kept = 0;
   const stack: Array<MObject | MArray> = [];
   noControl = !CONTROL.test(src);
   nextBackslash = noControl ? src.indexOf('\\') : -1;
@@ -166,7 +184,7 @@ function parse(
     // a value starts at i
     let value: JsonNode;
     // a scalar that no container keeps is not made (`keepDepth`)
-    const kept = stack.length <= keepDepth;
+    const keep = stack.length <= keepDepth;
     const c = src.charCodeAt(i);
     if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (stack.length >= maxDepth) throw new JsonDepthError(maxDepth, i);
@@ -192,20 +210,20 @@ function parse(
       }
     } else if (c === QUOTE) {
       const end = stringEnd(src, i);
-      value = !kept ? UNKEPT : { type: 'string', src, start: i, end, escaped: lastEscaped };
+      value = !keep ? UNKEPT : { type: 'string', src, start: i, end, escaped: lastEscaped };
       i = end;
     } else if (c === MINUS || (c >= 0x30 && c <= 0x39)) {
       const end = numberEnd(src, i);
-      value = !kept ? UNKEPT : { type: 'number', src, start: i, end, escaped: false };
+      value = !keep ? UNKEPT : { type: 'number', src, start: i, end, escaped: false };
       i = end;
     } else if (c === 0x74 && src.startsWith('true', i)) {
-      value = !kept ? UNKEPT : { type: 'true', src, start: i, end: i + 4, escaped: false };
+      value = !keep ? UNKEPT : { type: 'true', src, start: i, end: i + 4, escaped: false };
       i += 4;
     } else if (c === 0x66 && src.startsWith('false', i)) {
-      value = !kept ? UNKEPT : { type: 'false', src, start: i, end: i + 5, escaped: false };
+      value = !keep ? UNKEPT : { type: 'false', src, start: i, end: i + 5, escaped: false };
       i += 5;
     } else if (c === 0x6e && src.startsWith('null', i)) {
-      value = !kept ? UNKEPT : { type: 'null', src, start: i, end: i + 4, escaped: false };
+      value = !keep ? UNKEPT : { type: 'null', src, start: i, end: i + 4, escaped: false };
       i += 4;
     } else {
       throw unexpected(src, i, 'a value');
@@ -219,6 +237,7 @@ function parse(
         return value;
       }
       if (stack.length <= keepDepth) {
+        if (++kept > maxKept) throw new JsonTooManyValuesError(maxKept, i);
         if (top.type === 'array') top.items.push(value);
         else if (visit !== undefined && stack.length === 1) {
           const member = top.members.pop()!;
