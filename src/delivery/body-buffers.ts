@@ -11,7 +11,8 @@
  *
  * A buffer goes out with `take` (or `largest`, for the Parquet encoder thread, which does not know the size of
  * the file before it is written), and comes back with `give` once nothing will read the body again. Kept are
- * at most KEPT buffers of at most KEPT_MAX_BYTES each, and none unused for longer than IDLE_MS: an idle
+ * at most KEPT buffers of at most KEPT_MAX_BYTES each, and one unused for IDLE_MS goes at the next sweep (every
+ * IDLE_MS, so within twice that): an idle
  * service holds no bodies, and a body larger than that (a batch of hundreds of MiB) is left to the collector as
  * before. Buffers are always whole ArrayBuffers of their own (never Node's shared pool), so that they can be
  * moved to a worker thread.
@@ -21,7 +22,7 @@
 const KEPT = 6;
 /** Larger buffers are not kept. A 64 MiB batch (the default max_bytes) is a body of 6-10 MiB compressed. */
 const KEPT_MAX_BYTES = 32 * 1024 * 1024;
-/** A kept buffer not taken again within this long is dropped. */
+/** A kept buffer not taken again within this long is dropped (the sweep runs this often). */
 const IDLE_MS = 30_000;
 /** New buffers are rounded up to this, so that the next body, a little larger, still fits. */
 const GRAIN = 1024 * 1024;

@@ -3,7 +3,7 @@
  * of a new one; a body released twice cannot give back memory that another body holds by then; what is kept
  * is bounded in count and size.
  */
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BodyBuffers } from '../../src/delivery/body-buffers.js';
 
@@ -50,4 +50,21 @@ test('what is kept is bounded: at most six buffers, none larger than 32 MiB, non
   structuredClone(moved, { transfer: [moved] });
   pool.give(moved);
   assert.ok(pool.take(1) !== moved);
+});
+
+test('an idle service keeps no bodies: a buffer not taken again within 30 s is dropped', () => {
+  mock.timers.enable({ apis: ['setInterval', 'Date'] });
+  try {
+    const pool = new BodyBuffers();
+    pool.give(new ArrayBuffer(4 * 1024 * 1024));
+    mock.timers.tick(20_000);
+    pool.give(new ArrayBuffer(2 * 1024 * 1024));
+    assert.equal(pool.keptBytes, 6 * 1024 * 1024);
+    mock.timers.tick(15_000);
+    assert.equal(pool.keptBytes, 2 * 1024 * 1024, 'the first, unused for 35 s, is dropped');
+    mock.timers.tick(30_000);
+    assert.equal(pool.keptBytes, 0);
+  } finally {
+    mock.timers.reset();
+  }
 });
