@@ -12,9 +12,8 @@
  * A buffer goes out with `take` (or `largest`, for the Parquet encoder thread, which does not know the size of
  * the file before it is written), and comes back with `give` once nothing will read the body again. Kept are
  * at most KEPT buffers of at most KEPT_MAX_BYTES each, and one unused for IDLE_MS goes at the next sweep (every
- * IDLE_MS, so within twice that): an idle
- * service holds no bodies, and a body larger than that (a batch of hundreds of MiB) is left to the collector as
- * before. Buffers are always whole ArrayBuffers of their own (never Node's shared pool), so that they can be
+ * IDLE_MS, so within twice that): an idle service holds no bodies, and a body larger than that (a batch of
+ * hundreds of MiB) is left to the collector as before. Buffers are always whole ArrayBuffers of their own (never Node's shared pool), so that they can be
  * moved to a worker thread.
  */
 
