@@ -206,7 +206,6 @@ test("millions of tiny elements through mask rules and a key layout that reads d
   // most of it ingest decoding the two large bodies
   const status = readFileSync(`/proc/${sluice.pid}/status`, 'utf8');
   const peakMiB = Number(/VmHWM:\s+(\d+)/.exec(status)![1]) / 1024;
-  console.log('PEAK', peakMiB);
   assert.ok(peakMiB < 1024, `peak RSS ${peakMiB.toFixed(0)} MiB`);
 });
 
