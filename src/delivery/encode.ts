@@ -163,6 +163,9 @@ export function* transformLines(
  */
 export const RULES_MAX_VALUES = 1_000_000;
 
+/** What a key layout reads of a decision: these two members' strings (null: present, not a string). */
+type KeyFieldsText = { decision_id?: string | null; timestamp?: string | null };
+
 /**
  * The `decision_id` and `timestamp` of each decision of NDJSON line groups (for key layouts that name objects
  * by them), each the string it is (the last of a repeated key, as JSON.parse takes), any other value null.
@@ -170,14 +173,11 @@ export const RULES_MAX_VALUES = 1_000_000;
  * of millions of elements costs no memory here. A line that is not JSON is handed to `onUnprocessable` and
  * skipped (without a callback the error propagates).
  */
-export function* keyFieldsOf(
-  groups: Iterable<Buffer>,
-  onUnprocessable?: Unprocessable,
-): Generator<{ decision_id?: string | null; timestamp?: string | null }> {
+export function* keyFieldsOf(groups: Iterable<Buffer>, onUnprocessable?: Unprocessable): Generator<KeyFieldsText> {
   for (const group of groups) {
     for (const line of group.toString('utf8').split('\n')) {
       if (line === '') continue;
-      const fields: { decision_id?: string | null; timestamp?: string | null } = {};
+      const fields: KeyFieldsText = {};
       try {
         visitMembers(line, (m) => {
           const key = keyOf(m);

@@ -35,24 +35,16 @@ export function buildTransform(
   global: RulesConfig | undefined,
   output: RulesConfig | undefined,
 ): DecisionTransform | undefined {
-  const drops = [...(global?.drop ?? []), ...(output?.drop ?? [])].map(compileCondition);
-  const masks = [...(global?.mask ?? []), ...(output?.mask ?? [])].map(compileMask);
-  if (drops.length === 0 && masks.length === 0) return undefined;
   const conditions = [...(global?.drop ?? []), ...(output?.drop ?? [])];
   const entries = [...(global?.mask ?? []), ...(output?.mask ?? [])];
+  if (conditions.length === 0 && entries.length === 0) return undefined;
+  const drops = conditions.map(compileCondition);
+  const masks = entries.map(compileMask);
   const depth = Math.max(entries.length > 0 ? 2 : 1, ...conditions.map(conditionDepth), ...entries.map(maskDepth));
-  if (masks.length === 0) {
-    return Object.assign(
-      (decision: JsonNode) => {
-        for (const drop of drops) if (drop(decision)) return undefined;
-        return decision;
-      },
-      { depth },
-    );
-  }
   return Object.assign(
     (decision: JsonNode) => {
       for (const drop of drops) if (drop(decision)) return undefined;
+      // without masks this is the decision itself, whose text is then written as received
       return applyMasks(masks, decision);
     },
     { depth },
