@@ -34,6 +34,7 @@ import { hostCheck, HostPolicy } from './http/host-check.js';
 import { tightenDataDirLogged } from './sqlite/private-files.js';
 import fastifySwagger from '@fastify/swagger';
 import { VERSION } from './version.js';
+import { applyHeapPolicy } from './heap-policy.js';
 import { schemaValidationError } from './http/validation.js';
 import { controlPlaneRoutes } from './api/control-plane.js';
 import { ApiAuth } from './api/auth.js';
@@ -62,6 +63,8 @@ export async function startServer(
   log: Logger,
   options: OpenBufferOptions = {},
 ): Promise<RunningServer> {
+  // before any worker thread is made: the young generation each pool asks for is what it gets
+  applyHeapPolicy();
   // the owner's only, before any database in it is opened (SQLite gives new -wal and -shm files the database's mode)
   tightenDataDirLogged(config.data_dir, log);
   // One process per data_dir, taken before anything in it is opened: two would overwrite each other's buffer.

@@ -10,7 +10,6 @@ import { decisionParquetWriter } from '../formats/parquet-decisions.js';
 import { eventParquetWriter, type ParquetEvent } from '../formats/parquet-events.js';
 import type { ParquetCompression } from '../formats/parquet-writer.js';
 import { storedChunkLines, type StoredChunk } from './stored-chunk.js';
-import { bodyBufferSize } from './body-buffers.js';
 
 export interface EncodeTask {
   kind: 'decisions' | 'events';
@@ -18,7 +17,7 @@ export interface EncodeTask {
   rowGroupBytes: number;
   /** Receives `more` from here; sends a piece, `null` at the end, or `{ abort }` when the reading failed. */
   port: MessagePort;
-  /** Memory for the file (moved here), used when the file fits in it; body-buffers.ts says why. */
+  /** Memory the file is written into (moved here); body-buffers.ts says why. */
   into?: ArrayBuffer;
 }
 
@@ -29,9 +28,9 @@ export type Piece = Uint8Array | StoredChunk | ParquetEvent[] | null | { abort: 
 export const PIECES_AHEAD = 2;
 
 export interface EncodeResult {
-  /** The file, a view of the start of an ArrayBuffer of its own (`into`, or a new one), moved back. */
+  /** The file, a view of the start of an ArrayBuffer of its own (`into`, or one it grew into), moved back. */
   body: Uint8Array;
-  /** `into` when the file did not fit in it, moved back to be used again. */
+  /** `into` when the file outgrew it, moved back to be used again. */
   spare?: ArrayBuffer;
   count: number;
   /** Decisions that are not JSON (left out of the file), each with why. */
@@ -42,12 +41,12 @@ export interface EncodeResult {
 interface PieceWriter {
   readonly count: number;
   add(piece: Uint8Array | StoredChunk | ParquetEvent[]): void;
-  finish(allocate: (bytes: number) => ArrayBuffer): Buffer;
+  finish(): Buffer;
 }
 
 async function writerOf(
   kind: EncodeTask['kind'],
-  options: { compression: ParquetCompression; rowGroupBytes: number },
+  options: { compression: ParquetCompression; rowGroupBytes: number; into?: ArrayBuffer },
   onUnprocessable: (line: string, err: Error) => void,
 ): Promise<PieceWriter> {
   if (kind === 'decisions') {
@@ -57,7 +56,7 @@ async function writerOf(
         return writer.count;
       },
       add: (piece) => writer.add(decisionLines(piece as Uint8Array | StoredChunk)),
-      finish: (allocate) => writer.finish(allocate),
+      finish: () => writer.finish(),
     };
   }
   const writer = await eventParquetWriter(options);
@@ -68,7 +67,7 @@ async function writerOf(
     add: (piece) => {
       for (const event of piece as ParquetEvent[]) writer.add(event);
     },
-    finish: (allocate) => writer.finish(allocate),
+    finish: () => writer.finish(),
   };
 }
 
@@ -95,7 +94,8 @@ export default async function encode(task: EncodeTask): Promise<EncodeResult> {
   };
   try {
     const unprocessable: EncodeResult['unprocessable'] = [];
-    const options = { compression: task.compression, rowGroupBytes: task.rowGroupBytes };
+    const { into } = task;
+    const options = { compression: task.compression, rowGroupBytes: task.rowGroupBytes, ...(into ? { into } : {}) };
     const writer = await writerOf(task.kind, options, (line, err) => unprocessable.push({ line, error: err.message }));
     for (let i = 0; i < PIECES_AHEAD; i++) port.postMessage('more');
     for (;;) {
@@ -105,11 +105,8 @@ export default async function encode(task: EncodeTask): Promise<EncodeResult> {
       port.postMessage('more');
       writer.add(piece);
     }
-    const { into } = task;
-    const file = writer.finish((bytes) =>
-      into !== undefined && into.byteLength >= bytes ? into : new ArrayBuffer(bodyBufferSize(bytes)),
-    );
-    // the file's ArrayBuffer is its own (into, or new): it moves to the event loop without a copy
+    const file = writer.finish();
+    // the file's ArrayBuffer is its own (into, or the one it grew into): it moves to the event loop without a copy
     const body = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
     const spare = into !== undefined && file.buffer !== into ? into : undefined;
     const result: EncodeResult = { body, count: writer.count, unprocessable, ...(spare ? { spare } : {}) };

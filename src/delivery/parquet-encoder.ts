@@ -47,9 +47,8 @@ const OLD_GENERATION_MB = 128;
  * 64 MiB batches through this pool, peak RSS above the process's start was +178 MiB with the default, +122 with
  * 8 MiB, +108 with 2 MiB (~40 of each is the caller making the decisions), at 11.8 / 12.2 / 13.8 CPU-seconds:
  * 8 MiB takes most of the memory for 3 % more CPU. In the server at full load the Parquet run's peak RSS fell
- * from 127 to 83 MiB above the NDJSON run's. It applies only where node runs without `--max-semi-space-size`:
- * V8 takes that flag over every thread's resourceLimits, so as `npm start` runs it (`=8`) this thread's young
- * generation is 16 MiB, like the event loop's (README "Performance" says why the flag stays).
+ * from 127 to 83 MiB above the NDJSON run's. V8 would take node's `--max-semi-space-size` (which `npm start`
+ * gives the event loop) over it: heap-policy.ts clears that flag once the event loop's heap is made.
  */
 const YOUNG_GENERATION_MB = 8;
 
@@ -60,11 +59,13 @@ function encoderPool(): Piscina<EncodeTask, EncodeResult> {
   const worker = import.meta.url.endsWith('.ts') ? './parquet-encode-worker.ts' : './parquet-encode-worker.js';
   pool ??= new Piscina({
     filename: new URL(worker, import.meta.url).href,
-    minThreads: 0,
+    // The threads start with the first Parquet file and stay: one that ended when idle left most of its
+    // memory with malloc, and its successor (the next batch, or the flush at shutdown) took as much again.
+    // A process with no Parquet output never starts them.
+    minThreads: THREADS,
     maxThreads: THREADS,
     // one file at a time per thread: two would hold two row groups
     concurrentTasksPerWorker: 1,
-    idleTimeout: 30_000,
     resourceLimits: { maxOldGenerationSizeMb: OLD_GENERATION_MB, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
   });
   return pool;

@@ -54,7 +54,7 @@ export interface DecisionParquetOptions extends ParquetOptions {
   onUnprocessable?: (line: string, err: Error) => void;
 }
 
-/** Decisions into one Parquet file, a row group at a time (see ParquetTableWriter for memory and chunks). */
+/** Decisions into one Parquet file, a row group at a time (see ParquetTableWriter for its memory). */
 export class DecisionParquetWriter {
   constructor(
     private readonly table: ParquetTableWriter<DecisionRow>,
@@ -81,13 +81,9 @@ export class DecisionParquetWriter {
     }
   }
 
-  takeChunks(): Buffer[] {
-    return this.table.takeChunks();
-  }
-
   /** See ParquetTableWriter.finish. */
-  finish(allocate?: (bytes: number) => ArrayBuffer): Buffer {
-    return this.table.finish(allocate);
+  finish(): Buffer {
+    return this.table.finish();
   }
 }
 

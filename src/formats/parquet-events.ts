@@ -51,7 +51,7 @@ export const EVENT_COLUMNS: ReadonlyArray<ParquetColumn<EventRow>> = [
   jsonColumn('data', (r) => r.data),
 ];
 
-/** Events into one Parquet file, a row group at a time (see ParquetTableWriter for memory and chunks). */
+/** Events into one Parquet file, a row group at a time (see ParquetTableWriter for its memory). */
 export class EventParquetWriter {
   constructor(private readonly table: ParquetTableWriter<EventRow>) {}
 
@@ -73,13 +73,9 @@ export class EventParquetWriter {
     this.table.add(row, size);
   }
 
-  takeChunks(): Buffer[] {
-    return this.table.takeChunks();
-  }
-
   /** See ParquetTableWriter.finish. */
-  finish(allocate?: (bytes: number) => ArrayBuffer): Buffer {
-    return this.table.finish(allocate);
+  finish(): Buffer {
+    return this.table.finish();
   }
 }
 

@@ -11,12 +11,19 @@
  * array: zstd took 2.7 times the CPU, a quarter of the whole encoding.)
  *
  * Memory: rows are held until they make a row group of `rowGroupBytes` (by their JSON text's length, about
- * their uncompressed size in the file, plus a fixed cost per row), then encoded and dropped; the file so far is held as compressed
- * chunks, which a caller can take (`takeChunks`) to send on while the next row group fills.
+ * their uncompressed size in the file, plus a fixed cost per row), then encoded and dropped; the file so far
+ * is written, compressed, into one buffer (memory the caller gives, used again file after file). A pending
+ * row does not keep its strings: each text value is written as UTF-8 into a TextArena as the row is added,
+ * and the row group is encoded from views of it. Kept as strings, every row held its
+ * decision's whole text (a slice of a string keeps the string) until its row group was written, by then in
+ * V8's old generation, and hyparquet-writer made an ArrayBuffer of each value's UTF-8 to write it: tens of
+ * MiB of the encoder thread's heap and of dead ArrayBuffers that only a full collection frees. The bytes
+ * written are the same (hyparquet-writer orders strings by their UTF-8 bytes too).
  */
 
 import { gzipSync } from 'node:zlib';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
+import { giveTextArena, takeTextArena, type TextArena } from './text-arena.js';
 
 export type ParquetCompression = 'zstd' | 'snappy' | 'gzip' | 'none';
 
@@ -28,6 +35,8 @@ export interface ParquetOptions {
    * DuckDB read a file row group by row group; the writer's memory grows with it (docs/parquet-writers.md).
    */
   rowGroupBytes?: number;
+  /** Memory to write the file into, from its start (a file that outgrows it moves to memory of its own). */
+  into?: ArrayBuffer;
 }
 
 /**
@@ -180,27 +189,45 @@ const CODEC = { zstd: 'ZSTD', snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSE
 // ---------------------------------------------------------------------------------------------------------
 // The writer
 
-/** A ByteWriter whose written bytes can be taken away after each row group, so they are not held twice. */
-class ChunkWriter extends ByteWriter {
-  readonly chunks: Buffer[] = [];
-
-  // ParquetWriter calls the Writer interface's optional flush after each row group (ByteWriter has none)
-  flush(): void {
-    // a copy: the writer's buffer is reused for the next row group
-    if (this.index > 0) this.chunks.push(Buffer.from(this.buffer.slice(0, this.index)));
-    this.index = 0;
+/**
+ * The file's bytes, written straight into the memory given for them (a body buffer the encoder thread was
+ * handed: body-buffers.ts), which doubles as ByteWriter does when the file outgrows it. The file is never
+ * held twice: no chunk per row group to be joined at the end.
+ */
+class FileWriter extends ByteWriter {
+  constructor(into: ArrayBuffer | undefined) {
+    super(0);
+    this.buffer = into ?? new ArrayBuffer(FIRST_FILE_BYTES);
+    this.view = new DataView(this.buffer);
   }
+}
 
-  override finish(): void {
-    this.flush();
-  }
+/** The memory a file starts in when none is given: grown by doubling from there. */
+const FIRST_FILE_BYTES = 1024 * 1024;
+
+/**
+ * How a column's values wait in the pending rows: a STRING or JSON column as where its UTF-8 is in the arena
+ * (`text`), a MAP or LIST with its strings as views of the arena (`nested`), a number as it is (`scalar`).
+ */
+type Kept = 'text' | 'nested' | 'scalar';
+
+function keptOf(column: ParquetColumn<unknown>): Kept {
+  if (column.schema.length > 1) return 'nested';
+  return column.schema[0]!.type === 'BYTE_ARRAY' ? 'text' : 'scalar';
 }
 
 /** Rows into one Parquet file. Make one with `parquetTableWriter`; not reusable after `finish`. */
 export class ParquetTableWriter<Row> {
-  private readonly writer = new ChunkWriter();
+  private readonly writer: FileWriter;
   private readonly parquet: ParquetWriter;
-  private pending: Row[] = [];
+  private readonly kept: Kept[];
+  private readonly arena: TextArena;
+  /**
+   * Per column, the pending rows' values: for a `text` column two numbers a row (where its UTF-8 starts
+   * and ends in the arena, -1 for null), for the others the values themselves.
+   */
+  private pending: unknown[][];
+  private pendingRows = 0;
   private pendingBytes = 0;
   private finished = false;
   /** Rows added so far. */
@@ -211,7 +238,9 @@ export class ParquetTableWriter<Row> {
     codec: ParquetCompression,
     compressor: Compressor | undefined,
     private readonly rowGroupBytes: number,
+    into: ArrayBuffer | undefined,
   ) {
+    this.writer = new FileWriter(into);
     this.parquet = new ParquetWriter({
       writer: this.writer,
       schema: [{ name: 'root', num_children: columns.length }, ...columns.flatMap((c) => c.schema)],
@@ -219,33 +248,49 @@ export class ParquetTableWriter<Row> {
       compressors: compressor === undefined ? {} : { [CODEC[codec]]: compressor },
       createdBy: CREATED_BY,
     });
+    this.kept = columns.map((c) => keptOf(c as ParquetColumn<unknown>));
+    this.pending = columns.map(() => []);
+    // a row group's text is at most rowGroupBytes and its last row: room for that row unless it is large
+    this.arena = takeTextArena(rowGroupBytes + ARENA_SLACK_BYTES);
   }
 
   /**
    * Adds a row of about `size` uncompressed bytes (its JSON text's length will do); writes a row group when
-   * the pending rows (their sizes and ROW_OVERHEAD_BYTES each) reach `rowGroupBytes`.
+   * the pending rows (their sizes and ROW_OVERHEAD_BYTES each) reach `rowGroupBytes`. The row is not kept.
    */
   add(row: Row, size: number): void {
     if (this.finished) throw new Error('Parquet file already finished');
-    this.pending.push(row);
+    const { arena } = this;
+    for (let c = 0; c < this.columns.length; c++) {
+      const value = this.columns[c]!.value(row);
+      const kept = this.pending[c]!;
+      switch (this.kept[c]) {
+        case 'text':
+          if (value === null || value === undefined) kept.push(-1, -1);
+          else kept.push(arena.add(value as string), arena.end);
+          break;
+        case 'nested':
+          kept.push(viewsOf(value, arena));
+          break;
+        default:
+          kept.push(value);
+      }
+    }
+    this.pendingRows++;
     this.pendingBytes += size + ROW_OVERHEAD_BYTES;
     this.count++;
     if (this.pendingBytes >= this.rowGroupBytes) this.writeRowGroup();
   }
 
-  /** The file's bytes written so far (whole row groups), handed over: they are not returned again. */
-  takeChunks(): Buffer[] {
-    return this.writer.chunks.splice(0);
-  }
-
   /**
-   * Writes the last row group and the footer; returns the rest of the file (all of it if nothing was taken),
-   * in memory that `allocate` gives (at least the bytes it is asked for; a new ArrayBuffer by default).
+   * Writes the last row group and the footer; returns the file, a view of the start of the memory it was
+   * written in (`into` when it fitted, else memory of its own).
    */
-  finish(allocate: (bytes: number) => ArrayBuffer = (bytes) => new ArrayBuffer(bytes)): Buffer {
+  finish(): Buffer {
     if (this.finished) throw new Error('Parquet file already finished');
     this.finished = true;
     this.writeRowGroup();
+    giveTextArena(this.arena, 2 * (this.rowGroupBytes + ARENA_SLACK_BYTES));
     // hyparquet-writer JSON.stringify()s the values of a column annotated with the JSON converted type, so
     // the annotation (which DuckDB needs to read the column as JSON rather than BLOB) goes into the footer's
     // schema only, after every exact text is written; the footer is the only place the schema is written
@@ -253,30 +298,61 @@ export class ParquetTableWriter<Row> {
       e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e,
     );
     void this.parquet.finish();
-    const chunks = this.takeChunks();
-    const length = chunks.reduce((sum, c) => sum + c.length, 0);
-    const file = Buffer.from(allocate(length), 0, length);
-    let offset = 0;
-    for (const c of chunks) {
-      file.set(c, offset);
-      offset += c.length;
-    }
-    return file;
+    return Buffer.from(this.writer.buffer, 0, this.writer.index);
   }
 
   private writeRowGroup(): void {
-    const rows = this.pending;
-    if (rows.length === 0) return;
-    this.pending = [];
-    this.pendingBytes = 0;
-    void this.parquet.write({
-      columnData: this.columns.map((c) => ({
-        name: c.schema[0]!.name,
-        data: rows.map(c.value),
-        statistics: c.statistics ?? true,
-      })) as never,
-      rowGroupSize: rows.length,
+    const rows = this.pendingRows;
+    if (rows === 0) return;
+    const { arena } = this;
+    const columnData = this.columns.map((c, i) => {
+      const kept = this.pending[i]!;
+      let data = kept;
+      if (this.kept[i] === 'text') {
+        data = new Array<Uint8Array | null>(rows);
+        for (let r = 0; r < rows; r++) {
+          const start = kept[2 * r] as number;
+          data[r] = start < 0 ? null : arena.view(start, kept[2 * r + 1] as number);
+        }
+      }
+      return { name: c.schema[0]!.name, data, statistics: c.statistics ?? true };
     });
+    this.pending = this.columns.map(() => []);
+    this.pendingRows = 0;
+    this.pendingBytes = 0;
+    void this.parquet.write({ columnData: columnData as never, rowGroupSize: rows });
+    ownStatistics(this.parquet.row_groups.at(-1)!);
+    arena.clear();
+  }
+}
+
+/** Room in a new arena beyond rowGroupBytes, for the row that takes a row group past it. */
+const ARENA_SLACK_BYTES = 1024 * 1024;
+
+/** A MAP's or LIST's value with each string a view of its UTF-8 in the arena. */
+function viewsOf(value: unknown, arena: TextArena): unknown {
+  if (typeof value === 'string') {
+    const start = arena.add(value);
+    return arena.view(start, arena.end);
+  }
+  return Array.isArray(value) ? value.map((v) => viewsOf(v, arena)) : value;
+}
+
+type RowGroup = ParquetWriter['row_groups'][number];
+
+/**
+ * The footer is written at `finish` from what ParquetWriter keeps of each row group, whose min/max
+ * statistics of a STRING column are values it was given, views of the arena that the next row group
+ * overwrites: copies of them are put in their place.
+ */
+function ownStatistics(group: RowGroup): void {
+  for (const { meta_data } of group.columns) {
+    const statistics = meta_data?.statistics as Record<string, unknown> | undefined;
+    if (statistics === undefined) continue;
+    for (const bound of ['min_value', 'max_value', 'min', 'max']) {
+      const value = statistics[bound];
+      if (value instanceof Uint8Array) statistics[bound] = new Uint8Array(value);
+    }
   }
 }
 
@@ -287,5 +363,6 @@ export async function parquetTableWriter<Row>(
 ): Promise<ParquetTableWriter<Row>> {
   const rowGroupBytes = options.rowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES;
   if (!(rowGroupBytes > 0)) throw new RangeError(`rowGroupBytes must be positive, got ${rowGroupBytes}`);
-  return new ParquetTableWriter(columns, options.compression, await compressorOf(options.compression), rowGroupBytes);
+  const compressor = await compressorOf(options.compression);
+  return new ParquetTableWriter(columns, options.compression, compressor, rowGroupBytes, options.into);
 }

@@ -9,7 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import fc from 'fast-check';
-import { decisionParquetWriter, encodeDecisionsParquet } from '../../src/formats/parquet-decisions.js';
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
+import {
+  DECISION_COLUMNS,
+  decisionParquetWriter,
+  encodeDecisionsParquet,
+} from '../../src/formats/parquet-decisions.js';
+import { decisionRow } from '../../src/formats/decision-row.js';
 import type { ParquetCompression } from '../../src/formats/parquet-writer.js';
 import { benchDecision } from '../../bench/payloads.js';
 import { duckdb, parquetFile, type DuckDb } from '../helpers/duckdb.js';
@@ -229,16 +235,15 @@ test('every compression reads back, and the same decisions always give the same 
     const once = (await encodeDecisionsParquet([ndjson(texts)], options)).body;
     const again = (await encodeDecisionsParquet([ndjson(texts)], options)).body;
     assert.ok(once.equals(again), `${compression}: two encodings differ`);
-    // grouped differently, and taken chunk by chunk as row groups are written: still the same file
-    const writer = await decisionParquetWriter(options);
-    const chunks: Buffer[] = [];
-    for (const text of texts) {
-      writer.add(Buffer.from(text));
-      chunks.push(...writer.takeChunks());
+    // added decision by decision, and written into memory given for it (large enough, then too small):
+    // still the same file
+    for (const into of [new ArrayBuffer(once.length + 100), new ArrayBuffer(1000)]) {
+      const writer = await decisionParquetWriter({ ...options, into });
+      for (const text of texts) writer.add(Buffer.from(text));
+      const file = writer.finish();
+      assert.ok(file.equals(once), `${compression}: encoding decision by decision differs`);
+      assert.equal(file.buffer === into, into.byteLength > once.length, 'written in the memory given when it fits');
     }
-    assert.ok(chunks.length > 1, 'row groups were handed over before the end');
-    chunks.push(writer.finish());
-    assert.ok(Buffer.concat(chunks).equals(once), `${compression}: streamed encoding differs`);
 
     const file = parquetFile(dir, `${compression}.parquet`, once);
     const codecs = await db.all(`SELECT DISTINCT compression FROM parquet_metadata(${file})`);
@@ -457,4 +462,65 @@ test('property: every member of any decision is in its typed column or, as sent,
     ),
     { numRuns: 40 },
   );
+});
+
+/**
+ * The file hyparquet-writer writes when it is given the rows' values as strings, in one row group: what
+ * ParquetTableWriter, which gives it views of the values' UTF-8 in its TextArena, must write byte for byte.
+ */
+function fileFromStrings(texts: string[]): Buffer {
+  const writer = new ByteWriter();
+  const parquet = new ParquetWriter({
+    writer,
+    schema: [{ name: 'root', num_children: DECISION_COLUMNS.length }, ...DECISION_COLUMNS.flatMap((c) => c.schema)],
+    codec: 'UNCOMPRESSED',
+    createdBy: 'sluice',
+  });
+  const rows = texts.map(decisionRow);
+  void parquet.write({
+    columnData: DECISION_COLUMNS.map((c) => ({
+      name: c.schema[0]!.name,
+      data: rows.map(c.value),
+      statistics: c.statistics ?? true,
+    })) as never,
+    rowGroupSize: rows.length,
+  });
+  parquet.schema = parquet.schema.map((e) => (e.logical_type?.type === 'JSON' ? { ...e, converted_type: 'JSON' } : e));
+  void parquet.finish();
+  return Buffer.from(writer.buffer, 0, writer.index);
+}
+
+test('property: a file holds the bytes hyparquet-writer writes from the decisions as strings', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(generated, { minLength: 1, maxLength: 25 }), async (decisions) => {
+      const texts = decisions.map((d) => d.text);
+      const { body } = await encodeDecisionsParquet([ndjson(texts)], { compression: 'none', rowGroupBytes: 1 << 30 });
+      assert.ok(body.equals(fileFromStrings(texts)), texts.join('\n'));
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test("each row group's min/max statistics are of its own decisions, though the writer uses its text memory again", async (t) => {
+  const { dir, db } = await setup(t);
+  const now = new Date('2026-12-01T10:00:00Z');
+  const texts = Array.from({ length: 1200 }, (_, i) =>
+    JSON.stringify(benchDecision(`${(i * 7919) % 1200}-id`, i, now)),
+  );
+  const { body } = await encodeDecisionsParquet([ndjson(texts)], { compression: 'zstd', rowGroupBytes: 64 * 1024 });
+  const file = parquetFile(dir, 'statistics.parquet', body);
+  const groups = await db.all(
+    `SELECT row_group_id, row_group_num_rows AS n, stats_min_value AS min, stats_max_value AS max
+     FROM parquet_metadata(${file}) WHERE path_in_schema = 'decision_id' ORDER BY row_group_id`,
+  );
+  assert.ok(groups.length >= 8, `${groups.length} row groups`);
+  const ids = texts.map((text) => (JSON.parse(text) as { decision_id: string }).decision_id);
+  const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  let first = 0;
+  for (const g of groups) {
+    const own = ids.slice(first, first + Number(g.n)).sort(byBytes);
+    first += Number(g.n);
+    assert.deepEqual([g.min, g.max], [own[0], own.at(-1)], `row group ${String(g.row_group_id)}`);
+  }
+  assert.equal(first, ids.length);
 });

@@ -58,18 +58,13 @@ test('events read back in DuckDB: columns, types, exact data text', async (t) =>
   );
 });
 
-test('the same events give the same bytes, in one go or chunk by chunk', async () => {
+test('the same events give the same bytes, in one go or event by event into memory that grows', async () => {
   for (const compression of ['zstd', 'snappy', 'gzip', 'none'] as const) {
     const options = { compression, rowGroupBytes: 8 * 1024 };
     const once = (await encodeEventsParquet(events, options)).body;
     assert.ok(once.equals((await encodeEventsParquet(events, options)).body), compression);
-    const writer = await eventParquetWriter(options);
-    const chunks: Buffer[] = [];
-    for (const e of events) {
-      writer.add(e);
-      chunks.push(...writer.takeChunks());
-    }
-    chunks.push(writer.finish());
-    assert.ok(Buffer.concat(chunks).equals(once), compression);
+    const writer = await eventParquetWriter({ ...options, into: new ArrayBuffer(100) });
+    for (const e of events) writer.add(e);
+    assert.ok(writer.finish().equals(once), compression);
   }
 });
