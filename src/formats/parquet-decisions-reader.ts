@@ -5,7 +5,7 @@
  * Memory stays bounded whatever the file's size: the file is read through ranged reads (the footer, then
  * the column chunks asked for), one row group at a time, and a lookup by decision_id first reads only that
  * column, skipping row groups whose min/max statistics exclude the id, then the other columns of the matching
- * rows' group only. A row group is what the writer holds in memory too (8 MiB of decisions by default).
+ * rows' group only. A row group is what the writer holds in memory too (4 MiB of decisions by default).
  */
 
 import { gunzipSync } from 'node:zlib';
@@ -81,8 +81,9 @@ async function metadataOf(file: AsyncBuffer): Promise<FileMetaData> {
 }
 
 /**
- * The largest row group read (uncompressed bytes, as the footer says): Sluice writes 8 MiB ones; a file of
- * other origin with larger ones is refused rather than decoded into a process that has to stay small.
+ * The largest row group read (uncompressed bytes, as the footer says): Sluice writes 4 MiB ones (8 MiB
+ * before); a file of other origin with larger ones is refused rather than decoded into a process that has to
+ * stay small.
  */
 export const MAX_ROW_GROUP_BYTES = 256 * 1024 * 1024;
 

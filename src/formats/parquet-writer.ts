@@ -31,7 +31,7 @@ export interface ParquetOptions {
   /** Compression of every page; `zstd` is what outputs default to. */
   compression: ParquetCompression;
   /**
-   * A row group is written once its rows' JSON text reaches this many bytes (default 8 MiB). Athena and
+   * A row group is written once its rows' JSON text reaches this many bytes (default 4 MiB). Athena and
    * DuckDB read a file row group by row group; the writer's memory grows with it (docs/parquet-writers.md).
    */
   rowGroupBytes?: number;
@@ -40,19 +40,20 @@ export interface ParquetOptions {
 }
 
 /**
- * 8 MiB of decisions' JSON per row group (with ROW_OVERHEAD_BYTES a row, ~8,000 bench decisions, ~0.6 MiB of
- * zstd Parquet); a 64 MiB batch (the default max_bytes) is about ten. Chosen for the 256 MiB RSS bound rather
- * than Athena's usual 64-128 MiB: measured (before the per-row cost, so with up to 11,000 decisions a group) over a 64 MiB batch (bench/parquet-writers.ts --memory), files are the same size with 8, 16 or
- * 32 MiB row groups (79 bytes a decision with zstd), while the encoder's peak RSS above the process's start
- * is ~115 / ~145 / ~130 MiB with a 96 MiB old generation, at 1.0 / 1.1 / 1.8 times the CPU, and 135-175 /
- * ~240 / ~340 MiB with V8's default heap.
+ * 4 MiB of decisions' JSON per row group (with ROW_OVERHEAD_BYTES a row, ~4,000 bench decisions, ~0.3 MiB of
+ * zstd Parquet); a 64 MiB batch (the default max_bytes) is about twenty. Chosen for the 256 MiB RSS bound
+ * rather than Athena's usual 64-128 MiB: files are the same size with 2 to 32 MiB row groups (85.1-85.7
+ * bytes a bench decision at full load, 79 in process), while the encoder's memory grows with them. At full
+ * load (bench steady, 20 s, one sitting) the process peaked at 287-296 MiB with 2 MiB row groups, 291-300
+ * with 4 and 309-318 with 8, at the same rate; in process, over a 64 MiB batch with V8's default heap, 8, 16
+ * and 32 MiB row groups took the encoder 135-175, ~240 and ~340 MiB above the process's start.
  */
-export const DEFAULT_ROW_GROUP_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_ROW_GROUP_BYTES = 4 * 1024 * 1024;
 
 /**
  * What a row costs the writer beyond its text, counted towards `rowGroupBytes`: its object, a slot in each
  * column's values, the writer's work buffers. Without it a row group of tiny decisions (`{}`, three bytes a
- * line) would hold millions of rows, and need gigabytes, before its text reached 8 MiB.
+ * line) would hold millions of rows, and need gigabytes, before its text reached 4 MiB.
  */
 export const ROW_OVERHEAD_BYTES = 256;
 

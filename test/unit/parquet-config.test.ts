@@ -25,7 +25,7 @@ function problems(o: Record<string, unknown>): string {
   assert.fail(`accepted: ${JSON.stringify(o)}`);
 }
 
-test('format parquet: zstd by default, snappy, gzip and none inside the file; row groups of 8 MiB unless set', () => {
+test('format parquet: zstd by default, snappy, gzip and none inside the file; row groups of the default size unless set', () => {
   const parquet = output({ format: 'parquet' });
   assert.equal(parquet.compression, 'zstd');
   assert.equal(parquet.parquet, undefined);
