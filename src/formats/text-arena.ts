@@ -7,6 +7,9 @@
  * the old buffer, whose bytes never change, so every view stays right until `clear`.
  */
 
+/** Values longer than this (in UTF-16 code units) have their UTF-8 length measured before they are added. */
+const MEASURED_FROM_CHARS = 64 * 1024;
+
 export class TextArena {
   private bytes: Buffer;
   private used = 0;
@@ -22,8 +25,9 @@ export class TextArena {
 
   /** Appends `s` as UTF-8 (a lone surrogate as U+FFFD, as TextEncoder writes it); returns where it starts. */
   add(s: string): number {
-    // at most three bytes of UTF-8 per UTF-16 code unit
-    const room = s.length * 3;
+    // at most three bytes of UTF-8 per UTF-16 code unit; a long value is measured instead, so that a decision
+    // of 100 MB does not make room for 300
+    const room = s.length <= MEASURED_FROM_CHARS ? s.length * 3 : Buffer.byteLength(s, 'utf8');
     if (this.bytes.length - this.used < room) this.grow(room);
     const start = this.used;
     this.used += this.bytes.write(s, start, 'utf8');

@@ -24,6 +24,15 @@ test('property: every value reads back as its UTF-8, across growth (lone surroga
   );
 });
 
+test('a long value takes the room of its UTF-8, not three bytes a character', () => {
+  const arena = new TextArena(16);
+  const long = 'é'.repeat(100_000) + 'x'.repeat(300_000);
+  const start = arena.add(long);
+  assert.equal(arena.end - start, 500_000);
+  assert.ok(arena.capacity < 600_000, `capacity ${arena.capacity}`);
+  assert.equal(Buffer.from(arena.view(start, arena.end)).toString(), long);
+});
+
 test('an arena is used again after clear, from its start', () => {
   const arena = new TextArena(64);
   arena.add('first');
