@@ -11,15 +11,18 @@
  *   16. The flag is read only when a heap is made, and the event loop's exists by now: clearing it gives
  *   every worker thread made after this the young generation its pool asks for.
  *
- * A flag given on node's command line is the operator's and is left as it is, the semi-space one aside
- * (it has done its work for the event loop).
+ * A growing percent given to node (its command line, NODE_OPTIONS) is the operator's and is left as it is;
+ * the semi-space flag is cleared whoever gave it (it has done its work for the event loop).
  */
 import v8 from 'node:v8';
 
 const HEAP_GROWING_PERCENT = 50;
 
-export function applyHeapPolicy(execArgv: readonly string[] = process.execArgv): void {
-  const given = (flag: string) => execArgv.some((a) => a === flag || a.startsWith(`${flag}=`));
+/** `nodeArgs`: node's own options, from its command line and NODE_OPTIONS. */
+export function applyHeapPolicy(
+  nodeArgs: readonly string[] = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)],
+): void {
+  const given = (flag: string) => nodeArgs.some((a) => a === flag || a.startsWith(`${flag}=`));
   if (!given('--heap-growing-percent')) v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   v8.setFlagsFromString('--max-semi-space-size=0');
 }
