@@ -95,7 +95,7 @@ export default async function encode(task: EncodeTask): Promise<EncodeResult> {
   try {
     const unprocessable: EncodeResult['unprocessable'] = [];
     const { into } = task;
-    const options = { compression: task.compression, rowGroupBytes: task.rowGroupBytes, ...(into ? { into } : {}) };
+    const options = { compression: task.compression, rowGroupBytes: task.rowGroupBytes, into };
     const writer = await writerOf(task.kind, options, (line, err) => unprocessable.push({ line, error: err.message }));
     for (let i = 0; i < PIECES_AHEAD; i++) port.postMessage('more');
     for (;;) {

@@ -210,9 +210,9 @@ const FIRST_FILE_BYTES = 1024 * 1024;
  * How a column's values wait in the pending rows: a STRING or JSON column as where its UTF-8 is in the arena
  * (`text`), a MAP or LIST with its strings as views of the arena (`nested`), a number as it is (`scalar`).
  */
-type Kept = 'text' | 'nested' | 'scalar';
+type PendingKind = 'text' | 'nested' | 'scalar';
 
-function keptOf(column: ParquetColumn<unknown>): Kept {
+function pendingKindOf(column: ParquetColumn<unknown>): PendingKind {
   if (column.schema.length > 1) return 'nested';
   return column.schema[0]!.type === 'BYTE_ARRAY' ? 'text' : 'scalar';
 }
@@ -221,7 +221,7 @@ function keptOf(column: ParquetColumn<unknown>): Kept {
 export class ParquetTableWriter<Row> {
   private readonly writer: FileWriter;
   private readonly parquet: ParquetWriter;
-  private readonly kept: Kept[];
+  private readonly kinds: PendingKind[];
   private readonly arena: TextArena;
   /**
    * Per column, the pending rows' values: for a `text` column two numbers a row (where its UTF-8 starts
@@ -249,7 +249,7 @@ export class ParquetTableWriter<Row> {
       compressors: compressor === undefined ? {} : { [CODEC[codec]]: compressor },
       createdBy: CREATED_BY,
     });
-    this.kept = columns.map((c) => keptOf(c as ParquetColumn<unknown>));
+    this.kinds = columns.map((c) => pendingKindOf(c as ParquetColumn<unknown>));
     this.pending = columns.map(() => []);
     // a row group's text is at most rowGroupBytes and its last row: room for that row unless it is large
     this.arena = takeTextArena(rowGroupBytes + ARENA_SLACK_BYTES);
@@ -265,7 +265,7 @@ export class ParquetTableWriter<Row> {
     for (let c = 0; c < this.columns.length; c++) {
       const value = this.columns[c]!.value(row);
       const kept = this.pending[c]!;
-      switch (this.kept[c]) {
+      switch (this.kinds[c]) {
         case 'text':
           if (value === null || value === undefined) kept.push(-1, -1);
           else kept.push(arena.add(value as string), arena.end);
@@ -309,7 +309,7 @@ export class ParquetTableWriter<Row> {
     const columnData = this.columns.map((c, i) => {
       const kept = this.pending[i]!;
       let data = kept;
-      if (this.kept[i] === 'text') {
+      if (this.kinds[i] === 'text') {
         data = new Array<Uint8Array | null>(rows);
         for (let r = 0; r < rows; r++) {
           const start = kept[2 * r] as number;
@@ -350,7 +350,7 @@ function ownStatistics(group: RowGroup): void {
   for (const { meta_data } of group.columns) {
     const statistics = meta_data?.statistics as Record<string, unknown> | undefined;
     if (statistics === undefined) continue;
-    for (const bound of ['min_value', 'max_value', 'min', 'max']) {
+    for (const bound of ['min_value', 'max_value']) {
       const value = statistics[bound];
       if (value instanceof Uint8Array) statistics[bound] = new Uint8Array(value);
     }
