@@ -6,15 +6,13 @@ import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
 import { StartRefusedError } from './buffer/data-dir-lock.js';
 import { VERSION } from './version.js';
-import { status } from './commands/status.js';
-import { send } from './commands/send.js';
-import { parseWhere, query, tail } from './commands/query.js';
-import { table } from './commands/table.js';
 import { parseWhen } from './query/decisions.js';
 import { parseDuration } from './config/units.js';
 import { canReadBack, notReadableMessage, READABLE_OUTPUT_TYPES, targetOf } from './sinks/registry.js';
 import { keyLayout } from './delivery/key-layouts.js';
 import type { OutputConfig } from './config/schema.js';
+// The other commands (status, send, query, tail, table) are imported when they run: `serve` would otherwise hold
+// their code and libraries (tables, progress bars) for the life of the service.
 
 const program = new Command('sluice')
   .description('Durable decision log service for Open Policy Agent: decisions in, batched objects out to S3.')
@@ -153,6 +151,7 @@ program
   .option('-t, --token <token>', 'observability.token, when the server sets one (or SLUICE_OBSERVABILITY_TOKEN)')
   .addHelpText('after', '\nExamples:\n  sluice status\n  sluice status --url http://10.0.0.5:8181 --json')
   .action(async (opts: { url: string; json: boolean; token?: string }) => {
+    const { status } = await import('./commands/status.js');
     process.exitCode = await status(opts.url, {
       json: opts.json,
       token: opts.token ?? (process.env.SLUICE_OBSERVABILITY_TOKEN || undefined),
@@ -188,6 +187,7 @@ program
         retries: string;
       },
     ) => {
+      const { send } = await import('./commands/send.js');
       process.exitCode = await send(file, {
         url: opts.url,
         partition: opts.partition,
@@ -247,8 +247,9 @@ program
         to: to!,
         decisionId: opts.decisionId,
         path: opts.path,
-        where: whereOrExit(opts.where),
+        where: await whereOrExit(opts.where),
       };
+      const { query } = await import('./commands/query.js');
       process.exitCode = await query(output, filter, {
         format: opts.format as 'ndjson' | 'table',
         progress: process.stderr.isTTY === true,
@@ -289,7 +290,8 @@ program
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
-      const filter = { decisionId: opts.decisionId, path: opts.path, where: whereOrExit(opts.where) };
+      const filter = { decisionId: opts.decisionId, path: opts.path, where: await whereOrExit(opts.where) };
+      const { tail } = await import('./commands/query.js');
       process.exitCode = await tail(output, filter, {
         intervalMs: intervalMs!,
         max: opts.max === undefined ? undefined : positiveInt(opts.max, '--max'),
@@ -336,6 +338,7 @@ program
           : opts.partitions.split(',').map((p) => p.trim());
     if (Array.isArray(partitions) && !partitions.every((p) => /^[A-Za-z0-9._-]{1,128}$/.test(p)))
       usage('--partitions takes partition names (A-Z a-z 0-9 . _ -) separated by commas, or injected');
+    const { table } = await import('./commands/table.js');
     process.exitCode = await table(output!, {
       engine: opts.engine as 'athena' | 'duckdb',
       partitions,
@@ -366,7 +369,8 @@ function outputOrExit(file: string | undefined, name: string | undefined): Outpu
   return output!;
 }
 
-function whereOrExit(items: string[]): Array<[string, string]> {
+async function whereOrExit(items: string[]): Promise<Array<[string, string]>> {
+  const { parseWhere } = await import('./commands/query.js');
   try {
     return parseWhere(items);
   } catch (err) {

@@ -7,7 +7,7 @@ import { rulesSchema } from '../transforms/rules-schema.js';
 import { allowedEndpoint } from '../sinks/endpoint-guard.js';
 import type { OutputProvider, ProviderConfig } from '../sinks/provider.js';
 import { OUTPUT_PROVIDERS } from '../sinks/registry.js';
-import { DEFAULT_ROW_GROUP_BYTES } from '../formats/parquet-writer.js';
+import { DEFAULT_ROW_GROUP_BYTES } from '../formats/parquet-options.js';
 
 const listen = z
   .string()

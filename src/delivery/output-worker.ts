@@ -14,7 +14,7 @@ import type { OutputMetrics } from '../observability/metrics.js';
 import { redactUrlsIn } from '../sinks/redact-url.js';
 import type { DecisionTransform } from '../transforms/decision-transform.js';
 import { States } from './states.js';
-import { DEFAULT_ROW_GROUP_BYTES } from '../formats/parquet-writer.js';
+import { DEFAULT_ROW_GROUP_BYTES } from '../formats/parquet-options.js';
 
 /**
  * Delivers one decision output from its own position in the buffer: a DecisionBatcher (the batching core)

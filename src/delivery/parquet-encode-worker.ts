@@ -8,17 +8,26 @@ import type { MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { decisionParquetWriter } from '../formats/parquet-decisions.js';
 import { eventParquetWriter, type ParquetEvent } from '../formats/parquet-events.js';
-import type { ParquetCompression } from '../formats/parquet-writer.js';
+import type { ParquetCompression } from '../formats/parquet-options.js';
 import { storedChunkLines, type StoredChunk } from './stored-chunk.js';
 
 export interface EncodeTask {
   kind: 'decisions' | 'events';
   compression: ParquetCompression;
   rowGroupBytes: number;
-  /** Receives `more` from here; sends a piece, `null` at the end, or `{ abort }` when the reading failed. */
+  /**
+   * Receives `start` once, then `more` for each piece, from here; sends the file's memory (`Start`), then a
+   * piece for each `more`, `null` at the end, or `{ abort }` when the reading failed.
+   */
   port: MessagePort;
-  /** Memory the file is written into (moved here); body-buffers.ts says why. */
-  into?: ArrayBuffer;
+}
+
+/**
+ * The answer to `start`: memory the file is written into (moved here, body-buffers.ts says why), or none.
+ * Asked for only when the task runs: a task queued behind another file holds no memory of a body.
+ */
+export interface Start {
+  into: ArrayBuffer | null;
 }
 
 /** What the event loop sends: NDJSON lines or a stored chunk (decisions), or a slice of events. */
@@ -81,25 +90,26 @@ function decisionLines(piece: Uint8Array | StoredChunk): Buffer {
 export default async function encode(task: EncodeTask): Promise<EncodeResult> {
   const { port } = task;
   // one listener for the whole task: a message that came while none was attached would be lost
-  const queue: Piece[] = [];
+  const queue: Array<Piece | Start> = [];
   let waiting: (() => void) | undefined;
-  port.on('message', (piece: Piece) => {
-    queue.push(piece);
+  port.on('message', (message: Piece | Start) => {
+    queue.push(message);
     waiting?.();
   });
-  const next = async (): Promise<Piece> => {
+  const next = async (): Promise<Piece | Start> => {
     while (queue.length === 0) await new Promise<void>((resolve) => (waiting = resolve));
     waiting = undefined;
     return queue.shift()!;
   };
   try {
     const unprocessable: EncodeResult['unprocessable'] = [];
-    const { into } = task;
+    port.postMessage('start');
+    const into = ((await next()) as Start).into ?? undefined;
     const options = { compression: task.compression, rowGroupBytes: task.rowGroupBytes, into };
     const writer = await writerOf(task.kind, options, (line, err) => unprocessable.push({ line, error: err.message }));
     for (let i = 0; i < PIECES_AHEAD; i++) port.postMessage('more');
     for (;;) {
-      const piece = await next();
+      const piece = (await next()) as Piece;
       if (piece === null) break;
       if ('abort' in piece) throw new Error(piece.abort);
       port.postMessage('more');

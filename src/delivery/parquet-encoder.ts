@@ -13,12 +13,12 @@ import { availableParallelism } from 'node:os';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { ParquetEvent } from '../formats/parquet-events.js';
-import { DEFAULT_ROW_GROUP_BYTES, type ParquetCompression } from '../formats/parquet-writer.js';
+import { DEFAULT_ROW_GROUP_BYTES, type ParquetCompression } from '../formats/parquet-options.js';
 import { linesInRange } from '../formats/ndjson-lines.js';
 import { md5, type StoredObject } from '../sinks/types.js';
 import { batchChunks, PARQUET_CONTENT_TYPE, type Encoding } from './encode.js';
 import type { ChunkMeta, CorruptChunkError, DecisionBuffer, SealedBatch } from '../buffer/types.js';
-import type { EncodeResult, EncodeTask, Piece } from './parquet-encode-worker.js';
+import type { EncodeResult, EncodeTask, Piece, Start } from './parquet-encode-worker.js';
 import { UNREADABLE_CHUNK, type StoredChunk } from './stored-chunk.js';
 import { bodyBuffers } from './body-buffers.js';
 
@@ -142,7 +142,16 @@ async function encodeOnWorker(
           ? [piece.gzip.buffer as ArrayBuffer]
           : [],
     );
-  port1.on('message', () => {
+  port1.on('message', (ask: 'start' | 'more') => {
+    if (ask === 'start') {
+      // the file is written into the largest body buffer free (when it fits), so that the memory of bodies
+      // already uploaded is used again rather than left to the collector; taken only now that the task runs,
+      // so that batches queued behind the thread hold none (each would hold a body's worth)
+      const into = bodyBuffers.largest();
+      const start: Start = { into: into ?? null };
+      port1.postMessage(start, into ? [into] : []);
+      return;
+    }
     if (ended) return;
     let next: IteratorResult<Uint8Array | StoredChunk | ParquetEvent[]>;
     try {
@@ -156,9 +165,6 @@ async function encodeOnWorker(
     if (next.done) ended = true;
     send(next.done ? null : next.value);
   });
-  // the file is written into the largest body buffer free (when it fits), so that the memory of bodies already
-  // uploaded is used again rather than left to the collector
-  const into = bodyBuffers.largest();
   try {
     const result = await encoderPool().run(
       {
@@ -166,9 +172,8 @@ async function encodeOnWorker(
         compression: encoding.compression as ParquetCompression,
         rowGroupBytes: encoding.parquet?.row_group_bytes ?? DEFAULT_ROW_GROUP_BYTES,
         port: port2,
-        ...(into ? { into } : {}),
       },
-      { transferList: into ? [port2, into] : [port2] },
+      { transferList: [port2] },
     );
     if (result.spare) bodyBuffers.give(result.spare);
     return result;

@@ -27,9 +27,9 @@ import {
   stringMapColumn,
   timestampColumn,
   type ParquetColumn,
-  type ParquetOptions,
   type ParquetTableWriter,
 } from './parquet-writer.js';
+import type { ParquetOptions } from './parquet-options.js';
 
 export const DECISION_COLUMNS: ReadonlyArray<ParquetColumn<DecisionRow>> = [
   stringColumn('decision_id', (r) => r.decision_id),

@@ -20,9 +20,9 @@ import {
   stringMapColumn,
   timestampColumn,
   type ParquetColumn,
-  type ParquetOptions,
   type ParquetTableWriter,
 } from './parquet-writer.js';
+import type { ParquetOptions } from './parquet-options.js';
 
 /** What the file holds of an event (a stored event has these fields, and more). */
 export interface ParquetEvent {

@@ -1,5 +1,4 @@
 import { gunzipSync } from 'node:zlib';
-import { parquetDecisionTexts } from '../formats/parquet-decisions-reader.js';
 import { arrayElementTexts } from '../json/array-scan.js';
 import type { OutputObjects } from '../sinks/types.js';
 
@@ -24,6 +23,9 @@ export async function* parquetDecisions(
   key: string,
   decisionId?: string,
 ): AsyncGenerator<StoredDecision> {
+  // loaded with the first Parquet object read: a server that never reads one (the console's lookup over NDJSON,
+  // or none) does not hold the Parquet reader's code
+  const { parquetDecisionTexts } = await import('../formats/parquet-decisions-reader.js');
   const source = {
     byteLength: await objects.size(key),
     read: (start: number, end: number) => objects.readRange(key, start, end),

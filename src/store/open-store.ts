@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.js';
 import { CredentialsCipher } from './credentials-cipher.js';
 import { resolveSecret } from './local-secret.js';
 import { resolveNodeId } from './node-id.js';
-import { PostgresStore } from './postgres-store.js';
+import type { PostgresStore } from './postgres-store.js';
 import { SqliteStore } from './sqlite-store.js';
 
 /** A secret and whether it was generated in data_dir (the caller warns about that). */
@@ -38,6 +38,8 @@ export async function openStore(config: Config): Promise<OpenedStore> {
       );
     const encryptionKey = { value: config.api.encryption_key!, generated: false };
     const jwtSecret = { value: config.api.jwt_secret!, generated: false };
+    // loaded only here: a node on SQLite (the default) never holds the PostgreSQL client's code
+    const { PostgresStore } = await import('./postgres-store.js');
     const store = await PostgresStore.open({
       url: config.store.url!,
       pool: config.store.pool,

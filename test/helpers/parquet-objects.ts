@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { encodeDecisionsParquet } from '../../src/formats/parquet-decisions.js';
-import type { ParquetCompression } from '../../src/formats/parquet-writer.js';
+import type { ParquetCompression } from '../../src/formats/parquet-options.js';
 import { DEFAULT_KEY_TEMPLATE, keyValues, renderKey } from '../../src/delivery/object-keys.js';
 import type { TestS3 } from './s3.js';
 

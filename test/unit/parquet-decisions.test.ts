@@ -16,7 +16,7 @@ import {
   encodeDecisionsParquet,
 } from '../../src/formats/parquet-decisions.js';
 import { decisionRow } from '../../src/formats/decision-row.js';
-import type { ParquetCompression } from '../../src/formats/parquet-writer.js';
+import type { ParquetCompression } from '../../src/formats/parquet-options.js';
 import { benchDecision } from '../../bench/payloads.js';
 import { duckdb, parquetFile, type DuckDb } from '../helpers/duckdb.js';
 import { tempDir } from '../helpers/sluice.js';

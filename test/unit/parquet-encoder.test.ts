@@ -12,6 +12,8 @@ import {
   parquetDecisionsObject,
   parquetEventsObject,
 } from '../../src/delivery/parquet-encoder.js';
+import { availableParallelism } from 'node:os';
+import { bodyBuffers } from '../../src/delivery/body-buffers.js';
 import { md5 } from '../../src/sinks/types.js';
 import { benchDecision } from '../../bench/payloads.js';
 
@@ -110,4 +112,32 @@ test('a million tiny decisions ({}, three bytes each) make row groups the encode
   const groups = Array.from({ length: 100 }, () => Buffer.from('{}\n'.repeat(10_000)));
   const object = await parquetDecisionsObject(groups, { format: 'parquet', compression: 'zstd' }, 'k.parquet');
   assert.equal(object.count, 1_000_000);
+});
+
+test('batches waiting for the encoder thread hold no body memory: only a running file takes a buffer', async () => {
+  // Each file is written into a body buffer given back (body-buffers.ts). Were it taken when the batch is
+  // queued rather than when its encoding starts, every sealed batch waiting behind the thread at full load
+  // would hold a body's worth (8 MiB for the default 64 MiB batch) doing nothing.
+  const size = 4 * 1024 * 1024;
+  for (let i = 0; i < 6; i++) bodyBuffers.give(new ArrayBuffer(size));
+  assert.equal(bodyBuffers.keptBytes, 6 * size, 'the six buffers are what the pool keeps');
+  let fewest = bodyBuffers.keptBytes;
+  const sampler = setInterval(() => (fewest = Math.min(fewest, bodyBuffers.keptBytes)), 1);
+  const files = await Promise.all(
+    Array.from({ length: 8 }, (_, b) =>
+      parquetDecisionsObject([ndjson(texts.slice(b * 500, b * 500 + 500))], encoding, `q${b}.parquet`).then((o) => {
+        fewest = Math.min(fewest, bodyBuffers.keptBytes);
+        o.releaseBody!();
+        return o;
+      }),
+    ),
+  );
+  clearInterval(sampler);
+  assert.equal(files.length, 8);
+  const threads = Math.max(1, Math.floor(availableParallelism() / 2));
+  assert.ok(
+    fewest >= (6 - threads) * size,
+    `at most ${threads} buffer(s) out at once (one per encoder thread), saw ${6 - fewest / size}`,
+  );
+  assert.equal(bodyBuffers.keptBytes, 6 * size, 'every buffer came back');
 });
