@@ -45,12 +45,13 @@ const OLD_GENERATION_MB = 128;
  * Each encoder thread's V8 young generation (its semi-spaces). Every row's column values are short-lived, so
  * V8's default lets the young generation grow to tens of MiB of garbage between scavenges. Measured over three
  * 64 MiB batches through this pool, peak RSS above the process's start was +178 MiB with the default, +122 with
- * 8 MiB, +108 with 2 MiB (~40 of each is the caller making the decisions), at 11.8 / 12.2 / 13.8 CPU-seconds:
- * 8 MiB takes most of the memory for 3 % more CPU. In the server at full load the Parquet run's peak RSS fell
- * from 127 to 83 MiB above the NDJSON run's. V8 would take node's `--max-semi-space-size` (which `npm start`
- * gives the event loop) over it: heap-policy.ts clears that flag once the event loop's heap is made.
+ * 8 MiB, +108 with 2 MiB (~40 of each is the caller making the decisions), at 11.8 / 12.2 / 13.8 CPU-seconds.
+ * Since row groups are 4 MiB and their text sits outside the heap (text-arena.ts), little of it lives long:
+ * at full load (bench steady, one sitting) 4 MiB took the process's peak from 278-283 MiB to 263-278 at the
+ * same rate. V8 would take node's `--max-semi-space-size` (which `npm start` gives the event loop) over it:
+ * heap-policy.ts clears that flag once the event loop's heap is made.
  */
-const YOUNG_GENERATION_MB = 8;
+const YOUNG_GENERATION_MB = 4;
 
 let pool: Piscina<EncodeTask, EncodeResult> | undefined;
 
