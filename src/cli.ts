@@ -6,7 +6,7 @@ import { createLogger } from './observability/logger.js';
 import { startServer } from './server.js';
 import { StartRefusedError } from './buffer/data-dir-lock.js';
 import { VERSION } from './version.js';
-import { parseWhen } from './query/decisions.js';
+import { parseWhen, parseWhere } from './query/decisions.js';
 import { parseDuration } from './config/units.js';
 import { canReadBack, notReadableMessage, READABLE_OUTPUT_TYPES, targetOf } from './sinks/registry.js';
 import { keyLayout } from './delivery/key-layouts.js';
@@ -247,7 +247,7 @@ program
         to: to!,
         decisionId: opts.decisionId,
         path: opts.path,
-        where: await whereOrExit(opts.where),
+        where: whereOrExit(opts.where),
       };
       const { query } = await import('./commands/query.js');
       process.exitCode = await query(output, filter, {
@@ -290,7 +290,7 @@ program
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
-      const filter = { decisionId: opts.decisionId, path: opts.path, where: await whereOrExit(opts.where) };
+      const filter = { decisionId: opts.decisionId, path: opts.path, where: whereOrExit(opts.where) };
       const { tail } = await import('./commands/query.js');
       process.exitCode = await tail(output, filter, {
         intervalMs: intervalMs!,
@@ -369,8 +369,7 @@ function outputOrExit(file: string | undefined, name: string | undefined): Outpu
   return output!;
 }
 
-async function whereOrExit(items: string[]): Promise<Array<[string, string]>> {
-  const { parseWhere } = await import('./commands/query.js');
+function whereOrExit(items: string[]): Array<[string, string]> {
   try {
     return parseWhere(items);
   } catch (err) {

@@ -9,15 +9,6 @@ import { nodeAt } from '../transforms/json-path.js';
 /** Exit codes of `sluice query` and `sluice tail`. */
 export const QUERY_EXIT = { found: 0, none: 1, unusable: 2 } as const;
 
-/** `field=value` options. */
-export function parseWhere(items: string[]): Array<[string, string]> {
-  return items.map((item) => {
-    const i = item.indexOf('=');
-    if (i <= 0) throw new Error(`--where takes field=value, not "${item}"`);
-    return [item.slice(0, i), item.slice(i + 1)];
-  });
-}
-
 /** The start of a decision's `result` as stored, for the table. */
 function resultText(text: string): string {
   const result = nodeAt(parseJson(text), ['result']);

@@ -24,6 +24,15 @@ export interface DecisionFilter {
   where: Array<[string, string]>;
 }
 
+/** `field=value` options. */
+export function parseWhere(items: string[]): Array<[string, string]> {
+  return items.map((item) => {
+    const i = item.indexOf('=');
+    if (i <= 0) throw new Error(`--where takes field=value, not "${item}"`);
+    return [item.slice(0, i), item.slice(i + 1)];
+  });
+}
+
 /** `--from` / `--to`: RFC 3339, or a duration ago (`15m`, `2h`, `7d`), or `now`. */
 export function parseWhen(text: string, now = Date.now()): number | undefined {
   if (text === 'now') return now;
