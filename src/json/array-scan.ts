@@ -94,12 +94,63 @@ const ELEMENT_KEYS = fieldKeys([
 ]);
 const LABELS_KEYS = fieldKeys([['id', LABELS_ID]]);
 
+/**
+ * Why the text is not JSON, as numbers and a constant: the message is made only once the scan has stopped
+ * (invalidMessage). TurboFan takes number-to-string for pure and moved the `${i}` of the loop's error
+ * messages above the branches that throw them: the scan then made a string of its position at every token of
+ * every valid body (~3 KiB a decision, which the decode threads' scavenges copied and promoted).
+ */
 class Invalid extends Error {
   constructor(
     readonly at: number,
-    message: string,
+    readonly problem: Problem,
+    /** The byte the problem is about (unmatched, unexpected, control), or where a string opened (unterminated). */
+    readonly detail = 0,
   ) {
-    super(message);
+    super();
+  }
+}
+
+type Problem =
+  | 'key'
+  | 'colon'
+  | 'comma'
+  | 'ends'
+  | 'unmatched'
+  | 'after'
+  | 'unterminated'
+  | 'escape'
+  | 'control'
+  | 'unexpected'
+  | 'decimal'
+  | 'exponent';
+
+function invalidMessage({ at, problem, detail }: Invalid): string {
+  switch (problem) {
+    case 'key':
+      return `expected a string key at byte ${at}`;
+    case 'colon':
+      return `expected ':' at byte ${at}`;
+    case 'comma':
+      return `expected ',' or a closing bracket at byte ${at}`;
+    case 'ends':
+      return 'the text ends before the array does';
+    case 'unmatched':
+      return `unmatched '${String.fromCharCode(detail)}' at byte ${at}`;
+    case 'after':
+      return `unexpected text after the array at byte ${at}`;
+    case 'unterminated':
+      return `a string opened at byte ${detail} never ends`;
+    case 'escape':
+      return `a bad escape at byte ${at}`;
+    case 'control':
+      return `a control character (0x${detail.toString(16).padStart(2, '0')}) in a string at byte ${at}`;
+    case 'unexpected':
+      return `unexpected '${printable(detail)}' at byte ${at}`;
+    case 'decimal':
+      return `a digit must follow the decimal point at byte ${at}`;
+    case 'exponent':
+      return `a digit must follow the exponent at byte ${at}`;
   }
 }
 
@@ -107,7 +158,7 @@ export function scanJsonArray(buf: Uint8Array, limits: ArrayScanLimits): ArraySc
   try {
     return scan(buf, limits);
   } catch (err) {
-    if (err instanceof Invalid) return { kind: 'invalid', at: err.at, message: err.message };
+    if (err instanceof Invalid) return { kind: 'invalid', at: err.at, message: invalidMessage(err) };
     throw err;
   }
 }
@@ -185,7 +236,7 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
         }
       // falls through: a key
       case KEY: {
-        if (c !== QUOTE) throw new Invalid(i, `expected a string key at byte ${i}`);
+        if (c !== QUOTE) throw new Invalid(i, 'key');
         const end = strings ? strings.endOf(i) : endOfStringByBytes(buf, i);
         if (withFields)
           field =
@@ -199,7 +250,7 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
         break;
       }
       case COLON_NEXT:
-        if (c !== COLON) throw new Invalid(i, `expected ':' at byte ${i}`);
+        if (c !== COLON) throw new Invalid(i, 'colon');
         state = VALUE;
         break;
       case COMMA_OR_CLOSE:
@@ -219,16 +270,15 @@ function scan(buf: Uint8Array, limits: ArrayScanLimits): ArrayScan {
           if (depth === labelsDepth) labelsDepth = 0;
           depth--;
         } else {
-          throw new Invalid(i, `expected ',' or a closing bracket at byte ${i}`);
+          throw new Invalid(i, 'comma');
         }
         break;
     }
   }
-  throw new Invalid(n, 'the text ends before the array does');
+  throw new Invalid(n, 'ends');
 
   function close(level: number, c: number, at: number): void {
-    if (opened[level] !== (c === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY))
-      throw new Invalid(at, `unmatched '${String.fromCharCode(c)}' at byte ${at}`);
+    if (opened[level] !== (c === CLOSE_OBJECT ? OPEN_OBJECT : OPEN_ARRAY)) throw new Invalid(at, 'unmatched', c);
   }
 }
 
@@ -240,7 +290,7 @@ function finish(
   controlBytes: boolean,
 ): ArrayScan {
   const after = skipSpace(buf, close + 1);
-  if (after < buf.length) throw new Invalid(after, `unexpected text after the array at byte ${after}`);
+  if (after < buf.length) throw new Invalid(after, 'after');
   return fields ? { kind: 'array', spans, fields, controlBytes } : { kind: 'array', spans, controlBytes };
 }
 
@@ -312,7 +362,7 @@ class StringEnds {
       // distance to the quote per escape, quadratic for a long string of escapes (`"\n\n...\n"`)
       if (quote < from) {
         quote = buf.indexOf(QUOTE, from);
-        if (quote < 0) throw new Invalid(buf.length, `a string opened at byte ${open} never ends`);
+        if (quote < 0) throw new Invalid(buf.length, 'unterminated', open);
       }
       if (this.backslash !== -1 && this.backslash < from) this.backslash = buf.indexOf(BACKSLASH, from);
       if (this.backslash < 0 || this.backslash > quote) return quote;
@@ -328,7 +378,7 @@ function escapeLength(buf: Uint8Array, at: number): number {
   if (SIMPLE_ESCAPES[e]) return 2;
   if (e === 0x75 && HEX[buf[at + 2] ?? 0] && HEX[buf[at + 3] ?? 0] && HEX[buf[at + 4] ?? 0] && HEX[buf[at + 5] ?? 0])
     return 6; // \uXXXX
-  throw new Invalid(at, `a bad escape at byte ${at}`);
+  throw new Invalid(at, 'escape');
 }
 
 /** Index of the closing quote of the string opened at `open`; throws on a control character or a bad escape. */
@@ -337,11 +387,10 @@ function endOfStringByBytes(buf: Uint8Array, open: number): number {
   for (let i = open + 1; i < n; i++) {
     const c = buf[i]!;
     if (c === QUOTE) return i;
-    if (c < 0x20)
-      throw new Invalid(i, `a control character (0x${c.toString(16).padStart(2, '0')}) in a string at byte ${i}`);
+    if (c < 0x20) throw new Invalid(i, 'control', c);
     if (c === BACKSLASH) i += escapeLength(buf, i) - 1;
   }
-  throw new Invalid(n, `a string opened at byte ${open} never ends`);
+  throw new Invalid(n, 'unterminated', open);
 }
 
 /** Index of the last byte of the number or literal starting at `at`; throws when there is none. */
@@ -354,16 +403,16 @@ function endOfScalar(buf: Uint8Array, at: number, c: number): number {
   if (buf[i] === MINUS) i++;
   if (buf[i] === 0x30) i++;
   else if (isDigit(buf[i])) while (isDigit(buf[i])) i++;
-  else throw new Invalid(at, `unexpected '${printable(buf[at])}' at byte ${at}`);
+  else throw new Invalid(at, 'unexpected', buf[at]);
   if (buf[i] === DOT) {
     i++;
-    if (!isDigit(buf[i])) throw new Invalid(i, `a digit must follow the decimal point at byte ${i}`);
+    if (!isDigit(buf[i])) throw new Invalid(i, 'decimal');
     while (isDigit(buf[i])) i++;
   }
   if (buf[i] === 0x65 || buf[i] === 0x45) {
     i++;
     if (buf[i] === PLUS || buf[i] === MINUS) i++;
-    if (!isDigit(buf[i])) throw new Invalid(i, `a digit must follow the exponent at byte ${i}`);
+    if (!isDigit(buf[i])) throw new Invalid(i, 'exponent');
     while (isDigit(buf[i])) i++;
   }
   return i - 1;
@@ -371,7 +420,7 @@ function endOfScalar(buf: Uint8Array, at: number, c: number): number {
 
 function literal(buf: Uint8Array, at: number, word: string): number {
   for (let k = 1; k < word.length; k++) {
-    if (buf[at + k] !== word.charCodeAt(k)) throw new Invalid(at, `unexpected '${printable(buf[at])}' at byte ${at}`);
+    if (buf[at + k] !== word.charCodeAt(k)) throw new Invalid(at, 'unexpected', buf[at]);
   }
   return at + word.length - 1;
 }
