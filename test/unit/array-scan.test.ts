@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isUtf8 } from 'node:buffer';
+import { execFileSync } from 'node:child_process';
 import {
   arrayElementTexts,
   DECISION_ID,
@@ -279,5 +280,71 @@ test('decision fields under keys written with escapes, wholly or in part, and ke
       [undefined, 'e', 'j'],
       ['u', undefined, undefined],
     ],
+  );
+});
+
+test('an invalid body is told what is wrong and where', () => {
+  const message = (text: string) => {
+    const scan = scanJsonArray(Buffer.from(text), { maxDepth: 8, maxElements: 10 });
+    return scan.kind === 'invalid' ? scan.message : scan.kind;
+  };
+  assert.equal(message('[{"a" 1}]'), "expected ':' at byte 6");
+  assert.equal(message('[{1:2}]'), 'expected a string key at byte 2');
+  assert.equal(message('[{"a":1 "b":2}]'), "expected ',' or a closing bracket at byte 8");
+  assert.equal(message('[{"a":1]'), "unmatched ']' at byte 7");
+  assert.equal(message('[1] 2'), 'unexpected text after the array at byte 4');
+  assert.equal(message('[1, "ab'), 'a string opened at byte 4 never ends');
+  assert.equal(message('["\\x"]'), 'a bad escape at byte 2');
+  assert.equal(message('["a\tb"]'), 'a control character (0x09) in a string at byte 3');
+  assert.equal(message('[tru]'), "unexpected 't' at byte 1");
+  assert.equal(message('[1.]'), 'a digit must follow the decimal point at byte 3');
+  assert.equal(message('[1e+]'), 'a digit must follow the exponent at byte 4');
+  assert.equal(message('[1,'), 'the text ends before the array does');
+});
+
+test('scanning a valid body makes no garbage per token (the decode threads young generation stays small)', () => {
+  // The scan's error messages once held `${i}`: the optimized scan made that string at every token of every
+  // valid body (~3 KiB a 750-byte decision), before any error. Run as the decode threads run it: the built
+  // module (dist/), a request-sized body, optimized code (OSR off: the decode threads run the scan through
+  // its optimized function, one call per request, and OSR code only sometimes had the strings). What is
+  // allocated per decision must be its spans and fields, a few hundred bytes, not kilobytes.
+  const script = `
+    import v8 from 'node:v8';
+    import { scanJsonArray } from ${JSON.stringify(new URL('../../dist/json/array-scan.js', import.meta.url).href)};
+    const decision = (i) => ({
+      decision_id: '00000000-0000-4000-8000-' + String(i).padStart(12, '0'),
+      labels: { id: 'opa-1', version: '1.0.0' },
+      path: 'envoy/authz/allow',
+      input: { attributes: { request: { http: { method: 'GET', path: '/orders/' + i, headers: { 'x-request-id': 'r' + i } } } },
+        user: { name: 'alice', roles: ['reader', 'orders'] } },
+      result: i % 2 === 0,
+      metrics: { timer_rego_query_eval_ns: 123456 + i, timer_server_handler_ns: 234567 },
+      req_id: i,
+      timestamp: '2026-11-21T10:00:00.123456789Z',
+    });
+    const decisions = 400;
+    const body = Buffer.from(JSON.stringify(Array.from({ length: decisions }, (_, i) => decision(i))));
+    const scanOnce = () => scanJsonArray(body, { maxDepth: 64, maxElements: 1000, fields: true });
+    for (let i = 0; i < 200; i++) scanOnce();
+    const young = (heap) => heap.heapSpaceStatistics
+      .filter((s) => s.spaceName === 'new_space' || s.spaceName === 'new_large_object_space')
+      .reduce((sum, s) => sum + s.spaceUsedSize, 0);
+    const profiler = new v8.GCProfiler();
+    profiler.start();
+    const calls = 1000;
+    for (let i = 0; i < calls; i++) if (scanOnce().kind !== 'array') throw new Error('not scanned');
+    const { statistics } = profiler.stop();
+    const freed = statistics.filter((gc) => gc.gcType === 'Scavenge')
+      .reduce((sum, gc) => sum + young(gc.beforeGC) - young(gc.afterGC), 0);
+    console.log(JSON.stringify({ perDecision: freed / (calls * decisions), bytes: body.length / decisions }));
+  `;
+  const out = execFileSync(process.execPath, ['--no-use-osr', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  const { perDecision, bytes } = JSON.parse(out) as { perDecision: number; bytes: number };
+  assert.ok(
+    perDecision < 512,
+    `the scan left ${Math.round(perDecision)} bytes of garbage per ${Math.round(bytes)}-byte decision`,
   );
 });
